@@ -1,0 +1,1 @@
+"""Customers, users, plans, API keys and tokens."""

@@ -1,0 +1,1 @@
+"""The litestar HTTP edge."""

@@ -1,0 +1,147 @@
+"""The one place configuration is read.
+
+``Settings`` is filled from ``FEEDSERVER_*`` environment variables, optionally on top of a TOML
+file named by ``FEEDSERVER_CONFIG``. Nothing else in the package reads ``os.environ``; every
+component receives the ``Settings`` (or the values it needs) from its caller. Every field is
+documented in README.md, and a test keeps the two in step.
+
+``mode`` is the single switch from embedded to distributed: with ``mode = "distributed"`` the
+blob store defaults to S3, the database to PostgreSQL and the event log to Kafka; each store
+can still be overridden on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+PREFIX = "FEEDSERVER_"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # --- deployment ------------------------------------------------------------------------
+    mode: Literal["embedded", "distributed"] = "embedded"
+    data_dir: str = "var"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    public_url: str = "http://127.0.0.1:8080"
+
+    # --- blob store --------------------------------------------------------------------------
+    blob_backend: Literal["filesystem", "s3", "auto"] = "auto"
+    s3_bucket: str = "feedserver"
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_multipart_threshold: int = 16 * 1024 * 1024
+    s3_multipart_chunksize: int = 16 * 1024 * 1024
+    s3_redirect_downloads: bool = False
+    presign_seconds: int = 300
+
+    # --- database ----------------------------------------------------------------------------
+    database_url: str | None = None
+
+    # --- events ------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = None
+    event_topics: list[str] = msgspec.field(
+        default_factory=lambda: ["mediawiki.page_change.v1", "mediawiki.page_content_change.v1"]
+    )
+    consumer_group: str = "feedserver"
+    article_topic: str = "feedserver.articles"
+    article_partitions: int = 10
+    dead_letter_topic: str = "feedserver.dead-letter"
+    usage_topic: str = "feedserver.usage"
+    content_source_url: str | None = None
+    realtime_max_subscriber_lag: int = 10_000
+    realtime_subscriber_queue: int = 1_000
+    batch_retention_hours: int = 48
+
+    # --- snapshots ---------------------------------------------------------------------------
+    chunk_size: int = 64 * 1024 * 1024
+    zstd_level: int = 3
+    retention_versions: int = 7
+    ingest_workers: int = 1
+    default_wiki: str = "simplewiki"
+
+    # --- accounts and tokens -----------------------------------------------------------------
+    token_secret: str | None = None
+    access_token_ttl: int = 24 * 3600
+    refresh_token_ttl: int = 90 * 24 * 3600
+    refresh_token_max_uses: int = 90
+    max_body_bytes: int = 1024 * 1024
+
+    # --- metering ----------------------------------------------------------------------------
+    metering_enabled: bool = True
+    ledger_batch_size: int = 500
+    ledger_flush_seconds: float = 0.2
+
+    # --- derived -----------------------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def blob_store_kind(self) -> Literal["filesystem", "s3"]:
+        if self.blob_backend != "auto":
+            return self.blob_backend
+        return "s3" if self.mode == "distributed" else "filesystem"
+
+    @property
+    def blob_root(self) -> Path:
+        return self.data_path / "blobs"
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        if self.mode == "distributed":
+            return "postgresql://feedserver@127.0.0.1:5432/feedserver"
+        return f"sqlite:///{self.data_path / 'feedserver.db'}"
+
+    @property
+    def events_backend(self) -> Literal["embedded", "kafka"]:
+        return "kafka" if self.kafka_bootstrap_servers else "embedded"
+
+
+_FIELDS = {f.name: f.type for f in msgspec.structs.fields(Settings)}
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(PREFIX) or key == PREFIX + "CONFIG":
+            continue
+        name = key[len(PREFIX) :].lower()
+        if name not in _FIELDS:
+            raise ValueError(f"unknown setting {key}")
+        if "list[" in str(_FIELDS[name]):
+            out[name] = [part.strip() for part in raw.split(",") if part.strip()]
+        else:
+            out[name] = raw
+    return out
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Settings from an optional TOML file, then the environment, then explicit overrides."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    config_file = env.get(PREFIX + "CONFIG")
+    if config_file:
+        with open(config_file, "rb") as fh:
+            values.update(tomllib.load(fh))
+    values.update(_from_env(env))
+    values.update(overrides)
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"invalid configuration: {exc}") from exc

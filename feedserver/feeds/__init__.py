@@ -1,0 +1,1 @@
+"""Feeds: snapshots, diffs, hourly batches and the realtime stream."""

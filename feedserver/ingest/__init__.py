@@ -1,0 +1,1 @@
+"""Dump and event ingestion: pure transforms from MediaWiki sources to Article records."""

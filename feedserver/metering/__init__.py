@@ -1,0 +1,1 @@
+"""Usage records, the hash-chained ledger, quotas and reports."""

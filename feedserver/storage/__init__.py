@@ -1,0 +1,1 @@
+"""Adapters for external systems: blob store, database, event log."""
