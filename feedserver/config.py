@@ -44,6 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     s3_multipart_threshold: int = 16 * 1024 * 1024
     s3_multipart_chunksize: int = 16 * 1024 * 1024
     s3_redirect_downloads: bool = False
+    s3_create_bucket: bool = True
     presign_seconds: int = 300
 
     # --- database ----------------------------------------------------------------------------
