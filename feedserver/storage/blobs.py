@@ -180,6 +180,7 @@ class FilesystemBlobStore:
                 parent = parent.parent
 
     def presign(self, key: str, seconds: int) -> str | None:
+        check_key(key)  # same contract as S3: a hostile key is an error, not a silent None
         return None
 
 
