@@ -58,8 +58,9 @@ def _normalise_prefix(prefix: str) -> str:
 class S3BlobStore:
     """Blobs as objects in one bucket, optionally under a key prefix."""
 
-    # DeleteObjects accepts at most 1000 keys per request.
+    # DeleteObjects accepts at most 1000 keys per request; ListObjectsV2 returns at most 1000.
     delete_batch = 1000
+    list_page_size = 1000
 
     def __init__(
         self,
@@ -243,7 +244,12 @@ class S3BlobStore:
         keys: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            pages = paginator.paginate(
+                Bucket=self.bucket,
+                Prefix=self.prefix + prefix,
+                PaginationConfig={"PageSize": self.list_page_size},
+            )
+            for page in pages:
                 keys.extend(obj["Key"][len(self.prefix) :] for obj in page.get("Contents", []))
         except _VENDOR_ERRORS as exc:
             _raise(exc, None, "list")
