@@ -113,7 +113,7 @@ class Event(Record):
     offset: int | None = None
 
 
-class Article(Record):
+class Article(Record, kw_only=True):  # kw_only per class: msgspec does not inherit it
     name: str
     identifier: int
     abstract: str | None = None
@@ -154,7 +154,8 @@ class ArticleKey(msgspec.Struct, frozen=True, order=True):
 
 
 def article_key(article: Article) -> ArticleKey:
-    return ArticleKey(article.is_part_of.identifier, article.namespace.identifier, article.identifier)
+    project = article.is_part_of.identifier
+    return ArticleKey(project, article.namespace.identifier, article.identifier)
 
 
 CC_BY_SA_4 = License(
