@@ -30,9 +30,10 @@ SITEINFO = """  <siteinfo>
 """
 
 _WORDS = (
-    "river valley mountain harbour village market bridge library garden festival orchard "
-    "lighthouse railway meadow castle forest island canal museum school quarry mill"
-).split()
+    "river", "valley", "mountain", "harbour", "village", "market", "bridge", "library", "garden",
+    "festival", "orchard", "lighthouse", "railway", "meadow", "castle", "forest", "island",
+    "canal", "museum", "school", "quarry", "mill",
+)
 _TOPICS = ("Geography", "History", "Transport", "Culture", "Nature")
 
 
@@ -53,7 +54,8 @@ def _article_text(rng: random.Random, title: str) -> str:
 
 def _page(page_id: int, ns: int, title: str, revisions: list[tuple[int, datetime, str]],
           redirect: str | None = None) -> str:
-    out = [f"  <page>\n    <title>{escape(title)}</title>\n    <ns>{ns}</ns>\n    <id>{page_id}</id>\n"]
+    out = [f"  <page>\n    <title>{escape(title)}</title>\n"
+           f"    <ns>{ns}</ns>\n    <id>{page_id}</id>\n"]
     if redirect:
         out.append(f'    <redirect title="{escape(redirect)}" />\n')
     parent = None
@@ -67,7 +69,7 @@ def _page(page_id: int, ns: int, title: str, revisions: list[tuple[int, datetime
         out.append("      <contributor>\n        <username>Demo editor</username>\n"
                    "        <id>42</id>\n      </contributor>\n")
         out.append("      <comment>demo edit</comment>\n")
-        out.append("      <origin>%d</origin>\n      <model>wikitext</model>\n" % rev_id)
+        out.append(f"      <origin>{rev_id}</origin>\n      <model>wikitext</model>\n")
         out.append("      <format>text/x-wiki</format>\n")
         out.append(f'      <text bytes="{size}" xml:space="preserve">{escape(text)}</text>\n')
         out.append("      <sha1>0000000000000000000000000000000</sha1>\n    </revision>\n")
@@ -97,7 +99,8 @@ def demo_pages(count: int, seed: int = 7) -> Iterator[str]:
                         [(rev_id, start, f"#REDIRECT [[{title}]]")], redirect=title)
     for j, topic in enumerate(_TOPICS):
         rev_id += 1
-        yield _page(200_000 + j, 14, f"Category:{topic}", [(rev_id, start, f"Pages about {topic}.")])
+        text = f"Pages about {topic}."
+        yield _page(200_000 + j, 14, f"Category:{topic}", [(rev_id, start, text)])
 
 
 def write_demo_dump(path: Path, pages: int = 200, seed: int = 7) -> Path:
