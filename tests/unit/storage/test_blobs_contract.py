@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -152,7 +153,7 @@ HOSTILE = ["../x", "/abs", "", "a\x00b", "a/../b", "a//b", "a/", ".hidden", "a/.
 def test_hostile_keys_rejected(store: BlobStore, key: str, tmp_path: Path) -> None:
     src = tmp_path / "f"
     src.write_bytes(b"x")
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: store.put_bytes(key, b"x"),
         lambda: store.put_file(key, src),
         lambda: store.get_bytes(key),
