@@ -1,0 +1,175 @@
+"""``admit()``: the one call the HTTP layer makes BEFORE serving a metered request.
+
+It applies the plan's request rate limit, then the monthly quota the request consumes:
+
+============  ===========================================================  ==================
+feed          consumes                                                     only when
+============  ===========================================================  ==================
+snapshots     ``snapshot_downloads`` once per download id (customer,       ``download=True``
+              resource, UTC day): parallel Range GETs count once
+chunks        ``chunk_downloads``, idem                                    ``download=True``
+ondemand      ``ondemand_lookups`` +1                                      always
+============  ===========================================================  ==================
+
+and refuses byte-serving feeds once the monthly ``bytes`` quota is reached. HEAD and metadata
+requests pass ``download=False`` and are free (as in WME). The answer carries the
+``RateLimit-Policy`` / ``RateLimit`` headers (draft-ietf-httpapi-ratelimit-headers); refusals
+raise ``RateLimited`` / ``QuotaExceeded`` with ``retry_after`` (seconds), which the API maps to
+429 + problem+json + ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+import msgspec
+
+from feedserver.errors import RateLimited
+from feedserver.metering.plans import (
+    PlanTerms,
+    QuotaName,
+    month_bounds,
+    month_of,
+    plan_terms,
+)
+from feedserver.metering.quotas import QuotaCounters, quota_exceeded
+from feedserver.metering.ratelimit import RateDecision, RateLimiter
+from feedserver.metering.records import Feed, MeteredPrincipal, download_id
+
+BYTE_FEEDS: frozenset[str] = frozenset({"snapshots", "chunks", "diffs", "batches", "ondemand"})
+_DOWNLOAD_QUOTA: dict[str, QuotaName] = {
+    "snapshots": "snapshot_downloads", "chunks": "chunk_downloads"
+}
+
+
+class Admission(msgspec.Struct, frozen=True, kw_only=True):
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    download_id: str = ""
+    quota: str = ""
+    quota_used: int = 0
+
+
+def rate_headers(
+    policy_name: str, rate: PlanTerms, decision: RateDecision | None,
+    quota: tuple[str, int, int, float, float] | None,
+) -> dict[str, str]:
+    """``RateLimit-Policy`` / ``RateLimit`` items: the request rate and the consumed quota.
+
+    ``quota`` is ``(name, limit, remaining, window_seconds, reset_seconds)``.
+    """
+    policies: list[str] = []
+    limits: list[str] = []
+    if decision is not None:
+        r = rate.rate
+        window = max(1, math.ceil(max(1, r.burst) / r.requests_per_second))
+        policies.append(f'"{policy_name}";q={max(1, r.burst)};w={window}')
+        limits.append(f'"{policy_name}";r={decision.remaining};t={math.ceil(decision.reset)}')
+    if quota is not None:
+        name, limit, remaining, window_s, reset = quota
+        policies.append(f'"{name}";q={limit};w={int(window_s)}')
+        limits.append(f'"{name}";r={max(0, remaining)};t={math.ceil(reset)}')
+    if not policies:
+        return {}
+    return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(limits)}
+
+
+class Admitter:
+    def __init__(
+        self,
+        counters: QuotaCounters,
+        limiter: RateLimiter,
+        *,
+        terms_of: Callable[[Any], PlanTerms] | None = None,
+        clock: Callable[[], float] = time.time,
+        bytes_cache_seconds: float = 1.0,
+    ) -> None:
+        self.counters = counters
+        self.limiter = limiter
+        self.terms_of = terms_of or (lambda p: plan_terms(getattr(p, "plan", None)))
+        self.clock = clock
+        self.bytes_cache_seconds = bytes_cache_seconds
+        self._bytes_cache: dict[tuple[str, str], tuple[float, int]] = {}
+
+    async def admit(
+        self,
+        principal: MeteredPrincipal,
+        feed: Feed,
+        project: str | None = None,
+        *,
+        resource: str | None = None,
+        download: bool = False,
+    ) -> Admission:
+        del project  # entitlement to a project is accounts' check; metering is per customer
+        terms = self.terms_of(principal)
+        quota: QuotaName | None = None
+        if download and resource and feed in _DOWNLOAD_QUOTA:
+            quota = _DOWNLOAD_QUOTA[feed]
+        elif feed == "ondemand":
+            quota = "ondemand_lookups"
+        needs_db = quota is not None or (
+            feed in BYTE_FEEDS and terms.quotas.bytes is not None
+        ) or (terms.rate.requests_per_second > 0 and self.limiter.shared)
+        if needs_db:
+            return await anyio.to_thread.run_sync(
+                self._admit, principal, feed, terms, quota, resource
+            )
+        return self._admit(principal, feed, terms, quota, resource)
+
+    def _admit(
+        self, principal: MeteredPrincipal, feed: Feed, terms: PlanTerms,
+        quota: QuotaName | None, resource: str | None,
+    ) -> Admission:
+        now_s = self.clock()
+        now = datetime.fromtimestamp(now_s, UTC)
+        customer = principal.customer_id
+        decision = None
+        if terms.rate.requests_per_second > 0:
+            decision = self.limiter.hit(f"rate:{customer}", terms.rate, now_s)
+            if not decision.allowed:
+                retry = max(1, math.ceil(decision.retry_after))
+                raise RateLimited(
+                    f"more than {terms.rate.requests_per_second:g} requests per second "
+                    f"(burst {terms.rate.burst}); retry in {retry}s",
+                    retry_after=retry,
+                    headers=rate_headers("default", terms, decision, None),
+                )
+        month = month_of(now)
+        if feed in BYTE_FEEDS and terms.quotas.bytes is not None:
+            self._check_bytes(customer, month, terms.quotas.bytes, now, now_s)
+        dl = download_id(customer, resource, now) if resource else ""
+        header_quota = None
+        used = 0
+        if quota is not None:
+            limit = terms.quotas.limit(quota)
+            used = self.counters.consume(
+                customer, month, quota, limit, now,
+                claim=dl if quota != "ondemand_lookups" else None,
+            )
+            if limit is not None:
+                start, end = month_bounds(month)
+                header_quota = (
+                    quota, limit, limit - used, (end - start).total_seconds(),
+                    (end - now).total_seconds(),
+                )
+        return Admission(
+            headers=rate_headers("default", terms, decision, header_quota),
+            download_id=dl, quota=quota or "", quota_used=used,
+        )
+
+    def _check_bytes(
+        self, customer: str, month: str, limit: int, now: datetime, now_s: float
+    ) -> None:
+        # bytes grow after delivery (via the ledger); a short per-process cache keeps this
+        # read off the hot path; overshoot is bounded by what is served within that window
+        key = (customer, month)
+        cached = self._bytes_cache.get(key)
+        if cached is None or now_s - cached[0] > self.bytes_cache_seconds:
+            cached = (now_s, self.counters.used(customer, month, "bytes"))
+            self._bytes_cache[key] = cached
+        if cached[1] >= limit:
+            raise quota_exceeded("bytes", limit, now)

@@ -1,0 +1,122 @@
+"""The commercial terms metering reads from a plan, and month arithmetic (exact, UTC).
+
+``PlanTerms`` is metering's own view of ``feedserver.accounts`` ``Plan``: monthly quotas, the
+request rate limit and prices. ``plan_terms()`` reads it from any plan object carrying
+``quotas``, ``rate_limit`` and ``prices`` attributes (or is already a ``PlanTerms``), so metering
+does not depend on how accounts stores plans. A quota of ``None`` means unlimited.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+
+from feedserver.errors import InvalidParameter
+
+QuotaName = Literal["snapshot_downloads", "chunk_downloads", "bytes", "ondemand_lookups"]
+QUOTAS: tuple[QuotaName, ...] = (
+    "snapshot_downloads", "chunk_downloads", "bytes", "ondemand_lookups"
+)
+
+
+class Quotas(msgspec.Struct, frozen=True, kw_only=True):
+    snapshot_downloads: int | None = None
+    chunk_downloads: int | None = None
+    bytes: int | None = None
+    ondemand_lookups: int | None = None
+
+    def limit(self, name: QuotaName) -> int | None:
+        value: int | None = getattr(self, name)
+        return value
+
+
+class RatePolicy(msgspec.Struct, frozen=True, kw_only=True):
+    requests_per_second: float = 0.0  # 0: no rate limit
+    burst: int = 1
+
+
+class Prices(msgspec.Struct, frozen=True, kw_only=True):
+    per_gb_egress: Decimal = Decimal(0)
+    per_1000_lookups: Decimal = Decimal(0)
+    per_stream_hour: Decimal = Decimal(0)
+    monthly_base_fee: Decimal = Decimal(0)
+    currency: str = "USD"
+
+
+class PlanTerms(msgspec.Struct, frozen=True, kw_only=True):
+    name: str = "default"
+    quotas: Quotas = Quotas()
+    rate: RatePolicy = RatePolicy()
+    prices: Prices = Prices()
+
+
+UNLIMITED = PlanTerms(name="unlimited")
+
+
+def _as(kind: type[Any], value: Any) -> Any:
+    if value is None:
+        return kind()
+    if isinstance(value, kind):
+        return value
+    raw = value if isinstance(value, dict) else msgspec.structs.asdict(value)
+    fields = {f.name for f in msgspec.structs.fields(kind)}
+    return msgspec.convert({k: v for k, v in raw.items() if k in fields}, kind, strict=False)
+
+
+def plan_terms(plan: Any) -> PlanTerms:
+    """Metering's view of an accounts plan (or of a plain dict in tests and config)."""
+    if plan is None:
+        return UNLIMITED
+    if isinstance(plan, PlanTerms):
+        return plan
+
+    def get(*names: str) -> Any:
+        for name in names:
+            value = plan.get(name) if isinstance(plan, dict) else getattr(plan, name, None)
+            if value is not None:
+                return value
+        return None
+
+    return PlanTerms(
+        name=str(get("name", "identifier") or "default"),
+        quotas=_as(Quotas, get("quotas", "monthly_quotas")),
+        rate=_as(RatePolicy, get("rate_limit", "rate_limits", "rate")),
+        prices=_as(Prices, get("prices", "pricing")),
+    )
+
+
+# --- months ----------------------------------------------------------------------------------
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def month_of(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m")
+
+
+def parse_month(month: str) -> tuple[int, int]:
+    m = _MONTH.match(month)
+    if not m:
+        raise InvalidParameter(f"month must be YYYY-MM, got {month!r}", parameter="month")
+    return int(m.group(1)), int(m.group(2))
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """[start, end) of a calendar month in UTC."""
+    year, mon = parse_month(month)
+    start = datetime(year, mon, 1, tzinfo=UTC)
+    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def month_days(month: str) -> int:
+    year, mon = parse_month(month)
+    return calendar.monthrange(year, mon)[1]
+
+
+def seconds_to_month_end(now: datetime) -> float:
+    return (month_bounds(month_of(now))[1] - now).total_seconds()

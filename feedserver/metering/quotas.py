@@ -1,0 +1,100 @@
+"""Monthly quota counters in the shared database, so every server process agrees.
+
+Consuming is one transaction: an optional *claim* (``quota_claims``, unique per customer, month,
+quota and key; a download id makes the parallel Range requests of one snapshot version count
+once), then ``UPDATE quota_usage SET used = used + n WHERE ... AND used + n <= limit``. No row
+updated means the quota is used up: the transaction (claim included) rolls back and
+``QuotaExceeded`` carries ``retry_after`` = seconds to the next UTC month.
+
+The ``bytes`` counter is not consumed here: its size is only known after delivery, so the
+ledger adds committed bytes to it (``feedserver.metering.ledger``) and admission refuses new
+byte-serving requests once it is reached.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from feedserver.errors import QuotaExceeded
+from feedserver.metering.plans import QuotaName, seconds_to_month_end
+from feedserver.storage.db import Cursor, Database
+
+
+def quota_exceeded(quota: QuotaName, limit: int, now: datetime) -> QuotaExceeded:
+    retry = math.ceil(seconds_to_month_end(now))
+    return QuotaExceeded(
+        f"monthly {quota.replace('_', ' ')} quota of {limit} is used up; it resets at the "
+        "start of the next month (UTC)",
+        quota=quota, limit=limit, retry_after=retry,
+    )
+
+
+class QuotaCounters:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def consume(
+        self,
+        customer_id: str,
+        month: str,
+        quota: QuotaName,
+        limit: int | None,
+        now: datetime,
+        *,
+        amount: int = 1,
+        claim: str | None = None,
+    ) -> int:
+        """Count ``amount`` against the quota; returns the new ``used``. Raises QuotaExceeded."""
+        with self.db.transaction() as cur:
+            if claim is not None and cur.execute(
+                "INSERT INTO quota_claims (customer_id, month, meter, claim_key) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (customer_id, month, quota, claim),
+            ).rowcount == 0:
+                return self._used(cur, customer_id, month, quota)  # already counted
+            cur.execute(
+                "INSERT INTO quota_usage (customer_id, month, meter, used) VALUES (?, ?, ?, 0) "
+                "ON CONFLICT (customer_id, month, meter) DO NOTHING",
+                (customer_id, month, quota),
+            )
+            if limit is None:
+                cur.execute(
+                    "UPDATE quota_usage SET used = used + ? "
+                    "WHERE customer_id = ? AND month = ? AND meter = ?",
+                    (amount, customer_id, month, quota),
+                )
+            elif cur.execute(
+                "UPDATE quota_usage SET used = used + ? "
+                "WHERE customer_id = ? AND month = ? AND meter = ? AND used + ? <= ?",
+                (amount, customer_id, month, quota, amount, limit),
+            ).rowcount == 0:
+                raise quota_exceeded(quota, limit, now)
+            return self._used(cur, customer_id, month, quota)
+
+    @staticmethod
+    def _used(cur: Cursor, customer_id: str, month: str, quota: str) -> int:
+        row = cur.execute(
+            "SELECT used FROM quota_usage WHERE customer_id = ? AND month = ? AND meter = ?",
+            (customer_id, month, quota),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def used(self, customer_id: str, month: str, quota: QuotaName) -> int:
+        row = self.db.fetchone(
+            "SELECT used FROM quota_usage WHERE customer_id = ? AND month = ? AND meter = ?",
+            (customer_id, month, quota),
+        )
+        return int(row[0]) if row else 0
+
+    def all_used(self, month: str, customer_id: str | None = None) -> dict[str, dict[str, int]]:
+        """``{customer_id: {quota: used}}`` for a month."""
+        sql = "SELECT customer_id, meter, used FROM quota_usage WHERE month = ?"
+        params: list[str] = [month]
+        if customer_id is not None:
+            sql += " AND customer_id = ?"
+            params.append(customer_id)
+        out: dict[str, dict[str, int]] = {}
+        for cust, meter, used in self.db.fetchall(sql, params):
+            out.setdefault(str(cust), {})[str(meter)] = int(used)
+        return out

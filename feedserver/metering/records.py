@@ -1,0 +1,181 @@
+"""Usage records and the seam the HTTP and realtime layers report through.
+
+A ``UsageRecord`` is one metered quantity (bytes, articles, requests, stream seconds, stream
+events or a download) for one customer. Its ``usage_id`` is the idempotency key: every stage
+(journal replay, ledger insert, Kafka consumer) drops a record whose id it has already seen, so
+replays and redeliveries never double-count.
+
+The id is derived, not random, wherever a retry must map onto the same record: a response's
+records are ``uuid5(request_id, meter)``; a *download* is ``uuid5(customer, resource, day)`` so
+the parallel Range requests of one snapshot version on one UTC day count as ONE download.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+import msgspec
+
+Feed = Literal[
+    "snapshots", "diffs", "ondemand", "realtime", "batches", "chunks", "auth", "metadata"
+]
+Meter = Literal["bytes", "articles", "requests", "stream_seconds", "stream_events", "downloads"]
+
+FEEDS: tuple[Feed, ...] = (
+    "snapshots", "diffs", "ondemand", "realtime", "batches", "chunks", "auth", "metadata"
+)
+METERS: tuple[Meter, ...] = (
+    "bytes", "articles", "requests", "stream_seconds", "stream_events", "downloads"
+)
+
+# Fixed namespace so every process derives the same ids from the same inputs.
+_NAMESPACE = uuid.UUID("5b0f3c3e-8a57-4c41-9a3c-6f1f0b2d9e11")
+
+
+class UsageRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    usage_id: str
+    ts: datetime
+    customer_id: str
+    meter: Meter
+    quantity: int
+    feed: Feed
+    api_key_id: str = ""
+    user: str = ""
+    project: str = ""
+    request_id: str = ""
+    resource: str = ""
+    download_id: str = ""
+
+
+class MeteredPrincipal(Protocol):
+    """What metering needs from ``feedserver.accounts`` ``Principal`` (structural)."""
+
+    @property
+    def customer_id(self) -> str: ...
+
+    @property
+    def api_key_id(self) -> str | None: ...
+
+
+def merge(records: Iterable[UsageRecord]) -> list[UsageRecord]:
+    """One record per usage id, the largest quantity winning (first-seen order kept): a
+    streaming body's checkpoints are cumulative, and replays of the same record are equal."""
+    best: dict[str, UsageRecord] = {}
+    for rec in records:
+        seen = best.get(rec.usage_id)
+        if seen is None or rec.quantity > seen.quantity:
+            best[rec.usage_id] = rec
+    return list(best.values())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def derive_id(*parts: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
+
+
+def download_id(customer_id: str, resource: str, when: datetime) -> str:
+    """One download per customer, resource (snapshot id + version) and UTC day."""
+    day = when.astimezone(UTC).date().isoformat()
+    return derive_id("download", customer_id, resource, day)
+
+
+def principal_user(principal: MeteredPrincipal) -> str:
+    # ``username`` / ``user`` are optional on the accounts side; fall back to nothing.
+    for name in ("username", "user", "name"):
+        value = getattr(principal, name, None)
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+def response_records(
+    principal: MeteredPrincipal,
+    *,
+    feed: Feed,
+    project: str | None,
+    request_id: str,
+    bytes_sent: int = 0,
+    articles: int = 0,
+    resource: str | None = None,
+    download: bool = False,
+    stream_seconds: int = 0,
+    stream_events: int = 0,
+    ts: datetime | None = None,
+) -> list[UsageRecord]:
+    """The records one response produces: always ``requests``; others when non-zero.
+
+    ``download=True`` (a GET of a snapshot/chunk body) adds a ``downloads`` record whose id is
+    the download id, so all parallel Range requests of that resource that day collapse to one.
+    """
+    ts = ts or utcnow()
+    dl = download_id(principal.customer_id, resource, ts) if download and resource else ""
+    base = UsageRecord(
+        usage_id="", ts=ts, customer_id=principal.customer_id, meter="requests", quantity=1,
+        feed=feed, api_key_id=principal.api_key_id or "", user=principal_user(principal),
+        project=project or "", request_id=request_id, resource=resource or "", download_id=dl,
+    )
+    quantities: list[tuple[Meter, int]] = [
+        ("requests", 1),
+        ("bytes", bytes_sent),
+        ("articles", articles),
+        ("stream_seconds", stream_seconds),
+        ("stream_events", stream_events),
+    ]
+    out = [
+        msgspec.structs.replace(
+            base, usage_id=derive_id(request_id, meter), meter=meter, quantity=q
+        )
+        for meter, q in quantities
+        if q or meter == "requests"
+    ]
+    if dl:
+        out.append(msgspec.structs.replace(base, usage_id=dl, meter="downloads", quantity=1))
+    return out
+
+
+class UsageSink(Protocol):
+    """Where the HTTP layer (per response) and the realtime layer (per stream) report usage.
+
+    ``record`` must be cheap and must not block: the implementation appends to the local
+    journal with one ``write`` (so a ``kill -9`` right after cannot lose it) and queues the
+    records for the single ledger writer. ``bytes_sent`` is what was actually delivered: wrap
+    body iterators with ``feedserver.metering.stream.metered_stream``.
+    """
+
+    def record(
+        self,
+        principal: MeteredPrincipal,
+        *,
+        feed: Feed,
+        project: str | None,
+        request_id: str,
+        bytes_sent: int = 0,
+        articles: int = 0,
+        resource: str | None = None,
+        download: bool = False,
+        stream_seconds: int = 0,
+        stream_events: int = 0,
+    ) -> None: ...
+
+    def progress(
+        self, principal: MeteredPrincipal, *, feed: Feed, project: str | None,
+        request_id: str, bytes_sent: int, resource: str | None = None,
+    ) -> None:
+        """Checkpoint of a body still streaming (cumulative bytes so far): only the journal
+        sees it, so a crash mid-stream is replayed as the last checkpoint."""
+
+
+class NullSink:
+    """Metering disabled: drops everything (``settings.metering_enabled = False``)."""
+
+    def record(self, principal: MeteredPrincipal, **_: object) -> None:
+        del principal
+
+    def progress(self, principal: MeteredPrincipal, **_: object) -> None:
+        del principal

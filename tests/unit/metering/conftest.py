@@ -1,0 +1,40 @@
+"""Shared helpers for the metering unit tests (SQLite; the PostgreSQL runs are integration)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from feedserver.metering.records import UsageRecord, derive_id
+from feedserver.storage.db import Database, SQLiteDatabase
+
+
+@dataclass
+class FakePrincipal:
+    """Stands in for accounts' Principal: metering reads it structurally."""
+
+    customer_id: str = "acme"
+    api_key_id: str | None = "key-1"
+    username: str = "alice"
+    plan: Any = field(default=None)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = SQLiteDatabase(tmp_path / "ledger.db")
+    yield database
+    database.close()
+
+
+def rec(n: int, *, customer: str = "acme", meter: str = "bytes", quantity: int = 10,
+        ts: datetime | None = None) -> UsageRecord:
+    return UsageRecord(
+        usage_id=derive_id("req", str(n), meter), ts=ts or datetime(2026, 11, 5, 12, tzinfo=UTC),
+        customer_id=customer, meter=meter, quantity=quantity, feed="chunks",  # type: ignore[arg-type]
+        request_id=f"req-{n}",
+    )

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from feedserver.metering.records import (
+    UsageRecord,
+    download_id,
+    merge,
+    response_records,
+)
+from tests.unit.metering.conftest import FakePrincipal, rec
+
+
+def test_response_records_only_non_zero_meters_and_stable_ids() -> None:
+    p = FakePrincipal()
+    ts = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
+    a = response_records(p, feed="chunks", project="enwiki", request_id="r1",
+                         bytes_sent=100, resource="enwiki_namespace_0@3", download=True, ts=ts)
+    b = response_records(p, feed="chunks", project="enwiki", request_id="r1",
+                         bytes_sent=100, resource="enwiki_namespace_0@3", download=True, ts=ts)
+    assert [r.meter for r in a] == ["requests", "bytes", "downloads"]
+    assert [r.usage_id for r in a] == [r.usage_id for r in b]
+    assert a[0].user == "alice" and a[0].api_key_id == "key-1"
+
+
+def test_parallel_ranges_of_one_version_share_one_download_id() -> None:
+    p = FakePrincipal()
+    day = datetime(2026, 11, 5, 1, tzinfo=UTC)
+    later = datetime(2026, 11, 5, 23, tzinfo=UTC)
+    ranges = [
+        response_records(p, feed="snapshots", project="enwiki", request_id=f"r{i}",
+                         bytes_sent=10, resource="enwiki_namespace_0@3", download=True, ts=t)
+        for i, t in enumerate([day, later])
+    ]
+    downloads = {r.usage_id for recs in ranges for r in recs if r.meter == "downloads"}
+    assert downloads == {download_id("acme", "enwiki_namespace_0@3", day)}
+    next_day = datetime(2026, 11, 6, tzinfo=UTC)
+    assert download_id("acme", "enwiki_namespace_0@3", next_day) not in downloads
+    assert download_id("other", "enwiki_namespace_0@3", day) not in downloads
+
+
+def test_merge_keeps_the_largest_checkpoint() -> None:
+    assert [r.quantity for r in merge([rec(1, quantity=5), rec(2), rec(1, quantity=9)])] == [9, 10]
+
+
+def test_record_roundtrips_through_json() -> None:
+    r = rec(1)
+    assert msgspec.json.decode(msgspec.json.encode(r), type=UsageRecord) == r
