@@ -1,0 +1,104 @@
+"""MediaWiki XML dump -> DumpInfo + a lazy stream of Article / Redirect records.
+
+This is the adapter around mwxml: its exceptions (and expat's, bz2's, gzip's) are translated
+into ``DumpError`` here, both while reading ``<siteinfo>`` and later while iterating, since a
+truncated file only fails when the reader reaches the cut.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+from xml.etree.ElementTree import ParseError
+
+import mwxml
+from mwxml.element_iterator import ElementIterator, EventPointer
+
+from feedserver.errors import DumpError
+from feedserver.ingest.dumpfile import describe, open_dump
+from feedserver.ingest.pages import PageConverter
+from feedserver.ingest.siteinfo import DumpInfo, derive_info
+from feedserver.models import Article, Redirect
+
+__all__ = ["DumpInfo", "open_dump", "read_dump"]
+
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+# What a bad file can raise inside mwxml / expat / the decompressors.
+_READ_ERRORS = (ParseError, mwxml.errors.MalformedXML, AssertionError, OSError, EOFError,
+                ValueError, zlib.error, StopIteration)
+
+
+def _fail(path: Path, exc: BaseException) -> DumpError:
+    cause = describe(exc)
+    if isinstance(exc, StopIteration):
+        cause = "file is empty"
+    elif isinstance(exc, ParseError):
+        cause = f"malformed XML ({cause})"
+    elif isinstance(exc, AssertionError):
+        cause = f"not a MediaWiki dump ({cause or 'unexpected structure'})"
+    return DumpError(f"cannot read dump {path.name}: {cause}", source=str(path))
+
+
+def read_dump(
+    path: Path,
+    *,
+    wiki: str | None = None,
+    namespaces: set[int] | None = None,
+) -> tuple[DumpInfo, Iterator[Article | Redirect]]:
+    """Read ``<siteinfo>`` now; return it with a lazy iterator over the pages' records.
+
+    ``wiki`` overrides the project id derived from the dump; ``namespaces`` keeps only pages
+    in those namespaces. The iterator yields one Article per non-redirect page (its latest
+    revision) and one Redirect per redirect page; it closes the file when exhausted or closed.
+    Raises DumpError (now or while iterating) for anything that is not a readable dump.
+    """
+    stream = open_dump(path)
+    try:
+        info, dump = _open(stream, path, wiki)
+    except _READ_ERRORS as exc:
+        stream.close()
+        raise _fail(path, exc) from exc
+    except BaseException:
+        stream.close()
+        raise
+    return info, _records(stream, path, info, dump, namespaces)
+
+
+def _open(stream: BinaryIO, path: Path, wiki: str | None) -> tuple[DumpInfo, Any]:
+    pointer = EventPointer.from_file(stream)
+    _, root = next(pointer)
+    element = ElementIterator(root, pointer)
+    if element.tag != "mediawiki":
+        raise AssertionError(f"root element is <{element.tag}>, expected <mediawiki>")
+    dump = mwxml.Dump.from_element(element)
+    site = dump.site_info
+    names = {int(ns.id): ns.name or "" for ns in site.namespaces or ()}
+    info = derive_info(
+        dbname=site.dbname,
+        base=site.base,
+        site_name=site.name,
+        xml_lang=root.attrib.get(_XML_LANG),
+        namespaces=names,
+        schema_version=root.attrib.get("version", ""),
+        source=path.name,
+        wiki=wiki,
+    )
+    return info, dump
+
+
+def _records(stream: BinaryIO, path: Path, info: DumpInfo, dump: Any,
+             namespaces: set[int] | None) -> Iterator[Article | Redirect]:
+    converter = PageConverter(info)
+    try:
+        for page in dump.pages:
+            if namespaces is not None and int(page.namespace or 0) not in namespaces:
+                continue
+            record = converter.convert(page)
+            if record is not None:
+                yield record
+    except _READ_ERRORS as exc:
+        raise _fail(path, exc) from exc
+    finally:
+        stream.close()

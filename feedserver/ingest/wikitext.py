@@ -1,0 +1,224 @@
+"""Cheap wikitext analysis: categories, templates and the plain-text abstract of a page.
+
+Pure functions; no I/O. Speed matters (every page of a dump passes through here), so:
+- categories and templates come from one regex scan of the whole text (after removing comments
+  and ``<nowiki>``-like blocks). A full mwparserfromhell parse of every page costs ~6x the XML
+  parsing itself; the scan agrees with it on real dumps and, unlike it, drops magic words and
+  parser functions (``{{DEFAULTSORT:..}}``, ``{{#if:..}}``), as MediaWiki's templatelinks do.
+- only the lead section goes through mwparserfromhell (for the abstract), and only after the
+  templates, tables and references that the abstract drops anyway are cut out by brace matching.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import mwparserfromhell
+from mwparserfromhell.nodes import Wikilink
+
+from feedserver.ingest.siteinfo import page_url
+from feedserver.models import Link
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+# Blocks whose content is not wikitext (or not prose, for the abstract).
+_RAW_TAGS = ("nowiki", "pre", "math", "syntaxhighlight", "source", "code", "score", "chem",
+             "timeline", "graph", "templatedata", "mapframe", "maplink", "hiero", "ce")
+_RAW = re.compile(r"<(" + "|".join(_RAW_TAGS) + r")\b[^>]*?(?:/>|>.*?(?:</\1\s*>|\Z))",
+                  re.S | re.I)
+_PROSELESS = re.compile(
+    r"<(ref|gallery|imagemap|references|indicator|poem|inputbox|categorytree)\b[^>]*?"
+    r"(?:/>|>.*?(?:</\1\s*>|\Z))", re.S | re.I)
+_HEADING = re.compile(r"^=+[^\n]*=+[ \t]*$", re.M)
+# (opening braces, name, what ends the name): a literal-first pattern, checked in Python,
+# runs ~15x faster than the same rule written with look-arounds.
+_TEMPLATE = re.compile(r"(\{\{+)([^{}|\[\]<>\n]*)([|}\n{]?)")
+_INNERMOST_BRACES = re.compile(r"\{\{(?:[^{}]|\{(?!\{)|\}(?!\}))*\}\}")
+_INNERMOST_TABLE = re.compile(r"^[ \t]*\{\|(?:(?!^[ \t]*\{\|).)*?^[ \t]*\|\}", re.S | re.M)
+_QUOTES = re.compile(r"'{2,}")
+_BEHAVIOUR = re.compile(r"__[A-Z]+__")
+_SPACES = re.compile(r"[ \t\xa0]+")
+_SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?)])")
+_INTERLANGUAGE = re.compile(r"^:?[a-z]{2,3}(?:-[a-z]+)*:")
+_NAME_CACHE = 100_000  # entries, then the cache starts over (bounded memory)
+_MAX_NESTING = 30  # bound for the innermost-first brace removal loops
+
+# Magic words that look like templates but are not transclusions.
+_VARIABLE_WORDS = """
+PAGENAME PAGENAMEE FULLPAGENAME FULLPAGENAMEE BASEPAGENAME BASEPAGENAMEE SUBPAGENAME SUBPAGENAMEE
+ROOTPAGENAME ROOTPAGENAMEE TALKPAGENAME TALKPAGENAMEE SUBJECTPAGENAME SUBJECTPAGENAMEE
+ARTICLEPAGENAME NAMESPACE NAMESPACEE NAMESPACENUMBER TALKSPACE SUBJECTSPACE ARTICLESPACE SITENAME
+SERVER SERVERNAME SCRIPTPATH STYLEPATH CURRENTYEAR CURRENTMONTH CURRENTMONTH1 CURRENTMONTH2
+CURRENTMONTHNAME CURRENTMONTHNAMEGEN CURRENTMONTHABBREV CURRENTDAY CURRENTDAY2 CURRENTDOW
+CURRENTDAYNAME CURRENTTIME CURRENTHOUR CURRENTWEEK CURRENTTIMESTAMP LOCALYEAR LOCALMONTH
+LOCALMONTH1 LOCALMONTH2 LOCALMONTHNAME LOCALMONTHNAMEGEN LOCALMONTHABBREV LOCALDAY LOCALDAY2
+LOCALDOW LOCALDAYNAME LOCALTIME LOCALHOUR LOCALWEEK LOCALTIMESTAMP NUMBEROFARTICLES NUMBEROFPAGES
+NUMBEROFFILES NUMBEROFUSERS NUMBEROFACTIVEUSERS NUMBEROFEDITS NUMBEROFADMINS NUMBEROFVIEWS
+REVISIONID REVISIONDAY REVISIONDAY2 REVISIONMONTH REVISIONMONTH1 REVISIONYEAR REVISIONTIMESTAMP
+REVISIONUSER REVISIONSIZE PAGEID CONTENTLANGUAGE CONTENTLANG DIRMARK DIRECTIONMARK PAGESIZE
+PROTECTIONLEVEL PROTECTIONEXPIRY CASCADINGSOURCES PAGELANGUAGE ! = NOTOC NOEDITSECTION
+"""
+_FUNCTION_WORDS = """
+defaultsort defaultsortkey defaultcategorysort displaytitle lc uc lcfirst ucfirst urlencode
+anchorencode fullurl fullurle localurl localurle canonicalurl canonicalurle filepath ns nse
+formatnum padleft padright plural grammar gender int special speciale tag pagesincategory
+pagesincat pagesize numberingroup numberinggroup language bidi noexternallanglinks
+formatdate dateformat invoke safesubst subst msg msgnl raw
+"""
+_VARIABLES = frozenset(_VARIABLE_WORDS.split())
+_FUNCTIONS = frozenset(_FUNCTION_WORDS.split()) | {v.lower() for v in _VARIABLES}
+_TRANSCLUSION_MODIFIERS = ("subst:", "safesubst:", "msgnl:", "msg:", "raw:")
+
+# English canonical names MediaWiki accepts on every wiki, whatever the content language.
+_CANONICAL_NAMESPACES = {
+    "media": -2, "special": -1, "talk": 1, "user": 2, "user talk": 3, "project": 4,
+    "file": 6, "image": 6, "mediawiki": 8, "template": 10, "help": 12, "category": 14,
+    "module": 828,
+}
+_CATEGORY, _TEMPLATE_NS, _FILE, _MEDIA = 14, 10, 6, -2
+
+
+def _ucfirst(name: str) -> str:
+    return name[:1].upper() + name[1:]
+
+
+def normalize_title(name: str) -> str:
+    """Underscores and runs of spaces to one space, trimmed, first letter upper-case."""
+    return _ucfirst(_SPACES.sub(" ", name.replace("_", " ")).strip())
+
+
+def lead_section(text: str) -> str:
+    """The text before the first ``== heading ==``."""
+    match = _HEADING.search(text)
+    return text[: match.start()] if match else text
+
+
+def strip_nested(text: str, pattern: re.Pattern[str]) -> str:
+    """Remove innermost-first matches until none is left (bounded), e.g. nested templates."""
+    for _ in range(_MAX_NESTING):
+        text, count = pattern.subn("", text)
+        if not count:
+            break
+    return text
+
+
+class WikitextAnalyzer:
+    """Per-wiki analysis: knows the wiki's localized namespace names and its base URL."""
+
+    def __init__(self, namespaces: dict[int, str], base_url: str) -> None:
+        self.base_url = base_url
+        self.by_name: dict[str, int] = dict(_CANONICAL_NAMESPACES)
+        for key, name in namespaces.items():
+            if name:
+                self.by_name[name.replace("_", " ").casefold()] = key
+        self.local = {key: name for key, name in namespaces.items() if name}
+        self.category_prefix = self.local.get(_CATEGORY, "Category")
+        self.template_prefix = self.local.get(_TEMPLATE_NS, "Template")
+        category_names = sorted({n for n, k in self.by_name.items() if k == _CATEGORY},
+                                key=len, reverse=True)
+        names = "|".join(re.escape(n).replace(r"\ ", r"[ _]+") for n in category_names)
+        # [[Category:X|sort key]]; a leading colon makes it a plain link, not a categorisation.
+        self._category = re.compile(
+            r"\[\[[ _]*(?:" + names + r")[ _]*:[ _]*([^\[\]|\n{}<>]+?)[ _]*(?:\|[^\[\]]*)?\]\]",
+            re.I)
+        self._hidden_links = {_CATEGORY, _FILE, _MEDIA}
+        # The same few thousand template names recur on every page of a wiki.
+        self._template_names: dict[str, str | None] = {}
+
+    def _link(self, name: str) -> Link:
+        return Link(name=name, url=page_url(self.base_url, name))
+
+    def clean(self, text: str) -> str:
+        """Text without comments and non-wikitext blocks: what the scans look at."""
+        if "<!--" in text:
+            text = _COMMENT.sub("", text)
+        if "<" in text:
+            text = _RAW.sub("", text)
+        return text
+
+    def categories(self, text: str) -> list[Link]:
+        seen: dict[str, None] = {}
+        for raw in self._category.findall(text):
+            seen.setdefault(f"{self.category_prefix}:{normalize_title(raw)}")
+        return [self._link(name) for name in seen]
+
+    def template_name(self, raw: str) -> str | None:
+        """``Infobox_person`` -> ``Template:Infobox person``; None for magic words, parser
+        functions and names no page can have."""
+        name = raw.strip()
+        lowered = name.lower()
+        for modifier in _TRANSCLUSION_MODIFIERS:
+            if lowered.startswith(modifier):
+                name = name[len(modifier):].strip()
+                lowered = name.lower()
+        if not name or name[0] == "#" or name in _VARIABLES:
+            return None
+        if name[0] == ":":  # {{:Page}} transcludes a main-namespace page
+            title = normalize_title(name[1:])
+            return title or None
+        prefix, colon, rest = name.partition(":")
+        if colon:
+            if prefix.strip().lower() in _FUNCTIONS:
+                return None
+            ns = self.by_name.get(normalize_title(prefix).casefold())
+            if ns is not None:
+                local = self.local.get(ns, _ucfirst(prefix.strip()))
+                rest = normalize_title(rest)
+                return f"{local}:{rest}" if rest else None
+        return f"{self.template_prefix}:{normalize_title(name)}"
+
+    def templates(self, text: str) -> list[Link]:
+        seen: dict[str, None] = {}
+        for braces, raw, end in _TEMPLATE.findall(text):
+            if len(braces) != 2 or not end:  # {{{parameter}}} or not a name
+                continue
+            try:
+                name = self._template_names[raw]
+            except KeyError:
+                if len(self._template_names) > _NAME_CACHE:
+                    self._template_names.clear()
+                name = self._template_names[raw] = self.template_name(raw)
+            if name is not None:
+                seen.setdefault(name)
+        return [self._link(name) for name in seen]
+
+    def abstract(self, text: str) -> str | None:
+        """Plain text of the lead section; ``text`` should already be ``clean``-ed."""
+        lead = lead_section(text)
+        if "{{" in lead:
+            lead = strip_nested(lead, _INNERMOST_BRACES)
+        if "{|" in lead:
+            lead = strip_nested(lead, _INNERMOST_TABLE)
+        if "<" in lead:
+            lead = _PROSELESS.sub("", lead)
+        if not lead.strip():
+            return None
+        code = mwparserfromhell.parse(lead, skip_style_tags=True)
+        for link in list(code.ifilter_wikilinks(recursive=False)):
+            if self._is_invisible(link):
+                code.remove(link)
+        plain = code.strip_code(normalize=True, collapse=True)
+        return normalize_whitespace(_BEHAVIOUR.sub("", _QUOTES.sub("", plain))) or None
+
+    def _is_invisible(self, link: Wikilink) -> bool:
+        """Files, categories and interlanguage links render nothing in running text."""
+        title = str(link.title).strip()
+        if title.startswith(":"):
+            return False
+        prefix, colon, _ = title.partition(":")
+        if not colon:
+            return False
+        ns = self.by_name.get(normalize_title(prefix).casefold())
+        return ns in self._hidden_links or bool(_INTERLANGUAGE.match(title))
+
+    def analyze(self, text: str) -> tuple[list[Link], list[Link], str | None]:
+        """(categories, templates, abstract) of a wikitext page, from one cleaning pass."""
+        cleaned = self.clean(text)
+        return self.categories(cleaned), self.templates(cleaned), self.abstract(cleaned)
+
+
+def normalize_whitespace(text: str) -> str:
+    """One space between words, one newline between paragraphs, no blank lines."""
+    lines: Iterable[str] = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
+    joined = "\n".join(line for line in lines if line)
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", joined)
