@@ -1,13 +1,113 @@
-"""`feedserver usage ...` commands (placeholder until implemented)."""
+"""``feedserver usage ...``: verify the ledger, reports, the Kafka consumer, journal replay."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
 from typing import Any
+
+from feedserver.config import Settings
+from feedserver.errors import IntegrityError
+from feedserver.metering.customers import customer_directory
+from feedserver.metering.journal import Journal
+from feedserver.metering.ledger import Ledger
+from feedserver.metering.reports import build_report, to_csv, to_json
+from feedserver.metering.service import JOURNAL_DIR
+from feedserver.storage.db import connect
 
 
 def register(sub: Any) -> None:
-    del sub
+    usage = sub.add_parser("usage", help="metering: ledger, reports, usage consumer")
+    cmds = usage.add_subparsers(dest="usage_command", required=True, metavar="ACTION")
+
+    verify = cmds.add_parser("verify", help="walk the hash chain; exit 1 on the first bad row")
+    verify.set_defaults(handler=cmd_verify)
+
+    report = cmds.add_parser("report", help="monthly usage per customer, meter and day, priced")
+    report.add_argument("--month", required=True, help="YYYY-MM (UTC)")
+    report.add_argument("--format", choices=("csv", "json"), default="csv")
+    report.add_argument("--customer", help="customer name or id (default: all)")
+    report.add_argument("--output", type=Path, help="write here instead of stdout")
+    report.set_defaults(handler=cmd_report)
+
+    consume = cmds.add_parser("consume", help="Kafka usage topic -> ledger (distributed mode)")
+    consume.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                         help="stop after the topic has been idle this long")
+    consume.set_defaults(handler=cmd_consume)
+
+    replay = cmds.add_parser("replay", help="commit usage journals left by stopped servers")
+    replay.set_defaults(handler=cmd_replay)
 
 
-__all__ = ["argparse", "register"]
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    db = connect(settings.database)
+    try:
+        result = Ledger(db).verify()
+    finally:
+        db.close()
+    if not result.ok:
+        raise IntegrityError(f"usage ledger: {result.problem} ({result.rows} rows verified)")
+    print(f"usage ledger: {result.rows} rows, hash chain intact")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    db = connect(settings.database)
+    try:
+        directory = customer_directory(db)
+        customer = directory.resolve(args.customer) if args.customer else None
+        report = build_report(db, args.month, customer_id=customer, terms_of=directory.terms)
+    finally:
+        db.close()
+    data = to_csv(report).encode() if args.format == "csv" else to_json(report) + b"\n"
+    if args.output:
+        args.output.write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+    from feedserver.metering.kafka import consume_usage
+
+    if not settings.kafka_bootstrap_servers:
+        raise ValueError("usage consume needs FEEDSERVER_KAFKA_BOOTSTRAP_SERVERS")
+    bootstrap = settings.kafka_bootstrap_servers
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        db = connect(settings.database)
+        try:
+            stats = await consume_usage(
+                Ledger(db), bootstrap, settings.usage_topic,
+                f"{settings.consumer_group}.usage", stop=stop, idle_exit_seconds=args.idle_exit,
+            )
+        finally:
+            db.close()
+        print(f"usage consume: {stats.messages} messages, {stats.inserted} new ledger rows, "
+              f"{stats.invalid} invalid")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    db = connect(settings.database)
+    journal = Journal(settings.data_path / JOURNAL_DIR)
+    try:
+        recovered = journal.recover()
+        inserted = Ledger(db).append(recovered.records)
+        journal.discard()
+    finally:
+        db.close()
+    print(f"usage replay: {len(recovered.segments)} journal segment(s), "
+          f"{len(recovered.records)} records, {inserted} new ledger rows, "
+          f"{recovered.skipped_lines} unreadable line(s) skipped")
+    return 0

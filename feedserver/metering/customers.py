@@ -1,0 +1,54 @@
+"""Who a customer is and which plan they pay for, as reports and the CLI need it.
+
+Metering stores only ``customer_id``. Names and plans belong to ``feedserver.accounts``; when
+that package provides ``customer_directory(db)`` it is used, otherwise every id stands for
+itself on the unlimited, unpriced plan (reports still total usage; invoices are then empty).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from feedserver.errors import NotFound
+from feedserver.metering.plans import UNLIMITED, PlanTerms, plan_terms
+from feedserver.storage.db import Database
+
+
+class CustomerDirectory(Protocol):
+    def resolve(self, name_or_id: str) -> str:
+        """The customer id for a name or id; raises ``NotFound``."""
+
+    def terms(self, customer_id: str) -> PlanTerms: ...
+
+
+class StaticDirectory:
+    """A fixed ``{customer_id: (name, plan)}`` map; unknown ids pass through unpriced."""
+
+    def __init__(self, customers: Mapping[str, tuple[str, Any]] | None = None) -> None:
+        self._customers = dict(customers or {})
+
+    def resolve(self, name_or_id: str) -> str:
+        if name_or_id in self._customers or not self._customers:
+            return name_or_id
+        for cid, (name, _plan) in self._customers.items():
+            if name == name_or_id:
+                return cid
+        raise NotFound(f"customer {name_or_id!r} not found")
+
+    def terms(self, customer_id: str) -> PlanTerms:
+        entry = self._customers.get(customer_id)
+        return UNLIMITED if entry is None else plan_terms(entry[1])
+
+
+def customer_directory(db: Database) -> CustomerDirectory:
+    try:
+        accounts = importlib.import_module("feedserver.accounts")
+    except ImportError:  # pragma: no cover - the package always exists
+        return StaticDirectory()
+    factory = getattr(accounts, "customer_directory", None)
+    if factory is None:
+        return StaticDirectory()
+    directory: CustomerDirectory = factory(db)
+    return directory

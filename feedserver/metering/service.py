@@ -1,0 +1,110 @@
+"""``Metering``: what the app factory opens in its lifespan and hands to the handlers.
+
+* ``await metering.admit(principal, feed, project, resource=..., download=...)`` before serving
+  (rate limit + quotas; returns ``Admission.headers``, raises ``RateLimited``/``QuotaExceeded``);
+* ``metering.sink`` (a ``UsageSink``) after serving, with the bytes actually delivered;
+* ``await metering.start()`` / ``await metering.stop()`` in the lifespan.
+
+Choices derived from ``Settings`` (no extra settings): usage goes to Kafka when
+``mode = "distributed"`` and ``kafka_bootstrap_servers`` is set, else straight to the ledger; the
+rate limiter is shared through the database on PostgreSQL (several replicas) and in-process on
+SQLite (one process). ``metering_enabled = false`` turns admission and recording into no-ops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from feedserver.config import Settings
+from feedserver.metering.admission import Admission, Admitter
+from feedserver.metering.journal import Journal
+from feedserver.metering.ledger import Ledger
+from feedserver.metering.plans import PlanTerms
+from feedserver.metering.quotas import QuotaCounters
+from feedserver.metering.ratelimit import DatabaseRateLimiter, LocalRateLimiter, RateLimiter
+from feedserver.metering.records import Feed, MeteredPrincipal, NullSink, UsageSink
+from feedserver.metering.writer import Destination, LedgerDestination, UsageRecorder
+from feedserver.storage.db import Database
+
+JOURNAL_DIR = "usage-journal"
+
+
+class Metering:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        enabled: bool = True,
+        journal_dir: str | None = None,
+        destination: Destination | None = None,
+        limiter: RateLimiter | None = None,
+        terms_of: Callable[[Any], PlanTerms] | None = None,
+        batch_size: int = 500,
+        flush_seconds: float = 0.2,
+    ) -> None:
+        self.db = db
+        self.enabled = enabled
+        self.ledger = Ledger(db)
+        self.counters = QuotaCounters(db)
+        if limiter is None:
+            limiter = DatabaseRateLimiter(db) if db.dialect == "postgresql" else LocalRateLimiter()
+        self.admitter = Admitter(self.counters, limiter, terms_of=terms_of)
+        self.recorder: UsageRecorder | None = None
+        if enabled:
+            if journal_dir is None:
+                raise ValueError("metering needs a journal directory")
+            self.recorder = UsageRecorder(
+                Journal(journal_dir), destination or LedgerDestination(self.ledger),
+                batch_size=batch_size, flush_seconds=flush_seconds,
+            )
+        self.sink: UsageSink = self.recorder or NullSink()
+
+    async def start(self) -> None:
+        if self.recorder is not None:
+            await self.recorder.start()
+
+    async def stop(self) -> None:
+        if self.recorder is not None:
+            await self.recorder.stop()
+
+    async def flush(self) -> None:
+        if self.recorder is not None:
+            await self.recorder.flush()
+
+    async def admit(
+        self,
+        principal: MeteredPrincipal,
+        feed: Feed,
+        project: str | None = None,
+        *,
+        resource: str | None = None,
+        download: bool = False,
+    ) -> Admission:
+        if not self.enabled:
+            return Admission()
+        return await self.admitter.admit(
+            principal, feed, project, resource=resource, download=download
+        )
+
+
+def open_metering(
+    settings: Settings,
+    db: Database,
+    *,
+    terms_of: Callable[[Any], PlanTerms] | None = None,
+    destination: Destination | None = None,
+) -> Metering:
+    if destination is None and settings.mode == "distributed" and settings.kafka_bootstrap_servers:
+        from feedserver.metering.kafka import KafkaDestination
+
+        destination = KafkaDestination(settings.kafka_bootstrap_servers, settings.usage_topic)
+    return Metering(
+        db,
+        enabled=settings.metering_enabled,
+        journal_dir=str(settings.data_path / JOURNAL_DIR),
+        destination=destination,
+        terms_of=terms_of,
+        batch_size=settings.ledger_batch_size,
+        flush_seconds=settings.ledger_flush_seconds,
+    )

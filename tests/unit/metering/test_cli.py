@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from feedserver.cli import main
+from feedserver.metering.journal import Journal
+from feedserver.metering.ledger import Ledger
+from feedserver.storage.db import SQLiteDatabase
+from tests.unit.metering.conftest import rec
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FEEDSERVER_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_verify_then_tamper(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = SQLiteDatabase(data_dir / "feedserver.db")
+    Ledger(db).append([rec(i) for i in range(3)])
+    assert main(["usage", "verify"]) == 0
+    assert "3 rows, hash chain intact" in capsys.readouterr().out
+    db.execute("DELETE FROM usage_ledger WHERE seq = 2")
+    assert main(["usage", "verify"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("feedserver: error: usage ledger: row seq 2 is missing")
+    db.close()
+
+
+def test_report_json_and_bad_month(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = SQLiteDatabase(data_dir / "feedserver.db")
+    Ledger(db).append([rec(i, quantity=5) for i in range(3)])
+    db.close()
+    assert main(["usage", "report", "--month", "2026-11", "--format", "json"]) == 0
+    report = msgspec.json.decode(capsys.readouterr().out)
+    assert report["customers"][0]["totals"] == {"bytes": 15}
+    out = data_dir / "r.csv"
+    assert main(["usage", "report", "--month", "2026-11", "--output", str(out)]) == 0
+    assert out.read_text().startswith("kind,month,customer_id")
+    assert main(["usage", "report", "--month", "November"]) == 1
+    assert "month must be YYYY-MM" in capsys.readouterr().err
+
+
+def test_replay_commits_a_dead_servers_journal(data_dir: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    journal = Journal(data_dir / "usage-journal")
+    journal.open()
+    journal.append([rec(1), rec(2)])
+    journal.close(delete_if_empty=False)
+    assert main(["usage", "replay"]) == 0
+    assert "2 records, 2 new ledger rows" in capsys.readouterr().out
+    assert main(["usage", "replay"]) == 0
+    assert "0 records" in capsys.readouterr().out
