@@ -1,0 +1,146 @@
+"""Snapshot manifests, the publish pointer, identifiers and the blob layout.
+
+Layout in any ``BlobStore``::
+
+    snapshots/{identifier}/index.json          publish pointer (written last)
+    snapshots/{identifier}/{version}/manifest.json
+    snapshots/{identifier}/{version}/{identifier}_chunk_{k}.ndjson.zst
+
+A version exists for readers only once ``index.json`` lists it. Identifiers are checked
+against strict patterns before any key is built, so no request can reach other keys.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import msgspec
+
+from feedserver.errors import InvalidIdentifier, NotFound
+from feedserver.models import Language, Namespace, Project, Size
+
+PREFIX = "snapshots"
+CHUNK_SUFFIX = ".ndjson.zst"
+
+# MediaWiki database names: lowercase letters, digits, underscores (``zh_min_nanwiki``).
+WIKI_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+SNAPSHOT_RE = re.compile(r"^([a-z][a-z0-9_]{0,62})_namespace_(0|[1-9][0-9]{0,5})$")
+CHUNK_RE = re.compile(
+    r"^([a-z][a-z0-9_]{0,62}_namespace_(?:0|[1-9][0-9]{0,5}))_chunk_(0|[1-9][0-9]{0,6})$"
+)
+
+
+class ChunkInfo(msgspec.Struct, kw_only=True):
+    identifier: str
+    index: int
+    key: str
+    article_count: int
+    size: int
+    uncompressed_size: int
+    sha256: str
+    offset: int  # byte offset of this chunk inside the whole-snapshot download
+
+
+class SourceInfo(msgspec.Struct, kw_only=True):
+    dumps: list[str]
+    schema_versions: list[str]
+
+
+class Manifest(msgspec.Struct, kw_only=True):
+    """One published version of one snapshot (``{wiki}_namespace_{ns}``)."""
+
+    identifier: str
+    version: int
+    date_modified: datetime
+    is_part_of: Project
+    in_language: Language | None = None
+    namespace: Namespace
+    article_count: int
+    redirect_count: int = 0
+    redirects_dropped: int = 0
+    size: Size
+    uncompressed_size: int
+    chunks: list[ChunkInfo]
+    content_root_hash: str
+    sha256: str
+    source: SourceInfo
+    previous_version: int | None = None
+
+    def chunk_identifiers(self) -> list[str]:
+        """The WME ``chunks`` field: chunk identifiers only."""
+        return [chunk.identifier for chunk in self.chunks]
+
+    def chunk(self, ref: str) -> ChunkInfo:
+        """A chunk by identifier or index (as the WME spec allows); raises InvalidIdentifier."""
+        if ref.isdigit():
+            index = int(ref)
+            if index < len(self.chunks):
+                return self.chunks[index]
+        else:
+            check_chunk_identifier(ref)
+            for chunk in self.chunks:
+                if chunk.identifier == ref:
+                    return chunk
+        raise NotFound(f"chunk {ref!r} not found in {self.identifier} version {self.version}")
+
+
+class SnapshotIndex(msgspec.Struct, kw_only=True):
+    """The publish pointer: which versions exist, newest last, and which is current."""
+
+    identifier: str
+    current: int
+    versions: list[int]
+
+
+MANIFEST_ENCODER = msgspec.json.Encoder()
+MANIFEST_DECODER = msgspec.json.Decoder(Manifest)
+INDEX_DECODER = msgspec.json.Decoder(SnapshotIndex)
+
+
+def check_wiki(wiki: str) -> str:
+    if not WIKI_RE.match(wiki):
+        raise InvalidIdentifier(f"invalid wiki name {wiki!r}")
+    return wiki
+
+
+def check_identifier(identifier: str) -> str:
+    if not isinstance(identifier, str) or not SNAPSHOT_RE.match(identifier):
+        raise InvalidIdentifier(f"invalid snapshot identifier {identifier!r}")
+    return identifier
+
+
+def check_chunk_identifier(identifier: str) -> str:
+    if not isinstance(identifier, str) or not CHUNK_RE.match(identifier):
+        raise InvalidIdentifier(f"invalid chunk identifier {identifier!r}")
+    return identifier
+
+
+def check_version(version: int) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidIdentifier(f"invalid snapshot version {version!r}")
+    return version
+
+
+def snapshot_identifier(wiki: str, namespace: int) -> str:
+    return check_identifier(f"{check_wiki(wiki)}_namespace_{namespace}")
+
+
+def chunk_identifier(identifier: str, index: int) -> str:
+    return f"{identifier}_chunk_{index}"
+
+
+def index_key(identifier: str) -> str:
+    return f"{PREFIX}/{check_identifier(identifier)}/index.json"
+
+
+def version_prefix(identifier: str, version: int) -> str:
+    return f"{PREFIX}/{check_identifier(identifier)}/{check_version(version)}/"
+
+
+def manifest_key(identifier: str, version: int) -> str:
+    return version_prefix(identifier, version) + "manifest.json"
+
+
+def chunk_key(identifier: str, version: int, index: int) -> str:
+    return version_prefix(identifier, version) + chunk_identifier(identifier, index) + CHUNK_SUFFIX

@@ -1,0 +1,255 @@
+"""Snapshot feed: build versions from dumps (``build_snapshots``) and read them (``SnapshotStore``).
+
+A build runs in three steps, all in a scratch folder under ``data_dir/tmp`` that is removed
+whatever happens: *stage* (records to zstd chunks + a SQLite page index; one process per dump
+file with ``workers > 1``), *seal* (dedupe, attach redirects, hash), *publish* (upload, then
+the pointer). See ``docs/snapshots.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from tqdm import tqdm
+
+from feedserver.config import Settings
+from feedserver.errors import BlobNotFound, IntegrityError, SnapshotNotFound
+from feedserver.feeds import sealing, staging
+from feedserver.feeds.chunks import ARTICLE_DECODER, iter_lines
+from feedserver.feeds.hashing import RootHasher
+from feedserver.feeds.manifest import (
+    INDEX_DECODER,
+    MANIFEST_DECODER,
+    PREFIX,
+    SNAPSHOT_RE,
+    Manifest,
+    SnapshotIndex,
+    check_identifier,
+    check_version,
+    check_wiki,
+    index_key,
+    manifest_key,
+    snapshot_identifier,
+)
+from feedserver.feeds.publish import publish
+from feedserver.ingest.dump import DumpInfo
+from feedserver.models import Article, Redirect
+from feedserver.storage.blobs import BlobStore
+
+__all__ = ["SnapshotStore", "build_from_records", "build_snapshots"]
+
+
+def _scratch(settings: Settings) -> tempfile.TemporaryDirectory[str]:
+    root = settings.data_path / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix="snapshot-build-", dir=root)
+
+
+def build_snapshots(
+    dumps: Sequence[Path],
+    blobs: BlobStore,
+    settings: Settings,
+    *,
+    wiki: str | None = None,
+    namespaces: set[int] | None = None,
+    progress: bool = False,
+    workers: int = 1,
+) -> list[Manifest]:
+    """Build and publish one new version per namespace found in ``dumps``."""
+    if wiki is not None:
+        check_wiki(wiki)
+    paths = [Path(p) for p in dumps]
+    with _scratch(settings) as tmp:
+        folder = Path(tmp)
+        conn = staging.open_db(folder / "index.sqlite")
+        try:
+            bar = _progress(paths, progress)
+            try:
+                if workers > 1 and len(paths) > 1:
+                    results = _stage_parallel(paths, folder, settings, wiki, namespaces,
+                                              workers, bar)
+                    for result in results:
+                        staging.merge_part(conn, result)
+                else:
+                    results = []
+                    for part, path in enumerate(paths):
+                        results.append(staging.stage_dump(
+                            path, folder, part=part, chunk_size=settings.chunk_size,
+                            level=settings.zstd_level, wiki=wiki, namespaces=namespaces,
+                            conn=conn))
+                        if bar is not None:
+                            bar.update(path.stat().st_size)
+            finally:
+                if bar is not None:
+                    bar.close()
+            info = staging.check_same_wiki(results)
+            return _seal_and_publish(conn, folder, blobs, settings, info,
+                                     [r.info for r in results])
+        finally:
+            conn.close()
+
+
+def build_from_records(
+    info: DumpInfo,
+    records: Iterable[Article | Redirect],
+    blobs: BlobStore,
+    settings: Settings,
+) -> list[Manifest]:
+    """Build from an already-open record stream (tests, other producers)."""
+    check_wiki(info.wiki)
+    with _scratch(settings) as tmp:
+        folder = Path(tmp)
+        conn = staging.open_db(folder / "index.sqlite")
+        try:
+            staging.stage_records(info, records, conn, folder, part=0,
+                                  chunk_size=settings.chunk_size, level=settings.zstd_level)
+            return _seal_and_publish(conn, folder, blobs, settings, info, [info])
+        finally:
+            conn.close()
+
+
+def _seal_and_publish(
+    conn: sqlite3.Connection, folder: Path, blobs: BlobStore, settings: Settings,
+    info: DumpInfo, sources: list[DumpInfo],
+) -> list[Manifest]:
+    sealing.prepare(conn)
+    dropped = sealing.dropped_redirects(conn)
+    manifests = []
+    for ns in sealing.namespaces(conn):
+        identifier = snapshot_identifier(info.wiki, ns)
+        sealed = sealing.seal_namespace(conn, ns, folder, level=settings.zstd_level,
+                                        dropped=dropped.get(ns, 0))
+        manifests.append(publish(
+            blobs, sealed, identifier=identifier, info=info, sources=sources,
+            lock_dir=settings.data_path / "locks", retention=settings.retention_versions,
+        ))
+    return manifests
+
+
+def _stage_parallel(
+    paths: list[Path], folder: Path, settings: Settings, wiki: str | None,
+    namespaces: set[int] | None, workers: int, bar: tqdm[Any] | None,
+) -> list[staging.StageResult]:
+    context = multiprocessing.get_context("fork" if "fork" in
+                                          multiprocessing.get_all_start_methods() else "spawn")
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=context)
+    try:
+        futures: list[Future[staging.StageResult]] = [
+            pool.submit(staging.stage_dump, path, folder, part=part,
+                        chunk_size=settings.chunk_size, level=settings.zstd_level, wiki=wiki,
+                        namespaces=namespaces, db_path=folder / f"part{part}.sqlite")
+            for part, path in enumerate(paths)
+        ]
+        results = []
+        for path, future in zip(paths, futures, strict=True):
+            results.append(future.result())
+            if bar is not None:
+                bar.update(path.stat().st_size)
+        return results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _progress(paths: list[Path], enabled: bool) -> tqdm[Any] | None:
+    if not enabled:
+        return None
+    total = sum(p.stat().st_size for p in paths if p.is_file())
+    return tqdm(total=total, unit="B", unit_scale=True, desc="dumps read")
+
+
+class SnapshotStore:
+    """Read published snapshots from any BlobStore. Identifiers are validated first."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+
+    def identifiers(self) -> list[str]:
+        out = []
+        for key in self.blobs.list(f"{PREFIX}/"):
+            parts = key.split("/")
+            if len(parts) == 3 and parts[2] == "index.json" and SNAPSHOT_RE.match(parts[1]):
+                out.append(parts[1])
+        return out
+
+    def _index(self, identifier: str) -> SnapshotIndex:
+        key = index_key(check_identifier(identifier))
+        try:
+            return INDEX_DECODER.decode(self.blobs.get_bytes(key))
+        except BlobNotFound:
+            raise SnapshotNotFound(identifier) from None
+        except msgspec.DecodeError as exc:
+            raise IntegrityError(f"corrupt snapshot index {key}: {exc}") from exc
+
+    def versions(self, identifier: str) -> list[int]:
+        return list(self._index(identifier).versions)
+
+    def manifest(self, identifier: str, version: int | None = None) -> Manifest:
+        """The manifest of ``version`` (None: the current one); raises SnapshotNotFound."""
+        index = self._index(identifier)
+        if version is None:
+            version = index.current
+        elif check_version(version) not in index.versions:
+            raise SnapshotNotFound(identifier, version)
+        key = manifest_key(identifier, version)
+        try:
+            return MANIFEST_DECODER.decode(self.blobs.get_bytes(key))
+        except BlobNotFound:
+            raise SnapshotNotFound(identifier, version) from None
+        except msgspec.DecodeError as exc:
+            raise IntegrityError(f"corrupt manifest {key}: {exc}") from exc
+
+    def iter_lines(self, manifest: Manifest) -> Iterator[bytes]:
+        """Raw NDJSON lines (without newline) of every chunk in order."""
+        for chunk in manifest.chunks:
+            yield from iter_lines(self.blobs.open_range(chunk.key))
+
+    def iter_articles(self, manifest: Manifest) -> Iterator[Article]:
+        for line in self.iter_lines(manifest):
+            yield ARTICLE_DECODER.decode(line)
+
+    def verify(self, manifest: Manifest) -> None:
+        """Re-hash every chunk, the whole download and the content root; raise IntegrityError."""
+        whole = hashlib.sha256()
+        root = RootHasher()
+        offset = articles = 0
+        for chunk in manifest.chunks:
+            digest = hashlib.sha256()
+            sizes = [0]
+
+            def tee(blocks: Iterator[bytes], digest: Any = digest, sizes: list[int] = sizes
+                    ) -> Iterator[bytes]:
+                for block in blocks:
+                    digest.update(block)
+                    whole.update(block)
+                    sizes[0] += len(block)
+                    yield block
+
+            count = 0
+            for line in iter_lines(tee(self.blobs.open_range(chunk.key))):
+                root.add_digest(hashlib.sha256(line).digest())
+                count += 1
+            size = sizes[0]
+            if size != chunk.size or digest.hexdigest() != chunk.sha256 or chunk.offset != offset:
+                raise IntegrityError(f"chunk {chunk.identifier} does not match its checksum",
+                                     identifier=manifest.identifier)
+            if count != chunk.article_count:
+                raise IntegrityError(f"chunk {chunk.identifier} holds {count} records, "
+                                     f"manifest says {chunk.article_count}")
+            offset += size
+            articles += count
+        if whole.hexdigest() != manifest.sha256 or offset != manifest.size.value:
+            raise IntegrityError(f"{manifest.identifier} download does not match its checksum")
+        if articles != manifest.article_count:
+            raise IntegrityError(f"{manifest.identifier} holds {articles} records, "
+                                 f"manifest says {manifest.article_count}")
+        if root.hexdigest() != manifest.content_root_hash:
+            raise IntegrityError(f"{manifest.identifier} content root hash does not match")
+
