@@ -1,13 +1,127 @@
-"""`feedserver snapshot ...` commands (placeholder until implemented)."""
+"""`feedserver snapshot build|list|show|verify|export`: build and inspect snapshot versions."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
+
+import msgspec
+
+from feedserver.config import Settings
+from feedserver.errors import InvalidParameter
+from feedserver.feeds.manifest import MANIFEST_ENCODER, check_identifier
+from feedserver.feeds.snapshots import SnapshotStore, build_snapshots
+from feedserver.storage.factory import open_blob_store
 
 
 def register(sub: Any) -> None:
-    del sub
+    parser = sub.add_parser("snapshot", help="build and inspect snapshot versions")
+    cmds = parser.add_subparsers(dest="snapshot_command", required=True, metavar="ACTION")
+
+    build = cmds.add_parser("build", help="build a new version of each namespace in the dumps")
+    build.add_argument("--dump", action="append", required=True, type=Path, metavar="PATH",
+                       help="MediaWiki XML dump (.xml, .bz2, .gz); repeat for several files")
+    build.add_argument("--wiki", help="project id (dbname) overriding the dump's")
+    build.add_argument("--namespace", action="append", type=int, metavar="N",
+                       help="keep only these namespaces (repeatable)")
+    build.add_argument("--chunk-size", type=int, metavar="BYTES",
+                       help="uncompressed bytes per chunk (default: settings.chunk_size)")
+    build.add_argument("--workers", type=int, metavar="N",
+                       help="parse dump files in N processes (default: settings.ingest_workers)")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.set_defaults(handler=cmd_build)
+
+    listing = cmds.add_parser("list", help="published snapshots and their current version")
+    listing.set_defaults(handler=cmd_list)
+
+    for name, handler, text in (
+        ("show", cmd_show, "print a version's manifest as JSON"),
+        ("verify", cmd_verify, "re-hash a version's chunks and content root"),
+        ("export", cmd_export, "write a version's records as NDJSON"),
+    ):
+        cmd = cmds.add_parser(name, help=text)
+        cmd.add_argument("identifier", help="snapshot identifier, e.g. enwiki_namespace_0")
+        cmd.add_argument("--version", type=int, metavar="N", help="version (default: current)")
+        if name == "export":
+            cmd.add_argument("-o", "--output", required=True, type=Path, metavar="FILE",
+                             help="NDJSON file to write ('-' for stdout)")
+        cmd.set_defaults(handler=handler)
 
 
-__all__ = ["argparse", "register"]
+def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+    if args.chunk_size is not None:
+        if args.chunk_size < 1:
+            raise InvalidParameter("--chunk-size must be positive")
+        settings = msgspec.structs.replace(settings, chunk_size=args.chunk_size)
+    workers = args.workers if args.workers is not None else settings.ingest_workers
+    if workers < 1:
+        raise InvalidParameter("--workers must be at least 1")
+    for path in args.dump:
+        if not path.is_file():
+            raise InvalidParameter(f"dump {str(path)!r} is not a file")
+    manifests = build_snapshots(
+        args.dump, open_blob_store(settings), settings, wiki=args.wiki,
+        namespaces=set(args.namespace) if args.namespace else None,
+        progress=not args.no_progress and sys.stderr.isatty(), workers=workers,
+    )
+    for m in manifests:
+        print(f"{m.identifier} version {m.version}: {m.article_count} articles, "
+              f"{m.redirect_count} redirects, {len(m.chunks)} chunks, {int(m.size.value)} B")
+    if not manifests:
+        print("no articles found: nothing published", file=sys.stderr)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    store = SnapshotStore(open_blob_store(settings))
+    for identifier in store.identifiers():
+        m = store.manifest(identifier)
+        versions = ",".join(str(v) for v in store.versions(identifier))
+        print(f"{identifier}\tversion {m.version}\t{m.article_count} articles\t"
+              f"{int(m.size.value)} B\t{m.date_modified.isoformat()}\tversions {versions}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    store = SnapshotStore(open_blob_store(settings))
+    manifest = store.manifest(check_identifier(args.identifier), args.version)
+    sys.stdout.buffer.write(msgspec.json.format(MANIFEST_ENCODER.encode(manifest)) + b"\n")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    store = SnapshotStore(open_blob_store(settings))
+    manifest = store.manifest(check_identifier(args.identifier), args.version)
+    store.verify(manifest)
+    print(f"{manifest.identifier} version {manifest.version}: OK "
+          f"({manifest.article_count} articles, {len(manifest.chunks)} chunks, "
+          f"root {manifest.content_root_hash})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    store = SnapshotStore(open_blob_store(settings))
+    manifest = store.manifest(check_identifier(args.identifier), args.version)
+    if str(args.output) == "-":
+        _write_lines(store, manifest, sys.stdout.buffer)
+        return 0
+    tmp = args.output.with_name(args.output.name + ".part")
+    try:
+        with tmp.open("wb") as out:
+            count = _write_lines(store, manifest, out)
+        tmp.replace(args.output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {count} records to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _write_lines(store: SnapshotStore, manifest: Any, out: Any) -> int:
+    count = 0
+    for line in store.iter_lines(manifest):
+        out.write(line)
+        out.write(b"\n")
+        count += 1
+    return count
