@@ -91,8 +91,12 @@ class _Base:
             rows: list[Row] = cur.execute(sql, params).fetchall()
             return rows
 
+    def _lock_migrations(self, cur: Any) -> None:
+        """Serialise migrations across processes (SQLite's BEGIN IMMEDIATE already does)."""
+
     def migrate(self, name: str, statements: Sequence[str]) -> None:
         with self.transaction() as cur:
+            self._lock_migrations(cur)
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
@@ -205,6 +209,11 @@ class PostgresDatabase(_Base):
         except Exception as exc:
             raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
 
+    def _lock_migrations(self, cur: Any) -> None:
+        # Several processes starting at once would otherwise race on CREATE TABLE IF NOT EXISTS
+        # (a unique violation in pg_type); the lock is released at commit.
+        cur.execute("SELECT pg_advisory_xact_lock(?)", (0x66656564,))
+
     @contextmanager
     def transaction(self) -> Iterator[_PgCursor]:
         import psycopg
@@ -225,7 +234,8 @@ def connect(url: str) -> Database:
     """``sqlite:///path``, ``sqlite://:memory:`` or ``postgresql://...``."""
     if url.startswith("sqlite://"):
         path = url.removeprefix("sqlite://")
-        path = path[1:] if path.startswith("/") and not path.startswith("//") else path
+        # SQLAlchemy's convention: sqlite:///relative, sqlite:////absolute.
+        path = path[1:] if path.startswith("/") else path
         return SQLiteDatabase(":memory:" if path in {":memory:", "/:memory:"} else path)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresDatabase(url)
