@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from litestar.testing import TestClient
+
+from feedserver.metering.plans import PlanTerms, Prices
+from feedserver.metering.records import response_records
+from feedserver.metering.service import Metering
+from feedserver.storage.db import Database
+from tests.unit.metering.conftest import FakePrincipal
+from tests.unit.metering.usage_app import usage_app
+
+
+@dataclass
+class Admin:
+    customer_id: str = "operator"
+    api_key_id: str | None = None
+    is_admin: bool = True
+
+
+def test_usage_json_is_scoped_to_the_caller(db: Database, tmp_path: Path) -> None:
+    metering = Metering(db, journal_dir=str(tmp_path / "j"),
+                        terms_of=lambda p: PlanTerms(prices=Prices(monthly_base_fee=Decimal(5))))
+    ts = datetime(2026, 11, 3, tzinfo=UTC)
+    for who in ("acme", "globex"):
+        metering.ledger.append(response_records(
+            FakePrincipal(customer_id=who), feed="chunks", project="enwiki", request_id=who,
+            bytes_sent=100, ts=ts))
+    app = usage_app(metering, {"admin": Admin(), "acme": FakePrincipal()})
+    with TestClient(app) as client:
+        mine = client.get("/v1/usage?month=2026-11", headers={"Authorization": "Bearer acme"})
+        assert mine.status_code == 200
+        assert [c["customer_id"] for c in mine.json()["customers"]] == ["acme"]
+        other = client.get("/v1/usage?month=2026-11&customer=globex",
+                           headers={"Authorization": "Bearer acme"})
+        assert other.status_code == 403
+        everyone = client.get("/v1/usage?month=2026-11", headers={"Authorization": "Bearer admin"})
+        assert [c["customer_id"] for c in everyone.json()["customers"]] == ["acme", "globex"]
+        assert client.get("/v1/usage?month=2026-11").status_code == 401
+        bad = client.get("/v1/usage?month=11-2026", headers={"Authorization": "Bearer admin"})
+        assert bad.status_code == 422 and "YYYY-MM" in bad.json()["detail"]
+        page = client.get("/usage")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        # self-contained: nothing loaded from anywhere else
+        assert "<script>" in page.text and " src=" not in page.text and "<link" not in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
