@@ -1,0 +1,121 @@
+"""One contract for every ``EventLog``: the embedded (SQLite) log and Kafka on a real Tansu."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiokafka.partitioner import murmur2 as kafka_murmur2
+
+from feedserver.errors import NotFound
+from feedserver.storage.db import SQLiteDatabase
+from feedserver.storage.eventlog import (
+    EmbeddedEventLog,
+    EventLog,
+    Outgoing,
+    murmur2,
+    now_ms,
+    partition_for,
+    read,
+    start_positions,
+)
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.integration)])
+async def log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventLog]:
+    if request.param == "kafka":
+        from feedserver.storage.eventlog_kafka import KafkaEventLog
+
+        event_log: EventLog = KafkaEventLog(request.getfixturevalue("kafka_broker"))
+    else:
+        db = SQLiteDatabase(tmp_path / "log.db")
+        event_log = EmbeddedEventLog(db, poll_interval=0.05)
+    try:
+        yield event_log
+    finally:
+        await event_log.close()
+
+
+def _topic() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.mark.parametrize("data", [b"", b"a", b"ab", b"abc", b"abcd", b"enwiki/0/12345",
+                                  bytes(range(256)), "ünïcode/14/9".encode()])
+def test_murmur2_matches_kafka(data: bytes) -> None:
+    expected = kafka_murmur2(data)
+    assert murmur2(data) & 0xFFFFFFFF == expected & 0xFFFFFFFF
+
+
+async def test_append_partitions_by_key_and_reads_back(log: EventLog) -> None:
+    topic = _topic()
+    await log.create_topic(topic, 4)
+    await log.create_topic(topic, 8)  # existing topic keeps its partitions
+    assert await log.partitions(topic) == 4
+    keys = [f"enwiki/0/{i}".encode() for i in range(20)]
+    positions = await log.append(topic, [
+        Outgoing(key=k, value=b"v" + k, headers=(("src", b"x"),)) for k in keys])
+    for key, (part, _) in zip(keys, positions, strict=True):
+        assert part == partition_for(key, 4)
+    ends = await log.end_offsets(topic)
+    assert sum(ends.values()) == 20 and set(ends) == {0, 1, 2, 3}
+    start = {(topic, p): 0 for p in range(4)}
+    got = [r async for r in read(log, start, follow=False, poll_timeout=2.0)]
+    assert sorted(r.key for r in got if r.key) == sorted(keys)
+    assert all(r.value == b"v" + (r.key or b"") and r.header("src") == b"x" for r in got)
+    for p in range(4):  # dense offsets, in order, per partition
+        offs = [r.offset for r in got if r.partition == p]
+        assert offs == list(range(ends[p]))
+
+
+async def test_explicit_partition_and_unknown_topic(log: EventLog) -> None:
+    topic = _topic()
+    await log.create_topic(topic, 2)
+    assert await log.append(topic, [Outgoing(key=None, value=b"x", partition=1)]) == [(1, 0)]
+    with pytest.raises(NotFound):
+        await log.partitions(_topic())
+
+
+async def test_offsets_for_times(log: EventLog) -> None:
+    topic = _topic()
+    await log.create_topic(topic, 1)
+    base = now_ms() - 10_000
+    await log.append(topic, [Outgoing(key=b"k", value=str(i).encode(), timestamp_ms=base + i * 1000)
+                             for i in range(5)])
+    assert (await log.offsets_for_times(topic, base + 2500)) == {0: 3}
+    assert (await log.offsets_for_times(topic, base + 99_000)) == {0: 5}
+    start = await start_positions(log, topic, since_ms=base + 1000)
+    assert [r.value async for r in read(log, start, follow=False)] == [b"1", b"2", b"3", b"4"]
+    tail = await start_positions(log, topic)
+    assert tail == {(topic, 0): 5}
+    assert [r async for r in read(log, tail, follow=False)] == []
+    explicit = await start_positions(log, topic, offsets={0: 4})
+    assert [r.value async for r in read(log, explicit, follow=False)] == [b"4"]
+
+
+async def test_follow_wakes_on_append(log: EventLog) -> None:
+    topic = _topic()
+    await log.create_topic(topic, 1)
+    reader = log.reader({(topic, 0): 0})
+    try:
+        assert await reader.poll(timeout=0.1) == []
+        poll = asyncio.create_task(reader.poll(timeout=20.0))
+        await asyncio.sleep(0.05)
+        await log.append(topic, [Outgoing(key=b"k", value=b"late")])
+        records = await asyncio.wait_for(poll, 30.0)
+        assert [r.value for r in records] == [b"late"]
+    finally:
+        await reader.close()
+
+
+async def test_group_offsets(log: EventLog) -> None:
+    topic, group = _topic(), f"g-{uuid.uuid4().hex[:8]}"
+    await log.create_topic(topic, 3)
+    assert await log.committed(group, topic) == {}
+    await log.commit(group, {(topic, 0): 5, (topic, 2): 1})
+    await log.commit(group, {(topic, 0): 7})
+    assert await log.committed(group, topic) == {0: 7, 2: 1}
+    assert await log.committed(f"other-{group}", topic) == {}
