@@ -24,10 +24,10 @@ PREFIX = "snapshots"
 CHUNK_SUFFIX = ".ndjson.zst"
 
 # MediaWiki database names: lowercase letters, digits, underscores (``zh_min_nanwiki``).
-WIKI_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-SNAPSHOT_RE = re.compile(r"^([a-z][a-z0-9_]{0,62})_namespace_(0|[1-9][0-9]{0,5})$")
+WIKI_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
+SNAPSHOT_RE = re.compile(r"^([a-z][a-z0-9_]{0,62})_namespace_(0|[1-9][0-9]{0,5})\Z")
 CHUNK_RE = re.compile(
-    r"^([a-z][a-z0-9_]{0,62}_namespace_(?:0|[1-9][0-9]{0,5}))_chunk_(0|[1-9][0-9]{0,6})$"
+    r"^([a-z][a-z0-9_]{0,62}_namespace_(?:0|[1-9][0-9]{0,5}))_chunk_(0|[1-9][0-9]{0,6})\Z"
 )
 
 
