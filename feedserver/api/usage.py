@@ -17,7 +17,6 @@ from litestar.params import FromQuery
 from litestar.types import ControllerRouterHandler
 
 from feedserver.errors import Forbidden, Unauthorized
-from feedserver.metering.customers import customer_directory
 from feedserver.metering.page import USAGE_PAGE
 from feedserver.metering.plans import month_of, parse_month
 from feedserver.metering.records import utcnow
@@ -50,16 +49,17 @@ async def usage_report(
     principal = _principal(request)
     month = month or month_of(utcnow())
     parse_month(month)
-    if not is_admin(principal):
-        own = str(principal.customer_id)
-        if customer not in (None, own):
+    admin = is_admin(principal)
+    if not admin:
+        if customer not in (None, str(principal.customer_id)):
             raise Forbidden("customers may only read their own usage")
-        customer = own
+        customer = str(principal.customer_id)
     metering: Metering = request.app.state.metering
 
     def build() -> bytes:
-        directory = customer_directory(metering.db)
-        cid = directory.resolve(customer) if customer else None
+        directory = metering.directory
+        # an admin may name a customer; a customer's own id needs no lookup
+        cid = directory.resolve(customer) if admin and customer else customer
         return to_json(build_report(metering.db, month, customer_id=cid,
                                     terms_of=directory.terms))
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from feedserver.config import Settings
 from feedserver.metering.admission import Admission, Admitter
+from feedserver.metering.customers import CustomerDirectory, customer_directory
 from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.plans import PlanTerms
@@ -40,6 +41,7 @@ class Metering:
         destination: Destination | None = None,
         limiter: RateLimiter | None = None,
         terms_of: Callable[[Any], PlanTerms] | None = None,
+        directory: CustomerDirectory | None = None,
         batch_size: int = 500,
         flush_seconds: float = 0.2,
     ) -> None:
@@ -47,6 +49,8 @@ class Metering:
         self.enabled = enabled
         self.ledger = Ledger(db)
         self.counters = QuotaCounters(db)
+        # plans by customer id, for reports (admission reads the principal's plan instead)
+        self.directory = directory or customer_directory(db)
         if limiter is None:
             limiter = DatabaseRateLimiter(db) if db.dialect == "postgresql" else LocalRateLimiter()
         self.admitter = Admitter(self.counters, limiter, terms_of=terms_of)

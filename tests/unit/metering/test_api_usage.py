@@ -7,6 +7,7 @@ from pathlib import Path
 
 from litestar.testing import TestClient
 
+from feedserver.metering.customers import StaticDirectory
 from feedserver.metering.plans import PlanTerms, Prices
 from feedserver.metering.records import response_records
 from feedserver.metering.service import Metering
@@ -23,8 +24,9 @@ class Admin:
 
 
 def test_usage_json_is_scoped_to_the_caller(db: Database, tmp_path: Path) -> None:
-    metering = Metering(db, journal_dir=str(tmp_path / "j"),
-                        terms_of=lambda p: PlanTerms(prices=Prices(monthly_base_fee=Decimal(5))))
+    plan = PlanTerms(prices=Prices(monthly_base_fee=Decimal(5)))
+    metering = Metering(db, journal_dir=str(tmp_path / "j"), directory=StaticDirectory(
+        {"acme": ("Acme Corp", plan), "globex": ("Globex", plan)}))
     ts = datetime(2026, 11, 3, tzinfo=UTC)
     for who in ("acme", "globex"):
         metering.ledger.append(response_records(
@@ -40,6 +42,10 @@ def test_usage_json_is_scoped_to_the_caller(db: Database, tmp_path: Path) -> Non
         assert other.status_code == 403
         everyone = client.get("/v1/usage?month=2026-11", headers={"Authorization": "Bearer admin"})
         assert [c["customer_id"] for c in everyone.json()["customers"]] == ["acme", "globex"]
+        assert everyone.json()["customers"][0]["total"] == "5.00"
+        by_name = client.get("/v1/usage?month=2026-11&customer=Acme Corp",
+                             headers={"Authorization": "Bearer admin"})
+        assert [c["customer_id"] for c in by_name.json()["customers"]] == ["acme"]
         assert client.get("/v1/usage?month=2026-11").status_code == 401
         bad = client.get("/v1/usage?month=11-2026", headers={"Authorization": "Bearer admin"})
         assert bad.status_code == 422 and "YYYY-MM" in bad.json()["detail"]
