@@ -1,0 +1,75 @@
+"""`feedserver snapshot ...` end to end in a subprocess, on the real dumps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import DUMPS
+
+VOYAGE = DUMPS / "operations-dumps-mwbzutils/sample-pages-articles.xml.bz2"
+TESTCORPUS = DUMPS / "gensim-4.4.0/testcorpus.xml.bz2"
+NO_SITEINFO = DUMPS / "gensim-4.4.0/enwiki-table-markup.xml.bz2"
+
+
+def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSERVER_")}
+    env["FEEDSERVER_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "feedserver", *args], env=env, capture_output=True, text=True,
+        timeout=300, check=False,
+    )
+
+
+def test_build_list_show_verify_export(tmp_path: Path, shared_data: Path) -> None:
+    var = tmp_path / "var"
+    built = run(var, "snapshot", "build", "--dump", str(VOYAGE), "--chunk-size", "200000",
+                "--namespace", "0", "--namespace", "10", "--no-progress")
+    assert built.returncode == 0, built.stderr
+    assert "elwikivoyage_namespace_0 version 1" in built.stdout
+    assert "elwikivoyage_namespace_10 version 1" in built.stdout
+    listed = run(var, "snapshot", "list")
+    assert listed.returncode == 0
+    assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == [
+        "elwikivoyage_namespace_0", "elwikivoyage_namespace_10"]
+    shown = run(var, "snapshot", "show", "elwikivoyage_namespace_0", "--version", "1")
+    manifest = json.loads(shown.stdout)
+    assert manifest["identifier"] == "elwikivoyage_namespace_0" and len(manifest["chunks"]) > 1
+    verified = run(var, "snapshot", "verify", "elwikivoyage_namespace_0")
+    assert verified.returncode == 0 and "OK" in verified.stdout
+    out = tmp_path / "ns0.ndjson"
+    exported = run(var, "snapshot", "export", "elwikivoyage_namespace_0", "-o", str(out))
+    assert exported.returncode == 0, exported.stderr
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == manifest["article_count"]
+    assert all(json.loads(line)["namespace"]["identifier"] == 0 for line in lines)
+
+
+def test_bad_real_dump_one_line_error(tmp_path: Path, shared_data: Path) -> None:
+    var = tmp_path / "var"
+    assert run(var, "snapshot", "build", "--dump", str(TESTCORPUS), "--no-progress"
+               ).returncode == 0
+    bad = run(var, "snapshot", "build", "--dump", str(NO_SITEINFO), "--no-progress")
+    assert bad.returncode != 0
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "siteinfo" in bad.stderr and "Traceback" not in bad.stderr
+    listed = run(var, "snapshot", "list")
+    assert listed.stdout.count("version 1") == 1  # the earlier version is still current
+
+
+def test_hostile_and_missing_identifiers(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    for args in (("show", "../../etc/passwd"), ("verify", "enwiki_namespace_0/.."),
+                 ("export", "x;rm", "-o", str(tmp_path / "x"))):
+        result = run(var, "snapshot", *args)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+        assert "invalid snapshot identifier" in result.stderr
+    missing = run(var, "snapshot", "show", "enwiki_namespace_0")
+    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert not (tmp_path / "x").exists()
+    nofile = run(var, "snapshot", "build", "--dump", str(tmp_path / "nope.xml"))
+    assert nofile.returncode == 1 and "not a file" in nofile.stderr
