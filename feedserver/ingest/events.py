@@ -181,15 +181,15 @@ def decode_page_change(raw: bytes | str) -> PageChange:
     try:
         event = _DECODER.decode(raw)
     except msgspec.ValidationError as exc:
-        raise InvalidEvent(f"page_change schema violation: {exc}") from exc
+        raise InvalidEvent(f"page_change schema violation: {exc}", reason="schema") from exc
     except msgspec.DecodeError as exc:
-        raise InvalidEvent(f"malformed event JSON: {exc}") from exc
+        raise InvalidEvent(f"malformed event JSON: {exc}", reason="json") from exc
     if not event.schema.startswith("/mediawiki/page/change/1."):
-        raise InvalidEvent(f"unsupported event schema {event.schema!r}")
+        raise InvalidEvent(f"unsupported event schema {event.schema!r}", reason="unsupported")
     if event.page.page_id <= 0 or event.revision.rev_id <= 0:
-        raise InvalidEvent("page_id and rev_id must be positive")
+        raise InvalidEvent("page_id and rev_id must be positive", reason="schema")
     if not event.page.page_title:
-        raise InvalidEvent("empty page_title")
+        raise InvalidEvent("empty page_title", reason="schema")
     return event
 
 
@@ -208,7 +208,7 @@ def map_page_change(event: PageChange) -> list[ArticleChange]:
     if kind == "move":
         prior = event.prior_state.page if event.prior_state else None
         if prior is None or not prior.page_title:
-            raise InvalidEvent("move event without prior_state.page.page_title")
+            raise InvalidEvent("move event without prior_state.page.page_title", reason="schema")
         namespace = event.page.namespace_id if prior.namespace_id is None else prior.namespace_id
         out.append(_change(event, "delete", title=prior.page_title, namespace=namespace,
                            role="moved_from"))
