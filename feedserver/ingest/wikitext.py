@@ -32,13 +32,16 @@ _PROSELESS = re.compile(
 _HEADING = re.compile(r"^=+[^\n]*=+[ \t]*$", re.M)
 # (opening braces, name, what ends the name): a literal-first pattern, checked in Python,
 # runs ~15x faster than the same rule written with look-arounds.
-_TEMPLATE = re.compile(r"(\{\{+)([^{}|\[\]<>\n]*)([|}\n{]?)")
+_TEMPLATE = re.compile(r"(\{\{+)([^{}|\[\]<>\n]*)(?=([|}\n{]?))")
 _INNERMOST_BRACES = re.compile(r"\{\{(?:[^{}]|\{(?!\{)|\}(?!\}))*\}\}")
 _INNERMOST_TABLE = re.compile(r"^[ \t]*\{\|(?:(?!^[ \t]*\{\|).)*?^[ \t]*\|\}", re.S | re.M)
 _QUOTES = re.compile(r"'{2,}")
 _BEHAVIOUR = re.compile(r"__[A-Z]+__")
 _SPACES = re.compile(r"[ \t\xa0]+")
 _SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?)])")
+# "Name (; born 1809)" and "Alabama ()" once the templates inside the parentheses are gone.
+_EMPTY_PARENS = re.compile(r" ?\([ ;,]*\)")
+_LEADING_SEPARATOR = re.compile(r"\([ ;,]+")
 _INTERLANGUAGE = re.compile(r"^:?[a-z]{2,3}(?:-[a-z]+)*:")
 _NAME_CACHE = 100_000  # entries, then the cache starts over (bounded memory)
 _MAX_NESTING = 30  # bound for the innermost-first brace removal loops
@@ -221,4 +224,6 @@ def normalize_whitespace(text: str) -> str:
     """One space between words, one newline between paragraphs, no blank lines."""
     lines: Iterable[str] = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
     joined = "\n".join(line for line in lines if line)
+    if "(" in joined:
+        joined = _LEADING_SEPARATOR.sub("(", _EMPTY_PARENS.sub("", joined))
     return _SPACE_BEFORE_PUNCT.sub(r"\1", joined)
