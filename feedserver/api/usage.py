@@ -1,10 +1,10 @@
 """``GET /v1/usage`` (JSON usage report) and ``GET /usage`` (the finance page).
 
-Needs from the app: ``app.state.metering`` (a ``feedserver.metering.service.Metering``) and the
-authenticated principal in ``scope["user"]`` (litestar auth middleware) or
-``request.state.principal``. Administrators (``is_admin``, ``role == "admin"`` or ``"admin"`` in
-``groups``) see every customer and may filter with ``?customer=``; anyone else sees only their
-own customer. ``?month=YYYY-MM`` (UTC) defaults to the current month.
+The report route authenticates with the API's ``principal`` dependency and reads the ledger
+through ``app.state.services.db``; plans by customer come from ``app.state.metering.directory``
+when the app keeps its ``Metering`` there, else from ``customer_directory(db)``. Administrators
+(``is_admin``) see every customer and may pick one with ``?customer=<id or name>``; anyone else
+sees only their own customer. ``?month=YYYY-MM`` (UTC) defaults to the current month.
 """
 
 from __future__ import annotations
@@ -16,19 +16,14 @@ from litestar import Request, Response, get
 from litestar.params import FromQuery
 from litestar.types import ControllerRouterHandler
 
-from feedserver.errors import Forbidden, Unauthorized
+from feedserver.api.auth import PRINCIPAL
+from feedserver.api.services import services_of
+from feedserver.errors import Forbidden, Unavailable
+from feedserver.metering.customers import CustomerDirectory, customer_directory
 from feedserver.metering.page import USAGE_PAGE
 from feedserver.metering.plans import month_of, parse_month
 from feedserver.metering.records import utcnow
 from feedserver.metering.reports import build_report, to_json
-from feedserver.metering.service import Metering
-
-
-def _principal(request: Request[Any, Any, Any]) -> Any:
-    principal = request.scope.get("user") or getattr(request.state, "principal", None)
-    if principal is None:
-        raise Unauthorized("a bearer token is required")
-    return principal
 
 
 def is_admin(principal: Any) -> bool:
@@ -40,13 +35,13 @@ def is_admin(principal: Any) -> bool:
     )
 
 
-@get("/v1/usage")
+@get("/v1/usage", dependencies=PRINCIPAL)
 async def usage_report(
     request: Request[Any, Any, Any],
+    principal: Any,  # accounts Principal; Any: litestar cannot isinstance-check a Protocol
     month: FromQuery[str | None] = None,
     customer: FromQuery[str | None] = None,
 ) -> Response[bytes]:
-    principal = _principal(request)
     month = month or month_of(utcnow())
     parse_month(month)
     admin = is_admin(principal)
@@ -54,13 +49,18 @@ async def usage_report(
         if customer not in (None, str(principal.customer_id)):
             raise Forbidden("customers may only read their own usage")
         customer = str(principal.customer_id)
-    metering: Metering = request.app.state.metering
+    db = services_of(request).db
+    if db is None:
+        raise Unavailable("usage reports need the database")
+    metering = getattr(request.app.state, "metering", None)
 
     def build() -> bytes:
-        directory = metering.directory
+        directory: CustomerDirectory = (
+            metering.directory if metering is not None else customer_directory(db)
+        )
         # an admin may name a customer; a customer's own id needs no lookup
         cid = directory.resolve(customer) if admin and customer else customer
-        return to_json(build_report(metering.db, month, customer_id=cid,
+        return to_json(build_report(db, month, customer_id=cid,
                                     terms_of=directory.terms))
 
     body = await anyio.to_thread.run_sync(build)
