@@ -1,0 +1,255 @@
+"""Diff feed: the format of a diff between two snapshot versions, its blob layout and reader.
+
+A diff from version B to version N of one snapshot identifier is NDJSON, one ``DiffEntry`` per
+line, zstd-compressed in chunks exactly like a snapshot (one frame per chunk, so the chunks
+served back to back are the whole download)::
+
+    {"op":"delete","key":{"project":"enwiki","namespace":0,"identifier":12},"name":"…","previous_revision":7}
+    {"op":"update","key":{…},"article":{…the full new Article…},"previous_revision":7}
+    {"op":"add","key":{…},"article":{…}}
+
+The ``article`` of an add/update is byte for byte the record's line in version N, so applying
+the diff to version B reproduces N's lines exactly and its content root hash can be checked
+against ``DiffManifest.content_root_hash`` (see ``diff_apply``).
+
+Layout in any ``BlobStore``::
+
+    diffs/{identifier}/index.json                      publish pointer (written last)
+    diffs/{identifier}/{base}-{version}/manifest.json
+    diffs/{identifier}/{base}-{version}/{identifier}_chunk_{k}.ndjson.zst
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import msgspec
+
+from feedserver.errors import BlobNotFound, IntegrityError, NotFound
+from feedserver.feeds.manifest import (
+    CHUNK_SUFFIX,
+    SNAPSHOT_RE,
+    ChunkInfo,
+    check_chunk_identifier,
+    check_identifier,
+    check_version,
+    chunk_identifier,
+)
+from feedserver.models import Article, ArticleKey, Namespace, Project, Size
+from feedserver.storage.blobs import BlobStore
+
+PREFIX = "diffs"
+_PAIR_RE = re.compile(r"^([1-9][0-9]{0,8})-([1-9][0-9]{0,8})\Z")
+
+
+# --- entries ---------------------------------------------------------------------------------
+
+
+class _Entry(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="op"):
+    key: ArticleKey
+
+
+class DiffAdd(_Entry, tag="add", kw_only=True):
+    """A page present in version N and not in the base."""
+
+    article: Article
+
+
+class DiffUpdate(_Entry, tag="update", kw_only=True):
+    """A page in both versions whose record changed (any byte of its line)."""
+
+    article: Article
+    previous_revision: int | None = None
+
+
+class DiffDelete(_Entry, tag="delete", kw_only=True):
+    """A page in the base and not in version N (deleted, or moved to another namespace)."""
+
+    name: str
+    previous_revision: int | None = None
+
+
+DiffEntry = DiffAdd | DiffUpdate | DiffDelete
+
+# Mirrors of the entries whose article stays the raw JSON bytes: the builder copies version
+# N's lines into the diff and ``apply`` copies them out again without a decode/encode round
+# trip, so the per-article hashes survive byte for byte. Same tags, fields and field order.
+
+
+class _RawEntry(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="op"):
+    key: ArticleKey
+
+
+class RawAdd(_RawEntry, tag="add", kw_only=True):
+    article: msgspec.Raw
+
+
+class RawUpdate(_RawEntry, tag="update", kw_only=True):
+    article: msgspec.Raw
+    previous_revision: int | None = None
+
+
+class RawDelete(_RawEntry, tag="delete", kw_only=True):
+    name: str
+    previous_revision: int | None = None
+
+
+RawEntry = RawAdd | RawUpdate | RawDelete
+
+ENTRY_DECODER = msgspec.json.Decoder(DiffEntry)
+RAW_ENTRY_DECODER = msgspec.json.Decoder(RawEntry)
+
+
+# --- manifest and pointer ----------------------------------------------------------------------
+
+
+class DiffCounts(msgspec.Struct, kw_only=True):
+    add: int = 0
+    update: int = 0
+    delete: int = 0
+
+
+class DiffManifest(msgspec.Struct, kw_only=True):
+    """One published diff: base version → version of one snapshot identifier."""
+
+    identifier: str
+    base_version: int
+    version: int
+    date_modified: datetime
+    is_part_of: Project
+    namespace: Namespace
+    base_content_root_hash: str  # of the base version: apply checks it is the right base
+    content_root_hash: str  # of version N: what base + diff must hash to
+    base_article_count: int
+    article_count: int  # of version N
+    counts: DiffCounts
+    entry_count: int
+    size: Size
+    uncompressed_size: int
+    chunks: list[ChunkInfo]
+    sha256: str  # of the whole download (all chunks back to back)
+
+    @property
+    def name(self) -> str:
+        return pair_name(self.base_version, self.version)
+
+    def chunk_identifiers(self) -> list[str]:
+        return [chunk.identifier for chunk in self.chunks]
+
+    def chunk(self, ref: str) -> ChunkInfo:
+        """A chunk by identifier or index; raises InvalidIdentifier / NotFound."""
+        if ref.isdigit():
+            index = int(ref)
+            if index < len(self.chunks):
+                return self.chunks[index]
+        else:
+            check_chunk_identifier(ref)
+            for chunk in self.chunks:
+                if chunk.identifier == ref:
+                    return chunk
+        raise NotFound(f"chunk {ref!r} not found in diff {self.identifier} {self.name}")
+
+
+class DiffRef(msgspec.Struct, kw_only=True, frozen=True):
+    base_version: int
+    version: int
+
+
+class DiffIndex(msgspec.Struct, kw_only=True):
+    """The publish pointer: which diffs of an identifier exist, oldest first."""
+
+    identifier: str
+    diffs: list[DiffRef]
+
+
+ENCODER = msgspec.json.Encoder()
+MANIFEST_DECODER = msgspec.json.Decoder(DiffManifest)
+INDEX_DECODER = msgspec.json.Decoder(DiffIndex)
+
+
+class DiffNotFound(NotFound):
+    slug = "diff-not-found"
+
+    def __init__(self, identifier: str, version: int | None = None) -> None:
+        where = f" ending at version {version}" if version is not None else ""
+        super().__init__(f"diff of {identifier!r}{where} not found", identifier=identifier)
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+
+def pair_name(base_version: int, version: int) -> str:
+    return f"{check_version(base_version)}-{check_version(version)}"
+
+
+def index_key(identifier: str) -> str:
+    return f"{PREFIX}/{check_identifier(identifier)}/index.json"
+
+
+def diff_prefix(identifier: str, base_version: int, version: int) -> str:
+    return f"{PREFIX}/{check_identifier(identifier)}/{pair_name(base_version, version)}/"
+
+
+def manifest_key(identifier: str, base_version: int, version: int) -> str:
+    return diff_prefix(identifier, base_version, version) + "manifest.json"
+
+
+def chunk_key(identifier: str, base_version: int, version: int, index: int) -> str:
+    return (diff_prefix(identifier, base_version, version)
+            + chunk_identifier(identifier, index) + CHUNK_SUFFIX)
+
+
+def is_pair_folder(name: str) -> bool:
+    return bool(_PAIR_RE.match(name))
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+class DiffStore:
+    """Read published diffs from any BlobStore. Identifiers are validated before any key."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+
+    def identifiers(self) -> list[str]:
+        out = []
+        for key in self.blobs.list(f"{PREFIX}/"):
+            parts = key.split("/")
+            if len(parts) == 3 and parts[2] == "index.json" and SNAPSHOT_RE.match(parts[1]):
+                out.append(parts[1])
+        return out
+
+    def index(self, identifier: str) -> DiffIndex | None:
+        key = index_key(identifier)
+        try:
+            return INDEX_DECODER.decode(self.blobs.get_bytes(key))
+        except BlobNotFound:
+            return None
+        except msgspec.DecodeError as exc:
+            raise IntegrityError(f"corrupt diff index {key}: {exc}") from exc
+
+    def refs(self, identifier: str) -> list[DiffRef]:
+        index = self.index(identifier)
+        return list(index.diffs) if index else []
+
+    def manifest(self, identifier: str, version: int | None = None) -> DiffManifest:
+        """The diff ending at ``version`` (None: the latest); raises DiffNotFound."""
+        refs = self.refs(identifier)
+        if version is not None:
+            check_version(version)
+            refs = [r for r in refs if r.version == version]
+        if not refs:
+            raise DiffNotFound(identifier, version)
+        ref = refs[-1]
+        key = manifest_key(identifier, ref.base_version, ref.version)
+        try:
+            return MANIFEST_DECODER.decode(self.blobs.get_bytes(key))
+        except BlobNotFound:
+            raise DiffNotFound(identifier, version) from None
+        except msgspec.DecodeError as exc:
+            raise IntegrityError(f"corrupt diff manifest {key}: {exc}") from exc
+
+    def manifests(self, identifier: str) -> list[DiffManifest]:
+        return [self.manifest(identifier, ref.version) for ref in self.refs(identifier)]
