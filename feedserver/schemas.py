@@ -28,6 +28,7 @@ RECORDS: tuple[tuple[str, type | str], ...] = (
     ("article", Article),
     ("redirect", Redirect),
     ("manifest", "feedserver.feeds.manifest:Manifest"),
+    ("diff_manifest", "feedserver.feeds.diffs:DiffManifest"),
 )
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "schemas"

@@ -66,6 +66,9 @@ class Manifest(msgspec.Struct, kw_only=True):
     sha256: str
     source: SourceInfo
     previous_version: int | None = None
+    # Built from the previous version plus state-store changes up to (excluding) this event
+    # time (``feedserver snapshot update``); the next update starts from here.
+    events_until: datetime | None = None
 
     def chunk_identifiers(self) -> list[str]:
         """The WME ``chunks`` field: chunk identifiers only."""

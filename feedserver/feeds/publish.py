@@ -89,6 +89,7 @@ def publish(
     sources: list[DumpInfo],
     lock_dir: Path,
     retention: int,
+    events_until: datetime | None = None,
 ) -> Manifest:
     """Upload ``sealed`` as the next version of ``identifier`` and make it current."""
     with build_lock(lock_dir, identifier):
@@ -127,6 +128,7 @@ def publish(
                 schema_versions=sorted({s.schema_version for s in sources}),
             ),
             previous_version=index.current if index else None,
+            events_until=events_until,
         )
         blobs.put_bytes(manifest_key(identifier, version), MANIFEST_ENCODER.encode(manifest))
         versions = [*published, version]

@@ -22,6 +22,7 @@ from feedserver.feeds.diffs import (
     DiffUpdate,
     RawAdd,
     RawDelete,
+    RawEntry,
     RawUpdate,
     chunk_key,
 )
@@ -96,7 +97,8 @@ def test_entries_are_a_tagged_union_and_raw_mirrors_encode_identically() -> None
 def test_apply_diff_replaces_deletes_and_adds_exact_bytes() -> None:
     base = [line(article(i)) for i in (1, 2, 3)]
     new2 = line(article(2, rev=5, text="new"))
-    entries = [RawDelete(key=key(1), name="Page 1"),
+    entries: list[RawEntry] = [
+               RawDelete(key=key(1), name="Page 1"),
                RawUpdate(key=key(2), article=msgspec.Raw(new2)),
                RawAdd(key=key(4), article=msgspec.Raw(line(article(4))))]
     out = list(apply_diff(iter(base), iter(entries)))
