@@ -1,0 +1,373 @@
+"""Static checks of deploy/: Kubernetes schemas, compose wiring, Prometheus, Grafana, Dockerfile.
+
+No container engine or cluster is needed. The Kubernetes manifests are validated against the
+OpenAPI schemas that ship inside the ``kubernetes-validate`` wheel (offline), pinned to one
+Kubernetes version. Every ``FEEDSERVER_*`` name in deploy/ must be a real ``Settings`` field,
+and the environments given to the processes must load as ``Settings``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import msgspec
+import pytest
+import yaml
+
+from feedserver.config import PREFIX, Settings, load_settings
+from tests.conftest import ROOT
+
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+K8S_VERSION = "1.31.0"
+SETTING_NAMES = {f.name for f in msgspec.structs.fields(Settings)}
+
+# The metric names the deploy files rely on; docs/deploy.md lists them for the code to match.
+METRICS = {
+    "feedserver_http_requests_total",
+    "feedserver_http_request_duration_seconds",
+    "feedserver_bytes_served_total",
+    "feedserver_events_consumed_total",
+    "feedserver_events_dead_lettered_total",
+    "feedserver_consumer_lag",
+    "feedserver_usage_records_total",
+}
+FEEDSERVER_SERVICES = {
+    "api", "events-consumer", "usage-consumer", "snapshot-builder", "diff-builder"
+}
+BATCH_SERVICES = {"snapshot-builder", "diff-builder"}
+
+
+def _yaml_docs(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _k8s_docs() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in _yaml_docs(path):
+            if doc["kind"] != "Kustomization":
+                yield path.name, doc
+
+
+def _k8s(kind: str, name: str) -> dict[str, Any]:
+    for _, doc in _k8s_docs():
+        if doc["kind"] == kind and doc["metadata"]["name"] == name:
+            return doc
+    raise AssertionError(f"no {kind} {name} in deploy/k8s")
+
+
+def _pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    if doc["kind"] == "CronJob":
+        spec: dict[str, Any] = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        return spec
+    return dict(doc["spec"]["template"]["spec"])
+
+
+# --- Kubernetes --------------------------------------------------------------------------------
+
+
+K8S_DOCS = list(_k8s_docs())
+
+
+@pytest.mark.parametrize(
+    "doc", [d for _, d in K8S_DOCS], ids=[f"{f}:{d['kind']}" for f, d in K8S_DOCS]
+)
+def test_k8s_manifest_matches_schema(doc: dict[str, Any]) -> None:
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_k8s_validator_rejects_unknown_fields() -> None:
+    # Guards the test above: a typo must fail, offline, with the pinned version.
+    bad = json.loads(json.dumps(_k8s("Deployment", "feedserver-api")))
+    bad["spec"]["replica"] = bad["spec"].pop("replicas")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+def test_kustomization_lists_every_manifest_and_one_namespace() -> None:
+    (kustomization,) = _yaml_docs(K8S / "kustomization.yaml")
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+    for _, doc in K8S_DOCS:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == kustomization["namespace"]
+
+
+def test_k8s_environment_loads_as_settings() -> None:
+    config = _k8s("ConfigMap", "feedserver-config")["data"]
+    secret = _k8s("Secret", "feedserver-secrets")["stringData"]
+    assert not set(config) & set(secret)
+    settings = load_settings(env={**config, **secret})
+    assert settings.mode == "distributed"
+    assert settings.blob_store_kind == "s3"
+    assert settings.events_backend == "kafka"
+    # The Secret is a template: the sensitive keys are there, each with a placeholder only.
+    for key in ("TOKEN_SECRET", "DATABASE_URL", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"):
+        assert "REPLACE_ME" in secret[PREFIX + key]
+
+
+def test_k8s_pods_take_config_from_configmap_and_secret_and_run_locked_down() -> None:
+    for _, doc in K8S_DOCS:
+        if doc["kind"] not in ("Deployment", "CronJob"):
+            continue
+        pod = _pod_spec(doc)
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] != 0
+        mounts_needed = {"/tmp", "/var/lib/feedserver"}
+        empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+            assert refs == {"feedserver-config", "feedserver-secrets"}
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert container["resources"]["requests"] and container["resources"]["limits"]
+            mounts = container["volumeMounts"]
+            writable = {m["mountPath"] for m in mounts if m["name"] in empty_dirs}
+            assert mounts_needed <= writable, container["name"]
+
+
+def test_api_deployment_probes_replicas_and_draining() -> None:
+    deployment = _k8s("Deployment", "feedserver-api")
+    assert deployment["spec"]["replicas"] == 2
+    pod = _pod_spec(deployment)
+    assert pod["terminationGracePeriodSeconds"] >= 60
+    (container,) = pod["containers"]
+    assert container["args"][0] == "serve"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    assert _k8s("Service", "feedserver-api")["spec"]["selector"] == labels
+    pdb = _k8s("PodDisruptionBudget", "feedserver-api")
+    assert pdb["spec"]["selector"]["matchLabels"] == labels
+    hpa = _k8s("HorizontalPodAutoscaler", "feedserver-api")["spec"]
+    assert hpa["scaleTargetRef"]["name"] == "feedserver-api"
+    assert hpa["minReplicas"] >= 2
+
+
+def test_consumers_and_daily_build() -> None:
+    events = _k8s("Deployment", "feedserver-events-consumer")
+    assert _pod_spec(events)["containers"][0]["args"] == ["events", "consume"]
+    usage = _k8s("Deployment", "feedserver-usage-consumer")
+    assert _pod_spec(usage)["containers"][0]["args"] == ["usage", "consume"]
+    # One ledger writer: never two pods at once, not even during a rollout.
+    assert usage["spec"]["replicas"] == 1
+    assert usage["spec"]["strategy"]["type"] == "Recreate"
+
+    cron = _k8s("CronJob", "feedserver-daily-build")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = _pod_spec(cron)
+    assert pod["restartPolicy"] == "Never"
+    (build,) = pod["initContainers"]
+    assert build["args"][:2] == ["snapshot", "build"] and "--dump" in build["args"]
+    assert pod["containers"][0]["args"] == ["diff", "build"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+              if "persistentVolumeClaim" in v}
+    assert claims == {_k8s("PersistentVolumeClaim", "feedserver-dumps")["metadata"]["name"]}
+
+
+def test_optional_pod_monitor_is_outside_the_base() -> None:
+    (monitor,) = _yaml_docs(K8S / "optional" / "servicemonitor.yaml")
+    assert monitor["apiVersion"].startswith("monitoring.coreos.com/")
+    ports = {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]}
+    declared = {
+        p["name"]
+        for _, doc in K8S_DOCS
+        if doc["kind"] == "Deployment"
+        for c in _pod_spec(doc)["containers"]
+        for p in c["ports"]
+    }
+    assert ports <= declared
+
+
+# --- settings names everywhere ------------------------------------------------------------------
+
+
+def test_every_feedserver_variable_in_deploy_is_a_setting() -> None:
+    unknown = {}
+    for path in sorted(p for p in DEPLOY.rglob("*") if p.is_file()):
+        for name in re.findall(r"\bFEEDSERVER_[A-Z0-9_]+", path.read_text()):
+            if name[len(PREFIX):].lower() not in SETTING_NAMES:
+                unknown[name] = path.relative_to(ROOT)
+    assert not unknown, f"not fields of feedserver.config.Settings: {unknown}"
+
+
+# --- compose ------------------------------------------------------------------------------------
+
+
+def _interpolate(value: str) -> str:
+    # Compose's ${VAR:-default} with nothing set in the environment; $$ is a literal $.
+    value = re.sub(r"\$\{(\w+)(?::?[-?]([^}]*))?\}", lambda m: m.group(2) or "", value)
+    return value.replace("$$", "$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    (doc,) = _yaml_docs(DEPLOY / "compose.yaml")
+    return doc
+
+
+def test_compose_services_images_and_profiles(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    expected = {"kafka", "kafka-init", "minio", "minio-init", "postgres", "gateway",
+                "prometheus", "grafana"} | FEEDSERVER_SERVICES
+    assert expected <= set(services)
+    for name, service in services.items():
+        assert service.get("image"), name
+        assert not service["image"].endswith(":latest"), name
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert not any("zookeeper" in s["image"] for s in services.values())
+    assert services["api"]["deploy"]["replicas"] == 2
+    for name in FEEDSERVER_SERVICES:
+        assert services[name]["image"] == services["api"]["image"]
+        assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert ("batch" in services[name].get("profiles", [])) == (name in BATCH_SERVICES)
+    assert services["events-consumer"]["command"] == ["events", "consume"]
+    assert services["usage-consumer"]["command"] == ["usage", "consume"]
+    assert services["snapshot-builder"]["command"][:2] == ["snapshot", "build"]
+    assert services["diff-builder"]["command"] == ["diff", "build"]
+
+
+def test_compose_healthchecks_and_dependencies(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    one_shot = {n for n, s in services.items() if s.get("restart") == "no"}
+    assert {"kafka-init", "minio-init"} | BATCH_SERVICES <= one_shot
+    conditions = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, service in services.items():
+        if name not in one_shot:
+            test = service["healthcheck"]["test"]
+            assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
+        for dep, spec in service.get("depends_on", {}).items():
+            assert dep in services, (name, dep)
+            assert spec["condition"] in conditions, (name, dep)
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], (name, dep)
+            if spec["condition"] == "service_completed_successfully":
+                assert dep in one_shot, (name, dep)
+    for name in FEEDSERVER_SERVICES:
+        deps = services[name]["depends_on"]
+        assert deps["postgres"]["condition"] == "service_healthy"
+        assert deps["kafka-init"]["condition"] == "service_completed_successfully"
+        assert deps["minio-init"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_feedserver_environment_loads_as_settings(compose: dict[str, Any]) -> None:
+    for name in FEEDSERVER_SERVICES:
+        env = {k: _interpolate(str(v)) for k, v in compose["services"][name]["environment"].items()}
+        settings = load_settings(env=env)
+        assert settings.mode == "distributed", name
+        assert settings.database.startswith("postgresql://")
+        assert settings.kafka_bootstrap_servers == "kafka:9092"
+        assert settings.s3_endpoint_url == "http://minio:9000"
+        assert settings.token_secret
+
+
+def test_compose_bind_mounts_exist(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = _interpolate(volume.split(":")[0])
+            if source.startswith(".") and name not in BATCH_SERVICES:
+                assert (DEPLOY / source).exists(), (name, source)
+
+
+# --- Prometheus and Grafana ---------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_every_long_running_feedserver_service(compose: dict[str, Any]) -> None:
+    (config,) = _yaml_docs(DEPLOY / "prometheus" / "prometheus.yml")
+    jobs = config["scrape_configs"]
+    assert len({j["job_name"] for j in jobs}) == len(jobs)
+    hosts = set()
+    for job in jobs:
+        for sd in job.get("dns_sd_configs", []):
+            hosts |= set(sd["names"])
+        for static in job.get("static_configs", []):
+            hosts |= {t.rsplit(":", 1)[0] for t in static["targets"]}
+    assert hosts >= FEEDSERVER_SERVICES - BATCH_SERVICES
+    assert hosts - {"127.0.0.1"} <= set(compose["services"])
+
+
+def _metric_names(expr: str) -> set[str]:
+    names = set(re.findall(r"\bfeedserver_[a-z0-9_]+", expr))
+    return {re.sub(r"_(bucket|sum|count)$", "", n) for n in names}
+
+
+def test_grafana_dashboard_panels_use_known_metrics() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "feedserver.json").read_text())
+    (datasource,) = _yaml_docs(DEPLOY / "grafana" / "provisioning" / "datasources" /
+                               "prometheus.yaml")[0]["datasources"]
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    used: set[str] = set()
+    for panel in panels:
+        assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            names = _metric_names(target["expr"])
+            assert names and names <= METRICS, (panel["title"], names - METRICS)
+            used |= names
+    assert used == METRICS
+    titles = " ".join(p["title"].lower() for p in panels)
+    for word in ("request rate", "p50", "p99", "bytes", "lag", "dead-letter", "ledger"):
+        assert word in titles
+
+
+def test_grafana_dashboard_provider_points_at_the_mounted_folder(compose: dict[str, Any]) -> None:
+    (provider,) = _yaml_docs(DEPLOY / "grafana" / "provisioning" / "dashboards" /
+                             "feedserver.yaml")[0]["providers"]
+    mounts = {v.split(":")[1] for v in compose["services"]["grafana"]["volumes"]}
+    assert provider["options"]["path"] in mounts
+
+
+def test_metric_names_are_documented() -> None:
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    assert all(f"`{name}`" in doc for name in METRICS)
+
+
+# --- Dockerfile ---------------------------------------------------------------------------------
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", path.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
+    steps = _instructions(DEPLOY / "Dockerfile")
+    froms = [i for i, (k, _) in enumerate(steps) if k == "FROM"]
+    assert len(froms) >= 2
+    final = steps[froms[-1]:]
+    assert "python:3.11" in (steps[0][1] + final[0][1]) or any(
+        k == "ARG" and "python:3.11" in v for k, v in steps
+    )
+    assert any(k == "RUN" and "pip install ." in v for k, v in steps[: froms[-1]])
+    final_text = " ".join(v for _, v in final)
+    for tool in ("build-essential", "gcc", "apt-get install"):
+        assert tool not in final_text
+    users = [v for k, v in final if k == "USER"]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    (healthcheck,) = [v for k, v in final if k == "HEALTHCHECK"]
+    assert "/healthz" in healthcheck
+    assert ("ENTRYPOINT", '["feedserver"]') in final
+    (cmd,) = [json.loads(v) for k, v in final if k == "CMD"]
+    assert cmd[0] == "serve"
+
+
+def test_dockerignore_keeps_the_context_to_the_package() -> None:
+    lines = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    assert "*" in lines and {"!pyproject.toml", "!feedserver/"} <= set(lines)
+    for _, source in [s for s in _instructions(DEPLOY / "Dockerfile") if s[0] == "COPY"]:
+        if "--from" not in source:
+            for path in source.split()[:-1]:
+                assert (ROOT / path).exists(), path
