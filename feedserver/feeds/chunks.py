@@ -47,7 +47,7 @@ class _OpenChunk:
         self.seq = seq
         self.fh: IO[bytes] = path.open("wb")
         self.hashes: IO[bytes] = self.hashes_path.open("wb")
-        self.compressor = zstandard.ZstdCompressor(level=level).compressobj()
+        self.compressor = zstandard.ZstdCompressor(level=level, threads=1).compressobj()
         self.buf = bytearray()
         self.count = 0
         self.size = 0

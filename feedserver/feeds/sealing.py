@@ -109,7 +109,7 @@ def seal_namespace(
             redirect_count += 1
         if dead or attach:
             out = folder / f"sealed_{ns}_{len(chunks)}.ndjson.zst"
-            count, size = _rewrite(Path(path), out, dead, attach, root, level)
+            count, size = _rewrite(Path(path), Path(hashes_path), out, dead, attach, root, level)
             path = str(out)
         else:
             root.update(read_hashes(Path(hashes_path)))
@@ -129,15 +129,17 @@ def seal_namespace(
 
 
 def _rewrite(
-    src: Path, dst: Path, dead: set[int], attach: dict[int, list[Link]], root: RootHasher,
-    level: int,
+    src: Path, hashes: Path, dst: Path, dead: set[int], attach: dict[int, list[Link]],
+    root: RootHasher, level: int,
 ) -> tuple[int, int]:
     """Copy a staged chunk without ``dead`` lines, adding redirects; return (count, size)."""
     count = size = 0
     buf = bytearray()
-    cobj = zstandard.ZstdCompressor(level=level).compressobj()
+    cobj = zstandard.ZstdCompressor(level=level, threads=1).compressobj()
     with dst.open("wb") as out:
-        for number, line in enumerate(_lines(src)):
+        # Staged digests are reused for lines kept unchanged.
+        for number, (line, digest) in enumerate(zip(_lines(src), read_hashes(hashes),
+                                                     strict=True)):
             if number in dead:
                 continue
             links = attach.get(number)
@@ -147,7 +149,8 @@ def _rewrite(
                 extra = [link for link in links if link.name not in known]
                 article.redirects = [*(article.redirects or ()), *extra]
                 line = ENCODER.encode(article)
-            root.add_digest(hashlib.sha256(line).digest())
+                digest = hashlib.sha256(line).digest()
+            root.add_digest(digest)
             buf += line
             buf.append(0x0A)
             count += 1
