@@ -81,3 +81,12 @@ def test_truncated_real_dump_publishes_nothing(tmp_path: Path, shared_data: Path
         "snapshots/enwiki_namespace_0/index.json",
     ]
     assert not any((settings.data_path / "tmp").iterdir())
+
+
+def test_bad_dump_in_a_worker_fails_the_build(tmp_path: Path, shared_data: Path) -> None:
+    settings, blobs = make(tmp_path, "w")
+    bad = DUMPS / "gensim-4.4.0/enwiki-table-markup.xml.bz2"  # no <siteinfo>
+    with pytest.raises(DumpError, match="siteinfo"):
+        build_snapshots([TESTCORPUS, bad], blobs, settings, workers=2)
+    assert SnapshotStore(blobs).identifiers() == []
+    assert not any((settings.data_path / "tmp").iterdir())
