@@ -1,0 +1,192 @@
+"""WME auth endpoints (``/v1/login``, ``/v1/token-refresh``, ``/v1/token-revoke``,
+``/v1/get-user``) and the authentication dependency every data endpoint uses.
+
+Credentials: ``Authorization: Bearer <access token | fs_ API key>`` or ``X-API-Key: <key>``.
+Missing or bad credentials → 401 with ``WWW-Authenticate``; a plan that does not cover the
+feed, project or namespace involved → 403 (``entitle``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, post
+from litestar.di import Provide
+
+from feedserver.api.query import ENCODER
+from feedserver.api.services import Principal, Services, call, services_of
+from feedserver.errors import BadRequest, Forbidden, InvalidParameter, Unauthorized
+from feedserver.metering.plans import month_of, plan_terms
+
+API_KEY_PREFIX = "fs_"
+MAX_CREDENTIAL = 4096
+
+
+class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    password: str
+
+
+class RefreshBody(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    refresh_token: str
+
+
+class RevokeBody(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: str
+
+
+def _decode(body: bytes, kind: type[Any]) -> Any:
+    try:
+        value = msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidParameter(f"invalid request body: {exc}") from None
+    except msgspec.DecodeError:
+        raise BadRequest("request body is not valid JSON") from None
+    for field in msgspec.structs.fields(kind):
+        text = getattr(value, field.name)
+        if not 1 <= len(text) <= 255 and field.name != "refresh_token":
+            raise InvalidParameter(f"{field.name} must be 1 to 255 characters")
+        if not 1 <= len(text) <= MAX_CREDENTIAL:
+            raise InvalidParameter(f"{field.name} is too long")
+    return value
+
+
+def credential(request: Request[Any, Any, Any]) -> tuple[str, str]:
+    """``("bearer" | "api_key", secret)`` from the headers; raises Unauthorized."""
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("use 'Authorization: Bearer <token or API key>'")
+        if len(token) > MAX_CREDENTIAL:
+            raise Unauthorized("invalid credentials")
+        return ("api_key" if token.startswith(API_KEY_PREFIX) else "bearer", token)
+    key = request.headers.get("x-api-key", "").strip()
+    if key:
+        if len(key) > MAX_CREDENTIAL:
+            raise Unauthorized("invalid credentials")
+        return "api_key", key
+    raise Unauthorized("authentication required: send 'Authorization: Bearer <token>'")
+
+
+async def authenticate(request: Request[Any, Any, Any]) -> Principal:
+    """The ``principal`` dependency."""
+    svc = services_of(request)
+    if svc.accounts is None:
+        raise Unauthorized("no accounts service configured")
+    kind, secret = credential(request)
+    method = (svc.accounts.authenticate_api_key if kind == "api_key"
+              else svc.accounts.authenticate_bearer)
+    principal: Principal | None = await call(method, secret)
+    if principal is None:
+        raise Unauthorized("invalid credentials")
+    request.state["principal"] = principal
+    return principal
+
+
+PRINCIPAL = {"principal": Provide(authenticate)}
+
+
+def entitle(principal: Principal, feed: str, project: str | None = None,
+            namespace: int | None = None) -> None:
+    """Raise Forbidden unless the principal's plan covers (feed, project, namespace)."""
+    plan = principal.plan
+    if plan is None:
+        if getattr(principal, "is_admin", False):
+            return
+        raise Forbidden("no plan: access to this feed is not included")
+    checker = getattr(plan, "check", None) or getattr(
+        getattr(plan, "entitlements", None), "check", None)
+    if checker is None:
+        raise Forbidden("plan has no entitlements")
+    checker(feed, project, namespace)
+
+
+def allowed(principal: Principal, feed: str, project: str | None = None,
+            namespace: int | None = None) -> bool:
+    try:
+        entitle(principal, feed, project, namespace)
+    except Forbidden:
+        return False
+    return True
+
+
+def _json(value: Any, status: int = 200) -> Response[bytes]:
+    data = value if isinstance(value, dict) else msgspec.to_builtins(value)
+    return Response(ENCODER.encode(data), status_code=status, media_type="application/json",
+                    headers={"Cache-Control": "no-store"})
+
+
+def _accounts(request: Request[Any, Any, Any]) -> Any:
+    svc = services_of(request)
+    if svc.accounts is None:
+        raise Unauthorized("no accounts service configured")
+    return svc.accounts
+
+
+@post("/login", status_code=200)
+async def login(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body: LoginBody = _decode(await request.body(), LoginBody)
+    tokens = await call(_accounts(request).login, body.username.lower(), body.password)
+    return _json(tokens)
+
+
+@post("/token-refresh", status_code=200)
+async def token_refresh(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body: RefreshBody = _decode(await request.body(), RefreshBody)
+    tokens = await call(_accounts(request).refresh, body.username.lower(), body.refresh_token)
+    return _json(tokens)
+
+
+@post("/token-revoke", status_code=204)
+async def token_revoke(request: Request[Any, Any, Any]) -> None:
+    body: RevokeBody = _decode(await request.body(), RevokeBody)
+    await call(_accounts(request).revoke, body.refresh_token)
+
+
+_APIS = [
+    {"path": "/v2/*", "method": "GET"}, {"path": "/v2/*", "method": "POST"},
+    {"path": "/v2/*", "method": "HEAD"},
+]
+
+
+def _used(svc: Services, customer_id: str, quota: str) -> int:
+    counters = svc.counters
+    if counters is None:
+        return 0
+    return int(counters.used(customer_id, month_of(datetime.now(UTC)), quota))
+
+
+@post("/get-user", status_code=200, dependencies=PRINCIPAL)
+async def get_user(request: Request[Any, Any, Any], principal: Principal) -> Response[bytes]:
+    svc = services_of(request)
+    quotas = plan_terms(principal.plan).quotas
+    cid = principal.customer_id
+
+    def counts() -> dict[str, int]:
+        return {q: _used(svc, cid, q) for q in
+                ("ondemand_lookups", "snapshot_downloads", "chunk_downloads")}
+
+    used = await call(counts)
+    plan_name = getattr(principal.plan, "name", None)
+    return _json({
+        "username": getattr(principal, "user", None) or getattr(principal, "customer_name", ""),
+        "customer": getattr(principal, "customer_name", cid),
+        "groups": [plan_name] if plan_name else [],
+        "apis": _APIS,
+        "ondemand_requests_count": used["ondemand_lookups"],
+        "ondemand_limit": quotas.ondemand_lookups,
+        "snapshot_requests_count": used["snapshot_downloads"],
+        "snapshot_limit": quotas.snapshot_downloads,
+        "chunk_requests_count": used["chunk_downloads"],
+        "chunk_limit": quotas.chunk_downloads,
+    })
+
+
+def router() -> Router:
+    return Router("/v1", route_handlers=[login, token_refresh, token_revoke, get_user],
+                  tags=["auth"])

@@ -1,0 +1,65 @@
+"""Operational endpoints: ``/healthz`` (process up), ``/readyz`` (blob store and database
+reachable) and ``/metrics`` (Prometheus text format, from the app's own registry).
+
+They are unauthenticated and unmetered: put them behind the load balancer's private listener.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+from litestar import Request, Response, Router, get
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from feedserver.api.problems import problem_response
+from feedserver.api.query import ENCODER
+from feedserver.api.services import services_of
+from feedserver.errors import FeedError
+
+PROBE_KEY = "readyz-probe"
+
+
+@get("/healthz", include_in_schema=False)
+async def healthz() -> Response[bytes]:
+    return Response(b'{"status":"ok"}', media_type="application/json",
+                    headers={"Cache-Control": "no-store"})
+
+
+@get("/readyz", include_in_schema=False)
+async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
+    svc = services_of(request)
+    checks: dict[str, str] = {}
+
+    def probe() -> None:
+        try:
+            svc.blobs.exists(PROBE_KEY)
+            checks["blobs"] = "ok"
+        except (FeedError, OSError) as exc:
+            checks["blobs"] = f"failed: {type(exc).__name__}"
+        if svc.db is not None:
+            try:
+                svc.db.fetchone("SELECT 1")
+                checks["database"] = "ok"
+            except (FeedError, OSError) as exc:
+                checks["database"] = f"failed: {type(exc).__name__}"
+
+    with anyio.fail_after(10):
+        await anyio.to_thread.run_sync(probe)
+    failed = sorted(k for k, v in checks.items() if v != "ok")
+    if failed:
+        return problem_response(503, "unavailable", "Service unavailable",
+                                f"not ready: {', '.join(failed)}", "/readyz",
+                                extra={k: v for k, v in checks.items()})
+    return Response(ENCODER.encode({"status": "ready", "checks": checks}),
+                    media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@get("/metrics", include_in_schema=False)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    registry = services_of(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def router() -> Router:
+    return Router("/", route_handlers=[healthz, readyz, metrics])

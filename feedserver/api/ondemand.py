@@ -1,0 +1,81 @@
+"""On-demand lookups: ``GET|POST /v2/articles/{name}``.
+
+Returns the latest revision of the article in every project that has that title (from the
+state store), limited to projects the caller's plan covers for the ``ondemand`` feed.
+``limit`` defaults to 3, at most 10 (422 above, as WME). ``is_part_of.identifier`` narrows
+the projects searched; every other filter (``in_language.identifier`` included) is an
+exact-match test on each article found.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import anyio.to_thread
+import msgspec
+from litestar import Request, Response, Router, route
+
+from feedserver.api.auth import PRINCIPAL, allowed
+from feedserver.api.query import matches, project, read_query, render_list
+from feedserver.api.services import Principal, services_of
+from feedserver.errors import InvalidIdentifier, InvalidParameter, NotFound, Unavailable
+
+FEED: Final = "ondemand"
+DEFAULT_LIMIT = 3
+MAX_LIMIT = 10
+# Candidates fetched before entitlement and filters thin them out (one per project at most).
+CANDIDATES = 200
+
+
+def check_name(name: str) -> str:
+    if not 1 <= len(name) <= 255 or any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise InvalidIdentifier(f"invalid article name {name[:80]!r}")
+    return name
+
+
+@route("/{name:str}", http_method=["GET", "POST"], status_code=200,
+       dependencies=PRINCIPAL)
+async def lookup_article(request: Request[Any, Any, Any], principal: Principal,
+                         name: str) -> Response[bytes]:
+    svc = services_of(request)
+    query = await read_query(request)
+    limit = DEFAULT_LIMIT if query.limit is None else query.limit
+    if limit > MAX_LIMIT:
+        raise InvalidParameter(f"limit cannot be greater than {MAX_LIMIT}")
+    if limit < 1:
+        raise InvalidParameter("limit must be at least 1")
+    check_name(name)
+    if svc.state is None:
+        raise Unavailable("the on-demand state store is not configured")
+    projects = sorted({str(f.value) for f in query.filters
+                       if f.field == "is_part_of.identifier"})
+    if len(projects) > 1:  # ANDed exact matches on one field: nothing can match both
+        raise NotFound(f"article {name[:100]!r} not found")
+    others = [f for f in query.filters if f.field != "is_part_of.identifier"]
+    headers = await svc.admit(principal, FEED, projects[0] if projects else None)
+    state = svc.state
+
+    def find() -> list[dict[str, Any]]:
+        out = []
+        for article in state.find_by_name(name, projects or None, limit=CANDIDATES):
+            if not allowed(principal, FEED, article.is_part_of.identifier,
+                           article.namespace.identifier):
+                continue
+            data = msgspec.to_builtins(article)
+            if matches(data, others):
+                out.append(project(data, query.fields))
+            if len(out) >= limit:
+                break
+        return out
+
+    found = await anyio.to_thread.run_sync(find)
+    if not found:
+        raise NotFound(f"article {name[:100]!r} not found")
+    response = render_list(request, found, headers)
+    svc.report(request, principal, feed=FEED, project=projects[0] if projects else None,
+               bytes_sent=len(response.content), articles=len(found))
+    return response
+
+
+def router() -> Router:
+    return Router("/v2/articles", route_handlers=[lookup_article], tags=["on-demand"])

@@ -1,0 +1,165 @@
+"""WME request parameters (``fields``, ``filters``, ``limit``) and JSON / NDJSON rendering.
+
+Every data endpoint takes the same parameters, in the query string (GET) or in a JSON body
+(POST). GET: ``fields`` repeated or comma-separated, ``filters`` as a JSON array of
+``{"field", "value"}`` objects, ``limit``. Filters are exact equality, ANDed; a number
+matches its decimal text too (``namespace.identifier`` = ``0`` or ``"0"``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+
+from feedserver.errors import BadRequest, InvalidParameter
+
+MAX_ITEMS = 255
+NDJSON = "application/x-ndjson"
+_PATH = re.compile(r"^[a-z_][a-z0-9_]{0,63}(\.[a-z_][a-z0-9_]{0,63}){0,7}(\.\*)?$")
+Scalar = str | int | float | bool
+
+
+class Filter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    field: str
+    value: Scalar
+
+
+class Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    fields: list[str] = msgspec.field(default_factory=list)
+    filters: list[Filter] = msgspec.field(default_factory=list)
+    limit: int | None = None
+
+
+_QUERY_DECODER = msgspec.json.Decoder(Query)
+_FILTERS_DECODER = msgspec.json.Decoder(list[Filter])
+ENCODER = msgspec.json.Encoder()
+
+
+def _check(query: Query) -> Query:
+    if len(query.fields) > MAX_ITEMS or len(query.filters) > MAX_ITEMS:
+        raise InvalidParameter(f"at most {MAX_ITEMS} fields and {MAX_ITEMS} filters")
+    for path in [*query.fields, *(f.field for f in query.filters)]:
+        if not _PATH.match(path):
+            raise InvalidParameter(f"invalid field path {path[:80]!r}")
+    for f in query.filters:
+        if f.field.endswith(".*"):
+            raise InvalidParameter(f"cannot filter on an object: {f.field!r}")
+    return query
+
+
+def from_body(body: bytes) -> Query:
+    """A POST body (empty means defaults). Bad JSON → 400; wrong shape → 422."""
+    if not body.strip():
+        return Query()
+    try:
+        return _check(_QUERY_DECODER.decode(body))
+    except msgspec.ValidationError as exc:
+        raise InvalidParameter(f"invalid request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def from_params(params: Mapping[str, Sequence[str]]) -> Query:
+    """GET query parameters (a multi-dict as ``{name: [values]}``)."""
+    fields = [f.strip() for raw in params.get("fields", ()) for f in raw.split(",") if f.strip()]
+    filters: list[Filter] = []
+    for raw in params.get("filters", ()):
+        try:
+            filters.extend(_FILTERS_DECODER.decode(raw))
+        except msgspec.ValidationError as exc:
+            raise InvalidParameter(f"invalid filters: {exc}") from None
+        except msgspec.DecodeError:
+            raise BadRequest('filters must be a JSON array of {"field", "value"}') from None
+    limit: int | None = None
+    if params.get("limit"):
+        raw_limit = params["limit"][-1]
+        if not raw_limit.isdigit() or len(raw_limit) > 9:
+            raise InvalidParameter(f"limit must be a non-negative integer, not {raw_limit[:20]!r}")
+        limit = int(raw_limit)
+    return _check(Query(fields=fields, filters=filters, limit=limit))
+
+
+async def read_query(request: Request[Any, Any, Any]) -> Query:
+    if request.method == "POST":
+        return from_body(await request.body())
+    params = {k: list(v) for k, v in request.query_params.dict().items()}
+    return from_params(params)
+
+
+def lookup(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def _norm(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    return None
+
+
+def matches(obj: Mapping[str, Any], filters: Iterable[Filter]) -> bool:
+    for f in filters:
+        have = lookup(obj, f.field)
+        if have is None or isinstance(have, dict | list) or _norm(have) != _norm(f.value):
+            return False
+    return True
+
+
+def project(obj: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """Only the requested dot paths (``a.b``, ``a.*``); missing ones are left out."""
+    if not fields:
+        return dict(obj)
+    out: dict[str, Any] = {}
+    for path in fields:
+        parts = path.removesuffix(".*").split(".")
+        src: Any = obj
+        dst = out
+        for i, part in enumerate(parts):
+            if not isinstance(src, dict) or part not in src:
+                break
+            src = src[part]
+            if i == len(parts) - 1:
+                dst[part] = src
+            else:
+                nxt = dst.setdefault(part, {})
+                if not isinstance(nxt, dict):
+                    break
+                dst = nxt
+    return out
+
+
+def wants_ndjson(request: Request[Any, Any, Any]) -> bool:
+    return NDJSON in request.headers.get("accept", "")
+
+
+def select(items: Iterable[Any], query: Query) -> list[dict[str, Any]]:
+    """Filter then project structs or dicts (as JSON-ready dicts)."""
+    out = []
+    for item in items:
+        data = item if isinstance(item, dict) else msgspec.to_builtins(item)
+        if matches(data, query.filters):
+            out.append(project(data, query.fields))
+    return out
+
+
+def render_list(request: Request[Any, Any, Any], items: Sequence[Any],
+                headers: Mapping[str, str] | None = None) -> Response[bytes]:
+    if wants_ndjson(request):
+        body = b"".join(ENCODER.encode(item) + b"\n" for item in items)
+        return Response(body, media_type=NDJSON, headers=dict(headers or {}))
+    return Response(ENCODER.encode(list(items)), media_type="application/json",
+                    headers=dict(headers or {}))
+
+
+def render_one(item: Any, headers: Mapping[str, str] | None = None) -> Response[bytes]:
+    return Response(ENCODER.encode(item), media_type="application/json",
+                    headers=dict(headers or {}))

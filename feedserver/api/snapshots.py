@@ -1,0 +1,245 @@
+"""Snapshot feed endpoints: list, metadata, chunks and downloads (``/v2/snapshots``).
+
+The WME metadata object keeps WME's names; where our data is richer it adds fields:
+
+* ``version`` (string, as in WME) is the snapshot's **content root hash** (a checksum of the
+  content independent of chunking and compression); ``version_number`` is our integer
+  version, usable as ``?version=N``; ``sha256`` is the checksum of the download bytes (the
+  ETag).
+* ``size`` is ``{value: MB (bytes / 1e6, 3 decimals), unit_text: "MB"}`` as in WME; the exact
+  byte count is ``size_bytes``.
+
+Entitlement is checked from the identifier (``{wiki}_namespace_{n}``) before anything is read,
+so a caller learns nothing about snapshots outside its plan (403 whether or not they exist).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import anyio.to_thread
+from litestar import Request, Response, Router, route
+
+from feedserver.api import downloads
+from feedserver.api.auth import PRINCIPAL, allowed, entitle
+from feedserver.api.query import project, read_query, render_list, render_one, select
+from feedserver.api.ranges import Part
+from feedserver.api.services import Principal, Services, services_of
+from feedserver.errors import InvalidParameter, SnapshotNotFound
+from feedserver.feeds.manifest import (
+    SNAPSHOT_RE,
+    ChunkInfo,
+    Manifest,
+    check_chunk_identifier,
+    check_identifier,
+)
+
+FEED: Final = "snapshots"
+_CHUNK_INDEX = re.compile(r"^[0-9]{1,7}$")
+
+
+def parse_identifier(identifier: str) -> tuple[str, int]:
+    m = SNAPSHOT_RE.match(check_identifier(identifier))
+    assert m is not None  # check_identifier matched the same pattern
+    return m.group(1), int(m.group(2))
+
+
+def parse_version(request: Request[Any, Any, Any]) -> int | None:
+    raw = request.query_params.get("version")
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+        raise InvalidParameter(f"version must be a positive integer, not {raw[:20]!r}")
+    return int(raw)
+
+
+def _mb(size: int) -> dict[str, Any]:
+    return {"value": round(size / 1e6, 3), "unit_text": "MB"}
+
+
+def _common(m: Manifest) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "date_modified": m.date_modified,
+        "is_part_of": {"identifier": m.is_part_of.identifier},
+    }
+    if m.in_language is not None:
+        out["in_language"] = {"identifier": m.in_language.identifier}
+    out["namespace"] = {"identifier": m.namespace.identifier}
+    return out
+
+
+def snapshot_view(m: Manifest, versions: list[int] | None = None) -> dict[str, Any]:
+    size = int(m.size.value)
+    out = {
+        "identifier": m.identifier, "version": m.content_root_hash, "version_number": m.version,
+        **_common(m), "size": _mb(size), "chunks": m.chunk_identifiers(),
+        "size_bytes": size, "uncompressed_size": m.uncompressed_size,
+        "article_count": m.article_count, "sha256": m.sha256,
+        "content_root_hash": m.content_root_hash,
+    }
+    if m.previous_version is not None:
+        out["previous_version"] = m.previous_version
+    if versions is not None:
+        out["versions"] = versions
+    return out
+
+
+def chunk_view(m: Manifest, c: ChunkInfo) -> dict[str, Any]:
+    return {
+        "identifier": c.identifier, "version": c.sha256, **_common(m), "size": _mb(c.size),
+        "index": c.index, "size_bytes": c.size, "uncompressed_size": c.uncompressed_size,
+        "article_count": c.article_count, "sha256": c.sha256, "offset": c.offset,
+        "snapshot": m.identifier, "version_number": m.version,
+    }
+
+
+async def _manifest(svc: Services, principal: Principal, identifier: str,
+                    version: int | None) -> tuple[str, Manifest]:
+    wiki, ns = parse_identifier(identifier)
+    entitle(principal, FEED, wiki, ns)
+    m = await anyio.to_thread.run_sync(svc.snapshots.manifest, identifier, version)
+    return wiki, m
+
+
+async def _metadata_response(request: Request[Any, Any, Any], principal: Principal,
+                             wiki: str | None, data: Any, *, many: bool) -> Response[bytes]:
+    svc = services_of(request)
+    headers = await svc.admit(principal, FEED, wiki)
+    response = render_list(request, data, headers) if many else render_one(data, headers)
+    svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(response.content))
+    return response
+
+
+@route("/", http_method=["GET", "POST"], status_code=200,
+       dependencies=PRINCIPAL)
+async def list_snapshots(request: Request[Any, Any, Any], principal: Principal
+                         ) -> Response[bytes]:
+    svc = services_of(request)
+    query = await read_query(request)
+
+    def views() -> list[dict[str, Any]]:
+        out = []
+        for identifier in sorted(svc.snapshots.identifiers()):
+            wiki, ns = parse_identifier(identifier)
+            if not allowed(principal, FEED, wiki, ns):
+                continue
+            try:
+                out.append(snapshot_view(svc.snapshots.manifest(identifier)))
+            except SnapshotNotFound:  # removed while listing
+                continue
+        return out
+
+    items = select(await anyio.to_thread.run_sync(views), query)
+    if query.limit is not None:
+        items = items[: query.limit]
+    return await _metadata_response(request, principal, None, items, many=True)
+
+
+@route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
+       dependencies=PRINCIPAL)
+async def get_snapshot(request: Request[Any, Any, Any], principal: Principal,
+                       identifier: str) -> Response[bytes]:
+    svc = services_of(request)
+    query = await read_query(request)
+    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    versions = await anyio.to_thread.run_sync(svc.snapshots.versions, identifier)
+    item = project(snapshot_view(m, versions), query.fields)
+    return await _metadata_response(request, principal, wiki, item, many=False)
+
+
+async def _download(request: Request[Any, Any, Any], principal: Principal, wiki: str,
+                    m: Manifest, chunks: list[ChunkInfo], *, feed: Any, resource: str,
+                    sha256: str, filename: str) -> Response[Any]:
+    svc = services_of(request)
+    base = chunks[0].offset if chunks else 0
+    parts = [Part(c.key, c.offset - base, c.size) for c in chunks]
+    size = sum(c.size for c in chunks)
+    get = request.method == "GET"
+
+    async def admit() -> dict[str, str]:
+        return await svc.admit(principal, feed, wiki, resource=resource, download=True)
+
+    def on_sent(n: int) -> None:
+        svc.metrics.http_bytes.labels(route=str(request.scope.get("path_template", ""))).inc(n)
+        svc.report(request, principal, feed=feed, project=wiki, bytes_sent=n,
+                   resource=resource, download=get)
+
+    if not get:  # HEAD is free (as in WME) but still rate limited and counted as a request
+        head_headers = await svc.admit(principal, feed, wiki)
+        svc.report(request, principal, feed=feed, project=wiki)
+    response = await downloads.serve(
+        request, blobs=svc.blobs, parts=parts, size=size, sha256=sha256,
+        last_modified=m.date_modified, filename=filename, admit=admit, on_sent=on_sent,
+        presign_seconds=svc.settings.presign_seconds if svc.settings.s3_redirect_downloads
+        else None,
+    )
+    if not get:
+        response.headers.update(head_headers)
+    return response
+
+
+@route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL)
+async def download_snapshot(request: Request[Any, Any, Any], principal: Principal,
+                            identifier: str) -> Response[Any]:
+    wiki, m = await _manifest(services_of(request), principal, identifier,
+                              parse_version(request))
+    return await _download(
+        request, principal, wiki, m, m.chunks, feed="snapshots",
+        resource=f"{m.identifier}@{m.version}", sha256=m.sha256,
+        filename=f"{m.identifier}_v{m.version}.ndjson.zst")
+
+
+@route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
+       dependencies=PRINCIPAL)
+async def list_chunks(request: Request[Any, Any, Any], principal: Principal,
+                      identifier: str) -> Response[bytes]:
+    svc = services_of(request)
+    query = await read_query(request)
+    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    items = select([chunk_view(m, c) for c in m.chunks], query)
+    if query.limit is not None:
+        items = items[: query.limit]
+    return await _metadata_response(request, principal, wiki, items, many=True)
+
+
+@route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
+       status_code=200,
+       dependencies=PRINCIPAL)
+async def get_chunk(request: Request[Any, Any, Any], principal: Principal, identifier: str,
+                    chunk_id: str) -> Response[bytes]:
+    svc = services_of(request)
+    query = await read_query(request)
+    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    chunk = _chunk(m, chunk_id)
+    item = project(chunk_view(m, chunk), query.fields)
+    return await _metadata_response(request, principal, wiki, item, many=False)
+
+
+def _chunk(m: Manifest, chunk_id: str) -> ChunkInfo:
+    if not _CHUNK_INDEX.match(chunk_id):
+        check_chunk_identifier(chunk_id)  # only ASCII digits or a well-formed identifier
+    chunk = m.chunk(chunk_id)
+    # A chunk identifier names its snapshot: refuse one of another snapshot.
+    if not chunk.identifier.startswith(m.identifier + "_chunk_"):
+        raise SnapshotNotFound(chunk_id)
+    return chunk
+
+
+@route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
+       dependencies=PRINCIPAL)
+async def download_chunk(request: Request[Any, Any, Any], principal: Principal,
+                         identifier: str, chunk_id: str) -> Response[Any]:
+    wiki, m = await _manifest(services_of(request), principal, identifier,
+                              parse_version(request))
+    chunk = _chunk(m, chunk_id)
+    return await _download(
+        request, principal, wiki, m, [chunk], feed="chunks",
+        resource=f"{chunk.identifier}@{m.version}", sha256=chunk.sha256,
+        filename=f"{chunk.identifier}_v{m.version}.ndjson.zst")
+
+
+def router() -> Router:
+    return Router("/v2/snapshots", route_handlers=[
+        list_snapshots, get_snapshot, download_snapshot, list_chunks, get_chunk, download_chunk,
+    ], tags=["snapshots"])
