@@ -1,13 +1,135 @@
-"""`feedserver events ...` commands (placeholder until implemented)."""
+"""``feedserver events ...``: load raw events into the input topic, run the consumer.
+
+The event log is the embedded one (in the database) unless
+``FEEDSERVER_KAFKA_BOOTSTRAP_SERVERS`` is set, then Kafka.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
 from typing import Any
+
+import msgspec
+
+from feedserver.config import Settings
+from feedserver.errors import BadRequest
+from feedserver.feeds.consumer import EventConsumer
+from feedserver.feeds.content import open_content_source
+from feedserver.metrics import Metrics
+from feedserver.storage.db import connect
+from feedserver.storage.eventlog import Outgoing, now_ms, open_event_log
+
+LOAD_BATCH = 500
 
 
 def register(sub: Any) -> None:
-    del sub
+    events = sub.add_parser("events", help="live change events: load, consume")
+    cmds = events.add_subparsers(dest="events_command", required=True, metavar="SUBCOMMAND")
+
+    load = cmds.add_parser("load", help="append raw page_change events (JSON lines) to a topic")
+    load.add_argument("file", type=Path, help="JSON-lines file, one event per line ('-': stdin)")
+    load.add_argument("--topic", help="input topic (default: the first of FEEDSERVER_EVENT_TOPICS)")
+    load.add_argument("--partitions", type=int, default=1,
+                      help="partitions when the topic is created (default 1)")
+    load.set_defaults(handler=cmd_load)
+
+    consume = cmds.add_parser("consume", help="consume input topics into state + article topic")
+    consume.add_argument("--once", action="store_true", help="stop when caught up")
+    consume.add_argument("--max-events", type=int, help="stop after this many source events")
+    consume.add_argument("--batch-size", type=int, default=500, help="records per batch")
+    consume.add_argument("--metrics-port", type=int,
+                         help="serve Prometheus /metrics on this port")
+    consume.set_defaults(handler=cmd_consume)
 
 
-__all__ = ["argparse", "register"]
+def _lines(path: Path) -> list[bytes]:
+    raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    return [line.strip() for line in raw.splitlines() if line.strip()]
+
+
+class _KeyPage(msgspec.Struct):
+    page_id: int
+
+
+class _KeyFields(msgspec.Struct):
+    wiki_id: str
+    page: _KeyPage
+
+
+_KEY_DECODER = msgspec.json.Decoder(_KeyFields)
+
+
+def _key(line: bytes) -> bytes | None:
+    """Wikimedia keys page_change by wiki and page, so one page's events stay in order on one
+    partition; unreadable lines get no key."""
+    try:
+        fields = _KEY_DECODER.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return f"{fields.wiki_id}/{fields.page.page_id}".encode()
+
+
+def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    topic = args.topic or settings.event_topics[0]
+    if args.partitions < 1:
+        raise BadRequest("--partitions must be at least 1")
+    lines = _lines(args.file)
+    count = asyncio.run(_load(settings, topic, args.partitions, lines))
+    print(f"appended {count} events to {topic} ({settings.events_backend})")
+    return 0
+
+
+async def _load(settings: Settings, topic: str, partitions: int, lines: list[bytes]) -> int:
+    db = connect(settings.database)
+    event_log = open_event_log(settings, db)
+    try:
+        await event_log.create_topic(topic, partitions)
+        for i in range(0, len(lines), LOAD_BATCH):
+            # Appended as they are: validation is the consumer's job, so bad lines reach the
+            # dead-letter store.
+            await event_log.append(topic, [Outgoing(key=_key(line), value=line,
+                                                    timestamp_ms=now_ms())
+                                           for line in lines[i:i + LOAD_BATCH]])
+        return len(lines)
+    finally:
+        await event_log.close()
+        db.close()
+
+
+def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+    stats = asyncio.run(_consume(settings, args))
+    t = stats.totals
+    print(f"consumed {t.consumed} events: {t.applied} state changes, {t.produced} articles "
+          f"produced ({t.skipped} already produced), {t.dead_lettered} dead-lettered")
+    return 0
+
+
+async def _consume(settings: Settings, args: argparse.Namespace) -> Any:
+    metrics = Metrics()
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=settings.host, registry=metrics.registry)
+    db = connect(settings.database)
+    event_log = open_event_log(settings, db)
+    content = open_content_source(settings.content_source_url)
+    consumer = EventConsumer.from_settings(settings, event_log, db, content=content,
+                                           metrics=metrics, batch_size=args.batch_size)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        bounded = args.once or args.max_events is not None
+        return await consumer.run(once=args.once, max_events=args.max_events, stop=stop,
+                                  max_failures=3 if bounded else None)
+    finally:
+        await content.close()
+        await event_log.close()
+        db.close()

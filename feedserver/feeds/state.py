@@ -111,15 +111,9 @@ class StateStore:
                 key.identifier, change.article.name, rev, rev, ts,
             )).rowcount
             return int(count > 0)
-        if change.type == "visibility-change":
-            # A visibility change does not resurrect a deleted page.
-            row = cur.execute(
-                f"SELECT deleted FROM {TABLE} WHERE project = ? AND namespace = ? AND page_id = ?",
-                (key.project, key.namespace, key.identifier),
-            ).fetchone()
-            deleted = bool(row and row[0])
-        else:
-            deleted = change.type == "delete"
+        # A visibility change is about a live page's revision: like an update, it means the
+        # page exists (so the outcome does not depend on the order events arrive in).
+        deleted = change.type == "delete"
         count = cur.execute(_UPSERT, self._row(change.article, rev, ts, deleted)).rowcount
         return int(count > 0)
 

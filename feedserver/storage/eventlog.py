@@ -327,16 +327,23 @@ class EmbeddedEventLog:
         self._notify()
 
     # Used by readers.
-    def _fetch_sync(self, positions: Mapping[TopicPartition, int],
-                    max_records: int) -> list[LogRecord]:
+    def _fetch_sync(self, positions: Mapping[TopicPartition, int], max_records: int,
+                    rotate: int = 0) -> list[LogRecord]:
         out: list[LogRecord] = []
-        # A fair share per partition, so one busy partition cannot starve the others.
+        # A fair share per partition, and a rotating first partition, so one busy partition
+        # cannot starve the others.
         share = max(1, max_records // max(1, len(positions)))
-        for (topic, part), pos in sorted(positions.items()):
+        order = sorted(positions.items())
+        if order:
+            k = rotate % len(order)
+            order = order[k:] + order[:k]
+        for (topic, part), pos in order:
+            if len(out) >= max_records:
+                break
             rows = self.db.fetchall(
                 "SELECT pos, timestamp_ms, rkey, value, headers FROM eventlog_records "
                 "WHERE topic = ? AND part = ? AND pos >= ? ORDER BY pos LIMIT ?",
-                (topic, part, pos, share))
+                (topic, part, pos, min(share, max_records - len(out))))
             out.extend(
                 LogRecord(topic=topic, partition=part, offset=int(r[0]), timestamp_ms=int(r[1]),
                           key=None if r[2] is None else bytes(r[2]), value=bytes(r[3]),
@@ -349,12 +356,15 @@ class _EmbeddedReader:
     def __init__(self, log: EmbeddedEventLog, positions: Mapping[TopicPartition, int]) -> None:
         self._log = log
         self._positions = dict(positions)
+        self._polls = 0
 
     async def poll(self, *, max_records: int = 500, timeout: float = 1.0) -> list[LogRecord]:
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             woken = self._log._appended  # grab before reading, so no append is missed
-            records = await asyncio.to_thread(self._log._fetch_sync, self._positions, max_records)
+            self._polls += 1
+            records = await asyncio.to_thread(self._log._fetch_sync, self._positions, max_records,
+                                              self._polls)
             if records:
                 for record in records:
                     self._positions[(record.topic, record.partition)] = record.offset + 1
