@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from feedserver.metering.records import UsageRecord, derive_id
-from feedserver.storage.db import Database, SQLiteDatabase
+from feedserver.storage.db import Database
 
 
 @dataclass
@@ -25,10 +23,9 @@ class FakePrincipal:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = SQLiteDatabase(tmp_path / "ledger.db")
-    yield database
-    database.close()
+def db(database: Database) -> Database:
+    """Every ledger/quota test runs on SQLite and (marked integration) on PostgreSQL."""
+    return database
 
 
 def rec(n: int, *, customer: str = "acme", meter: str = "bytes", quantity: int = 10,
