@@ -21,7 +21,7 @@ class Passwords:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism, type=Type.ID
         )
-        self._dummy = self._hasher.hash("feedserver-dummy-password")
+        self._dummy: str | None = None  # made on first need: admin commands never need it
 
     def hash(self, password: str) -> str:
         if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
@@ -34,6 +34,8 @@ class Passwords:
         """True when ``password`` matches ``stored``; ``stored=None`` burns the same time."""
         if len(password) > MAX_LENGTH:
             return False
+        if self._dummy is None:
+            self._dummy = self._hasher.hash("feedserver-dummy-password")
         try:
             return bool(self._hasher.verify(stored or self._dummy, password)) and stored is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -62,6 +62,7 @@ def test_login_failures_read_the_same(accounts: Accounts) -> None:
 def test_expiry_with_injected_clock(accounts: Accounts, clock: Clock) -> None:
     _alice(accounts)
     pair = accounts.login("alice", PASSWORD)
+    assert pair.refresh_token is not None
     clock.advance(24 * 3600)
     with pytest.raises(Unauthorized, match="expired"):
         accounts.authenticate_bearer(pair.access_token)
@@ -76,9 +77,9 @@ def test_revoke_kills_access_tokens_minted_from_it(accounts: Accounts) -> None:
     _alice(accounts)
     first = accounts.login("alice", PASSWORD)
     second = accounts.login("alice", PASSWORD)
+    assert first.refresh_token is not None
     refreshed = accounts.refresh("alice", first.refresh_token)
     accounts.authenticate_bearer(first.access_token)  # cached now: revoke must still win
-    assert first.refresh_token is not None
     accounts.revoke(first.refresh_token)
     accounts.revoke(first.refresh_token)  # idempotent
     for token in (first.access_token, refreshed.access_token):

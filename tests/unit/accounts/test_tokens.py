@@ -49,7 +49,7 @@ def test_tampered_payload_and_alg_none() -> None:
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     with pytest.raises(Unauthorized):
         tokens.verify(SECRET, f"{header}.{forged}.{signature}", now=NOW, kind="access")
-    unsigned = jwt.encode(claims, None, algorithm="none")
+    unsigned = jwt.encode(claims, "", algorithm="none")
     with pytest.raises(Unauthorized):
         tokens.verify(SECRET, unsigned, now=NOW, kind="access")
 
