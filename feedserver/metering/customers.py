@@ -1,17 +1,17 @@
 """Who a customer is and which plan they pay for, as reports and the CLI need it.
 
-Metering stores only ``customer_id``. Names and plans belong to ``feedserver.accounts``; when
-that package provides ``customer_directory(db)`` it is used, otherwise every id stands for
-itself on the unlimited, unpriced plan (reports still total usage; invoices are then empty).
+Metering stores only ``customer_id``. Names and plans belong to ``feedserver.accounts``:
+``customer_directory(db)`` reads its customers and plans once (a report's worth of lookups) and
+falls back to "every id stands for itself, unpriced" when the accounts tables do not exist
+(metering used without accounts): reports then still total usage, with empty invoices.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from feedserver.errors import NotFound
+from feedserver.errors import NotFound, StorageError
 from feedserver.metering.plans import UNLIMITED, PlanTerms, plan_terms
 from feedserver.storage.db import Database
 
@@ -43,12 +43,11 @@ class StaticDirectory:
 
 
 def customer_directory(db: Database) -> CustomerDirectory:
+    from feedserver.accounts import repository
+
     try:
-        accounts = importlib.import_module("feedserver.accounts")
-    except ImportError:  # pragma: no cover - the package always exists
+        plans = {plan.name: plan for plan in repository.list_plans(db)}
+        customers = repository.list_customers(db)
+    except StorageError:  # no accounts tables in this database
         return StaticDirectory()
-    factory = getattr(accounts, "customer_directory", None)
-    if factory is None:
-        return StaticDirectory()
-    directory: CustomerDirectory = factory(db)
-    return directory
+    return StaticDirectory({c.id: (c.name, plans.get(c.plan)) for c in customers})

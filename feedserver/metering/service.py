@@ -49,8 +49,7 @@ class Metering:
         self.enabled = enabled
         self.ledger = Ledger(db)
         self.counters = QuotaCounters(db)
-        # plans by customer id, for reports (admission reads the principal's plan instead)
-        self.directory = directory or customer_directory(db)
+        self._directory = directory
         if limiter is None:
             limiter = DatabaseRateLimiter(db) if db.dialect == "postgresql" else LocalRateLimiter()
         self.admitter = Admitter(self.counters, limiter, terms_of=terms_of)
@@ -63,6 +62,12 @@ class Metering:
                 batch_size=batch_size, flush_seconds=flush_seconds,
             )
         self.sink: UsageSink = self.recorder or NullSink()
+
+    @property
+    def directory(self) -> CustomerDirectory:
+        """Plans by customer id, for reports (admission reads the principal's plan instead);
+        read afresh each time unless one was injected, so new customers and plan changes show."""
+        return self._directory or customer_directory(self.db)
 
     async def start(self) -> None:
         if self.recorder is not None:
