@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from feedserver.api.query import ENCODER
 from feedserver.api.services import Principal, Services, call, services_of
@@ -81,7 +81,7 @@ async def authenticate(request: Request[Any, Any, Any]) -> Principal:
     kind, secret = credential(request)
     method = (svc.accounts.authenticate_api_key if kind == "api_key"
               else svc.accounts.authenticate_bearer)
-    principal: Principal | None = await call(method, secret)
+    principal: PrincipalDep | None = await call(method, secret)
     if principal is None:
         raise Unauthorized("invalid credentials")
     request.state["principal"] = principal
@@ -89,9 +89,10 @@ async def authenticate(request: Request[Any, Any, Any]) -> Principal:
 
 
 PRINCIPAL = {"principal": Provide(authenticate)}
+PrincipalDep = NamedDependency[Principal]
 
 
-def entitle(principal: Principal, feed: str, project: str | None = None,
+def entitle(principal: PrincipalDep, feed: str, project: str | None = None,
             namespace: int | None = None) -> None:
     """Raise Forbidden unless the principal's plan covers (feed, project, namespace)."""
     plan = principal.plan
@@ -106,7 +107,7 @@ def entitle(principal: Principal, feed: str, project: str | None = None,
     checker(feed, project, namespace)
 
 
-def allowed(principal: Principal, feed: str, project: str | None = None,
+def allowed(principal: PrincipalDep, feed: str, project: str | None = None,
             namespace: int | None = None) -> bool:
     try:
         entitle(principal, feed, project, namespace)
@@ -162,7 +163,7 @@ def _used(svc: Services, customer_id: str, quota: str) -> int:
 
 
 @post("/get-user", status_code=200, dependencies=PRINCIPAL)
-async def get_user(request: Request[Any, Any, Any], principal: Principal) -> Response[bytes]:
+async def get_user(request: Request[Any, Any, Any], principal: PrincipalDep) -> Response[bytes]:
     svc = services_of(request)
     quotas = plan_terms(principal.plan).quotas
     cid = principal.customer_id

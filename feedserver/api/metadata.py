@@ -12,8 +12,9 @@ from typing import Any, Final
 
 import anyio.to_thread
 from litestar import Request, Response, Router, route
+from litestar.params import FromPath
 
-from feedserver.api.auth import PRINCIPAL, allowed
+from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
 from feedserver.api.query import Query, project, read_query, render_list, render_one, select
 from feedserver.api.services import Principal, services_of
 from feedserver.api.snapshots import parse_identifier
@@ -110,11 +111,11 @@ async def _respond(request: Request[Any, Any, Any], principal: Principal, items:
 
 
 def _static(what: str, items: list[dict[str, Any]]) -> list[Any]:
-    async def listing(request: Request[Any, Any, Any], principal: Principal) -> Response[bytes]:
+    async def listing(request: Request[Any, Any, Any], principal: PrincipalDep) -> Response[bytes]:
         return await _respond(request, principal, items, await read_query(request), None, what)
 
-    async def one(request: Request[Any, Any, Any], principal: Principal,
-                  identifier: str) -> Response[bytes]:
+    async def one(request: Request[Any, Any, Any], principal: PrincipalDep,
+                  identifier: FromPath[str]) -> Response[bytes]:
         return await _respond(request, principal, items, await read_query(request),
                               identifier, what)
 
@@ -134,13 +135,13 @@ def _derived(what: str) -> list[Any]:
         langs = sorted({p["in_language"]["identifier"] for p in projects if "in_language" in p})
         return [language_view(lang) for lang in langs]
 
-    async def listing(request: Request[Any, Any, Any], principal: Principal) -> Response[bytes]:
+    async def listing(request: Request[Any, Any, Any], principal: PrincipalDep) -> Response[bytes]:
         query = await read_query(request)
         return await _respond(request, principal, await items(request, principal), query,
                               None, what)
 
-    async def one(request: Request[Any, Any, Any], principal: Principal,
-                  identifier: str) -> Response[bytes]:
+    async def one(request: Request[Any, Any, Any], principal: PrincipalDep,
+                  identifier: FromPath[str]) -> Response[bytes]:
         query = await read_query(request)
         return await _respond(request, principal, await items(request, principal), query,
                               identifier, what)

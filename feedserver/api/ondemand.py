@@ -14,10 +14,11 @@ from typing import Any, Final
 import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
+from litestar.params import FromPath
 
-from feedserver.api.auth import PRINCIPAL, allowed
+from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
 from feedserver.api.query import matches, project, read_query, render_list
-from feedserver.api.services import Principal, services_of
+from feedserver.api.services import services_of
 from feedserver.errors import InvalidIdentifier, InvalidParameter, NotFound, Unavailable
 
 FEED: Final = "ondemand"
@@ -35,8 +36,8 @@ def check_name(name: str) -> str:
 
 @route("/{name:str}", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL)
-async def lookup_article(request: Request[Any, Any, Any], principal: Principal,
-                         name: str) -> Response[bytes]:
+async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDep,
+                         name: FromPath[str]) -> Response[bytes]:
     svc = services_of(request)
     query = await read_query(request)
     limit = DEFAULT_LIMIT if query.limit is None else query.limit

@@ -20,9 +20,10 @@ from typing import Any, Final
 
 import anyio.to_thread
 from litestar import Request, Response, Router, route
+from litestar.params import FromPath
 
 from feedserver.api import downloads
-from feedserver.api.auth import PRINCIPAL, allowed, entitle
+from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.query import project, read_query, render_list, render_one, select
 from feedserver.api.ranges import Part
 from feedserver.api.services import Principal, Services, services_of
@@ -113,7 +114,7 @@ async def _metadata_response(request: Request[Any, Any, Any], principal: Princip
 
 @route("/", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL)
-async def list_snapshots(request: Request[Any, Any, Any], principal: Principal
+async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDep
                          ) -> Response[bytes]:
     svc = services_of(request)
     query = await read_query(request)
@@ -138,8 +139,8 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: Principal
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL)
-async def get_snapshot(request: Request[Any, Any, Any], principal: Principal,
-                       identifier: str) -> Response[bytes]:
+async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
+                       identifier: FromPath[str]) -> Response[bytes]:
     svc = services_of(request)
     query = await read_query(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
@@ -180,8 +181,8 @@ async def _download(request: Request[Any, Any, Any], principal: Principal, wiki:
 
 
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL)
-async def download_snapshot(request: Request[Any, Any, Any], principal: Principal,
-                            identifier: str) -> Response[Any]:
+async def download_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
+                            identifier: FromPath[str]) -> Response[Any]:
     wiki, m = await _manifest(services_of(request), principal, identifier,
                               parse_version(request))
     return await _download(
@@ -192,8 +193,8 @@ async def download_snapshot(request: Request[Any, Any, Any], principal: Principa
 
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL)
-async def list_chunks(request: Request[Any, Any, Any], principal: Principal,
-                      identifier: str) -> Response[bytes]:
+async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
+                      identifier: FromPath[str]) -> Response[bytes]:
     svc = services_of(request)
     query = await read_query(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
@@ -206,8 +207,8 @@ async def list_chunks(request: Request[Any, Any, Any], principal: Principal,
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
        status_code=200,
        dependencies=PRINCIPAL)
-async def get_chunk(request: Request[Any, Any, Any], principal: Principal, identifier: str,
-                    chunk_id: str) -> Response[bytes]:
+async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
+                    identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
     svc = services_of(request)
     query = await read_query(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
@@ -216,7 +217,7 @@ async def get_chunk(request: Request[Any, Any, Any], principal: Principal, ident
     return await _metadata_response(request, principal, wiki, item, many=False)
 
 
-def _chunk(m: Manifest, chunk_id: str) -> ChunkInfo:
+def _chunk(m: Manifest, chunk_id: FromPath[str]) -> ChunkInfo:
     if not _CHUNK_INDEX.match(chunk_id):
         check_chunk_identifier(chunk_id)  # only ASCII digits or a well-formed identifier
     chunk = m.chunk(chunk_id)
@@ -228,8 +229,9 @@ def _chunk(m: Manifest, chunk_id: str) -> ChunkInfo:
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
        dependencies=PRINCIPAL)
-async def download_chunk(request: Request[Any, Any, Any], principal: Principal,
-                         identifier: str, chunk_id: str) -> Response[Any]:
+async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
+                         identifier: FromPath[str], chunk_id: FromPath[str]
+                         ) -> Response[Any]:
     wiki, m = await _manifest(services_of(request), principal, identifier,
                               parse_version(request))
     chunk = _chunk(m, chunk_id)
