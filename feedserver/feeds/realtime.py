@@ -1,0 +1,382 @@
+"""Realtime fan-out: ONE reader of the article topic per process, MANY subscribers.
+
+Bounded memory by construction:
+
+* the hub holds one poll batch at a time; each record is decoded and re-encoded ONCE (with
+  ``event.partition`` / ``event.offset`` filled in) into a shared ``StreamItem``;
+* each live subscriber has a buffer of at most ``queue_size`` items (references to the shared
+  items). The hub never waits for a subscriber: when a buffer is full the subscriber is CUT
+  (``SubscriptionClosed("slow", positions)``) and can resume from its positions; nobody else,
+  and not the reader, is slowed down.
+
+Positions are per partition "next offset to deliver" (Kafka's convention, inclusive on
+resume). A subscriber asking for an older position than the hub's reader first reads the log
+itself (catch-up, at its own pace), then joins the live fan-out: it attaches when it is close
+to the hub (within half a buffer), records the hub's positions at that instant (``join``),
+finishes the last stretch ``[positions, join)`` from its own reader while live items
+(all ``>= join``) wait in its buffer, and from then on skips every item below its positions.
+Nothing is lost and nothing is delivered twice, per partition.
+
+The reader survives broker outages: a failing poll closes it and it reopens, after a growing
+delay, exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import msgspec
+
+from feedserver.errors import FeedError, Unavailable
+from feedserver.storage.eventlog import EventLog, LogReader, LogRecord
+
+log = logging.getLogger(__name__)
+
+PARTS = 10  # WME: parts are 0..9 whatever the partition count
+CloseReason = Literal["slow", "shutdown"]
+Positions = dict[int, int]
+_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+def partitions_of_parts(parts: Iterable[int], partitions: int) -> list[int]:
+    """Partitions covered by WME ``parts``: partition ``q`` is in part ``q * 10 // P``.
+
+    With 50 partitions part ``p`` is partitions ``5p .. 5p+4`` (as WME); with 10, part ``p`` is
+    partition ``p``; with fewer than 10 some parts are empty."""
+    wanted = set(parts)
+    return [q for q in range(partitions) if q * PARTS // partitions in wanted]
+
+
+class StreamItem:
+    """One article event as every subscriber sees it (shared, never mutated)."""
+
+    __slots__ = ("data", "namespace", "offset", "partition", "project", "raw", "timestamp_ms")
+
+    def __init__(self, partition: int, offset: int, timestamp_ms: int,
+                 data: dict[str, Any] | None, raw: bytes) -> None:
+        self.partition = partition
+        self.offset = offset
+        self.timestamp_ms = timestamp_ms
+        self.data = data  # None: an undecodable record; it moves positions, is never sent
+        self.raw = raw
+        self.project: str | None = None
+        self.namespace: int | None = None
+        if data is not None:
+            part_of = data.get("is_part_of")
+            ns = data.get("namespace")
+            self.project = part_of.get("identifier") if isinstance(part_of, dict) else None
+            self.namespace = ns.get("identifier") if isinstance(ns, dict) else None
+
+
+def to_item(record: LogRecord) -> StreamItem:
+    """Decode an article record and stamp its log position into ``event``."""
+    try:
+        data = _DECODER.decode(record.value)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        event = data.get("event")
+        if not isinstance(event, dict):
+            event = data["event"] = {}
+        event["partition"] = record.partition
+        event["offset"] = record.offset
+        return StreamItem(record.partition, record.offset, record.timestamp_ms, data,
+                          _ENCODER.encode(data))
+    except (msgspec.DecodeError, TypeError):
+        log.warning("undecodable article record at %s:%s", record.partition, record.offset)
+        return StreamItem(record.partition, record.offset, record.timestamp_ms, None, b"")
+
+
+class SubscriptionClosed(Exception):
+    def __init__(self, reason: CloseReason, positions: Positions) -> None:
+        super().__init__(f"subscription closed ({reason})")
+        self.reason = reason
+        self.positions = positions
+
+
+class Subscription:
+    """A subscriber's view: ``await next(timeout)`` gives items in offset order per partition
+    (None on timeout, for heartbeats); ``positions`` is where to resume."""
+
+    def __init__(self, hub: Hub, positions: Mapping[int, int], queue_size: int) -> None:
+        self.hub = hub
+        self.positions: Positions = dict(positions)
+        self.partitions = frozenset(self.positions)
+        self.limit = max(2, queue_size)
+        self.reason: CloseReason | None = None
+        self._buffer: deque[StreamItem] = deque()
+        self._wake = asyncio.Event()
+        self._attached = False
+        self._live_ready = False  # catch-up over: serve from the live buffer only
+        self._join: Positions | None = None
+        self._done: set[int] = set()  # partitions whose catch-up ended at a gap
+        self._reader: LogReader | None = None
+        self._pending: deque[StreamItem] = deque()
+
+    # --- hub side (synchronous: never awaits) -------------------------------------------
+
+    def _offer(self, item: StreamItem) -> bool:
+        """Queue a live item; False when the buffer is full (the hub then cuts us)."""
+        if len(self._buffer) >= self.limit:
+            return False
+        self._buffer.append(item)
+        self._wake.set()
+        return True
+
+    def _close(self, reason: CloseReason) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self._buffer.clear()  # dropped: the resume position still points before them
+            self._wake.set()
+
+    # --- subscriber side ----------------------------------------------------------------
+
+    @property
+    def behind(self) -> int:
+        """Records between our positions and the hub's reader."""
+        return sum(max(0, self.hub.next.get(p, 0) - off) for p, off in self.positions.items())
+
+    def _check(self) -> None:
+        if self.reason is not None:
+            raise SubscriptionClosed(self.reason, dict(self.positions))
+
+    def _take(self, item: StreamItem) -> StreamItem | None:
+        """Hand out ``item`` if it is the next of its partition; skip duplicates."""
+        if item.offset < self.positions.get(item.partition, item.offset + 1):
+            return None
+        self.positions[item.partition] = item.offset + 1
+        return item
+
+    async def next(self, timeout: float) -> StreamItem | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check()
+            if not self._live_ready:
+                item = await self._next_catchup(deadline)
+                if item is not None or time.monotonic() >= deadline:
+                    self._check()
+                    return item
+                continue
+            while self._buffer:
+                taken = self._take(self._buffer.popleft())
+                if taken is not None:
+                    return taken
+            self._wake.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+
+    async def _next_catchup(self, deadline: float) -> StreamItem | None:
+        while True:
+            self._check()
+            join = self._join
+            while self._pending:
+                item = self._pending.popleft()
+                if join is not None and item.offset >= join.get(item.partition, 0):
+                    self._done.add(item.partition)
+                    continue  # the live buffer has it
+                taken = self._take(item)
+                if taken is not None:
+                    return taken
+            if not self._attached and self.behind <= self.limit // 2:
+                self._join = join = self.hub._attach(self)
+            if join is not None and all(self.positions[p] >= join.get(p, 0) or p in self._done
+                                        for p in self.positions):
+                await self._close_reader()
+                self._live_ready = True
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await self._fetch(remaining)
+
+    async def _fetch(self, timeout: float) -> None:
+        if self._reader is None:
+            topic = self.hub.topic
+            self._reader = self.hub.log.reader(
+                {(topic, p): off for p, off in self.positions.items()})
+        try:
+            records = await self._reader.poll(max_records=self.limit, timeout=timeout)
+        except FeedError as exc:
+            log.warning("realtime catch-up read failed, retrying: %s", exc.detail)
+            await self._close_reader()
+            await asyncio.sleep(min(1.0, timeout))
+            return
+        join = self._join
+        for record in records:
+            if join is not None and record.offset >= join.get(record.partition, 0):
+                # Past the join point: the partition's catch-up is over (gaps included).
+                self._done.add(record.partition)
+                continue
+            self._pending.append(to_item(record))
+
+    async def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(FeedError):
+                await reader.close()
+
+    async def close(self) -> None:
+        self.hub._detach(self)
+        self._pending.clear()
+        await self._close_reader()
+
+
+class Hub:
+    """The one reader of ``topic`` and its subscribers."""
+
+    def __init__(self, event_log: EventLog, topic: str, *, partitions: int = 10,
+                 queue_size: int = 1000, batch: int = 500, poll_timeout: float = 1.0,
+                 retry_delay: float = 0.5, max_retry_delay: float = 10.0) -> None:
+        self.log = event_log
+        self.topic = topic
+        self.create_partitions = partitions
+        self.queue_size = queue_size
+        # A poll never brings more than half a buffer: a burst alone cannot cut a subscriber
+        # that keeps up.
+        self.batch = max(1, min(batch, queue_size // 2))
+        self.poll_timeout = poll_timeout
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.next: Positions = {}  # the reader's next offset per partition
+        self.partition_count = 0
+        self.delivered = 0
+        self.cut = 0
+        self._subs: set[Subscription] = set()
+        self._live: dict[int, list[Subscription]] = {}
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the reader task (it keeps retrying until the log answers)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"realtime-hub-{self.topic}")
+
+    async def ready(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        if not self._ready.is_set():
+            raise Unavailable("the realtime stream is not available yet (event log unreachable)")
+
+    async def close(self) -> None:
+        """End every subscription with ``shutdown`` (streams send their final position)."""
+        self._closed = True
+        for sub in list(self._subs):
+            sub._close("shutdown")
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    # --- subscriptions --------------------------------------------------------------------
+
+    def subscribe(self, positions: Mapping[int, int]) -> Subscription:
+        """A subscription starting at ``positions`` (partition -> next offset; a partition
+        absent from the hub is ignored; positions beyond the hub are clamped to it)."""
+        if self._closed:
+            raise Unavailable("the server is shutting down")
+        start = {p: max(0, min(off, self.next[p])) for p, off in positions.items()
+                 if p in self.next}
+        sub = Subscription(self, start, self.queue_size)
+        self._subs.add(sub)
+        if sub.behind == 0:  # at the tail: live at once, no reader of its own
+            sub._join = self._attach(sub)
+            sub._live_ready = True
+        return sub
+
+    def tail(self, partitions: Iterable[int] | None = None) -> Positions:
+        chosen = self.next if partitions is None else partitions
+        return {p: self.next[p] for p in chosen if p in self.next}
+
+    def _attach(self, sub: Subscription) -> Positions:
+        sub._attached = True
+        for p in sub.partitions:
+            self._live.setdefault(p, []).append(sub)
+        return dict(self.next)
+
+    def _detach(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+        if sub._attached:
+            for p in sub.partitions:
+                subs = self._live.get(p)
+                if subs and sub in subs:
+                    subs.remove(sub)
+
+    # --- the reader -------------------------------------------------------------------------
+
+    async def _init(self) -> None:
+        await self.log.create_topic(self.topic, self.create_partitions)
+        ends = await self.log.end_offsets(self.topic)
+        self.next = dict(ends)
+        self.partition_count = len(ends)
+
+    async def _run(self) -> None:
+        delay = self.retry_delay
+        reader: LogReader | None = None
+        try:
+            while not self._closed:
+                try:
+                    if not self._ready.is_set():
+                        await self._init()
+                        self._ready.set()
+                    if reader is None:
+                        reader = self.log.reader(
+                            {(self.topic, p): off for p, off in self.next.items()})
+                    records = await reader.poll(max_records=self.batch,
+                                                timeout=self.poll_timeout)
+                except FeedError as exc:
+                    log.warning("realtime reader failed, reopening in %.1fs: %s", delay,
+                                exc.detail)
+                    if reader is not None:
+                        with contextlib.suppress(FeedError):
+                            await reader.close()
+                        reader = None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.max_retry_delay)
+                    continue
+                delay = self.retry_delay
+                self._fan_out(records)
+                if records:
+                    await asyncio.sleep(0)  # let subscribers drain before the next batch
+        finally:
+            if reader is not None:
+                with contextlib.suppress(FeedError):
+                    await reader.close()
+
+    def _fan_out(self, records: list[LogRecord]) -> None:
+        # Synchronous on purpose: a subscriber attaching between two batches sees ``next``
+        # exactly at a batch boundary, so its join point is exact.
+        slow: list[Subscription] = []
+        for record in records:
+            p = record.partition
+            if record.offset < self.next.get(p, 0):
+                continue  # a redelivery after a reconnect
+            self.next[p] = record.offset + 1
+            subs = self._live.get(p)
+            if not subs:
+                continue
+            item = to_item(record)
+            for sub in subs:
+                if sub.reason is None and not sub._offer(item):
+                    slow.append(sub)
+                    sub._close("slow")
+            self.delivered += 1
+        for sub in slow:
+            self.cut += 1
+            self._detach(sub)
