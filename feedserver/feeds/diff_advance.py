@@ -11,8 +11,9 @@ N with those rows applied:
 - a row older than N's record (the state store lagging the dump) changes nothing.
 
 Redirects are not carried by page_change events, so a replaced page keeps N's ``redirects[]``
-when the new record has none. N+1 is published through the normal snapshot path (staging,
-sealing, atomic publish) with ``events_until = until``, and the diff N → N+1 is built right
+when the new record has none. N+1 goes through the normal snapshot path (a staged page index,
+sealing, atomic publish) with ``events_until = until``; its lines are staged as raw bytes, so
+unchanged records stay byte-identical to N's, and the diff N → N+1 is built right
 after. Memory stays flat: changes are spilled to a scratch SQLite file, only their page ids
 are held in memory, and N is streamed.
 """
@@ -29,16 +30,17 @@ import msgspec
 
 from feedserver.config import Settings
 from feedserver.errors import Conflict, InvalidParameter
-from feedserver.feeds.chunks import ARTICLE_DECODER
+from feedserver.feeds import sealing, staging
+from feedserver.feeds.chunks import ARTICLE_DECODER, ChunkWriter
 from feedserver.feeds.diff_apply import probe
 from feedserver.feeds.diff_build import build_diff
 from feedserver.feeds.diffs import DiffManifest
 from feedserver.feeds.hashing import ENCODER
 from feedserver.feeds.manifest import SNAPSHOT_RE, Manifest, check_identifier
-from feedserver.feeds.snapshots import SnapshotStore, build_from_records
+from feedserver.feeds.publish import publish
+from feedserver.feeds.snapshots import SnapshotStore
 from feedserver.feeds.state import StateStore
 from feedserver.ingest.dump import DumpInfo
-from feedserver.models import Article
 from feedserver.storage.blobs import BlobStore
 
 _BATCH = 1000
@@ -81,12 +83,14 @@ def _spill_changes(conn: sqlite3.Connection, state: StateStore, project: str, na
 
 
 def _merged(conn: sqlite3.Connection, lines: Iterator[bytes], changed: set[int]
-            ) -> Iterator[Article]:
-    """Version N's articles with the spilled changes applied, then the added pages."""
+            ) -> Iterator[bytes]:
+    """Version N's lines with the spilled changes applied, then the added pages' lines.
+    Unchanged lines are copied byte for byte: re-encoding a decoded record is not always
+    byte-identical (an integral float written as ``1`` comes back as ``1.0``)."""
     for line in lines:
         page = probe(line)
         if page.identifier not in changed:
-            yield ARTICLE_DECODER.decode(line)
+            yield line
             continue
         row = conn.execute("SELECT deleted, rev, visibility, article FROM changes WHERE id = ?",
                            (page.identifier,)).fetchone()
@@ -94,15 +98,46 @@ def _merged(conn: sqlite3.Connection, lines: Iterator[bytes], changed: set[int]
         conn.execute("UPDATE changes SET used = 1 WHERE id = ?", (page.identifier,))
         base_rev = page.revision or 0
         if rev < base_rev or (rev == base_rev and not deleted and not visibility):
-            yield ARTICLE_DECODER.decode(line)  # the state store lags this version
+            yield line  # the state store lags this version
         elif not deleted:
             new = ARTICLE_DECODER.decode(blob)
             if not new.redirects:
                 new.redirects = ARTICLE_DECODER.decode(line).redirects
-            yield new
+            yield ENCODER.encode(new)
     for (blob,) in conn.execute("SELECT article FROM changes WHERE used = 0 AND deleted = 0 "
                                 "ORDER BY id"):
-        yield ARTICLE_DECODER.decode(blob)
+        yield bytes(blob)
+
+
+def _stage(conn: sqlite3.Connection, lines: Iterator[bytes], folder: Path, namespace: int,
+           settings: Settings) -> None:
+    """Stage raw lines the way ``staging.stage_records`` stages records (chunk files + page
+    index), so sealing and publishing run unchanged, without re-encoding any line."""
+    writer = ChunkWriter(folder, chunk_size=settings.chunk_size, level=settings.zstd_level,
+                         prefix="p0")
+    pages: list[tuple[int, int, int, int, int, int, str]] = []
+    conn.execute("BEGIN")
+    try:
+        for line in lines:
+            page = probe(line)
+            seq, number, _ = writer.add(namespace, msgspec.Raw(line))
+            pages.append((0, namespace, seq, number, page.identifier, page.revision or 0,
+                          page.name))
+            if len(pages) >= _BATCH:
+                conn.executemany(_PAGES, pages)
+                pages.clear()
+        conn.executemany(_PAGES, pages)
+        conn.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?)", [
+            (0, c.namespace, c.seq, c.path, c.hashes_path, c.article_count,
+             c.uncompressed_size) for c in writer.close()])
+        conn.execute("COMMIT")
+    except BaseException:
+        writer.abort()
+        conn.execute("ROLLBACK")
+        raise
+
+
+_PAGES = "INSERT INTO pages (part, ns, seq, line, id, rev, name) VALUES (?,?,?,?,?,?,?)"
 
 
 def _info(manifest: Manifest, wiki: str, source: str) -> DumpInfo:
@@ -135,24 +170,32 @@ def advance_snapshot(
     root = settings.data_path / "tmp"
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="snapshot-update-", dir=root) as tmp:
-        conn = sqlite3.connect(Path(tmp) / "changes.sqlite", isolation_level=None)
+        folder = Path(tmp)
+        changes = sqlite3.connect(folder / "changes.sqlite", isolation_level=None)
+        index = staging.open_db(folder / "index.sqlite")
         try:
-            conn.execute("PRAGMA journal_mode=OFF")
-            conn.execute(_SCHEMA)
-            changed = _spill_changes(conn, state, project, namespace, since, until)
+            changes.execute("PRAGMA journal_mode=OFF")
+            changes.execute(_SCHEMA)
+            changed = _spill_changes(changes, state, project, namespace, since, until)
             if not changed:
                 return None
+            _stage(index, _merged(changes, snapshots.iter_lines(base), changed), folder,
+                   namespace, settings)
+            if index.execute("SELECT count(*) FROM pages").fetchone()[0] == 0:
+                raise Conflict(f"applying the changes would leave {identifier} empty; "
+                               "not published")
+            sealing.prepare(index)
+            sealed = sealing.seal_namespace(index, namespace, folder,
+                                            level=settings.zstd_level, dropped=0)
             source = (f"{identifier} version {base.version} + events "
                       f"[{since.isoformat()}, {until.isoformat()})")
-            manifests = build_from_records(
-                _info(base, wiki, source),
-                _merged(conn, snapshots.iter_lines(base), changed),
-                blobs, settings, events_until=until)
+            info = _info(base, wiki, source)
+            new = publish(blobs, sealed, identifier=identifier, info=info, sources=[info],
+                          lock_dir=settings.data_path / "locks",
+                          retention=settings.retention_versions, events_until=until)
         finally:
-            conn.close()
-    if not manifests:
-        raise Conflict(f"applying the changes would leave {identifier} empty; not published")
-    new = manifests[0]
+            changes.close()
+            index.close()
     built = build_diff(blobs, settings, identifier, version=new.version,
                        base_version=base.version)
     assert built is not None

@@ -14,7 +14,6 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +102,6 @@ def build_from_records(
     records: Iterable[Article | Redirect],
     blobs: BlobStore,
     settings: Settings,
-    *,
-    events_until: datetime | None = None,
 ) -> list[Manifest]:
     """Build from an already-open record stream (tests, other producers)."""
     check_wiki(info.wiki)
@@ -114,15 +111,14 @@ def build_from_records(
         try:
             staging.stage_records(info, records, conn, folder, part=0,
                                   chunk_size=settings.chunk_size, level=settings.zstd_level)
-            return _seal_and_publish(conn, folder, blobs, settings, info, [info],
-                                     events_until=events_until)
+            return _seal_and_publish(conn, folder, blobs, settings, info, [info])
         finally:
             conn.close()
 
 
 def _seal_and_publish(
     conn: sqlite3.Connection, folder: Path, blobs: BlobStore, settings: Settings,
-    info: DumpInfo, sources: list[DumpInfo], events_until: datetime | None = None,
+    info: DumpInfo, sources: list[DumpInfo],
 ) -> list[Manifest]:
     sealing.prepare(conn)
     dropped = sealing.dropped_redirects(conn)
@@ -134,7 +130,6 @@ def _seal_and_publish(
         manifests.append(publish(
             blobs, sealed, identifier=identifier, info=info, sources=sources,
             lock_dir=settings.data_path / "locks", retention=settings.retention_versions,
-            events_until=events_until,
         ))
     return manifests
 

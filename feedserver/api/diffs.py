@@ -1,0 +1,236 @@
+"""Diff feed endpoints (``/v2/diffs``): list, metadata, chunks and downloads.
+
+Shaped like ``/v2/snapshots`` (same query handling, entitlements, metering and download code:
+``downloads.serve`` gives HEAD, ETag/304, single and multiple Ranges). A diff is addressed by
+its snapshot identifier and the version it ends at (``?version=N``, default: the latest
+diff). The metadata object carries what a client needs to verify ``base + diff``:
+``base_version``, ``base_content_root_hash`` and ``content_root_hash``; the full manifest
+(the input of ``feedserver diff apply --manifest``) is served at ``.../manifest``.
+
+Entitlement (feed ``diffs``, project, namespace) is checked from the identifier before
+anything is read, so callers learn nothing about diffs outside their plan.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import anyio.to_thread
+from litestar import Request, Response, Router, route
+
+from feedserver.api import downloads
+from feedserver.api.auth import PRINCIPAL, allowed, entitle
+from feedserver.api.query import project, read_query, render_list, render_one, select
+from feedserver.api.ranges import Part
+from feedserver.api.services import Principal, Services, services_of
+from feedserver.api.snapshots import parse_identifier, parse_version
+from feedserver.errors import NotFound
+from feedserver.feeds.diffs import ENCODER, DiffManifest, DiffNotFound, DiffStore
+from feedserver.feeds.manifest import ChunkInfo, check_chunk_identifier
+
+FEED: Final = "diffs"
+_CHUNK_INDEX = re.compile(r"^[0-9]{1,7}$")
+
+
+def _mb(size: int) -> dict[str, Any]:
+    return {"value": round(size / 1e6, 3), "unit_text": "MB"}
+
+
+def _common(m: DiffManifest) -> dict[str, Any]:
+    return {
+        "date_modified": m.date_modified,
+        "is_part_of": {"identifier": m.is_part_of.identifier},
+        "namespace": {"identifier": m.namespace.identifier},
+        "base_version": m.base_version, "version_number": m.version,
+    }
+
+
+def diff_view(m: DiffManifest) -> dict[str, Any]:
+    size = int(m.size.value)
+    return {
+        "identifier": m.identifier, "version": m.sha256, **_common(m), "size": _mb(size),
+        "chunks": m.chunk_identifiers(), "size_bytes": size,
+        "uncompressed_size": m.uncompressed_size, "entry_count": m.entry_count,
+        "counts": {"add": m.counts.add, "update": m.counts.update, "delete": m.counts.delete},
+        "base_article_count": m.base_article_count, "article_count": m.article_count,
+        "base_content_root_hash": m.base_content_root_hash,
+        "content_root_hash": m.content_root_hash, "sha256": m.sha256,
+    }
+
+
+def chunk_view(m: DiffManifest, c: ChunkInfo) -> dict[str, Any]:
+    return {
+        "identifier": c.identifier, "version": c.sha256, **_common(m), "size": _mb(c.size),
+        "index": c.index, "size_bytes": c.size, "uncompressed_size": c.uncompressed_size,
+        "entry_count": c.article_count, "sha256": c.sha256, "offset": c.offset,
+        "diff": m.identifier,
+    }
+
+
+def _store(svc: Services) -> DiffStore:
+    return DiffStore(svc.blobs)
+
+
+async def _manifest(svc: Services, principal: Principal, identifier: str,
+                    version: int | None) -> tuple[str, DiffManifest]:
+    wiki, ns = parse_identifier(identifier)
+    entitle(principal, FEED, wiki, ns)
+    m = await anyio.to_thread.run_sync(_store(svc).manifest, identifier, version)
+    return wiki, m
+
+
+async def _respond(request: Request[Any, Any, Any], principal: Principal, wiki: str | None,
+                   data: Any, *, many: bool) -> Response[bytes]:
+    svc = services_of(request)
+    headers = await svc.admit(principal, FEED, wiki)
+    response = render_list(request, data, headers) if many else render_one(data, headers)
+    svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(response.content))
+    return response
+
+
+@route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
+async def list_diffs(request: Request[Any, Any, Any], principal: Principal) -> Response[bytes]:
+    """Every published diff the caller may see (all retained pairs, oldest first)."""
+    svc = services_of(request)
+    query = await read_query(request)
+
+    def views() -> list[dict[str, Any]]:
+        store = _store(svc)
+        out = []
+        for identifier in sorted(store.identifiers()):
+            wiki, ns = parse_identifier(identifier)
+            if not allowed(principal, FEED, wiki, ns):
+                continue
+            for ref in store.refs(identifier):
+                try:
+                    out.append(diff_view(store.manifest(identifier, ref.version)))
+                except DiffNotFound:  # retired while listing
+                    continue
+        return out
+
+    items = select(await anyio.to_thread.run_sync(views), query)
+    if query.limit is not None:
+        items = items[: query.limit]
+    return await _respond(request, principal, None, items, many=True)
+
+
+@route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
+       dependencies=PRINCIPAL)
+async def get_diff(request: Request[Any, Any, Any], principal: Principal, identifier: str
+                   ) -> Response[bytes]:
+    svc = services_of(request)
+    query = await read_query(request)
+    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    refs = await anyio.to_thread.run_sync(_store(svc).refs, identifier)
+    view = diff_view(m)
+    view["versions"] = [r.version for r in refs]
+    return await _respond(request, principal, wiki, project(view, query.fields), many=False)
+
+
+@route("/{identifier:str}/manifest", http_method=["GET"], status_code=200,
+       dependencies=PRINCIPAL)
+async def get_manifest(request: Request[Any, Any, Any], principal: Principal, identifier: str
+                       ) -> Response[bytes]:
+    """The full diff manifest, as stored (what ``feedserver diff apply --manifest`` reads)."""
+    svc = services_of(request)
+    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    headers = await svc.admit(principal, FEED, wiki)
+    body = ENCODER.encode(m)
+    svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(body))
+    return Response(body, media_type="application/json", headers=headers)
+
+
+async def _download(request: Request[Any, Any, Any], principal: Principal, wiki: str,
+                    m: DiffManifest, chunks: list[ChunkInfo], *, resource: str, sha256: str,
+                    filename: str) -> Response[Any]:
+    # The same admission/metering glue as snapshot downloads; bytes go through
+    # downloads.serve (Range, ETag, 304, multipart), shared with snapshots.
+    svc = services_of(request)
+    base = chunks[0].offset if chunks else 0
+    parts = [Part(c.key, c.offset - base, c.size) for c in chunks]
+    get = request.method == "GET"
+
+    async def admit() -> dict[str, str]:
+        return await svc.admit(principal, FEED, wiki, resource=resource, download=True)
+
+    def on_sent(n: int) -> None:
+        svc.metrics.http_bytes.labels(route=str(request.scope.get("path_template", ""))).inc(n)
+        svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=n,
+                   resource=resource, download=get)
+
+    if not get:  # HEAD is free but rate limited and counted as a request
+        head_headers = await svc.admit(principal, FEED, wiki)
+        svc.report(request, principal, feed=FEED, project=wiki)
+    response = await downloads.serve(
+        request, blobs=svc.blobs, parts=parts, size=sum(c.size for c in chunks),
+        sha256=sha256, last_modified=m.date_modified, filename=filename, admit=admit,
+        on_sent=on_sent,
+        presign_seconds=svc.settings.presign_seconds if svc.settings.s3_redirect_downloads
+        else None,
+    )
+    if not get:
+        response.headers.update(head_headers)
+    return response
+
+
+@route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL)
+async def download_diff(request: Request[Any, Any, Any], principal: Principal,
+                        identifier: str) -> Response[Any]:
+    wiki, m = await _manifest(services_of(request), principal, identifier,
+                              parse_version(request))
+    return await _download(
+        request, principal, wiki, m, m.chunks, resource=f"{m.identifier}@{m.name}",
+        sha256=m.sha256, filename=f"{m.identifier}_diff_{m.name}.ndjson.zst")
+
+
+def _chunk(m: DiffManifest, chunk_id: str) -> ChunkInfo:
+    if not _CHUNK_INDEX.match(chunk_id):
+        check_chunk_identifier(chunk_id)
+    chunk = m.chunk(chunk_id)
+    if not chunk.identifier.startswith(m.identifier + "_chunk_"):
+        raise NotFound(f"chunk {chunk_id!r} not found")
+    return chunk
+
+
+@route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
+       dependencies=PRINCIPAL)
+async def list_chunks(request: Request[Any, Any, Any], principal: Principal, identifier: str
+                      ) -> Response[bytes]:
+    svc = services_of(request)
+    query = await read_query(request)
+    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    items = select([chunk_view(m, c) for c in m.chunks], query)
+    if query.limit is not None:
+        items = items[: query.limit]
+    return await _respond(request, principal, wiki, items, many=True)
+
+
+@route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
+       status_code=200, dependencies=PRINCIPAL)
+async def get_chunk(request: Request[Any, Any, Any], principal: Principal, identifier: str,
+                    chunk_id: str) -> Response[bytes]:
+    svc = services_of(request)
+    query = await read_query(request)
+    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    item = project(chunk_view(m, _chunk(m, chunk_id)), query.fields)
+    return await _respond(request, principal, wiki, item, many=False)
+
+
+@route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
+       dependencies=PRINCIPAL)
+async def download_chunk(request: Request[Any, Any, Any], principal: Principal,
+                         identifier: str, chunk_id: str) -> Response[Any]:
+    wiki, m = await _manifest(services_of(request), principal, identifier,
+                              parse_version(request))
+    chunk = _chunk(m, chunk_id)
+    return await _download(
+        request, principal, wiki, m, [chunk], resource=f"{chunk.identifier}@{m.name}",
+        sha256=chunk.sha256, filename=f"{chunk.identifier}_diff_{m.name}.ndjson.zst")
+
+
+def router() -> Router:
+    return Router("/v2/diffs", route_handlers=[
+        list_diffs, get_diff, get_manifest, download_diff, list_chunks, get_chunk,
+        download_chunk,
+    ], tags=["diffs"])
