@@ -161,7 +161,39 @@ class KafkaEventLog:
         if not parts:
             raise NotFound(f"topic {topic!r} does not exist", topic=topic)
         ends = await _guard("end offsets", meta.end_offsets([KafkaTP(topic, p) for p in parts]))
-        return {tp.partition: int(off) for tp, off in ends.items()}
+        listed = {tp.partition: int(off) for tp, off in ends.items()}
+        return await self._confirm_ends(topic, listed)
+
+    async def _confirm_ends(self, topic: str, listed: dict[int, int]) -> dict[int, int]:
+        """The high watermark a fetch reports, when it is above the listed end offset.
+
+        Tansu 0.6 on S3 storage answers ListOffsets(latest) with a stale value while its fetch
+        responses carry the true high watermark; on Apache Kafka both agree and this costs one
+        short fetch."""
+        async with self._seek_lock:
+            seek = await self._seek_consumer()
+            tps = [KafkaTP(topic, p) for p in listed]
+            seek.assign(tps)
+            for tp in tps:
+                seek.seek(tp, listed[tp.partition])
+            out = dict(listed)
+            for _ in range(3):  # bounded: a fetch per try, each waiting at most fetch_max_wait
+                await _guard("fetch", seek.getmany(*tps, timeout_ms=1000, max_records=1))
+                marks = {tp: seek.highwater(tp) for tp in tps}
+                for tp, mark in marks.items():
+                    if mark is not None:
+                        out[tp.partition] = max(out[tp.partition], int(mark))
+                if all(mark is not None for mark in marks.values()):
+                    break
+            return out
+
+    async def _seek_consumer(self) -> AIOKafkaConsumer:
+        if self._seek is None:
+            seek = AIOKafkaConsumer(enable_auto_commit=False, fetch_max_wait_ms=100,
+                                    **self._common())
+            await _guard("connect", seek.start())
+            self._seek = seek
+        return self._seek
 
     async def offsets_for_times(self, topic: str, timestamp_ms: int) -> dict[int, int]:
         ends = await self.end_offsets(topic)
@@ -195,13 +227,10 @@ class KafkaEventLog:
 
     async def _timestamp_at(self, tp: KafkaTP, offset: int) -> int | None:
         async with self._seek_lock:
-            if self._seek is None:
-                seek = AIOKafkaConsumer(enable_auto_commit=False, **self._common())
-                await _guard("connect", seek.start())
-                self._seek = seek
-            self._seek.assign([tp])
-            self._seek.seek(tp, offset)
-            batch = await _guard("fetch", self._seek.getmany(tp, timeout_ms=5000, max_records=1))
+            seek = await self._seek_consumer()
+            seek.assign([tp])
+            seek.seek(tp, offset)
+            batch = await _guard("fetch", seek.getmany(tp, timeout_ms=5000, max_records=1))
             records = batch.get(tp, [])
             return int(records[0].timestamp) if records else None
 
