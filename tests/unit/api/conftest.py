@@ -97,9 +97,11 @@ def build_world(tmp_path: Path, **overrides: Any) -> World:
     return World(settings, blobs, db, accounts, state, manifests, *keys)
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> World:
-    return build_world(tmp_path)
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    # Module-scoped: building snapshots and hashing passwords dominates the test time, and
+    # no test changes what the world holds (token revocation only touches its own tokens).
+    return build_world(tmp_path_factory.mktemp("world"))
 
 
 @pytest.fixture

@@ -1,0 +1,61 @@
+"""Every metered response reaches the UsageSink once, with the bytes actually sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar.testing import TestClient
+from prometheus_client import CollectorRegistry
+
+from feedserver.api.app import create_app
+from feedserver.metering.service import open_metering
+from tests.unit.api.conftest import World
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def record(self, principal: Any, **kw: Any) -> None:
+        self.records.append({"customer": principal.customer_id, **kw})
+
+    def progress(self, principal: Any, **kw: Any) -> None:
+        del principal, kw
+
+
+def test_download_and_lookup_reported(world: World) -> None:
+    sink = RecordingSink()
+    app = create_app(world.settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
+                     state=world.state, usage=sink, registry=CollectorRegistry())
+    m = world.manifests["enwiki_namespace_0"]
+    with TestClient(app) as c:
+        r = c.get("/v2/snapshots/enwiki_namespace_0/download",
+                  headers=world.headers(world.key_a, Range="bytes=0-99"))
+        assert r.status_code == 206
+        c.head("/v2/snapshots/enwiki_namespace_0/download", headers=world.headers(world.key_a))
+        c.get("/v2/articles/Page_2", headers=world.headers(world.key_a))
+    dl, head, lookup = sink.records
+    assert dl["feed"] == "snapshots" and dl["project"] == "enwiki" and dl["download"]
+    assert dl["bytes_sent"] == 100 and dl["resource"] == f"enwiki_namespace_0@{m.version}"
+    assert head["bytes_sent"] == 0 and not head["download"]
+    assert lookup["feed"] == "ondemand" and lookup["articles"] == 1 and lookup["bytes_sent"] > 0
+    assert len({rec["request_id"] for rec in sink.records}) == 3
+
+
+def test_real_metering_counts_downloads(world: World, tmp_path: Path) -> None:
+    settings = msgspec.structs.replace(world.settings, metering_enabled=True,
+                                       data_dir=str(tmp_path))
+    metering = open_metering(settings, world.db)
+    app = create_app(settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
+                     state=world.state, metering=metering, registry=CollectorRegistry())
+    with TestClient(app) as c:
+        h = world.headers(world.key_b)
+        for rng in ("bytes=0-9", "bytes=10-19"):  # parallel ranges of one file: one download
+            r = c.get("/v2/snapshots/dewiki_namespace_0/chunks/0/download",
+                      headers={**h, "Range": rng})
+            assert r.status_code == 206
+        user = c.post("/v1/get-user", headers=h).json()
+    assert user["chunk_requests_count"] == 1
+    assert user["snapshot_requests_count"] == 0
