@@ -185,3 +185,10 @@ def openapi_document(app: Litestar | None = None) -> dict[str, Any]:
     app = app or create_app(_Settings(), registry=CollectorRegistry())
     schema: dict[str, Any] = app.openapi_schema.to_schema()
     return schema
+
+
+def app_from_env() -> Litestar:
+    """uvicorn factory (``feedserver serve``): settings from the environment."""
+    from feedserver.config import load_settings
+
+    return create_app(load_settings())
