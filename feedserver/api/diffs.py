@@ -18,9 +18,10 @@ from typing import Any, Final
 
 import anyio.to_thread
 from litestar import Request, Response, Router, route
+from litestar.params import FromPath
 
 from feedserver.api import downloads
-from feedserver.api.auth import PRINCIPAL, allowed, entitle
+from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.query import project, read_query, render_list, render_one, select
 from feedserver.api.ranges import Part
 from feedserver.api.services import Principal, Services, services_of
@@ -90,7 +91,8 @@ async def _respond(request: Request[Any, Any, Any], principal: Principal, wiki: 
 
 
 @route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
-async def list_diffs(request: Request[Any, Any, Any], principal: Principal) -> Response[bytes]:
+async def list_diffs(request: Request[Any, Any, Any], principal: PrincipalDep
+                     ) -> Response[bytes]:
     """Every published diff the caller may see (all retained pairs, oldest first)."""
     svc = services_of(request)
     query = await read_query(request)
@@ -117,8 +119,8 @@ async def list_diffs(request: Request[Any, Any, Any], principal: Principal) -> R
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL)
-async def get_diff(request: Request[Any, Any, Any], principal: Principal, identifier: str
-                   ) -> Response[bytes]:
+async def get_diff(request: Request[Any, Any, Any], principal: PrincipalDep,
+                   identifier: FromPath[str]) -> Response[bytes]:
     svc = services_of(request)
     query = await read_query(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
@@ -130,8 +132,8 @@ async def get_diff(request: Request[Any, Any, Any], principal: Principal, identi
 
 @route("/{identifier:str}/manifest", http_method=["GET"], status_code=200,
        dependencies=PRINCIPAL)
-async def get_manifest(request: Request[Any, Any, Any], principal: Principal, identifier: str
-                       ) -> Response[bytes]:
+async def get_manifest(request: Request[Any, Any, Any], principal: PrincipalDep,
+                       identifier: FromPath[str]) -> Response[bytes]:
     """The full diff manifest, as stored (what ``feedserver diff apply --manifest`` reads)."""
     svc = services_of(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
@@ -175,8 +177,8 @@ async def _download(request: Request[Any, Any, Any], principal: Principal, wiki:
 
 
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL)
-async def download_diff(request: Request[Any, Any, Any], principal: Principal,
-                        identifier: str) -> Response[Any]:
+async def download_diff(request: Request[Any, Any, Any], principal: PrincipalDep,
+                        identifier: FromPath[str]) -> Response[Any]:
     wiki, m = await _manifest(services_of(request), principal, identifier,
                               parse_version(request))
     return await _download(
@@ -195,8 +197,8 @@ def _chunk(m: DiffManifest, chunk_id: str) -> ChunkInfo:
 
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL)
-async def list_chunks(request: Request[Any, Any, Any], principal: Principal, identifier: str
-                      ) -> Response[bytes]:
+async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
+                      identifier: FromPath[str]) -> Response[bytes]:
     svc = services_of(request)
     query = await read_query(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
@@ -208,8 +210,8 @@ async def list_chunks(request: Request[Any, Any, Any], principal: Principal, ide
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
        status_code=200, dependencies=PRINCIPAL)
-async def get_chunk(request: Request[Any, Any, Any], principal: Principal, identifier: str,
-                    chunk_id: str) -> Response[bytes]:
+async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
+                    identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
     svc = services_of(request)
     query = await read_query(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
@@ -219,8 +221,8 @@ async def get_chunk(request: Request[Any, Any, Any], principal: Principal, ident
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
        dependencies=PRINCIPAL)
-async def download_chunk(request: Request[Any, Any, Any], principal: Principal,
-                         identifier: str, chunk_id: str) -> Response[Any]:
+async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
+                         identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[Any]:
     wiki, m = await _manifest(services_of(request), principal, identifier,
                               parse_version(request))
     chunk = _chunk(m, chunk_id)
