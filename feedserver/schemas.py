@@ -31,6 +31,12 @@ RECORDS: tuple[tuple[str, type | str], ...] = (
     ("diff_manifest", "feedserver.feeds.diffs:DiffManifest"),
 )
 
+# Documents that are not records: (name, "module:function" returning a JSON object). The
+# OpenAPI description of the HTTP API is generated from the litestar app.
+DOCUMENTS: tuple[tuple[str, str], ...] = (
+    ("openapi", "feedserver.api.app:openapi_document"),
+)
+
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "schemas"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -71,8 +77,16 @@ def render(record: type) -> str:
     return json.dumps(schema_of(record), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def _document(ref: str) -> str:
+    module_name, _, attr = ref.partition(":")
+    doc = getattr(importlib.import_module(module_name), attr)()
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def expected_files() -> dict[str, str]:
-    return {f"{name}.json": render(record) for name, record in records()}
+    files = {f"{name}.json": render(record) for name, record in records()}
+    files.update({f"{name}.json": _document(ref) for name, ref in DOCUMENTS})
+    return files
 
 
 def drifted(directory: Path) -> list[str]:
