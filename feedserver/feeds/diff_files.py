@@ -111,8 +111,11 @@ def apply_files(base: Path, diff: Path, manifest: DiffManifest, output: Path | N
                 ) -> tuple[ApplyReport | None, list[str]]:
     """Apply ``diff`` to ``base``, write version N to ``output`` (None: only verify); return
     the report and the list of problems (empty: verified)."""
+    entries = EntryFile(diff)
+    if not base.exists():
+        raise InvalidParameter(f"base {base} is neither a file nor a folder")
     problems = download_problems(diff, manifest)
-    run = VerifiedApply(read_lines(base), EntryFile(diff))
+    run = VerifiedApply(read_lines(base), entries)
     tmp = None if output is None else output.with_name(output.name + ".part")
     try:
         try:
