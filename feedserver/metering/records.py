@@ -165,7 +165,7 @@ class UsageSink(Protocol):
 
     def progress(
         self, principal: MeteredPrincipal, *, feed: Feed, project: str | None,
-        request_id: str, bytes_sent: int, resource: str | None = None,
+        request_id: str, bytes_sent: int, resource: str | None = None, download: bool = False,
     ) -> None:
         """Checkpoint of a body still streaming (cumulative bytes so far): only the journal
         sees it, so a crash mid-stream is replayed as the last checkpoint."""

@@ -134,11 +134,11 @@ class UsageRecorder:
 
     def progress(
         self, principal: MeteredPrincipal, *, feed: Feed, project: str | None,
-        request_id: str, bytes_sent: int, resource: str | None = None,
+        request_id: str, bytes_sent: int, resource: str | None = None, download: bool = False,
     ) -> None:
         records = response_records(
             principal, feed=feed, project=project, request_id=request_id,
-            bytes_sent=bytes_sent, resource=resource,
+            bytes_sent=bytes_sent, resource=resource, download=download,
         )
         number = self.journal.append(records)
         self._open.setdefault(request_id, Counter())[number] += len(records)
