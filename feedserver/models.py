@@ -55,7 +55,8 @@ class License(Record):
 
 
 class Size(Record):
-    value: float
+    # int | float so a decoded record re-encodes to the same bytes (hashes stay stable).
+    value: int | float
     unit_text: str = "B"
 
 
