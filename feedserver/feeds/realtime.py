@@ -225,7 +225,7 @@ class Subscription:
                 await reader.close()
 
     async def close(self) -> None:
-        self.hub._detach(self)
+        self.hub.detach(self)
         self._pending.clear()
         await self._close_reader()
 
@@ -254,6 +254,7 @@ class Hub:
         self._live: dict[int, list[Subscription]] = {}
         self._ready = asyncio.Event()
         self._closed = False
+        self._draining = False
         self._task: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -269,11 +270,16 @@ class Hub:
         if not self._ready.is_set():
             raise Unavailable("the realtime stream is not available yet (event log unreachable)")
 
-    async def close(self) -> None:
-        """End every subscription with ``shutdown`` (streams send their final position)."""
-        self._closed = True
+    def end_streams(self) -> None:
+        """End every subscription with ``shutdown`` (streams send their final position) and
+        refuse new ones; the reader keeps running until ``close``."""
+        self._draining = True
         for sub in list(self._subs):
             sub._close("shutdown")
+
+    async def close(self) -> None:
+        self.end_streams()
+        self._closed = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -289,7 +295,7 @@ class Hub:
     def subscribe(self, positions: Mapping[int, int]) -> Subscription:
         """A subscription starting at ``positions`` (partition -> next offset; a partition
         absent from the hub is ignored; positions beyond the hub are clamped to it)."""
-        if self._closed:
+        if self._draining:
             raise Unavailable("the server is shutting down")
         start = {p: max(0, min(off, self.next[p])) for p, off in positions.items()
                  if p in self.next}
@@ -310,7 +316,7 @@ class Hub:
             self._live.setdefault(p, []).append(sub)
         return dict(self.next)
 
-    def _detach(self, sub: Subscription) -> None:
+    def detach(self, sub: Subscription) -> None:
         self._subs.discard(sub)
         if sub._attached:
             for p in sub.partitions:
@@ -340,9 +346,9 @@ class Hub:
                             {(self.topic, p): off for p, off in self.next.items()})
                     records = await reader.poll(max_records=self.batch,
                                                 timeout=self.poll_timeout)
-                except FeedError as exc:
-                    log.warning("realtime reader failed, reopening in %.1fs: %s", delay,
-                                exc.detail)
+                except Exception as exc:  # the one reader must never die
+                    detail = exc.detail if isinstance(exc, FeedError) else repr(exc)
+                    log.warning("realtime reader failed, reopening in %.1fs: %s", delay, detail)
                     if reader is not None:
                         with contextlib.suppress(FeedError):
                             await reader.close()
@@ -379,4 +385,4 @@ class Hub:
             self.delivered += 1
         for sub in slow:
             self.cut += 1
-            self._detach(sub)
+            self.detach(sub)

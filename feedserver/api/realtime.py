@@ -1,0 +1,245 @@
+"""The realtime stream over HTTP: ``GET|POST /v2/articles`` (WME §5).
+
+SSE by default (``event: message`` / ``data: {article}``), NDJSON with
+``Accept: application/x-ndjson``. Every Article carries ``event.partition`` / ``event.offset``.
+Better than WME, each SSE frame has ``id: p:o,p:o,...``: the stream's whole resume position
+(next offset per partition) after that event, so an ``EventSource`` reconnecting with
+``Last-Event-ID`` resumes exactly. Heartbeats (SSE comment / empty NDJSON line) keep idle streams
+alive through proxies and, in SSE, refresh the id when filtered-out records moved the position.
+
+A stream ends with a final control message carrying ``offsets`` to resume from: SSE
+``event: error``, NDJSON a line ``{"type": ".../problems/stream-closed", ...}``; ``reason`` is
+``slow`` (the client fell a whole buffer behind) or ``shutdown``.
+
+The fan-out ``Hub`` lives on ``app.state.realtime``. It is created on first use (or handed in
+via ``app.state.realtime`` / an event log via ``app.state.events``) and closed on app shutdown;
+SIGTERM/SIGINT first end every stream with its final position, so a graceful server shutdown
+does not wait for (or cut) the open streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
+from typing import Any, Final
+
+import anyio
+import msgspec
+from litestar import Litestar, Request, route
+from litestar.response import Stream
+
+from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.problems import TYPE_BASE
+from feedserver.api.query import matches, project, wants_ndjson
+from feedserver.api.realtime_params import read_params, start_positions
+from feedserver.api.services import Principal, request_id, services_of
+from feedserver.errors import Unavailable
+from feedserver.feeds.realtime import Hub, Positions, StreamItem, Subscription, SubscriptionClosed
+from feedserver.storage.eventlog import EventLog
+
+FEED: Final = "realtime"
+HEARTBEAT_SECONDS = 15.0
+READY_TIMEOUT = 10.0
+PROGRESS_SECONDS = 60.0
+SSE = "text/event-stream"
+NDJSON = "application/x-ndjson"
+_ENCODER = msgspec.json.Encoder()
+log = logging.getLogger(__name__)
+
+
+# --- the hub on the app -------------------------------------------------------------------
+
+
+async def get_hub(app: Litestar) -> Hub:
+    hub: Hub | None = app.state.get("realtime")
+    if hub is not None:
+        return hub
+    lock: asyncio.Lock = app.state.setdefault("realtime_lock", asyncio.Lock())
+    async with lock:
+        hub = app.state.get("realtime")
+        if hub is None:
+            hub = await _open_hub(app)
+    return hub
+
+
+async def _open_hub(app: Litestar) -> Hub:
+    svc = app.state.services
+    settings = svc.settings
+    event_log: EventLog | None = app.state.get("events")
+    owned = event_log is None
+    if event_log is None:
+        if svc.db is None:
+            raise Unavailable("the realtime stream needs an event log")
+        from feedserver.storage.eventlog import open_event_log
+
+        event_log = open_event_log(settings, svc.db)
+    hub = Hub(event_log, settings.article_topic, partitions=settings.article_partitions,
+              queue_size=settings.realtime_subscriber_queue)
+    await hub.start()
+    app.state.realtime = hub
+    restore = _drain_on_signals(hub)
+
+    async def shutdown() -> None:
+        restore()
+        await hub.close()
+        if owned:
+            await event_log.close()
+
+    app.on_shutdown.append(shutdown)
+    return hub
+
+
+def _drain_on_signals(hub: Hub) -> Callable[[], None]:
+    """Chain SIGTERM/SIGINT (uvicorn's handlers stay in charge): end every stream with its
+    final position first, so the server's graceful shutdown finds them finished."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(hub.end_streams)
+        prev = previous.get(signum)
+        if callable(prev):
+            prev(signum, frame)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        prev = signal.getsignal(sig)
+        if callable(prev):  # only when a server installed one (else keep the default)
+            previous[sig] = prev
+            signal.signal(sig, handler)
+
+    def restore() -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig, prev in previous.items():
+                if signal.getsignal(sig) is handler:
+                    signal.signal(sig, prev)
+
+    return restore
+
+
+# --- framing ------------------------------------------------------------------------------
+
+
+def position_id(positions: Positions) -> bytes:
+    return ",".join(f"{p}:{o}" for p, o in sorted(positions.items())).encode()
+
+
+def closing_message(reason: str, positions: Positions) -> dict[str, Any]:
+    detail = ("the client fell too far behind; resume with these offsets" if reason == "slow"
+              else "the server is shutting down; resume with these offsets")
+    return {"type": TYPE_BASE + "stream-closed", "title": "Stream closed",
+            "status": 503, "detail": detail, "reason": reason,
+            "offsets": {str(p): o for p, o in sorted(positions.items())}}
+
+
+class _Viewer:
+    """Per stream: plan projects/namespaces, filters and fields; memoised per project+ns."""
+
+    def __init__(self, principal: Principal, params_query: Any) -> None:
+        self.principal = principal
+        self.filters = params_query.filters
+        self.fields = params_query.fields
+        self._allowed: dict[tuple[str | None, int | None], bool] = {}
+
+    def render(self, item: StreamItem) -> bytes | None:
+        if item.data is None:
+            return None
+        key = (item.project, item.namespace)
+        ok = self._allowed.get(key)
+        if ok is None:
+            ok = self._allowed[key] = item.project is not None and allowed(
+                self.principal, FEED, item.project, item.namespace)
+        if not ok or (self.filters and not matches(item.data, self.filters)):
+            return None
+        return _ENCODER.encode(project(item.data, self.fields)) if self.fields else item.raw
+
+
+async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool,
+                  heartbeat: float, counts: list[int]) -> AsyncIterator[bytes]:
+    """The body; ``counts`` = [events, bytes] delivered (read by the caller's finally)."""
+    sent_id = b""
+    if not ndjson:
+        sent_id = position_id(sub.positions)
+        yield b": connected\nretry: 2000\nid: " + sent_id + b"\n\n"
+    while True:
+        try:
+            item = await sub.next(heartbeat)
+        except SubscriptionClosed as closed:
+            message = _ENCODER.encode(closing_message(closed.reason, closed.positions))
+            if ndjson:
+                yield message + b"\n"
+            else:
+                yield (b"id: " + position_id(closed.positions) + b"\nevent: error\ndata: "
+                       + message + b"\n\n")
+            return
+        if item is None:
+            if ndjson:
+                yield b"\n"
+            else:
+                now_id = position_id(sub.positions)
+                yield b": heartbeat\n" + (b"id: " + now_id + b"\n" if now_id != sent_id else b"")\
+                    + b"\n"
+                sent_id = now_id
+            continue
+        body = viewer.render(item)
+        if body is None:
+            continue
+        counts[0] += 1
+        if ndjson:
+            frame = body + b"\n"
+        else:
+            sent_id = position_id(sub.positions)
+            frame = b"id: " + sent_id + b"\nevent: message\ndata: " + body + b"\n\n"
+        counts[1] += len(frame)
+        yield frame
+
+
+@route("/v2/articles", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
+async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> Stream:
+    svc = services_of(request)
+    entitle(principal, FEED)
+    params = await read_params(request)
+    hub = await get_hub(request.app)
+    await hub.ready(READY_TIMEOUT)
+    positions = await start_positions(params, hub.tail(), hub.log, hub.topic)
+    headers = await svc.admit(principal, FEED)
+    sub = hub.subscribe(positions)
+    viewer = _Viewer(principal, params.query)
+    ndjson = wants_ndjson(request)
+    rid = request_id(request)
+    heartbeat = float(request.app.state.get("realtime_heartbeat", HEARTBEAT_SECONDS))
+
+    async def body() -> AsyncIterator[bytes]:
+        counts = [0, 0]
+        started = time.monotonic()
+        last_progress = started
+        try:
+            async for frame in _frames(sub, viewer, ndjson=ndjson, heartbeat=heartbeat,
+                                       counts=counts):
+                yield frame
+                if time.monotonic() - last_progress >= PROGRESS_SECONDS:
+                    last_progress = time.monotonic()
+                    svc.usage.progress(principal, feed=FEED, project=None, request_id=rid,
+                                       bytes_sent=counts[1])
+        finally:
+            hub.detach(sub)
+            svc.usage.record(principal, feed=FEED, project=None, request_id=rid,
+                             bytes_sent=counts[1],
+                             stream_seconds=round(time.monotonic() - started),
+                             stream_events=counts[0])
+            with anyio.CancelScope(shield=True):
+                await sub.close()
+
+    return Stream(body(), media_type=NDJSON if ndjson else SSE, headers={
+        **headers, "Cache-Control": "no-cache", "Connection": "keep-alive",
+        "X-Accel-Buffering": "no",
+    })
+
+
+ROUTES = [articles]
