@@ -13,6 +13,7 @@ import io
 import queue
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +25,7 @@ _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _CHUNK = 1 << 16
 _PREFETCH_CHUNK = 1 << 20
 _PREFETCH_DEPTH = 4  # chunks buffered ahead: bounded memory (~4 MiB)
+_RAW_BLOCK = 1 << 18  # compressed bytes handed to the decompressor per call
 _PUT_TIMEOUT = 0.5  # seconds between checks that the reader was not closed
 _DECLARED_ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*)(["'])[^"']*\2""")
 
@@ -66,12 +68,52 @@ class _Utf16ToUtf8(io.RawIOBase):
         super().close()
 
 
-class _Prefetch(io.RawIOBase):
-    """Decompresses ahead in a thread. bz2/zlib release the GIL while decompressing, so on a
-    multi-core machine decompression overlaps XML parsing and page conversion."""
+def _bz2_blocks(raw: BinaryIO, limit: int | None = None) -> Iterator[bytes]:
+    """Decompressed blocks of a (multi-stream) bz2 file, read in large compressed blocks.
 
-    def __init__(self, inner: BinaryIO) -> None:
-        self._inner = inner
+    Large blocks matter: bz2.BZ2File feeds the decompressor 8 KiB at a time, and every call
+    releases and re-takes the GIL, which stalls the parsing thread on a busy machine.
+    ``limit`` stops after that many compressed bytes (a byte range of whole streams).
+    Like BZ2File, data after the last stream that is not a bz2 stream is ignored.
+    """
+    decomp = bz2.BZ2Decompressor()
+    fed = False  # has the current decompressor seen any input?
+    streams = 0
+    left = limit
+    pending = b""
+    while True:
+        if decomp.eof:
+            streams += 1
+            pending = decomp.unused_data
+            decomp, fed = bz2.BZ2Decompressor(), False
+        if not pending and decomp.needs_input:
+            size = _RAW_BLOCK if left is None else min(_RAW_BLOCK, left)
+            pending = raw.read(size) if size > 0 else b""
+            if left is not None:
+                left -= len(pending)
+            if not pending:
+                if streams and not fed:
+                    return
+                raise EOFError("Compressed file ended before the end-of-stream marker "
+                               "was reached")
+        try:
+            out = decomp.decompress(pending, _PREFETCH_CHUNK)
+        except OSError:
+            if streams and not fed:
+                return  # trailing garbage after the last stream
+            raise
+        fed, pending = True, b""
+        if out:
+            yield out
+
+
+class _Prefetch(io.RawIOBase):
+    """Produces blocks ahead in a thread. bz2/zlib release the GIL while decompressing, so on
+    a multi-core machine decompression overlaps XML parsing and page conversion."""
+
+    def __init__(self, blocks: Iterator[bytes], closer: BinaryIO) -> None:
+        self._blocks = blocks
+        self._closer = closer
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(_PREFETCH_DEPTH)
         self._stop = threading.Event()
         self._chunk = memoryview(b"")
@@ -83,7 +125,7 @@ class _Prefetch(io.RawIOBase):
         item: bytes | BaseException
         while not self._stop.is_set():
             try:
-                item = self._inner.read(_PREFETCH_CHUNK)
+                item = next(self._blocks, b"")
             except BaseException as exc:  # handed to the consumer, raised there
                 item = exc
             while not self._stop.is_set():
@@ -119,8 +161,13 @@ class _Prefetch(io.RawIOBase):
         if not self.closed:
             self._stop.set()
             self._thread.join(timeout=10)
-            self._inner.close()
+            self._closer.close()
         super().close()
+
+
+def _read_blocks(inner: BinaryIO) -> Iterator[bytes]:
+    while block := inner.read(_PREFETCH_CHUNK):
+        yield block
 
 
 def open_dump(path: Path, *, prefetch: bool = True) -> BinaryIO:
@@ -138,14 +185,18 @@ def open_dump(path: Path, *, prefetch: bool = True) -> BinaryIO:
         magic = raw.read(4)
         raw.seek(0)
         stream: BinaryIO
-        if magic.startswith(_BZ2_MAGIC):
+        if magic.startswith(_BZ2_MAGIC) and prefetch:
+            stream = io.BufferedReader(_Prefetch(_bz2_blocks(raw), raw),
+                                       buffer_size=_CHUNK)
+        elif magic.startswith(_BZ2_MAGIC):
             stream = bz2.BZ2File(raw)  # type: ignore[assignment]
         elif magic.startswith(_GZIP_MAGIC):
             stream = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
+            if prefetch:
+                stream = io.BufferedReader(
+                    _Prefetch(_read_blocks(stream), stream), buffer_size=_CHUNK)
         else:
             stream = raw
-        if stream is not raw and prefetch:
-            stream = io.BufferedReader(_Prefetch(stream), buffer_size=_CHUNK)
         head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
         if head in _UTF16_BOMS:
             return io.BufferedReader(_Utf16ToUtf8(stream), buffer_size=_CHUNK)
