@@ -1,4 +1,5 @@
-"""`feedserver snapshot build|list|show|verify|export`: build and inspect snapshot versions."""
+"""`feedserver snapshot build|list|show|verify|export|load-state`: build and inspect snapshot
+versions, and seed the on-demand state store from one."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def register(sub: Any) -> None:
         ("show", cmd_show, "print a version's manifest as JSON"),
         ("verify", cmd_verify, "re-hash a version's chunks and content root"),
         ("export", cmd_export, "write a version's records as NDJSON"),
+        ("load-state", cmd_load_state,
+         "seed the state store (on-demand lookups) from a version; newer event state wins"),
     ):
         cmd = cmds.add_parser(name, help=text)
         cmd.add_argument("identifier", help="snapshot identifier, e.g. enwiki_namespace_0")
@@ -115,6 +118,22 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     print(f"wrote {count} records to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_load_state(args: argparse.Namespace, settings: Settings) -> int:
+    from feedserver.feeds.state import StateStore
+    from feedserver.storage.db import connect
+
+    store = SnapshotStore(open_blob_store(settings))
+    manifest = store.manifest(check_identifier(args.identifier), args.version)
+    db = connect(settings.database)
+    try:
+        count = StateStore(db).load_articles(store.iter_articles(manifest))
+    finally:
+        db.close()
+    print(f"{manifest.identifier} version {manifest.version}: {count} articles loaded "
+          "into the state store", file=sys.stderr)
     return 0
 
 
