@@ -77,9 +77,9 @@ def _account(settings: Settings) -> tuple[str, str | None, str | None]:
         except NotFound:
             pass
         admin.create_customer("demo", plan="enterprise")
-        password = secrets.token_urlsafe(12)
+        password: str | None = secrets.token_urlsafe(12)
         try:
-            admin.create_user("demo", password, "demo", is_admin=True)
+            admin.create_user("demo", str(password), "demo", is_admin=True)
         except Conflict:
             password = None
         _, key = admin.create_api_key("demo", name="make run")
