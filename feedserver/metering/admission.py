@@ -47,6 +47,9 @@ _DOWNLOAD_QUOTA: dict[str, QuotaName] = {
 }
 
 
+_CLAIMS_KEPT = 100_000
+
+
 class Admission(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     download_id: str = ""
@@ -94,6 +97,7 @@ class Admitter:
         self.clock = clock
         self.bytes_cache_seconds = bytes_cache_seconds
         self._bytes_cache: dict[tuple[str, str], tuple[float, int]] = {}
+        self._claimed: dict[tuple[str, str, str], int] = {}
 
     async def admit(
         self,
@@ -111,22 +115,29 @@ class Admitter:
             quota = _DOWNLOAD_QUOTA[feed]
         elif feed == "ondemand":
             quota = "ondemand_lookups"
-        needs_db = quota is not None or (
-            feed in BYTE_FEEDS and terms.quotas.bytes is not None
-        ) or (terms.rate.requests_per_second > 0 and self.limiter.shared)
-        if needs_db:
-            return await anyio.to_thread.run_sync(
-                self._admit, principal, feed, terms, quota, resource
-            )
-        return self._admit(principal, feed, terms, quota, resource)
-
-    def _admit(
-        self, principal: MeteredPrincipal, feed: Feed, terms: PlanTerms,
-        quota: QuotaName | None, resource: str | None,
-    ) -> Admission:
         now_s = self.clock()
         now = datetime.fromtimestamp(now_s, UTC)
+        month = month_of(now)
         customer = principal.customer_id
+        dl = download_id(customer, resource, now) if resource else ""
+        # Hop to a worker thread only when the database is really needed: a thread hop costs
+        # more than everything else admission does.
+        needs_db = (
+            (terms.rate.requests_per_second > 0 and self.limiter.shared)
+            or (quota is not None
+                and (quota == "ondemand_lookups" or (customer, month, dl) not in self._claimed))
+            or (feed in BYTE_FEEDS and terms.quotas.bytes is not None
+                and not self._bytes_fresh(customer, month, now_s))
+        )
+        args = (customer, feed, terms, quota, dl, now_s, now, month)
+        if needs_db:
+            return await anyio.to_thread.run_sync(self._admit, *args)
+        return self._admit(*args)
+
+    def _admit(
+        self, customer: str, feed: Feed, terms: PlanTerms, quota: QuotaName | None, dl: str,
+        now_s: float, now: datetime, month: str,
+    ) -> Admission:
         decision = None
         if terms.rate.requests_per_second > 0:
             decision = self.limiter.hit(f"rate:{customer}", terms.rate, now_s)
@@ -138,18 +149,13 @@ class Admitter:
                     retry_after=retry,
                     headers=rate_headers("default", terms, decision, None),
                 )
-        month = month_of(now)
         if feed in BYTE_FEEDS and terms.quotas.bytes is not None:
             self._check_bytes(customer, month, terms.quotas.bytes, now, now_s)
-        dl = download_id(customer, resource, now) if resource else ""
         header_quota = None
         used = 0
         if quota is not None:
             limit = terms.quotas.limit(quota)
-            used = self.counters.consume(
-                customer, month, quota, limit, now,
-                claim=dl if quota != "ondemand_lookups" else None,
-            )
+            used = self._consume(customer, month, quota, limit, now, dl)
             if limit is not None:
                 start, end = month_bounds(month)
                 header_quota = (
@@ -161,6 +167,25 @@ class Admitter:
             download_id=dl, quota=quota or "", quota_used=used,
         )
 
+    def _consume(self, customer: str, month: str, quota: QuotaName, limit: int | None,
+                 now: datetime, dl: str) -> int:
+        if quota == "ondemand_lookups":
+            return self.counters.consume(customer, month, quota, limit, now)
+        # A download already claimed by this process (the other Range requests of it) is
+        # counted; the database claim makes this exact across processes as well.
+        key = (customer, month, dl)
+        used = self._claimed.get(key)
+        if used is None:
+            used = self.counters.consume(customer, month, quota, limit, now, claim=dl)
+            if len(self._claimed) >= _CLAIMS_KEPT:
+                self._claimed.clear()
+            self._claimed[key] = used
+        return used
+
+    def _bytes_fresh(self, customer: str, month: str, now_s: float) -> bool:
+        cached = self._bytes_cache.get((customer, month))
+        return cached is not None and now_s - cached[0] <= self.bytes_cache_seconds
+
     def _check_bytes(
         self, customer: str, month: str, limit: int, now: datetime, now_s: float
     ) -> None:
@@ -168,7 +193,7 @@ class Admitter:
         # read off the hot path; overshoot is bounded by what is served within that window
         key = (customer, month)
         cached = self._bytes_cache.get(key)
-        if cached is None or now_s - cached[0] > self.bytes_cache_seconds:
+        if cached is None or not self._bytes_fresh(customer, month, now_s):
             cached = (now_s, self.counters.used(customer, month, "bytes"))
             self._bytes_cache[key] = cached
         if cached[1] >= limit:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -51,12 +51,15 @@ MIGRATION = (
 )
 
 _encoder = msgspec.json.Encoder()
+_NO_OFFSET = timedelta(0)
 _IN_CHUNK = 400  # keeps ``IN (...)`` under SQLite's parameter limit
 
 
 def ts_text(ts: datetime) -> str:
     """Fixed-width UTC text: sorts like time, so month ranges are plain string ranges."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if ts.utcoffset() != _NO_OFFSET:
+        ts = ts.astimezone(UTC)
+    return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"  # fast path
 
 
 def row_hash(prev_hash: str, row: Sequence[Any]) -> str:
@@ -114,15 +117,22 @@ class Ledger:
                 f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
             )
             bytes_by_month: dict[tuple[str, str], int] = {}
+            rows = []
             for rec in new:
                 seq += 1
                 row = _row(seq, rec)
                 digest = row_hash(prev, row)
-                cur.execute(insert, (*row, prev, digest))
+                rows.append((*row, prev, digest))
                 prev = digest
                 if rec.meter == "bytes" and rec.quantity:
                     key = (rec.customer_id, row[2][:7])
                     bytes_by_month[key] = bytes_by_month.get(key, 0) + rec.quantity
+            many = getattr(cur, "executemany", None)  # sqlite3's: one C loop for the batch
+            if many is not None:
+                many(insert, rows)
+            else:
+                for values in rows:
+                    cur.execute(insert, values)
             for (customer, month), used in bytes_by_month.items():
                 cur.execute(
                     "INSERT INTO quota_usage (customer_id, month, meter, used) "

@@ -58,14 +58,26 @@ class PlanTerms(msgspec.Struct, frozen=True, kw_only=True):
 UNLIMITED = PlanTerms(name="unlimited")
 
 
+_FIELDS = {kind: kind.__struct_fields__ for kind in (Quotas, RatePolicy, Prices)}
+
+
 def _as(kind: type[Any], value: Any) -> Any:
     if value is None:
         return kind()
     if isinstance(value, kind):
         return value
-    raw = value if isinstance(value, dict) else msgspec.structs.asdict(value)
-    fields = {f.name for f in msgspec.structs.fields(kind)}
-    return msgspec.convert({k: v for k, v in raw.items() if k in fields}, kind, strict=False)
+    if isinstance(value, dict):
+        raw = {k: v for k, v in value.items() if k in _FIELDS[kind]}
+    else:
+        raw = {k: getattr(value, k) for k in _FIELDS[kind] if hasattr(value, k)}
+    return msgspec.convert(raw, kind, strict=False)
+
+
+# Admission reads the plan on every request: remember the terms of recently seen plan objects
+# (accounts caches principals, so the same frozen plan objects recur). Keyed by identity and
+# checked with ``is``, so a reused id never returns another plan's terms.
+_TERMS_CACHE: dict[int, tuple[Any, PlanTerms]] = {}
+_TERMS_CACHE_SIZE = 1024
 
 
 def plan_terms(plan: Any) -> PlanTerms:
@@ -74,6 +86,18 @@ def plan_terms(plan: Any) -> PlanTerms:
         return UNLIMITED
     if isinstance(plan, PlanTerms):
         return plan
+    cached = _TERMS_CACHE.get(id(plan))
+    if cached is not None and cached[0] is plan:
+        return cached[1]
+    terms = _read_terms(plan)
+    if not isinstance(plan, dict):
+        if len(_TERMS_CACHE) >= _TERMS_CACHE_SIZE:
+            _TERMS_CACHE.clear()
+        _TERMS_CACHE[id(plan)] = (plan, terms)
+    return terms
+
+
+def _read_terms(plan: Any) -> PlanTerms:
 
     def get(*names: str) -> Any:
         for name in names:

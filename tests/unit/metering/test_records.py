@@ -6,6 +6,7 @@ import msgspec
 
 from feedserver.metering.records import (
     UsageRecord,
+    derive_id,
     download_id,
     merge,
     response_records,
@@ -39,6 +40,15 @@ def test_parallel_ranges_of_one_version_share_one_download_id() -> None:
     next_day = datetime(2026, 11, 6, tzinfo=UTC)
     assert download_id("acme", "enwiki_namespace_0@3", next_day) not in downloads
     assert download_id("other", "enwiki_namespace_0@3", day) not in downloads
+
+
+def test_derive_id_is_uuid5() -> None:
+    import uuid
+
+    from feedserver.metering import records
+
+    for parts in [("a",), ("req-1", "bytes"), ("download", "acme", "x@1", "2026-11-05")]:
+        assert derive_id(*parts) == str(uuid.uuid5(records._NAMESPACE, "\x1f".join(parts)))
 
 
 def test_merge_keeps_the_largest_checkpoint() -> None:
