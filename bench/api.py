@@ -1,0 +1,206 @@
+"""HTTP API throughput, as ratios to plain baselines measured in the same run.
+
+(a) download: an authenticated GET of a snapshot (several chunk files streamed back to back,
+    metering on) from ``feedserver serve``, versus the same bytes as one file from a plain
+    litestar static-files app under the same uvicorn (the target, >= 0.8x), and from
+    ``python -m http.server`` (reported: it writes to the socket synchronously, without
+    asyncio or h11, so it measures the server stack more than our code). MB/s, best of
+    ``REPEATS``, runs interleaved.
+(b) on-demand: sequential ``GET /v2/articles/{name}`` lookups/s with an API key, versus an
+    unauthenticated litestar "hello" endpoint under the same uvicorn. Reported, no target:
+    the gap is authentication + entitlements + the state-store query + metering.
+
+Every server is a separate process on 127.0.0.1 (so the client does not share their GIL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import string
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from feedserver.accounts.models import Plan
+from feedserver.accounts.service import Accounts
+from feedserver.config import load_settings
+from feedserver.feeds.snapshots import build_from_records
+from feedserver.feeds.state import StateStore
+from feedserver.ingest.siteinfo import DumpInfo
+from feedserver.models import Article, ArticleBody, Namespace, Project, Version
+from feedserver.storage.blobs import FilesystemBlobStore
+from feedserver.storage.db import SQLiteDatabase
+
+REPEATS = 5
+ARTICLES = 4000
+TEXT_BYTES = 12_000  # random text: compresses little, so the download is ~35 MB
+LOOKUPS = 400
+SECRET = "bench-secret-0123456789abcdef0123"
+
+# The baselines' app: an unauthenticated hello endpoint and static files, nothing else.
+PLAIN_APP = textwrap.dedent("""
+    import sys, uvicorn
+    from litestar import Litestar, get
+    from litestar.static_files import create_static_files_router
+
+    @get("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    static = create_static_files_router("/static", directories=[sys.argv[2]])
+    uvicorn.run(Litestar([hello, static]), host="127.0.0.1", port=int(sys.argv[1]),
+                log_level="warning")
+""")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def process(args: list[str], url: str, env: dict[str, str] | None = None) -> Iterator[None]:
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{args[:3]} exited early")
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{url} not ready") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def articles() -> Iterator[Article]:
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + " "
+    for i in range(1, ARTICLES + 1):
+        yield Article(
+            name=f"Page {i}", identifier=i, namespace=Namespace(identifier=0),
+            is_part_of=Project(identifier="benchwiki"),
+            date_modified=datetime(2024, 1, 1, tzinfo=UTC),
+            article_body=ArticleBody(wikitext="".join(rng.choices(alphabet, k=TEXT_BYTES))),
+            version=Version(identifier=i),
+        )
+
+
+def best_of_interleaved(a: Callable[[], float], b: Callable[[], float]) -> tuple[float, float]:
+    """Best of ``REPEATS`` runs each, alternating, so load from other processes on a shared
+    machine hits both sides alike."""
+    ra, rb = [], []
+    for _ in range(REPEATS):
+        ra.append(a())
+        rb.append(b())
+    return max(ra), max(rb)
+
+
+def download_mbps(url: str, headers: dict[str, str], size: int) -> float:
+    with httpx.Client(timeout=120) as client:
+        start = time.perf_counter()
+        got = 0
+        with client.stream("GET", url, headers=headers) as r:
+            r.raise_for_status()
+            for block in r.iter_raw(1 << 20):
+                got += len(block)
+        elapsed = time.perf_counter() - start
+    if got != size:
+        raise RuntimeError(f"{url}: got {got} bytes, expected {size}")
+    return size / 1e6 / elapsed
+
+
+def lookups_per_s(url: str, headers: dict[str, str], paths: list[str]) -> float:
+    with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
+        client.get(paths[0]).raise_for_status()  # warm-up (connection, caches)
+        start = time.perf_counter()
+        for path in paths:
+            client.get(path).raise_for_status()
+        return len(paths) / (time.perf_counter() - start)
+
+
+def run() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        root = Path(tmp)
+        settings = load_settings(env={}, data_dir=str(root / "data"),
+                                 chunk_size=16 * 1024 * 1024, token_secret=SECRET)
+        blobs = FilesystemBlobStore(settings.blob_root)
+        info = DumpInfo(wiki="benchwiki", site_name="Bench", base_url="", language="en",
+                        namespaces={0: ""}, schema_version="0.11", source="bench")
+        (manifest,) = build_from_records(info, articles(), blobs, settings)
+        db = SQLiteDatabase(settings.data_path / "feedserver.db")
+        StateStore(db).load_articles(articles())
+        accounts = Accounts(db, settings)
+        # No rate limit or quota: the bench measures the server, not the plan.
+        accounts.create_plan(Plan(name="bench", feeds=["snapshots", "ondemand"]))
+        accounts.create_customer("bench", "bench")
+        key = accounts.create_api_key("bench")[1]
+        db.close()
+        # The baseline file: the exact bytes of the snapshot download.
+        static = root / "static"
+        static.mkdir()
+        whole = static / "snapshot.ndjson.zst"
+        with whole.open("wb") as out:
+            for chunk in manifest.chunks:
+                for block in blobs.open_range(chunk.key):
+                    out.write(block)
+        size = whole.stat().st_size
+        assert hashlib.sha256(whole.read_bytes()).hexdigest() == manifest.sha256
+
+        env = {**os.environ, "FEEDSERVER_DATA_DIR": str(settings.data_path),
+               "FEEDSERVER_TOKEN_SECRET": SECRET, "FEEDSERVER_LOG_LEVEL": "WARNING"}
+        api_port, static_port, hello_port = free_port(), free_port(), free_port()
+        api = f"http://127.0.0.1:{api_port}"
+        auth = {"Authorization": f"Bearer {key}"}
+        feedserver = [sys.executable, "-m", "feedserver", "serve", "--port", str(api_port)]
+        with process(feedserver, f"{api}/healthz", env), \
+                process([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                         "--directory", str(static), str(static_port)],
+                        f"http://127.0.0.1:{static_port}/"), \
+                process([sys.executable, "-c", PLAIN_APP, str(hello_port), str(static)],
+                        f"http://127.0.0.1:{hello_port}/hello"):
+            dl = f"{api}/v2/snapshots/{manifest.identifier}/download"
+            plain_url = f"http://127.0.0.1:{hello_port}/static/{whole.name}"
+            ours, plain = best_of_interleaved(lambda: download_mbps(dl, auth, size),
+                                              lambda: download_mbps(plain_url, {}, size))
+            print(f"download {size / 1e6:.1f} MB in {len(manifest.chunks)} chunks: "
+                  f"feedserver {ours:.0f} MB/s, litestar static files {plain:.0f} MB/s, "
+                  f"ratio {ours / plain:.2f}x (target >= 0.8x)", flush=True)
+            ours, simple = best_of_interleaved(
+                lambda: download_mbps(dl, auth, size),
+                lambda: download_mbps(f"http://127.0.0.1:{static_port}/{whole.name}", {}, size))
+            print(f"download vs python -m http.server: feedserver {ours:.0f} MB/s, "
+                  f"http.server {simple:.0f} MB/s, ratio {ours / simple:.2f}x", flush=True)
+            paths = [f"/v2/articles/Page_{1 + i % ARTICLES}" for i in range(LOOKUPS)]
+            looked, hello = best_of_interleaved(
+                lambda: lookups_per_s(api, auth, paths),
+                lambda: lookups_per_s(f"http://127.0.0.1:{hello_port}", {}, ["/hello"] * LOOKUPS))
+            print(f"on-demand: {looked:.0f} lookups/s with auth, hello endpoint {hello:.0f} "
+                  f"req/s, ratio {looked / hello:.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    run()
