@@ -172,11 +172,22 @@ class UsageSink(Protocol):
     ) -> None: ...
 
     def progress(
-        self, principal: MeteredPrincipal, *, feed: Feed, project: str | None,
-        request_id: str, bytes_sent: int, resource: str | None = None, download: bool = False,
+        self,
+        principal: MeteredPrincipal,
+        *,
+        feed: Feed,
+        project: str | None,
+        request_id: str,
+        bytes_sent: int = 0,
+        articles: int = 0,
+        resource: str | None = None,
+        download: bool = False,
+        stream_seconds: int = 0,
+        stream_events: int = 0,
     ) -> None:
-        """Checkpoint of a body still streaming (cumulative bytes so far): only the journal
-        sees it, so a crash mid-stream is replayed as the last checkpoint."""
+        """Checkpoint of a response still streaming: the same arguments as ``record``, all
+        cumulative so far. Only the journal sees it, so a crash mid-stream is replayed as the
+        last checkpoint; the final ``record`` of the same ``request_id`` supersedes it."""
 
 
 class NullSink:

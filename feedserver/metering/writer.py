@@ -133,14 +133,26 @@ class UsageRecorder:
         self._queue.put_nowait((records, dict(refs)))
 
     def progress(
-        self, principal: MeteredPrincipal, *, feed: Feed, project: str | None,
-        request_id: str, bytes_sent: int, resource: str | None = None, download: bool = False,
+        self,
+        principal: MeteredPrincipal,
+        *,
+        feed: Feed,
+        project: str | None,
+        request_id: str,
+        bytes_sent: int = 0,
+        articles: int = 0,
+        resource: str | None = None,
+        download: bool = False,
+        stream_seconds: int = 0,
+        stream_events: int = 0,
     ) -> None:
         records = response_records(
             principal, feed=feed, project=project, request_id=request_id,
-            bytes_sent=bytes_sent, resource=resource, download=download,
+            bytes_sent=bytes_sent, articles=articles, resource=resource, download=download,
+            stream_seconds=stream_seconds, stream_events=stream_events,
         )
         number = self.journal.append(records)
+        # journal only; the final ``record`` of this request releases these lines
         self._open.setdefault(request_id, Counter())[number] += len(records)
 
     # --- the writer task -----------------------------------------------------------------------

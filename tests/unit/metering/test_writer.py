@@ -47,13 +47,18 @@ async def test_a_crash_is_replayed_once(tmp_path: Path, db: Database) -> None:
     # the process "dies": journal left behind, an in-flight body checkpointed at 300 bytes
     rec_.record(p, feed="chunks", project="enwiki", request_id="b", bytes_sent=7)
     rec_.progress(p, feed="chunks", project="enwiki", request_id="c", bytes_sent=300)
+    rec_.progress(p, feed="realtime", project=None, request_id="s", bytes_sent=10,
+                  stream_seconds=5, stream_events=2)
+    rec_.progress(p, feed="realtime", project=None, request_id="s", bytes_sent=40,
+                  stream_seconds=9, stream_events=7)
     assert rec_._task is not None
     rec_._task.cancel()
     rec_.journal.close(delete_if_empty=False)
     again, _ = recorder(tmp_path, db)
     assert await again.start() >= 3
     await again.stop()
-    assert total(ledger) == 5 + 7 + 300
+    assert total(ledger) == 5 + 7 + 300 + 40
+    assert (total(ledger, "stream_seconds"), total(ledger, "stream_events")) == (9, 7)
     assert total(ledger, "articles") == 1
     assert ledger.verify().ok
 
