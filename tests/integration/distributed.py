@@ -1,0 +1,251 @@
+"""Harness for the distributed configuration: feedserver processes as SUBPROCESSES with
+``FEEDSERVER_MODE=distributed``, pointed at the real servers of the fixtures (Tansu, moto_server,
+PostgreSQL on 127.0.0.1).
+
+* ``Stack``: the environment every process shares (unique bucket, topics and consumer group per
+  test, so tests never see each other's data) and one-shot CLI runs (``stack.cli(...)``).
+* ``Process``: one long-running command with its own data dir (the usage journal is per
+  process) and log file; ``wait_http`` / ``wait_log``, ``signal``, ``stop`` (SIGTERM, then
+  SIGKILL after a bound). ``Stack.close`` kills whatever is still running.
+* ``create_topics``: what the deployment's ``kafka-init`` job does (compose / k8s).
+
+Every wait is bounded; a failure message carries the tail of the process's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.conftest import ROOT, free_port
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+CLI_TIMEOUT = 300.0
+
+
+def base_env() -> dict[str, str]:
+    """The test runner's environment minus any ``FEEDSERVER_*`` (an unknown one stops a process)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSERVER_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Stack:
+    """Settings shared by every process of one distributed deployment under test."""
+
+    root: Path
+    s3_endpoint: str
+    database_url: str
+    kafka: str
+    name: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    extra: dict[str, str] = field(default_factory=dict)
+    processes: list[Process] = field(default_factory=list)
+
+    @property
+    def topics(self) -> dict[str, int]:
+        """Topic -> partitions, as the deployment's init job creates them."""
+        return {self.event_topic: 1, self.article_topic: 10, self.usage_topic: 3,
+                self.dead_letter_topic: 1}
+
+    @property
+    def event_topic(self) -> str:
+        return f"e2e-{self.name}.page_change"
+
+    @property
+    def article_topic(self) -> str:
+        return f"e2e-{self.name}.articles"
+
+    @property
+    def usage_topic(self) -> str:
+        return f"e2e-{self.name}.usage"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"e2e-{self.name}.dead-letter"
+
+    def env(self, data_dir: Path, **overrides: str) -> dict[str, str]:
+        env = base_env()
+        env.update({
+            "FEEDSERVER_MODE": "distributed",
+            "FEEDSERVER_DATA_DIR": str(data_dir),
+            "FEEDSERVER_LOG_LEVEL": "WARNING",
+            "FEEDSERVER_LOG_FORMAT": "text",
+            "FEEDSERVER_DATABASE_URL": self.database_url,
+            "FEEDSERVER_S3_ENDPOINT_URL": self.s3_endpoint,
+            "FEEDSERVER_S3_BUCKET": f"e2e-{self.name}",
+            "FEEDSERVER_S3_REGION": "us-east-1",
+            "FEEDSERVER_S3_ACCESS_KEY_ID": "testing",
+            "FEEDSERVER_S3_SECRET_ACCESS_KEY": "testing",
+            "FEEDSERVER_KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "FEEDSERVER_EVENT_TOPICS": self.event_topic,
+            "FEEDSERVER_ARTICLE_TOPIC": self.article_topic,
+            "FEEDSERVER_ARTICLE_PARTITIONS": "10",
+            "FEEDSERVER_USAGE_TOPIC": self.usage_topic,
+            "FEEDSERVER_DEAD_LETTER_TOPIC": self.dead_letter_topic,
+            "FEEDSERVER_CONSUMER_GROUP": f"e2e-{self.name}",
+            "FEEDSERVER_LEDGER_FLUSH_SECONDS": "0.05",
+        })
+        env.update(self.extra)
+        env.update(overrides)
+        return env
+
+    def _dir(self, label: str) -> Path:
+        path = self.root / label
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def cli(self, *args: str, stdin: str | None = None, timeout: float = CLI_TIMEOUT,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``feedserver ARGS`` to completion (one-shot jobs: build, admin, load, report)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "feedserver", *args], env=self.env(self._dir("cli")),
+            cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"feedserver {' '.join(args)} exited {done.returncode}: "
+                                 f"{done.stderr[-3000:]}")
+        return done
+
+    def start(self, label: str, *args: str, port: int | None = None,
+              env: Mapping[str, str] | None = None) -> Process:
+        proc = Process(label, list(args), self.env(self._dir(label), **(env or {})),
+                       self.root / f"{label}.log", port=port)
+        self.processes.append(proc)
+        proc.start()
+        return proc
+
+    def start_api(self, label: str) -> Process:
+        port = free_port()
+        api = self.start(label, "serve", "--host", "127.0.0.1", "--port", str(port), port=port)
+        api.wait_http("/healthz")
+        return api
+
+    def close(self) -> None:
+        """Stop every process still running (teardown): SIGTERM, then SIGKILL."""
+        for proc in reversed(self.processes):
+            proc.stop()
+
+
+class Process:
+    """One long-running ``feedserver`` command in its own process group."""
+
+    def __init__(self, label: str, args: list[str], env: dict[str, str], log: Path, *,
+                 port: int | None = None) -> None:
+        self.label = label
+        self.args = args
+        self.env = env
+        self.log_path = log
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.port is not None, f"{self.label} has no HTTP port"
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "feedserver", *self.args], env=self.env, cwd=ROOT,
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _fail(self, why: str) -> AssertionError:
+        return AssertionError(f"{self.label}: {why}\n--- log ---\n{self.log_tail()}")
+
+    def wait_until(self, ready: Callable[[], bool], what: str,
+                   timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if not self.alive():
+                raise self._fail(f"exited ({self.returncode}) before {what}")
+            if time.monotonic() > deadline:
+                raise self._fail(f"not {what} after {timeout:.0f}s")
+            time.sleep(0.1)
+
+    def wait_http(self, path: str, status: int = 200, timeout: float = START_TIMEOUT) -> None:
+        def ok() -> bool:
+            try:
+                return httpx.get(self.url + path, timeout=3).status_code == status
+            except httpx.TransportError:
+                return False
+
+        self.wait_until(ok, f"answering {status} on {path}", timeout)
+
+    def wait_log(self, text: str, timeout: float = START_TIMEOUT) -> None:
+        self.wait_until(lambda: text in self.log_tail(1_000_000), f"logging {text!r}", timeout)
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise self._fail(f"still running {timeout:.0f}s later") from None
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+async def _create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(name=t, num_partitions=n, replication_factor=1)
+               for t, n in topics.items() if t not in existing]
+        if new:
+            await admin.create_topics(new)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
+    """Create the topics (the deployment's init job); own thread and loop, bounded."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, asyncio.wait_for(_create_topics(bootstrap, topics), 30)
+                    ).result(timeout=40)
