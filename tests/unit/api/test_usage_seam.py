@@ -59,3 +59,34 @@ def test_real_metering_counts_downloads(world: World, tmp_path: Path) -> None:
         user = c.post("/v1/get-user", headers=h).json()
     assert user["chunk_requests_count"] == 1
     assert user["snapshot_requests_count"] == 0
+
+
+def test_quota_and_rate_limit_problems(world: World, tmp_path: Path) -> None:
+    from feedserver.accounts.models import Plan, Quotas, RateLimit
+
+    world.accounts.create_plan(Plan(name="one-chunk", feeds=["snapshots"],
+                                    quotas=Quotas(chunk_downloads=1)))
+    world.accounts.create_plan(Plan(name="slow", feeds=["snapshots"],
+                                    rate_limit=RateLimit(requests_per_second=0.01, burst=1)))
+    world.accounts.create_customer("delta", "one-chunk")
+    world.accounts.create_customer("epsilon", "slow")
+    key_d = world.accounts.create_api_key("delta")[1]
+    key_e = world.accounts.create_api_key("epsilon")[1]
+    settings = msgspec.structs.replace(world.settings, metering_enabled=True,
+                                       data_dir=str(tmp_path))
+    app = create_app(settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
+                     state=world.state, registry=CollectorRegistry())
+    base = "/v2/snapshots/enwiki_namespace_0/chunks"
+    with TestClient(app) as c:
+        ok = c.get(f"{base}/0/download", headers=world.headers(key_d))
+        assert ok.status_code == 200
+        assert "ratelimit" in ok.headers and "ratelimit-policy" in ok.headers
+        r = c.get(f"{base}/1/download", headers=world.headers(key_d))
+        assert r.status_code == 429
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["type"].endswith("/quota-exceeded") and int(r.headers["retry-after"]) > 0
+        assert c.head(f"{base}/1/download", headers=world.headers(key_d)).status_code == 200
+        assert c.get(base, headers=world.headers(key_e)).status_code == 200
+        r = c.get(base, headers=world.headers(key_e))
+        assert r.status_code == 429 and r.json()["type"].endswith("/rate-limited")
+        assert "retry-after" in r.headers
