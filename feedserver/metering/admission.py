@@ -58,7 +58,7 @@ class Admission(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def rate_headers(
-    policy_name: str, rate: PlanTerms, decision: RateDecision | None,
+    policy_name: str, terms: PlanTerms, decision: RateDecision | None,
     quota: tuple[str, int, int, float, float] | None,
 ) -> dict[str, str]:
     """``RateLimit-Policy`` / ``RateLimit`` items: the request rate and the consumed quota.
@@ -68,7 +68,7 @@ def rate_headers(
     policies: list[str] = []
     limits: list[str] = []
     if decision is not None:
-        r = rate.rate
+        r = terms.rate
         window = max(1, math.ceil(max(1, r.burst) / r.requests_per_second))
         policies.append(f'"{policy_name}";q={max(1, r.burst)};w={window}')
         limits.append(f'"{policy_name}";r={decision.remaining};t={math.ceil(decision.reset)}')

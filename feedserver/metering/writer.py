@@ -72,7 +72,6 @@ class UsageRecorder:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._open: dict[str, Counter[int]] = {}
         self._task: asyncio.Task[None] | None = None
-        self.delivered = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> int:
@@ -102,12 +101,6 @@ class UsageRecorder:
         await self._queue.join()
 
     # --- UsageSink -----------------------------------------------------------------------------
-    def submit(self, records: Sequence[UsageRecord]) -> None:
-        if not records:
-            return
-        number = self.journal.append(records)
-        self._queue.put_nowait((list(records), {number: len(records)}))
-
     def record(
         self,
         principal: MeteredPrincipal,
@@ -127,10 +120,7 @@ class UsageRecorder:
             bytes_sent=bytes_sent, articles=articles, resource=resource, download=download,
             stream_seconds=stream_seconds, stream_events=stream_events,
         )
-        number = self.journal.append(records)
-        refs = self._open.pop(request_id, Counter())
-        refs[number] += len(records)
-        self._queue.put_nowait((records, dict(refs)))
+        self._append(records, request_id, final=True)
 
     def progress(
         self,
@@ -151,9 +141,14 @@ class UsageRecorder:
             bytes_sent=bytes_sent, articles=articles, resource=resource, download=download,
             stream_seconds=stream_seconds, stream_events=stream_events,
         )
-        number = self.journal.append(records)
-        # journal only; the final ``record`` of this request releases these lines
-        self._open.setdefault(request_id, Counter())[number] += len(records)
+        self._append(records, request_id, final=False)
+
+    def _append(self, records: list[UsageRecord], request_id: str, *, final: bool) -> None:
+        refs = self._open.setdefault(request_id, Counter())
+        refs[self.journal.append(records)] += len(records)
+        if final:  # checkpoints stay journal-only; the final records release their lines too
+            del self._open[request_id]
+            self._queue.put_nowait((records, dict(refs)))
 
     # --- the writer task -----------------------------------------------------------------------
     async def _next_batch(self) -> tuple[list[_Item], bool]:
@@ -192,7 +187,6 @@ class UsageRecorder:
                 log.warning("usage delivery failed (%s); retrying in %.2fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
-        self.delivered += len(records)
         counts: Counter[int] = Counter()
         for _, refs in items:
             counts.update(refs)
