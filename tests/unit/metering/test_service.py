@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from feedserver.cli import main
+from feedserver.config import load_settings
+from feedserver.metering.kafka import KafkaDestination
+from feedserver.metering.ratelimit import DatabaseRateLimiter, LocalRateLimiter
+from feedserver.metering.records import NullSink
+from feedserver.metering.service import open_metering
+from feedserver.metering.writer import LedgerDestination, UsageRecorder
+from feedserver.storage.db import Database
+from tests.unit.metering.conftest import FakePrincipal
+
+
+def test_settings_choose_the_destination_and_limiter(db: Database, tmp_path: Path) -> None:
+    embedded = open_metering(load_settings({}, data_dir=str(tmp_path)), db)
+    assert isinstance(embedded.recorder, UsageRecorder)
+    assert isinstance(embedded.recorder.destination, LedgerDestination)
+    expected = DatabaseRateLimiter if db.dialect == "postgresql" else LocalRateLimiter
+    assert isinstance(embedded.admitter.limiter, expected)
+    distributed = open_metering(load_settings(
+        {}, data_dir=str(tmp_path), mode="distributed", kafka_bootstrap_servers="127.0.0.1:1"),
+        db)
+    assert distributed.recorder is not None
+    assert isinstance(distributed.recorder.destination, KafkaDestination)
+
+
+async def test_disabled_metering_admits_everything_and_records_nothing(
+        db: Database, tmp_path: Path) -> None:
+    off = open_metering(load_settings({}, data_dir=str(tmp_path), metering_enabled=False), db)
+    assert isinstance(off.sink, NullSink) and off.recorder is None
+    await off.start()
+    assert (await off.admit(FakePrincipal(), "ondemand")).headers == {}
+    off.sink.record(FakePrincipal(), feed="ondemand", project=None, request_id="r")
+    await off.flush()
+    await off.stop()
+    assert off.ledger.count() == 0
+    assert not (tmp_path / "usage-journal").exists()
+
+
+def test_consume_needs_kafka(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FEEDSERVER_DATA_DIR", str(tmp_path))
+    assert main(["usage", "consume"]) == 1
+    assert "FEEDSERVER_KAFKA_BOOTSTRAP_SERVERS" in capsys.readouterr().err
