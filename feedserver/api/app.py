@@ -20,6 +20,7 @@ import anyio.to_thread
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Message
 from prometheus_client import CollectorRegistry
 
@@ -124,7 +125,16 @@ def create_app(
         openapi_config=OpenAPIConfig(
             title="feedserver", version=__version__, path="/schema",
             render_plugins=[JsonRenderPlugin()],
-            description="Licensed MediaWiki data feeds (WME-compatible API).",
+            description="Licensed MediaWiki data feeds (WME-compatible API). Errors are "
+                        "RFC 9457 application/problem+json.",
+            components=Components(security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer",
+                                         description="Access token from /v1/login, or an "
+                                                     "fs_ API key"),
+                "apiKey": SecurityScheme(type="apiKey", name="X-API-Key",
+                                         security_scheme_in="header"),
+            }),
+            security=[{"bearer": []}, {"apiKey": []}],
         ),
         debug=False,
         logging_config=None,

@@ -14,7 +14,10 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 
+from feedserver.accounts.models import TokenPair
+from feedserver.api.problems import problem_specs
 from feedserver.api.query import ENCODER
 from feedserver.api.services import Principal, Services, call, services_of
 from feedserver.errors import BadRequest, Forbidden, InvalidParameter, Unauthorized
@@ -129,22 +132,30 @@ def _accounts(request: Request[Any, Any, Any]) -> Any:
     return svc.accounts
 
 
-@post("/login", status_code=200)
+_TOKENS = {**problem_specs(400, 401, 413, 422, 429),
+           200: ResponseSpec(TokenPair, description="Tokens", generate_examples=False)}
+
+
+@post("/login", status_code=200, responses=_TOKENS)
 async def login(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Body ``{username, password}`` → ``{id_token, access_token, refresh_token,
+    expires_in}``."""
     body: LoginBody = _decode(await request.body(), LoginBody)
     tokens = await call(_accounts(request).login, body.username.lower(), body.password)
     return _json(tokens)
 
 
-@post("/token-refresh", status_code=200)
+@post("/token-refresh", status_code=200, responses=_TOKENS)
 async def token_refresh(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Body ``{username, refresh_token}`` → new id and access tokens."""
     body: RefreshBody = _decode(await request.body(), RefreshBody)
     tokens = await call(_accounts(request).refresh, body.username.lower(), body.refresh_token)
     return _json(tokens)
 
 
-@post("/token-revoke", status_code=204)
+@post("/token-revoke", status_code=204, responses=problem_specs(400, 401, 413, 422))
 async def token_revoke(request: Request[Any, Any, Any]) -> None:
+    """Body ``{refresh_token}``: revokes it and every access token minted from it."""
     body: RevokeBody = _decode(await request.body(), RevokeBody)
     await call(_accounts(request).revoke, body.refresh_token)
 
@@ -162,7 +173,7 @@ def _used(svc: Services, customer_id: str, quota: str) -> int:
     return int(counters.used(customer_id, month_of(datetime.now(UTC)), quota))
 
 
-@post("/get-user", status_code=200, dependencies=PRINCIPAL)
+@post("/get-user", status_code=200, dependencies=PRINCIPAL, responses=problem_specs(401, 429))
 async def get_user(request: Request[Any, Any, Any], principal: PrincipalDep) -> Response[bytes]:
     svc = services_of(request)
     quotas = plan_terms(principal.plan).quotas

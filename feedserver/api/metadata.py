@@ -15,12 +15,14 @@ from litestar import Request, Response, Router, route
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
+from feedserver.api.problems import problem_specs
 from feedserver.api.query import Query, project, read_query, render_list, render_one, select
 from feedserver.api.services import Principal, services_of
 from feedserver.api.snapshots import parse_identifier
 from feedserver.errors import NotFound, SnapshotNotFound
 
 FEED: Final = "metadata"
+_ERRORS = problem_specs(400, 401, 404, 413, 422, 429)
 
 CODES: dict[str, tuple[str, str]] = {
     "wiki": ("Wikipedia", "The free encyclopedia"),
@@ -121,9 +123,9 @@ def _static(what: str, items: list[dict[str, Any]]) -> list[Any]:
 
     return [
         route(f"/{what}", http_method=["GET", "POST"], dependencies=PRINCIPAL, status_code=200,
-              name=f"{what}-list")(listing),
+              responses=_ERRORS, name=f"{what}-list")(listing),
         route(f"/{what}/{{identifier:str}}", http_method=["GET", "POST"], status_code=200,
-              dependencies=PRINCIPAL, name=f"{what}-one")(one),
+              dependencies=PRINCIPAL, responses=_ERRORS, name=f"{what}-one")(one),
     ]
 
 
@@ -148,9 +150,9 @@ def _derived(what: str) -> list[Any]:
 
     return [
         route(f"/{what}", http_method=["GET", "POST"], dependencies=PRINCIPAL, status_code=200,
-              name=f"{what}-list")(listing),
+              responses=_ERRORS, name=f"{what}-list")(listing),
         route(f"/{what}/{{identifier:str}}", http_method=["GET", "POST"], status_code=200,
-              dependencies=PRINCIPAL, name=f"{what}-one")(one),
+              dependencies=PRINCIPAL, responses=_ERRORS, name=f"{what}-one")(one),
     ]
 
 

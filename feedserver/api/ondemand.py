@@ -14,12 +14,15 @@ from typing import Any, Final
 import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
+from feedserver.api.problems import problem_specs
 from feedserver.api.query import matches, project, read_query, render_list
 from feedserver.api.services import services_of
 from feedserver.errors import InvalidIdentifier, InvalidParameter, NotFound, Unavailable
+from feedserver.models import Article
 
 FEED: Final = "ondemand"
 DEFAULT_LIMIT = 3
@@ -34,10 +37,14 @@ def check_name(name: str) -> str:
     return name
 
 
-@route("/{name:str}", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL)
+@route("/{name:str}", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
+       responses={**problem_specs(400, 401, 404, 413, 422, 429),
+                  200: ResponseSpec(list[Article], generate_examples=False,
+                                    description="The article in each entitled project")})
 async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDep,
                          name: FromPath[str]) -> Response[bytes]:
+    """Latest revision of ``name`` in every project that has it; ``fields``, ``filters``,
+    ``limit`` (default 3, at most 10)."""
     svc = services_of(request)
     query = await read_query(request)
     limit = DEFAULT_LIMIT if query.limit is None else query.limit

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 
 from feedserver.errors import FeedError
 
@@ -32,6 +34,35 @@ _LITESTAR_SLUGS = {
     429: ("rate-limited", "Too many requests"),
 }
 _WWW_AUTHENTICATE = 'Bearer realm="feedserver", charset="UTF-8"'
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details (OpenAPI documentation of every error body). Errors may append
+    their own JSON-safe fields (``identifier``, ``quota``, ``retry_after``...)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    message: str  # = detail, for WME clients
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request (bad JSON, hostile Range)", 401: "Missing or invalid credentials",
+    403: "The plan does not cover this feed, project or namespace", 404: "Not found",
+    413: "Request body too large", 416: "Range not satisfiable",
+    422: "Invalid parameter", 429: "Rate limit or monthly quota reached",
+}
+
+
+def problem_specs(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI ``responses`` for the given error statuses, all problem+json."""
+    return {
+        status: ResponseSpec(Problem, description=_DESCRIPTIONS.get(status, "Error"),
+                             media_type=PROBLEM_TYPE, generate_examples=False)
+        for status in statuses
+    }
 
 
 def _safe(value: object) -> bool:

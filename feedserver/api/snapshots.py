@@ -16,14 +16,18 @@ so a caller learns nothing about snapshots outside its plan (403 whether or not 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Final
 
 import anyio.to_thread
+import msgspec
 from litestar import Request, Response, Router, route
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from feedserver.api import downloads
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, render_list, render_one, select
 from feedserver.api.ranges import Part
 from feedserver.api.services import Principal, Services, services_of
@@ -55,44 +59,106 @@ def parse_version(request: Request[Any, Any, Any]) -> int | None:
     return int(raw)
 
 
-def _mb(size: int) -> dict[str, Any]:
-    return {"value": round(size / 1e6, 3), "unit_text": "MB"}
+class Ref(msgspec.Struct):
+    identifier: str
 
 
-def _common(m: Manifest) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "date_modified": m.date_modified,
-        "is_part_of": {"identifier": m.is_part_of.identifier},
-    }
-    if m.in_language is not None:
-        out["in_language"] = {"identifier": m.in_language.identifier}
-    out["namespace"] = {"identifier": m.namespace.identifier}
-    return out
+class NamespaceRef(msgspec.Struct):
+    identifier: int
 
 
-def snapshot_view(m: Manifest, versions: list[int] | None = None) -> dict[str, Any]:
+class SizeMB(msgspec.Struct):
+    value: float
+    unit_text: str = "MB"
+
+
+class SnapshotMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """WME snapshot metadata, plus our exact sizes and checksums."""
+
+    identifier: str
+    version: str  # the content root hash (WME: a content checksum string)
+    version_number: int
+    date_modified: datetime
+    is_part_of: Ref
+    in_language: Ref | None = None
+    namespace: NamespaceRef
+    size: SizeMB
+    chunks: list[str]
+    size_bytes: int
+    uncompressed_size: int
+    article_count: int
+    sha256: str  # of the download bytes; the ETag
+    content_root_hash: str
+    previous_version: int | None = None
+    versions: list[int] | None = None
+
+
+class ChunkMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
+    identifier: str
+    version: str  # the chunk's SHA-256
+    date_modified: datetime
+    is_part_of: Ref
+    in_language: Ref | None = None
+    namespace: NamespaceRef
+    size: SizeMB
+    index: int
+    size_bytes: int
+    uncompressed_size: int
+    article_count: int
+    sha256: str
+    offset: int  # where this chunk starts in the whole-snapshot download
+    snapshot: str
+    version_number: int
+
+
+def _mb(size: int) -> SizeMB:
+    return SizeMB(value=round(size / 1e6, 3))
+
+
+def _language(m: Manifest) -> Ref | None:
+    return None if m.in_language is None else Ref(m.in_language.identifier)
+
+
+def snapshot_view(m: Manifest, versions: list[int] | None = None) -> SnapshotMetadata:
     size = int(m.size.value)
-    out = {
-        "identifier": m.identifier, "version": m.content_root_hash, "version_number": m.version,
-        **_common(m), "size": _mb(size), "chunks": m.chunk_identifiers(),
-        "size_bytes": size, "uncompressed_size": m.uncompressed_size,
-        "article_count": m.article_count, "sha256": m.sha256,
-        "content_root_hash": m.content_root_hash,
-    }
-    if m.previous_version is not None:
-        out["previous_version"] = m.previous_version
-    if versions is not None:
-        out["versions"] = versions
-    return out
+    return SnapshotMetadata(
+        identifier=m.identifier, version=m.content_root_hash, version_number=m.version,
+        date_modified=m.date_modified, is_part_of=Ref(m.is_part_of.identifier),
+        in_language=_language(m), namespace=NamespaceRef(m.namespace.identifier),
+        size=_mb(size), chunks=m.chunk_identifiers(), size_bytes=size,
+        uncompressed_size=m.uncompressed_size, article_count=m.article_count, sha256=m.sha256,
+        content_root_hash=m.content_root_hash, previous_version=m.previous_version,
+        versions=versions,
+    )
 
 
-def chunk_view(m: Manifest, c: ChunkInfo) -> dict[str, Any]:
-    return {
-        "identifier": c.identifier, "version": c.sha256, **_common(m), "size": _mb(c.size),
-        "index": c.index, "size_bytes": c.size, "uncompressed_size": c.uncompressed_size,
-        "article_count": c.article_count, "sha256": c.sha256, "offset": c.offset,
-        "snapshot": m.identifier, "version_number": m.version,
-    }
+def chunk_view(m: Manifest, c: ChunkInfo) -> ChunkMetadata:
+    return ChunkMetadata(
+        identifier=c.identifier, version=c.sha256, date_modified=m.date_modified,
+        is_part_of=Ref(m.is_part_of.identifier), in_language=_language(m),
+        namespace=NamespaceRef(m.namespace.identifier), size=_mb(c.size), index=c.index,
+        size_bytes=c.size, uncompressed_size=c.uncompressed_size,
+        article_count=c.article_count, sha256=c.sha256, offset=c.offset,
+        snapshot=m.identifier, version_number=m.version,
+    )
+
+
+_ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
+_DOWNLOAD = {
+    **problem_specs(400, 401, 403, 404, 416, 422, 429),
+    200: ResponseSpec(None, description="The whole file (application/zstd); ETag, "
+                      "Repr-Digest, Accept-Ranges", media_type="application/zstd"),
+    206: ResponseSpec(None, description="One range (Content-Range) or several "
+                      "(multipart/byteranges)", media_type="application/zstd"),
+    304: ResponseSpec(None, description="Not modified (If-None-Match)"),
+    307: ResponseSpec(None, description="Redirect to a presigned URL (S3 store with "
+                      "s3_redirect_downloads, single-file downloads without Range)"),
+}
+
+
+def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
+    return {**_ERRORS, 200: ResponseSpec(kind, description=description,
+                                         generate_examples=False)}
 
 
 async def _manifest(svc: Services, principal: Principal, identifier: str,
@@ -112,14 +178,16 @@ async def _metadata_response(request: Request[Any, Any, Any], principal: Princip
     return response
 
 
-@route("/", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL)
+@route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
+       responses=_ok(list[SnapshotMetadata], "Snapshots the plan covers (JSON or NDJSON)"))
 async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDep
                          ) -> Response[bytes]:
+    """List snapshots; ``fields``, ``filters`` (namespace.identifier, is_part_of.identifier,
+    in_language.identifier), ``limit``."""
     svc = services_of(request)
     query = await read_query(request)
 
-    def views() -> list[dict[str, Any]]:
+    def views() -> list[SnapshotMetadata]:
         out = []
         for identifier in sorted(svc.snapshots.identifiers()):
             wiki, ns = parse_identifier(identifier)
@@ -138,14 +206,15 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDe
 
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL)
+       dependencies=PRINCIPAL, responses=_ok(SnapshotMetadata, "Snapshot metadata"))
 async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
                        identifier: FromPath[str]) -> Response[bytes]:
+    """One snapshot's metadata; ``?version=N`` for an older version; ``fields``."""
     svc = services_of(request)
     query = await read_query(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
     versions = await anyio.to_thread.run_sync(svc.snapshots.versions, identifier)
-    item = project(snapshot_view(m, versions), query.fields)
+    item = project(msgspec.to_builtins(snapshot_view(m, versions)), query.fields)
     return await _metadata_response(request, principal, wiki, item, many=False)
 
 
@@ -162,7 +231,6 @@ async def _download(request: Request[Any, Any, Any], principal: Principal, wiki:
         return await svc.admit(principal, feed, wiki, resource=resource, download=True)
 
     def on_sent(n: int) -> None:
-        svc.metrics.http_bytes.labels(route=str(request.scope.get("path_template", ""))).inc(n)
         svc.report(request, principal, feed=feed, project=wiki, bytes_sent=n,
                    resource=resource, download=get)
 
@@ -180,9 +248,12 @@ async def _download(request: Request[Any, Any, Any], principal: Principal, wiki:
     return response
 
 
-@route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL)
+@route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL,
+       responses=_DOWNLOAD)
 async def download_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
                             identifier: FromPath[str]) -> Response[Any]:
+    """The snapshot: its chunk files back to back (NDJSON, zstd). Range, If-Range,
+    If-None-Match; ``?version=N``."""
     wiki, m = await _manifest(services_of(request), principal, identifier,
                               parse_version(request))
     return await _download(
@@ -192,9 +263,10 @@ async def download_snapshot(request: Request[Any, Any, Any], principal: Principa
 
 
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL)
+       dependencies=PRINCIPAL, responses=_ok(list[ChunkMetadata], "The snapshot's chunks"))
 async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
                       identifier: FromPath[str]) -> Response[bytes]:
+    """Chunk metadata of a snapshot version; ``fields``, ``filters``, ``limit``."""
     svc = services_of(request)
     query = await read_query(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
@@ -205,15 +277,16 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
-       status_code=200,
-       dependencies=PRINCIPAL)
+       status_code=200, dependencies=PRINCIPAL,
+       responses=_ok(ChunkMetadata, "Chunk metadata"))
 async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                     identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
+    """One chunk, by identifier or index."""
     svc = services_of(request)
     query = await read_query(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
     chunk = _chunk(m, chunk_id)
-    item = project(chunk_view(m, chunk), query.fields)
+    item = project(msgspec.to_builtins(chunk_view(m, chunk)), query.fields)
     return await _metadata_response(request, principal, wiki, item, many=False)
 
 
@@ -228,10 +301,11 @@ def _chunk(m: Manifest, chunk_id: FromPath[str]) -> ChunkInfo:
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
-       dependencies=PRINCIPAL)
+       dependencies=PRINCIPAL, responses=_DOWNLOAD)
 async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                          identifier: FromPath[str], chunk_id: FromPath[str]
                          ) -> Response[Any]:
+    """One chunk file (NDJSON, zstd); same Range and ETag support as the snapshot."""
     wiki, m = await _manifest(services_of(request), principal, identifier,
                               parse_version(request))
     chunk = _chunk(m, chunk_id)
