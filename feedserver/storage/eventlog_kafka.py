@@ -42,6 +42,19 @@ async def _guard(what: str, awaitable: Awaitable[T]) -> T:
         raise StorageError(f"kafka {what} timed out") from exc
 
 
+async def probe(bootstrap_servers: str, timeout: float = 5.0) -> None:
+    """``StorageError`` unless the cluster answers a metadata request within ``timeout``
+    (readiness checks: a short-lived client, so a restarted broker is seen at once)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="feedserver-probe",
+                                request_timeout_ms=int(timeout * 1000))
+    try:
+        await _guard("connect", asyncio.wait_for(admin.start(), timeout))
+        await _guard("metadata", asyncio.wait_for(admin.list_topics(), timeout))
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
 class KafkaEventLog:
     def __init__(self, bootstrap_servers: str, *, client_id: str = "feedserver",
                  batch_records: bool = False) -> None:

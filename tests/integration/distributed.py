@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -32,6 +34,8 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.conftest import ROOT, free_port
+from tests.fixtures import postgres as pg_fixture
+from tests.fixtures.moto import MOTO_SERVER
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -130,11 +134,16 @@ class Stack:
         proc.start()
         return proc
 
-    def start_api(self, label: str) -> Process:
-        port = free_port()
-        api = self.start(label, "serve", "--host", "127.0.0.1", "--port", str(port), port=port)
-        api.wait_http("/healthz")
-        return api
+    def start_apis(self, *labels: str) -> list[Process]:
+        """``feedserver serve`` processes on free ports, started together, each healthy."""
+        apis = []
+        for label in labels:
+            port = free_port()
+            apis.append(self.start(label, "serve", "--host", "127.0.0.1", "--port", str(port),
+                                   port=port))
+        for api in apis:
+            api.wait_http("/healthz")
+        return apis
 
     def close(self) -> None:
         """Stop every process still running (teardown): SIGTERM, then SIGKILL."""
@@ -249,3 +258,79 @@ def create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(asyncio.run, asyncio.wait_for(_create_topics(bootstrap, topics), 30)
                     ).result(timeout=40)
+
+
+# --- servers of a test's own, to stop and restart (the session fixtures must stay up) ---------
+
+
+class MotoServer:
+    """A ``moto_server`` on a fixed loopback port; ``stop()``/``start()`` (state is lost)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                if httpx.get(f"{self.url}/moto-api/", timeout=1.0).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"moto_server not ready on {self.url}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT)
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster of its own (same recipe as ``tests.fixtures.postgres``)
+    that a test can stop and start again on the same port, data kept."""
+
+    def __init__(self) -> None:
+        bindir = pg_fixture._bin_dir()
+        if bindir is None:
+            raise AssertionError("PostgreSQL is not installed: run `make system-deps`")
+        self.bindir = bindir
+        self.base = Path(tempfile.mkdtemp(prefix="feedserver-e2e-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.base, user="postgres", group="postgres")
+        self.data, self.log = self.base / "data", self.base / "server.log"
+        self.port = free_port()
+        self.url = f"postgresql://{pg_fixture.SUPERUSER}@127.0.0.1:{self.port}/postgres"
+        pg_fixture._run([str(bindir / "initdb"), "-D", str(self.data), "-U",
+                         pg_fixture.SUPERUSER, "-A", "trust", "-E", "UTF8", "--no-sync"])
+
+    def _ctl(self, *args: str) -> None:
+        pg_fixture._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), *args])
+
+    def start(self) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+                   f"-c unix_socket_directories={self.base} -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off")
+        self._ctl("-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
+        pg_fixture._wait_ready(self.url, self.log)
+
+    def stop(self) -> None:
+        subprocess.run(pg_fixture._as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.data),
+                                             "-m", "fast", "-w", "-t", "60", "stop"]),
+                       capture_output=True, timeout=90, check=False)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)

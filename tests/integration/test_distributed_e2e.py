@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import io
 import json
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,14 @@ from feedserver.ingest.events import changes_from_json
 from feedserver.metering.plans import month_of
 from feedserver.metering.records import utcnow
 from tests.conftest import DUMPS, EVENTS, free_port
-from tests.integration.distributed import Stack, create_topics
+from tests.fixtures.kafka import TansuBroker
+from tests.integration.distributed import (
+    MotoServer,
+    PostgresServer,
+    Process,
+    Stack,
+    create_topics,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +50,7 @@ PASSWORD = "e2e admin password 1"
 NDJSON = "application/x-ndjson"
 STREAM_TIMEOUT = 60.0
 USAGE_TIMEOUT = 45.0
+GRACEFUL = (0, -signal.SIGTERM)
 
 
 @pytest.fixture
@@ -185,7 +194,7 @@ async def test_distributed_stack_end_to_end(stack: Stack) -> None:
     events = stack.start("events", "events", "consume", "--metrics-port", str(metrics_port),
                          "--batch-size", "50", port=metrics_port)
     stack.start("usage", "usage", "consume")
-    api1, api2 = stack.start_api("api1"), stack.start_api("api2")
+    api1, api2 = stack.start_apis("api1", "api2")
     for api in (api1, api2):
         api.wait_http("/readyz")
     events.wait_http("/metrics")
@@ -246,3 +255,124 @@ async def test_distributed_stack_end_to_end(stack: Stack) -> None:
     assert "hash chain intact" in stack.cli("usage", "verify").stdout
     assert all(p.alive() for p in stack.processes), [p.label for p in stack.processes
                                                      if not p.alive()]
+
+
+# --- readiness follows the real dependencies -----------------------------------------------
+
+
+def readyz(api: Process, status: int, timeout: float = 60.0) -> httpx.Response:
+    last: list[httpx.Response] = []
+
+    def ok() -> bool:
+        try:
+            last[:] = [httpx.get(api.url + "/readyz", timeout=30)]
+        except httpx.TransportError:
+            return False
+        return last[0].status_code == status
+
+    api.wait_until(ok, f"answering {status} on /readyz", timeout)
+    return last[0]
+
+
+def test_readyz_follows_postgres_s3_and_kafka(tmp_path: Path) -> None:
+    """Servers of the test's own, each stopped in turn: /readyz answers 503 problem+json naming
+    it (liveness stays 200) and recovers when it is back."""
+    moto, broker = MotoServer(), TansuBroker("memory://tansu/", env={"PATH": "/usr/bin:/bin"})
+    pg = PostgresServer()
+    try:
+        pg.start()
+        moto.start()
+        broker.start()
+        stack = Stack(tmp_path, moto.url, pg.url, broker.bootstrap)
+        try:
+            (api,) = stack.start_apis("api")
+            body = readyz(api, 200).json()
+            assert body["checks"] == {"blobs": "ok", "database": "ok", "events": "ok"}
+            for server, check in ((broker, "events"), (moto, "blobs"), (pg, "database")):
+                server.stop()
+                down = readyz(api, 503)
+                assert down.headers["content-type"].startswith("application/problem+json")
+                problem = down.json()
+                assert problem["status"] == 503 and check in problem["detail"], problem
+                assert problem[check].startswith("failed"), problem
+                assert all(problem[c] == "ok" for c in ("blobs", "database", "events")
+                           if c != check), problem
+                assert httpx.get(api.url + "/healthz", timeout=10).status_code == 200
+                server.start()
+                readyz(api, 200)
+        finally:
+            stack.close()
+    finally:
+        broker.stop()
+        moto.stop()
+        pg.remove()
+
+
+# --- graceful shutdown: an open stream ends with a resumable position ------------------------
+
+
+async def read_stream(url: str, key: str, offsets: dict[str, int], *, until: int,
+                      on_count: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """NDJSON articles, and the closing message if the server ended the stream. Stops after
+    ``until`` articles unless ``on_count`` (called once at ``until``) makes the server end it."""
+    got: list[dict[str, Any]] = []
+    closing: dict[str, Any] | None = None
+    headers = {"Authorization": f"Bearer {key}", "Accept": NDJSON}
+    async with httpx.AsyncClient(base_url=url, timeout=STREAM_TIMEOUT) as client, \
+            client.stream("POST", "/v2/articles", json={"offsets": offsets},
+                          headers=headers) as resp:
+        assert resp.status_code == 200, await resp.aread()
+        async for line in resp.aiter_lines():
+            if not line:
+                continue
+            data = json.loads(line)
+            if "type" in data:
+                closing = data
+                break
+            got.append(data)
+            if len(got) == until:
+                if on_count is None:
+                    break
+                on_count()
+    return got, closing
+
+
+def event_ids(lines: list[bytes]) -> list[str]:
+    return [c.article.event.identifier for line in lines for c in changes_from_json(line)
+            if c.article.event is not None]
+
+
+async def test_sigterm_ends_open_stream_with_resumable_offsets(stack: Stack) -> None:
+    lines = [line for f in EVENT_FILES for line in f.read_bytes().splitlines() if line.strip()]
+    first, rest = lines[: len(lines) // 2], lines[len(lines) // 2:]
+
+    def publish(batch: list[bytes]) -> None:
+        stack.cli("events", "load", "-", "--topic", stack.event_topic,
+                  stdin=b"\n".join(batch).decode() + "\n")
+
+    stack.cli("customers", "create", "acme", "--plan", "enterprise")
+    key = stack.cli("keys", "create", "acme").stdout.strip()
+    stack.start("events", "events", "consume")
+    api1, api2 = stack.start_apis("api1", "api2")
+    publish(first)
+
+    # Read everything there is on API #1, then SIGTERM it with the stream open.
+    got, closing = await asyncio.wait_for(read_stream(
+        api1.url, key, {str(p): 0 for p in range(10)}, until=len(event_ids(first)),
+        on_count=lambda: api1.signal(signal.SIGTERM)), STREAM_TIMEOUT)
+    assert sorted(a["event"]["identifier"] for a in got) == sorted(event_ids(first))
+    assert closing is not None and closing["reason"] == "shutdown", closing
+    assert closing["status"] == 503 and closing["type"].endswith("/stream-closed")
+    offsets = closing["offsets"]
+    for a in got:  # the position is after everything delivered
+        assert offsets[str(a["event"]["partition"])] > a["event"]["offset"]
+    # uvicorn re-raises the captured SIGTERM after its graceful shutdown (exit status -15).
+    assert api1.wait() in GRACEFUL
+
+    # Resume on API #2 from the final position: exactly the events published since.
+    publish(rest)
+    more, _ = await asyncio.wait_for(read_stream(api2.url, key, offsets,
+                                                 until=len(event_ids(rest))), STREAM_TIMEOUT)
+    assert sorted(a["event"]["identifier"] for a in more) == sorted(event_ids(rest))
+    api2.signal(signal.SIGTERM)
+    assert api2.wait() in GRACEFUL
