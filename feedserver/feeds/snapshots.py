@@ -41,6 +41,7 @@ from feedserver.feeds.manifest import (
 )
 from feedserver.feeds.publish import publish
 from feedserver.ingest.dump import DumpInfo
+from feedserver.ingest.multistream import DumpSlice, split_multistream
 from feedserver.models import Article, Redirect
 from feedserver.storage.blobs import BlobStore
 
@@ -73,8 +74,9 @@ def build_snapshots(
         try:
             bar = _progress(paths, progress)
             try:
-                if workers > 1 and len(paths) > 1:
-                    results = _stage_parallel(paths, folder, settings, wiki, namespaces,
+                units = _plan(paths, workers)
+                if workers > 1 and len(units) > 1:
+                    results = _stage_parallel(units, folder, settings, wiki, namespaces,
                                               workers, bar)
                     for result in results:
                         staging.merge_part(conn, result)
@@ -91,8 +93,9 @@ def build_snapshots(
                 if bar is not None:
                     bar.close()
             info = staging.check_same_wiki(results)
-            return _seal_and_publish(conn, folder, blobs, settings, info,
-                                     [r.info for r in results])
+            # The slices of one multistream file are one source.
+            sources = list({r.info.source: r.info for r in results}.values())
+            return _seal_and_publish(conn, folder, blobs, settings, info, sources)
         finally:
             conn.close()
 
@@ -134,25 +137,48 @@ def _seal_and_publish(
     return manifests
 
 
+Unit = tuple[Path, DumpSlice | None]
+
+
+def _plan(paths: list[Path], workers: int) -> list[Unit]:
+    """Work units in file order: whole files, and with several workers each multistream bz2
+    file cut into ``workers`` slices of whole streams (so one big file uses every worker)."""
+    units: list[Unit] = []
+    for path in paths:
+        pieces = split_multistream(path, workers) if workers > 1 and path.is_file() else []
+        if pieces:
+            units.extend((path, piece) for piece in pieces)
+        else:
+            units.append((path, None))
+    return units
+
+
+def _unit_size(unit: Unit) -> int:
+    path, piece = unit
+    return piece.end - piece.start if piece is not None else path.stat().st_size
+
+
 def _stage_parallel(
-    paths: list[Path], folder: Path, settings: Settings, wiki: str | None,
+    units: list[Unit], folder: Path, settings: Settings, wiki: str | None,
     namespaces: set[int] | None, workers: int, bar: tqdm[Any] | None,
 ) -> list[staging.StageResult]:
+    # fork: workers start in milliseconds and inherit the imported modules.
     context = multiprocessing.get_context("fork" if "fork" in
                                           multiprocessing.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(units)), mp_context=context)
     try:
         futures: list[Future[staging.StageResult]] = [
             pool.submit(staging.stage_dump, path, folder, part=part,
                         chunk_size=settings.chunk_size, level=settings.zstd_level, wiki=wiki,
-                        namespaces=namespaces, db_path=folder / f"part{part}.sqlite")
-            for part, path in enumerate(paths)
+                        namespaces=namespaces, db_path=folder / f"part{part}.sqlite",
+                        piece=piece)
+            for part, (path, piece) in enumerate(units)
         ]
         results = []
-        for path, future in zip(paths, futures, strict=True):
+        for unit, future in zip(units, futures, strict=True):
             results.append(future.result())
             if bar is not None:
-                bar.update(path.stat().st_size)
+                bar.update(_unit_size(unit))
         return results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -17,6 +17,7 @@ import msgspec
 from feedserver.errors import DumpError
 from feedserver.feeds.chunks import ChunkWriter
 from feedserver.ingest.dump import DumpInfo, read_dump
+from feedserver.ingest.multistream import DumpSlice
 from feedserver.models import Article, Redirect
 
 _BATCH = 5000
@@ -119,9 +120,11 @@ def stage_dump(
     namespaces: set[int] | None,
     db_path: Path | None = None,
     conn: sqlite3.Connection | None = None,
+    piece: DumpSlice | None = None,
 ) -> StageResult:
-    """Stage one dump file; in a worker process pass ``db_path`` (a fresh SQLite file)."""
-    info, records = read_dump(path, wiki=wiki, namespaces=namespaces)
+    """Stage one dump file (or one ``piece`` of a multistream one); in a worker process pass
+    ``db_path`` (a fresh SQLite file)."""
+    info, records = read_dump(path, wiki=wiki, namespaces=namespaces, part=piece)
     own = conn is None
     if conn is None:
         if db_path is None:

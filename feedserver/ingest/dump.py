@@ -18,6 +18,7 @@ from mwxml.element_iterator import ElementIterator, EventPointer
 
 from feedserver.errors import DumpError
 from feedserver.ingest.dumpfile import describe, open_dump
+from feedserver.ingest.multistream import DumpSlice
 from feedserver.ingest.pages import PageConverter
 from feedserver.ingest.siteinfo import DumpInfo, derive_info
 from feedserver.models import Article, Redirect
@@ -46,15 +47,17 @@ def read_dump(
     *,
     wiki: str | None = None,
     namespaces: set[int] | None = None,
+    part: DumpSlice | None = None,
 ) -> tuple[DumpInfo, Iterator[Article | Redirect]]:
     """Read ``<siteinfo>`` now; return it with a lazy iterator over the pages' records.
 
     ``wiki`` overrides the project id derived from the dump; ``namespaces`` keeps only pages
     in those namespaces. The iterator yields one Article per non-redirect page (its latest
     revision) and one Redirect per redirect page; it closes the file when exhausted or closed.
+    ``part`` reads one slice of a multistream bz2 dump (``multistream.split_multistream``).
     Raises DumpError (now or while iterating) for anything that is not a readable dump.
     """
-    stream = open_dump(path)
+    stream = open_dump(path, part=part)
     try:
         info, dump = _open(stream, path, wiki)
     except _READ_ERRORS as exc:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from feedserver.errors import DumpError
+from feedserver.ingest.multistream import DumpSlice
 
 _BZ2_MAGIC = b"BZh"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -170,11 +171,21 @@ def _read_blocks(inner: BinaryIO) -> Iterator[bytes]:
         yield block
 
 
-def open_dump(path: Path, *, prefetch: bool = True) -> BinaryIO:
+def _slice_blocks(raw: BinaryIO, part: DumpSlice) -> Iterator[bytes]:
+    if part.prefix:
+        yield part.prefix
+    raw.seek(part.start)
+    yield from _bz2_blocks(raw, part.end - part.start)
+    if part.suffix:
+        yield part.suffix
+
+
+def open_dump(path: Path, *, prefetch: bool = True, part: DumpSlice | None = None) -> BinaryIO:
     """A binary stream of the dump's XML as UTF-8 (or as the XML declares), decompressed.
 
     Compressed files are decompressed ahead in a thread unless ``prefetch`` is False.
-    Raises DumpError if the file cannot be opened.
+    ``part`` reads only those bz2 streams of a multistream dump, wrapped in its header and
+    footer (see ``multistream``). Raises DumpError if the file cannot be opened.
     """
     try:
         raw = path.open("rb")
@@ -185,6 +196,12 @@ def open_dump(path: Path, *, prefetch: bool = True) -> BinaryIO:
         magic = raw.read(4)
         raw.seek(0)
         stream: BinaryIO
+        if part is not None:
+            if not magic.startswith(_BZ2_MAGIC):
+                raise DumpError(f"cannot read dump {path.name}: only bz2 dumps can be sliced",
+                                source=str(path))
+            return io.BufferedReader(_Prefetch(_slice_blocks(raw, part), raw),
+                                     buffer_size=_CHUNK)
         if magic.startswith(_BZ2_MAGIC) and prefetch:
             stream = io.BufferedReader(_Prefetch(_bz2_blocks(raw), raw),
                                        buffer_size=_CHUNK)
@@ -201,6 +218,9 @@ def open_dump(path: Path, *, prefetch: bool = True) -> BinaryIO:
         if head in _UTF16_BOMS:
             return io.BufferedReader(_Utf16ToUtf8(stream), buffer_size=_CHUNK)
         return stream
+    except DumpError:
+        raw.close()
+        raise
     except (OSError, EOFError) as exc:
         raw.close()
         raise DumpError(f"cannot read dump {path.name}: {describe(exc)}",
