@@ -79,7 +79,8 @@ async def _open_hub(app: Litestar) -> Hub:
 
         event_log = open_event_log(settings, svc.db)
     hub = Hub(event_log, settings.article_topic, partitions=settings.article_partitions,
-              queue_size=settings.realtime_subscriber_queue)
+              queue_size=settings.realtime_subscriber_queue,
+              max_lag=settings.realtime_max_subscriber_lag)
     await hub.start()
     app.state.realtime = hub
     restore = _drain_on_signals(hub)

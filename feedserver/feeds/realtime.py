@@ -5,9 +5,12 @@ Bounded memory by construction:
 * the hub holds one poll batch at a time; each record is decoded and re-encoded ONCE (with
   ``event.partition`` / ``event.offset`` filled in) into a shared ``StreamItem``;
 * each live subscriber has a buffer of at most ``queue_size`` items (references to the shared
-  items). The hub never waits for a subscriber: when a buffer is full the subscriber is CUT
-  (``SubscriptionClosed("slow", positions)``) and can resume from its positions; nobody else,
-  and not the reader, is slowed down.
+  items). The hub never waits for a subscriber: when a buffer is full the subscriber FALLS OFF
+  the live fan-out (its buffer is dropped) and continues from its own positions with a reader
+  of its own, at its own pace (a CPU hiccup or a burst does not disconnect anyone). Once it
+  is more than ``max_lag`` records behind the hub it is CUT
+  (``SubscriptionClosed("slow", positions)``) and can resume from its positions. Nobody else,
+  and not the reader, is ever slowed down.
 
 Positions are per partition "next offset to deliver" (Kafka's convention, inclusive on
 resume). A subscriber asking for an older position than the hub's reader first reads the log
@@ -129,6 +132,15 @@ class Subscription:
         self._wake.set()
         return True
 
+    def _fall_back(self) -> None:
+        """Off the live fan-out: read from the log again from our positions."""
+        self._attached = False
+        self._live_ready = False
+        self._join = None
+        self._done.clear()
+        self._buffer.clear()
+        self._wake.set()
+
     def _close(self, reason: CloseReason) -> None:
         if self.reason is None:
             self.reason = reason
@@ -234,12 +246,14 @@ class Hub:
     """The one reader of ``topic`` and its subscribers."""
 
     def __init__(self, event_log: EventLog, topic: str, *, partitions: int = 10,
-                 queue_size: int = 1000, batch: int = 500, poll_timeout: float = 1.0,
+                 queue_size: int = 1000, max_lag: int = 10_000, batch: int = 500,
+                 poll_timeout: float = 1.0,
                  retry_delay: float = 0.5, max_retry_delay: float = 10.0) -> None:
         self.log = event_log
         self.topic = topic
         self.create_partitions = partitions
         self.queue_size = queue_size
+        self.max_lag = max(queue_size, max_lag)
         # A poll never brings more than half a buffer: a burst alone cannot cut a subscriber
         # that keeps up.
         self.batch = max(1, min(batch, queue_size // 2))
@@ -250,8 +264,10 @@ class Hub:
         self.partition_count = 0
         self.delivered = 0
         self.cut = 0
+        self.fell_back = 0
         self._subs: set[Subscription] = set()
         self._live: dict[int, list[Subscription]] = {}
+        self._lagging: set[Subscription] = set()  # fell off the live fan-out
         self._ready = asyncio.Event()
         self._closed = False
         self._draining = False
@@ -311,6 +327,7 @@ class Hub:
         return {p: self.next[p] for p in chosen if p in self.next}
 
     def _attach(self, sub: Subscription) -> Positions:
+        self._lagging.discard(sub)
         sub._attached = True
         for p in sub.partitions:
             self._live.setdefault(p, []).append(sub)
@@ -318,11 +335,14 @@ class Hub:
 
     def detach(self, sub: Subscription) -> None:
         self._subs.discard(sub)
-        if sub._attached:
-            for p in sub.partitions:
-                subs = self._live.get(p)
-                if subs and sub in subs:
-                    subs.remove(sub)
+        self._lagging.discard(sub)
+        self._unlive(sub)
+
+    def _unlive(self, sub: Subscription) -> None:
+        for p in sub.partitions:
+            subs = self._live.get(p)
+            if subs and sub in subs:
+                subs.remove(sub)
 
     # --- the reader -------------------------------------------------------------------------
 
@@ -368,7 +388,7 @@ class Hub:
     def _fan_out(self, records: list[LogRecord]) -> None:
         # Synchronous on purpose: a subscriber attaching between two batches sees ``next``
         # exactly at a batch boundary, so its join point is exact.
-        slow: list[Subscription] = []
+        fallen: list[Subscription] = []
         for record in records:
             p = record.partition
             if record.offset < self.next.get(p, 0):
@@ -379,10 +399,19 @@ class Hub:
                 continue
             item = to_item(record)
             for sub in subs:
-                if sub.reason is None and not sub._offer(item):
-                    slow.append(sub)
-                    sub._close("slow")
+                if sub._attached and sub.reason is None and not sub._offer(item):
+                    sub._attached = False  # nothing more in this batch
+                    fallen.append(sub)
             self.delivered += 1
-        for sub in slow:
-            self.cut += 1
-            self.detach(sub)
+        for sub in fallen:
+            self._unlive(sub)
+            sub._fall_back()
+            self._lagging.add(sub)
+            self.fell_back += 1
+        for sub in list(self._lagging):
+            if sub.reason is not None:
+                self._lagging.discard(sub)
+            elif sub.behind > self.max_lag:
+                sub._close("slow")
+                self.cut += 1
+                self.detach(sub)

@@ -46,8 +46,9 @@ async def produce(log: EmbeddedEventLog, start: int, count: int) -> None:
                              for i in range(start, start + count)])
 
 
-async def make_hub(log: EmbeddedEventLog, queue: int = 100) -> Hub:
-    hub = Hub(log, TOPIC, partitions=PARTS, queue_size=queue, poll_timeout=0.05, batch=50)
+async def make_hub(log: EmbeddedEventLog, queue: int = 100, max_lag: int = 1000) -> Hub:
+    hub = Hub(log, TOPIC, partitions=PARTS, queue_size=queue, max_lag=max_lag,
+              poll_timeout=0.05, batch=50)
     await hub.start()
     await hub.ready(5)
     return hub
@@ -125,7 +126,7 @@ async def test_catch_up_joins_live_without_loss_or_duplicates(log: EmbeddedEvent
 
 
 async def test_slow_subscriber_is_cut_and_resumes(log: EmbeddedEventLog) -> None:
-    hub = await make_hub(log, queue=10)
+    hub = await make_hub(log, queue=10, max_lag=30)
     try:
         fast = hub.subscribe(hub.tail())
         slow = hub.subscribe(hub.tail())
@@ -142,6 +143,23 @@ async def test_slow_subscriber_is_cut_and_resumes(log: EmbeddedEventLog) -> None
         resume = hub.subscribe(cut.value.positions)
         rest = await collect(resume, 103)
         assert sorted(ids(slow_got) + ids(rest)) == list(range(105))
+    finally:
+        await hub.close()
+
+
+async def test_overflow_falls_back_to_own_reader_then_rejoins(log: EmbeddedEventLog) -> None:
+    hub = await make_hub(log, queue=10, max_lag=1000)
+    try:
+        sub = hub.subscribe(hub.tail())
+        for n in range(0, 200, 20):  # bursts while the subscriber does not read
+            await produce(log, n, 20)
+            await asyncio.sleep(0.02)
+        assert hub.fell_back >= 1 and hub.cut == 0
+        got = await collect(sub, 200)
+        assert sorted(ids(got)) == list(range(200))
+        await produce(log, 200, 3)  # live again
+        assert sorted(ids(await collect(sub, 3))) == [200, 201, 202]
+        assert sub._live_ready
     finally:
         await hub.close()
 
