@@ -26,7 +26,13 @@ from prometheus_client import CollectorRegistry
 
 from feedserver import __version__
 from feedserver.api.problems import handle_exception
-from feedserver.api.services import Accounts, ArticleState, Services, Snapshots
+from feedserver.api.services import (
+    Accounts,
+    ArticleState,
+    Services,
+    Snapshots,
+    new_request_id,
+)
 from feedserver.config import Settings
 from feedserver.metering.records import NullSink, UsageSink
 from feedserver.metrics import Metrics
@@ -66,6 +72,10 @@ class FeedApp(Litestar):
         method = str(scope.get("method", "")).upper()
         method = method if method in _METHODS else "OTHER"
 
+        given = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), b"")
+        rid = new_request_id(given.decode("latin-1"))
+        scope.setdefault("state", {})["request_id"] = rid
+
         def route() -> str:
             return str(scope.get("path_template") or "unmatched")
 
@@ -75,6 +85,9 @@ class FeedApp(Litestar):
                 status = int(message["status"])
                 self.metrics.http_latency.labels(route(), method).observe(
                     time.perf_counter() - start)
+                # The id usage records are derived from: a client can quote it to finance.
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (b"x-request-id", rid.encode())]}
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)

@@ -83,13 +83,18 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
-def request_id(request: Request[Any, Any, Any]) -> str:
+def new_request_id(given: str) -> str:
     """The caller's ``X-Request-Id`` when sane (retries then map to the same usage ids),
-    else a fresh UUID; memoised on the request."""
+    else a fresh UUID."""
+    return given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+
+
+def request_id(request: Request[Any, Any, Any]) -> str:
+    """The request's id (``new_request_id``), memoised on the request's state; the app
+    assigns it before routing so it can also be sent back as ``X-Request-Id``."""
     rid: str | None = request.state.get("request_id")
     if rid is None:
-        given = request.headers.get("x-request-id", "")
-        rid = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+        rid = new_request_id(request.headers.get("x-request-id", ""))
         request.state["request_id"] = rid
     return rid
 

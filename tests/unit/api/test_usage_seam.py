@@ -34,6 +34,7 @@ def test_download_and_lookup_reported(world: World) -> None:
         r = c.get("/v2/snapshots/enwiki_namespace_0/download",
                   headers=world.headers(world.key_a, Range="bytes=0-99"))
         assert r.status_code == 206
+        rid = r.headers["x-request-id"]
         c.head("/v2/snapshots/enwiki_namespace_0/download", headers=world.headers(world.key_a))
         c.get("/v2/articles/Page_2", headers=world.headers(world.key_a))
     dl, head, lookup = sink.records
@@ -42,6 +43,7 @@ def test_download_and_lookup_reported(world: World) -> None:
     assert head["bytes_sent"] == 0 and not head["download"]
     assert lookup["feed"] == "ondemand" and lookup["articles"] == 1 and lookup["bytes_sent"] > 0
     assert len({rec["request_id"] for rec in sink.records}) == 3
+    assert dl["request_id"] == rid
 
 
 def test_real_metering_counts_downloads(world: World, tmp_path: Path) -> None:
