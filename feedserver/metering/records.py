@@ -16,7 +16,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Required, TypedDict, Unpack
 
 import msgspec
 
@@ -102,19 +102,23 @@ def principal_user(principal: MeteredPrincipal) -> str:
     return ""
 
 
+class Usage(TypedDict, total=False):
+    """What one response (or stream, so far) delivered: the keyword arguments of
+    ``UsageSink.record`` / ``progress`` and ``response_records``."""
+
+    feed: Required[Feed]
+    project: Required[str | None]
+    request_id: Required[str]
+    bytes_sent: int
+    articles: int
+    resource: str | None
+    download: bool
+    stream_seconds: int
+    stream_events: int
+
+
 def response_records(
-    principal: MeteredPrincipal,
-    *,
-    feed: Feed,
-    project: str | None,
-    request_id: str,
-    bytes_sent: int = 0,
-    articles: int = 0,
-    resource: str | None = None,
-    download: bool = False,
-    stream_seconds: int = 0,
-    stream_events: int = 0,
-    ts: datetime | None = None,
+    principal: MeteredPrincipal, *, ts: datetime | None = None, **usage: Unpack[Usage],
 ) -> list[UsageRecord]:
     """The records one response produces: always ``requests``; others when non-zero.
 
@@ -122,18 +126,21 @@ def response_records(
     the download id, so all parallel Range requests of that resource that day collapse to one.
     """
     ts = ts or utcnow()
-    dl = download_id(principal.customer_id, resource, ts) if download and resource else ""
+    request_id, resource = usage["request_id"], usage.get("resource")
+    dl = (download_id(principal.customer_id, resource, ts)
+          if usage.get("download") and resource else "")
     base = UsageRecord(
         usage_id="", ts=ts, customer_id=principal.customer_id, meter="requests", quantity=1,
-        feed=feed, api_key_id=principal.api_key_id or "", user=principal_user(principal),
-        project=project or "", request_id=request_id, resource=resource or "", download_id=dl,
+        feed=usage["feed"], api_key_id=principal.api_key_id or "",
+        user=principal_user(principal), project=usage["project"] or "",
+        request_id=request_id, resource=resource or "", download_id=dl,
     )
     quantities: list[tuple[Meter, int]] = [
         ("requests", 1),
-        ("bytes", bytes_sent),
-        ("articles", articles),
-        ("stream_seconds", stream_seconds),
-        ("stream_events", stream_events),
+        ("bytes", usage.get("bytes_sent", 0)),
+        ("articles", usage.get("articles", 0)),
+        ("stream_seconds", usage.get("stream_seconds", 0)),
+        ("stream_events", usage.get("stream_events", 0)),
     ]
     out = [
         msgspec.structs.replace(
@@ -156,35 +163,9 @@ class UsageSink(Protocol):
     body iterators with ``feedserver.metering.stream.metered_stream``.
     """
 
-    def record(
-        self,
-        principal: MeteredPrincipal,
-        *,
-        feed: Feed,
-        project: str | None,
-        request_id: str,
-        bytes_sent: int = 0,
-        articles: int = 0,
-        resource: str | None = None,
-        download: bool = False,
-        stream_seconds: int = 0,
-        stream_events: int = 0,
-    ) -> None: ...
+    def record(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None: ...
 
-    def progress(
-        self,
-        principal: MeteredPrincipal,
-        *,
-        feed: Feed,
-        project: str | None,
-        request_id: str,
-        bytes_sent: int = 0,
-        articles: int = 0,
-        resource: str | None = None,
-        download: bool = False,
-        stream_seconds: int = 0,
-        stream_events: int = 0,
-    ) -> None:
+    def progress(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None:
         """Checkpoint of a response still streaming: the same arguments as ``record``, all
         cumulative so far. Only the journal sees it, so a crash mid-stream is replayed as the
         last checkpoint; the final ``record`` of the same ``request_id`` supersedes it."""

@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, Unpack
 
 import anyio.to_thread
 
@@ -23,8 +23,8 @@ from feedserver.errors import FeedError
 from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.records import (
-    Feed,
     MeteredPrincipal,
+    Usage,
     UsageRecord,
     response_records,
 )
@@ -101,47 +101,11 @@ class UsageRecorder:
         await self._queue.join()
 
     # --- UsageSink -----------------------------------------------------------------------------
-    def record(
-        self,
-        principal: MeteredPrincipal,
-        *,
-        feed: Feed,
-        project: str | None,
-        request_id: str,
-        bytes_sent: int = 0,
-        articles: int = 0,
-        resource: str | None = None,
-        download: bool = False,
-        stream_seconds: int = 0,
-        stream_events: int = 0,
-    ) -> None:
-        records = response_records(
-            principal, feed=feed, project=project, request_id=request_id,
-            bytes_sent=bytes_sent, articles=articles, resource=resource, download=download,
-            stream_seconds=stream_seconds, stream_events=stream_events,
-        )
-        self._append(records, request_id, final=True)
+    def record(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None:
+        self._append(response_records(principal, **usage), usage["request_id"], final=True)
 
-    def progress(
-        self,
-        principal: MeteredPrincipal,
-        *,
-        feed: Feed,
-        project: str | None,
-        request_id: str,
-        bytes_sent: int = 0,
-        articles: int = 0,
-        resource: str | None = None,
-        download: bool = False,
-        stream_seconds: int = 0,
-        stream_events: int = 0,
-    ) -> None:
-        records = response_records(
-            principal, feed=feed, project=project, request_id=request_id,
-            bytes_sent=bytes_sent, articles=articles, resource=resource, download=download,
-            stream_seconds=stream_seconds, stream_events=stream_events,
-        )
-        self._append(records, request_id, final=False)
+    def progress(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None:
+        self._append(response_records(principal, **usage), usage["request_id"], final=False)
 
     def _append(self, records: list[UsageRecord], request_id: str, *, final: bool) -> None:
         refs = self._open.setdefault(request_id, Counter())
