@@ -3,11 +3,15 @@
 No container engine or cluster is needed. The Kubernetes manifests are validated against the
 OpenAPI schemas that ship inside the ``kubernetes-validate`` wheel (offline), pinned to one
 Kubernetes version. Every ``FEEDSERVER_*`` name in deploy/ must be a real ``Settings`` field,
-and the environments given to the processes must load as ``Settings``.
+the environments given to the processes must load as ``Settings``, every ``feedserver ...``
+command line must parse with the real CLI parser, and every metric the dashboard queries must
+be one that ``feedserver.metrics.Metrics`` declares.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import re
 from collections.abc import Iterator
@@ -19,7 +23,9 @@ import msgspec
 import pytest
 import yaml
 
+from feedserver.cli import build_parser
 from feedserver.config import PREFIX, Settings, load_settings
+from feedserver.metrics import Metrics
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -27,20 +33,25 @@ K8S = DEPLOY / "k8s"
 K8S_VERSION = "1.31.0"
 SETTING_NAMES = {f.name for f in msgspec.structs.fields(Settings)}
 
-# The metric names the deploy files rely on; docs/deploy.md lists them for the code to match.
-METRICS = {
-    "feedserver_http_requests_total",
-    "feedserver_http_request_duration_seconds",
-    "feedserver_bytes_served_total",
-    "feedserver_events_consumed_total",
-    "feedserver_events_dead_lettered_total",
-    "feedserver_consumer_lag",
-    "feedserver_usage_records_total",
-}
+
+
+def _declared_metrics() -> set[str]:
+    # The names Prometheus stores: prometheus_client adds ``_total`` to counters.
+    return {
+        f"{family.name}_total" if family.type == "counter" else family.name
+        for family in Metrics().registry.collect()
+    }
+
+
+# Every metric the code declares; the dashboard may only query these.
+METRICS = _declared_metrics()
 FEEDSERVER_SERVICES = {
-    "api", "events-consumer", "usage-consumer", "snapshot-builder", "diff-builder"
+    "api", "events-consumer", "usage-consumer", "snapshot-builder", "diff-builder",
+    "batches-builder",
 }
-BATCH_SERVICES = {"snapshot-builder", "diff-builder"}
+BATCH_SERVICES = {"snapshot-builder", "diff-builder", "batches-builder"}
+# Long-running services and the path each serves metrics on (None: serves no HTTP at all).
+METRICS_PATHS = {"api": "/metrics", "events-consumer": "/metrics", "usage-consumer": None}
 
 
 def _yaml_docs(path: Path) -> list[dict[str, Any]]:
@@ -66,6 +77,23 @@ def _pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
         spec: dict[str, Any] = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         return spec
     return dict(doc["spec"]["template"]["spec"])
+
+
+def _interpolate(value: str) -> str:
+    # Compose's ${VAR:-default} with nothing set in the environment; $$ is a literal $.
+    value = re.sub(r"\$\{(\w+)(?::?[-?]([^}]*))?\}", lambda m: m.group(2) or "", value)
+    return value.replace("$$", "$")
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", path.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
@@ -150,15 +178,66 @@ def test_api_deployment_probes_replicas_and_draining() -> None:
     assert hpa["minReplicas"] >= 2
 
 
-def test_consumers_and_daily_build() -> None:
+def test_event_consumer_is_one_replica_never_overlapping() -> None:
+    # It reads every input partition itself (no group assignment yet): a second replica in the
+    # group would produce every article twice, so none may exist, not even in a rollout.
     events = _k8s("Deployment", "feedserver-events-consumer")
-    assert _pod_spec(events)["containers"][0]["args"] == ["events", "consume"]
+    assert events["spec"]["replicas"] == 1
+    assert events["spec"]["strategy"]["type"] == "Recreate"
+    assert _pod_spec(events)["containers"][0]["args"][:2] == ["events", "consume"]
+
+
+def test_usage_consumer_replicas_may_overlap() -> None:
+    # One Kafka group, appends serialised on the chain head row, usage_id unique: safe.
     usage = _k8s("Deployment", "feedserver-usage-consumer")
     assert _pod_spec(usage)["containers"][0]["args"] == ["usage", "consume"]
-    # One ledger writer: never two pods at once, not even during a rollout.
-    assert usage["spec"]["replicas"] == 1
-    assert usage["spec"]["strategy"]["type"] == "Recreate"
+    assert usage["spec"]["replicas"] >= 1
+    assert usage["spec"]["strategy"]["type"] == "RollingUpdate"
 
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def test_k8s_probes_ports_and_scrape_annotations_match_what_each_process_serves() -> None:
+    for _, doc in K8S_DOCS:
+        if doc["kind"] != "Deployment":
+            continue
+        pod = _pod_spec(doc)
+        annotations = doc["spec"]["template"]["metadata"].get("annotations", {})
+        (container,) = pod["containers"]
+        args = container["args"]
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        if args[0] == "serve":
+            listening = int(_flag_value(args, "--port") or Settings().port)
+            paths = {"/healthz", "/readyz", "/metrics"}
+        elif args[:2] == ["events", "consume"] and _flag_value(args, "--metrics-port"):
+            # prometheus_client's exporter: /metrics is the one path it is meant to serve.
+            listening, paths = int(_flag_value(args, "--metrics-port") or 0), {"/metrics"}
+        else:
+            listening, paths = 0, set()
+        assert set(ports.values()) <= {listening}, (container["name"], ports)
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            if probe not in container:
+                continue
+            get = container[probe].get("httpGet")
+            assert get, (container["name"], probe)
+            assert get["path"] in paths, (container["name"], probe, get["path"])
+            assert ports.get(get["port"], get["port"]) == listening, (container["name"], probe)
+        if annotations.get("prometheus.io/scrape") == "true":
+            assert "/metrics" in paths, container["name"]
+            assert int(annotations["prometheus.io/port"]) == listening, container["name"]
+            assert annotations.get("prometheus.io/path", "/metrics") == "/metrics"
+        else:
+            assert "/metrics" not in paths, f"{container['name']} serves metrics, not scraped"
+
+
+def test_daily_build() -> None:
     cron = _k8s("CronJob", "feedserver-daily-build")
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     pod = _pod_spec(cron)
@@ -171,6 +250,19 @@ def test_consumers_and_daily_build() -> None:
     assert claims == {_k8s("PersistentVolumeClaim", "feedserver-dumps")["metadata"]["name"]}
 
 
+def test_hourly_batches() -> None:
+    cron = _k8s("CronJob", "feedserver-hourly-batches")
+    spec = cron["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    minute, hour, *rest = spec["schedule"].split()
+    assert minute.isdigit() and hour == "*" and rest == ["*", "*", "*"]
+    # A stuck run must end before it could hold back more than the next hour.
+    assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] < 3600
+    pod = _pod_spec(cron)
+    assert pod["restartPolicy"] == "Never"
+    assert [c["args"] for c in pod["containers"]] == [["batches", "build"]]
+
+
 def test_optional_pod_monitor_is_outside_the_base() -> None:
     (monitor,) = _yaml_docs(K8S / "optional" / "servicemonitor.yaml")
     assert monitor["apiVersion"].startswith("monitoring.coreos.com/")
@@ -180,9 +272,55 @@ def test_optional_pod_monitor_is_outside_the_base() -> None:
         for _, doc in K8S_DOCS
         if doc["kind"] == "Deployment"
         for c in _pod_spec(doc)["containers"]
-        for p in c["ports"]
+        for p in c.get("ports", [])
     }
     assert ports <= declared
+
+
+# --- feedserver command lines --------------------------------------------------------------------
+
+
+def _compose_doc() -> dict[str, Any]:
+    (doc,) = _yaml_docs(DEPLOY / "compose.yaml")
+    return doc
+
+
+def _command_lines() -> Iterator[tuple[str, list[str]]]:
+    """Every argv given to the ``feedserver`` entrypoint in deploy/ (k8s, compose, Dockerfile)."""
+    for path, doc in K8S_DOCS:
+        if doc["kind"] in ("Deployment", "CronJob"):
+            pod = _pod_spec(doc)
+            for container in pod.get("initContainers", []) + pod["containers"]:
+                assert "command" not in container, "the image's ENTRYPOINT is feedserver"
+                yield f"{path}:{container['name']}", container["args"]
+    for name, service in _compose_doc()["services"].items():
+        if name in FEEDSERVER_SERVICES:
+            yield f"compose.yaml:{name}", [_interpolate(str(a)) for a in service["command"]]
+    (cmd,) = [json.loads(v) for k, v in _instructions(DEPLOY / "Dockerfile") if k == "CMD"]
+    yield "Dockerfile:CMD", cmd
+
+
+COMMAND_LINES = list(_command_lines())
+
+
+@pytest.mark.parametrize("argv", [a for _, a in COMMAND_LINES], ids=[n for n, _ in COMMAND_LINES])
+def test_command_line_parses_with_the_real_cli(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    group = f"feedserver.cli.{argv[0]}"
+    if argv[0] == "batches" and importlib.util.find_spec(group) is None:
+        pytest.skip("feedserver batches (hourly batches) has not landed in feedserver.cli yet")
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"feedserver {' '.join(argv)}: {capsys.readouterr().err.strip()}")
+    assert isinstance(args, argparse.Namespace) and callable(args.handler)
+
+
+def test_command_line_check_rejects_unknown_flags() -> None:
+    # Guards the test above: argparse exits on an unknown flag rather than ignoring it.
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["events", "consume", "--metrics-prot", "8080"])
 
 
 # --- settings names everywhere ------------------------------------------------------------------
@@ -200,16 +338,9 @@ def test_every_feedserver_variable_in_deploy_is_a_setting() -> None:
 # --- compose ------------------------------------------------------------------------------------
 
 
-def _interpolate(value: str) -> str:
-    # Compose's ${VAR:-default} with nothing set in the environment; $$ is a literal $.
-    value = re.sub(r"\$\{(\w+)(?::?[-?]([^}]*))?\}", lambda m: m.group(2) or "", value)
-    return value.replace("$$", "$")
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    (doc,) = _yaml_docs(DEPLOY / "compose.yaml")
-    return doc
+    return _compose_doc()
 
 
 def test_compose_services_images_and_profiles(compose: dict[str, Any]) -> None:
@@ -227,10 +358,13 @@ def test_compose_services_images_and_profiles(compose: dict[str, Any]) -> None:
         assert services[name]["image"] == services["api"]["image"]
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
         assert ("batch" in services[name].get("profiles", [])) == (name in BATCH_SERVICES)
-    assert services["events-consumer"]["command"] == ["events", "consume"]
+    assert services["events-consumer"]["command"][:2] == ["events", "consume"]
+    # One replica only (see test_event_consumer_is_one_replica_never_overlapping).
+    assert services["events-consumer"].get("deploy", {}).get("replicas", 1) == 1
     assert services["usage-consumer"]["command"] == ["usage", "consume"]
     assert services["snapshot-builder"]["command"][:2] == ["snapshot", "build"]
     assert services["diff-builder"]["command"] == ["diff", "build"]
+    assert services["batches-builder"]["command"] == ["batches", "build"]
 
 
 def test_compose_healthchecks_and_dependencies(compose: dict[str, Any]) -> None:
@@ -239,7 +373,7 @@ def test_compose_healthchecks_and_dependencies(compose: dict[str, Any]) -> None:
     assert {"kafka-init", "minio-init"} | BATCH_SERVICES <= one_shot
     conditions = {"service_started", "service_healthy", "service_completed_successfully"}
     for name, service in services.items():
-        if name not in one_shot:
+        if name not in one_shot and METRICS_PATHS.get(name, "") is not None:
             test = service["healthcheck"]["test"]
             assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
         for dep, spec in service.get("depends_on", {}).items():
@@ -254,6 +388,19 @@ def test_compose_healthchecks_and_dependencies(compose: dict[str, Any]) -> None:
         assert deps["postgres"]["condition"] == "service_healthy"
         assert deps["kafka-init"]["condition"] == "service_completed_successfully"
         assert deps["minio-init"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_healthchecks_probe_what_each_process_serves(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    # The API serves /healthz on its --port.
+    assert "http://127.0.0.1:8080/healthz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert _flag_value(services["api"]["command"], "--port") == "8080"
+    # The events consumer serves only /metrics, on its --metrics-port.
+    port = _flag_value(services["events-consumer"]["command"], "--metrics-port")
+    test = " ".join(services["events-consumer"]["healthcheck"]["test"])
+    assert port and f"http://127.0.0.1:{port}/metrics" in test
+    # The usage consumer serves no HTTP: a check on any URL would always fail.
+    assert services["usage-consumer"]["healthcheck"] == {"disable": True}
 
 
 def test_compose_feedserver_environment_loads_as_settings(compose: dict[str, Any]) -> None:
@@ -288,8 +435,19 @@ def test_prometheus_scrapes_every_long_running_feedserver_service(compose: dict[
             hosts |= set(sd["names"])
         for static in job.get("static_configs", []):
             hosts |= {t.rsplit(":", 1)[0] for t in static["targets"]}
-    assert hosts >= FEEDSERVER_SERVICES - BATCH_SERVICES
-    assert hosts - {"127.0.0.1"} <= set(compose["services"])
+    assert hosts - {"127.0.0.1"} == {n for n, path in METRICS_PATHS.items() if path}
+    assert set(METRICS_PATHS) == FEEDSERVER_SERVICES - BATCH_SERVICES
+    for job in jobs:
+        targets = [t for s in job.get("static_configs", []) for t in s["targets"]]
+        targets += [f"{n}:{sd['port']}" for sd in job.get("dns_sd_configs", [])
+                    for n in sd["names"]]
+        for target in targets:
+            host, port = target.rsplit(":", 1)
+            if host in METRICS_PATHS:
+                assert job.get("metrics_path", "/metrics") == METRICS_PATHS[host]
+                command = compose["services"][host]["command"]
+                flag = "--port" if command[0] == "serve" else "--metrics-port"
+                assert _flag_value(command, flag) == port, target
 
 
 def _metric_names(expr: str) -> set[str]:
@@ -311,9 +469,8 @@ def test_grafana_dashboard_panels_use_known_metrics() -> None:
             names = _metric_names(target["expr"])
             assert names and names <= METRICS, (panel["title"], names - METRICS)
             used |= names
-    assert used == METRICS
     titles = " ".join(p["title"].lower() for p in panels)
-    for word in ("request rate", "p50", "p99", "bytes", "lag", "dead-letter", "ledger"):
+    for word in ("request rate", "p50", "p99", "bytes", "lag", "dead-letter", "articles"):
         assert word in titles
 
 
@@ -324,23 +481,15 @@ def test_grafana_dashboard_provider_points_at_the_mounted_folder(compose: dict[s
     assert provider["options"]["path"] in mounts
 
 
-def test_metric_names_are_documented() -> None:
+def test_dashboard_metric_names_are_documented() -> None:
+    dashboard = (DEPLOY / "grafana" / "dashboards" / "feedserver.json").read_text()
     doc = (ROOT / "docs" / "deploy.md").read_text()
-    assert all(f"`{name}`" in doc for name in METRICS)
+    used = _metric_names(dashboard)
+    assert used
+    assert not {name for name in used if f"`{name}`" not in doc}
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------
-
-
-def _instructions(path: Path) -> list[tuple[str, str]]:
-    text = re.sub(r"\\\n", " ", path.read_text())
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            out.append((keyword.upper(), rest.strip()))
-    return out
 
 
 def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
