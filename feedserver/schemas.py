@@ -29,6 +29,7 @@ RECORDS: tuple[tuple[str, type | str], ...] = (
     ("redirect", Redirect),
     ("manifest", "feedserver.feeds.manifest:Manifest"),
     ("diff_manifest", "feedserver.feeds.diffs:DiffManifest"),
+    ("batch_manifest", "feedserver.feeds.batches:HourIndex"),
 )
 
 # Documents that are not records: (name, "module:function" returning a JSON object). The

@@ -40,7 +40,7 @@ from feedserver.storage.blobs import BlobStore
 from feedserver.storage.db import Database, connect
 
 ROUTE_MODULES: tuple[str, ...] = ("health", "auth", "metadata", "snapshots", "ondemand",
-                                  "usage", "diffs", "realtime")
+                                  "usage", "diffs", "realtime", "batches")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")
 

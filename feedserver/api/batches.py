@@ -1,0 +1,174 @@
+"""Hourly batch endpoints (``/v2/batches/{date}/{hour}``): list, metadata, download.
+
+Shaped like ``/v2/snapshots`` (same query handling, entitlements, metering seam and download
+code: ``downloads.serve`` gives HEAD, ETag/304, single and multiple Ranges, and the presigned
+307 redirect when snapshots use it). ``date`` is ``YYYY-MM-DD`` and ``hour`` ``00``..``23``
+(UTC); the hour is the time the Article events entered the feed (see
+``feeds/batch_hours.py``). The metadata object is a snapshot's without ``chunks`` (as WME),
+plus ``date``, ``hour`` and ``event_counts``.
+
+A malformed date, hour or identifier is a 400 before anything is read; entitlement (feed
+``batches``, project, namespace) is checked from the identifier before the batch is looked
+up, so callers learn nothing about batches outside their plan.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+import anyio.to_thread
+import msgspec
+from litestar import Request, Response, Router, route
+from litestar.params import FromPath
+
+from feedserver.api import downloads
+from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.problems import problem_specs
+from feedserver.api.query import project, read_query, render_list, render_one, select
+from feedserver.api.ranges import Part
+from feedserver.api.services import Principal, services_of
+from feedserver.api.snapshots import _DOWNLOAD, NamespaceRef, Ref, SizeMB, parse_identifier
+from feedserver.errors import BadRequest, InvalidParameter
+from feedserver.feeds.batch_hours import label, parse_date_hour
+from feedserver.feeds.batches import BatchManifest, read_batch, read_hour
+from feedserver.storage.blobs import BlobStore
+
+FEED: Final = "batches"
+
+
+class BatchMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """WME batch metadata (a snapshot's without ``chunks``), plus sizes and checksums."""
+
+    identifier: str
+    version: str  # the content root hash, as for snapshots
+    date_modified: datetime
+    is_part_of: Ref
+    in_language: Ref | None = None
+    namespace: NamespaceRef
+    size: SizeMB
+    date: str
+    hour: str
+    size_bytes: int
+    uncompressed_size: int
+    article_count: int
+    event_counts: dict[str, int]
+    sha256: str  # of the download bytes; the ETag
+    content_root_hash: str
+
+
+def batch_view(m: BatchManifest) -> BatchMetadata:
+    size = int(m.size.value)
+    return BatchMetadata(
+        identifier=m.identifier, version=m.content_root_hash, date_modified=m.date_modified,
+        is_part_of=Ref(m.is_part_of.identifier),
+        in_language=None if m.in_language is None else Ref(m.in_language.identifier),
+        namespace=NamespaceRef(m.namespace.identifier), size=SizeMB(round(size / 1e6, 3)),
+        date=m.date, hour=m.hour, size_bytes=size, uncompressed_size=m.uncompressed_size,
+        article_count=m.article_count, event_counts=m.event_counts, sha256=m.sha256,
+        content_root_hash=m.content_root_hash,
+    )
+
+
+def _hour(date: str, hour: str) -> datetime:
+    try:
+        return parse_date_hour(date, hour)
+    except InvalidParameter as exc:
+        raise BadRequest(exc.detail) from None
+
+
+def _identifier(identifier: str) -> tuple[str, int]:
+    try:
+        return parse_identifier(identifier)
+    except InvalidParameter as exc:
+        raise BadRequest(exc.detail) from None
+
+
+async def _manifest(blobs: BlobStore, principal: Principal, date: str, hour: str,
+                    identifier: str) -> tuple[str, datetime, BatchManifest]:
+    when = _hour(date, hour)
+    wiki, ns = _identifier(identifier)
+    entitle(principal, FEED, wiki, ns)
+    m = await anyio.to_thread.run_sync(read_batch, blobs, when, identifier)
+    return wiki, when, m
+
+
+async def _respond(request: Request[Any, Any, Any], principal: Principal, wiki: str | None,
+                   data: Any, *, many: bool) -> Response[bytes]:
+    svc = services_of(request)
+    headers = await svc.admit(principal, FEED, wiki)
+    response = render_list(request, data, headers) if many else render_one(data, headers)
+    svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(response.content))
+    return response
+
+
+_ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
+
+
+@route("/{date:str}/{hour:str}", http_method=["GET", "POST"], status_code=200,
+       dependencies=PRINCIPAL, responses=_ERRORS)
+async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
+                       date: FromPath[str], hour: FromPath[str]) -> Response[bytes]:
+    """The hour's batches the plan covers; ``fields``, ``filters``, ``limit``."""
+    svc = services_of(request)
+    when = _hour(date, hour)
+    query = await read_query(request)
+    index = await anyio.to_thread.run_sync(read_hour, svc.blobs, when)
+    views = [batch_view(m) for m in index.batches
+             if allowed(principal, FEED, m.is_part_of.identifier, m.namespace.identifier)]
+    items = select(views, query)
+    if query.limit is not None:
+        items = items[: query.limit]
+    return await _respond(request, principal, None, items, many=True)
+
+
+@route("/{date:str}/{hour:str}/{identifier:str}", http_method=["GET", "POST"],
+       status_code=200, dependencies=PRINCIPAL, responses=_ERRORS)
+async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
+                    date: FromPath[str], hour: FromPath[str], identifier: FromPath[str]
+                    ) -> Response[bytes]:
+    """One batch's metadata; ``fields``."""
+    svc = services_of(request)
+    wiki, _, m = await _manifest(svc.blobs, principal, date, hour, identifier)
+    query = await read_query(request)
+    item = project(msgspec.to_builtins(batch_view(m)), query.fields)
+    return await _respond(request, principal, wiki, item, many=False)
+
+
+@route("/{date:str}/{hour:str}/{identifier:str}/download", http_method=["GET", "HEAD"],
+       dependencies=PRINCIPAL, responses=_DOWNLOAD)
+async def download_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
+                         date: FromPath[str], hour: FromPath[str], identifier: FromPath[str]
+                         ) -> Response[Any]:
+    """The batch file (NDJSON, zstd); Range, If-Range, If-None-Match, HEAD."""
+    svc = services_of(request)
+    wiki, when, m = await _manifest(svc.blobs, principal, date, hour, identifier)
+    resource = f"{m.identifier}@{label(when)}"
+    parts = [Part(c.key, c.offset, c.size) for c in m.chunks]
+    get = request.method == "GET"
+
+    async def admit() -> dict[str, str]:
+        return await svc.admit(principal, FEED, wiki, resource=resource, download=True)
+
+    def on_sent(n: int) -> None:
+        svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=n,
+                   resource=resource, download=get)
+
+    if not get:  # HEAD is free (as for snapshots) but rate limited and counted as a request
+        head_headers = await svc.admit(principal, FEED, wiki)
+        svc.report(request, principal, feed=FEED, project=wiki)
+    response = await downloads.serve(
+        request, blobs=svc.blobs, parts=parts, size=int(m.size.value), sha256=m.sha256,
+        last_modified=m.date_modified, filename=f"{m.identifier}_{label(when)}.ndjson.zst",
+        admit=admit, on_sent=on_sent,
+        presign_seconds=svc.settings.presign_seconds if svc.settings.s3_redirect_downloads
+        else None,
+    )
+    if not get:
+        response.headers.update(head_headers)
+    return response
+
+
+def router() -> Router:
+    return Router("/v2/batches", route_handlers=[list_batches, get_batch, download_batch],
+                  tags=["batches"])
