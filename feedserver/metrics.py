@@ -51,3 +51,9 @@ class Metrics:
             "feedserver_consumer_lag", "Source records not yet consumed, by topic.",
             ["topic"], registry=r,
         )
+        # --- usage consumer (distributed metering) -----------------------------------------
+        self.usage_records = Counter(
+            "feedserver_usage_records",
+            "Usage records read from the usage topic, by result (inserted, duplicate, invalid).",
+            ["result"], registry=r,
+        )

@@ -16,6 +16,7 @@ from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.reports import build_report, to_csv, to_json
 from feedserver.metering.service import JOURNAL_DIR
+from feedserver.metrics import Metrics
 from feedserver.storage.db import connect
 
 
@@ -36,6 +37,8 @@ def register(sub: Any) -> None:
     consume = cmds.add_parser("consume", help="Kafka usage topic -> ledger (distributed mode)")
     consume.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                          help="stop after the topic has been idle this long")
+    consume.add_argument("--metrics-port", type=int,
+                         help="serve Prometheus /metrics on this port")
     consume.set_defaults(handler=cmd_consume)
 
     replay = cmds.add_parser("replay", help="commit usage journals left by stopped servers")
@@ -78,6 +81,12 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError("usage consume needs FEEDSERVER_KAFKA_BOOTSTRAP_SERVERS")
     bootstrap = settings.kafka_bootstrap_servers
 
+    metrics = Metrics()
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=settings.host, registry=metrics.registry)
+
     async def run() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -88,6 +97,7 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
             stats = await consume_usage(
                 Ledger(db), bootstrap, settings.usage_topic,
                 f"{settings.consumer_group}.usage", stop=stop, idle_exit_seconds=args.idle_exit,
+                metrics=metrics,
             )
         finally:
             db.close()

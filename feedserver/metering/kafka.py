@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from feedserver.errors import StorageError
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.records import UsageRecord
+from feedserver.metrics import Metrics
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -87,6 +88,7 @@ async def consume_usage(
     stop: asyncio.Event | None = None,
     idle_exit_seconds: float | None = None,
     max_records: int = 1000,
+    metrics: Metrics | None = None,
 ) -> ConsumeStats:
     """Consume until ``stop`` is set (or, with ``idle_exit_seconds``, until the topic is idle)."""
     stop = stop or asyncio.Event()
@@ -117,7 +119,13 @@ async def consume_usage(
                                     msg.partition, msg.offset, exc)
             if polled:
                 idle_since = loop.time()
-                stats.inserted += await anyio.to_thread.run_sync(ledger.append, batch)
+                inserted = await anyio.to_thread.run_sync(ledger.append, batch)
+                stats.inserted += inserted
+                if metrics is not None:
+                    metrics.usage_records.labels("inserted").inc(inserted)
+                    metrics.usage_records.labels("duplicate").inc(len(batch) - inserted)
+                    metrics.usage_records.labels("invalid").inc(
+                        sum(map(len, polled.values())) - len(batch))
                 await consumer.commit()  # after the ledger commit: at-least-once + idempotent
             elif idle_exit_seconds is not None and loop.time() - idle_since >= idle_exit_seconds:
                 break

@@ -12,6 +12,7 @@ from feedserver.metering.journal import Journal
 from feedserver.metering.kafka import KafkaDestination, consume_usage
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.writer import UsageRecorder
+from feedserver.metrics import Metrics
 from feedserver.storage.db import PostgresDatabase
 from tests.unit.metering.conftest import FakePrincipal
 
@@ -40,10 +41,15 @@ async def test_usage_through_kafka_lands_once(kafka_broker: str, kafka_topic: st
     finally:
         await producer.stop()
 
+    metrics = Metrics()
     stats = await consume_usage(ledger, kafka_broker, kafka_topic, "usage-test",
-                                idle_exit_seconds=2.0)
+                                idle_exit_seconds=2.0, metrics=metrics)
     assert (stats.messages, stats.invalid) == (43, 1)
     assert stats.inserted == 40  # 20 requests + 20 bytes records; the retry collapsed
+    counted = {r: metrics.registry.get_sample_value("feedserver_usage_records_total",
+                                                    {"result": r})
+               for r in ("inserted", "duplicate", "invalid")}
+    assert counted == {"inserted": 40, "duplicate": 2, "invalid": 1}
     row = database.fetchone("SELECT SUM(quantity) FROM usage_ledger WHERE meter = 'bytes'")
     assert row == (2000,)
     again = await consume_usage(ledger, kafka_broker, kafka_topic, "usage-test",

@@ -51,7 +51,7 @@ FEEDSERVER_SERVICES = {
 }
 BATCH_SERVICES = {"snapshot-builder", "diff-builder", "batches-builder"}
 # Long-running services and the path each serves metrics on (None: serves no HTTP at all).
-METRICS_PATHS = {"api": "/metrics", "events-consumer": "/metrics", "usage-consumer": None}
+METRICS_PATHS = {"api": "/metrics", "events-consumer": "/metrics", "usage-consumer": "/metrics"}
 
 
 def _yaml_docs(path: Path) -> list[dict[str, Any]]:
@@ -190,7 +190,7 @@ def test_event_consumer_is_one_replica_never_overlapping() -> None:
 def test_usage_consumer_replicas_may_overlap() -> None:
     # One Kafka group, appends serialised on the chain head row, usage_id unique: safe.
     usage = _k8s("Deployment", "feedserver-usage-consumer")
-    assert _pod_spec(usage)["containers"][0]["args"] == ["usage", "consume"]
+    assert _pod_spec(usage)["containers"][0]["args"][:2] == ["usage", "consume"]
     assert usage["spec"]["replicas"] >= 1
     assert usage["spec"]["strategy"]["type"] == "RollingUpdate"
 
@@ -216,7 +216,7 @@ def test_k8s_probes_ports_and_scrape_annotations_match_what_each_process_serves(
         if args[0] == "serve":
             listening = int(_flag_value(args, "--port") or Settings().port)
             paths = {"/healthz", "/readyz", "/metrics"}
-        elif args[:2] == ["events", "consume"] and _flag_value(args, "--metrics-port"):
+        elif args[1:2] == ["consume"] and _flag_value(args, "--metrics-port"):
             # prometheus_client's exporter: /metrics is the one path it is meant to serve.
             listening, paths = int(_flag_value(args, "--metrics-port") or 0), {"/metrics"}
         else:
@@ -361,7 +361,7 @@ def test_compose_services_images_and_profiles(compose: dict[str, Any]) -> None:
     assert services["events-consumer"]["command"][:2] == ["events", "consume"]
     # One replica only (see test_event_consumer_is_one_replica_never_overlapping).
     assert services["events-consumer"].get("deploy", {}).get("replicas", 1) == 1
-    assert services["usage-consumer"]["command"] == ["usage", "consume"]
+    assert services["usage-consumer"]["command"][:2] == ["usage", "consume"]
     assert services["snapshot-builder"]["command"][:2] == ["snapshot", "build"]
     assert services["diff-builder"]["command"] == ["diff", "build"]
     assert services["batches-builder"]["command"] == ["batches", "build"]
@@ -395,12 +395,11 @@ def test_compose_healthchecks_probe_what_each_process_serves(compose: dict[str, 
     # The API serves /healthz on its --port.
     assert "http://127.0.0.1:8080/healthz" in " ".join(services["api"]["healthcheck"]["test"])
     assert _flag_value(services["api"]["command"], "--port") == "8080"
-    # The events consumer serves only /metrics, on its --metrics-port.
-    port = _flag_value(services["events-consumer"]["command"], "--metrics-port")
-    test = " ".join(services["events-consumer"]["healthcheck"]["test"])
-    assert port and f"http://127.0.0.1:{port}/metrics" in test
-    # The usage consumer serves no HTTP: a check on any URL would always fail.
-    assert services["usage-consumer"]["healthcheck"] == {"disable": True}
+    # The consumers serve only /metrics, on their --metrics-port.
+    for name in ("events-consumer", "usage-consumer"):
+        port = _flag_value(services[name]["command"], "--metrics-port")
+        test = " ".join(services[name]["healthcheck"]["test"])
+        assert port and f"http://127.0.0.1:{port}/metrics" in test, name
 
 
 def test_compose_feedserver_environment_loads_as_settings(compose: dict[str, Any]) -> None:
