@@ -16,7 +16,7 @@ from feedserver.config import load_settings
 from feedserver.errors import FeedError
 
 # Command groups, each a module of this package with ``register(subparsers)``.
-GROUPS = ("snapshot", "diff", "events", "serve", "accounts", "usage", "demo")
+GROUPS = ("snapshot", "diff", "events", "batches", "serve", "accounts", "usage", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

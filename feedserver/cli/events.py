@@ -18,11 +18,13 @@ import msgspec
 
 from feedserver.config import Settings
 from feedserver.errors import BadRequest
+from feedserver.feeds.batch_build import seal_periodically
 from feedserver.feeds.consumer import EventConsumer
 from feedserver.feeds.content import open_content_source
 from feedserver.metrics import Metrics
 from feedserver.storage.db import connect
 from feedserver.storage.eventlog import Outgoing, now_ms, open_event_log
+from feedserver.storage.factory import open_blob_store
 
 LOAD_BATCH = 500
 
@@ -44,6 +46,9 @@ def register(sub: Any) -> None:
     consume.add_argument("--batch-size", type=int, default=500, help="records per batch")
     consume.add_argument("--metrics-port", type=int,
                          help="serve Prometheus /metrics on this port")
+    consume.add_argument("--no-seal-batches", action="store_true",
+                         help="do not build hourly batches (when a cron runs "
+                              "'feedserver batches build' instead)")
     consume.set_defaults(handler=cmd_consume)
 
 
@@ -125,11 +130,20 @@ async def _consume(settings: Settings, args: argparse.Namespace) -> Any:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    bounded = args.once or args.max_events is not None
+    sealer = None
+    if not bounded and not args.no_seal_batches:
+        # Seal completed hours into batch files as they end: no cron needed when embedded.
+        sealer = asyncio.create_task(seal_periodically(
+            event_log, open_blob_store(settings), settings, stop))
     try:
-        bounded = args.once or args.max_events is not None
         return await consumer.run(once=args.once, max_events=args.max_events, stop=stop,
                                   max_failures=3 if bounded else None)
     finally:
+        if sealer is not None:  # a publish in flight is atomic: cancelling loses nothing
+            sealer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sealer
         await content.close()
         await event_log.close()
         db.close()

@@ -167,5 +167,7 @@ async def seal_periodically(event_log: EventLog, blobs: BlobStore, settings: Set
         except FeedError as exc:
             log.error("sealing batch hours failed (retrying in %.0f s): %s", interval,
                       exc.detail)
+        except Exception:  # a background duty must not take the consumer down with it
+            log.exception("sealing batch hours failed (retrying in %.0f s)", interval)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
