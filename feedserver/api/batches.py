@@ -20,6 +20,7 @@ from typing import Any, Final
 import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from feedserver.api import downloads
@@ -105,8 +106,14 @@ async def _respond(request: Request[Any, Any, Any], principal: Principal, wiki: 
 _ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
 
 
+def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
+    return {**_ERRORS, 200: ResponseSpec(kind, description=description,
+                                         generate_examples=False)}
+
+
 @route("/{date:str}/{hour:str}", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL, responses=_ERRORS)
+       dependencies=PRINCIPAL,
+       responses=_ok(list[BatchMetadata], "The hour's batches the plan covers (JSON or NDJSON)"))
 async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
                        date: FromPath[str], hour: FromPath[str]) -> Response[bytes]:
     """The hour's batches the plan covers; ``fields``, ``filters``, ``limit``."""
@@ -123,7 +130,7 @@ async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 
 @route("/{date:str}/{hour:str}/{identifier:str}", http_method=["GET", "POST"],
-       status_code=200, dependencies=PRINCIPAL, responses=_ERRORS)
+       status_code=200, dependencies=PRINCIPAL, responses=_ok(BatchMetadata, "Batch metadata"))
 async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
                     date: FromPath[str], hour: FromPath[str], identifier: FromPath[str]
                     ) -> Response[bytes]:
