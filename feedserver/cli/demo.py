@@ -13,6 +13,7 @@ import secrets
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from feedserver.config import Settings
 from feedserver.errors import Conflict, NotFound
@@ -63,6 +64,33 @@ def _snapshots(settings: Settings, dump: Path, rebuild: bool) -> list[str]:
     return identifiers
 
 
+def _events(settings: Settings, identifier: str) -> str | None:
+    """First run only: a short edit history of the demo wiki through the event log and the
+    consumer, so the state store, the realtime stream and the hourly batches have content."""
+    from datetime import UTC, datetime
+    from itertools import islice
+
+    from feedserver.cli.events import cmd_consume, cmd_load
+    from feedserver.demo_events import demo_events
+    from feedserver.feeds.snapshots import SnapshotStore
+    from feedserver.storage.factory import open_blob_store
+
+    path = settings.data_path / "demo" / "events.jsonl"
+    store = SnapshotStore(open_blob_store(settings))
+    articles = list(islice(store.iter_articles(store.manifest(identifier)), 12))
+    title = articles[0].name if articles else None
+    if path.is_file():
+        return title
+    lines = demo_events(articles, datetime.now(UTC))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(b"".join(line + b"\n" for line in lines))
+    cmd_load(argparse.Namespace(file=tmp, topic=None, partitions=1), settings)
+    cmd_consume(argparse.Namespace(once=True, max_events=None, batch_size=500,
+                                   metrics_port=None, no_seal_batches=True), settings)
+    tmp.replace(path)  # only once both steps are done: a failed run is retried next time
+    return title
+
+
 def _account(settings: Settings) -> tuple[str, str | None, str | None]:
     """The demo customer's username, and a new password and API key when first created."""
     from feedserver.accounts.admin import AccountAdmin
@@ -91,6 +119,9 @@ def _account(settings: Settings) -> tuple[str, str | None, str | None]:
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     dump = _dump(settings, args.pages)
     identifiers = _snapshots(settings, dump, args.rebuild)
+    title = "Demo Orchard 0"
+    if "demowiki_namespace_0" in identifiers:
+        title = _events(settings, "demowiki_namespace_0") or title
     username, password, key = _account(settings)
     host = args.host or settings.host
     port = args.port or settings.port
@@ -110,7 +141,9 @@ try:
   curl -H "Authorization: Bearer $KEY" {base}/v2/snapshots
   curl -H "Authorization: Bearer $KEY" -o demo.ndjson.zst \\
        {base}/v2/snapshots/demowiki_namespace_0/download
-  curl -H "Authorization: Bearer $KEY" {base}/v2/articles/Demo%20River%200
+  curl -H "Authorization: Bearer $KEY" {base}/v2/articles/{quote(title)}
+  curl -N -H "Authorization: Bearer $KEY" -H "Accept: application/x-ndjson" \\
+       "{base}/v2/articles?since=2026-01-01T00:00:00Z"    (realtime, from the start)
   open {base}/usage   (finance page)   {base}/schema (OpenAPI)   {base}/metrics
 """)
     if args.no_serve:
