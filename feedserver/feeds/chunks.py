@@ -11,7 +11,6 @@ decompressing chunks it does not have to rewrite.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -20,7 +19,7 @@ import msgspec
 import zstandard
 
 from feedserver.errors import IntegrityError
-from feedserver.feeds.hashing import DIGEST_SIZE, encode_line
+from feedserver.feeds.hashing import DIGEST_SIZE, encode_line, line_digest
 from feedserver.models import Article
 
 ARTICLE_DECODER = msgspec.json.Decoder(Article)
@@ -95,7 +94,7 @@ class ChunkWriter:
             path = self.folder / f"{self.prefix}_{namespace}_{seq}.ndjson.zst"
             chunk = self._open[namespace] = _OpenChunk(path, self.level, namespace, seq)
         line = encode_line(record, chunk.buf)
-        digest = hashlib.sha256(line).digest()
+        digest = line_digest(line)
         del line  # release the view so the buffer can grow
         chunk.hashes.write(digest)
         position = (chunk.seq, chunk.count)

@@ -137,9 +137,17 @@ class WikitextAnalyzer:
         self._hidden_links = {_CATEGORY, _FILE, _MEDIA}
         # The same few thousand template names recur on every page of a wiki.
         self._template_names: dict[str, str | None] = {}
+        self._links: dict[str, Link] = {}
 
     def _link(self, name: str) -> Link:
-        return Link(name=name, url=page_url(self.base_url, name))
+        # Categories and templates recur across pages: one shared Link per name (records
+        # are treated as immutable) saves quoting the URL again.
+        found = self._links.get(name)
+        if found is None:
+            if len(self._links) > _NAME_CACHE:
+                self._links.clear()
+            found = self._links[name] = Link(name=name, url=page_url(self.base_url, name))
+        return found
 
     def clean(self, text: str) -> str:
         """Text without comments and non-wikitext blocks: what the scans look at."""
