@@ -139,12 +139,15 @@ async def build_pending(event_log: EventLog, blobs: BlobStore, settings: Setting
     now = clock()
     cutoff = hours.retention_cutoff(now, settings.batch_retention_hours)
     await asyncio.to_thread(expire, blobs, cutoff)
+    built = await asyncio.to_thread(built_hours, blobs)
+    if not hours.pending_hours(now, settings.batch_retention_hours, built, earliest=cutoff,
+                               grace_ms=grace_ms):
+        return []  # the usual case between two hours: no need to touch the log
     try:
         await event_log.partitions(settings.article_topic)
     except NotFound:
         return []  # nothing was ever consumed
     earliest = await _earliest(event_log, settings.article_topic, hours.start_ms(cutoff))
-    built = await asyncio.to_thread(built_hours, blobs)
     out = []
     for hour in hours.pending_hours(now, settings.batch_retention_hours, built,
                                     earliest=earliest, grace_ms=grace_ms):
