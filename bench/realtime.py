@@ -10,12 +10,14 @@ the article topic with ``PARTITIONS`` partitions. Every process is torn down at 
     subscriber streaming them all from offset 0 as NDJSON (the server decodes each record,
     stamps ``event.partition/offset``, re-encodes it, frames it and writes it to the socket;
     the client only counts lines). Best of ``REPEATS``, interleaved. Target >= 0.5x.
-(b) latency: ``SUBSCRIBERS`` NDJSON streams from the tail, then a producer in its own process
-    appends ``RATE`` articles/s for ``SECONDS`` s, each stamped with its send time; each
-    subscriber computes produce -> receive latency from the bytes it gets. Printed: p50 / p99
-    / max over every (record, subscriber) pair, records delivered / expected, and the number of
-    subscribers the server cut for lag. Broker, server, producer and the 200 clients share the
-    machine's cores, so the figure is an upper bound of what the server alone adds.
+(b) latency: one NDJSON stream alone (the pipeline's own latency), then ``SUBSCRIBERS``
+    streams, from the tail; for each, a producer in its own process appends ``RATE``
+    articles/s for ``SECONDS`` s, each stamped with its send time, and every subscriber computes
+    produce -> receive latency from the bytes it gets. Printed: p50 / p99 / max over every
+    (record, subscriber) pair, records delivered / expected, subscribers the server cut for
+    lag, and the CPU the server and the subscribers' process used. Broker, server, producer
+    and the 200 clients share the machine's cores (the subscribers' process alone uses more CPU
+    than the server), so the fan-out figure is an upper bound of what the server adds.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def producer_args(target: str, start: int, count: int, rate: float) -> list[str]
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str], port: int) -> Iterator[str]:
+def server(env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen([sys.executable, "-m", "feedserver", "serve", "--port", str(port)],
@@ -100,7 +102,7 @@ def server(env: dict[str, str], port: int) -> Iterator[str]:
                     if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                         break
                 time.sleep(0.1)
-            yield url
+            yield url, proc.pid
         finally:
             proc.terminate()
             try:
@@ -138,8 +140,16 @@ def throughput(url: str, key: str, target: str, db_path: Path) -> None:
           f"{our_rate / bare_rate:.2f}x (target >= 0.5x)", flush=True)
 
 
-async def latency(url: str, key: str, target: str) -> None:
-    subs = [Subscriber(url, key, {}) for _ in range(SUBSCRIBERS)]
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def latency(url: str, key: str, target: str, server_pid: int, *, subscribers: int,
+                  start: int) -> None:
+    server_cpu, own_cpu, wall = cpu_seconds(server_pid), time.process_time(), time.monotonic()
+    subs = [Subscriber(url, key, {}) for _ in range(subscribers)]
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0)) as client:
         total = SECONDS + 30 + DRAIN_TIMEOUT
@@ -153,7 +163,7 @@ async def latency(url: str, key: str, target: str) -> None:
                     if task.done():
                         task.result()  # raises what went wrong
             proc = await asyncio.create_subprocess_exec(
-                *producer_args(target, THROUGHPUT_RECORDS, RATE * SECONDS, RATE),
+                *producer_args(target, start, RATE * SECONDS, RATE),
                 cwd=ROOT, stdout=asyncio.subprocess.PIPE)
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), SECONDS + 30)
@@ -168,6 +178,9 @@ async def latency(url: str, key: str, target: str) -> None:
                     s.received >= sent or s.closed or t.done() for s, t in zip(subs, tasks,
                                                                                 strict=True)):
                 await asyncio.sleep(0.1)
+            server_cpu = cpu_seconds(server_pid) - server_cpu
+            own_cpu = time.process_time() - own_cpu
+            wall = time.monotonic() - wall
         finally:
             for task in tasks:
                 task.cancel()
@@ -182,11 +195,13 @@ async def latency(url: str, key: str, target: str) -> None:
     def pct(q: float) -> float:
         return samples[min(len(samples) - 1, int(q * len(samples)))] / 1e6
 
-    print(f"latency, {SUBSCRIBERS} subscribers, {sent} records at "
+    print(f"latency, {subscribers} subscriber(s), {sent} records at "
           f"{sent / produced['seconds']:,.0f}/s (target {RATE}/s): p50 {pct(0.5):.1f} ms, "
           f"p99 {pct(0.99):.1f} ms, max {samples[-1] / 1e6:.1f} ms; delivered {got:,} of "
-          f"{sent * SUBSCRIBERS:,}; cut {sum(s.closed for s in subs)}, "
+          f"{sent * subscribers:,}; cut {sum(s.closed for s in subs)}, "
           f"errors {len(errors)}", flush=True)
+    print(f"  CPU over the {wall:.1f} s phase: server {server_cpu:.1f} s, the subscribers' "
+          f"process {own_cpu:.1f} s (2 cores shared with broker and producer)", flush=True)
 
 
 def run() -> None:
@@ -215,9 +230,13 @@ def run() -> None:
                    "FEEDSERVER_ARTICLE_PARTITIONS": str(PARTITIONS)}
             if broker is not None:
                 env["FEEDSERVER_KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
-            with server(env, free_port()) as url:
+            with server(env, free_port()) as (url, pid):
                 throughput(url, key, target, db_path)
-                asyncio.run(latency(url, key, target))
+                # One subscriber first: the pipeline's own latency, the reference for the
+                # fan-out figure.
+                for i, count in enumerate((1, SUBSCRIBERS)):
+                    asyncio.run(latency(url, key, target, pid, subscribers=count,
+                                        start=THROUGHPUT_RECORDS + i * RATE * SECONDS))
         finally:
             if broker is not None:
                 broker.stop()
