@@ -39,7 +39,7 @@ _INNERMOST_TABLE = re.compile(r"^[ \t]*\{\|(?:(?!^[ \t]*\{\|).)*?^[ \t]*\|\}", r
 _QUOTES = re.compile(r"'{2,}")
 _BEHAVIOUR = re.compile(r"__[A-Z]+__")
 _SPACES = re.compile(r"[ \t\xa0]+")
-_SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?)])")
+_SPACE_BEFORE_PUNCT = re.compile(r" +(?=[,.;:!?)])")
 # "Name (; born 1809)" and "Alabama ()" once the templates inside the parentheses are gone.
 _EMPTY_PARENS = re.compile(r" ?\([ ;,]*\)")
 _LEADING_SEPARATOR = re.compile(r"\([ ;,]+")
@@ -217,7 +217,11 @@ class WikitextAnalyzer:
         plain = self._strip_simple(lead)
         if plain is None:
             plain = self._strip_parsed(lead)
-        return normalize_whitespace(_BEHAVIOUR.sub("", _QUOTES.sub("", plain))) or None
+        if "''" in plain:
+            plain = _QUOTES.sub("", plain)
+        if "__" in plain:
+            plain = _BEHAVIOUR.sub("", plain)
+        return normalize_whitespace(plain) or None
 
     def _strip_parsed(self, lead: str) -> str:
         """``strip_code`` of the lead, hidden links removed: the reference implementation."""
@@ -287,8 +291,9 @@ class WikitextAnalyzer:
 
 def normalize_whitespace(text: str) -> str:
     """One space between words, one newline between paragraphs, no blank lines."""
-    lines: Iterable[str] = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
+    # One substitution over the whole text: _SPACES matches no line break.
+    lines: Iterable[str] = (line.strip() for line in _SPACES.sub(" ", text).splitlines())
     joined = "\n".join(line for line in lines if line)
     if "(" in joined:
         joined = _LEADING_SEPARATOR.sub("(", _EMPTY_PARENS.sub("", joined))
-    return _SPACE_BEFORE_PUNCT.sub(r"\1", joined)
+    return _SPACE_BEFORE_PUNCT.sub("", joined) if " " in joined else joined
