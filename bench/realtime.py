@@ -166,7 +166,7 @@ async def latency(url: str, key: str, target: str, server_pid: int, *, subscribe
                 *producer_args(target, start, RATE * SECONDS, RATE),
                 cwd=ROOT, stdout=asyncio.subprocess.PIPE)
             try:
-                out, _ = await asyncio.wait_for(proc.communicate(), SECONDS + 30)
+                out, _ = await asyncio.wait_for(proc.communicate(), 3 * SECONDS + 30)
             finally:
                 if proc.returncode is None:
                     proc.kill()
