@@ -12,7 +12,6 @@ Pure functions; no I/O. Speed matters (every page of a dump passes through here)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 import mwparserfromhell
 from mwparserfromhell.definitions import URI_SCHEMES
@@ -40,6 +39,7 @@ _QUOTES = re.compile(r"'{2,}")
 _BEHAVIOUR = re.compile(r"__[A-Z]+__")
 _SPACES = re.compile(r"[ \t\xa0]+")
 _SPACE_BEFORE_PUNCT = re.compile(r" +(?=[,.;:!?)])")
+_PUNCT_AFTER_SPACE = tuple(" " + mark for mark in ",.;:!?)")
 # "Name (; born 1809)" and "Alabama ()" once the templates inside the parentheses are gone.
 _EMPTY_PARENS = re.compile(r" ?\([ ;,]*\)")
 _LEADING_SEPARATOR = re.compile(r"\([ ;,]+")
@@ -291,9 +291,13 @@ class WikitextAnalyzer:
 
 def normalize_whitespace(text: str) -> str:
     """One space between words, one newline between paragraphs, no blank lines."""
-    # One substitution over the whole text: _SPACES matches no line break.
-    lines: Iterable[str] = (line.strip() for line in _SPACES.sub(" ", text).splitlines())
-    joined = "\n".join(line for line in lines if line)
+    # Substring tests are far cheaper than a regex pass; when they fail the pass is a no-op.
+    # One substitution serves every line: no space run crosses a line break.
+    if "  " in text or "\t" in text or "\xa0" in text:
+        text = _SPACES.sub(" ", text)
+    joined = "\n".join(line for line in (raw.strip() for raw in text.splitlines()) if line)
     if "(" in joined:
         joined = _LEADING_SEPARATOR.sub("(", _EMPTY_PARENS.sub("", joined))
-    return _SPACE_BEFORE_PUNCT.sub("", joined) if " " in joined else joined
+    if any(pair in joined for pair in _PUNCT_AFTER_SPACE):
+        joined = _SPACE_BEFORE_PUNCT.sub("", joined)
+    return joined
