@@ -50,7 +50,9 @@ _SIMPLE_LINK = re.compile(r"\[\[([^\[\]{}<>|\n]+)(?:\|([^\[\]{}<>\n]*))?\]\]")
 # A link whose text may hold simple links itself: [[File:X.jpg|thumb|A [[pear]]]].
 _CAPTIONED_LINK = re.compile(
     r"\[\[([^\[\]{}<>|\n]+)\|(?:[^\[\]{}<>\n]|\[\[[^\[\]{}<>\n]*\]\])*\]\]")
-_NEEDS_PARSER = re.compile(r"[<>&{}]|^(?:[*#:;=]|----)", re.M)
+_PARSER_MARKS = ("<", ">", "&", "{", "}")
+_LINE_MARKS = ("*", "#", ":", ";", "=", "----")
+_NEW_LINE_MARKS = tuple("\n" + mark for mark in _LINE_MARKS)
 _LINK_SCHEME = re.compile(r"^[ \t]*([a-zA-Z][a-zA-Z0-9+.-]*):")
 _INTERLANGUAGE = re.compile(r"^:?[a-z]{2,3}(?:-[a-z]+)*:")
 _NAME_CACHE = 100_000  # entries, then the cache starts over (bounded memory)
@@ -104,6 +106,15 @@ def lead_section(text: str) -> str:
     """The text before the first ``== heading ==``."""
     match = _HEADING.search(text)
     return text[: match.start()] if match else text
+
+
+def needs_parser(lead: str) -> bool:
+    """Markup characters anywhere, or a list/indent/heading/rule marker at a line start.
+
+    Substring tests: ~3x cheaper than the equivalent regex pass (see the unit test)."""
+    return (any(mark in lead for mark in _PARSER_MARKS)
+            or lead.startswith(_LINE_MARKS)
+            or any(mark in lead for mark in _NEW_LINE_MARKS))
 
 
 def strip_nested(text: str, pattern: re.Pattern[str]) -> str:
@@ -234,7 +245,7 @@ class WikitextAnalyzer:
     def _strip_simple(self, lead: str) -> str | None:
         """The same as ``_strip_parsed`` for leads of plain text and simple links (most
         pages once templates, tables and refs are gone), ~10x cheaper; None otherwise."""
-        if _NEEDS_PARSER.search(lead):
+        if needs_parser(lead):
             return None
         unsafe = False
 

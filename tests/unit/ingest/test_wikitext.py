@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
 from feedserver.ingest.wikitext import (
     WikitextAnalyzer,
     lead_section,
+    needs_parser,
     normalize_title,
     normalize_whitespace,
 )
@@ -73,3 +77,29 @@ def test_abstract_none_when_lead_is_empty(text: str) -> None:
 
 def test_normalize_whitespace() -> None:
     assert normalize_whitespace("a \t b\n\n\n c  ,d ()") == "a b\nc,d"
+
+
+def test_normalize_whitespace_matches_per_line_regex_definition() -> None:
+    spaces = re.compile(r"[ \t\xa0]+")
+
+    def reference(text: str) -> str:
+        lines = (spaces.sub(" ", line).strip() for line in text.splitlines())
+        joined = "\n".join(line for line in lines if line)
+        if "(" in joined:
+            joined = re.sub(r"\([ ;,]+", "(", re.sub(r" ?\([ ;,]*\)", "", joined))
+        return re.sub(r" +([,.;:!?)])", r"\1", joined)
+
+    rng = random.Random(5)
+    alphabet = [" ", "\t", "\xa0", "\n", "\r", "\u2028", ".", ",", ")", "(", ";", "a", "!"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 16)))
+        assert normalize_whitespace(text) == reference(text), repr(text)
+
+
+def test_needs_parser_matches_regex_definition() -> None:
+    pattern = re.compile(r"[<>&{}]|^(?:[*#:;=]|----)", re.M)
+    rng = random.Random(3)
+    alphabet = ["a", " ", "\n", "\r", "*", "#", ":", ";", "=", "-", "<", ">", "&", "{", "}"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert needs_parser(text) == bool(pattern.search(text)), repr(text)
