@@ -40,6 +40,11 @@ def _schema_tuple(version: str) -> tuple[int, ...]:
         return (0,)
 
 
+def _utf8_length(text: str) -> int:
+    # isascii() is O(1) in CPython (a flag of the string): no copy for ASCII text.
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def _datetime(unix: int | None) -> datetime | None:
     return None if unix is None else datetime.fromtimestamp(unix, tz=UTC)
 
@@ -144,7 +149,7 @@ class PageConverter:
             comment=None if comment_hidden else revision.comment,
             is_minor_edit=bool(revision.minor),
             editor=editor,
-            size=None if text is None else Size(value=len(text.encode("utf-8"))),
+            size=None if text is None else Size(value=_utf8_length(text)),
             number_of_characters=0 if text is None else len(text),
             content_model=model,
             sha1=revision.slots.sha1 if revision.slots is not None else revision.sha1,
