@@ -73,29 +73,36 @@ def build_snapshots(
         conn = staging.open_db(folder / "index.sqlite")
         try:
             bar = _progress(paths, progress)
+            units = _plan(paths, workers)
+            # One pool for staging and sealing: forked once, reused for the chunk rewrites.
+            pool = _pool(min(workers, len(units))) if workers > 1 and len(units) > 1 else None
             try:
-                units = _plan(paths, workers)
-                if workers > 1 and len(units) > 1:
-                    results = _stage_parallel(units, folder, settings, wiki, namespaces,
-                                              workers, bar)
-                    for result in results:
-                        staging.merge_part(conn, result)
-                else:
-                    results = []
-                    for part, path in enumerate(paths):
-                        results.append(staging.stage_dump(
-                            path, folder, part=part, chunk_size=settings.chunk_size,
-                            level=settings.zstd_level, wiki=wiki, namespaces=namespaces,
-                            conn=conn))
-                        if bar is not None:
-                            bar.update(path.stat().st_size)
+                try:
+                    if pool is not None:
+                        results = _stage_parallel(pool, units, folder, settings, wiki,
+                                                  namespaces, bar)
+                        for result in results:
+                            staging.merge_part(conn, result)
+                    else:
+                        results = []
+                        for part, path in enumerate(paths):
+                            results.append(staging.stage_dump(
+                                path, folder, part=part, chunk_size=settings.chunk_size,
+                                level=settings.zstd_level, wiki=wiki, namespaces=namespaces,
+                                conn=conn))
+                            if bar is not None:
+                                bar.update(path.stat().st_size)
+                finally:
+                    if bar is not None:
+                        bar.close()
+                info = staging.check_same_wiki(results)
+                # The slices of one multistream file are one source.
+                sources = list({r.info.source: r.info for r in results}.values())
+                return _seal_and_publish(conn, folder, blobs, settings, info, sources,
+                                         mapper=pool.map if pool is not None else None)
             finally:
-                if bar is not None:
-                    bar.close()
-            info = staging.check_same_wiki(results)
-            # The slices of one multistream file are one source.
-            sources = list({r.info.source: r.info for r in results}.values())
-            return _seal_and_publish(conn, folder, blobs, settings, info, sources)
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
         finally:
             conn.close()
 
@@ -121,7 +128,7 @@ def build_from_records(
 
 def _seal_and_publish(
     conn: sqlite3.Connection, folder: Path, blobs: BlobStore, settings: Settings,
-    info: DumpInfo, sources: list[DumpInfo],
+    info: DumpInfo, sources: list[DumpInfo], mapper: sealing.Mapper | None = None,
 ) -> list[Manifest]:
     sealing.prepare(conn)
     dropped = sealing.dropped_redirects(conn)
@@ -129,7 +136,7 @@ def _seal_and_publish(
     for ns in sealing.namespaces(conn):
         identifier = snapshot_identifier(info.wiki, ns)
         sealed = sealing.seal_namespace(conn, ns, folder, level=settings.zstd_level,
-                                        dropped=dropped.get(ns, 0))
+                                        dropped=dropped.get(ns, 0), mapper=mapper)
         manifests.append(publish(
             blobs, sealed, identifier=identifier, info=info, sources=sources,
             lock_dir=settings.data_path / "locks", retention=settings.retention_versions,
@@ -158,30 +165,35 @@ def _unit_size(unit: Unit) -> int:
     return piece.end - piece.start if piece is not None else path.stat().st_size
 
 
-def _stage_parallel(
-    units: list[Unit], folder: Path, settings: Settings, wiki: str | None,
-    namespaces: set[int] | None, workers: int, bar: tqdm[Any] | None,
-) -> list[staging.StageResult]:
+def _pool(workers: int) -> ProcessPoolExecutor:
     # fork: workers start in milliseconds and inherit the imported modules.
     context = multiprocessing.get_context("fork" if "fork" in
                                           multiprocessing.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(units)), mp_context=context)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+def _stage_parallel(
+    pool: ProcessPoolExecutor, units: list[Unit], folder: Path, settings: Settings,
+    wiki: str | None, namespaces: set[int] | None, bar: tqdm[Any] | None,
+) -> list[staging.StageResult]:
+    futures: list[Future[staging.StageResult]] = [
+        pool.submit(staging.stage_dump, path, folder, part=part,
+                    chunk_size=settings.chunk_size, level=settings.zstd_level, wiki=wiki,
+                    namespaces=namespaces, db_path=folder / f"part{part}.sqlite",
+                    piece=piece)
+        for part, (path, piece) in enumerate(units)
+    ]
     try:
-        futures: list[Future[staging.StageResult]] = [
-            pool.submit(staging.stage_dump, path, folder, part=part,
-                        chunk_size=settings.chunk_size, level=settings.zstd_level, wiki=wiki,
-                        namespaces=namespaces, db_path=folder / f"part{part}.sqlite",
-                        piece=piece)
-            for part, (path, piece) in enumerate(units)
-        ]
         results = []
         for unit, future in zip(units, futures, strict=True):
             results.append(future.result())
             if bar is not None:
                 bar.update(_unit_size(unit))
         return results
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 def _progress(paths: list[Path], enabled: bool) -> tqdm[Any] | None:
