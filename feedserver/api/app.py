@@ -128,6 +128,9 @@ def create_app(
                               metrics=metrics)
             app.state.services = svc
             app.state.metering = svc.metering
+            # Components opened lazily (the realtime hub) register their closing here: hooks
+            # appended to ``app.on_shutdown`` after start-up are never called by litestar.
+            app.state.exit_stack = stack
             yield
 
     app = FeedApp(

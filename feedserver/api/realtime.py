@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from types import FrameType
 from typing import Any, Final
 
@@ -92,7 +93,11 @@ async def _open_hub(app: Litestar) -> Hub:
         if owned:
             await event_log.close()
 
-    app.on_shutdown.append(shutdown)
+    stack: AsyncExitStack | None = app.state.get("exit_stack")
+    if stack is not None:
+        stack.push_async_callback(shutdown)
+    else:  # an app started without our lifespan
+        app.on_shutdown.append(shutdown)
     return hub
 
 

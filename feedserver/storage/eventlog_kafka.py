@@ -42,6 +42,17 @@ async def _guard(what: str, awaitable: Awaitable[T]) -> T:
         raise StorageError(f"kafka {what} timed out") from exc
 
 
+async def _start_client(client: Any) -> None:
+    """Start an aiokafka client; one that fails half-way is stopped, since it still holds
+    sockets and tasks (and would be reported unclosed)."""
+    try:
+        await _guard("connect", client.start())
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await client.stop()
+        raise
+
+
 async def probe(bootstrap_servers: str, timeout: float = 5.0) -> None:
     """``StorageError`` unless the cluster answers a metadata request within ``timeout``
     (readiness checks: a short-lived client, so a restarted broker is seen at once)."""
@@ -80,7 +91,7 @@ class KafkaEventLog:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(acks="all", **self._common())
-                await _guard("connect", producer.start())
+                await _start_client(producer)
                 self._producer = producer
             return self._producer
 
@@ -88,7 +99,7 @@ class KafkaEventLog:
         async with self._lock:
             if self._meta is None:
                 meta = AIOKafkaConsumer(enable_auto_commit=False, **self._common())
-                await _guard("connect", meta.start())
+                await _start_client(meta)
                 self._meta = meta
             return self._meta
 
@@ -97,13 +108,13 @@ class KafkaEventLog:
             if group not in self._groups:
                 consumer = AIOKafkaConsumer(group_id=group, enable_auto_commit=False,
                                             **self._common())
-                await _guard("connect", consumer.start())
+                await _start_client(consumer)
                 self._groups[group] = consumer
             return self._groups[group]
 
     async def create_topic(self, topic: str, partitions: int) -> None:
         admin = AIOKafkaAdminClient(**self._common())
-        await _guard("connect", admin.start())
+        await _start_client(admin)
         try:
             response = await _guard("create topic", admin.create_topics(
                 [NewTopic(topic, num_partitions=partitions, replication_factor=1)]))
@@ -204,7 +215,7 @@ class KafkaEventLog:
         if self._seek is None:
             seek = AIOKafkaConsumer(enable_auto_commit=False, fetch_max_wait_ms=100,
                                     **self._common())
-            await _guard("connect", seek.start())
+            await _start_client(seek)
             self._seek = seek
         return self._seek
 
@@ -290,7 +301,7 @@ class _KafkaReader:
         if self._consumer is None:
             consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
                                         **self._log._common())
-            await _guard("connect", consumer.start())
+            await _start_client(consumer)
             tps = [KafkaTP(t, p) for t, p in self._positions]
             consumer.assign(tps)
             for tp in tps:

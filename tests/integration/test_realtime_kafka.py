@@ -102,12 +102,12 @@ async def test_stream_survives_consumer_kill_and_broker_restart(
               encode(synthetic_events(120, start=120)), encode(synthetic_events(120, start=240))]
     expected = set().union(*(expected_ids(p) for p in phases))
     producer = KafkaEventLog(restartable_kafka.bootstrap)
-    server_log = KafkaEventLog(restartable_kafka.bootstrap)
     await producer.create_topic(settings.article_topic, settings.article_partitions)
     client = StreamClient("", keys.everything,
                           body={"offsets": dict.fromkeys(map(str, range(4)), 0)})
     try:
-        with serve(settings, db, accounts, events=server_log) as srv:
+        # The app opens (and closes) its own Kafka event log from the settings.
+        with serve(settings, db, accounts) as srv:
             client.url = srv.url
             async with httpx.AsyncClient() as http:
                 reading = asyncio.create_task(client.read_until(
@@ -148,7 +148,7 @@ async def test_fifty_subscribers_and_one_slow(kafka_broker: str, tmp_path: Path)
     producer = KafkaEventLog(kafka_broker)
     await producer.create_topic(settings.article_topic, settings.article_partitions)
     try:
-        with serve(settings, db, accounts, events=KafkaEventLog(kafka_broker)) as srv:
+        with serve(settings, db, accounts) as srv:
             async with httpx.AsyncClient(limits=httpx.Limits(max_connections=100)) as http:
                 # Fast ones ask for a few fields (cheap to parse); the slow one for everything.
                 fast = [StreamClient(srv.url, keys.everything, ndjson=i % 2 == 0,
