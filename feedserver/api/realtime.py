@@ -9,7 +9,8 @@ alive through proxies and, in SSE, refresh the id when filtered-out records move
 
 A stream ends with a final control message carrying ``offsets`` to resume from: SSE
 ``event: error``, NDJSON a line ``{"type": ".../problems/stream-closed", ...}``; ``reason`` is
-``slow`` (the client fell a whole buffer behind) or ``shutdown``.
+``slow`` (the client fell more than ``realtime_max_subscriber_lag`` events behind) or
+``shutdown``.
 
 The fan-out ``Hub`` lives on ``app.state.realtime``. It is created on first use (or handed in
 via ``app.state.realtime`` / an event log via ``app.state.events``) and closed on app shutdown;
