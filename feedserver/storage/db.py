@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,6 +114,19 @@ class _Base:
             )
 
 
+def _enable_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch to WAL. The switch needs an exclusive lock that SQLite's busy handler does not
+    wait for when another connection is opening the same new file, so retry briefly."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise StorageError(f"database error: {exc}") from exc
+            time.sleep(0.02 * (attempt + 1))
+
+
 class SQLiteDatabase(_Base):
     """One connection per thread, WAL journal so readers never block the single writer."""
 
@@ -131,7 +145,8 @@ class SQLiteDatabase(_Base):
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            with self._lock:
+                _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
