@@ -36,7 +36,7 @@ from typing import IO
 
 import httpx
 
-from bench._realtime_broker import Tansu, free_port, start_tansu
+from bench._realtime_broker import TansuBroker, free_port, start_tansu
 from bench._realtime_load import Subscriber, bare_consume
 from feedserver.accounts.models import Plan
 from feedserver.accounts.service import Accounts
@@ -209,7 +209,7 @@ def run() -> None:
         data_dir = Path(tmp)
         db_path = data_dir / "feedserver.db"
         key = prepare(data_dir)
-        broker: Tansu | None = start_tansu()
+        broker: TansuBroker | None = start_tansu()
         try:
             if broker is None:
                 target = f"embedded:{db_path}"
