@@ -26,9 +26,9 @@ from litestar.params import FromPath
 from feedserver.api import downloads
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.problems import problem_specs
-from feedserver.api.query import project, read_query, render_list, render_one, select
+from feedserver.api.query import project, read_query, select
 from feedserver.api.ranges import Part
-from feedserver.api.services import Principal, services_of
+from feedserver.api.services import Principal, metered_metadata, services_of
 from feedserver.api.snapshots import _DOWNLOAD, NamespaceRef, Ref, SizeMB, parse_identifier
 from feedserver.errors import BadRequest, InvalidParameter
 from feedserver.feeds.batch_hours import label, parse_date_hour
@@ -94,15 +94,6 @@ async def _manifest(blobs: BlobStore, principal: Principal, date: str, hour: str
     return wiki, when, m
 
 
-async def _respond(request: Request[Any, Any, Any], principal: Principal, wiki: str | None,
-                   data: Any, *, many: bool) -> Response[bytes]:
-    svc = services_of(request)
-    headers = await svc.admit(principal, FEED, wiki)
-    response = render_list(request, data, headers) if many else render_one(data, headers)
-    svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(response.content))
-    return response
-
-
 _ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
 
 
@@ -126,7 +117,7 @@ async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
     items = select(views, query)
     if query.limit is not None:
         items = items[: query.limit]
-    return await _respond(request, principal, None, items, many=True)
+    return await metered_metadata(request, principal, FEED, None, items, many=True)
 
 
 @route("/{date:str}/{hour:str}/{identifier:str}", http_method=["GET", "POST"],
@@ -139,7 +130,7 @@ async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
     wiki, _, m = await _manifest(svc.blobs, principal, date, hour, identifier)
     query = await read_query(request)
     item = project(msgspec.to_builtins(batch_view(m)), query.fields)
-    return await _respond(request, principal, wiki, item, many=False)
+    return await metered_metadata(request, principal, FEED, wiki, item, many=False)
 
 
 @route("/{date:str}/{hour:str}/{identifier:str}/download", http_method=["GET", "HEAD"],

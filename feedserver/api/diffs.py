@@ -22,9 +22,9 @@ from litestar.params import FromPath
 
 from feedserver.api import downloads
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
-from feedserver.api.query import project, read_query, render_list, render_one, select
+from feedserver.api.query import project, read_query, select
 from feedserver.api.ranges import Part
-from feedserver.api.services import Principal, Services, services_of
+from feedserver.api.services import Principal, Services, metered_metadata, services_of
 from feedserver.api.snapshots import parse_identifier, parse_version
 from feedserver.errors import NotFound
 from feedserver.feeds.diffs import ENCODER, DiffManifest, DiffNotFound, DiffStore
@@ -81,15 +81,6 @@ async def _manifest(svc: Services, principal: Principal, identifier: str,
     return wiki, m
 
 
-async def _respond(request: Request[Any, Any, Any], principal: Principal, wiki: str | None,
-                   data: Any, *, many: bool) -> Response[bytes]:
-    svc = services_of(request)
-    headers = await svc.admit(principal, FEED, wiki)
-    response = render_list(request, data, headers) if many else render_one(data, headers)
-    svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(response.content))
-    return response
-
-
 @route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
 async def list_diffs(request: Request[Any, Any, Any], principal: PrincipalDep
                      ) -> Response[bytes]:
@@ -114,7 +105,7 @@ async def list_diffs(request: Request[Any, Any, Any], principal: PrincipalDep
     items = select(await anyio.to_thread.run_sync(views), query)
     if query.limit is not None:
         items = items[: query.limit]
-    return await _respond(request, principal, None, items, many=True)
+    return await metered_metadata(request, principal, FEED, None, items, many=True)
 
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
@@ -127,7 +118,8 @@ async def get_diff(request: Request[Any, Any, Any], principal: PrincipalDep,
     refs = await anyio.to_thread.run_sync(_store(svc).refs, identifier)
     view = diff_view(m)
     view["versions"] = [r.version for r in refs]
-    return await _respond(request, principal, wiki, project(view, query.fields), many=False)
+    return await metered_metadata(request, principal, FEED, wiki, project(view, query.fields),
+                                  many=False)
 
 
 @route("/{identifier:str}/manifest", http_method=["GET"], status_code=200,
@@ -205,7 +197,7 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
     items = select([chunk_view(m, c) for c in m.chunks], query)
     if query.limit is not None:
         items = items[: query.limit]
-    return await _respond(request, principal, wiki, items, many=True)
+    return await metered_metadata(request, principal, FEED, wiki, items, many=True)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
@@ -216,7 +208,7 @@ async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
     query = await read_query(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
     item = project(chunk_view(m, _chunk(m, chunk_id)), query.fields)
-    return await _respond(request, principal, wiki, item, many=False)
+    return await metered_metadata(request, principal, FEED, wiki, item, many=False)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],

@@ -28,9 +28,9 @@ from litestar.params import FromPath
 from feedserver.api import downloads
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.problems import problem_specs
-from feedserver.api.query import project, read_query, render_list, render_one, select
+from feedserver.api.query import project, read_query, select
 from feedserver.api.ranges import Part
-from feedserver.api.services import Principal, Services, services_of
+from feedserver.api.services import Principal, Services, metered_metadata, services_of
 from feedserver.errors import InvalidParameter, SnapshotNotFound
 from feedserver.feeds.manifest import (
     SNAPSHOT_RE,
@@ -169,15 +169,6 @@ async def _manifest(svc: Services, principal: Principal, identifier: str,
     return wiki, m
 
 
-async def _metadata_response(request: Request[Any, Any, Any], principal: Principal,
-                             wiki: str | None, data: Any, *, many: bool) -> Response[bytes]:
-    svc = services_of(request)
-    headers = await svc.admit(principal, FEED, wiki)
-    response = render_list(request, data, headers) if many else render_one(data, headers)
-    svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(response.content))
-    return response
-
-
 @route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
        responses=_ok(list[SnapshotMetadata], "Snapshots the plan covers (JSON or NDJSON)"))
 async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDep
@@ -202,7 +193,7 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDe
     items = select(await anyio.to_thread.run_sync(views), query)
     if query.limit is not None:
         items = items[: query.limit]
-    return await _metadata_response(request, principal, None, items, many=True)
+    return await metered_metadata(request, principal, FEED, None, items, many=True)
 
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
@@ -215,7 +206,7 @@ async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
     versions = await anyio.to_thread.run_sync(svc.snapshots.versions, identifier)
     item = project(msgspec.to_builtins(snapshot_view(m, versions)), query.fields)
-    return await _metadata_response(request, principal, wiki, item, many=False)
+    return await metered_metadata(request, principal, FEED, wiki, item, many=False)
 
 
 async def _download(request: Request[Any, Any, Any], principal: Principal, wiki: str,
@@ -273,7 +264,7 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
     items = select([chunk_view(m, c) for c in m.chunks], query)
     if query.limit is not None:
         items = items[: query.limit]
-    return await _metadata_response(request, principal, wiki, items, many=True)
+    return await metered_metadata(request, principal, FEED, wiki, items, many=True)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
@@ -287,7 +278,7 @@ async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
     chunk = _chunk(m, chunk_id)
     item = project(msgspec.to_builtins(chunk_view(m, chunk)), query.fields)
-    return await _metadata_response(request, principal, wiki, item, many=False)
+    return await metered_metadata(request, principal, FEED, wiki, item, many=False)
 
 
 def _chunk(m: Manifest, chunk_id: FromPath[str]) -> ChunkInfo:
