@@ -36,6 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tests.conftest import ROOT, free_port
 from tests.fixtures import postgres as pg_fixture
 from tests.fixtures.moto import MOTO_SERVER
+from tests.fixtures.tansu import stop_process
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -226,14 +227,7 @@ class Process:
             raise self._fail(f"still running {timeout:.0f}s later") from None
 
     def stop(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
+        stop_process(self.proc, STOP_TIMEOUT)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -289,13 +283,7 @@ class MotoServer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
+        stop_process(proc, STOP_TIMEOUT)
 
 
 class PostgresServer:
