@@ -10,16 +10,18 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 from xml.etree.ElementTree import ParseError
 
 import mwxml
 from mwxml.element_iterator import ElementIterator, EventPointer
+from mwxml.iteration.site_info import SiteInfo
 
 from feedserver.errors import DumpError
 from feedserver.ingest.dumpfile import describe, open_dump
 from feedserver.ingest.multistream import DumpSlice
 from feedserver.ingest.pages import PageConverter
+from feedserver.ingest.pagexml import PageReader
 from feedserver.ingest.siteinfo import DumpInfo, derive_info
 from feedserver.models import Article, Redirect
 
@@ -59,24 +61,36 @@ def read_dump(
     """
     stream = open_dump(path, part=part)
     try:
-        info, dump = _open(stream, path, wiki)
+        info, reader = _open(stream, path, wiki)
     except _READ_ERRORS as exc:
         stream.close()
         raise _fail(path, exc) from exc
     except BaseException:
         stream.close()
         raise
-    return info, _records(stream, path, info, dump, namespaces)
+    return info, _records(stream, path, info, reader, namespaces)
 
 
-def _open(stream: BinaryIO, path: Path, wiki: str | None) -> tuple[DumpInfo, Any]:
+def _open(stream: BinaryIO, path: Path, wiki: str | None) -> tuple[DumpInfo, PageReader]:
     pointer = EventPointer.from_file(stream)
     _, root = next(pointer)
     element = ElementIterator(root, pointer)
     if element.tag != "mediawiki":
         raise AssertionError(f"root element is <{element.tag}>, expected <mediawiki>")
-    dump = mwxml.Dump.from_element(element)
-    site = dump.site_info
+    # mwxml reads <siteinfo>; the pages are read from the same event stream by PageReader.
+    site = None
+    first = None
+    for sub in element:
+        if sub.tag == "siteinfo":
+            site = SiteInfo.from_element(sub)
+        elif sub.tag in ("page", "logitem"):
+            first = sub.element
+            break
+        else:
+            raise mwxml.errors.MalformedXML(
+                f"Unexpected tag found when processing a <mediawiki>: '{sub.tag}'")
+    if site is None:
+        raise mwxml.errors.MalformedXML("<siteinfo> tag not found when processing a <mediawiki>")
     names = {int(ns.id): ns.name or "" for ns in site.namespaces or ()}
     info = derive_info(
         dbname=site.dbname,
@@ -88,17 +102,18 @@ def _open(stream: BinaryIO, path: Path, wiki: str | None) -> tuple[DumpInfo, Any
         source=path.name,
         wiki=wiki,
     )
-    return info, dump
+    ids = {ns.name: int(ns.id) for ns in site.namespaces or () if ns.name is not None}
+    return info, PageReader(pointer.etree_events, root, first, ids)
 
 
-def _records(stream: BinaryIO, path: Path, info: DumpInfo, dump: Any,
+def _records(stream: BinaryIO, path: Path, info: DumpInfo, reader: PageReader,
              namespaces: set[int] | None) -> Iterator[Article | Redirect]:
     converter = PageConverter(info)
     try:
-        for page in dump.pages:
-            if namespaces is not None and int(page.namespace or 0) not in namespaces:
+        for head, revisions in reader.pages():
+            if namespaces is not None and head.namespace not in namespaces:
                 continue
-            record = converter.convert(page)
+            record = converter.convert(head, revisions)
             if record is not None:
                 yield record
     except _READ_ERRORS as exc:

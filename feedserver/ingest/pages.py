@@ -1,14 +1,15 @@
-"""One dump page (mwxml) -> one Article (its latest revision) or one Redirect.
+"""One dump page (``pagexml`` head + revisions) -> one Article (latest revision) or Redirect.
 
-Pure: takes mwxml's page objects, knows nothing of files. Revision-deleted parts (text, editor,
-comment) never reach the record; ``visibility`` says what was hidden.
+Pure: takes the page records of ``pagexml``, knows nothing of files. Revision-deleted parts
+(text, editor, comment) never reach the record; ``visibility`` says what was hidden.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
+from feedserver.ingest.pagexml import PageHead, RevisionData
 from feedserver.ingest.siteinfo import DumpInfo, page_url
 from feedserver.ingest.wikitext import WikitextAnalyzer
 from feedserver.models import (
@@ -87,30 +88,33 @@ class PageConverter:
             return f"{prefix}:{title}"
         return title
 
-    def convert(self, page: Any) -> Article | Redirect | None:
-        """The record for a page, or None for a page without revisions."""
-        namespace = int(page.namespace or 0)
+    def convert(self, page: PageHead, revisions: Iterable[RevisionData]
+                ) -> Article | Redirect | None:
+        """The record for a page, or None for a page without revisions.
+
+        ``revisions`` is not read for a redirect."""
+        namespace = page.namespace
         name = self.full_name(page.title, namespace)
         if page.redirect is not None:
             return Redirect(name=name, namespace=namespace, target=page.redirect,
                             url=page_url(self.info.base_url, name))
-        return self._article(page, name, namespace)
+        return self._article(page, revisions, name, namespace)
 
-    def _article(self, page: Any, name: str, namespace: int) -> Article | None:
-        best: Any = None
+    def _article(self, page: PageHead, revisions: Iterable[RevisionData], name: str,
+                 namespace: int) -> Article | None:
+        best: RevisionData | None = None
         best_key: tuple[int, int] = (-1, -1)
         seen: dict[int, tuple[int, int]] = {}  # revision id -> (characters, unix time)
         first: int | None = None  # unix time of the earliest revision without a parent
         count = 0
         saw_parent = False
         # Only the best-so-far revision is kept: memory stays flat on history dumps.
-        for revision in page:
+        for revision in revisions:
             count += 1
             timestamp = revision.timestamp
-            unix = timestamp.unix() if timestamp is not None else 0
+            unix = timestamp if timestamp is not None else 0
             key = (unix, revision.id or 0)
-            deleted = revision.deleted
-            if revision.text is not None or not (deleted and deleted.text):
+            if revision.text is not None or not revision.text_deleted:
                 seen[revision.id] = (len(revision.text or ""), unix)
             parent = revision.parent_id
             if parent is not None:
@@ -127,13 +131,12 @@ class PageConverter:
             created = first
         return self._record(page, name, namespace, best, best_key[0], seen, created)
 
-    def _record(self, page: Any, name: str, namespace: int, revision: Any, modified: int,
-                seen: dict[int, tuple[int, int]], created: int | None) -> Article:
-        deleted = revision.deleted
-        text_hidden = bool(deleted and deleted.text)
-        comment_hidden = bool(deleted and deleted.comment)
-        user = revision.user
-        user_hidden = bool(deleted and deleted.user) or (
+    def _record(self, page: PageHead, name: str, namespace: int, revision: RevisionData,
+                modified: int, seen: dict[int, tuple[int, int]], created: int | None) -> Article:
+        text_hidden = revision.text_deleted
+        comment_hidden = revision.comment_deleted
+        user = revision.contributor
+        user_hidden = revision.user_deleted or (
             user is not None and (user.id is not None and user.id <= 0)
             and user.text in _EMPTY_USERNAMES)
         model = infer_model(revision.model, namespace, name)
@@ -147,12 +150,12 @@ class PageConverter:
         version = Version(
             identifier=revision.id,
             comment=None if comment_hidden else revision.comment,
-            is_minor_edit=bool(revision.minor),
+            is_minor_edit=revision.minor,
             editor=editor,
             size=None if text is None else Size(value=_utf8_length(text)),
             number_of_characters=0 if text is None else len(text),
             content_model=model,
-            sha1=revision.slots.sha1 if revision.slots is not None else revision.sha1,
+            sha1=revision.sha1,
         )
         previous = None
         previously_modified = None
