@@ -41,7 +41,8 @@ from feedserver.api.query import matches, project, wants_ndjson
 from feedserver.api.realtime_params import read_params, start_positions
 from feedserver.api.services import Principal, request_id, services_of
 from feedserver.errors import Unavailable
-from feedserver.feeds.realtime import Hub, Positions, StreamItem, Subscription, SubscriptionClosed
+from feedserver.feeds.realtime import Hub, Positions, Subscription, SubscriptionClosed
+from feedserver.feeds.realtime_item import StreamItem
 from feedserver.storage.eventlog import EventLog
 
 FEED: Final = "realtime"
@@ -156,16 +157,21 @@ class _Viewer:
         self._allowed: dict[tuple[str | None, int | None], bool] = {}
 
     def render(self, item: StreamItem) -> bytes | None:
-        if item.data is None:
+        if not item.valid:
             return None
         key = (item.project, item.namespace)
         ok = self._allowed.get(key)
         if ok is None:
             ok = self._allowed[key] = item.project is not None and allowed(
                 self.principal, FEED, item.project, item.namespace)
-        if not ok or (self.filters and not matches(item.data, self.filters)):
+        if not ok:
             return None
-        return _ENCODER.encode(project(item.data, self.fields)) if self.fields else item.raw
+        if not (self.filters or self.fields):
+            return item.raw  # the common case: no dict needed (``item.data`` is decoded lazily)
+        data = item.data
+        if data is None or (self.filters and not matches(data, self.filters)):
+            return None
+        return _ENCODER.encode(project(data, self.fields)) if self.fields else item.raw
 
 
 def _frame(item: StreamItem, sub: Subscription, viewer: _Viewer, *,

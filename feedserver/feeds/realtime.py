@@ -2,8 +2,8 @@
 
 Bounded memory by construction:
 
-* the hub holds one poll batch at a time; each record is decoded and re-encoded ONCE (with
-  ``event.partition`` / ``event.offset`` filled in) into a shared ``StreamItem``;
+* the hub holds one poll batch at a time; each record becomes ONE shared ``StreamItem`` (with
+  ``event.partition`` / ``event.offset`` stamped in; see ``realtime_item``);
 * each live subscriber has a buffer of at most ``queue_size`` items (references to the shared
   items). The hub never waits for a subscriber: when a buffer is full the subscriber FALLS OFF
   the live fan-out (its buffer is dropped) and continues from its own positions with a reader
@@ -32,11 +32,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
-
-import msgspec
+from typing import Literal
 
 from feedserver.errors import FeedError, Unavailable
+from feedserver.feeds.realtime_item import StreamItem, to_item
 from feedserver.storage.eventlog import EventLog, LogReader, LogRecord
 
 log = logging.getLogger(__name__)
@@ -44,8 +43,6 @@ log = logging.getLogger(__name__)
 PARTS = 10  # WME: parts are 0..9 whatever the partition count
 CloseReason = Literal["slow", "shutdown"]
 Positions = dict[int, int]
-_DECODER = msgspec.json.Decoder()
-_ENCODER = msgspec.json.Encoder()
 
 
 def partitions_of_parts(parts: Iterable[int], partitions: int) -> list[int]:
@@ -55,45 +52,6 @@ def partitions_of_parts(parts: Iterable[int], partitions: int) -> list[int]:
     partition ``p``; with fewer than 10 some parts are empty."""
     wanted = set(parts)
     return [q for q in range(partitions) if q * PARTS // partitions in wanted]
-
-
-class StreamItem:
-    """One article event as every subscriber sees it (shared, never mutated)."""
-
-    __slots__ = ("data", "namespace", "offset", "partition", "project", "raw", "timestamp_ms")
-
-    def __init__(self, partition: int, offset: int, timestamp_ms: int,
-                 data: dict[str, Any] | None, raw: bytes) -> None:
-        self.partition = partition
-        self.offset = offset
-        self.timestamp_ms = timestamp_ms
-        self.data = data  # None: an undecodable record; it moves positions, is never sent
-        self.raw = raw
-        self.project: str | None = None
-        self.namespace: int | None = None
-        if data is not None:
-            part_of = data.get("is_part_of")
-            ns = data.get("namespace")
-            self.project = part_of.get("identifier") if isinstance(part_of, dict) else None
-            self.namespace = ns.get("identifier") if isinstance(ns, dict) else None
-
-
-def to_item(record: LogRecord) -> StreamItem:
-    """Decode an article record and stamp its log position into ``event``."""
-    try:
-        data = _DECODER.decode(record.value)
-        if not isinstance(data, dict):
-            raise TypeError("not an object")
-        event = data.get("event")
-        if not isinstance(event, dict):
-            event = data["event"] = {}
-        event["partition"] = record.partition
-        event["offset"] = record.offset
-        return StreamItem(record.partition, record.offset, record.timestamp_ms, data,
-                          _ENCODER.encode(data))
-    except (msgspec.DecodeError, TypeError):
-        log.warning("undecodable article record at %s:%s", record.partition, record.offset)
-        return StreamItem(record.partition, record.offset, record.timestamp_ms, None, b"")
 
 
 class SubscriptionClosed(Exception):

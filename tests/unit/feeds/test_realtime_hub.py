@@ -10,14 +10,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from feedserver.feeds.realtime import (
-    Hub,
-    StreamItem,
-    Subscription,
-    SubscriptionClosed,
-    partitions_of_parts,
-    to_item,
-)
+from feedserver.feeds.realtime import Hub, Subscription, SubscriptionClosed, partitions_of_parts
+from feedserver.feeds.realtime_item import StreamItem, to_item
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import EmbeddedEventLog, LogRecord, Outgoing
 
