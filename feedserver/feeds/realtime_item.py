@@ -16,11 +16,14 @@ Why the splice gives the same bytes as decoding + re-encoding: the article topic
 our consumer, which encodes with msgspec (compact, canonical escaping, no duplicate keys), so
 re-encoding the decoded dict reproduces the record byte for byte, except inside ``event``,
 where the dict path appends ``partition`` then ``offset`` after the existing keys (they are
-absent: ``Event`` omits None fields). The splice does exactly that, and only when it can show
-the layout is the expected one; otherwise (``event`` missing, null or not canonical, already
-carrying ``partition``/``offset``, ``"event":`` seen more than once, its bytes found more than
-once, a field of an unexpected type) it takes the full decode/re-encode path, as before.
-Records from another producer keep their own formatting on the fast path (same JSON value).
+absent: ``Event`` omits None fields). The splice does exactly that. It finds the top-level
+``event`` object without tracking nesting: in such a record the key is written ``"event":``,
+that sequence cannot occur inside a JSON string (the quotes would be escaped), so when it occurs
+exactly once and the top-level value's bytes (from the routing decode) follow it, that is the
+place. Any other layout takes the full decode/re-encode path, as before: ``event`` missing,
+null or not an object, already carrying ``partition``/``offset``, a second ``"event":`` (nested
+or duplicate), a routing field of an unexpected type. Records from another producer keep
+their own spacing and escapes on the fast path (same JSON value).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 _DECODER = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()
 _EVENT_KEY = b'"event":'
+_EVENT_OBJECT = b'"event":{'
 
 
 class _ProjectRef(msgspec.Struct):
@@ -106,26 +110,22 @@ def _stamped(record: LogRecord, event: msgspec.Raw) -> bytes | None:
     """``record.value`` with ``"partition":P,"offset":O`` appended inside the top-level
     ``event`` object, or None when that cannot be shown to equal the full path's bytes."""
     value = record.value
-    if len(event) < 2 or value.count(_EVENT_KEY) != 1:
-        return None  # absent, or a second "event" key (nested or duplicate): general path
-    at = value.find(event)
-    # ``event`` is the exact bytes of the top-level value, so they occur in the record at its
-    # own place; found there once and right after the key, that place is the only candidate.
-    if at < len(_EVENT_KEY) or value[at - len(_EVENT_KEY):at] != _EVENT_KEY \
-            or value.find(event, at + 1) != -1:
+    body = bytes(event)  # the exact bytes of the top-level ``event`` value
+    if body[:1] != b"{" or b'"partition":' in body or b'"offset":' in body:
+        return None  # absent, null or not an object (replaced), or keys the dict path overwrites
+    at = value.find(_EVENT_OBJECT)
+    if at < 0 or value.find(_EVENT_KEY, at + 1) != -1:
+        return None  # a second "event" key (nested or duplicate): the general path
+    at += len(_EVENT_KEY)
+    # A structural ``"event":`` is the one key named "event" (the only one in the record) and
+    # the top-level value's bytes start right there, so this is the top-level event object.
+    if not value.startswith(body, at):
         return None
-    try:
-        fields = _DECODER.decode(event)
-    except msgspec.DecodeError:
-        return None
-    if not isinstance(fields, dict) or "partition" in fields or "offset" in fields:
-        return None  # null or not an object (replaced), or a key the dict path would overwrite
-    body = bytes(event)
-    if _ENCODER.encode(fields) != body:
-        return None  # not canonical (spacing, escapes, duplicate keys): re-encoding differs
-    stamp = b'"partition":%d,"offset":%d}' % (record.partition, record.offset)
-    stamped = body[:-1] + (b"," if fields else b"") + stamp
-    return value[:at] + stamped + value[at + len(body):]
+    end = at + len(body) - 1  # the event object's closing brace
+    stamp = b'"partition":%d,"offset":%d' % (record.partition, record.offset)
+    if body[1:-1].strip():
+        stamp = b"," + stamp
+    return value[:end] + stamp + value[end:]
 
 
 def _full_item(record: LogRecord) -> StreamItem:
