@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio.to_thread
 from litestar import Request, Response, get
+from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.types import ControllerRouterHandler
 
@@ -38,7 +39,9 @@ def is_admin(principal: Any) -> bool:
 @get("/v1/usage", dependencies=PRINCIPAL)
 async def usage_report(
     request: Request[Any, Any, Any],
-    principal: Any,  # accounts Principal; Any: litestar cannot isinstance-check a Protocol
+    # Any: callers of the report only need ``is_admin`` / ``customer_id`` (tests inject a
+    # minimal principal that the full Principal protocol check would reject).
+    principal: NamedDependency[Any],
     month: FromQuery[str | None] = None,
     customer: FromQuery[str | None] = None,
 ) -> Response[bytes]:
