@@ -7,9 +7,9 @@ the article topic with ``PARTITIONS`` partitions. Every process is torn down at 
 
 (a) throughput: ``THROUGHPUT_RECORDS`` articles pre-produced; the time for a bare aiokafka
     consumer (assign + seek 0 + getmany, no decoding) to read them all, versus one HTTP
-    subscriber streaming them all from offset 0 as NDJSON (the server decodes each record,
-    stamps ``event.partition/offset``, re-encodes it, frames it and writes it to the socket;
-    the client only counts lines). Best of ``REPEATS``, interleaved. Target >= 0.5x.
+    subscriber streaming them all from offset 0 as NDJSON (the server decodes each record's
+    routing fields, stamps ``event.partition/offset`` into its bytes, frames it and writes it
+    to the socket; the client only counts lines). Best of ``REPEATS``, interleaved. Target >= 0.5x.
 (b) latency: one NDJSON stream alone (the pipeline's own latency), then ``SUBSCRIBERS``
     streams, from the tail; for each, a producer in its own process appends ``RATE``
     articles/s for ``SECONDS`` s, each stamped with its send time, and every subscriber computes
