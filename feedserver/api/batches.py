@@ -23,12 +23,12 @@ from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
-from feedserver.api import downloads
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.metered import metered_download, metered_metadata
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
 from feedserver.api.ranges import Part
-from feedserver.api.services import Principal, metered_metadata, services_of
+from feedserver.api.services import Principal, services_of
 from feedserver.api.snapshots import _DOWNLOAD, NamespaceRef, Ref, SizeMB, parse_identifier
 from feedserver.errors import BadRequest, InvalidParameter
 from feedserver.feeds.batch_hours import label, parse_date_hour
@@ -139,32 +139,13 @@ async def download_batch(request: Request[Any, Any, Any], principal: PrincipalDe
                          date: FromPath[str], hour: FromPath[str], identifier: FromPath[str]
                          ) -> Response[Any]:
     """The batch file (NDJSON, zstd); Range, If-Range, If-None-Match, HEAD."""
-    svc = services_of(request)
-    wiki, when, m = await _manifest(svc.blobs, principal, date, hour, identifier)
-    resource = f"{m.identifier}@{label(when)}"
-    parts = [Part(c.key, c.offset, c.size) for c in m.chunks]
-    get = request.method == "GET"
-
-    async def admit() -> dict[str, str]:
-        return await svc.admit(principal, FEED, wiki, resource=resource, download=True)
-
-    def on_sent(n: int) -> None:
-        svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=n,
-                   resource=resource, download=get)
-
-    if not get:  # HEAD is free (as for snapshots) but rate limited and counted as a request
-        head_headers = await svc.admit(principal, FEED, wiki)
-        svc.report(request, principal, feed=FEED, project=wiki)
-    response = await downloads.serve(
-        request, blobs=svc.blobs, parts=parts, size=int(m.size.value), sha256=m.sha256,
-        last_modified=m.date_modified, filename=f"{m.identifier}_{label(when)}.ndjson.zst",
-        admit=admit, on_sent=on_sent,
-        presign_seconds=svc.settings.presign_seconds if svc.settings.s3_redirect_downloads
-        else None,
-    )
-    if not get:
-        response.headers.update(head_headers)
-    return response
+    wiki, when, m = await _manifest(services_of(request).blobs, principal, date, hour,
+                                    identifier)
+    return await metered_download(
+        request, principal, FEED, wiki, parts=[Part(c.key, c.offset, c.size) for c in m.chunks],
+        size=int(m.size.value), sha256=m.sha256, last_modified=m.date_modified,
+        filename=f"{m.identifier}_{label(when)}.ndjson.zst",
+        resource=f"{m.identifier}@{label(when)}")
 
 
 def router() -> Router:

@@ -20,11 +20,10 @@ import anyio.to_thread
 from litestar import Request, Response, Router, route
 from litestar.params import FromPath
 
-from feedserver.api import downloads
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.metered import metered_chunks, metered_metadata
 from feedserver.api.query import project, read_query, select
-from feedserver.api.ranges import Part
-from feedserver.api.services import Principal, Services, metered_metadata, services_of
+from feedserver.api.services import Principal, Services, services_of
 from feedserver.api.snapshots import parse_identifier, parse_version
 from feedserver.errors import NotFound
 from feedserver.feeds.diffs import ENCODER, DiffManifest, DiffNotFound, DiffStore
@@ -135,46 +134,14 @@ async def get_manifest(request: Request[Any, Any, Any], principal: PrincipalDep,
     return Response(body, media_type="application/json", headers=headers)
 
 
-async def _download(request: Request[Any, Any, Any], principal: Principal, wiki: str,
-                    m: DiffManifest, chunks: list[ChunkInfo], *, resource: str, sha256: str,
-                    filename: str) -> Response[Any]:
-    # The same admission/metering glue as snapshot downloads; bytes go through
-    # downloads.serve (Range, ETag, 304, multipart), shared with snapshots.
-    svc = services_of(request)
-    base = chunks[0].offset if chunks else 0
-    parts = [Part(c.key, c.offset - base, c.size) for c in chunks]
-    get = request.method == "GET"
-
-    async def admit() -> dict[str, str]:
-        return await svc.admit(principal, FEED, wiki, resource=resource, download=True)
-
-    def on_sent(n: int) -> None:
-        svc.metrics.http_bytes.labels(route=str(request.scope.get("path_template", ""))).inc(n)
-        svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=n,
-                   resource=resource, download=get)
-
-    if not get:  # HEAD is free but rate limited and counted as a request
-        head_headers = await svc.admit(principal, FEED, wiki)
-        svc.report(request, principal, feed=FEED, project=wiki)
-    response = await downloads.serve(
-        request, blobs=svc.blobs, parts=parts, size=sum(c.size for c in chunks),
-        sha256=sha256, last_modified=m.date_modified, filename=filename, admit=admit,
-        on_sent=on_sent,
-        presign_seconds=svc.settings.presign_seconds if svc.settings.s3_redirect_downloads
-        else None,
-    )
-    if not get:
-        response.headers.update(head_headers)
-    return response
-
-
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL)
 async def download_diff(request: Request[Any, Any, Any], principal: PrincipalDep,
                         identifier: FromPath[str]) -> Response[Any]:
     wiki, m = await _manifest(services_of(request), principal, identifier,
                               parse_version(request))
-    return await _download(
-        request, principal, wiki, m, m.chunks, resource=f"{m.identifier}@{m.name}",
+    return await metered_chunks(
+        request, principal, FEED, wiki, m.chunks, last_modified=m.date_modified,
+        resource=f"{m.identifier}@{m.name}",
         sha256=m.sha256, filename=f"{m.identifier}_diff_{m.name}.ndjson.zst")
 
 
@@ -218,8 +185,9 @@ async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDe
     wiki, m = await _manifest(services_of(request), principal, identifier,
                               parse_version(request))
     chunk = _chunk(m, chunk_id)
-    return await _download(
-        request, principal, wiki, m, [chunk], resource=f"{chunk.identifier}@{m.name}",
+    return await metered_chunks(
+        request, principal, FEED, wiki, [chunk], last_modified=m.date_modified,
+        resource=f"{chunk.identifier}@{m.name}",
         sha256=chunk.sha256, filename=f"{chunk.identifier}_diff_{m.name}.ndjson.zst")
 
 

@@ -23,9 +23,8 @@ from functools import partial
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import anyio.to_thread
-from litestar import Request, Response
+from litestar import Request
 
-from feedserver.api.query import render_list, render_one
 from feedserver.config import Settings
 from feedserver.feeds.manifest import Manifest
 from feedserver.metering.records import Feed, UsageSink
@@ -137,13 +136,3 @@ def services_of(request: Request[Any, Any, Any]) -> Services:
     svc: Services = request.app.state.services
     return svc
 
-
-async def metered_metadata(request: Request[Any, Any, Any], principal: Principal, feed: Feed,
-                           project: str | None, data: Any, *, many: bool) -> Response[bytes]:
-    """A metadata answer (a list, JSON or NDJSON, or one object): admitted, rendered and
-    reported with the bytes it carries."""
-    svc = services_of(request)
-    headers = await svc.admit(principal, feed, project)
-    response = render_list(request, data, headers) if many else render_one(data, headers)
-    svc.report(request, principal, feed=feed, project=project, bytes_sent=len(response.content))
-    return response

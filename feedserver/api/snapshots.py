@@ -25,12 +25,11 @@ from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
-from feedserver.api import downloads
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.metered import metered_chunks, metered_metadata
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
-from feedserver.api.ranges import Part
-from feedserver.api.services import Principal, Services, metered_metadata, services_of
+from feedserver.api.services import Principal, Services, services_of
 from feedserver.errors import InvalidParameter, SnapshotNotFound
 from feedserver.feeds.manifest import (
     SNAPSHOT_RE,
@@ -209,36 +208,6 @@ async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
     return await metered_metadata(request, principal, FEED, wiki, item, many=False)
 
 
-async def _download(request: Request[Any, Any, Any], principal: Principal, wiki: str,
-                    m: Manifest, chunks: list[ChunkInfo], *, feed: Any, resource: str,
-                    sha256: str, filename: str) -> Response[Any]:
-    svc = services_of(request)
-    base = chunks[0].offset if chunks else 0
-    parts = [Part(c.key, c.offset - base, c.size) for c in chunks]
-    size = sum(c.size for c in chunks)
-    get = request.method == "GET"
-
-    async def admit() -> dict[str, str]:
-        return await svc.admit(principal, feed, wiki, resource=resource, download=True)
-
-    def on_sent(n: int) -> None:
-        svc.report(request, principal, feed=feed, project=wiki, bytes_sent=n,
-                   resource=resource, download=get)
-
-    if not get:  # HEAD is free (as in WME) but still rate limited and counted as a request
-        head_headers = await svc.admit(principal, feed, wiki)
-        svc.report(request, principal, feed=feed, project=wiki)
-    response = await downloads.serve(
-        request, blobs=svc.blobs, parts=parts, size=size, sha256=sha256,
-        last_modified=m.date_modified, filename=filename, admit=admit, on_sent=on_sent,
-        presign_seconds=svc.settings.presign_seconds if svc.settings.s3_redirect_downloads
-        else None,
-    )
-    if not get:
-        response.headers.update(head_headers)
-    return response
-
-
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL,
        responses=_DOWNLOAD)
 async def download_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
@@ -247,8 +216,8 @@ async def download_snapshot(request: Request[Any, Any, Any], principal: Principa
     If-None-Match; ``?version=N``."""
     wiki, m = await _manifest(services_of(request), principal, identifier,
                               parse_version(request))
-    return await _download(
-        request, principal, wiki, m, m.chunks, feed="snapshots",
+    return await metered_chunks(
+        request, principal, FEED, wiki, m.chunks, last_modified=m.date_modified,
         resource=f"{m.identifier}@{m.version}", sha256=m.sha256,
         filename=f"{m.identifier}_v{m.version}.ndjson.zst")
 
@@ -300,8 +269,8 @@ async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDe
     wiki, m = await _manifest(services_of(request), principal, identifier,
                               parse_version(request))
     chunk = _chunk(m, chunk_id)
-    return await _download(
-        request, principal, wiki, m, [chunk], feed="chunks",
+    return await metered_chunks(
+        request, principal, "chunks", wiki, [chunk], last_modified=m.date_modified,
         resource=f"{chunk.identifier}@{m.version}", sha256=chunk.sha256,
         filename=f"{chunk.identifier}_v{m.version}.ndjson.zst")
 
