@@ -76,7 +76,7 @@ class DatabaseRateLimiter:
     def hit(self, bucket: str, policy: RatePolicy, now: float) -> RateDecision:
         interval = 1.0 / policy.requests_per_second
         capacity = max(1, policy.burst) * interval
-        for _ in range(2):
+        for _ in range(5):
             with self.db.transaction() as cur:
                 row = cur.execute(
                     self._update,
@@ -90,10 +90,17 @@ class DatabaseRateLimiter:
                     "SELECT tat FROM rate_limit_state WHERE bucket = ?", (bucket,)
                 ).fetchone()
                 if current is not None:
-                    return decide(float(current[0]), now, policy)[0]
+                    decision = decide(float(current[0]), now, policy)[0]
+                    if not decision.allowed:
+                        return decision
+                    # The row was created by another replica after our UPDATE looked: an
+                    # "allowed" here was never recorded, so take the conditional update again.
+                    continue
                 cur.execute(
                     "INSERT INTO rate_limit_state (bucket, tat) VALUES (?, ?) "
                     "ON CONFLICT (bucket) DO NOTHING",
                     (bucket, now),
                 )
-        return decide(now, now, policy)[0]  # pragma: no cover - the insert above always lands
+        # Not reached in practice (each round either records, denies, or creates the row);
+        # never allow what was not recorded.
+        return RateDecision(False, 0, interval, interval)  # pragma: no cover
