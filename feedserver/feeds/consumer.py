@@ -19,6 +19,9 @@ A crash anywhere replays the batch from the last committed offsets. Step 4 is id
 consumer reads every output partition from the last checkpoint to its end and remembers, per
 (output partition, source partition), the highest source ``(offset, index)`` already produced;
 an output at or below it is skipped. See docs/events.md for why this is exact.
+
+With static membership (``member`` of ``members``, ``feeds.membership``) the consumer reads,
+dedups and commits only the input partitions it owns; its output checkpoints are its own.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import msgspec
 from feedserver.config import Settings
 from feedserver.errors import FeedError, InvalidEvent
 from feedserver.feeds.content import ContentSource, NoContentSource
+from feedserver.feeds.membership import membership, related_checkpoint
 from feedserver.feeds.state import StateStore
 from feedserver.ingest.events import ArticleChange, changes_from_json, with_body
 from feedserver.metrics import Metrics
@@ -114,7 +118,10 @@ class EventConsumer:
         metrics: Metrics | None = None,
         batch_size: int = 500,
         poll_timeout: float = 1.0,
+        member: int = 0,
+        members: int = 1,
     ) -> None:
+        self.membership = membership(member, members)
         self.log = event_log
         self.db = db
         self.state = StateStore(db)
@@ -134,17 +141,23 @@ class EventConsumer:
         self._positions: dict[TopicPartition, int] = {}
         self._marks: dict[tuple[str, int, str, int], SourceMark] = {}
         self._out_ends: dict[tuple[str, int], int] = {}
+        # Per output partition, per source partition: (first output position, last source
+        # offset) of outputs found at start whose source records are not committed yet. The
+        # checkpoint must stay at or below them until the replay commits past them.
+        self._pending: dict[tuple[str, int], dict[TopicPartition, tuple[int, int]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, event_log: EventLog, db: Database, *,
                       content: ContentSource | None = None, metrics: Metrics | None = None,
-                      batch_size: int = 500) -> EventConsumer:
+                      batch_size: int = 500, member: int = 0, members: int = 1
+                      ) -> EventConsumer:
         return cls(event_log, db, topics=settings.event_topics, group=settings.consumer_group,
                    article_topic=settings.article_topic,
                    article_partitions=settings.article_partitions,
                    dead_letter_topic=settings.dead_letter_topic,
                    dead_letters_in_db=settings.events_backend == "embedded",
-                   content=content, metrics=metrics, batch_size=batch_size)
+                   content=content, metrics=metrics, batch_size=batch_size,
+                   member=member, members=members)
 
     # --- start: positions and dedup marks -------------------------------------------------
 
@@ -162,18 +175,37 @@ class EventConsumer:
             await self.log.create_topic(topic, 1)  # no-op when it exists
             committed = await self.log.committed(self.group, topic)
             for p in await self.log.end_offsets(topic):
-                positions[(topic, p)] = committed.get(p, 0)
+                if self.membership.owns(p):
+                    positions[(topic, p)] = committed.get(p, 0)
         self._positions = positions
         await self._load_marks()
+        # Before producing anything: a member's row must exist whenever it has outputs, since
+        # members without a row of their own start from the lowest related row.
+        await self._checkpoint()
         self._reader = self.log.reader(positions)
 
-    async def _load_marks(self) -> None:
+    async def _scan_starts(self) -> dict[tuple[str, int], int]:
+        """Per output partition, where the dedup scan starts: this member's own checkpoint;
+        without one (first start of this layout), the lowest checkpoint of any member of any
+        layout of the group, which is at or below every output not yet committed."""
         rows = await asyncio.to_thread(
-            self.db.fetchall, "SELECT topic, part, pos FROM consumer_checkpoints WHERE grp = ?",
-            (self.group,))
-        checkpoint = {(str(t), int(p)): int(pos) for t, p, pos in rows}
+            self.db.fetchall, "SELECT grp, topic, part, pos FROM consumer_checkpoints")
+        own = self.membership.checkpoint_group(self.group)
+        mine: dict[tuple[str, int], int] = {}
+        lowest: dict[tuple[str, int], int] = {}
+        for grp, topic, part, pos in rows:
+            tp = (str(topic), int(part))
+            if grp == own:
+                mine[tp] = int(pos)
+            elif related_checkpoint(self.group, str(grp)):
+                lowest[tp] = min(int(pos), lowest.get(tp, int(pos)))
+        return lowest | mine
+
+    async def _load_marks(self) -> None:
+        checkpoint = await self._scan_starts()
         self._marks = {}
         self._out_ends = {}
+        self._pending = {}
         for topic in self._outputs():
             ends = await self.log.end_offsets(topic)
             start = {(topic, p): min(checkpoint.get((topic, p), 0), end)
@@ -185,10 +217,16 @@ class EventConsumer:
                 parsed = parse_source(header) if header else None
                 if parsed is None:
                     continue
-                (src_topic, src_part), mark = parsed
-                slot = (topic, record.partition, src_topic, src_part)
+                src, mark = parsed
+                if not self.membership.owns(src[1]):
+                    continue  # another member's: it dedups its own partitions
+                slot = (topic, record.partition, *src)
                 if mark > self._marks.get(slot, (-1, -1)):
                     self._marks[slot] = mark
+                if src in self._positions and mark[0] >= self._positions[src]:
+                    pending = self._pending.setdefault((topic, record.partition), {})
+                    first = pending.get(src, (record.offset, 0))[0]
+                    pending[src] = (first, mark[0])
 
     async def stop(self) -> None:
         reader, self._reader = self._reader, None
@@ -228,7 +266,7 @@ class EventConsumer:
             done[tp] = max(done.get(tp, 0), record.offset + 1)
         await self.log.commit(self.group, done)
         self._positions.update(done)
-        await asyncio.to_thread(self._checkpoint)
+        await self._checkpoint()
         self.stats.batches += 1
         totals = self.stats.totals
         for name in ("consumed", "applied", "produced", "skipped", "dead_lettered"):
@@ -328,9 +366,17 @@ class EventConsumer:
                            await self.log.append(self.dead_letter_topic, outgoing), sources)
         return len(invalid)
 
-    def _checkpoint(self) -> None:
-        rows = [(self.group, t, p, pos) for (t, p), pos in self._out_ends.items()]
-        self.db.executemany(
+    async def _checkpoint(self) -> None:
+        grp = self.membership.checkpoint_group(self.group)
+        rows = []
+        for (topic, part), end in self._out_ends.items():
+            pending = self._pending.get((topic, part), {})
+            for src, (_, last) in list(pending.items()):
+                if self._positions.get(src, 0) > last:
+                    del pending[src]
+            rows.append((grp, topic, part, min([end, *(f for f, _ in pending.values())])))
+        await asyncio.to_thread(
+            self.db.executemany,
             "INSERT INTO consumer_checkpoints (grp, topic, part, pos) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (grp, topic, part) DO UPDATE SET pos = excluded.pos", rows)
 
@@ -339,7 +385,7 @@ class EventConsumer:
         for topic in self.topics:
             ends = await self.log.end_offsets(topic)
             lag[topic] = sum(max(0, end - self._positions.get((topic, p), 0))
-                             for p, end in ends.items())
+                             for p, end in ends.items() if self.membership.owns(p))
             if self.metrics:
                 self.metrics.consumer_lag.labels(topic).set(lag[topic])
         return lag
