@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from feedserver.errors import BadRequest
 from feedserver.feeds.batch_build import seal_periodically
 from feedserver.feeds.consumer import EventConsumer
 from feedserver.feeds.content import open_content_source
+from feedserver.feeds.membership import Membership, member_from_hostname, membership
 from feedserver.metrics import Metrics
 from feedserver.storage.db import connect
 from feedserver.storage.eventlog import Outgoing, now_ms, open_event_log
@@ -49,6 +51,13 @@ def register(sub: Any) -> None:
     consume.add_argument("--no-seal-batches", action="store_true",
                          help="do not build hourly batches (when a cron runs "
                               "'feedserver batches build' instead)")
+    consume.add_argument("--members", default="1",
+                         help="consumer processes sharing the group (static membership; "
+                              "default 1). Member I owns the input partitions p with "
+                              "p %% N == I. Every process MUST run with the same N")
+    consume.add_argument("--member", default="0",
+                         help="this process's index 0..N-1, or 'auto': the trailing "
+                              "-<ordinal> of the host name (a StatefulSet pod)")
     consume.set_defaults(handler=cmd_consume)
 
 
@@ -106,15 +115,39 @@ async def _load(settings: Settings, topic: str, partitions: int, lines: list[byt
         db.close()
 
 
+def _membership(args: argparse.Namespace) -> Membership:
+    try:
+        members = int(args.members)
+    except ValueError:
+        raise BadRequest(f"--members must be an integer, got {args.members!r}") from None
+    if args.member == "auto":
+        member = member_from_hostname(socket.gethostname())
+    else:
+        try:
+            member = int(args.member)
+        except ValueError:
+            raise BadRequest(f"--member must be an integer or 'auto', got {args.member!r}"
+                             ) from None
+    return membership(member, members)
+
+
+def _seals(args: argparse.Namespace, member: Membership) -> bool:
+    """Whether this process seals hourly batches: only an unbounded run, and then only
+    member 0 (sealing reads the whole article topic, once is enough)."""
+    bounded = args.once or args.max_events is not None
+    return not bounded and not args.no_seal_batches and member.member == 0
+
+
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
-    stats = asyncio.run(_consume(settings, args))
+    # Validated before anything starts: a bad value must not leave a half-started process.
+    stats = asyncio.run(_consume(settings, args, _membership(args)))
     t = stats.totals
     print(f"consumed {t.consumed} events: {t.applied} state changes, {t.produced} articles "
           f"produced ({t.skipped} already produced), {t.dead_lettered} dead-lettered")
     return 0
 
 
-async def _consume(settings: Settings, args: argparse.Namespace) -> Any:
+async def _consume(settings: Settings, args: argparse.Namespace, member: Membership) -> Any:
     metrics = Metrics()
     if args.metrics_port:
         from prometheus_client import start_http_server
@@ -124,7 +157,8 @@ async def _consume(settings: Settings, args: argparse.Namespace) -> Any:
     event_log = open_event_log(settings, db)
     content = open_content_source(settings.content_source_url)
     consumer = EventConsumer.from_settings(settings, event_log, db, content=content,
-                                           metrics=metrics, batch_size=args.batch_size)
+                                           metrics=metrics, batch_size=args.batch_size,
+                                           member=member.member, members=member.members)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -132,7 +166,7 @@ async def _consume(settings: Settings, args: argparse.Namespace) -> Any:
             loop.add_signal_handler(sig, stop.set)
     bounded = args.once or args.max_events is not None
     sealer = None
-    if not bounded and not args.no_seal_batches:
+    if _seals(args, member):
         # Seal completed hours into batch files as they end: no cron needed when embedded.
         sealer = asyncio.create_task(seal_periodically(
             event_log, open_blob_store(settings), settings, stop))

@@ -1,0 +1,94 @@
+"""`feedserver events consume --members N --member I|auto` in-process on the embedded log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from feedserver.cli import build_parser, main
+from feedserver.cli.events import _membership, _seals
+from feedserver.config import Settings, load_settings
+from feedserver.feeds.membership import Membership
+from feedserver.storage.db import connect
+from feedserver.storage.eventlog import EmbeddedEventLog
+from tests.unit.feeds.test_consumer_members import INPUT, load
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key in [k for k in os.environ if k.startswith("FEEDSERVER_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("FEEDSERVER_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("FEEDSERVER_EVENT_TOPICS", INPUT)
+    (tmp_path / "var").mkdir()
+    return load_settings(data_dir=str(tmp_path / "var"))
+
+
+def _committed(settings: Settings) -> tuple[dict[int, int], dict[int, int]]:
+    db = connect(settings.database)
+    log = EmbeddedEventLog(db)
+
+    async def go() -> tuple[dict[int, int], dict[int, int]]:
+        return (await log.committed(settings.consumer_group, INPUT),
+                await log.end_offsets(INPUT))
+
+    try:
+        return asyncio.run(go())
+    finally:
+        db.close()
+
+
+def _load(settings: Settings) -> None:
+    db = connect(settings.database)
+    try:
+        asyncio.run(load(EmbeddedEventLog(db)))
+    finally:
+        db.close()
+
+
+def test_member_auto_from_hostname(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    _load(settings)
+    monkeypatch.setattr(socket, "gethostname", lambda: "feedserver-events-consumer-1")
+    assert main(["events", "consume", "--once", "--members", "2", "--member", "auto"]) == 0
+    assert "consumed" in capsys.readouterr().out
+    committed, ends = _committed(settings)
+    assert committed == {1: ends[1], 3: ends[3]}  # member 1 of 2: odd partitions only
+    assert main(["events", "consume", "--once", "--members", "2", "--member", "0"]) == 0
+    committed, ends = _committed(settings)
+    assert committed == ends
+
+
+@pytest.mark.parametrize("argv", [
+    ["--members", "2", "--member", "2"],
+    ["--members", "0"],
+    ["--members", "two"],
+    ["--member", "x"],
+    ["--member", "-1"],
+    ["--members", "2", "--member", "auto"],  # the test host name has no -<ordinal>
+])
+def test_bad_membership(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                        capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "laptop")
+    assert main(["events", "consume", "--once", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("feedserver: error: ") and err.count("\n") == 1
+    assert not (Path(settings.data_dir) / "feedserver.db").exists()  # nothing was started
+
+
+def test_only_member_zero_seals_batches() -> None:
+    parser = build_parser()
+
+    def seals(*argv: str) -> bool:
+        args = parser.parse_args(["events", "consume", *argv])
+        return _seals(args, _membership(args))
+
+    assert seals()
+    assert seals("--members", "2", "--member", "0")
+    assert not seals("--members", "2", "--member", "1")
+    assert not seals("--once") and not seals("--no-seal-batches")
+    assert _membership(parser.parse_args(["events", "consume"])) == Membership(0, 1)
