@@ -25,6 +25,7 @@ import yaml
 
 from feedserver.cli import build_parser
 from feedserver.config import PREFIX, Settings, load_settings
+from feedserver.feeds.membership import member_from_hostname, membership
 from feedserver.metrics import Metrics
 from tests.conftest import ROOT
 
@@ -45,13 +46,17 @@ def _declared_metrics() -> set[str]:
 
 # Every metric the code declares; the dashboard may only query these.
 METRICS = _declared_metrics()
+EVENTS_CONSUMERS = {"events-consumer-0", "events-consumer-1"}  # one compose service per member
 FEEDSERVER_SERVICES = {
-    "api", "events-consumer", "usage-consumer", "snapshot-builder", "diff-builder",
-    "batches-builder",
-}
+    "api", "usage-consumer", "snapshot-builder", "diff-builder", "batches-builder",
+} | EVENTS_CONSUMERS
 BATCH_SERVICES = {"snapshot-builder", "diff-builder", "batches-builder"}
 # Long-running services and the path each serves metrics on (None: serves no HTTP at all).
-METRICS_PATHS = {"api": "/metrics", "events-consumer": "/metrics", "usage-consumer": "/metrics"}
+METRICS_PATHS = {"api": "/metrics", "usage-consumer": "/metrics",
+                 **{name: "/metrics" for name in EVENTS_CONSUMERS}}
+# Kinds whose pods run feedserver.
+WORKLOADS = ("Deployment", "StatefulSet", "CronJob")
+SERVERS = ("Deployment", "StatefulSet")
 
 
 def _yaml_docs(path: Path) -> list[dict[str, Any]]:
@@ -141,7 +146,7 @@ def test_k8s_environment_loads_as_settings() -> None:
 
 def test_k8s_pods_take_config_from_configmap_and_secret_and_run_locked_down() -> None:
     for _, doc in K8S_DOCS:
-        if doc["kind"] not in ("Deployment", "CronJob"):
+        if doc["kind"] not in WORKLOADS:
             continue
         pod = _pod_spec(doc)
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -178,13 +183,26 @@ def test_api_deployment_probes_replicas_and_draining() -> None:
     assert hpa["minReplicas"] >= 2
 
 
-def test_event_consumer_is_one_replica_never_overlapping() -> None:
-    # It reads every input partition itself (no group assignment yet): a second replica in the
-    # group would produce every article twice, so none may exist, not even in a rollout.
-    events = _k8s("Deployment", "feedserver-events-consumer")
-    assert events["spec"]["replicas"] == 1
-    assert events["spec"]["strategy"]["type"] == "Recreate"
-    assert _pod_spec(events)["containers"][0]["args"][:2] == ["events", "consume"]
+def _members(args: list[str]) -> int:
+    return int(_flag_value(args, "--members") or 1)
+
+
+def test_event_consumer_is_a_statefulset_of_static_members() -> None:
+    # Static membership: pod <name>-I is member I of --members. A StatefulSet never runs two
+    # pods of one ordinal, so no partition is ever owned twice, not even in a rollout.
+    events = _k8s("StatefulSet", "feedserver-events-consumer")
+    spec = events["spec"]
+    assert spec["podManagementPolicy"] == "Parallel"
+    args = _pod_spec(events)["containers"][0]["args"]
+    assert args[:2] == ["events", "consume"]
+    assert _flag_value(args, "--member") == "auto"
+    assert spec["replicas"] == _members(args) == 2
+    for ordinal in range(spec["replicas"]):
+        member = member_from_hostname(f"{events['metadata']['name']}-{ordinal}")
+        assert membership(member, _members(args)).member == ordinal
+    service = _k8s("Service", spec["serviceName"])["spec"]
+    assert service["clusterIP"] == "None"
+    assert service["selector"] == spec["selector"]["matchLabels"]
 
 
 def test_usage_consumer_replicas_may_overlap() -> None:
@@ -206,7 +224,7 @@ def _flag_value(args: list[str], flag: str) -> str | None:
 
 def test_k8s_probes_ports_and_scrape_annotations_match_what_each_process_serves() -> None:
     for _, doc in K8S_DOCS:
-        if doc["kind"] != "Deployment":
+        if doc["kind"] not in SERVERS:
             continue
         pod = _pod_spec(doc)
         annotations = doc["spec"]["template"]["metadata"].get("annotations", {})
@@ -270,7 +288,7 @@ def test_optional_pod_monitor_is_outside_the_base() -> None:
     declared = {
         p["name"]
         for _, doc in K8S_DOCS
-        if doc["kind"] == "Deployment"
+        if doc["kind"] in SERVERS
         for c in _pod_spec(doc)["containers"]
         for p in c.get("ports", [])
     }
@@ -288,7 +306,7 @@ def _compose_doc() -> dict[str, Any]:
 def _command_lines() -> Iterator[tuple[str, list[str]]]:
     """Every argv given to the ``feedserver`` entrypoint in deploy/ (k8s, compose, Dockerfile)."""
     for path, doc in K8S_DOCS:
-        if doc["kind"] in ("Deployment", "CronJob"):
+        if doc["kind"] in WORKLOADS:
             pod = _pod_spec(doc)
             for container in pod.get("initContainers", []) + pod["containers"]:
                 assert "command" not in container, "the image's ENTRYPOINT is feedserver"
@@ -358,9 +376,14 @@ def test_compose_services_images_and_profiles(compose: dict[str, Any]) -> None:
         assert services[name]["image"] == services["api"]["image"]
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
         assert ("batch" in services[name].get("profiles", [])) == (name in BATCH_SERVICES)
-    assert services["events-consumer"]["command"][:2] == ["events", "consume"]
-    # One replica only (see test_event_consumer_is_one_replica_never_overlapping).
-    assert services["events-consumer"].get("deploy", {}).get("replicas", 1) == 1
+    # One service per static member, each exactly one replica, all with the same --members.
+    commands = [services[name]["command"] for name in sorted(EVENTS_CONSUMERS)]
+    assert all(c[:2] == ["events", "consume"] for c in commands)
+    assert {_members(c) for c in commands} == {len(EVENTS_CONSUMERS)}
+    assert [_flag_value(c, "--member") for c in commands] == \
+        [str(i) for i in range(len(EVENTS_CONSUMERS))]
+    for name in EVENTS_CONSUMERS:
+        assert services[name].get("deploy", {}).get("replicas", 1) == 1
     assert services["usage-consumer"]["command"][:2] == ["usage", "consume"]
     assert services["snapshot-builder"]["command"][:2] == ["snapshot", "build"]
     assert services["diff-builder"]["command"] == ["diff", "build"]
@@ -396,7 +419,7 @@ def test_compose_healthchecks_probe_what_each_process_serves(compose: dict[str, 
     assert "http://127.0.0.1:8080/healthz" in " ".join(services["api"]["healthcheck"]["test"])
     assert _flag_value(services["api"]["command"], "--port") == "8080"
     # The consumers serve only /metrics, on their --metrics-port.
-    for name in ("events-consumer", "usage-consumer"):
+    for name in ("usage-consumer", *sorted(EVENTS_CONSUMERS)):
         port = _flag_value(services[name]["command"], "--metrics-port")
         test = " ".join(services[name]["healthcheck"]["test"])
         assert port and f"http://127.0.0.1:{port}/metrics" in test, name
