@@ -115,8 +115,6 @@ async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
     views = [batch_view(m) for m in index.batches
              if allowed(principal, FEED, m.is_part_of.identifier, m.namespace.identifier)]
     items = select(views, query)
-    if query.limit is not None:
-        items = items[: query.limit]
     return await metered_metadata(request, principal, FEED, None, items, many=True)
 
 

@@ -100,8 +100,6 @@ async def _respond(request: Request[Any, Any, Any], principal: Principal, items:
     headers = await svc.admit(principal, FEED)
     if ident is None:
         selected = select(items, query)
-        if query.limit is not None:
-            selected = selected[: query.limit]
         response = render_list(request, selected, headers)
     else:
         found = [i for i in items if str(i["identifier"]) == ident]

@@ -142,13 +142,15 @@ def wants_ndjson(request: Request[Any, Any, Any]) -> bool:
 
 
 def select(items: Iterable[Any], query: Query) -> list[dict[str, Any]]:
-    """Filter then project structs or dicts (as JSON-ready dicts)."""
-    out = []
+    """Filter then project structs or dicts (as JSON-ready dicts), at most ``query.limit``."""
+    out: list[dict[str, Any]] = []
     for item in items:
+        if query.limit is not None and len(out) >= query.limit >= 0:
+            break
         data = item if isinstance(item, dict) else msgspec.to_builtins(item)
         if matches(data, query.filters):
             out.append(project(data, query.fields))
-    return out
+    return out if query.limit is None else out[: query.limit]
 
 
 def render_list(request: Request[Any, Any, Any], items: Sequence[Any],

@@ -190,8 +190,6 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDe
         return out
 
     items = select(await anyio.to_thread.run_sync(views), query)
-    if query.limit is not None:
-        items = items[: query.limit]
     return await metered_metadata(request, principal, FEED, None, items, many=True)
 
 
@@ -231,8 +229,6 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
     query = await read_query(request)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
     items = select([chunk_view(m, c) for c in m.chunks], query)
-    if query.limit is not None:
-        items = items[: query.limit]
     return await metered_metadata(request, principal, FEED, wiki, items, many=True)
 
 
