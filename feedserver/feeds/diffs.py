@@ -29,12 +29,12 @@ import msgspec
 from feedserver.errors import BlobNotFound, IntegrityError, NotFound
 from feedserver.feeds.manifest import (
     CHUNK_SUFFIX,
-    SNAPSHOT_RE,
     ChunkInfo,
-    check_chunk_identifier,
     check_identifier,
     check_version,
     chunk_identifier,
+    find_chunk,
+    published_identifiers,
 )
 from feedserver.models import Article, ArticleKey, Namespace, Project, Size
 from feedserver.storage.blobs import BlobStore
@@ -139,16 +139,10 @@ class DiffManifest(msgspec.Struct, kw_only=True):
 
     def chunk(self, ref: str) -> ChunkInfo:
         """A chunk by identifier or index; raises InvalidIdentifier / NotFound."""
-        if ref.isdigit():
-            index = int(ref)
-            if index < len(self.chunks):
-                return self.chunks[index]
-        else:
-            check_chunk_identifier(ref)
-            for chunk in self.chunks:
-                if chunk.identifier == ref:
-                    return chunk
-        raise NotFound(f"chunk {ref!r} not found in diff {self.identifier} {self.name}")
+        found = find_chunk(self.chunks, ref)
+        if found is None:
+            raise NotFound(f"chunk {ref!r} not found in diff {self.identifier} {self.name}")
+        return found
 
 
 class DiffRef(msgspec.Struct, kw_only=True, frozen=True):
@@ -214,12 +208,7 @@ class DiffStore:
         self.blobs = blobs
 
     def identifiers(self) -> list[str]:
-        out = []
-        for key in self.blobs.list(f"{PREFIX}/"):
-            parts = key.split("/")
-            if len(parts) == 3 and parts[2] == "index.json" and SNAPSHOT_RE.match(parts[1]):
-                out.append(parts[1])
-        return out
+        return published_identifiers(self.blobs, PREFIX)
 
     def index(self, identifier: str) -> DiffIndex | None:
         key = index_key(identifier)

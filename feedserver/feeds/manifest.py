@@ -13,12 +13,14 @@ against strict patterns before any key is built, so no request can reach other k
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
 
 from feedserver.errors import InvalidIdentifier, NotFound
 from feedserver.models import Language, Namespace, Project, Size
+from feedserver.storage.blobs import BlobStore
 
 PREFIX = "snapshots"
 CHUNK_SUFFIX = ".ndjson.zst"
@@ -76,16 +78,10 @@ class Manifest(msgspec.Struct, kw_only=True):
 
     def chunk(self, ref: str) -> ChunkInfo:
         """A chunk by identifier or index (as the WME spec allows); raises InvalidIdentifier."""
-        if ref.isdigit():
-            index = int(ref)
-            if index < len(self.chunks):
-                return self.chunks[index]
-        else:
-            check_chunk_identifier(ref)
-            for chunk in self.chunks:
-                if chunk.identifier == ref:
-                    return chunk
-        raise NotFound(f"chunk {ref!r} not found in {self.identifier} version {self.version}")
+        found = find_chunk(self.chunks, ref)
+        if found is None:
+            raise NotFound(f"chunk {ref!r} not found in {self.identifier} version {self.version}")
+        return found
 
 
 class SnapshotIndex(msgspec.Struct, kw_only=True):
@@ -119,6 +115,15 @@ def check_chunk_identifier(identifier: str) -> str:
     return identifier
 
 
+def find_chunk(chunks: Sequence[ChunkInfo], ref: str) -> ChunkInfo | None:
+    """The chunk ``ref`` names: an index, or a chunk identifier (checked: InvalidIdentifier)."""
+    if ref.isdigit():
+        index = int(ref)
+        return chunks[index] if index < len(chunks) else None
+    check_chunk_identifier(ref)
+    return next((chunk for chunk in chunks if chunk.identifier == ref), None)
+
+
 def check_version(version: int) -> int:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise InvalidIdentifier(f"invalid snapshot version {version!r}")
@@ -147,3 +152,14 @@ def manifest_key(identifier: str, version: int) -> str:
 
 def chunk_key(identifier: str, version: int, index: int) -> str:
     return version_prefix(identifier, version) + chunk_identifier(identifier, index) + CHUNK_SUFFIX
+
+
+def published_identifiers(blobs: BlobStore, prefix: str) -> list[str]:
+    """Identifiers with a publish pointer ``{prefix}/{identifier}/index.json`` (snapshots,
+    diffs); keys that are not a valid identifier are ignored."""
+    out = []
+    for key in blobs.list(f"{prefix}/"):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2] == "index.json" and SNAPSHOT_RE.match(parts[1]):
+            out.append(parts[1])
+    return out

@@ -29,7 +29,6 @@ from feedserver.feeds.manifest import (
     INDEX_DECODER,
     MANIFEST_DECODER,
     PREFIX,
-    SNAPSHOT_RE,
     Manifest,
     SnapshotIndex,
     check_identifier,
@@ -37,6 +36,7 @@ from feedserver.feeds.manifest import (
     check_wiki,
     index_key,
     manifest_key,
+    published_identifiers,
     snapshot_identifier,
 )
 from feedserver.feeds.publish import publish
@@ -210,12 +210,7 @@ class SnapshotStore:
         self.blobs = blobs
 
     def identifiers(self) -> list[str]:
-        out = []
-        for key in self.blobs.list(f"{PREFIX}/"):
-            parts = key.split("/")
-            if len(parts) == 3 and parts[2] == "index.json" and SNAPSHOT_RE.match(parts[1]):
-                out.append(parts[1])
-        return out
+        return published_identifiers(self.blobs, PREFIX)
 
     def _index(self, identifier: str) -> SnapshotIndex:
         key = index_key(check_identifier(identifier))
