@@ -44,7 +44,7 @@ from feedserver.feeds.diffs import (
     is_pair_folder,
     manifest_key,
 )
-from feedserver.feeds.hashing import RootHasher, line_digest
+from feedserver.feeds.hashing import RootHasher, hash_file, line_digest
 from feedserver.feeds.manifest import ChunkInfo, Manifest, check_identifier, chunk_identifier
 from feedserver.feeds.publish import build_lock
 from feedserver.feeds.snapshots import SnapshotStore
@@ -52,7 +52,6 @@ from feedserver.models import ArticleKey, Size
 from feedserver.storage.blobs import BlobStore
 
 _BATCH = 5000
-_READ = 1 << 20
 
 _SCHEMA = """
 CREATE TABLE {t} (project TEXT NOT NULL, ns INTEGER NOT NULL, id INTEGER NOT NULL,
@@ -177,17 +176,6 @@ def compute_diff(
     )
 
 
-def _hash_file(path: Path, whole: hashlib._Hash) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    nbytes = 0
-    with path.open("rb") as fh:
-        while block := fh.read(_READ):
-            digest.update(block)
-            whole.update(block)
-            nbytes += len(block)
-    return digest.hexdigest(), nbytes
-
-
 def _leftovers(blobs: BlobStore, identifier: str, keep: set[str]) -> list[str]:
     """Keys of diff folders the pointer does not list (crashed or retired builds)."""
     prefix = f"{PREFIX}/{identifier}/"
@@ -218,7 +206,7 @@ def publish_diff(
         offset = entries = uncompressed = 0
         for k, staged in enumerate(computed.chunks):
             key = chunk_key(identifier, base.version, new.version, k)
-            sha, size = _hash_file(Path(staged.path), whole)
+            sha, size = hash_file(Path(staged.path), whole)
             blobs.put_file(key, Path(staged.path))
             chunks.append(ChunkInfo(
                 identifier=chunk_identifier(identifier, k), index=k, key=key,

@@ -21,7 +21,7 @@ import msgspec
 import zstandard
 
 from feedserver.feeds.chunks import ARTICLE_DECODER, iter_file_lines, read_hashes
-from feedserver.feeds.hashing import ENCODER, RootHasher, line_digest
+from feedserver.feeds.hashing import ENCODER, RootHasher, hash_file, line_digest
 from feedserver.models import Link
 
 _READ = 1 << 20
@@ -144,7 +144,7 @@ def seal_namespace(
         root.update(read_hashes(Path(hashes_path)))
         if count == 0:
             continue
-        sha, nbytes = _hash_file(Path(path), whole)
+        sha, nbytes = hash_file(Path(path), whole)
         chunks.append(SealedChunk(path=path, article_count=count, size=nbytes,
                                   uncompressed_size=size, sha256=sha, offset=offset))
         offset += nbytes
@@ -238,14 +238,3 @@ def _rewrite(
 
 def _lines(path: Path) -> Iterator[bytes]:
     return iter_file_lines(path)
-
-
-def _hash_file(path: Path, whole: hashlib._Hash) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    nbytes = 0
-    with path.open("rb") as fh:
-        while block := fh.read(_READ):
-            digest.update(block)
-            whole.update(block)
-            nbytes += len(block)
-    return digest.hexdigest(), nbytes
