@@ -171,10 +171,9 @@ def advance_snapshot(
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="snapshot-update-", dir=root) as tmp:
         folder = Path(tmp)
-        changes = sqlite3.connect(folder / "changes.sqlite", isolation_level=None)
+        changes = staging.scratch_db(folder / "changes.sqlite")
         index = staging.open_db(folder / "index.sqlite")
         try:
-            changes.execute("PRAGMA journal_mode=OFF")
             changes.execute(_SCHEMA)
             changed = _spill_changes(changes, state, project, namespace, since, until)
             if not changed:

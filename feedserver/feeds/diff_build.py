@@ -48,6 +48,7 @@ from feedserver.feeds.hashing import RootHasher, hash_file, line_digest
 from feedserver.feeds.manifest import ChunkInfo, Manifest, check_identifier, chunk_identifier
 from feedserver.feeds.publish import build_lock
 from feedserver.feeds.snapshots import SnapshotStore
+from feedserver.feeds.staging import scratch_db
 from feedserver.models import ArticleKey, Size
 from feedserver.storage.blobs import BlobStore
 
@@ -72,12 +73,7 @@ class ComputedDiff(msgspec.Struct, kw_only=True):
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    # Scratch data: a crash throws the whole build away, durability buys nothing.
-    conn.execute("PRAGMA journal_mode=OFF")
-    conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("PRAGMA temp_store=FILE")
-    conn.execute("PRAGMA cache_size=-32000")
+    conn = scratch_db(path)
     for table in ("base", "new"):
         conn.execute(_SCHEMA.format(t=table))
     return conn

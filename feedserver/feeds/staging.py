@@ -46,13 +46,19 @@ class StageResult(msgspec.Struct, kw_only=True):
     redirects: int
 
 
-def open_db(path: Path) -> sqlite3.Connection:
+def scratch_db(path: Path) -> sqlite3.Connection:
+    """A SQLite file for one build's intermediate rows (staging, diffs, updates)."""
     conn = sqlite3.connect(path, isolation_level=None)
     # A scratch database: durability buys nothing, a crash discards the whole build anyway.
     conn.execute("PRAGMA journal_mode=OFF")
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA temp_store=FILE")
     conn.execute("PRAGMA cache_size=-32000")
+    return conn
+
+
+def open_db(path: Path) -> sqlite3.Connection:
+    conn = scratch_db(path)
     conn.executescript(SCHEMA)
     return conn
 
