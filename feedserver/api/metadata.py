@@ -8,6 +8,7 @@ Codes and namespaces come from small static tables (the WME sets). GET or POST, 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import anyio.to_thread
@@ -110,31 +111,11 @@ async def _respond(request: Request[Any, Any, Any], principal: Principal, items:
     return response
 
 
-def _static(what: str, items: list[dict[str, Any]]) -> list[Any]:
-    async def listing(request: Request[Any, Any, Any], principal: PrincipalDep) -> Response[bytes]:
-        return await _respond(request, principal, items, await read_query(request), None, what)
-
-    async def one(request: Request[Any, Any, Any], principal: PrincipalDep,
-                  identifier: FromPath[str]) -> Response[bytes]:
-        return await _respond(request, principal, items, await read_query(request),
-                              identifier, what)
-
-    return [
-        route(f"/{what}", http_method=["GET", "POST"], dependencies=PRINCIPAL, status_code=200,
-              responses=_ERRORS, name=f"{what}-list")(listing),
-        route(f"/{what}/{{identifier:str}}", http_method=["GET", "POST"], status_code=200,
-              dependencies=PRINCIPAL, responses=_ERRORS, name=f"{what}-one")(one),
-    ]
+Items = Callable[[Request[Any, Any, Any], Principal], Awaitable[list[Any]]]
 
 
-def _derived(what: str) -> list[Any]:
-    async def items(request: Request[Any, Any, Any], principal: Principal) -> list[Any]:
-        projects = await anyio.to_thread.run_sync(_catalog, request, principal)
-        if what == "projects":
-            return projects
-        langs = sorted({p["in_language"]["identifier"] for p in projects if "in_language" in p})
-        return [language_view(lang) for lang in langs]
-
+def _routes(what: str, items: Items) -> list[Any]:
+    """``/{what}`` (list) and ``/{what}/{identifier}`` (one) over ``items``."""
     async def listing(request: Request[Any, Any, Any], principal: PrincipalDep) -> Response[bytes]:
         query = await read_query(request)
         return await _respond(request, principal, await items(request, principal), query,
@@ -152,6 +133,24 @@ def _derived(what: str) -> list[Any]:
         route(f"/{what}/{{identifier:str}}", http_method=["GET", "POST"], status_code=200,
               dependencies=PRINCIPAL, responses=_ERRORS, name=f"{what}-one")(one),
     ]
+
+
+def _static(what: str, fixed: list[dict[str, Any]]) -> list[Any]:
+    async def items(request: Request[Any, Any, Any], principal: Principal) -> list[Any]:
+        return fixed
+
+    return _routes(what, items)
+
+
+def _derived(what: str) -> list[Any]:
+    async def items(request: Request[Any, Any, Any], principal: Principal) -> list[Any]:
+        projects = await anyio.to_thread.run_sync(_catalog, request, principal)
+        if what == "projects":
+            return projects
+        langs = sorted({p["in_language"]["identifier"] for p in projects if "in_language" in p})
+        return [language_view(lang) for lang in langs]
+
+    return _routes(what, items)
 
 
 def router() -> Router:
