@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +11,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from feedserver.metering.customers import StaticDirectory
 from feedserver.metering.plans import PlanTerms, Prices, Quotas
@@ -21,7 +18,7 @@ from feedserver.metering.quotas import QuotaCounters
 from feedserver.metering.records import response_records
 from feedserver.metering.service import Metering
 from feedserver.storage.db import SQLiteDatabase
-from tests.conftest import free_port
+from tests.fixtures.asgi import serve_in_thread
 from tests.unit.metering.conftest import FakePrincipal
 from tests.unit.metering.usage_app import usage_app
 
@@ -53,17 +50,8 @@ def server(tmp_path: Path) -> Iterator[str]:
             request_id=f"r{i}", bytes_sent=(i + 1) * 10**9, ts=ts))
     QuotaCounters(db).consume("acme", "2026-11", "chunk_downloads", 4, nov[0], amount=3)
     app = usage_app(metering, {"admin-token": Admin()})
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=20)
+    with serve_in_thread(app) as url:
+        yield url
     db.close()
 
 

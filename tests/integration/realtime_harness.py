@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import copy
 import json
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from litestar import Litestar
 from prometheus_client import CollectorRegistry
 
@@ -27,7 +25,8 @@ from feedserver.accounts.service import Accounts
 from feedserver.api.app import create_app
 from feedserver.config import Settings
 from feedserver.storage.db import Database
-from tests.conftest import EVENTS, free_port
+from tests.conftest import EVENTS
+from tests.fixtures.asgi import serve_in_thread
 
 REAL_EVENTS = EVENTS / "page_change" / "mediawiki.page_change.v1__wikidata-query-rdf.jsonl"
 
@@ -65,26 +64,12 @@ def make_accounts(db: Database, settings: Settings) -> tuple[Accounts, Keys]:
     return accounts, Keys(*keys)
 
 
+@dataclass
 class Server:
-    """uvicorn serving ``app`` on a free loopback port, in a thread."""
+    """The app being served and its base URL."""
 
-    def __init__(self, app: Litestar) -> None:
-        self.app = app
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-            timeout_graceful_shutdown=5))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
+    app: Litestar
+    url: str
 
     def call(self, fn: Any) -> None:
         """Run ``fn()`` on the server's loop (e.g. ``hub.end_streams``)."""
@@ -93,10 +78,6 @@ class Server:
         loop = hub._task.get_loop() if hub._task else None
         assert loop is not None
         loop.call_soon_threadsafe(fn)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
 
 
 @contextlib.contextmanager
@@ -107,12 +88,8 @@ def serve(settings: Settings, db: Database, accounts: Accounts, *, events: Any =
     if events is not None:
         app.state.events = events
     app.state.realtime_heartbeat = heartbeat
-    server = Server(app)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    with serve_in_thread(app, graceful_shutdown=5) as url:
+        yield Server(app, url)
 
 
 @dataclass

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import msgspec
 import pytest
-import uvicorn
 import zstandard
 from prometheus_client import CollectorRegistry
 
@@ -37,7 +33,8 @@ from feedserver.ingest.dump import read_dump
 from feedserver.models import Article
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
-from tests.conftest import DUMPS, free_port
+from tests.conftest import DUMPS
+from tests.fixtures.asgi import serve_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -54,19 +51,6 @@ class Server:
     url: str
     manifests: dict[str, Manifest]
     settings: Settings
-
-
-def run_uvicorn(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    return server, thread
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +78,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         accounts.create_user(f"{customer}-user", PASSWORD, customer)
     app = create_app(settings, blobs=blobs, db=db, accounts=accounts, state=state,
                      registry=CollectorRegistry())
-    port = free_port()
-    uv, thread = run_uvicorn(app, port)
     try:
-        yield Server(f"http://127.0.0.1:{port}", manifests, settings)
+        with serve_in_thread(app) as url:
+            yield Server(url, manifests, settings)
     finally:
-        uv.should_exit = True
-        thread.join(timeout=20)
         db.close()
 
 

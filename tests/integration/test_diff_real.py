@@ -13,8 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +23,6 @@ from typing import Any
 
 import msgspec
 import pytest
-import uvicorn
 import zstandard
 from prometheus_client import CollectorRegistry
 
@@ -43,7 +40,8 @@ from feedserver.ingest.events import ArticleChange, to_us
 from feedserver.models import ArticleBody, ArticleKey, Event, Version
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
-from tests.conftest import DUMPS, free_port
+from tests.conftest import DUMPS
+from tests.fixtures.asgi import serve_in_thread
 
 REAL = DUMPS / "gensim-4.4.0/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 ID = "enwiki_namespace_0"
@@ -122,19 +120,10 @@ def world(tmp_path: Path, shared_data: Path) -> Iterator[tuple[Settings, Filesys
     other = accounts.create_api_key("initech")[1]
     app = create_app(settings, blobs=blobs, db=db, accounts=accounts, state=state,
                      registry=CollectorRegistry())
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield settings, blobs, state, Server(f"http://127.0.0.1:{port}", key, other)
+        with serve_in_thread(app) as url:
+            yield settings, blobs, state, Server(url, key, other)
     finally:
-        srv.should_exit = True
-        thread.join(timeout=20)
         db.close()
 
 
