@@ -1,29 +1,36 @@
-"""``feedserver`` command line: one sub-module per command group.
+"""``feedserver`` command line: one sub-module per command group, listed in ``GROUPS``.
 
-Each sub-module exposes ``register(subparsers)`` adding its commands; a command's handler takes
-the parsed ``argparse.Namespace`` plus ``Settings`` and returns an exit code. Expected errors
-(``FeedError``) print one line to stderr and exit 1; nothing half-written is published.
+Each group module exposes ``register(subparsers)``, which adds its commands and binds each to a
+typed function ``fn(settings, *, option=...) -> int`` (``feedserver.cli.command``). Expected
+errors (``FeedError``, bad values, unreadable files) print one line to stderr and exit 1;
+nothing half-written is published.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from feedserver.cli import accounts, batches, demo, diff, events, serve, snapshot, usage
+from feedserver.cli.command import invoke
 from feedserver.config import load_settings
 from feedserver.errors import FeedError
 
-# Command groups, each a module of this package with ``register(subparsers)``.
-GROUPS = ("snapshot", "diff", "events", "batches", "serve", "accounts", "usage", "demo")
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+# The command groups, in the order ``feedserver --help`` lists them.
+GROUPS: tuple[Register, ...] = (
+    snapshot.register, diff.register, events.register, batches.register, serve.register,
+    accounts.register, usage.register, demo.register,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="feedserver", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in GROUPS:
-        importlib.import_module(f"feedserver.cli.{group}").register(sub)
+    for register in GROUPS:
+        register(sub)
     return parser
 
 
@@ -31,9 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
-        code: int = args.handler(args, settings)
-        return code
+        return invoke(args, load_settings())
     except FeedError as exc:
         print(f"feedserver: error: {exc.detail}", file=sys.stderr)
         return 1

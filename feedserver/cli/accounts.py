@@ -6,10 +6,9 @@ new API key is printed once, alone on stdout, so it can be captured by a script.
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,11 +19,10 @@ import msgspec
 from feedserver.accounts.admin import AccountAdmin
 from feedserver.accounts.models import ApiKey
 from feedserver.accounts.plans import DEFAULT_PLAN, decode_plan
+from feedserver.cli.command import Command, bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
 from feedserver.storage.db import connect
-
-Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def register(sub: Any) -> None:
@@ -69,12 +67,12 @@ def _group(sub: Any, name: str, text: str) -> Any:
     return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
 
 
-def _cmd(group: Any, name: str, handler: Handler, text: str,
+def _cmd(group: Any, name: str, handler: Command, text: str,
          *arguments: tuple[str, dict[str, Any]]) -> None:
     parser = group.add_parser(name, help=text)
     for flag, options in arguments:
         parser.add_argument(flag, **options)
-    parser.set_defaults(handler=handler)
+    bind(parser, handler)
 
 
 @contextmanager
@@ -97,14 +95,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 # --- customers -------------------------------------------------------------------------------
-def cmd_customer_create(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_customer_create(settings: Settings, *, name: str, plan: str = DEFAULT_PLAN) -> int:
     with _admin(settings) as admin:
-        customer = admin.create_customer(args.name, plan=args.plan)
+        customer = admin.create_customer(name, plan=plan)
     print(f"created customer {customer.name!r} ({customer.id}) on plan {customer.plan}")
     return 0
 
 
-def cmd_customer_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_customer_list(settings: Settings) -> int:
     with _admin(settings) as admin:
         customers = admin.list_customers()
     _table(("NAME", "PLAN", "STATUS", "ID", "CREATED"),
@@ -113,29 +111,29 @@ def cmd_customer_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_customer_set_plan(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_customer_set_plan(settings: Settings, *, name: str, plan: str) -> int:
     with _admin(settings) as admin:
-        customer = admin.set_plan(args.name, args.plan)
+        customer = admin.set_plan(name, plan)
     print(f"customer {customer.name!r} is now on plan {customer.plan}")
     return 0
 
 
-def cmd_customer_disable(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_customer_disable(settings: Settings, *, name: str) -> int:
     with _admin(settings) as admin:
-        admin.set_disabled(args.name, True)
-    print(f"customer {args.name!r} disabled")
+        admin.set_disabled(name, True)
+    print(f"customer {name!r} disabled")
     return 0
 
 
-def cmd_customer_enable(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_customer_enable(settings: Settings, *, name: str) -> int:
     with _admin(settings) as admin:
-        admin.set_disabled(args.name, False)
-    print(f"customer {args.name!r} enabled")
+        admin.set_disabled(name, False)
+    print(f"customer {name!r} enabled")
     return 0
 
 
 # --- plans -----------------------------------------------------------------------------------
-def cmd_plan_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_plan_list(settings: Settings) -> int:
     with _admin(settings) as admin:
         plans = admin.list_plans()
     _table(("NAME", "FEEDS", "DESCRIPTION"),
@@ -143,17 +141,16 @@ def cmd_plan_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_plan_show(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_plan_show(settings: Settings, *, name: str) -> int:
     with _admin(settings) as admin:
-        plan = admin.get_plan(args.name)
+        plan = admin.get_plan(name)
     print(msgspec.json.format(msgspec.json.encode(plan)).decode())
     return 0
 
 
-def cmd_plan_create(args: argparse.Namespace, settings: Settings) -> int:
-    source: Path = args.from_json
-    raw = sys.stdin.buffer.read() if str(source) == "-" else source.read_bytes()
-    plan = decode_plan(raw, name=args.name)  # validated before the database is touched
+def cmd_plan_create(settings: Settings, *, name: str, from_json: Path) -> int:
+    raw = sys.stdin.buffer.read() if str(from_json) == "-" else from_json.read_bytes()
+    plan = decode_plan(raw, name=name)  # validated before the database is touched
     with _admin(settings) as admin:
         admin.create_plan(plan)
     print(f"created plan {plan.name!r}")
@@ -166,9 +163,9 @@ def _print_new_key(full: str) -> None:
     print("feedserver: store this key now; it is not shown again", file=sys.stderr)
 
 
-def cmd_key_create(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_key_create(settings: Settings, *, customer: str, name: str = "") -> int:
     with _admin(settings) as admin:
-        _, full = admin.create_api_key(args.customer, name=args.name)
+        _, full = admin.create_api_key(customer, name=name)
     _print_new_key(full)
     return 0
 
@@ -181,10 +178,10 @@ def _status(key: ApiKey, now: float) -> str:
     return "active"
 
 
-def cmd_key_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_key_list(settings: Settings, *, customer: str | None = None) -> int:
     with _admin(settings) as admin:
         names = {c.id: c.name for c in admin.list_customers()}
-        found = admin.list_api_keys(args.customer)
+        found = admin.list_api_keys(customer)
         now = admin.clock()
     _table(("PREFIX", "CUSTOMER", "NAME", "STATUS", "CREATED", "LAST USED"),
            [(f"fs_{k.prefix}", names.get(k.customer_id, k.customer_id), k.name or "-",
@@ -192,16 +189,16 @@ def cmd_key_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_key_revoke(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_key_revoke(settings: Settings, *, prefix: str) -> int:
     with _admin(settings) as admin:
-        key = admin.revoke_api_key(args.prefix)
+        key = admin.revoke_api_key(prefix)
     print(f"revoked fs_{key.prefix}")
     return 0
 
 
-def cmd_key_rotate(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_key_rotate(settings: Settings, *, prefix: str, grace: int = 0) -> int:
     with _admin(settings) as admin:
-        old, _, full = admin.rotate_api_key(args.prefix, grace_seconds=args.grace)
+        old, _, full = admin.rotate_api_key(prefix, grace_seconds=grace)
     _print_new_key(full)
     until = "now" if old.revoked_at is not None else f"at {_when(old.expires_at)}"
     print(f"feedserver: fs_{old.prefix} stops working {until}", file=sys.stderr)
@@ -220,19 +217,20 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
-def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
-    password = _read_password(args.password_stdin)
-    with _admin(settings) as admin:
-        user = admin.create_user(args.username, password, args.customer, is_admin=args.admin)
+def cmd_user_create(settings: Settings, *, username: str, customer: str, admin: bool = False,
+                    password_stdin: bool = False) -> int:
+    password = _read_password(password_stdin)
+    with _admin(settings) as accounts:
+        user = accounts.create_user(username, password, customer, is_admin=admin)
     role = "admin " if user.is_admin else ""
-    print(f"created {role}user {user.username!r} ({user.id}) of customer {args.customer!r}")
+    print(f"created {role}user {user.username!r} ({user.id}) of customer {customer!r}")
     return 0
 
 
-def cmd_user_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_user_list(settings: Settings, *, customer: str | None = None) -> int:
     with _admin(settings) as admin:
         names = {c.id: c.name for c in admin.list_customers()}
-        users = admin.list_users(args.customer)
+        users = admin.list_users(customer)
     _table(("USERNAME", "CUSTOMER", "ROLE", "STATUS", "CREATED"),
            [(u.username, names.get(u.customer_id, u.customer_id),
              "admin" if u.is_admin else "user", "disabled" if u.disabled else "active",

@@ -8,7 +8,6 @@ embedded single-machine setup needs no cron.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from datetime import datetime
@@ -16,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
 from feedserver.feeds import batch_hours as hours
@@ -36,11 +36,11 @@ def register(sub: Any) -> None:
                        help="(re)build this UTC hour only; it must be complete")
     build.add_argument("--grace-seconds", type=int, default=hours.DEFAULT_GRACE_MS // 1000,
                        help="wait this long after an hour ends before sealing it (default 60)")
-    build.set_defaults(handler=cmd_build)
+    bind(build, cmd_build)
 
     listing = cmds.add_parser("list", help="built hours and their batches")
     listing.add_argument("--json", action="store_true", help="one JSON object per hour")
-    listing.set_defaults(handler=cmd_list)
+    bind(listing, cmd_list)
 
 
 def _summary(index: HourIndex) -> str:
@@ -51,11 +51,12 @@ def _summary(index: HourIndex) -> str:
                      f"{int(b.size.value)} bytes  sha256 {b.sha256[:16]}" for b in index.batches)
 
 
-def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
-    hour = hours.parse_hour_arg(args.hour) if args.hour is not None else None
-    if args.grace_seconds < 0:
+def cmd_build(settings: Settings, *, hour: str | None = None,
+              grace_seconds: int = hours.DEFAULT_GRACE_MS // 1000) -> int:
+    start = hours.parse_hour_arg(hour) if hour is not None else None
+    if grace_seconds < 0:
         raise InvalidParameter("--grace-seconds must not be negative")
-    built = asyncio.run(_build(settings, hour, args.grace_seconds * 1000))
+    built = asyncio.run(_build(settings, start, grace_seconds * 1000))
     for index in built:
         print(_summary(index))
     if not built:
@@ -76,14 +77,14 @@ async def _build(settings: Settings, hour: datetime | None, grace_ms: int) -> li
         db.close()
 
 
-def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_list(settings: Settings, *, json: bool = False) -> int:
     blobs = open_blob_store(settings)
     indexes = [read_hour(blobs, h) for h in built_hours(blobs)]
     for index in indexes:
-        if args.json:
+        if json:
             sys.stdout.write(msgspec.json.encode(index).decode() + "\n")
         else:
             print(_summary(index))
-    if not indexes and not args.json:
+    if not indexes and not json:
         print("no batches built")
     return 0

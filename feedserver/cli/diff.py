@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
 from feedserver.feeds.diff_advance import advance_snapshot
@@ -41,7 +42,7 @@ def register(sub: Any) -> None:
                        help="diff ending at version N (default: current; one identifier)")
     build.add_argument("--base", type=int, metavar="B",
                        help="base version (default: the version before N; one identifier)")
-    build.set_defaults(handler=cmd_build)
+    bind(build, cmd_build)
 
     advance = cmds.add_parser(
         "advance", help="build version N+1 of a snapshot from version N plus the state "
@@ -51,16 +52,16 @@ def register(sub: Any) -> None:
                          help="RFC 3339 start (default: N's events_until or build time)")
     advance.add_argument("--until", type=_datetime, metavar="TIME",
                          help="RFC 3339 end, exclusive (default: now)")
-    advance.set_defaults(handler=cmd_advance)
+    bind(advance, cmd_advance)
 
     listing = cmds.add_parser("list", help="published diffs")
-    listing.set_defaults(handler=cmd_list)
+    bind(listing, cmd_list)
 
     show = cmds.add_parser("show", help="print a diff's manifest as JSON")
     show.add_argument("identifier")
     show.add_argument("--version", type=int, metavar="N", help="diff ending at N (default: "
                                                                 "latest)")
-    show.set_defaults(handler=cmd_show)
+    bind(show, cmd_show)
 
     apply = cmds.add_parser(
         "apply", help="apply a downloaded diff to a downloaded base version and verify the "
@@ -75,7 +76,7 @@ def register(sub: Any) -> None:
     apply.add_argument("--token", help="bearer token for fetching --manifest")
     apply.add_argument("-o", "--output", type=Path, metavar="FILE",
                        help="write version N as NDJSON (default: verify only)")
-    apply.set_defaults(handler=cmd_apply)
+    bind(apply, cmd_apply)
 
 
 def _datetime(text: str) -> datetime:
@@ -91,31 +92,33 @@ def _summary(m: DiffManifest) -> str:
             f"root {m.content_root_hash}")
 
 
-def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_build(settings: Settings, *, identifier: list[str], version: int | None = None,
+              base: int | None = None) -> int:
     blobs = open_blob_store(settings)
-    ids = [check_identifier(i) for i in args.identifier]
-    if args.version is not None or args.base is not None:
+    ids = [check_identifier(i) for i in identifier]
+    if version is not None or base is not None:
         if len(ids) != 1:
             raise InvalidParameter("--version/--base need exactly one identifier")
-        results = [(ids[0], build_diff(blobs, settings, ids[0], version=args.version,
-                                       base_version=args.base))]
+        results = [(ids[0], build_diff(blobs, settings, ids[0], version=version,
+                                       base_version=base))]
     else:
         results = list(build_diffs(blobs, settings, ids or None))
-    for identifier, result in results:
+    for built_id, result in results:
         if result is None:
-            print(f"{identifier}: only one version, no diff")
+            print(f"{built_id}: only one version, no diff")
         else:
             manifest, built = result
             print(("built " if built else "exists ") + _summary(manifest))
     return 0
 
 
-def cmd_advance(args: argparse.Namespace, settings: Settings) -> int:
-    identifier = check_identifier(args.identifier)
+def cmd_advance(settings: Settings, *, identifier: str, since: datetime | None = None,
+                until: datetime | None = None) -> int:
+    identifier = check_identifier(identifier)
     db = connect(settings.database)
     try:
         done = advance_snapshot(open_blob_store(settings), settings, StateStore(db), identifier,
-                                since=args.since, until=args.until)
+                                since=since, until=until)
     finally:
         db.close()
     if done is None:
@@ -130,7 +133,7 @@ def cmd_advance(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_list(settings: Settings) -> int:
     store = DiffStore(open_blob_store(settings))
     for identifier in store.identifiers():
         for manifest in store.manifests(identifier):
@@ -138,9 +141,9 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_show(settings: Settings, *, identifier: str, version: int | None = None) -> int:
     store = DiffStore(open_blob_store(settings))
-    manifest = store.manifest(check_identifier(args.identifier), args.version)
+    manifest = store.manifest(check_identifier(identifier), version)
     sys.stdout.buffer.write(msgspec.json.format(ENCODER.encode(manifest)) + b"\n")
     return 0
 
@@ -163,18 +166,19 @@ def _fetch(source: str, token: str | None) -> bytes:
     return path.read_bytes()
 
 
-def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
-    manifest = load_manifest(_fetch(args.manifest, args.token), args.manifest)
-    report, problems = apply_files(args.base, args.diff, manifest, args.output)
+def cmd_apply(settings: Settings, *, base: Path, diff: Path, manifest: str,
+              token: str | None = None, output: Path | None = None) -> int:
+    expected = load_manifest(_fetch(manifest, token), manifest)
+    report, problems = apply_files(base, diff, expected, output)
     if problems:
-        print(f"MISMATCH: {manifest.identifier} {manifest.base_version}->{manifest.version}")
+        print(f"MISMATCH: {expected.identifier} {expected.base_version}->{expected.version}")
         for problem in problems:
             print(f"  {problem}")
-        if args.output is not None:
-            print(f"  {args.output} was not written")
+        if output is not None:
+            print(f"  {output} was not written")
         return 2
     assert report is not None
-    print(f"OK: {manifest.identifier} version {manifest.version}: {report.article_count} "
+    print(f"OK: {expected.identifier} version {expected.version}: {report.article_count} "
           f"articles, content root {report.content_root_hash}"
-          + (f", written to {args.output}" if args.output is not None else ""))
+          + (f", written to {output}" if output is not None else ""))
     return 0

@@ -6,7 +6,6 @@ The event log is the embedded one (in the database) unless
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import signal
@@ -17,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import BadRequest
 from feedserver.feeds.batch_build import seal_periodically
@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
     load.add_argument("--topic", help="input topic (default: the first of FEEDSERVER_EVENT_TOPICS)")
     load.add_argument("--partitions", type=int, default=1,
                       help="partitions when the topic is created (default 1)")
-    load.set_defaults(handler=cmd_load)
+    bind(load, cmd_load)
 
     consume = cmds.add_parser("consume", help="consume input topics into state + article topic")
     consume.add_argument("--once", action="store_true", help="stop when caught up")
@@ -58,7 +58,7 @@ def register(sub: Any) -> None:
     consume.add_argument("--member", default="0",
                          help="this process's index 0..N-1, or 'auto': the trailing "
                               "-<ordinal> of the host name (a StatefulSet pod)")
-    consume.set_defaults(handler=cmd_consume)
+    bind(consume, cmd_consume)
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -88,12 +88,13 @@ def _key(line: bytes) -> bytes | None:
     return f"{fields.wiki_id}/{fields.page.page_id}".encode()
 
 
-def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
-    topic = args.topic or settings.event_topics[0]
-    if args.partitions < 1:
+def cmd_load(settings: Settings, *, file: Path, topic: str | None = None,
+             partitions: int = 1) -> int:
+    topic = topic or settings.event_topics[0]
+    if partitions < 1:
         raise BadRequest("--partitions must be at least 1")
-    lines = _lines(args.file)
-    count = asyncio.run(_load(settings, topic, args.partitions, lines))
+    lines = _lines(file)
+    count = asyncio.run(_load(settings, topic, partitions, lines))
     print(f"appended {count} events to {topic} ({settings.events_backend})")
     return 0
 
@@ -115,63 +116,70 @@ async def _load(settings: Settings, topic: str, partitions: int, lines: list[byt
         db.close()
 
 
-def _membership(args: argparse.Namespace) -> Membership:
+def _membership(members: str, member: str) -> Membership:
     try:
-        members = int(args.members)
+        count = int(members)
     except ValueError:
-        raise BadRequest(f"--members must be an integer, got {args.members!r}") from None
-    if args.member == "auto":
-        member = member_from_hostname(socket.gethostname())
+        raise BadRequest(f"--members must be an integer, got {members!r}") from None
+    if member == "auto":
+        index = member_from_hostname(socket.gethostname())
     else:
         try:
-            member = int(args.member)
+            index = int(member)
         except ValueError:
-            raise BadRequest(f"--member must be an integer or 'auto', got {args.member!r}"
+            raise BadRequest(f"--member must be an integer or 'auto', got {member!r}"
                              ) from None
-    return membership(member, members)
+    return membership(index, count)
 
 
-def _seals(args: argparse.Namespace, member: Membership) -> bool:
+def _seals(*, bounded: bool, no_seal_batches: bool, member: Membership) -> bool:
     """Whether this process seals hourly batches: only an unbounded run, and then only
     member 0 (sealing reads the whole article topic, once is enough)."""
-    bounded = args.once or args.max_events is not None
-    return not bounded and not args.no_seal_batches and member.member == 0
+    return not bounded and not no_seal_batches and member.member == 0
 
 
-def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_consume(settings: Settings, *, once: bool = False, max_events: int | None = None,
+                batch_size: int = 500, metrics_port: int | None = None,
+                no_seal_batches: bool = False, members: str = "1", member: str = "0") -> int:
     # Validated before anything starts: a bad value must not leave a half-started process.
-    stats = asyncio.run(_consume(settings, args, _membership(args)))
+    owner = _membership(members, member)
+    seal = _seals(bounded=once or max_events is not None, no_seal_batches=no_seal_batches,
+                  member=owner)
+    stats = asyncio.run(_consume(settings, owner, once=once, max_events=max_events,
+                                 batch_size=batch_size, metrics_port=metrics_port, seal=seal))
     t = stats.totals
     print(f"consumed {t.consumed} events: {t.applied} state changes, {t.produced} articles "
           f"produced ({t.skipped} already produced), {t.dead_lettered} dead-lettered")
     return 0
 
 
-async def _consume(settings: Settings, args: argparse.Namespace, member: Membership) -> Any:
+async def _consume(settings: Settings, member: Membership, *, once: bool,
+                   max_events: int | None, batch_size: int, metrics_port: int | None,
+                   seal: bool) -> Any:
     metrics = Metrics()
-    if args.metrics_port:
+    if metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(args.metrics_port, addr=settings.host, registry=metrics.registry)
+        start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
     db = connect(settings.database)
     event_log = open_event_log(settings, db)
     content = open_content_source(settings.content_source_url)
     consumer = EventConsumer.from_settings(settings, event_log, db, content=content,
-                                           metrics=metrics, batch_size=args.batch_size,
+                                           metrics=metrics, batch_size=batch_size,
                                            member=member.member, members=member.members)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    bounded = args.once or args.max_events is not None
+    bounded = once or max_events is not None
     sealer = None
-    if _seals(args, member):
+    if seal:
         # Seal completed hours into batch files as they end: no cron needed when embedded.
         sealer = asyncio.create_task(seal_periodically(
             event_log, open_blob_store(settings), settings, stop))
     try:
-        return await consumer.run(once=args.once, max_events=args.max_events, stop=stop,
+        return await consumer.run(once=once, max_events=max_events, stop=stop,
                                   max_failures=3 if bounded else None)
     finally:
         if sealer is not None:  # a publish in flight is atomic: cancelling loses nothing

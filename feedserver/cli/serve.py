@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from feedserver.cli.command import bind
 from feedserver.config import Settings
 
 
@@ -21,18 +22,19 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default=None, help="bind address (default: settings.host)")
     p.add_argument("--port", type=int, default=None, help="port (default: settings.port)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    p.set_defaults(handler=serve)
+    bind(p, serve)
 
 
-def serve(args: argparse.Namespace, settings: Settings) -> int:
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
+          workers: int = 1) -> int:
     import uvicorn
 
-    if args.workers < 1:
+    if workers < 1:
         raise ValueError("--workers must be at least 1")
     uvicorn.run(
         "feedserver.api.app:app_from_env", factory=True,
-        host=args.host or settings.host, port=args.port or settings.port,
-        workers=args.workers, log_level=settings.log_level.lower(),
+        host=host or settings.host, port=port or settings.port,
+        workers=workers, log_level=settings.log_level.lower(),
         proxy_headers=True, server_header=False, timeout_graceful_shutdown=10,
     )
     return 0

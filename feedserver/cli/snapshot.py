@@ -3,13 +3,13 @@ versions, and seed the on-demand state store from one."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
 from feedserver.feeds.manifest import MANIFEST_ENCODER, check_identifier
@@ -32,10 +32,10 @@ def register(sub: Any) -> None:
     build.add_argument("--workers", type=int, metavar="N",
                        help="parse dump files in N processes (default: settings.ingest_workers)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
-    build.set_defaults(handler=cmd_build)
+    bind(build, cmd_build)
 
     listing = cmds.add_parser("list", help="published snapshots and their current version")
-    listing.set_defaults(handler=cmd_list)
+    bind(listing, cmd_list)
 
     for name, handler, text in (
         ("show", cmd_show, "print a version's manifest as JSON"),
@@ -50,24 +50,26 @@ def register(sub: Any) -> None:
         if name == "export":
             cmd.add_argument("-o", "--output", required=True, type=Path, metavar="FILE",
                              help="NDJSON file to write ('-' for stdout)")
-        cmd.set_defaults(handler=handler)
+        bind(cmd, handler)
 
 
-def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
-    if args.chunk_size is not None:
-        if args.chunk_size < 1:
+def cmd_build(settings: Settings, *, dump: list[Path], wiki: str | None = None,
+              namespace: list[int] | None = None, chunk_size: int | None = None,
+              workers: int | None = None, no_progress: bool = False) -> int:
+    if chunk_size is not None:
+        if chunk_size < 1:
             raise InvalidParameter("--chunk-size must be positive")
-        settings = msgspec.structs.replace(settings, chunk_size=args.chunk_size)
-    workers = args.workers if args.workers is not None else settings.ingest_workers
+        settings = msgspec.structs.replace(settings, chunk_size=chunk_size)
+    workers = workers if workers is not None else settings.ingest_workers
     if workers < 1:
         raise InvalidParameter("--workers must be at least 1")
-    for path in args.dump:
+    for path in dump:
         if not path.is_file():
             raise InvalidParameter(f"dump {str(path)!r} is not a file")
     manifests = build_snapshots(
-        args.dump, open_blob_store(settings), settings, wiki=args.wiki,
-        namespaces=set(args.namespace) if args.namespace else None,
-        progress=not args.no_progress and sys.stderr.isatty(), workers=workers,
+        dump, open_blob_store(settings), settings, wiki=wiki,
+        namespaces=set(namespace) if namespace else None,
+        progress=not no_progress and sys.stderr.isatty(), workers=workers,
     )
     for m in manifests:
         print(f"{m.identifier} version {m.version}: {m.article_count} articles, "
@@ -77,7 +79,7 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_list(settings: Settings) -> int:
     store = SnapshotStore(open_blob_store(settings))
     for identifier in store.identifiers():
         m = store.manifest(identifier)
@@ -87,16 +89,16 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_show(settings: Settings, *, identifier: str, version: int | None = None) -> int:
     store = SnapshotStore(open_blob_store(settings))
-    manifest = store.manifest(check_identifier(args.identifier), args.version)
+    manifest = store.manifest(check_identifier(identifier), version)
     sys.stdout.buffer.write(msgspec.json.format(MANIFEST_ENCODER.encode(manifest)) + b"\n")
     return 0
 
 
-def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_verify(settings: Settings, *, identifier: str, version: int | None = None) -> int:
     store = SnapshotStore(open_blob_store(settings))
-    manifest = store.manifest(check_identifier(args.identifier), args.version)
+    manifest = store.manifest(check_identifier(identifier), version)
     store.verify(manifest)
     print(f"{manifest.identifier} version {manifest.version}: OK "
           f"({manifest.article_count} articles, {len(manifest.chunks)} chunks, "
@@ -104,29 +106,30 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_export(settings: Settings, *, identifier: str, output: Path,
+               version: int | None = None) -> int:
     store = SnapshotStore(open_blob_store(settings))
-    manifest = store.manifest(check_identifier(args.identifier), args.version)
-    if str(args.output) == "-":
+    manifest = store.manifest(check_identifier(identifier), version)
+    if str(output) == "-":
         _write_lines(store, manifest, sys.stdout.buffer)
         return 0
-    tmp = args.output.with_name(args.output.name + ".part")
+    tmp = output.with_name(output.name + ".part")
     try:
         with tmp.open("wb") as out:
             count = _write_lines(store, manifest, out)
-        tmp.replace(args.output)
+        tmp.replace(output)
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"wrote {count} records to {args.output}", file=sys.stderr)
+    print(f"wrote {count} records to {output}", file=sys.stderr)
     return 0
 
 
-def cmd_load_state(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_load_state(settings: Settings, *, identifier: str, version: int | None = None) -> int:
     from feedserver.feeds.state import StateStore
     from feedserver.storage.db import connect
 
     store = SnapshotStore(open_blob_store(settings))
-    manifest = store.manifest(check_identifier(args.identifier), args.version)
+    manifest = store.manifest(check_identifier(identifier), version)
     db = connect(settings.database)
     try:
         count = StateStore(db).load_articles(store.iter_articles(manifest))

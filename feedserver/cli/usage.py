@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import IntegrityError
 from feedserver.metering.customers import customer_directory
@@ -25,27 +25,27 @@ def register(sub: Any) -> None:
     cmds = usage.add_subparsers(dest="usage_command", required=True, metavar="ACTION")
 
     verify = cmds.add_parser("verify", help="walk the hash chain; exit 1 on the first bad row")
-    verify.set_defaults(handler=cmd_verify)
+    bind(verify, cmd_verify)
 
     report = cmds.add_parser("report", help="monthly usage per customer, meter and day, priced")
     report.add_argument("--month", required=True, help="YYYY-MM (UTC)")
     report.add_argument("--format", choices=("csv", "json"), default="csv")
     report.add_argument("--customer", help="customer name or id (default: all)")
     report.add_argument("--output", type=Path, help="write here instead of stdout")
-    report.set_defaults(handler=cmd_report)
+    bind(report, cmd_report)
 
     consume = cmds.add_parser("consume", help="Kafka usage topic -> ledger (distributed mode)")
     consume.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                          help="stop after the topic has been idle this long")
     consume.add_argument("--metrics-port", type=int,
                          help="serve Prometheus /metrics on this port")
-    consume.set_defaults(handler=cmd_consume)
+    bind(consume, cmd_consume)
 
     replay = cmds.add_parser("replay", help="commit usage journals left by stopped servers")
-    replay.set_defaults(handler=cmd_replay)
+    bind(replay, cmd_replay)
 
 
-def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_verify(settings: Settings) -> int:
     db = connect(settings.database)
     try:
         result = Ledger(db).verify()
@@ -57,24 +57,26 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_report(settings: Settings, *, month: str, format: str = "csv",
+               customer: str | None = None, output: Path | None = None) -> int:
     db = connect(settings.database)
     try:
         directory = customer_directory(db)
-        customer = directory.resolve(args.customer) if args.customer else None
-        report = build_report(db, args.month, customer_id=customer, terms_of=directory.terms)
+        customer_id = directory.resolve(customer) if customer else None
+        report = build_report(db, month, customer_id=customer_id, terms_of=directory.terms)
     finally:
         db.close()
-    data = to_csv(report).encode() if args.format == "csv" else to_json(report) + b"\n"
-    if args.output:
-        args.output.write_bytes(data)
+    data = to_csv(report).encode() if format == "csv" else to_json(report) + b"\n"
+    if output:
+        output.write_bytes(data)
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     return 0
 
 
-def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_consume(settings: Settings, *, idle_exit: float | None = None,
+                metrics_port: int | None = None) -> int:
     from feedserver.metering.kafka import consume_usage
 
     if not settings.kafka_bootstrap_servers:
@@ -82,10 +84,10 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = settings.kafka_bootstrap_servers
 
     metrics = Metrics()
-    if args.metrics_port:
+    if metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(args.metrics_port, addr=settings.host, registry=metrics.registry)
+        start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
 
     async def run() -> int:
         stop = asyncio.Event()
@@ -96,7 +98,7 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         try:
             stats = await consume_usage(
                 Ledger(db), bootstrap, settings.usage_topic,
-                f"{settings.consumer_group}.usage", stop=stop, idle_exit_seconds=args.idle_exit,
+                f"{settings.consumer_group}.usage", stop=stop, idle_exit_seconds=idle_exit,
                 metrics=metrics,
             )
         finally:
@@ -108,7 +110,7 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
-def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_replay(settings: Settings) -> int:
     db = connect(settings.database)
     journal = Journal(settings.data_path / JOURNAL_DIR)
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from feedserver.cli import build_parser, main
+from feedserver.cli import main
 from feedserver.cli.events import _membership, _seals
 from feedserver.config import Settings, load_settings
 from feedserver.feeds.membership import Membership
@@ -81,14 +81,13 @@ def test_bad_membership(settings: Settings, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_only_member_zero_seals_batches() -> None:
-    parser = build_parser()
-
-    def seals(*argv: str) -> bool:
-        args = parser.parse_args(["events", "consume", *argv])
-        return _seals(args, _membership(args))
+    def seals(members: str = "1", member: str = "0", *, bounded: bool = False,
+              no_seal_batches: bool = False) -> bool:
+        return _seals(bounded=bounded, no_seal_batches=no_seal_batches,
+                      member=_membership(members, member))
 
     assert seals()
-    assert seals("--members", "2", "--member", "0")
-    assert not seals("--members", "2", "--member", "1")
-    assert not seals("--once") and not seals("--no-seal-batches")
-    assert _membership(parser.parse_args(["events", "consume"])) == Membership(0, 1)
+    assert seals("2", "0")
+    assert not seals("2", "1")
+    assert not seals(bounded=True) and not seals(no_seal_batches=True)
+    assert _membership("1", "0") == Membership(0, 1)
