@@ -17,7 +17,7 @@ from feedserver.accounts.models import ApiKey, Customer, Plan, Principal, User
 from feedserver.accounts.passwords import Passwords
 from feedserver.accounts.plans import BUILTIN_PLANS, DEFAULT_PLAN, validate_plan
 from feedserver.accounts.tokens import digest
-from feedserver.errors import Conflict, InvalidIdentifier, InvalidParameter
+from feedserver.errors import Conflict, InvalidIdentifier, InvalidParameter, NotFound
 from feedserver.storage.db import Database
 
 _CUSTOMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.@&-]{0,99}$")
@@ -114,6 +114,17 @@ class AccountAdmin:
         user = User(id=_id("usr"), username=username, customer_id=customer.id,
                     is_admin=is_admin, created_at=self._now())
         repository.insert_user(self.db, user, password_hash)
+        return user
+
+    def set_password(self, username: str, password: str) -> User:
+        """A new password for a user; every refresh token the user holds stops working."""
+        found = repository.get_user_with_hash(self.db, normalise_username(username))
+        if found is None:
+            raise NotFound(f"no user {username!r}", username=username)
+        user = found[0]
+        repository.set_password_hash(self.db, user.id, self.passwords.hash(password))
+        repository.revoke_user_refresh(self.db, user.id, self._now())
+        self._forget_principals()
         return user
 
     def list_users(self, customer_name: str | None = None) -> list[User]:
