@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -68,6 +69,25 @@ def records() -> list[tuple[str, type]]:
     return out
 
 
+def normalise(node: Any) -> Any:
+    """``node`` with every ``description`` cleaned like ``inspect.cleandoc``.
+
+    Descriptions come from docstrings, whose indentation depends on the Python version (3.13
+    strips it at compile time) and on the library that reads them; cleaned, the generated
+    files are byte-identical on every supported Python.
+    """
+    if isinstance(node, dict):
+        return {k: inspect.cleandoc(v) if k == "description" and isinstance(v, str)
+                else normalise(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [normalise(v) for v in node]
+    return node
+
+
+def _dumps(document: Any) -> str:
+    return json.dumps(normalise(document), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def schema_of(record: type) -> dict[str, Any]:
     """A standalone JSON Schema document: a ``$ref`` to the record plus every definition."""
     (root,), components = msgspec.json.schema_components([record], ref_template="#/$defs/{name}")
@@ -75,13 +95,12 @@ def schema_of(record: type) -> dict[str, Any]:
 
 
 def render(record: type) -> str:
-    return json.dumps(schema_of(record), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return _dumps(schema_of(record))
 
 
 def _document(ref: str) -> str:
     module_name, _, attr = ref.partition(":")
-    doc = getattr(importlib.import_module(module_name), attr)()
-    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return _dumps(getattr(importlib.import_module(module_name), attr)())
 
 
 def expected_files() -> dict[str, str]:

@@ -37,6 +37,27 @@ def test_committed_schemas_match_structs() -> None:
     assert stale == [], f"schemas/ drifted: {stale}; run `python -m feedserver.schemas`"
 
 
+class _Indented(msgspec.Struct):
+    """First line of a record's docstring
+    whose second line is indented in the source."""
+
+    x: int
+
+
+def test_descriptions_do_not_depend_on_how_python_keeps_docstrings(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Python 3.11 keeps a docstring's indentation, 3.13 strips it at compile time: the
+    # committed schemas/ matched one of them only. Both forms must render the same bytes.
+    kept = "First line\n    second line, indented.\n    "
+    stripped = "First line\nsecond line, indented.\n"
+    monkeypatch.setattr(_Indented, "__doc__", kept)
+    as_311 = schemas.render(_Indented)
+    monkeypatch.setattr(_Indented, "__doc__", stripped)
+    assert schemas.render(_Indented) == as_311
+    assert json.loads(as_311)["$defs"]["_Indented"]["description"] == (
+        "First line\nsecond line, indented.")
+
+
 def test_registry_names_unique_and_resolvable() -> None:
     names = [name for name, _ in schemas.RECORDS]
     assert len(names) == len(set(names))
