@@ -4,17 +4,21 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# The newest CPython >= 3.11 on this machine (PATH or pyenv); `make test` runs the unit and
+# demo tests on it too. Empty, or the same version as $(PYTHON): that step is skipped.
+NEWEST_PYTHON ?= $(shell bash scripts/newest-python.sh)
+NEWEST_VENV ?= .venv-newest
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run serve test lint typecheck schemas bench clean
+.PHONY: help install system-deps run serve test test-newest lint typecheck schemas bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create the venv and install feedserver with its test tools
@@ -25,10 +29,20 @@ system-deps: ## Install PostgreSQL and Chromium from Debian when missing (tests 
 run: install ## Demo: generate a small dump, build its snapshot, create a demo key, serve on :8080
 	$(VENV)/bin/feedserver demo
 
-test: install system-deps ## Lint, type-check and run every test (unit + integration)
+test: install system-deps ## Lint, type-check, every test on python3; unit + demo tests on the newest Python
 	$(VENV)/bin/ruff check feedserver tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-newest
+
+test-newest: ## The unit tests and the demo test on the newest Python this machine has
+	@if [ -z "$(NEWEST_PYTHON)" ] || [ "$$($(NEWEST_PYTHON) -c 'import sys; print(sys.version_info[:2])')" = "$$($(PYTHON) -c 'import sys; print(sys.version_info[:2])')" ]; then \
+		echo "test-newest: no Python newer than $(PYTHON) on this machine; skipped"; \
+	else \
+		$(MAKE) --no-print-directory install PYTHON=$(NEWEST_PYTHON) VENV=$(NEWEST_VENV) && \
+		$(NEWEST_VENV)/bin/python --version && \
+		$(NEWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/e2e/test_demo.py; \
+	fi
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check feedserver tests bench
@@ -42,5 +56,9 @@ schemas: install ## Regenerate schemas/ (JSON Schema of the records, OpenAPI of 
 bench: install ## Benchmarks: ratios against baselines measured in the same run
 	$(PY) -m bench
 
-clean: ## Remove the venv and local data
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+lock: install ## Rewrite constraints.txt from the venv (after changing dependencies)
+	{ echo '# Versions `make install` installs (pip -c): what CI tested. `make lock` rewrites it from the venv.'; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^feedserver'; } > constraints.txt
+
+clean: ## Remove the venvs and local data
+	rm -rf $(VENV) $(NEWEST_VENV) var .pytest_cache .mypy_cache .ruff_cache
