@@ -112,16 +112,19 @@ class ParquetShardWriter:
         self._ratio = _FIRST_RATIO
         self.shards: list[ShardInfo] = []
 
-    def add(self, article: Article) -> None:
+    def add(self, article: Article, line: bytes | None = None) -> None:
+        """Append an article; ``line``: its NDJSON line as stored (hashed for
+        ``article_sha256``; re-encoded from ``article`` when not given)."""
         if self.kind != "articles":
             raise ValueError("a diff writer takes entries (add_entry)")
-        self._columns.add_article(article, self.clean_text(article))
+        self._columns.add_article(article, self.clean_text(article), line=line)
         self._maybe_flush()
 
-    def add_entry(self, entry: DiffEntry) -> None:
+    def add_entry(self, entry: DiffEntry, line: bytes | None = None) -> None:
+        """Append a diff entry; ``line``: the added/updated article's NDJSON line."""
         if self.kind != "diff":
             raise ValueError("an article writer takes articles (add)")
-        self._columns.add_entry(entry, self.clean_text)
+        self._columns.add_entry(entry, self.clean_text, line=line)
         self._maybe_flush()
 
     def add_all(self, articles: Iterable[Article]) -> None:

@@ -4,10 +4,12 @@ Article columns: ``id, url, title, text`` first, typed exactly as the Hugging Fa
 ``wikimedia/wikipedia`` dataset (four ``string`` features; ``id`` is the page id as a decimal
 string there), then ``revision_id, date_modified, namespace, wiki, wikitext, abstract,
 categories, templates, redirects, license`` as typed columns and lists of structs, never JSON
-strings. The key of a row is ``(wiki, namespace, id)``: the ``ArticleKey`` (project,
+strings; last ``article_sha256``, the SHA-256 of the record's NDJSON line: the per-article hash
+behind the manifest's ``content_root_hash``, so a Parquet version can be proved equal to the
+NDJSON one. The key of a row is ``(wiki, namespace, id)``: the ``ArticleKey`` (project,
 namespace, identifier) of the NDJSON feeds. Diff shards hold the same columns plus ``op``
-(``add | update | delete``) and ``previous_revision_id``; a delete row carries only its key,
-``title`` and ``previous_revision_id``.
+(``add | update | delete``) first and ``previous_revision_id`` last; a delete row carries only
+its key, ``title`` and ``previous_revision_id``. Delete rows come first, as in NDJSON diffs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from feedserver.feeds.diffs import DiffDelete, DiffEntry, DiffUpdate
+from feedserver.feeds.hashing import ENCODER, article_hash
 from feedserver.models import Article, Link
 
 Kind = Literal["articles", "diff"]
@@ -52,6 +55,7 @@ def _fields(*, diff: bool) -> list[pa.Field]:
         pa.field("templates", pa.list_(LINK)),
         pa.field("redirects", pa.list_(LINK)),
         pa.field("license", pa.list_(LICENSE)),
+        pa.field("article_sha256", pa.string(), nullable=not required),
     ]
 
 
@@ -94,8 +98,9 @@ class Columns:
         self.rows = 0
         self.weight = 0  # characters of the string columns: the row group's size estimate
 
-    def add_article(self, article: Article, text: str, *, op: str | None = None,
-                    previous_revision: int | None = None) -> None:
+    def add_article(self, article: Article, text: str, *, line: bytes | None = None,
+                    op: str | None = None, previous_revision: int | None = None) -> None:
+        """One article; ``line`` is its stored NDJSON line (re-encoded when not given)."""
         body = article.article_body
         wikitext = body.wikitext if body is not None else None
         d = self.data
@@ -118,14 +123,16 @@ class Columns:
         d["license"].append(None if article.license is None else [
             {"identifier": lic.identifier, "name": lic.name, "url": lic.url}
             for lic in article.license])
+        d["article_sha256"].append(article_hash(ENCODER.encode(article) if line is None else line))
         self.rows += 1
         self.weight += (len(text) + len(wikitext or "") + len(article.abstract or "")
                         + len(article.name) + len(article.url or "") + 64
                         + 48 * (len(article.categories or ()) + len(article.templates or ())
                                 + len(article.redirects or ())))
 
-    def add_entry(self, entry: DiffEntry, clean_text: CleanText) -> None:
-        """One diff entry (``kind == "diff"``)."""
+    def add_entry(self, entry: DiffEntry, clean_text: CleanText, *,
+                  line: bytes | None = None) -> None:
+        """One diff entry (``kind == "diff"``); ``line``: its article's NDJSON line."""
         if isinstance(entry, DiffDelete):
             d = self.data
             for name in self.schema.names:
@@ -143,7 +150,7 @@ class Columns:
             op, previous = "update", entry.previous_revision
         else:
             op, previous = "add", None
-        self.add_article(entry.article, clean_text(entry.article), op=op,
+        self.add_article(entry.article, clean_text(entry.article), line=line, op=op,
                          previous_revision=previous)
 
     def table(self) -> pa.Table:
