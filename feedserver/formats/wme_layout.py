@@ -1,0 +1,157 @@
+"""Where each byte of a WME download comes from: rebuilt headers, stored parts, end blocks.
+
+A WME download (``chunk_<k>.tar.gz`` or ``<id>.tar.gz``) is never stored whole. It is a list
+of ``Segment``s: literal bytes rebuilt on demand (a tar header in a stored gzip member, the
+end-of-archive member) or a reference to a stored part (``wme_tar.TarGzPart``). From the
+segments a server knows the download's size, serves any byte range by reading only the parts
+it overlaps (``plan_range`` / ``read_range``), and a build computes the download's MD5 and
+SHA-256 without writing it (``archive_checksums``, ``SnapshotArchiveBuilder``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO
+
+import msgspec
+
+from feedserver.formats.checksums import Checksums, Digester
+from feedserver.formats.wme_tar import (
+    DEFAULT_LEVEL,
+    END_OF_ARCHIVE,
+    HEADER_MEMBER_SIZE,
+    TarGzPart,
+    chunk_entry_name,
+    header_member,
+    snapshot_entry_name,
+    write_part,
+)
+
+# read_part(part index, start, stop): the stored part's bytes [start, stop), in blocks.
+PartReader = Callable[[int, int, int], Iterable[bytes]]
+
+
+class Segment(msgspec.Struct, frozen=True, kw_only=True):
+    """``size`` bytes at ``offset`` of a download: ``data`` itself, or stored part ``part``."""
+
+    offset: int
+    size: int
+    data: bytes = b""
+    part: int = -1
+
+
+class RangePiece(msgspec.Struct, frozen=True, kw_only=True):
+    """Bytes [start, stop) of one segment, relative to the segment."""
+
+    segment: Segment
+    start: int
+    stop: int
+
+
+def _layout(entries: Iterable[tuple[str, int, TarGzPart]]) -> list[Segment]:
+    segments: list[Segment] = []
+    offset = 0
+    for name, index, part in entries:
+        head = header_member(name, part.data_size)
+        segments.append(Segment(offset=offset, size=len(head), data=head))
+        offset += len(head)
+        segments.append(Segment(offset=offset, size=part.checksums.size, part=index))
+        offset += part.checksums.size
+    segments.append(Segment(offset=offset, size=len(END_OF_ARCHIVE), data=END_OF_ARCHIVE))
+    return segments
+
+
+def chunk_archive(index: int, part: TarGzPart) -> list[Segment]:
+    """``chunk_<index>.tar.gz``: one entry ``chunk_<index>.ndjson``; its part is number 0."""
+    return _layout([(chunk_entry_name(index), 0, part)])
+
+
+def snapshot_archive(identifier: str, parts: Sequence[TarGzPart]) -> list[Segment]:
+    """``<identifier>.tar.gz``: entry ``<identifier>_<n>.ndjson`` for part n, in order."""
+    return _layout((snapshot_entry_name(identifier, n), n, part) for n, part in enumerate(parts))
+
+
+def archive_size(segments: Sequence[Segment]) -> int:
+    last = segments[-1]
+    return last.offset + last.size
+
+
+def snapshot_archive_size(parts: Sequence[TarGzPart]) -> int:
+    """Size of a snapshot (or chunk) archive from its parts alone."""
+    return (sum(HEADER_MEMBER_SIZE + part.checksums.size for part in parts)
+            + len(END_OF_ARCHIVE))
+
+
+def plan_range(segments: Sequence[Segment], start: int, stop: int) -> list[RangePiece]:
+    """The pieces of segments covering download bytes [start, stop) (clamped to the size)."""
+    stop = min(stop, archive_size(segments))
+    pieces: list[RangePiece] = []
+    if start >= stop:
+        return pieces
+    for segment in segments:
+        end = segment.offset + segment.size
+        if end <= start or segment.offset >= stop or segment.size == 0:
+            continue
+        pieces.append(RangePiece(segment=segment, start=max(start, segment.offset) - segment.offset,
+                                 stop=min(stop, end) - segment.offset))
+    return pieces
+
+
+def read_range(segments: Sequence[Segment], read_part: PartReader, start: int = 0,
+               stop: int | None = None) -> Iterator[bytes]:
+    """The download's bytes [start, stop) (default: all), reading only the parts needed."""
+    end = archive_size(segments) if stop is None else stop
+    for piece in plan_range(segments, start, end):
+        if piece.segment.part < 0:
+            yield piece.segment.data[piece.start : piece.stop]
+        else:
+            yield from read_part(piece.segment.part, piece.start, piece.stop)
+
+
+def archive_checksums(segments: Sequence[Segment], read_part: PartReader) -> Checksums:
+    """MD5 (WME ``version``), SHA-256 and size of a download, streamed from its parts."""
+    digest = Digester(md5=True)
+    for block in read_range(segments, read_part):
+        digest.update(block)
+    return digest.result()
+
+
+class WmeChunk(msgspec.Struct, frozen=True, kw_only=True):
+    """What a build records per chunk: its stored part and its ``chunk_<k>.tar.gz``."""
+
+    part: TarGzPart
+    archive: Checksums
+
+
+class SnapshotArchiveBuilder:
+    """Write a snapshot's parts in chunk order and take, on the way, the checksums of every
+    ``chunk_<k>.tar.gz`` and of the whole ``<identifier>.tar.gz`` (nothing is read back)."""
+
+    def __init__(self, identifier: str, *, level: int = DEFAULT_LEVEL) -> None:
+        self.identifier = identifier
+        self.level = level
+        self.parts: list[TarGzPart] = []
+        self._whole = Digester(md5=True)
+        self._done = False
+
+    def add_chunk(self, blocks: Iterable[bytes], out: IO[bytes], *,
+                  data_size: int) -> WmeChunk:
+        """Deflate chunk ``len(parts)``'s NDJSON ``blocks`` (``data_size`` bytes) to ``out``."""
+        if self._done:
+            raise ValueError("snapshot archive already finished")
+        index = len(self.parts)
+        chunk = Digester(md5=True)
+        chunk.update(header_member(chunk_entry_name(index), data_size))
+        self._whole.update(header_member(snapshot_entry_name(self.identifier, index), data_size))
+        part = write_part(blocks, out, data_size=data_size, level=self.level,
+                          also=(chunk, self._whole))
+        chunk.update(END_OF_ARCHIVE)
+        self.parts.append(part)
+        return WmeChunk(part=part, archive=chunk.result())
+
+    def finish(self) -> Checksums:
+        """Checksums of the whole snapshot archive."""
+        if not self._done:
+            self._whole.update(END_OF_ARCHIVE)
+            self._done = True
+        return self._whole.result()
