@@ -28,6 +28,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -48,6 +49,13 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 # --- the answer (formatversion=2) -------------------------------------------------------------
+# Range-checked like the events: nothing a wiki (or something posing as one) answers can
+# overflow SQLite's int64 downstream; an answer out of range is an ``UpstreamError``.
+_MAX_SAFE = 9_007_199_254_740_991
+_Id = Annotated[int, msgspec.Meta(ge=1, le=_MAX_SAFE)]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=_MAX_SAFE)]
+_Namespace = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+
 
 
 class _Slot(msgspec.Struct):
@@ -57,14 +65,14 @@ class _Slot(msgspec.Struct):
 
 
 class _Revision(msgspec.Struct):
-    revid: int
-    parentid: int | None = None
+    revid: _Id
+    parentid: _Count | None = None
     minor: bool = False
     user: str | None = None
-    userid: int | None = None
+    userid: _Count | None = None
     userhidden: bool = False
     timestamp: datetime | None = None
-    size: int | None = None
+    size: _Count | None = None
     sha1: str | None = None
     comment: str | None = None
     commenthidden: bool = False
@@ -74,8 +82,8 @@ class _Revision(msgspec.Struct):
 
 class _Page(msgspec.Struct):
     title: str = ""
-    pageid: int | None = None
-    ns: int = 0
+    pageid: _Id | None = None
+    ns: _Namespace = 0
     missing: bool = False
     revisions: list[_Revision] | None = None
 
