@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 import httpx
 
+from feedserver.errors import StorageError
 from feedserver.metrics import Metrics
 from feedserver.sources.eventstreams import (
     Batch,
@@ -53,6 +54,7 @@ MIGRATION = (
     " position TEXT NOT NULL, topic_end BIGINT NOT NULL, updated_ms BIGINT NOT NULL)",
 )
 _SCAN = 200  # records read per step when looking back for the last position header
+_EMPTY_POLLS = 6  # empty polls (5 s each) before reading back is given up
 
 
 async def stored_position(event_log: EventLog, db: Database, name: str, topic: str
@@ -82,20 +84,31 @@ async def stored_position(event_log: EventLog, db: Database, name: str, topic: s
 async def stored_event_ids(event_log: EventLog, topic: str, window: int) -> list[str]:
     """The ``meta.id`` keys of the last ``window`` records of ``topic``."""
     end = (await event_log.end_offsets(topic)).get(PARTITION, 0)
-    records = await _read(event_log, topic, max(0, end - window), end)
+    # Best effort: the dedup memory only guards against re-sent milliseconds.
+    records = await _read(event_log, topic, max(0, end - window), end, strict=False)
     return [r.key.decode(errors="replace") for r in records if r.key]
 
 
-async def _read(event_log: EventLog, topic: str, low: int, high: int) -> list[LogRecord]:
+async def _read(event_log: EventLog, topic: str, low: int, high: int, *, strict: bool = True
+                ) -> list[LogRecord]:
+    """Records ``[low, high)`` of partition 0. When they cannot all be read: ``StorageError``
+    if ``strict`` (a guessed position would store events twice or lose them), else those read.
+    """
     out: list[LogRecord] = []
     reader = event_log.reader({(topic, PARTITION): low})
+    empty = 0
     try:
         while low < high:
             records = await reader.poll(max_records=min(500, high - low), timeout=5.0)
             if not records:
-                break
-            kept = [r for r in records if r.offset < high]
-            out.extend(kept)
+                empty += 1
+                if empty >= _EMPTY_POLLS:
+                    if not strict:
+                        break
+                    raise StorageError(f"cannot read {topic} offsets {low}..{high - 1} back")
+                continue
+            empty = 0
+            out.extend(r for r in records if r.offset < high)
             low = records[-1].offset + 1
     finally:
         await reader.close()
