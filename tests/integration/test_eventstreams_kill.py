@@ -23,7 +23,7 @@ from tests.conftest import EVENTS, ROOT
 from tests.fixtures.eventstreams import (
     PAGE_CHANGE,
     RECENTCHANGE,
-    Frame,
+    distinct,
     real_frames,
     serve_eventstreams,
 )
@@ -32,17 +32,6 @@ pytestmark = pytest.mark.integration
 
 TOPIC = "feedserver.eventstreams"
 WAIT = 120.0
-
-
-def expected(frames: list[Frame]) -> list[str]:
-    seen: set[str] = set()
-    out: list[str] = []
-    for frame in frames:
-        key = frame.event_id or frame.data
-        if key not in seen:
-            seen.add(key)
-            out.append(frame.data)
-    return out
 
 
 def stored(db_path: Path) -> list[str]:
@@ -81,7 +70,7 @@ def wait_for(db_path: Path, count: int, proc: subprocess.Popen[bytes]) -> int:
 
 def test_kill_9_mid_stream_then_restart_stores_each_event_once(tmp_path: Path) -> None:
     frames = real_frames(EVENTS, 3000)
-    want = expected(frames)
+    want = distinct(frames)
     db_path = tmp_path / "follow.db"
     kills: list[int] = []
     with serve_eventstreams(frames, drop_every=250, retry_ms=0, idle_close=30.0) as server:

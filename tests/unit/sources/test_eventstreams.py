@@ -21,8 +21,8 @@ from tests.conftest import EVENTS
 from tests.fixtures.eventstreams import (
     PAGE_CHANGE,
     RECENTCHANGE,
-    Frame,
     StreamFailure,
+    distinct,
     real_frames,
     serve_eventstreams,
 )
@@ -53,22 +53,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Log]:
         store.db.close()
 
 
-def expected(frames: list[Frame], wikis: set[str] | None = None) -> list[str]:
-    """What must land in the topic, in order: each distinct event once."""
-    seen: set[str] = set()
-    out: list[str] = []
-    for frame in frames:
-        if wikis is not None and frame.wiki not in wikis:
-            continue
-        # The follower's identity of an event: meta.id, else its bytes.
-        event_id = frame.event_id or frame.data
-        if event_id in seen:
-            continue
-        seen.add(event_id)
-        out.append(frame.data)
-    return out
-
-
 async def run_follow(store: Log, url: str, count: int, **kw: object) -> object:
     return await asyncio.wait_for(follow(
         store.log, store.db, url=url, streams=STREAMS, topic=TOPIC, user_agent=UA,
@@ -77,7 +61,7 @@ async def run_follow(store: Log, url: str, count: int, **kw: object) -> object:
 
 async def test_exactly_once_across_dropped_connections(store: Log) -> None:
     frames = real_frames(EVENTS, 1200)
-    want = expected(frames)
+    want = distinct(frames)
     metrics = Metrics()
     with serve_eventstreams(frames, drop_every=70, retry_ms=10) as server:
         stats = await run_follow(store, server.url, len(want), metrics=metrics,
@@ -101,7 +85,7 @@ async def test_exactly_once_across_dropped_connections(store: Log) -> None:
 async def test_timestamp_positions_resend_that_millisecond_and_dedup_drops_it(
         store: Log) -> None:
     frames = real_frames(EVENTS, 600)
-    want = expected(frames)
+    want = distinct(frames)
     with serve_eventstreams(frames, drop_every=50, id_mode="timestamp") as server:
         stats = await run_follow(store, server.url, len(want))
     assert [r.value.decode() for r in await store.records()] == want
@@ -111,7 +95,7 @@ async def test_timestamp_positions_resend_that_millisecond_and_dedup_drops_it(
 
 async def test_restart_resumes_where_the_stored_events_end(store: Log) -> None:
     frames = real_frames(EVENTS, 500)
-    want = expected(frames)
+    want = distinct(frames)
     with serve_eventstreams(frames, drop_every=1000) as server:
         await run_follow(store, server.url, 100, batch_size=20)
         first = len(await store.records())
@@ -143,7 +127,7 @@ class CrashAfterAppend(EmbeddedEventLog):
 async def test_a_kill_between_append_and_position_write_resumes_from_the_header(
         store: Log) -> None:
     frames = real_frames(EVENTS, 300)
-    want = expected(frames)
+    want = distinct(frames)
     crashing = CrashAfterAppend(store.db)
     with serve_eventstreams(frames, drop_every=1000) as server:
         with pytest.raises(Killed):
@@ -165,7 +149,7 @@ async def test_wiki_filter_and_since(store: Log) -> None:
     frames = real_frames(EVENTS, 400)
     since = frames[200].timestamp_ms
     later = [f for f in frames if f.timestamp_ms >= since]
-    want = expected(later, {"testwikidatawiki"})
+    want = distinct(later, {"testwikidatawiki"})
     metrics = Metrics()
     with serve_eventstreams(frames, drop_every=1000) as server:
         stats = await run_follow(store, server.url, len(want), wikis=["testwikidatawiki"],
@@ -179,7 +163,7 @@ async def test_wiki_filter_and_since(store: Log) -> None:
 
 async def test_bad_frames_are_dead_lettered_with_counts_never_raised(store: Log) -> None:
     frames = real_frames(EVENTS, 200)
-    want = expected(frames)
+    want = distinct(frames)
     bad = {10: ["bad_id", "not_json"], 50: ["unknown_schema", "error_event"],
            90: ["bad_envelope"]}
     metrics = Metrics()
@@ -275,9 +259,9 @@ async def test_stop_ends_an_idle_follow(store: Log) -> None:
                                           streams=STREAMS, topic=TOPIC, user_agent=UA,
                                           batch_seconds=0.05, stop=stop))
         for _ in range(400):  # bounded wait until caught up
-            if len(await store.records()) == len(expected(frames)):
+            if len(await store.records()) == len(distinct(frames)):
                 break
             await asyncio.sleep(0.05)
         stop.set()
         await asyncio.wait_for(task, TIMEOUT)
-    assert len(await store.records()) == len(expected(frames))
+    assert len(await store.records()) == len(distinct(frames))
