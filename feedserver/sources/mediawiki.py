@@ -34,6 +34,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import msgspec
 
+from feedserver.config import Settings
 from feedserver.errors import UpstreamError
 from feedserver.ingest.revision import WikiRevision
 from feedserver.metrics import Metrics
@@ -178,6 +179,19 @@ class ActionApiClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             headers={"User-Agent": user_agent, "Accept": "application/json"},
             follow_redirects=True, transport=transport)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, metrics: Metrics | None = None,
+                      cache: RevisionCache | None = None) -> ActionApiClient | None:
+        """The client ``content_source_url`` names (None when unset), with the settings'
+        User-Agent, maxlag, per-wiki concurrency and an in-memory cache of
+        ``content_cache_revisions`` revisions unless ``cache`` is given."""
+        if not settings.content_source_url:
+            return None
+        return cls(settings.content_source_url, user_agent=settings.user_agent,
+                   maxlag=settings.content_maxlag, concurrency=settings.content_concurrency,
+                   cache=cache or MemoryRevisionCache(settings.content_cache_revisions),
+                   metrics=metrics)
 
     def endpoint(self, project: str, base_url: str | None) -> str:
         domain = urlsplit(base_url).netloc if base_url else project

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from feedserver.config import load_settings
 from feedserver.errors import UpstreamError
+from feedserver.feeds.content import ContentSource
 from feedserver.ingest.events import changes_from_json
 from feedserver.ingest.revision import fill_change
 from feedserver.metrics import Metrics
@@ -231,3 +233,20 @@ def test_retry_after_forms() -> None:
     assert retry_after("7") == 7 and retry_after(None) is None and retry_after("soon") is None
     assert retry_after("999999") == 300  # clamped: a hostile header cannot park us for days
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+async def test_from_settings_and_content_source_shape(api: ActionApi,
+                                                      articles: list[Article]) -> None:
+    assert ActionApiClient.from_settings(load_settings({})) is None
+    settings = load_settings({"FEEDSERVER_CONTENT_SOURCE_URL": api.url,
+                              "FEEDSERVER_USER_AGENT": UA, "FEEDSERVER_CONTENT_MAXLAG": "3"})
+    client = ActionApiClient.from_settings(settings)
+    assert client is not None
+    # The consumer holds a ContentSource: the new client drops in where the old one was.
+    source: ContentSource = client
+    try:
+        texts = await source.fetch("enwiki", BASE, revids(articles, 2))
+    finally:
+        await source.close()
+    assert len(texts) == 2
+    assert api.requests[0].params["maxlag"] == "3" and api.requests[0].user_agent == UA
