@@ -61,6 +61,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     dead_letter_topic: str = "feedserver.dead-letter"
     usage_topic: str = "feedserver.usage"
     content_source_url: str | None = None
+    content_concurrency: int = 2
+    content_maxlag: int = 5
+    content_cache_revisions: int = 10_000
+    user_agent: str = "feedserver/0.1 (set FEEDSERVER_USER_AGENT to name your service and contact)"
+    eventstreams_url: str = "https://stream.wikimedia.org"
+    eventstreams_streams: list[str] = msgspec.field(
+        default_factory=lambda: ["mediawiki.recentchange"])
+    eventstreams_wikis: list[str] = msgspec.field(default_factory=list)
+    eventstreams_topic: str = "feedserver.eventstreams"
     realtime_max_subscriber_lag: int = 10_000
     realtime_subscriber_queue: int = 1_000
     batch_retention_hours: int = 48

@@ -132,6 +132,13 @@ class IntegrityError(FeedError):
     title = "Integrity check failed"
 
 
+class UpstreamError(Unavailable):
+    """An outside service (EventStreams, a wiki's Action API) failed or answered nonsense."""
+
+    slug = "upstream-error"
+    title = "Upstream service failed"
+
+
 class InvalidEvent(BadRequest):
     """An event that fails its schema: goes to the dead-letter store; consumption continues."""
 

@@ -51,6 +51,38 @@ class Metrics:
             "feedserver_consumer_lag", "Source records not yet consumed, by topic.",
             ["topic"], registry=r,
         )
+        # --- EventStreams follower and Action API content client --------------------------
+        # Labels are closed sets chosen here, never values read from the stream.
+        self.eventstreams_events = Counter(
+            "feedserver_eventstreams_events",
+            "EventStreams events read, by result (appended, duplicate, other_wiki, dead_lettered).",
+            ["result"], registry=r,
+        )
+        self.eventstreams_dead_lettered = Counter(
+            "feedserver_eventstreams_dead_lettered",
+            "EventStreams frames set aside, by reason (frame, json, schema, unsupported).",
+            ["reason"], registry=r,
+        )
+        self.eventstreams_reconnects = Counter(
+            "feedserver_eventstreams_reconnects",
+            "EventStreams reconnects, by cause (closed, network, timeout, http, rate_limited,"
+            " html).",
+            ["cause"], registry=r,
+        )
+        self.eventstreams_last_event = Gauge(
+            "feedserver_eventstreams_last_event_timestamp_seconds",
+            "meta.dt of the last EventStreams event appended (its distance to now is the lag).",
+            registry=r,
+        )
+        self.content_requests = Counter(
+            "feedserver_content_requests",
+            "Action API requests, by result (ok, retry, failed).", ["result"], registry=r,
+        )
+        self.content_revisions = Counter(
+            "feedserver_content_revisions",
+            "Revisions asked of the content client, by result (fetched, cached, hidden, missing).",
+            ["result"], registry=r,
+        )
         # --- usage consumer (distributed metering) -----------------------------------------
         self.usage_records = Counter(
             "feedserver_usage_records",
