@@ -140,9 +140,7 @@ def stage_dump(
         result = stage_records(info, records, conn, folder, part=part, chunk_size=chunk_size,
                                level=level)
     finally:
-        close = getattr(records, "close", None)
-        if close is not None:
-            close()
+        records.close()
         if own:
             conn.close()
     if db_path is not None and own:

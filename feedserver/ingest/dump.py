@@ -8,7 +8,7 @@ truncated file only fails when the reader reaches the cut.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 from xml.etree.ElementTree import ParseError
@@ -25,7 +25,7 @@ from feedserver.ingest.pagexml import PageReader
 from feedserver.ingest.siteinfo import DumpInfo, derive_info
 from feedserver.models import Article, Redirect
 
-__all__ = ["DumpInfo", "open_dump", "read_dump"]
+__all__ = ["DumpInfo", "DumpRecords", "open_dump", "read_dump"]
 
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 # What a bad file can raise inside mwxml / expat / the decompressors.
@@ -50,7 +50,7 @@ def read_dump(
     wiki: str | None = None,
     namespaces: set[int] | None = None,
     part: DumpSlice | None = None,
-) -> tuple[DumpInfo, Iterator[Article | Redirect]]:
+) -> tuple[DumpInfo, DumpRecords]:
     """Read ``<siteinfo>`` now; return it with a lazy iterator over the pages' records.
 
     ``wiki`` overrides the project id derived from the dump; ``namespaces`` keeps only pages
@@ -68,7 +68,23 @@ def read_dump(
     except BaseException:
         stream.close()
         raise
-    return info, _records(stream, path, info, reader, namespaces)
+    return info, DumpRecords(_records(stream, path, info, reader, namespaces), stream)
+
+
+class DumpRecords(Iterator[Article | Redirect]):
+    """The records of one dump. ``close()`` releases the file at any point, even before the
+    first record (closing a generator that never started would not run its ``finally``)."""
+
+    def __init__(self, records: Generator[Article | Redirect], stream: BinaryIO) -> None:
+        self._records = records
+        self._stream = stream
+
+    def __next__(self) -> Article | Redirect:
+        return next(self._records)
+
+    def close(self) -> None:
+        self._records.close()
+        self._stream.close()
 
 
 def _open(stream: BinaryIO, path: Path, wiki: str | None) -> tuple[DumpInfo, PageReader]:
@@ -107,7 +123,7 @@ def _open(stream: BinaryIO, path: Path, wiki: str | None) -> tuple[DumpInfo, Pag
 
 
 def _records(stream: BinaryIO, path: Path, info: DumpInfo, reader: PageReader,
-             namespaces: set[int] | None) -> Iterator[Article | Redirect]:
+             namespaces: set[int] | None) -> Generator[Article | Redirect]:
     converter = PageConverter(info)
     try:
         for head, revisions in reader.pages():
