@@ -25,7 +25,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -247,11 +246,9 @@ async def _create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
             await admin.close()
 
 
-def create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
-    """Create the topics (the deployment's init job); own thread and loop, bounded."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, asyncio.wait_for(_create_topics(bootstrap, topics), 30)
-                    ).result(timeout=40)
+async def create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
+    """Create the topics (the deployment's init job), bounded."""
+    await asyncio.wait_for(_create_topics(bootstrap, topics), 30)
 
 
 # --- servers of a test's own, to stop and restart (the session fixtures must stay up) ---------

@@ -33,7 +33,7 @@ from feedserver.config import Settings
 from feedserver.feeds.diff_advance import advance_snapshot
 from feedserver.feeds.diff_build import build_diff
 from feedserver.feeds.diffs import DiffManifest
-from feedserver.feeds.hashing import ENCODER, article_hash, root_hash
+from feedserver.feeds.hashing import article_hash, root_hash
 from feedserver.feeds.snapshots import SnapshotStore, build_snapshots
 from feedserver.feeds.state import StateStore
 from feedserver.ingest.events import ArticleChange, to_us
@@ -274,5 +274,3 @@ def _download_in_ranges(server: Server, path: str, manifest: DiffManifest, dst: 
     assert len(dst.read_bytes()) == size
     return dst
 
-
-assert ENCODER is not None

@@ -18,7 +18,7 @@ import hashlib
 import io
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,10 +54,10 @@ GRACEFUL = (0, -signal.SIGTERM)
 
 
 @pytest.fixture
-def stack(tmp_path: Path, moto_server: str, kafka_broker: str,
-          fresh_postgres_url: str) -> Iterator[Stack]:
+async def stack(tmp_path: Path, moto_server: str, kafka_broker: str,
+                fresh_postgres_url: str) -> AsyncIterator[Stack]:
     s = Stack(tmp_path, moto_server, fresh_postgres_url, kafka_broker)
-    create_topics(kafka_broker, s.topics)
+    await create_topics(kafka_broker, s.topics)
     try:
         yield s
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import httpx
@@ -17,20 +18,31 @@ from feedserver.storage.factory import open_blob_store
 from feedserver.storage.s3 import S3BlobStore
 from tests.conftest import free_port
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 pytestmark = pytest.mark.integration
 MiB = 1024 * 1024
 
 
-def _raw_keys(settings: Settings) -> list[str]:
-    client = boto3.client(
+def _client(settings: Settings) -> S3Client:
+    return boto3.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,
         region_name=settings.s3_region,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    resp = client.list_objects_v2(Bucket=settings.s3_bucket)
+
+
+def _raw_keys(settings: Settings) -> list[str]:
+    resp = _client(settings).list_objects_v2(Bucket=settings.s3_bucket)
     return sorted(obj["Key"] for obj in resp.get("Contents", []))
+
+
+def _buckets(settings: Settings) -> list[str]:
+    return [b["Name"] for b in _client(settings).list_buckets().get("Buckets", [])
+            if b["Name"] == settings.s3_bucket]
 
 
 def test_factory_opens_s3_in_distributed_mode(s3_settings: Settings) -> None:
@@ -94,9 +106,16 @@ def test_list_paginates(s3_settings: Settings) -> None:
 
 
 def test_ensure_bucket_is_idempotent(s3_settings: Settings) -> None:
-    store = S3BlobStore.from_settings(s3_settings)
+    store = S3BlobStore.from_settings(msgspec.structs.replace(s3_settings,
+                                                              s3_create_bucket=False))
+    assert _buckets(s3_settings) == []  # the test's bucket is new
     store.ensure_bucket()
+    assert _buckets(s3_settings) == [s3_settings.s3_bucket]
+    store.put_bytes("kept", b"1")
+    # Again (another process starting): the same one bucket, and what it holds stays.
     store.ensure_bucket()
+    assert _buckets(s3_settings) == [s3_settings.s3_bucket]
+    assert _raw_keys(s3_settings) == ["kept"]
 
 
 def test_missing_bucket_without_autocreate_is_storage_error(s3_settings: Settings) -> None:

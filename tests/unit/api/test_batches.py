@@ -3,7 +3,6 @@ from an embedded event log, with entitlements, metering seam and hostile inputs.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import pytest_asyncio
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
@@ -41,26 +41,23 @@ class BatchWorld:
         return self.world.headers(key, **extra)
 
 
-@pytest.fixture(scope="module")
-def bworld(tmp_path_factory: pytest.TempPathFactory) -> BatchWorld:
+# Module-scoped (with its own event loop for the module): building the world dominates.
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def bworld(tmp_path_factory: pytest.TempPathFactory) -> BatchWorld:
     world = build_world(tmp_path_factory.mktemp("batches"))
     log = EmbeddedEventLog(world.db, poll_interval=0.05)
     topic = world.settings.article_topic
     start = hours.start_ms(H)
-
-    async def fill() -> None:
-        await log.create_topic(topic, 2)
-        records = []
-        for wiki, lang, ns, n in (("enwiki", "en", 0, 30), ("enwiki", "en", 10, 2),
-                                  ("dewiki", "de", 0, 4)):
-            for i, a in enumerate(make_articles(wiki, lang, ns, n)):
-                records.append(Outgoing(key=f"{wiki}/{ns}/{a.identifier}".encode(),
-                                        value=msgspec.json.encode(a), timestamp_ms=start + i))
-        await log.append(topic, records)
-        await build_hour(log, world.blobs, world.settings, H,
-                         clock=lambda: hours.end_ms(H) + hours.DEFAULT_GRACE_MS)
-
-    asyncio.run(fill())
+    await log.create_topic(topic, 2)
+    records = []
+    for wiki, lang, ns, n in (("enwiki", "en", 0, 30), ("enwiki", "en", 10, 2),
+                              ("dewiki", "de", 0, 4)):
+        for i, a in enumerate(make_articles(wiki, lang, ns, n)):
+            records.append(Outgoing(key=f"{wiki}/{ns}/{a.identifier}".encode(),
+                                    value=msgspec.json.encode(a), timestamp_ms=start + i))
+    await log.append(topic, records)
+    await build_hour(log, world.blobs, world.settings, H,
+                     clock=lambda: hours.end_ms(H) + hours.DEFAULT_GRACE_MS)
     world.accounts.create_plan(Plan(name="batches-en", feeds=["batches"], projects=["enwiki"]))
     world.accounts.create_plan(Plan(name="batches-all", feeds=["batches"]))
     world.accounts.create_customer("delta", "batches-en")

@@ -31,36 +31,36 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return load_settings(env={}, data_dir=str(tmp_path / "var"))
 
 
-def _fill(settings: Settings) -> datetime:
+async def _fill(settings: Settings) -> datetime:
     """Articles stamped two hours ago; returns that hour."""
     hour = hours.hour_of(now_ms()) - timedelta(hours=2)
     db = connect(settings.database)
     log = EmbeddedEventLog(db)
-
-    async def go() -> None:
+    try:
         await log.create_topic(settings.article_topic, 2)
         await log.append(settings.article_topic, [
             Outgoing(key=f"enwiki/0/{a.identifier}".encode(), value=msgspec.json.encode(a),
                      timestamp_ms=hours.start_ms(hour) + a.identifier)
             for a in make_articles("enwiki", "en", 0, 5)])
-
-    asyncio.run(go())
-    db.close()
+    finally:
+        db.close()
     return hour
 
 
-def test_build_and_list(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_build_and_list(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["batches", "list"]) == 0
     assert "no batches built" in capsys.readouterr().out
-    assert main(["batches", "build"]) == 0  # no article topic yet: nothing to do
+    # ``batches build`` runs its own event loop, as a separate program would: in a thread.
+    assert await asyncio.to_thread(main, ["batches", "build"]) == 0  # no article topic yet
     assert "no complete hour" in capsys.readouterr().out
-    hour = _fill(settings)
-    assert main(["batches", "build", "--grace-seconds", "0"]) == 0
+    hour = await _fill(settings)
+    assert await asyncio.to_thread(main, ["batches", "build", "--grace-seconds", "0"]) == 0
     out = capsys.readouterr().out
     assert f"{hours.label(hour)}  enwiki_namespace_0  5 articles" in out
     blobs = FilesystemBlobStore(settings.blob_root)
     assert built_hours(blobs)[0] == hour and len(built_hours(blobs)) >= 2
-    assert main(["batches", "build", "--hour", hours.label(hour)]) == 0  # explicit rebuild
+    argv = ["batches", "build", "--hour", hours.label(hour)]
+    assert await asyncio.to_thread(main, argv) == 0  # explicit rebuild
     assert "5 articles" in capsys.readouterr().out
     assert main(["batches", "list", "--json"]) == 0
     first = msgspec.json.decode(capsys.readouterr().out.splitlines()[0])
@@ -74,20 +74,21 @@ def test_bad_hour(settings: Settings, arg: str, capsys: pytest.CaptureFixture[st
     assert err.startswith("feedserver: error:") and err.count("\n") == 1
 
 
-def test_current_hour_refused(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
-    _fill(settings)
-    assert main(["batches", "build", "--hour", hours.label(hours.hour_of(now_ms()))]) == 1
+async def test_current_hour_refused(settings: Settings,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    await _fill(settings)
+    argv = ["batches", "build", "--hour", hours.label(hours.hour_of(now_ms()))]
+    assert await asyncio.to_thread(main, argv) == 1
     assert "not over yet" in capsys.readouterr().err
     assert list(FilesystemBlobStore(settings.blob_root).list("batches/")) == []
 
 
-def test_consumer_sealer_builds_without_cron(settings: Settings) -> None:
-    hour = _fill(settings)
+async def test_consumer_sealer_builds_without_cron(settings: Settings) -> None:
+    hour = await _fill(settings)
     db = connect(settings.database)
     log = EmbeddedEventLog(db)
     blobs = FilesystemBlobStore(settings.blob_root)
-
-    async def go() -> None:
+    try:
         stop = asyncio.Event()
         task = asyncio.create_task(seal_periodically(log, blobs, settings, stop, interval=0.05))
         for _ in range(200):  # bounded: up to ~10 s
@@ -96,7 +97,6 @@ def test_consumer_sealer_builds_without_cron(settings: Settings) -> None:
             await asyncio.sleep(0.05)
         stop.set()
         await asyncio.wait_for(task, 10)
-
-    asyncio.run(go())
-    db.close()
+    finally:
+        db.close()
     assert read_hour(blobs, hour).batches[0].article_count == 5

@@ -28,38 +28,37 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return load_settings(data_dir=str(tmp_path / "var"))
 
 
-def _committed(settings: Settings) -> tuple[dict[int, int], dict[int, int]]:
+async def _committed(settings: Settings) -> tuple[dict[int, int], dict[int, int]]:
     db = connect(settings.database)
     log = EmbeddedEventLog(db)
-
-    async def go() -> tuple[dict[int, int], dict[int, int]]:
+    try:
         return (await log.committed(settings.consumer_group, INPUT),
                 await log.end_offsets(INPUT))
-
-    try:
-        return asyncio.run(go())
     finally:
         db.close()
 
 
-def _load(settings: Settings) -> None:
+async def _load(settings: Settings) -> None:
     db = connect(settings.database)
     try:
-        asyncio.run(load(EmbeddedEventLog(db)))
+        await load(EmbeddedEventLog(db))
     finally:
         db.close()
 
 
-def test_member_auto_from_hostname(settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
-    _load(settings)
+async def test_member_auto_from_hostname(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    await _load(settings)
     monkeypatch.setattr(socket, "gethostname", lambda: "feedserver-events-consumer-1")
-    assert main(["events", "consume", "--once", "--members", "2", "--member", "auto"]) == 0
+    # The command runs its own event loop, as a separate program would: in a worker thread.
+    argv = ["events", "consume", "--once", "--members", "2", "--member", "auto"]
+    assert await asyncio.to_thread(main, argv) == 0
     assert "consumed" in capsys.readouterr().out
-    committed, ends = _committed(settings)
+    committed, ends = await _committed(settings)
     assert committed == {1: ends[1], 3: ends[3]}  # member 1 of 2: odd partitions only
-    assert main(["events", "consume", "--once", "--members", "2", "--member", "0"]) == 0
-    committed, ends = _committed(settings)
+    argv = ["events", "consume", "--once", "--members", "2", "--member", "0"]
+    assert await asyncio.to_thread(main, argv) == 0
+    committed, ends = await _committed(settings)
     assert committed == ends
 
 
