@@ -164,7 +164,7 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, blobs: BlobStore |
                 state: ArticleState | None, usage: UsageSink | None, metering: Any,
                 metrics: Metrics) -> Services:
     if blobs is None:
-        from feedserver.storage.factory import open_blob_store
+        from feedserver.storage.blobs import open_blob_store
 
         blobs = await anyio.to_thread.run_sync(open_blob_store, settings)
     if db is None:

@@ -99,8 +99,8 @@ def _snapshots(settings: Settings, dump: Path, rebuild: bool) -> dict[str, int]:
     """The demo's snapshot identifiers and their article counts, built when missing."""
     from feedserver.feeds.snapshots import SnapshotStore, build_snapshots
     from feedserver.feeds.state import StateStore
+    from feedserver.storage.blobs import open_blob_store
     from feedserver.storage.db import connect
-    from feedserver.storage.factory import open_blob_store
 
     blobs = open_blob_store(settings)
     store = SnapshotStore(blobs)
@@ -139,7 +139,7 @@ def _events(settings: Settings) -> str | None:
     of the first edited article."""
     from feedserver.demo_events import demo_events
     from feedserver.feeds.snapshots import SnapshotStore
-    from feedserver.storage.factory import open_blob_store
+    from feedserver.storage.blobs import open_blob_store
 
     store = SnapshotStore(open_blob_store(settings))
     articles = list(islice(store.iter_articles(store.manifest(ARTICLES)), 12))

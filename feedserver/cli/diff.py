@@ -25,8 +25,8 @@ from feedserver.feeds.diff_files import apply_files, load_manifest
 from feedserver.feeds.diffs import ENCODER, DiffManifest, DiffStore
 from feedserver.feeds.manifest import check_identifier
 from feedserver.feeds.state import StateStore
+from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import connect
-from feedserver.storage.factory import open_blob_store
 
 _FETCH_TIMEOUT = 30
 

@@ -24,9 +24,9 @@ from feedserver.feeds.consumer import EventConsumer
 from feedserver.feeds.content import open_content_source
 from feedserver.feeds.membership import Membership, member_from_hostname, membership
 from feedserver.metrics import Metrics
+from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import connect
 from feedserver.storage.eventlog import Outgoing, now_ms, open_event_log
-from feedserver.storage.factory import open_blob_store
 
 LOAD_BATCH = 500
 

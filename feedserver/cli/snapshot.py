@@ -14,7 +14,7 @@ from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
 from feedserver.feeds.manifest import MANIFEST_ENCODER, check_identifier
 from feedserver.feeds.snapshots import SnapshotStore, build_snapshots
-from feedserver.storage.factory import open_blob_store
+from feedserver.storage.blobs import open_blob_store
 
 
 def register(sub: Any) -> None:

@@ -16,8 +16,8 @@ from feedserver.accounts.service import Accounts
 from feedserver.api.app import create_app
 from feedserver.config import Settings
 from feedserver.feeds.snapshots import build_snapshots
+from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import SQLiteDatabase
-from feedserver.storage.factory import open_blob_store
 from tests.conftest import DUMPS
 
 pytestmark = pytest.mark.integration

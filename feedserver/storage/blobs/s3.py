@@ -23,7 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from feedserver.errors import BlobNotFound, StorageError
-from feedserver.storage.blobs import READ_BLOCK, BlobInfo, check_key
+from feedserver.storage.blobs.base import READ_BLOCK, BlobInfo, check_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -1,5 +1,5 @@
 """S3-specific behaviour of ``S3BlobStore`` on a real moto_server (the shared contract lives in
-``tests/unit/storage/test_blobs_contract.py``)."""
+``tests/contracts/blobs.py``)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 
 from feedserver.config import Settings
 from feedserver.errors import BlobNotFound, InvalidIdentifier, StorageError
-from feedserver.storage.factory import open_blob_store
-from feedserver.storage.s3 import S3BlobStore
+from feedserver.storage.blobs import open_blob_store
+from feedserver.storage.blobs.s3 import S3BlobStore
 from tests.conftest import free_port
 
 if TYPE_CHECKING:

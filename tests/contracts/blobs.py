@@ -1,7 +1,8 @@
-"""One contract for every ``BlobStore``: the filesystem store and S3 on a real moto_server.
+"""One contract for every ``BlobStore``: the filesystem store (``tests/unit/storage/blobs``)
+and S3 on a real moto_server (``tests/integration/storage``).
 
-A new backend joins by adding a parameter to the ``store`` fixture; every test below then runs
-against it unchanged.
+A test module joins by defining a ``store`` fixture and importing everything from here; every
+test below then runs against its backend unchanged.
 """
 
 from __future__ import annotations
@@ -15,25 +16,19 @@ import httpx
 import msgspec
 import pytest
 
-from feedserver.config import Settings, load_settings
+from feedserver.config import Settings
 from feedserver.errors import BlobNotFound, InvalidIdentifier, StorageError
-from feedserver.storage.blobs import BlobStore, sha256_file
-from feedserver.storage.factory import open_blob_store
+from feedserver.formats.checksums import checksum_file
+from feedserver.storage.blobs import BlobStore, open_blob_store
 
 MiB = 1024 * 1024
 # moto (like S3) requires parts of at least 5 MiB except the last one.
 SMALL_MULTIPART = {"s3_multipart_threshold": 5 * MiB, "s3_multipart_chunksize": 5 * MiB}
 
 
-@pytest.fixture(params=["filesystem", pytest.param("s3", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    base: Settings
-    if request.param == "s3":
-        base = request.getfixturevalue("s3_settings")
-    else:
-        base = load_settings(env={}, data_dir=str(tmp_path / "var"), blob_backend="filesystem")
-    settings = msgspec.structs.replace(base, **SMALL_MULTIPART)
-    blobs = open_blob_store(settings)
+def open_store(base: Settings) -> BlobStore:
+    """The store ``base`` names, with multipart uploads from 5 MiB (exercised by a test)."""
+    blobs = open_blob_store(msgspec.structs.replace(base, **SMALL_MULTIPART))
     assert isinstance(blobs, BlobStore)
     return blobs
 
@@ -213,7 +208,7 @@ def test_multipart_upload(store: BlobStore, tmp_path: Path) -> None:
     for part in store.open_range("snap/big"):
         assert len(part) <= 2 * MiB  # streamed in blocks, never the whole object
         digest.update(part)
-    assert digest.hexdigest() == sha256_file(big)
+    assert digest.hexdigest() == checksum_file(big).sha256
     middle = 5 * MiB
     across_parts = block[-2:] + bytes([5]) + block[1:2]
     assert _read(store, "snap/big", middle - 2, middle + 2) == across_parts

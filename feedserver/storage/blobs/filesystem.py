@@ -1,74 +1,33 @@
-"""Blob storage: one protocol, a filesystem implementation (default) and S3 (``s3.py``).
+"""``BlobStore`` on the local filesystem: the embedded default.
 
-Keys are ``/``-separated relative paths built by the feeds from validated identifiers; this
-module re-checks them so that no key can escape the store's root. Writes are atomic: a reader
-sees either nothing or the whole object (filesystem: write to a temp file, fsync, rename;
-S3: a PUT or a completed multipart upload).
+Blobs are files under ``root``. A write goes to a temporary file, is fsynced and renamed over
+the target, so a reader sees either nothing or the whole object. ``OSError`` is translated
+here: a missing file is ``BlobNotFound``, any other failure ``StorageError``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO
 
-import msgspec
-
-from feedserver.errors import BlobNotFound, InvalidIdentifier, StorageError
-
-_KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,254}$")
-READ_BLOCK = 1024 * 1024
+from feedserver.errors import BlobNotFound, StorageError
+from feedserver.storage.blobs.base import READ_BLOCK, BlobInfo, check_key
 
 
-class BlobInfo(msgspec.Struct, frozen=True):
-    key: str
-    size: int
-    etag: str
-    last_modified: float  # seconds since the epoch, UTC
-
-
-def check_key(key: str) -> str:
-    """Reject keys that are empty, absolute, or contain ``..``/odd characters."""
-    parts = key.split("/")
-    if not key or any(not _KEY_PART.match(p) or p in {".", ".."} for p in parts):
-        raise InvalidIdentifier(f"invalid storage key {key!r}")
-    return key
-
-
-@runtime_checkable
-class BlobStore(Protocol):
-    """What the feeds need from object storage."""
-
-    def put_file(self, key: str, path: Path) -> BlobInfo:
-        """Upload a local file atomically (multipart when large)."""
-
-    def put_bytes(self, key: str, data: bytes) -> BlobInfo:
-        """Store a small object atomically."""
-
-    def get_bytes(self, key: str) -> bytes:
-        """Whole object (small objects: manifests, pointers)."""
-
-    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Stream bytes ``[start, end)`` in blocks without loading the object in memory."""
-
-    def stat(self, key: str) -> BlobInfo:
-        """Size and etag; raises ``BlobNotFound``."""
-
-    def exists(self, key: str) -> bool: ...
-
-    def list(self, prefix: str) -> Iterator[str]:
-        """Keys under ``prefix`` (a ``/``-terminated folder or a key prefix), sorted."""
-
-    def delete(self, keys: Iterable[str]) -> None:
-        """Delete keys; missing ones are ignored."""
-
-    def presign(self, key: str, seconds: int) -> str | None:
-        """A short-lived direct URL, or None when the store cannot give one."""
+@contextmanager
+def _translated(key: str, action: str) -> Iterator[None]:
+    """A missing file is ``BlobNotFound``; any other ``OSError`` a ``StorageError``."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise BlobNotFound(key) from None
+    except OSError as exc:
+        raise StorageError(f"cannot {action} {key!r}: {exc.strerror or exc}") from exc
 
 
 class FilesystemBlobStore:
@@ -119,22 +78,19 @@ class FilesystemBlobStore:
         return self._commit(key, data)
 
     def get_bytes(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
+        path = self._path(key)
+        with _translated(key, "read"):
+            return path.read_bytes()
 
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         path = self._path(key)
-        try:
+        with _translated(key, "read"):
             fh = path.open("rb")
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
-        return self._iter(fh, start, end)
+        return self._iter(key, fh, start, end)
 
     @staticmethod
-    def _iter(fh: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
-        with fh:
+    def _iter(key: str, fh: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
+        with fh, _translated(key, "read"):
             fh.seek(start)
             remaining = None if end is None else end - start
             while remaining is None or remaining > 0:
@@ -146,10 +102,9 @@ class FilesystemBlobStore:
                 yield block
 
     def stat(self, key: str) -> BlobInfo:
-        try:
-            return self._info(key, self._path(key))
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
+        path = self._path(key)
+        with _translated(key, "stat"):
+            return self._info(key, path)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -172,21 +127,14 @@ class FilesystemBlobStore:
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
             path = self._path(key)
-            path.unlink(missing_ok=True)
-            # Prune now-empty folders so listings stay cheap.
-            parent = path.parent
-            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
+            with _translated(key, "delete"):
+                path.unlink(missing_ok=True)
+                # Prune now-empty folders so listings stay cheap.
+                parent = path.parent
+                while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
 
     def presign(self, key: str, seconds: int) -> str | None:
         check_key(key)  # same contract as S3: a hostile key is an error, not a silent None
         return None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(READ_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()

@@ -1,0 +1,79 @@
+"""The blob store protocol: what the feeds need from object storage.
+
+Keys are ``/``-separated relative paths built by the feeds from validated identifiers;
+``check_key`` re-checks them in every implementation so that no key can escape the store's
+root. Writes are atomic: a reader sees either nothing or the whole object.
+
+Every method raises only feedserver errors: ``InvalidIdentifier`` for a hostile key,
+``BlobNotFound`` for a missing object where one is required, ``StorageError`` when the backend
+fails (disk, network, bucket). Vendor exceptions (``OSError`` details, botocore) are translated
+inside the implementation and never leave it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from feedserver.errors import InvalidIdentifier
+
+_KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,254}$")
+READ_BLOCK = 1024 * 1024
+
+
+class BlobInfo(msgspec.Struct, frozen=True):
+    key: str
+    size: int
+    etag: str
+    last_modified: float  # seconds since the epoch, UTC
+
+
+def check_key(key: str) -> str:
+    """Reject keys that are empty, absolute, or contain ``..``/odd characters
+    (``InvalidIdentifier``)."""
+    parts = key.split("/")
+    if not key or any(not _KEY_PART.match(p) or p in {".", ".."} for p in parts):
+        raise InvalidIdentifier(f"invalid storage key {key!r}")
+    return key
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Object storage: a filesystem folder (embedded) or an S3 bucket (distributed)."""
+
+    def put_file(self, key: str, path: Path) -> BlobInfo:
+        """Upload a local file atomically (multipart when large).
+        Raises ``InvalidIdentifier``, ``StorageError`` (also when ``path`` cannot be read)."""
+
+    def put_bytes(self, key: str, data: bytes) -> BlobInfo:
+        """Store a small object atomically. Raises ``InvalidIdentifier``, ``StorageError``."""
+
+    def get_bytes(self, key: str) -> bytes:
+        """Whole object (small objects: manifests, pointers).
+        Raises ``BlobNotFound``, ``InvalidIdentifier``, ``StorageError``."""
+
+    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Stream bytes ``[start, end)`` in blocks without loading the object in memory.
+        Raises ``BlobNotFound`` (on the call), ``InvalidIdentifier``, ``StorageError``."""
+
+    def stat(self, key: str) -> BlobInfo:
+        """Size and etag. Raises ``BlobNotFound``, ``InvalidIdentifier``, ``StorageError``."""
+
+    def exists(self, key: str) -> bool:
+        """Raises ``InvalidIdentifier``, ``StorageError``."""
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Keys under ``prefix`` (a ``/``-terminated folder or a key prefix), sorted.
+        Raises ``InvalidIdentifier``, ``StorageError``."""
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete keys; missing ones are ignored. Raises ``InvalidIdentifier``,
+        ``StorageError``."""
+
+    def presign(self, key: str, seconds: int) -> str | None:
+        """A short-lived direct URL, or None when the store cannot give one.
+        Raises ``InvalidIdentifier``, ``StorageError``."""
