@@ -276,7 +276,7 @@ class EmbeddedEventLog:
                     row = cur.execute(
                         "SELECT COALESCE(MAX(pos) + 1, 0) FROM eventlog_records "
                         "WHERE topic = ? AND part = ?", (topic, part)).fetchone()
-                    next_pos[part] = int(row[0])
+                    next_pos[part] = int(row[0]) if row is not None else 0
                 pos = next_pos[part]
                 next_pos[part] = pos + 1
                 cur.execute(

@@ -10,7 +10,7 @@ from feedserver.accounts.passwords import Passwords
 from feedserver.accounts.service import Accounts
 from feedserver.config import load_settings
 from feedserver.errors import RateLimited, Unauthorized
-from feedserver.storage.db import PostgresDatabase
+from feedserver.storage.db.postgres import PostgresDatabase
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery"

@@ -18,7 +18,7 @@ from feedserver.feeds.state import StateStore
 from feedserver.ingest.dump import read_dump
 from feedserver.models import Article
 from feedserver.storage.blobs import FilesystemBlobStore
-from feedserver.storage.db import PostgresDatabase
+from feedserver.storage.db.postgres import PostgresDatabase
 from tests.conftest import DUMPS
 
 pytestmark = pytest.mark.integration

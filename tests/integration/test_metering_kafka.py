@@ -13,7 +13,7 @@ from feedserver.metering.kafka import KafkaDestination, consume_usage
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.writer import UsageRecorder
 from feedserver.metrics import Metrics
-from feedserver.storage.db import PostgresDatabase
+from feedserver.storage.db.postgres import PostgresDatabase
 from tests.unit.metering.conftest import FakePrincipal
 
 pytestmark = pytest.mark.integration

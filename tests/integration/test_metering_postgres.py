@@ -13,7 +13,7 @@ from feedserver.metering.ledger import Ledger, migrate
 from feedserver.metering.plans import RatePolicy
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.metering.ratelimit import DatabaseRateLimiter
-from feedserver.storage.db import PostgresDatabase
+from feedserver.storage.db.postgres import PostgresDatabase
 from tests.unit.metering.conftest import rec
 
 pytestmark = pytest.mark.integration
