@@ -71,7 +71,7 @@ def prepare(data_dir: Path) -> str:
 async def create_topic(target: str, db_path: Path) -> None:
     kind, _, where = target.partition(":")
     if kind == "kafka":
-        from feedserver.storage.eventlog_kafka import KafkaEventLog
+        from feedserver.storage.eventlog.kafka import KafkaEventLog
 
         kafka = KafkaEventLog(where)
         try:

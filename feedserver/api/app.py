@@ -38,6 +38,7 @@ from feedserver.metering.records import NullSink, UsageSink
 from feedserver.metrics import Metrics
 from feedserver.storage.blobs import BlobStore
 from feedserver.storage.db import Database, connect
+from feedserver.storage.eventlog import EventLog, open_event_log
 
 ROUTE_MODULES: tuple[str, ...] = ("health", "auth", "metadata", "snapshots", "ondemand",
                                   "usage", "diffs", "realtime", "batches")
@@ -105,6 +106,7 @@ def create_app(
     *,
     blobs: BlobStore | None = None,
     db: Database | None = None,
+    events: EventLog | None = None,
     accounts: Accounts | None = None,
     snapshots: Snapshots | None = None,
     state: ArticleState | None = None,
@@ -123,7 +125,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            svc = await _open(settings, stack, blobs=blobs, db=db, accounts=accounts,
+            svc = await _open(settings, stack, blobs=blobs, db=db, events=events,
+                              accounts=accounts,
                               snapshots=snapshots, state=state, usage=usage, metering=metering,
                               metrics=metrics)
             app.state.services = svc
@@ -160,7 +163,8 @@ def create_app(
 
 
 async def _open(settings: Settings, stack: AsyncExitStack, *, blobs: BlobStore | None,
-                db: Database | None, accounts: Accounts | None, snapshots: Snapshots | None,
+                db: Database | None, events: EventLog | None, accounts: Accounts | None,
+                snapshots: Snapshots | None,
                 state: ArticleState | None, usage: UsageSink | None, metering: Any,
                 metrics: Metrics) -> Services:
     if blobs is None:
@@ -170,6 +174,9 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, blobs: BlobStore |
     if db is None:
         db = await anyio.to_thread.run_sync(connect, settings.database)
         stack.callback(db.close)
+    if events is None:
+        events = await anyio.to_thread.run_sync(open_event_log, settings, db)
+        stack.push_async_callback(events.close)
     if snapshots is None:
         from feedserver.feeds.snapshots import SnapshotStore
 
@@ -192,7 +199,7 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, blobs: BlobStore |
         usage = usage or metering.sink
         admitter = metering.admit
         counters = metering.counters
-    svc = Services(settings=settings, blobs=blobs, db=db, accounts=accounts,
+    svc = Services(settings=settings, blobs=blobs, db=db, events=events, accounts=accounts,
                    snapshots=snapshots, state=state, usage=usage or NullSink(),
                    admitter=admitter, metrics=metrics, counters=counters, metering=metering)
     return svc

@@ -1,5 +1,5 @@
-"""Operational endpoints: ``/healthz`` (process up), ``/readyz`` (blob store, database and,
-when configured, Kafka reachable) and ``/metrics`` (Prometheus text format, from the app's
+"""Operational endpoints: ``/healthz`` (process up), ``/readyz`` (blob store, database and
+event log reachable) and ``/metrics`` (Prometheus text format, from the app's
 own registry).
 
 They are unauthenticated and unmetered: put them behind the load balancer's private listener.
@@ -19,7 +19,7 @@ from feedserver.api.services import services_of
 from feedserver.errors import FeedError
 
 PROBE_KEY = "readyz-probe"
-KAFKA_PROBE_SECONDS = 5.0
+EVENTS_PROBE_SECONDS = 5.0
 
 
 @get("/healthz", include_in_schema=False)
@@ -48,15 +48,12 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
 
     with anyio.fail_after(10):
         await anyio.to_thread.run_sync(probe)
-    if svc.settings.events_backend == "kafka" and svc.settings.kafka_bootstrap_servers:
-        # The realtime stream reads Kafka and, in distributed mode, usage is delivered there.
-        from feedserver.storage.eventlog_kafka import probe as kafka_probe
-
-        try:
-            await kafka_probe(svc.settings.kafka_bootstrap_servers, KAFKA_PROBE_SECONDS)
-            checks["events"] = "ok"
-        except FeedError as exc:
-            checks["events"] = f"failed: {type(exc).__name__}"
+    # The realtime stream reads the event log and, in distributed mode, usage goes there.
+    try:
+        await svc.events.probe(EVENTS_PROBE_SECONDS)
+        checks["events"] = "ok"
+    except FeedError as exc:
+        checks["events"] = f"failed: {type(exc).__name__}"
     failed = sorted(k for k, v in checks.items() if v != "ok")
     if failed:
         return problem_response(503, "unavailable", "Service unavailable",

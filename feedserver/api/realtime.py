@@ -12,8 +12,8 @@ A stream ends with a final control message carrying ``offsets`` to resume from: 
 ``slow`` (the client fell more than ``realtime_max_subscriber_lag`` events behind) or
 ``shutdown``.
 
-The fan-out ``Hub`` lives on ``app.state.realtime``. It is created on first use (or handed in
-via ``app.state.realtime`` / an event log via ``app.state.events``) and closed on app shutdown;
+The fan-out ``Hub`` lives on ``app.state.realtime``. It is created on first use over the app's
+event log (``create_app(events=...)`` or opened in its lifespan) and closed on app shutdown;
 SIGTERM/SIGINT first end every stream with its final position, so a graceful server shutdown
 does not wait for (or cut) the open streams.
 """
@@ -40,7 +40,6 @@ from feedserver.api.problems import TYPE_BASE
 from feedserver.api.query import matches, project, wants_ndjson
 from feedserver.api.realtime_params import read_params, start_positions
 from feedserver.api.services import Principal, request_id, services_of
-from feedserver.errors import Unavailable
 from feedserver.feeds.realtime import Hub, Positions, Subscription, SubscriptionClosed
 from feedserver.feeds.realtime_item import StreamItem
 from feedserver.storage.eventlog import EventLog
@@ -74,14 +73,7 @@ async def get_hub(app: Litestar) -> Hub:
 async def _open_hub(app: Litestar) -> Hub:
     svc = app.state.services
     settings = svc.settings
-    event_log: EventLog | None = app.state.get("events")
-    owned = event_log is None
-    if event_log is None:
-        if svc.db is None:
-            raise Unavailable("the realtime stream needs an event log")
-        from feedserver.storage.eventlog import open_event_log
-
-        event_log = open_event_log(settings, svc.db)
+    event_log: EventLog = svc.events
     hub = Hub(event_log, settings.article_topic, partitions=settings.article_partitions,
               queue_size=settings.realtime_subscriber_queue,
               max_lag=settings.realtime_max_subscriber_lag)
@@ -92,8 +84,6 @@ async def _open_hub(app: Litestar) -> Hub:
     async def shutdown() -> None:
         restore()
         await hub.close()
-        if owned:
-            await event_log.close()
 
     stack: AsyncExitStack | None = app.state.get("exit_stack")
     if stack is not None:

@@ -32,6 +32,7 @@ from feedserver.metrics import Metrics
 from feedserver.models import Article
 from feedserver.storage.blobs import BlobStore
 from feedserver.storage.db import Database
+from feedserver.storage.eventlog import EventLog
 
 T = TypeVar("T")
 
@@ -104,6 +105,7 @@ class Services:
     settings: Settings
     blobs: BlobStore
     db: Database | None
+    events: EventLog
     accounts: Accounts | None
     snapshots: Snapshots
     state: ArticleState | None

@@ -83,10 +83,8 @@ class Server:
 @contextlib.contextmanager
 def serve(settings: Settings, db: Database, accounts: Accounts, *, events: Any = None,
           usage: Any = None, heartbeat: float = 0.5) -> Iterator[Server]:
-    app = create_app(settings, db=db, accounts=accounts, usage=usage,
+    app = create_app(settings, db=db, events=events, accounts=accounts, usage=usage,
                      registry=CollectorRegistry())
-    if events is not None:
-        app.state.events = events
     app.state.realtime_heartbeat = heartbeat
     with serve_in_thread(app, graceful_shutdown=5) as url:
         yield Server(app, url)

@@ -44,7 +44,8 @@ def test_app_opens_its_components(fresh_postgres_url: str, tmp_path: Path) -> No
 
     app = create_app(settings, registry=CollectorRegistry())
     with TestClient(app) as client:
-        assert client.get("/readyz").json()["checks"] == {"blobs": "ok", "database": "ok"}
+        assert client.get("/readyz").json()["checks"] == {
+            "blobs": "ok", "database": "ok", "events": "ok"}
         tokens = client.post("/v1/login", json={"username": "ann", "password": "pg password 1"})
         assert tokens.status_code == 200, tokens.text
         auth = {"Authorization": f"Bearer {tokens.json()['access_token']}"}

@@ -15,7 +15,7 @@ from feedserver.feeds.batch_build import build_hour
 from feedserver.feeds.batches import read_batch
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.eventlog import Outgoing
-from feedserver.storage.eventlog_kafka import KafkaEventLog
+from feedserver.storage.eventlog.kafka import KafkaEventLog
 from tests.unit.api.conftest import make_articles
 
 H = datetime(2026, 3, 1, 10, tzinfo=UTC)

@@ -13,7 +13,7 @@ import pytest
 from feedserver.sources.follow import POSITION_HEADER, follow, stored_position
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import LogRecord, Outgoing, read
-from feedserver.storage.eventlog_kafka import KafkaEventLog
+from feedserver.storage.eventlog.kafka import KafkaEventLog
 from tests.conftest import EVENTS
 from tests.fixtures.eventstreams import (
     PAGE_CHANGE,

@@ -21,7 +21,7 @@ from feedserver.feeds.state import StateStore
 from feedserver.models import Article
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import LogRecord, read
-from feedserver.storage.eventlog_kafka import KafkaEventLog
+from feedserver.storage.eventlog.kafka import KafkaEventLog
 from tests.conftest import EVENTS, ROOT
 from tests.fixtures.kafka import TansuBroker
 

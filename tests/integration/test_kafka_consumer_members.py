@@ -18,7 +18,7 @@ from feedserver.ingest.events import changes_from_json
 from feedserver.models import Article
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import Outgoing
-from feedserver.storage.eventlog_kafka import KafkaEventLog
+from feedserver.storage.eventlog.kafka import KafkaEventLog
 from tests.conftest import ROOT
 from tests.integration.test_kafka_consumer import _articles, _env, _settings
 from tests.unit.feeds.test_consumer_members import page_key, real_events, synthetic_events

@@ -24,7 +24,7 @@ from feedserver.feeds.consumer import EventConsumer
 from feedserver.ingest.events import changes_from_json
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import Outgoing
-from feedserver.storage.eventlog_kafka import KafkaEventLog
+from feedserver.storage.eventlog.kafka import KafkaEventLog
 from tests.fixtures.kafka import TansuBroker
 from tests.integration.realtime_harness import (
     StreamClient,

@@ -1,13 +1,9 @@
-"""Event log: partitioned, append-only topics of records, like Kafka.
+"""``EventLog`` in database tables: the embedded default (no broker needed).
 
-``EventLog`` is the protocol; ``EmbeddedEventLog`` (here) keeps topics in a database table
-(SQLite by default; no broker needed) and ``KafkaEventLog`` (``eventlog_kafka``) talks to a
-Kafka-compatible broker. Both pick the partition of a keyed record with Kafka's default
-partitioner (murmur2 of the key, positive, modulo the partition count), so a key lands on the
-same partition whichever backend wrote it.
-
-Positions are ``(topic, partition) -> next offset to read``; offsets start at 0 and are dense
-per partition. Consumer-group offsets are "next offset to read", as in Kafka.
+Topics, records and group offsets live in three tables of the ``Database`` (SQLite by
+default, PostgreSQL works too). Readers in this process wake as soon as a record is appended;
+readers in other processes poll. Database errors arrive already translated by the
+``Database`` (``StorageError``, ``Conflict``).
 """
 
 from __future__ import annotations
@@ -16,183 +12,14 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from feedserver.config import Settings
-from feedserver.errors import Conflict, NotFound
+from feedserver.errors import Conflict, NotFound, StorageError
 from feedserver.storage.db import Database
-
-Headers = tuple[tuple[str, bytes], ...]
-TopicPartition = tuple[str, int]
-
-
-class LogRecord(msgspec.Struct, frozen=True, kw_only=True):
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes
-    headers: Headers = ()
-
-    def header(self, name: str) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-
-class Outgoing(msgspec.Struct, frozen=True, kw_only=True):
-    """A record to append; ``partition`` None means "by key" (or round robin without key)."""
-
-    key: bytes | None
-    value: bytes
-    headers: Headers = ()
-    partition: int | None = None
-    timestamp_ms: int | None = None
-
-
-class LogReader(Protocol):
-    async def poll(self, *, max_records: int = 500, timeout: float = 1.0) -> list[LogRecord]:
-        """The next records (in offset order per partition), waiting up to ``timeout`` seconds
-        when none is available; an empty list on timeout."""
-
-    async def close(self) -> None: ...
-
-
-class EventLog(Protocol):
-    async def create_topic(self, topic: str, partitions: int) -> None:
-        """Create the topic if missing (an existing topic keeps its partition count)."""
-
-    async def partitions(self, topic: str) -> int:
-        """Partition count; ``NotFound`` if the topic does not exist."""
-
-    async def append(self, topic: str, records: Sequence[Outgoing]) -> list[tuple[int, int]]:
-        """Append records durably (acknowledged); ``(partition, offset)`` of each, in order."""
-
-    def reader(self, positions: Mapping[TopicPartition, int]) -> LogReader: ...
-
-    async def end_offsets(self, topic: str) -> dict[int, int]:
-        """Per partition, the offset the next appended record will get."""
-
-    async def offsets_for_times(self, topic: str, timestamp_ms: int) -> dict[int, int]:
-        """Per partition, the first offset whose timestamp is >= ``timestamp_ms`` (the end
-        offset when there is none)."""
-
-    async def commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
-        """Store the group's next-to-read offsets."""
-
-    async def committed(self, group: str, topic: str) -> dict[int, int]:
-        """The group's committed offsets for ``topic`` (partitions never committed are absent)."""
-
-    async def close(self) -> None: ...
-
-
-# --- Kafka's default partitioner -------------------------------------------------------------
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), as a signed 32-bit
-    int like Java's."""
-    length = len(data)
-    m, r, mask = 0x5BD1E995, 24, 0xFFFFFFFF
-    h = (0x9747B28C ^ length) & mask
-    end = length - length % 4
-    for i in range(0, end, 4):
-        k = int.from_bytes(data[i:i + 4], "little")
-        k = (k * m) & mask
-        k ^= k >> r
-        k = (k * m) & mask
-        h = (h * m) & mask
-        h ^= k
-    rest = length % 4
-    if rest == 3:
-        h ^= data[end + 2] << 16
-    if rest >= 2:
-        h ^= data[end + 1] << 8
-    if rest >= 1:
-        h ^= data[end]
-        h = (h * m) & mask
-    h ^= h >> 13
-    h = (h * m) & mask
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partition of a keyed record."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-# --- reading helpers (any backend) -----------------------------------------------------------
-
-
-async def start_positions(
-    log: EventLog,
-    topic: str,
-    *,
-    offsets: Mapping[int, int] | None = None,
-    since_ms: int | None = None,
-    partitions: Sequence[int] | None = None,
-) -> dict[TopicPartition, int]:
-    """Where to start reading ``topic``: explicit offsets (inclusive), a time, or the tail."""
-    ends = await log.end_offsets(topic)
-    chosen = sorted(ends) if partitions is None else [p for p in partitions if p in ends]
-    by_time = await log.offsets_for_times(topic, since_ms) if since_ms is not None else {}
-    positions: dict[TopicPartition, int] = {}
-    for p in chosen:
-        if offsets is not None and p in offsets:
-            positions[(topic, p)] = max(0, min(offsets[p], ends[p]))
-        elif since_ms is not None:
-            positions[(topic, p)] = by_time[p]
-        else:
-            positions[(topic, p)] = ends[p]
-    return positions
-
-
-async def read(
-    log: EventLog,
-    positions: Mapping[TopicPartition, int],
-    *,
-    follow: bool = True,
-    poll_timeout: float = 1.0,
-    batch: int = 500,
-) -> AsyncIterator[LogRecord]:
-    """Records from ``positions`` on. With ``follow`` False, stop at the end offsets seen at the
-    start (bounded read); otherwise wait for new records forever."""
-    stop: dict[TopicPartition, int] = {}
-    if not follow:
-        for topic in {t for t, _ in positions}:
-            for p, end in (await log.end_offsets(topic)).items():
-                if (topic, p) in positions and positions[(topic, p)] < end:
-                    stop[(topic, p)] = end
-        if not stop:
-            return
-    reader = log.reader({tp: off for tp, off in positions.items() if follow or tp in stop})
-    try:
-        while True:
-            for record in await reader.poll(max_records=batch, timeout=poll_timeout):
-                tp = (record.topic, record.partition)
-                if not follow:
-                    if tp not in stop or record.offset >= stop[tp]:
-                        continue
-                    if record.offset == stop[tp] - 1:
-                        del stop[tp]
-                yield record
-            if not follow and not stop:
-                return
-    finally:
-        await reader.close()
-
-
-# --- embedded implementation -----------------------------------------------------------------
+from feedserver.storage.eventlog.base import LogReader, LogRecord, Outgoing, TopicPartition, now_ms
+from feedserver.storage.eventlog.partitioner import partition_for
 
 _HEADERS = msgspec.msgpack.Encoder()
 _HEADERS_DECODER = msgspec.msgpack.Decoder(list[tuple[str, bytes]])
@@ -323,6 +150,13 @@ class EmbeddedEventLog:
             "SELECT part, pos FROM eventlog_offsets WHERE grp = ? AND topic = ?", (group, topic))
         return {int(p): int(pos) for p, pos in rows}
 
+    async def probe(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(
+                self.db.fetchone, "SELECT COUNT(*) FROM eventlog_topics"), timeout)
+        except TimeoutError as exc:
+            raise StorageError(f"event log: no answer within {timeout:g}s") from exc
+
     async def close(self) -> None:
         self._notify()
 
@@ -377,12 +211,3 @@ class _EmbeddedReader:
 
     async def close(self) -> None:
         self._positions.clear()
-
-
-def open_event_log(settings: Settings, db: Database) -> EventLog:
-    """Kafka when ``kafka_bootstrap_servers`` is set, else the embedded log in ``db``."""
-    if settings.kafka_bootstrap_servers:
-        from feedserver.storage.eventlog_kafka import KafkaEventLog
-
-        return KafkaEventLog(settings.kafka_bootstrap_servers)
-    return EmbeddedEventLog(db)

@@ -1,22 +1,18 @@
-"""One contract for every ``EventLog``: the embedded (SQLite) log and Kafka on a real Tansu."""
+"""One contract for every ``EventLog``: the embedded (SQLite) log (``tests/unit/storage``)
+and Kafka on a real Tansu (``tests/integration/storage``). A test module joins by defining a
+``log`` fixture and importing everything from here."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from aiokafka.partitioner import murmur2 as kafka_murmur2
 
 from feedserver.errors import NotFound
-from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import (
-    EmbeddedEventLog,
     EventLog,
     Outgoing,
-    murmur2,
     now_ms,
     partition_for,
     read,
@@ -24,30 +20,8 @@ from feedserver.storage.eventlog import (
 )
 
 
-@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.integration)])
-async def log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventLog]:
-    if request.param == "kafka":
-        from feedserver.storage.eventlog_kafka import KafkaEventLog
-
-        event_log: EventLog = KafkaEventLog(request.getfixturevalue("kafka_broker"))
-    else:
-        db = SQLiteDatabase(tmp_path / "log.db")
-        event_log = EmbeddedEventLog(db, poll_interval=0.05)
-    try:
-        yield event_log
-    finally:
-        await event_log.close()
-
-
 def _topic() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.mark.parametrize("data", [b"", b"a", b"ab", b"abc", b"abcd", b"enwiki/0/12345",
-                                  bytes(range(256)), "ünïcode/14/9".encode()])
-def test_murmur2_matches_kafka(data: bytes) -> None:
-    expected = kafka_murmur2(data)
-    assert murmur2(data) & 0xFFFFFFFF == expected & 0xFFFFFFFF
 
 
 async def test_append_partitions_by_key_and_reads_back(log: EventLog) -> None:
@@ -119,3 +93,7 @@ async def test_group_offsets(log: EventLog) -> None:
     await log.commit(group, {(topic, 0): 7})
     assert await log.committed(group, topic) == {0: 7, 2: 1}
     assert await log.committed(f"other-{group}", topic) == {}
+
+
+async def test_probe_answers(log: EventLog) -> None:
+    await log.probe(10.0)

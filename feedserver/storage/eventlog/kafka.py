@@ -1,8 +1,9 @@
 """``EventLog`` on a Kafka-compatible broker (Apache Kafka, Tansu, Redpanda) with aiokafka.
 
-aiokafka is imported only here; its errors become ``StorageError`` (``NotFound`` for a missing
-topic). The producer waits for ``acks=all`` so an appended record is durable when ``append``
-returns. Partitions are chosen with the same murmur2 partitioner as the embedded log.
+aiokafka is imported only here (a test checks it); its errors become ``StorageError``
+(``NotFound`` for a missing topic). The producer waits for ``acks=all`` so an appended record
+is durable when ``append`` returns. Partitions are chosen with the same murmur2 partitioner as
+the embedded log.
 """
 
 from __future__ import annotations
@@ -20,13 +21,8 @@ from aiokafka.structs import OffsetAndMetadata
 from aiokafka.structs import TopicPartition as KafkaTP
 
 from feedserver.errors import NotFound, StorageError
-from feedserver.storage.eventlog import (
-    LogReader,
-    LogRecord,
-    Outgoing,
-    TopicPartition,
-    partition_for,
-)
+from feedserver.storage.eventlog.base import LogReader, LogRecord, Outgoing, TopicPartition
+from feedserver.storage.eventlog.partitioner import partition_for
 
 T = TypeVar("T")
 REQUEST_TIMEOUT_MS = 30_000
@@ -51,19 +47,6 @@ async def _start_client(client: Any) -> None:
         with contextlib.suppress(Exception):
             await client.stop()
         raise
-
-
-async def probe(bootstrap_servers: str, timeout: float = 5.0) -> None:
-    """``StorageError`` unless the cluster answers a metadata request within ``timeout``
-    (readiness checks: a short-lived client, so a restarted broker is seen at once)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="feedserver-probe",
-                                request_timeout_ms=int(timeout * 1000))
-    try:
-        await _guard("connect", asyncio.wait_for(admin.start(), timeout))
-        await _guard("metadata", asyncio.wait_for(admin.list_topics(), timeout))
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
 
 
 class KafkaEventLog:
@@ -111,6 +94,18 @@ class KafkaEventLog:
                 await _start_client(consumer)
                 self._groups[group] = consumer
             return self._groups[group]
+
+    async def probe(self, timeout: float) -> None:
+        """A short-lived client, so a restarted broker is seen at once."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
+                                    client_id=f"{self.client_id}-probe",
+                                    request_timeout_ms=int(timeout * 1000))
+        try:
+            await _guard("connect", asyncio.wait_for(admin.start(), timeout))
+            await _guard("metadata", asyncio.wait_for(admin.list_topics(), timeout))
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
 
     async def create_topic(self, topic: str, partitions: int) -> None:
         admin = AIOKafkaAdminClient(**self._common())
