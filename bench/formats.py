@@ -33,7 +33,7 @@ import zstandard
 from zlib_ng import gzip_ng_threaded
 
 from feedserver.feeds.chunks import ARTICLE_DECODER, ChunkWriter, StagedChunk, iter_file_lines
-from feedserver.feeds.hashing import ENCODER
+from feedserver.formats.hashing import ENCODER
 from feedserver.formats.parquet import ParquetShardWriter, shard_name
 from feedserver.formats.parquet_rows import wikitext_text
 from feedserver.formats.wme_layout import SnapshotArchiveBuilder, snapshot_archive_size

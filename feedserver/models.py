@@ -154,6 +154,35 @@ class ArticleKey(msgspec.Struct, frozen=True, order=True):
     identifier: int
 
 
+class _Entry(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="op"):
+    """One line of a diff between two snapshot versions (``op`` tells which kind)."""
+
+    key: ArticleKey
+
+
+class DiffAdd(_Entry, tag="add", kw_only=True):
+    """A page present in version N and not in the base."""
+
+    article: Article
+
+
+class DiffUpdate(_Entry, tag="update", kw_only=True):
+    """A page in both versions whose record changed (any byte of its line)."""
+
+    article: Article
+    previous_revision: int | None = None
+
+
+class DiffDelete(_Entry, tag="delete", kw_only=True):
+    """A page in the base and not in version N (deleted, or moved to another namespace)."""
+
+    name: str
+    previous_revision: int | None = None
+
+
+DiffEntry = DiffAdd | DiffUpdate | DiffDelete
+
+
 def article_key(article: Article) -> ArticleKey:
     project = article.is_part_of.identifier
     return ArticleKey(project, article.namespace.identifier, article.identifier)

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 import msgspec
 import zstandard
 
-from feedserver.feeds.hashing import article_hash, root_hash
 from feedserver.feeds.manifest import SNAPSHOT_RE, WIKI_RE
+from feedserver.formats.hashing import article_hash, root_hash
 from feedserver.models import ArticleKey
 from feedserver.storage.eventlog import LogRecord
 

@@ -19,7 +19,7 @@ import msgspec
 import zstandard
 
 from feedserver.errors import IntegrityError
-from feedserver.feeds.hashing import DIGEST_SIZE, encode_line, line_digest
+from feedserver.formats.hashing import DIGEST_SIZE, encode_line, line_digest
 from feedserver.models import Article
 
 ARTICLE_DECODER = msgspec.json.Decoder(Article)

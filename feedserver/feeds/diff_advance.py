@@ -35,11 +35,11 @@ from feedserver.feeds.chunks import ARTICLE_DECODER, ChunkWriter
 from feedserver.feeds.diff_apply import probe
 from feedserver.feeds.diff_build import build_diff
 from feedserver.feeds.diffs import DiffManifest
-from feedserver.feeds.hashing import ENCODER
 from feedserver.feeds.manifest import SNAPSHOT_RE, Manifest, check_identifier
 from feedserver.feeds.publish import publish
 from feedserver.feeds.snapshots import SnapshotStore
 from feedserver.feeds.state import StateStore
+from feedserver.formats.hashing import ENCODER
 from feedserver.ingest.dump import DumpInfo
 from feedserver.storage.blobs import BlobStore
 

@@ -20,7 +20,7 @@ import msgspec
 
 from feedserver.errors import IntegrityError
 from feedserver.feeds.diffs import DiffCounts, DiffManifest, RawAdd, RawDelete, RawEntry, RawUpdate
-from feedserver.feeds.hashing import RootHasher, line_digest
+from feedserver.formats.hashing import RootHasher, line_digest
 from feedserver.models import ArticleKey
 
 

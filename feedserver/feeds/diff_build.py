@@ -44,11 +44,12 @@ from feedserver.feeds.diffs import (
     is_pair_folder,
     manifest_key,
 )
-from feedserver.feeds.hashing import RootHasher, hash_file, line_digest
 from feedserver.feeds.manifest import ChunkInfo, Manifest, check_identifier, chunk_identifier
 from feedserver.feeds.publish import build_lock
 from feedserver.feeds.snapshots import SnapshotStore
 from feedserver.feeds.staging import scratch_db
+from feedserver.formats.checksums import checksum_file
+from feedserver.formats.hashing import RootHasher, line_digest
 from feedserver.models import ArticleKey, Size
 from feedserver.storage.blobs import BlobStore
 
@@ -202,7 +203,8 @@ def publish_diff(
         offset = entries = uncompressed = 0
         for k, staged in enumerate(computed.chunks):
             key = chunk_key(identifier, base.version, new.version, k)
-            sha, size = hash_file(Path(staged.path), whole)
+            sums = checksum_file(Path(staged.path), also=whole)
+            sha, size = sums.sha256, sums.size
             blobs.put_file(key, Path(staged.path))
             chunks.append(ChunkInfo(
                 identifier=chunk_identifier(identifier, k), index=k, key=key,

@@ -9,7 +9,6 @@ leaves a plausible-looking file behind.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ from feedserver.errors import IntegrityError, InvalidParameter
 from feedserver.feeds.chunks import iter_file_lines
 from feedserver.feeds.diff_apply import ApplyReport, DiffMismatch, VerifiedApply
 from feedserver.feeds.diffs import MANIFEST_DECODER, RAW_ENTRY_DECODER, DiffManifest, RawEntry
+from feedserver.formats.checksums import checksum_file
 
 _CHUNK_NO = re.compile(r"_chunk_(\d+)\.")
-_READ = 1 << 20
 
 
 def _is_zstd(path: Path) -> bool:
@@ -85,22 +84,13 @@ def load_manifest(data: bytes, source: str) -> DiffManifest:
         raise InvalidParameter(f"{source} is not a diff manifest: {exc}") from exc
 
 
-def sha256_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while block := fh.read(_READ):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
-
-
 def download_problems(diff: Path, manifest: DiffManifest) -> list[str]:
     """A whole-diff ``.zst`` download must match the manifest's size and SHA-256 (NDJSON
     copies are checked through the content hashes only)."""
     if not _is_zstd(diff):
         return []
-    sha, size = sha256_file(diff)
+    sums = checksum_file(diff)
+    sha, size = sums.sha256, sums.size
     if size == manifest.size.value and sha == manifest.sha256:
         return []
     return [f"diff file {diff.name} ({size} B, sha256 {sha}) is not the published download "

@@ -36,7 +36,7 @@ from feedserver.feeds.manifest import (
     find_chunk,
     published_identifiers,
 )
-from feedserver.models import Article, ArticleKey, Namespace, Project, Size
+from feedserver.models import ArticleKey, DiffEntry, Namespace, Project, Size
 from feedserver.storage.blobs import BlobStore
 
 PREFIX = "diffs"
@@ -44,37 +44,11 @@ _PAIR_RE = re.compile(r"^([1-9][0-9]{0,8})-([1-9][0-9]{0,8})\Z")
 
 
 # --- entries ---------------------------------------------------------------------------------
-
-
-class _Entry(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="op"):
-    key: ArticleKey
-
-
-class DiffAdd(_Entry, tag="add", kw_only=True):
-    """A page present in version N and not in the base."""
-
-    article: Article
-
-
-class DiffUpdate(_Entry, tag="update", kw_only=True):
-    """A page in both versions whose record changed (any byte of its line)."""
-
-    article: Article
-    previous_revision: int | None = None
-
-
-class DiffDelete(_Entry, tag="delete", kw_only=True):
-    """A page in the base and not in version N (deleted, or moved to another namespace)."""
-
-    name: str
-    previous_revision: int | None = None
-
-
-DiffEntry = DiffAdd | DiffUpdate | DiffDelete
-
-# Mirrors of the entries whose article stays the raw JSON bytes: the builder copies version
-# N's lines into the diff and ``apply`` copies them out again without a decode/encode round
-# trip, so the per-article hashes survive byte for byte. Same tags, fields and field order.
+# The typed entries (``DiffAdd`` | ``DiffUpdate`` | ``DiffDelete``) are wire records in
+# ``feedserver.models``. These mirror them with the article kept as the raw JSON bytes: the
+# builder copies version N's lines into the diff and ``apply`` copies them out again without a
+# decode/encode round trip, so the per-article hashes survive byte for byte. Same tags, fields
+# and field order (a test checks both decode the same lines).
 
 
 class _RawEntry(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="op"):

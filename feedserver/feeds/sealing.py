@@ -21,7 +21,8 @@ import msgspec
 import zstandard
 
 from feedserver.feeds.chunks import ARTICLE_DECODER, iter_file_lines, read_hashes
-from feedserver.feeds.hashing import ENCODER, RootHasher, hash_file, line_digest
+from feedserver.formats.checksums import checksum_file
+from feedserver.formats.hashing import ENCODER, RootHasher, line_digest
 from feedserver.models import Link
 
 _READ = 1 << 20
@@ -144,7 +145,8 @@ def seal_namespace(
         root.update(read_hashes(Path(hashes_path)))
         if count == 0:
             continue
-        sha, nbytes = hash_file(Path(path), whole)
+        sums = checksum_file(Path(path), also=whole)
+        sha, nbytes = sums.sha256, sums.size
         chunks.append(SealedChunk(path=path, article_count=count, size=nbytes,
                                   uncompressed_size=size, sha256=sha, offset=offset))
         offset += nbytes

@@ -24,7 +24,6 @@ from feedserver.config import Settings
 from feedserver.errors import BlobNotFound, IntegrityError, SnapshotNotFound
 from feedserver.feeds import sealing, staging
 from feedserver.feeds.chunks import ARTICLE_DECODER, iter_lines
-from feedserver.feeds.hashing import RootHasher
 from feedserver.feeds.manifest import (
     INDEX_DECODER,
     MANIFEST_DECODER,
@@ -40,6 +39,7 @@ from feedserver.feeds.manifest import (
     snapshot_identifier,
 )
 from feedserver.feeds.publish import publish
+from feedserver.formats.hashing import RootHasher
 from feedserver.ingest.dump import DumpInfo
 from feedserver.ingest.multistream import DumpSlice, split_multistream
 from feedserver.models import Article, Redirect

@@ -5,13 +5,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import msgspec
 
 from feedserver.errors import IntegrityError
 
 _READ = 1 << 20
+
+
+class Sink(Protocol):
+    """Anything fed the same bytes (another digest: the whole download's)."""
+
+    def update(self, data: bytes, /) -> None: ...
 
 
 class Checksums(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,8 +96,15 @@ def file_blocks(path: Path) -> Iterable[bytes]:
             yield block
 
 
-def checksum_file(path: Path, *, md5: bool = False) -> Checksums:
-    return checksum_blocks(file_blocks(path), md5=md5)
+def checksum_file(path: Path, *, md5: bool = False, also: Sink | None = None) -> Checksums:
+    """Size and SHA-256 (and MD5) of the file at ``path``, read once; its bytes also go to
+    ``also`` (the digest of a download made of several files back to back)."""
+    digest = Digester(md5=md5)
+    for block in file_blocks(path):
+        digest.update(block)
+        if also is not None:
+            also.update(block)
+    return digest.result()
 
 
 def verify_file(path: Path, expected: Checksums) -> None:

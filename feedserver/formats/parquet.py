@@ -24,7 +24,6 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feedserver.feeds.diffs import DiffEntry
 from feedserver.formats.checksums import Checksums, HashingWriter, verify_file
 from feedserver.formats.parquet_rows import (
     DICTIONARY_COLUMNS,
@@ -34,7 +33,7 @@ from feedserver.formats.parquet_rows import (
     Kind,
     wikitext_text,
 )
-from feedserver.models import Article
+from feedserver.models import Article, DiffEntry
 
 DEFAULT_SHARD_SIZE = 256 * 1024 * 1024
 # ~32 M characters of text per row group: a streaming reader holds one at a time; several per

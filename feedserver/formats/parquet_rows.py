@@ -19,9 +19,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from feedserver.feeds.diffs import DiffDelete, DiffEntry, DiffUpdate
-from feedserver.feeds.hashing import ENCODER, article_hash
-from feedserver.models import Article, Link
+from feedserver.formats.hashing import ENCODER, article_hash
+from feedserver.models import Article, DiffDelete, DiffEntry, DiffUpdate, Link
 
 Kind = Literal["articles", "diff"]
 # Clean (plain) text of an article; the real one comes from the structured-contents work.

@@ -33,9 +33,9 @@ from feedserver.config import Settings
 from feedserver.feeds.diff_advance import advance_snapshot
 from feedserver.feeds.diff_build import build_diff
 from feedserver.feeds.diffs import DiffManifest
-from feedserver.feeds.hashing import article_hash, root_hash
 from feedserver.feeds.snapshots import SnapshotStore, build_snapshots
 from feedserver.feeds.state import StateStore
+from feedserver.formats.hashing import article_hash, root_hash
 from feedserver.ingest.events import ArticleChange, to_us
 from feedserver.models import ArticleBody, ArticleKey, Event, Version
 from feedserver.storage.blobs import FilesystemBlobStore

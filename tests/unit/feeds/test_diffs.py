@@ -16,23 +16,23 @@ from feedserver.feeds.diff_files import apply_files, read_lines
 from feedserver.feeds.diffs import (
     ENTRY_DECODER,
     RAW_ENTRY_DECODER,
-    DiffAdd,
-    DiffDelete,
     DiffStore,
-    DiffUpdate,
     RawAdd,
     RawDelete,
     RawEntry,
     RawUpdate,
     chunk_key,
 )
-from feedserver.feeds.hashing import ENCODER, article_hash, root_hash
 from feedserver.feeds.snapshots import SnapshotStore, build_from_records
+from feedserver.formats.hashing import ENCODER, article_hash, root_hash
 from feedserver.ingest.dump import DumpInfo
 from feedserver.models import (
     Article,
     ArticleBody,
     ArticleKey,
+    DiffAdd,
+    DiffDelete,
+    DiffUpdate,
     Namespace,
     Project,
     Version,

@@ -1,16 +1,12 @@
-"""Identifiers, blob keys, canonical encoding and the order-independent root hash."""
+"""Identifiers, blob keys and manifests of snapshots."""
 
 from __future__ import annotations
 
-import hashlib
-import random
 from datetime import UTC, datetime
 
-import msgspec
 import pytest
 
 from feedserver.errors import InvalidIdentifier, NotFound
-from feedserver.feeds.hashing import RootHasher, article_hash, encode_line, root_hash
 from feedserver.feeds.manifest import (
     MANIFEST_DECODER,
     MANIFEST_ENCODER,
@@ -64,31 +60,6 @@ def test_chunk_identifiers_and_keys() -> None:
 def _article(i: int) -> Article:
     return Article(name=f"Page {i}", identifier=i, namespace=Namespace(identifier=0),
                    is_part_of=Project(identifier="testwiki"))
-
-
-def test_encode_line_is_canonical_ndjson() -> None:
-    buf = bytearray()
-    view = encode_line(_article(1), buf)
-    line = bytes(view)
-    del view
-    assert bytes(buf) == line + b"\n"
-    assert line == msgspec.json.encode(_article(1))
-    assert b"abstract" not in line  # omit_defaults
-    assert article_hash(line) == article_hash(line + b"\n") == hashlib.sha256(line).hexdigest()
-
-
-def test_root_hash_is_order_independent_and_spills() -> None:
-    hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(2500)]
-    expected = hashlib.sha256("".join(h + "\n" for h in sorted(hashes)).encode()).hexdigest()
-    shuffled = hashes[:]
-    random.Random(7).shuffle(shuffled)
-    assert root_hash(hashes) == root_hash(shuffled) == expected
-    small = RootHasher(run_limit=100)  # forces 25 sorted runs merged from disk
-    for h in shuffled:
-        small.add(h)
-    assert small.count == 2500
-    assert small.hexdigest() == expected
-    assert RootHasher().hexdigest() == hashlib.sha256(b"").hexdigest()
 
 
 def test_manifest_round_trip_and_chunk_lookup() -> None:

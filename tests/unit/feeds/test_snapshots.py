@@ -15,9 +15,9 @@ import zstandard
 from feedserver.config import Settings, load_settings
 from feedserver.errors import Conflict, IntegrityError, InvalidIdentifier, SnapshotNotFound
 from feedserver.feeds.chunks import iter_lines
-from feedserver.feeds.hashing import article_hash, root_hash
 from feedserver.feeds.publish import build_lock
 from feedserver.feeds.snapshots import SnapshotStore, build_from_records
+from feedserver.formats.hashing import article_hash, root_hash
 from feedserver.ingest.dump import DumpInfo
 from feedserver.models import (
     Article,

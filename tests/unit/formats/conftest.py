@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from feedserver.feeds.hashing import ENCODER
+from feedserver.formats.hashing import ENCODER
 from feedserver.ingest.dump import read_dump
 from feedserver.models import Article
 from tests.conftest import DUMPS, SHARED

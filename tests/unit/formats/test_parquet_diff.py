@@ -18,11 +18,11 @@ import pytest
 
 from feedserver.feeds.chunks import iter_file_lines
 from feedserver.feeds.diff_build import compute_diff
-from feedserver.feeds.diffs import ENTRY_DECODER, RAW_ENTRY_DECODER, DiffDelete, RawDelete
-from feedserver.feeds.hashing import ENCODER, RootHasher, article_hash
+from feedserver.feeds.diffs import ENTRY_DECODER, RAW_ENTRY_DECODER, RawDelete
+from feedserver.formats.hashing import ENCODER, RootHasher, article_hash
 from feedserver.formats.parquet import ParquetShardWriter
 from feedserver.formats.parquet_rows import ARTICLE_SCHEMA, KEY, Kind
-from feedserver.models import Article, ArticleBody, Version, article_key
+from feedserver.models import Article, ArticleBody, DiffDelete, Version, article_key
 
 COLUMNS = ARTICLE_SCHEMA.names
 

@@ -11,7 +11,7 @@ import pytest
 
 from feedserver.demo import SITEINFO, demo_pages
 from feedserver.errors import DumpError
-from feedserver.feeds.hashing import ENCODER
+from feedserver.formats.hashing import ENCODER
 from feedserver.ingest.dump import read_dump
 from feedserver.ingest.multistream import FOOTER, split_multistream
 

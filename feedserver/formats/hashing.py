@@ -7,7 +7,8 @@ bytes, not a re-encoding, lets anyone verify a download without this code.
 The *content root hash* is SHA-256 over the sorted per-article hex digests, each followed by
 ``\\n``. Sorting makes it independent of chunk layout and record order, so ``base + diff`` can be
 proved equal to the next version whatever the chunking. ``RootHasher`` spills sorted runs to
-temporary files so memory stays flat for any number of articles.
+temporary files so memory stays flat for any number of articles. The SHA-256 of whole files
+(chunks, downloads) is ``checksums.checksum_file``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ ENCODER = msgspec.json.Encoder()
 DIGEST_SIZE = 32
 # Digests held in memory before a sorted run is spilled to disk (32 B each: ~32 MB).
 _RUN_LIMIT = 1_000_000
-_FILE_BLOCK = 1 << 20
 _GIL_FREE = 2048  # hashlib releases the GIL for inputs of at least this many bytes
 
 
@@ -125,16 +125,3 @@ def root_hash(hex_hashes: Iterable[str]) -> str:
     for h in hex_hashes:
         hasher.add(h)
     return hasher.hexdigest()
-
-
-def hash_file(path: Path, whole: Any) -> tuple[str, int]:
-    """SHA-256 hex digest and size of the file at ``path``; its bytes also go into ``whole``
-    (the digest of a download made of several files back to back)."""
-    digest = hashlib.sha256()
-    nbytes = 0
-    with path.open("rb") as fh:
-        while block := fh.read(_FILE_BLOCK):
-            digest.update(block)
-            whole.update(block)
-            nbytes += len(block)
-    return digest.hexdigest(), nbytes
