@@ -32,7 +32,12 @@ import pyarrow.parquet as pq
 import zstandard
 from zlib_ng import gzip_ng_threaded
 
-from feedserver.feeds.chunks import ARTICLE_DECODER, ChunkWriter, StagedChunk, iter_file_lines
+from feedserver.feeds.snapshots.chunks import (
+    ARTICLE_DECODER,
+    ChunkWriter,
+    StagedChunk,
+    iter_file_lines,
+)
 from feedserver.formats.hashing import ENCODER
 from feedserver.formats.parquet import ParquetShardWriter, shard_name
 from feedserver.formats.parquet_rows import wikitext_text

@@ -27,7 +27,7 @@ import mwxml
 
 from feedserver.config import Settings, load_settings
 from feedserver.demo import SITEINFO, demo_pages
-from feedserver.feeds.snapshots import build_snapshots
+from feedserver.feeds.snapshots.build import build_snapshots
 from feedserver.ingest.dumpfile import open_dump
 from feedserver.storage.blobs import FilesystemBlobStore
 

@@ -28,9 +28,9 @@ from feedserver.models import Article, Redirect
 RECORDS: tuple[tuple[str, type | str], ...] = (
     ("article", Article),
     ("redirect", Redirect),
-    ("manifest", "feedserver.feeds.manifest:Manifest"),
-    ("diff_manifest", "feedserver.feeds.diffs:DiffManifest"),
-    ("batch_manifest", "feedserver.feeds.batches:HourIndex"),
+    ("manifest", "feedserver.feeds.snapshots.manifest:Manifest"),
+    ("diff_manifest", "feedserver.feeds.diffs.manifest:DiffManifest"),
+    ("batch_manifest", "feedserver.feeds.batches.store:HourIndex"),
 )
 
 # Documents that are not records: (name, "module:function" returning a JSON object). The

@@ -178,11 +178,11 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, blobs: BlobStore |
         events = await anyio.to_thread.run_sync(open_event_log, settings, db)
         stack.push_async_callback(events.close)
     if snapshots is None:
-        from feedserver.feeds.snapshots import SnapshotStore
+        from feedserver.feeds.snapshots.store import SnapshotStore
 
         snapshots = SnapshotStore(blobs)
     if state is None:
-        from feedserver.feeds.state import StateStore
+        from feedserver.feeds.events.state import StateStore
 
         state = await anyio.to_thread.run_sync(StateStore, db)
     if accounts is None:

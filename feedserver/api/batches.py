@@ -31,8 +31,8 @@ from feedserver.api.ranges import Part
 from feedserver.api.services import Principal, services_of
 from feedserver.api.snapshots import _DOWNLOAD, NamespaceRef, Ref, SizeMB, parse_identifier
 from feedserver.errors import BadRequest, InvalidParameter
-from feedserver.feeds.batch_hours import label, parse_date_hour
-from feedserver.feeds.batches import BatchManifest, read_batch, read_hour
+from feedserver.feeds.batches.hours import label, parse_date_hour
+from feedserver.feeds.batches.store import BatchManifest, read_batch, read_hour
 from feedserver.storage.blobs import BlobStore
 
 FEED: Final = "batches"

@@ -26,8 +26,9 @@ from feedserver.api.query import project, read_query, select
 from feedserver.api.services import Principal, Services, services_of
 from feedserver.api.snapshots import parse_identifier, parse_version
 from feedserver.errors import NotFound
-from feedserver.feeds.diffs import ENCODER, DiffManifest, DiffNotFound, DiffStore
-from feedserver.feeds.manifest import ChunkInfo, check_chunk_identifier
+from feedserver.feeds.diffs.manifest import ENCODER, DiffManifest, DiffNotFound
+from feedserver.feeds.diffs.store import DiffStore
+from feedserver.feeds.snapshots.manifest import ChunkInfo, check_chunk_identifier
 
 FEED: Final = "diffs"
 _CHUNK_INDEX = re.compile(r"^[0-9]{1,7}$")

@@ -18,7 +18,7 @@ from feedserver.api import downloads
 from feedserver.api.query import render_list, render_one
 from feedserver.api.ranges import Part
 from feedserver.api.services import Principal, services_of
-from feedserver.feeds.manifest import ChunkInfo
+from feedserver.feeds.snapshots.manifest import ChunkInfo
 from feedserver.metering.records import Feed
 
 

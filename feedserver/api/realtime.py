@@ -40,8 +40,8 @@ from feedserver.api.problems import TYPE_BASE
 from feedserver.api.query import matches, project, wants_ndjson
 from feedserver.api.realtime_params import read_params, start_positions
 from feedserver.api.services import Principal, request_id, services_of
-from feedserver.feeds.realtime import Hub, Positions, Subscription, SubscriptionClosed
-from feedserver.feeds.realtime_item import StreamItem
+from feedserver.feeds.realtime.hub import Hub, Positions, Subscription, SubscriptionClosed
+from feedserver.feeds.realtime.items import StreamItem
 from feedserver.storage.eventlog import EventLog
 
 FEED: Final = "realtime"

@@ -17,7 +17,7 @@ from litestar import Request
 
 from feedserver.api.query import Filter, Query, from_body, from_params
 from feedserver.errors import BadRequest, InvalidParameter
-from feedserver.feeds.realtime import PARTS, Positions, partitions_of_parts
+from feedserver.feeds.realtime.hub import PARTS, Positions, partitions_of_parts
 from feedserver.storage.eventlog import EventLog
 
 MAX_ID = 4096

@@ -26,7 +26,7 @@ import anyio.to_thread
 from litestar import Request
 
 from feedserver.config import Settings
-from feedserver.feeds.manifest import Manifest
+from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.metering.records import Feed, UsageSink
 from feedserver.metrics import Metrics
 from feedserver.models import Article

@@ -31,7 +31,7 @@ from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
 from feedserver.api.services import Principal, Services, services_of
 from feedserver.errors import InvalidParameter, SnapshotNotFound
-from feedserver.feeds.manifest import (
+from feedserver.feeds.snapshots.manifest import (
     SNAPSHOT_RE,
     ChunkInfo,
     Manifest,

@@ -18,9 +18,9 @@ import msgspec
 from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
-from feedserver.feeds import batch_hours as hours
-from feedserver.feeds.batch_build import build_hour, build_pending
-from feedserver.feeds.batches import HourIndex, built_hours, read_hour
+from feedserver.feeds.batches import hours as hours
+from feedserver.feeds.batches.build import build_hour, build_pending
+from feedserver.feeds.batches.store import HourIndex, built_hours, read_hour
 from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import connect
 from feedserver.storage.eventlog import open_event_log

@@ -97,8 +97,9 @@ def _dump(settings: Settings, pages: int) -> Path:
 
 def _snapshots(settings: Settings, dump: Path, rebuild: bool) -> dict[str, int]:
     """The demo's snapshot identifiers and their article counts, built when missing."""
-    from feedserver.feeds.snapshots import SnapshotStore, build_snapshots
-    from feedserver.feeds.state import StateStore
+    from feedserver.feeds.events.state import StateStore
+    from feedserver.feeds.snapshots.build import build_snapshots
+    from feedserver.feeds.snapshots.store import SnapshotStore
     from feedserver.storage.blobs import open_blob_store
     from feedserver.storage.db import connect
 
@@ -138,7 +139,7 @@ def _events(settings: Settings) -> str | None:
     state store, the realtime stream and the hourly batches have content. Returns the title
     of the first edited article."""
     from feedserver.demo_events import demo_events
-    from feedserver.feeds.snapshots import SnapshotStore
+    from feedserver.feeds.snapshots.store import SnapshotStore
     from feedserver.storage.blobs import open_blob_store
 
     store = SnapshotStore(open_blob_store(settings))

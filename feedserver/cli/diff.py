@@ -19,12 +19,13 @@ import msgspec
 from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
-from feedserver.feeds.diff_advance import advance_snapshot
-from feedserver.feeds.diff_build import build_diff, build_diffs
-from feedserver.feeds.diff_files import apply_files, load_manifest
-from feedserver.feeds.diffs import ENCODER, DiffManifest, DiffStore
-from feedserver.feeds.manifest import check_identifier
-from feedserver.feeds.state import StateStore
+from feedserver.feeds.diffs.advance import advance_snapshot
+from feedserver.feeds.diffs.build import build_diff, build_diffs
+from feedserver.feeds.diffs.files import apply_files, load_manifest
+from feedserver.feeds.diffs.manifest import ENCODER, DiffManifest
+from feedserver.feeds.diffs.store import DiffStore
+from feedserver.feeds.events.state import StateStore
+from feedserver.feeds.snapshots.manifest import check_identifier
 from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import connect
 

@@ -19,10 +19,10 @@ import msgspec
 from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import BadRequest
-from feedserver.feeds.batch_build import seal_periodically
-from feedserver.feeds.consumer import EventConsumer
+from feedserver.feeds.batches.build import seal_periodically
 from feedserver.feeds.content import open_content_source
-from feedserver.feeds.membership import Membership, member_from_hostname, membership
+from feedserver.feeds.events.consumer import EventConsumer
+from feedserver.feeds.events.membership import Membership, member_from_hostname, membership
 from feedserver.metrics import Metrics
 from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import connect

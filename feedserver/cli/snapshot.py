@@ -12,8 +12,9 @@ import msgspec
 from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
-from feedserver.feeds.manifest import MANIFEST_ENCODER, check_identifier
-from feedserver.feeds.snapshots import SnapshotStore, build_snapshots
+from feedserver.feeds.snapshots.build import build_snapshots
+from feedserver.feeds.snapshots.manifest import MANIFEST_ENCODER, check_identifier
+from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.storage.blobs import open_blob_store
 
 
@@ -125,7 +126,7 @@ def cmd_export(settings: Settings, *, identifier: str, output: Path,
 
 
 def cmd_load_state(settings: Settings, *, identifier: str, version: int | None = None) -> int:
-    from feedserver.feeds.state import StateStore
+    from feedserver.feeds.events.state import StateStore
     from feedserver.storage.db import connect
 
     store = SnapshotStore(open_blob_store(settings))

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import msgspec
 
 from feedserver.errors import InvalidEvent, InvalidParameter
-from feedserver.feeds.state import StateStore
+from feedserver.feeds.events.state import StateStore
 from feedserver.ingest.envelope import input_kind
 from feedserver.ingest.events import ArticleChange, changes_from_json
 from feedserver.ingest.recentchange import TitleChange, title_changes_from_json

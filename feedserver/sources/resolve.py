@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from feedserver.feeds.state import StateStore
+from feedserver.feeds.events.state import StateStore
 from feedserver.ingest.events import ArticleChange
 from feedserver.ingest.recentchange import TitleChange, article_changes
 from feedserver.ingest.revision import WikiRevision

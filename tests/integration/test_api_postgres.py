@@ -13,8 +13,8 @@ from feedserver.accounts.passwords import Passwords
 from feedserver.accounts.service import Accounts
 from feedserver.api.app import create_app
 from feedserver.config import load_settings
-from feedserver.feeds.snapshots import build_snapshots
-from feedserver.feeds.state import StateStore
+from feedserver.feeds.events.state import StateStore
+from feedserver.feeds.snapshots.build import build_snapshots
 from feedserver.ingest.dump import read_dump
 from feedserver.models import Article
 from feedserver.storage.blobs import FilesystemBlobStore

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from feedserver.accounts.service import Accounts
 from feedserver.api.app import create_app
 from feedserver.config import Settings
-from feedserver.feeds.snapshots import build_snapshots
+from feedserver.feeds.snapshots.build import build_snapshots
 from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import SQLiteDatabase
 from tests.conftest import DUMPS

@@ -10,9 +10,9 @@ from pathlib import Path
 import msgspec
 
 from feedserver.config import Settings
-from feedserver.feeds import batch_hours as hours
-from feedserver.feeds.batch_build import build_hour
-from feedserver.feeds.batches import read_batch
+from feedserver.feeds.batches import hours as hours
+from feedserver.feeds.batches.build import build_hour
+from feedserver.feeds.batches.store import read_batch
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.eventlog import Outgoing
 from feedserver.storage.eventlog.kafka import KafkaEventLog

@@ -30,11 +30,12 @@ from feedserver.accounts.models import Plan
 from feedserver.accounts.service import Accounts
 from feedserver.api.app import create_app
 from feedserver.config import Settings
-from feedserver.feeds.diff_advance import advance_snapshot
-from feedserver.feeds.diff_build import build_diff
-from feedserver.feeds.diffs import DiffManifest
-from feedserver.feeds.snapshots import SnapshotStore, build_snapshots
-from feedserver.feeds.state import StateStore
+from feedserver.feeds.diffs.advance import advance_snapshot
+from feedserver.feeds.diffs.build import build_diff
+from feedserver.feeds.diffs.manifest import DiffManifest
+from feedserver.feeds.events.state import StateStore
+from feedserver.feeds.snapshots.build import build_snapshots
+from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.formats.hashing import article_hash, root_hash
 from feedserver.ingest.events import ArticleChange, to_us
 from feedserver.models import ArticleBody, ArticleKey, Event, Version

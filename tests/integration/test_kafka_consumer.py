@@ -16,8 +16,8 @@ import msgspec
 import pytest
 
 from feedserver.config import Settings, load_settings
-from feedserver.feeds.consumer import SOURCE_HEADER, EventConsumer
-from feedserver.feeds.state import StateStore
+from feedserver.feeds.events.consumer import SOURCE_HEADER, EventConsumer
+from feedserver.feeds.events.state import StateStore
 from feedserver.models import Article
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import LogRecord, read

@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from feedserver.feeds.consumer import SOURCE_HEADER, EventConsumer
+from feedserver.feeds.events.consumer import SOURCE_HEADER, EventConsumer
 from feedserver.ingest.events import changes_from_json
 from feedserver.models import Article
 from feedserver.storage.db import SQLiteDatabase
@@ -21,7 +21,7 @@ from feedserver.storage.eventlog import Outgoing
 from feedserver.storage.eventlog.kafka import KafkaEventLog
 from tests.conftest import ROOT
 from tests.integration.test_kafka_consumer import _articles, _env, _settings
-from tests.unit.feeds.test_consumer_members import page_key, real_events, synthetic_events
+from tests.unit.feeds.events.test_consumer_members import page_key, real_events, synthetic_events
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ import pytest
 
 from feedserver.accounts.admin import AccountAdmin
 from feedserver.accounts.models import Plan, Prices, Quotas
-from feedserver.feeds.state import StateStore
+from feedserver.feeds.events.state import StateStore
 from feedserver.ingest.dump import read_dump
 from feedserver.metering.ledger import Ledger
 from feedserver.models import Article

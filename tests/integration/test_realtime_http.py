@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from feedserver.config import Settings
-from feedserver.feeds.consumer import EventConsumer
+from feedserver.feeds.events.consumer import EventConsumer
 from feedserver.ingest.events import changes_from_json
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import EmbeddedEventLog, Outgoing

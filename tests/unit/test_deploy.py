@@ -24,7 +24,7 @@ import yaml
 from feedserver.cli import build_parser
 from feedserver.cli.command import command_of
 from feedserver.config import PREFIX, Settings, load_settings
-from feedserver.feeds.membership import member_from_hostname, membership
+from feedserver.feeds.events.membership import member_from_hostname, membership
 from feedserver.metrics import Metrics
 from tests.conftest import ROOT
 

@@ -18,9 +18,9 @@ from feedserver.accounts.models import Plan
 from feedserver.accounts.service import Accounts
 from feedserver.api.app import create_app
 from feedserver.config import Settings
-from feedserver.feeds.manifest import Manifest
-from feedserver.feeds.snapshots import build_from_records
-from feedserver.feeds.state import StateStore
+from feedserver.feeds.events.state import StateStore
+from feedserver.feeds.snapshots.build import build_from_records
+from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.ingest.siteinfo import DumpInfo
 from feedserver.models import Article, ArticleBody, Language, Namespace, Project, Version
 from feedserver.storage.blobs import FilesystemBlobStore

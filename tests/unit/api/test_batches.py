@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry
 
 from feedserver.accounts.models import Plan
 from feedserver.api.app import create_app
-from feedserver.feeds import batch_hours as hours
-from feedserver.feeds.batch_build import build_hour
-from feedserver.feeds.batches import BatchManifest, read_hour
+from feedserver.feeds.batches import hours as hours
+from feedserver.feeds.batches.build import build_hour
+from feedserver.feeds.batches.store import BatchManifest, read_hour
 from feedserver.metering.records import UsageSink
 from feedserver.storage.eventlog import EmbeddedEventLog, Outgoing
 from tests.unit.api.conftest import World, build_world, make_articles

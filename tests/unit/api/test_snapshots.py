@@ -183,7 +183,7 @@ def test_chunks(client: TestClient[Any], world: World) -> None:
 
 
 def test_articles_in_download_match_builder(client: TestClient[Any], world: World) -> None:
-    from feedserver.feeds.snapshots import SnapshotStore
+    from feedserver.feeds.snapshots.store import SnapshotStore
 
     whole = full(client, world).content
     lines = unzstd(whole).splitlines()

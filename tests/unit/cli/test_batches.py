@@ -13,9 +13,9 @@ import pytest
 
 from feedserver.cli import main
 from feedserver.config import Settings, load_settings
-from feedserver.feeds import batch_hours as hours
-from feedserver.feeds.batch_build import seal_periodically
-from feedserver.feeds.batches import built_hours, read_hour
+from feedserver.feeds.batches import hours as hours
+from feedserver.feeds.batches.build import seal_periodically
+from feedserver.feeds.batches.store import built_hours, read_hour
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import connect
 from feedserver.storage.eventlog import EmbeddedEventLog, Outgoing, now_ms

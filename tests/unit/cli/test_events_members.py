@@ -12,10 +12,10 @@ import pytest
 from feedserver.cli import main
 from feedserver.cli.events import _membership, _seals
 from feedserver.config import Settings, load_settings
-from feedserver.feeds.membership import Membership
+from feedserver.feeds.events.membership import Membership
 from feedserver.storage.db import connect
 from feedserver.storage.eventlog import EmbeddedEventLog
-from tests.unit.feeds.test_consumer_members import INPUT, load
+from tests.unit.feeds.events.test_consumer_members import INPUT, load
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
-from feedserver.feeds.chunks import iter_file_lines
-from feedserver.feeds.diff_build import compute_diff
-from feedserver.feeds.diffs import ENTRY_DECODER, RAW_ENTRY_DECODER, RawDelete
+from feedserver.feeds.diffs.build import compute_diff
+from feedserver.feeds.diffs.manifest import ENTRY_DECODER, RAW_ENTRY_DECODER, RawDelete
+from feedserver.feeds.snapshots.chunks import iter_file_lines
 from feedserver.formats.hashing import ENCODER, RootHasher, article_hash
 from feedserver.formats.parquet import ParquetShardWriter
 from feedserver.formats.parquet_rows import ARTICLE_SCHEMA, KEY, Kind

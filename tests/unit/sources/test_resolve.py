@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from feedserver.feeds.state import StateStore
+from feedserver.feeds.events.state import StateStore
 from feedserver.ingest.recentchange import TitleChange, title_changes_from_json
 from feedserver.models import Article
 from feedserver.sources.mediawiki import ActionApiClient

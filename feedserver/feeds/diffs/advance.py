@@ -1,0 +1,203 @@
+"""Next snapshot version from the previous one plus the state store's changes, without a dump.
+
+``advance_snapshot`` reads version N of an identifier and every state-store row of its project
+and namespace whose last change falls in ``[since, until)`` — ``since`` is N's
+``events_until`` (or, for a version built from a dump, its ``date_modified``). Version N+1 is
+N with those rows applied:
+
+- a deleted row drops the page (a page moved to another namespace is tombstoned here too);
+- a live row replaces the page when its revision is newer than N's (or equal with a
+  visibility change), and is added when N lacks the page;
+- a row older than N's record (the state store lagging the dump) changes nothing.
+
+Redirects are not carried by page_change events, so a replaced page keeps N's ``redirects[]``
+when the new record has none. N+1 goes through the normal snapshot path (a staged page index,
+sealing, atomic publish) with ``events_until = until``; its lines are staged as raw bytes, so
+unchanged records stay byte-identical to N's, and the diff N → N+1 is built right
+after. Memory stays flat: changes are spilled to a scratch SQLite file, only their page ids
+are held in memory, and N is streamed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from feedserver.config import Settings
+from feedserver.errors import Conflict, InvalidParameter
+from feedserver.feeds.diffs.apply import probe
+from feedserver.feeds.diffs.build import build_diff
+from feedserver.feeds.diffs.manifest import DiffManifest
+from feedserver.feeds.events.state import StateStore
+from feedserver.feeds.scratch import scratch_db
+from feedserver.feeds.snapshots import sealing, staging
+from feedserver.feeds.snapshots.chunks import ARTICLE_DECODER, ChunkWriter
+from feedserver.feeds.snapshots.manifest import SNAPSHOT_RE, Manifest, check_identifier
+from feedserver.feeds.snapshots.publish import publish
+from feedserver.feeds.snapshots.store import SnapshotStore
+from feedserver.formats.hashing import ENCODER
+from feedserver.ingest.dump import DumpInfo
+from feedserver.storage.blobs import BlobStore
+
+_BATCH = 1000
+
+
+class Advanced(msgspec.Struct, kw_only=True):
+    """What one ``advance_snapshot`` did."""
+
+    manifest: Manifest  # version N+1
+    diff: DiffManifest  # N -> N+1
+    since: datetime
+    until: datetime
+    changes: int  # state-store rows seen in the window
+
+
+_SCHEMA = """
+CREATE TABLE changes (id INTEGER PRIMARY KEY, deleted INTEGER NOT NULL, rev INTEGER NOT NULL,
+    visibility INTEGER NOT NULL, article BLOB NOT NULL, used INTEGER NOT NULL DEFAULT 0)
+"""
+
+
+def _spill_changes(conn: sqlite3.Connection, state: StateStore, project: str, namespace: int,
+                   since: datetime, until: datetime) -> set[int]:
+    ids: set[int] = set()
+    rows: list[tuple[int, int, int, int, bytes]] = []
+    conn.execute("BEGIN")
+    for stored in state.iter_changed(project, namespace, since, until):
+        ids.add(stored.key.identifier)
+        rows.append((stored.key.identifier, int(stored.deleted), stored.revision,
+                     int(stored.article.visibility is not None),
+                     ENCODER.encode(stored.article)))
+        if len(rows) >= _BATCH:
+            conn.executemany("INSERT OR REPLACE INTO changes (id, deleted, rev, visibility, "
+                             "article) VALUES (?,?,?,?,?)", rows)
+            rows.clear()
+    conn.executemany("INSERT OR REPLACE INTO changes (id, deleted, rev, visibility, article) "
+                     "VALUES (?,?,?,?,?)", rows)
+    conn.execute("COMMIT")
+    return ids
+
+
+def _merged(conn: sqlite3.Connection, lines: Iterator[bytes], changed: set[int]
+            ) -> Iterator[bytes]:
+    """Version N's lines with the spilled changes applied, then the added pages' lines.
+    Unchanged lines are copied byte for byte: re-encoding a decoded record is not always
+    byte-identical (an integral float written as ``1`` comes back as ``1.0``)."""
+    for line in lines:
+        page = probe(line)
+        if page.identifier not in changed:
+            yield line
+            continue
+        row = conn.execute("SELECT deleted, rev, visibility, article FROM changes WHERE id = ?",
+                           (page.identifier,)).fetchone()
+        deleted, rev, visibility, blob = row
+        conn.execute("UPDATE changes SET used = 1 WHERE id = ?", (page.identifier,))
+        base_rev = page.revision or 0
+        if rev < base_rev or (rev == base_rev and not deleted and not visibility):
+            yield line  # the state store lags this version
+        elif not deleted:
+            new = ARTICLE_DECODER.decode(blob)
+            if not new.redirects:
+                new.redirects = ARTICLE_DECODER.decode(line).redirects
+            yield ENCODER.encode(new)
+    for (blob,) in conn.execute("SELECT article FROM changes WHERE used = 0 AND deleted = 0 "
+                                "ORDER BY id"):
+        yield bytes(blob)
+
+
+def _stage(conn: sqlite3.Connection, lines: Iterator[bytes], folder: Path, namespace: int,
+           settings: Settings) -> None:
+    """Stage raw lines the way ``staging.stage_records`` stages records (chunk files + page
+    index), so sealing and publishing run unchanged, without re-encoding any line."""
+    writer = ChunkWriter(folder, chunk_size=settings.chunk_size, level=settings.zstd_level,
+                         prefix="p0")
+    pages: list[tuple[int, int, int, int, int, int, str]] = []
+    conn.execute("BEGIN")
+    try:
+        for line in lines:
+            page = probe(line)
+            seq, number, _ = writer.add(namespace, msgspec.Raw(line))
+            pages.append((0, namespace, seq, number, page.identifier, page.revision or 0,
+                          page.name))
+            if len(pages) >= _BATCH:
+                conn.executemany(_PAGES, pages)
+                pages.clear()
+        conn.executemany(_PAGES, pages)
+        conn.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?)", [
+            (0, c.namespace, c.seq, c.path, c.hashes_path, c.article_count,
+             c.uncompressed_size) for c in writer.close()])
+        conn.execute("COMMIT")
+    except BaseException:
+        writer.abort()
+        conn.execute("ROLLBACK")
+        raise
+
+
+_PAGES = "INSERT INTO pages (part, ns, seq, line, id, rev, name) VALUES (?,?,?,?,?,?,?)"
+
+
+def _info(manifest: Manifest, wiki: str, source: str) -> DumpInfo:
+    project = manifest.is_part_of
+    return DumpInfo(
+        wiki=wiki, site_name=project.name or "", base_url=project.url or "",
+        language=manifest.in_language.identifier if manifest.in_language else "",
+        namespaces={manifest.namespace.identifier: manifest.namespace.name or ""},
+        schema_version=(manifest.source.schema_versions or [""])[-1], source=source,
+    )
+
+
+def advance_snapshot(
+    blobs: BlobStore, settings: Settings, state: StateStore, identifier: str, *,
+    since: datetime | None = None, until: datetime | None = None,
+) -> Advanced | None:
+    """Publish version N+1 of ``identifier`` from its current version N plus the state
+    store's changes in ``[since, until)``, and the diff N → N+1. None when nothing changed."""
+    match = SNAPSHOT_RE.match(check_identifier(identifier))
+    assert match is not None
+    wiki = match.group(1)
+    snapshots = SnapshotStore(blobs)
+    base = snapshots.manifest(identifier)
+    since = since or base.events_until or base.date_modified
+    until = until or datetime.now(UTC)
+    if until <= since:
+        raise InvalidParameter(f"nothing to cover: until {until.isoformat()} is not after "
+                               f"since {since.isoformat()}")
+    project, namespace = base.is_part_of.identifier, base.namespace.identifier
+    root = settings.data_path / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="snapshot-update-", dir=root) as tmp:
+        folder = Path(tmp)
+        changes = scratch_db(folder / "changes.sqlite")
+        index = staging.open_db(folder / "index.sqlite")
+        try:
+            changes.execute(_SCHEMA)
+            changed = _spill_changes(changes, state, project, namespace, since, until)
+            if not changed:
+                return None
+            _stage(index, _merged(changes, snapshots.iter_lines(base), changed), folder,
+                   namespace, settings)
+            if index.execute("SELECT count(*) FROM pages").fetchone()[0] == 0:
+                raise Conflict(f"applying the changes would leave {identifier} empty; "
+                               "not published")
+            sealing.prepare(index)
+            sealed = sealing.seal_namespace(index, namespace, folder,
+                                            level=settings.zstd_level, dropped=0)
+            source = (f"{identifier} version {base.version} + events "
+                      f"[{since.isoformat()}, {until.isoformat()})")
+            info = _info(base, wiki, source)
+            new = publish(blobs, sealed, identifier=identifier, info=info, sources=[info],
+                          lock_dir=settings.data_path / "locks",
+                          retention=settings.retention_versions, events_until=until)
+        finally:
+            changes.close()
+            index.close()
+    built = build_diff(blobs, settings, identifier, version=new.version,
+                       base_version=base.version)
+    assert built is not None
+    return Advanced(manifest=new, diff=built[0], since=since, until=until,
+                    changes=len(changed))

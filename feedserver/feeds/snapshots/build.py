@@ -1,0 +1,189 @@
+"""Build snapshot versions from dumps (``build_snapshots``) or records (``build_from_records``).
+
+A build runs in three steps, all in a scratch folder under ``data_dir/tmp`` that is removed
+whatever happens: *stage* (records to zstd chunks + a SQLite page index; one process per dump
+file with ``workers > 1``), *seal* (dedupe, attach redirects, hash), *publish* (upload, then
+the pointer). See ``docs/snapshots.md``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from feedserver.config import Settings
+from feedserver.feeds.snapshots import sealing, staging
+from feedserver.feeds.snapshots.manifest import (
+    Manifest,
+    check_wiki,
+    snapshot_identifier,
+)
+from feedserver.feeds.snapshots.publish import publish
+from feedserver.ingest.dump import DumpInfo
+from feedserver.ingest.multistream import DumpSlice, split_multistream
+from feedserver.models import Article, Redirect
+from feedserver.storage.blobs import BlobStore
+
+__all__ = ["build_from_records", "build_snapshots"]
+
+
+def _scratch(settings: Settings) -> tempfile.TemporaryDirectory[str]:
+    root = settings.data_path / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix="snapshot-build-", dir=root)
+
+
+def build_snapshots(
+    dumps: Sequence[Path],
+    blobs: BlobStore,
+    settings: Settings,
+    *,
+    wiki: str | None = None,
+    namespaces: set[int] | None = None,
+    progress: bool = False,
+    workers: int = 1,
+) -> list[Manifest]:
+    """Build and publish one new version per namespace found in ``dumps``."""
+    if wiki is not None:
+        check_wiki(wiki)
+    paths = [Path(p) for p in dumps]
+    with _scratch(settings) as tmp:
+        folder = Path(tmp)
+        conn = staging.open_db(folder / "index.sqlite")
+        try:
+            bar = _progress(paths, progress)
+            units = _plan(paths, workers)
+            # One pool for staging and sealing: forked once, reused for the chunk rewrites.
+            pool = _pool(min(workers, len(units))) if workers > 1 and len(units) > 1 else None
+            try:
+                try:
+                    if pool is not None:
+                        results = _stage_parallel(pool, units, folder, settings, wiki,
+                                                  namespaces, bar)
+                        for result in results:
+                            staging.merge_part(conn, result)
+                    else:
+                        results = []
+                        for part, path in enumerate(paths):
+                            results.append(staging.stage_dump(
+                                path, folder, part=part, chunk_size=settings.chunk_size,
+                                level=settings.zstd_level, wiki=wiki, namespaces=namespaces,
+                                conn=conn))
+                            if bar is not None:
+                                bar.update(path.stat().st_size)
+                finally:
+                    if bar is not None:
+                        bar.close()
+                info = staging.check_same_wiki(results)
+                # The slices of one multistream file are one source.
+                sources = list({r.info.source: r.info for r in results}.values())
+                return _seal_and_publish(conn, folder, blobs, settings, info, sources,
+                                         mapper=pool.map if pool is not None else None)
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            conn.close()
+
+
+def build_from_records(
+    info: DumpInfo,
+    records: Iterable[Article | Redirect],
+    blobs: BlobStore,
+    settings: Settings,
+) -> list[Manifest]:
+    """Build from an already-open record stream (tests, other producers)."""
+    check_wiki(info.wiki)
+    with _scratch(settings) as tmp:
+        folder = Path(tmp)
+        conn = staging.open_db(folder / "index.sqlite")
+        try:
+            staging.stage_records(info, records, conn, folder, part=0,
+                                  chunk_size=settings.chunk_size, level=settings.zstd_level)
+            return _seal_and_publish(conn, folder, blobs, settings, info, [info])
+        finally:
+            conn.close()
+
+
+def _seal_and_publish(
+    conn: sqlite3.Connection, folder: Path, blobs: BlobStore, settings: Settings,
+    info: DumpInfo, sources: list[DumpInfo], mapper: sealing.Mapper | None = None,
+) -> list[Manifest]:
+    sealing.prepare(conn)
+    dropped = sealing.dropped_redirects(conn)
+    manifests = []
+    for ns in sealing.namespaces(conn):
+        identifier = snapshot_identifier(info.wiki, ns)
+        sealed = sealing.seal_namespace(conn, ns, folder, level=settings.zstd_level,
+                                        dropped=dropped.get(ns, 0), mapper=mapper)
+        manifests.append(publish(
+            blobs, sealed, identifier=identifier, info=info, sources=sources,
+            lock_dir=settings.data_path / "locks", retention=settings.retention_versions,
+        ))
+    return manifests
+
+
+Unit = tuple[Path, DumpSlice | None]
+
+
+def _plan(paths: list[Path], workers: int) -> list[Unit]:
+    """Work units in file order: whole files, and with several workers each multistream bz2
+    file cut into ``workers`` slices of whole streams (so one big file uses every worker)."""
+    units: list[Unit] = []
+    for path in paths:
+        pieces = split_multistream(path, workers) if workers > 1 and path.is_file() else []
+        if pieces:
+            units.extend((path, piece) for piece in pieces)
+        else:
+            units.append((path, None))
+    return units
+
+
+def _unit_size(unit: Unit) -> int:
+    path, piece = unit
+    return piece.end - piece.start if piece is not None else path.stat().st_size
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # fork: workers start in milliseconds and inherit the imported modules.
+    context = multiprocessing.get_context("fork" if "fork" in
+                                          multiprocessing.get_all_start_methods() else "spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+def _stage_parallel(
+    pool: ProcessPoolExecutor, units: list[Unit], folder: Path, settings: Settings,
+    wiki: str | None, namespaces: set[int] | None, bar: tqdm[Any] | None,
+) -> list[staging.StageResult]:
+    futures: list[Future[staging.StageResult]] = [
+        pool.submit(staging.stage_dump, path, folder, part=part,
+                    chunk_size=settings.chunk_size, level=settings.zstd_level, wiki=wiki,
+                    namespaces=namespaces, db_path=folder / f"part{part}.sqlite",
+                    piece=piece)
+        for part, (path, piece) in enumerate(units)
+    ]
+    try:
+        results = []
+        for unit, future in zip(units, futures, strict=True):
+            results.append(future.result())
+            if bar is not None:
+                bar.update(_unit_size(unit))
+        return results
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+def _progress(paths: list[Path], enabled: bool) -> tqdm[Any] | None:
+    if not enabled:
+        return None
+    total = sum(p.stat().st_size for p in paths if p.is_file())
+    return tqdm(total=total, unit="B", unit_scale=True, desc="dumps read")

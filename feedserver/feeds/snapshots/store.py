@@ -1,0 +1,112 @@
+"""Read published snapshots from any ``BlobStore``: versions, manifests, lines, verification."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from feedserver.errors import BlobNotFound, IntegrityError, SnapshotNotFound
+from feedserver.feeds.snapshots.chunks import ARTICLE_DECODER, iter_lines
+from feedserver.feeds.snapshots.manifest import (
+    INDEX_DECODER,
+    MANIFEST_DECODER,
+    PREFIX,
+    Manifest,
+    SnapshotIndex,
+    check_identifier,
+    check_version,
+    index_key,
+    manifest_key,
+    published_identifiers,
+)
+from feedserver.formats.hashing import RootHasher
+from feedserver.models import Article
+from feedserver.storage.blobs import BlobStore
+
+
+class SnapshotStore:
+    """Read published snapshots from any BlobStore. Identifiers are validated first."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+
+    def identifiers(self) -> list[str]:
+        return published_identifiers(self.blobs, PREFIX)
+
+    def _index(self, identifier: str) -> SnapshotIndex:
+        key = index_key(check_identifier(identifier))
+        try:
+            return INDEX_DECODER.decode(self.blobs.get_bytes(key))
+        except BlobNotFound:
+            raise SnapshotNotFound(identifier) from None
+        except msgspec.DecodeError as exc:
+            raise IntegrityError(f"corrupt snapshot index {key}: {exc}") from exc
+
+    def versions(self, identifier: str) -> list[int]:
+        return list(self._index(identifier).versions)
+
+    def manifest(self, identifier: str, version: int | None = None) -> Manifest:
+        """The manifest of ``version`` (None: the current one); raises SnapshotNotFound."""
+        index = self._index(identifier)
+        if version is None:
+            version = index.current
+        elif check_version(version) not in index.versions:
+            raise SnapshotNotFound(identifier, version)
+        key = manifest_key(identifier, version)
+        try:
+            return MANIFEST_DECODER.decode(self.blobs.get_bytes(key))
+        except BlobNotFound:
+            raise SnapshotNotFound(identifier, version) from None
+        except msgspec.DecodeError as exc:
+            raise IntegrityError(f"corrupt manifest {key}: {exc}") from exc
+
+    def iter_lines(self, manifest: Manifest) -> Iterator[bytes]:
+        """Raw NDJSON lines (without newline) of every chunk in order."""
+        for chunk in manifest.chunks:
+            yield from iter_lines(self.blobs.open_range(chunk.key))
+
+    def iter_articles(self, manifest: Manifest) -> Iterator[Article]:
+        for line in self.iter_lines(manifest):
+            yield ARTICLE_DECODER.decode(line)
+
+    def verify(self, manifest: Manifest) -> None:
+        """Re-hash every chunk, the whole download and the content root; raise IntegrityError."""
+        whole = hashlib.sha256()
+        root = RootHasher()
+        offset = articles = 0
+        for chunk in manifest.chunks:
+            digest = hashlib.sha256()
+            sizes = [0]
+
+            def tee(blocks: Iterator[bytes], digest: Any = digest, sizes: list[int] = sizes
+                    ) -> Iterator[bytes]:
+                for block in blocks:
+                    digest.update(block)
+                    whole.update(block)
+                    sizes[0] += len(block)
+                    yield block
+
+            count = 0
+            for line in iter_lines(tee(self.blobs.open_range(chunk.key))):
+                root.add_digest(hashlib.sha256(line).digest())
+                count += 1
+            size = sizes[0]
+            if size != chunk.size or digest.hexdigest() != chunk.sha256 or chunk.offset != offset:
+                raise IntegrityError(f"chunk {chunk.identifier} does not match its checksum",
+                                     identifier=manifest.identifier)
+            if count != chunk.article_count:
+                raise IntegrityError(f"chunk {chunk.identifier} holds {count} records, "
+                                     f"manifest says {chunk.article_count}")
+            offset += size
+            articles += count
+        if whole.hexdigest() != manifest.sha256 or offset != manifest.size.value:
+            raise IntegrityError(f"{manifest.identifier} download does not match its checksum")
+        if articles != manifest.article_count:
+            raise IntegrityError(f"{manifest.identifier} holds {articles} records, "
+                                 f"manifest says {manifest.article_count}")
+        if root.hexdigest() != manifest.content_root_hash:
+            raise IntegrityError(f"{manifest.identifier} content root hash does not match")
+

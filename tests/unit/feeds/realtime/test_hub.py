@@ -1,0 +1,170 @@
+"""The realtime fan-out hub on the embedded event log: tail, catch-up join without loss or
+duplicates, slow subscribers cut with a resumable position, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from feedserver.feeds.realtime.hub import Hub, Subscription, SubscriptionClosed, partitions_of_parts
+from feedserver.feeds.realtime.items import StreamItem, to_item
+from feedserver.storage.db import SQLiteDatabase
+from feedserver.storage.eventlog import EmbeddedEventLog, LogRecord, Outgoing
+
+TOPIC = "articles"
+PARTS = 4
+
+
+def article(i: int) -> bytes:
+    return msgspec.json.encode({
+        "name": f"Page {i}", "identifier": i, "namespace": {"identifier": 0},
+        "is_part_of": {"identifier": "enwiki"},
+        "event": {"identifier": f"ev-{i}", "type": "update"},
+    })
+
+
+@pytest.fixture
+async def log(tmp_path: Path) -> AsyncIterator[EmbeddedEventLog]:
+    event_log = EmbeddedEventLog(SQLiteDatabase(tmp_path / "log.db"), poll_interval=0.02)
+    await event_log.create_topic(TOPIC, PARTS)
+    yield event_log
+    await event_log.close()
+
+
+async def produce(log: EmbeddedEventLog, start: int, count: int) -> None:
+    await log.append(TOPIC, [Outgoing(key=f"enwiki/0/{i}".encode(), value=article(i))
+                             for i in range(start, start + count)])
+
+
+async def make_hub(log: EmbeddedEventLog, queue: int = 100, max_lag: int = 1000) -> Hub:
+    hub = Hub(log, TOPIC, partitions=PARTS, queue_size=queue, max_lag=max_lag,
+              poll_timeout=0.05, batch=50)
+    await hub.start()
+    await hub.ready(5)
+    return hub
+
+
+async def collect(sub: Subscription, count: int, timeout: float = 10.0) -> list[StreamItem]:
+    got: list[StreamItem] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(got) < count and loop.time() < deadline:
+        item = await sub.next(0.2)
+        if item is not None:
+            got.append(item)
+    return got
+
+
+def ids(items: list[StreamItem]) -> list[int]:
+    return [int(i.data["identifier"]) for i in items if i.data is not None]
+
+
+def test_parts_map_like_wme() -> None:
+    assert partitions_of_parts([0], 50) == [0, 1, 2, 3, 4]
+    assert partitions_of_parts([9], 50) == [45, 46, 47, 48, 49]
+    assert partitions_of_parts([3, 7], 10) == [3, 7]
+    assert partitions_of_parts(range(10), 3) == [0, 1, 2]
+    assert partitions_of_parts([1], 3) == []
+
+
+def test_item_carries_partition_and_offset() -> None:
+    item = to_item(LogRecord(topic=TOPIC, partition=2, offset=7, timestamp_ms=1, key=None,
+                             value=article(1)))
+    decoded = msgspec.json.decode(item.raw)
+    assert decoded["event"]["partition"] == 2 and decoded["event"]["offset"] == 7
+    assert (item.project, item.namespace) == ("enwiki", 0)
+    bad = to_item(LogRecord(topic=TOPIC, partition=0, offset=1, timestamp_ms=1, key=None,
+                            value=b"{not json"))
+    assert bad.data is None
+
+
+async def test_tail_subscriber_gets_only_new_records(log: EmbeddedEventLog) -> None:
+    await produce(log, 0, 10)
+    hub = await make_hub(log)
+    try:
+        sub = hub.subscribe(hub.tail())
+        await produce(log, 10, 20)
+        got = await collect(sub, 20)
+        assert sorted(ids(got)) == list(range(10, 30))
+        assert sum(sub.positions.values()) == 30
+    finally:
+        await hub.close()
+
+
+async def test_catch_up_joins_live_without_loss_or_duplicates(log: EmbeddedEventLog) -> None:
+    await produce(log, 0, 300)
+    hub = await make_hub(log, queue=40)
+    try:
+        sub = hub.subscribe(dict.fromkeys(range(PARTS), 0))
+
+        async def writer() -> None:
+            for n in range(300, 600, 30):
+                await produce(log, n, 30)
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(writer())
+        got = await collect(sub, 600, timeout=30)
+        await task
+        positions = [(i.partition, i.offset) for i in got]
+        assert len(positions) == len(set(positions)) == 600
+        assert sorted(ids(got)) == list(range(600))
+        for p in range(PARTS):  # offset order per partition
+            offs = [i.offset for i in got if i.partition == p]
+            assert offs == sorted(offs) == list(range(len(offs)))
+    finally:
+        await hub.close()
+
+
+async def test_slow_subscriber_is_cut_and_resumes(log: EmbeddedEventLog) -> None:
+    hub = await make_hub(log, queue=10, max_lag=30)
+    try:
+        fast = hub.subscribe(hub.tail())
+        slow = hub.subscribe(hub.tail())
+        first = await asyncio.gather(collect(fast, 1, 0.5), produce(log, 0, 5))
+        assert len(first[0]) == 1
+        slow_got = await collect(slow, 2)  # reads a little, then stops reading
+        await produce(log, 5, 100)
+        fast_got = first[0] + await collect(fast, 104)
+        assert sorted(ids(fast_got)) == list(range(105))
+        with pytest.raises(SubscriptionClosed) as cut:
+            await collect(slow, 1000, timeout=5)
+        assert cut.value.reason == "slow"
+        assert hub.cut == 1 and hub.subscribers == 1
+        resume = hub.subscribe(cut.value.positions)
+        rest = await collect(resume, 103)
+        assert sorted(ids(slow_got) + ids(rest)) == list(range(105))
+    finally:
+        await hub.close()
+
+
+async def test_overflow_falls_back_to_own_reader_then_rejoins(log: EmbeddedEventLog) -> None:
+    hub = await make_hub(log, queue=10, max_lag=1000)
+    try:
+        sub = hub.subscribe(hub.tail())
+        for n in range(0, 200, 20):  # bursts while the subscriber does not read
+            await produce(log, n, 20)
+            await asyncio.sleep(0.02)
+        assert hub.fell_back >= 1 and hub.cut == 0
+        got = await collect(sub, 200)
+        assert sorted(ids(got)) == list(range(200))
+        await produce(log, 200, 3)  # live again
+        assert sorted(ids(await collect(sub, 3))) == [200, 201, 202]
+        assert sub._live_ready
+    finally:
+        await hub.close()
+
+
+async def test_close_ends_streams_with_positions(log: EmbeddedEventLog) -> None:
+    hub = await make_hub(log)
+    sub = hub.subscribe(hub.tail())
+    await produce(log, 0, 3)
+    assert len(await collect(sub, 3)) == 3
+    await hub.close()
+    with pytest.raises(SubscriptionClosed) as closed:
+        await sub.next(1)
+    assert closed.value.reason == "shutdown"
+    assert sum(closed.value.positions.values()) == 3
