@@ -18,12 +18,11 @@ from collections.abc import Sequence
 import msgspec
 
 from feedserver.errors import InvalidEvent, InvalidParameter
-from feedserver.feeds.events.state import StateStore
 from feedserver.ingest.envelope import input_kind
 from feedserver.ingest.events import ArticleChange, changes_from_json
 from feedserver.ingest.recentchange import TitleChange, title_changes_from_json
 from feedserver.sources.mediawiki import ActionApiClient
-from feedserver.sources.resolve import resolve
+from feedserver.sources.resolve import ArticlesByName, resolve
 from feedserver.storage.eventlog import LogRecord
 
 
@@ -34,7 +33,7 @@ class MappedInput(msgspec.Struct):
 
 
 async def map_input(records: Sequence[LogRecord], *, client: ActionApiClient | None,
-                    state: StateStore | None) -> MappedInput:
+                    state: ArticlesByName | None) -> MappedInput:
     out = MappedInput(changes=[], invalid=[])
     pending: list[tuple[LogRecord, int, TitleChange]] = []
     slots: list[tuple[LogRecord, list[tuple[int, ArticleChange]]]] = []

@@ -18,16 +18,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Protocol
 
 import msgspec
 
-from feedserver.feeds.events.state import StateStore
 from feedserver.ingest.events import ArticleChange
 from feedserver.ingest.recentchange import TitleChange, article_changes
 from feedserver.ingest.revision import WikiRevision
+from feedserver.models import Article
 from feedserver.sources.mediawiki import ActionApiClient
 
 PageKey = tuple[str, int | None, str]  # (project, namespace, title)
+
+
+class ArticlesByName(Protocol):
+    """What resolving needs of the state store (``feeds.events.state.StateStore``): the live
+    pages of a title (sources sit below the feeds, so they name the seam, not the store)."""
+
+    def find_by_name(self, name: str, projects: Sequence[str] | None = None, *,
+                     limit: int = 100) -> list[Article]: ...
 
 
 class Resolved(msgspec.Struct):
@@ -38,7 +47,7 @@ class Resolved(msgspec.Struct):
 
 
 async def resolve(changes: Sequence[TitleChange], client: ActionApiClient,
-                  state: StateStore | None) -> Resolved:
+                  state: ArticlesByName | None) -> Resolved:
     by_revision: dict[tuple[str, int], WikiRevision] = {}
     by_title: dict[tuple[str, str], WikiRevision] = {}
     wikis: dict[tuple[str, str | None], list[TitleChange]] = {}
@@ -85,7 +94,7 @@ async def resolve(changes: Sequence[TitleChange], client: ActionApiClient,
     return Resolved(changes=out, unresolved=unresolved)
 
 
-async def _stored(state: StateStore | None,
+async def _stored(state: ArticlesByName | None,
                   deletes: list[TitleChange]) -> dict[PageKey, WikiRevision]:
     if state is None or not deletes:
         return {}
