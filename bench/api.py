@@ -31,13 +31,13 @@ from pathlib import Path
 
 import httpx
 
-from feedserver.accounts.models import Plan
 from feedserver.accounts.service import Accounts
 from feedserver.config import load_settings
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.snapshots.build import build_from_records
 from feedserver.ingest.siteinfo import DumpInfo
 from feedserver.models import Article, ArticleBody, Namespace, Project, Version
+from feedserver.plans import Plan
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
 

@@ -30,9 +30,9 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from feedserver.accounts.admin import AccountAdmin
-from feedserver.accounts.models import Plan, Prices, Quotas, RateLimit
 from feedserver.api.app import create_app
 from feedserver.config import load_settings
+from feedserver.plans import Plan, Prices, Quotas, RateLimit
 from feedserver.storage.db import SQLiteDatabase
 
 ROOT = Path(__file__).resolve().parents[1]

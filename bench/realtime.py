@@ -38,9 +38,9 @@ import httpx
 
 from bench._realtime_broker import TansuBroker, free_port, start_tansu
 from bench._realtime_load import Subscriber, bare_consume
-from feedserver.accounts.models import Plan
 from feedserver.accounts.service import Accounts
 from feedserver.config import load_settings
+from feedserver.plans import Plan
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import EmbeddedEventLog
 

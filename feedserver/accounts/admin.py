@@ -13,11 +13,12 @@ from collections.abc import Callable
 
 from feedserver.accounts import keys, repository, schema
 from feedserver.accounts.cache import TTLCache
-from feedserver.accounts.models import ApiKey, Customer, Plan, Principal, User
+from feedserver.accounts.models import ApiKey, Customer, Principal, User
 from feedserver.accounts.passwords import Passwords
-from feedserver.accounts.plans import BUILTIN_PLANS, DEFAULT_PLAN, validate_plan
+from feedserver.accounts.plans import BUILTIN_PLANS, DEFAULT_PLAN
 from feedserver.accounts.tokens import digest
 from feedserver.errors import Conflict, InvalidIdentifier, InvalidParameter, NotFound
+from feedserver.plans import Plan, validate_plan
 from feedserver.storage.db import Database
 
 _CUSTOMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.@&-]{0,99}$")

@@ -1,113 +1,14 @@
-"""Account records: customers, users, plans and their entitlements, API keys, principals, tokens.
+"""Account records: customers, users, API keys, principals, tokens.
 
-``Plan`` is stored as JSON; its ``quotas``, ``rate_limit`` and ``prices`` field names are the
-ones ``feedserver.metering.plans.plan_terms`` reads. New fields are only appended, with
-defaults, so stored plans keep decoding.
+A customer pays for a ``feedserver.plans.Plan`` (stored by name); a ``Principal`` carries the
+caller's plan. New fields are only appended, with defaults, so stored records keep decoding.
 """
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal
-from typing import Literal
-
 import msgspec
 
-from feedserver.errors import Forbidden, InvalidIdentifier
-
-Feed = Literal["snapshots", "diffs", "ondemand", "realtime", "batches"]
-FEEDS: tuple[Feed, ...] = ("snapshots", "diffs", "ondemand", "realtime", "batches")
-
-# Wiki dbnames may contain underscores (zh_min_nanwiki), so the split is anchored at the end.
-_SNAPSHOT_ID = re.compile(r"^([a-z0-9_]+?)_namespace_(\d{1,9})$")
-
-
-def parse_snapshot_identifier(identifier: str) -> tuple[str, int]:
-    """``{wiki}_namespace_{n}`` → ``(wiki, n)``; anything else is an ``InvalidIdentifier``."""
-    m = _SNAPSHOT_ID.match(identifier)
-    if not m:
-        raise InvalidIdentifier(
-            f"snapshot identifier must look like {{wiki}}_namespace_{{n}}, got {identifier!r}",
-            identifier=identifier,
-        )
-    return m.group(1), int(m.group(2))
-
-
-class Quotas(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Monthly caps; ``None`` is unlimited."""
-
-    snapshot_downloads: int | None = None
-    chunk_downloads: int | None = None
-    bytes: int | None = None
-    ondemand_lookups: int | None = None
-
-
-class RateLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    requests_per_second: float = 0.0  # 0: not limited
-    burst: int = 1
-
-
-class Prices(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    per_gb_egress: Decimal = Decimal(0)
-    per_1000_lookups: Decimal = Decimal(0)
-    per_stream_hour: Decimal = Decimal(0)
-    monthly_base_fee: Decimal = Decimal(0)
-    currency: str = "USD"
-
-
-class Entitlements(msgspec.Struct, frozen=True, kw_only=True):
-    """What a plan may read: feeds, projects (wiki dbnames or ``*``), namespaces (None = all)."""
-
-    feeds: tuple[Feed, ...]
-    projects: tuple[str, ...] = ("*",)
-    namespaces: tuple[int, ...] | None = None
-
-    def check(self, feed: Feed, project: str | None = None, namespace: int | None = None) -> None:
-        """Raise ``Forbidden`` naming what the plan does not include."""
-        if feed not in self.feeds:
-            raise Forbidden(f"your plan does not include the {feed} feed", feed=feed)
-        if project is not None and "*" not in self.projects and project not in self.projects:
-            raise Forbidden(f"your plan does not include project {project!r}", project=project)
-        if namespace is not None and self.namespaces is not None \
-                and namespace not in self.namespaces:
-            raise Forbidden(
-                f"your plan does not include namespace {namespace}", namespace=namespace
-            )
-
-    def allows(self, feed: Feed, project: str | None = None, namespace: int | None = None) -> bool:
-        try:
-            self.check(feed, project, namespace)
-        except Forbidden:
-            return False
-        return True
-
-    def snapshot_allowed(self, identifier: str, feed: Feed = "snapshots") -> bool:
-        """Whether ``{wiki}_namespace_{n}`` may be listed/downloaded (pure; for filtering lists)."""
-        wiki, namespace = parse_snapshot_identifier(identifier)
-        return self.allows(feed, wiki, namespace)
-
-    def check_snapshot(self, identifier: str, feed: Feed = "snapshots") -> None:
-        wiki, namespace = parse_snapshot_identifier(identifier)
-        self.check(feed, wiki, namespace)
-
-
-class Plan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: str
-    description: str = ""
-    feeds: list[Feed] = msgspec.field(default_factory=list)
-    projects: list[str] = msgspec.field(default_factory=lambda: ["*"])
-    namespaces: list[int] | None = None
-    quotas: Quotas = Quotas()
-    rate_limit: RateLimit = RateLimit()
-    prices: Prices = Prices()
-
-    @property
-    def entitlements(self) -> Entitlements:
-        return Entitlements(
-            feeds=tuple(self.feeds),
-            projects=tuple(self.projects),
-            namespaces=None if self.namespaces is None else tuple(self.namespaces),
-        )
+from feedserver.plans import Entitlements, Plan
 
 
 class Customer(msgspec.Struct, frozen=True, kw_only=True):

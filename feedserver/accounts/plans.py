@@ -1,4 +1,5 @@
-"""Built-in plans and plan validation (pure: no I/O).
+"""The built-in plans accounts seed into every database (the model and its validation are
+``feedserver.plans``).
 
 The built-ins are seeded once; an operator's later edits to them are never overwritten. Free
 tier numbers follow Wikimedia Enterprise's current free account (reference §7): 30 snapshot
@@ -7,16 +8,10 @@ downloads, 1,500 chunk downloads and 50,000 on-demand lookups a month, no realti
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 
-import msgspec
+from feedserver.plans import Plan, Prices, Quotas, RateLimit
 
-from feedserver.accounts.models import Plan, Prices, Quotas, RateLimit
-from feedserver.errors import InvalidIdentifier, InvalidParameter
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_PROJECT = re.compile(r"^(\*|[a-z0-9_]{1,64})$")
 _GB = 1024**3
 
 BUILTIN_PLANS: tuple[Plan, ...] = (
@@ -47,69 +42,3 @@ BUILTIN_PLANS: tuple[Plan, ...] = (
     ),
 )
 DEFAULT_PLAN = "free"
-
-
-def check_name(name: str, what: str = "plan") -> str:
-    if not _NAME.match(name):
-        raise InvalidIdentifier(
-            f"{what} name must be 1-64 of a-z 0-9 _ . - (starting alphanumeric), got {name!r}",
-            name=name,
-        )
-    return name
-
-
-def validate_plan(plan: Plan) -> Plan:
-    """Reject plans that would decode but make no sense (negative quotas, unknown projects)."""
-    check_name(plan.name)
-    if len(set(plan.feeds)) != len(plan.feeds):
-        raise InvalidParameter("plan feeds must not repeat", parameter="feeds")
-    if not plan.projects:
-        raise InvalidParameter("plan projects must not be empty (use [\"*\"] for all)",
-                               parameter="projects")
-    for project in plan.projects:
-        if not _PROJECT.match(project):
-            raise InvalidParameter(f"invalid project {project!r} in plan", parameter="projects")
-    if plan.namespaces is not None and any(n < 0 for n in plan.namespaces):
-        raise InvalidParameter("plan namespaces must be >= 0", parameter="namespaces")
-    for field in msgspec.structs.fields(Quotas):
-        value = getattr(plan.quotas, field.name)
-        if value is not None and value < 0:
-            raise InvalidParameter(f"quota {field.name} must be >= 0 or null",
-                                   parameter=field.name)
-    if plan.rate_limit.requests_per_second < 0 or plan.rate_limit.burst < 1:
-        raise InvalidParameter("rate_limit needs requests_per_second >= 0 and burst >= 1",
-                               parameter="rate_limit")
-    for field in msgspec.structs.fields(Prices):
-        value = getattr(plan.prices, field.name)
-        if isinstance(value, Decimal) and (not value.is_finite() or value < 0):
-            raise InvalidParameter(f"price {field.name} must be >= 0", parameter=field.name)
-    return plan
-
-
-def decode_plan(raw: bytes | str, *, name: str | None = None) -> Plan:
-    """A plan from JSON (as ``plans create --from-json`` reads it); ``name`` fills a missing one."""
-    try:
-        data = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise InvalidParameter(f"plan is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidParameter("plan JSON must be an object")
-    if name is not None and data.setdefault("name", name) != name:
-        raise InvalidParameter(
-            f"plan JSON names {data['name']!r} but the command names {name!r}",
-            parameter="name",
-        )
-    try:
-        plan = msgspec.convert(data, Plan)
-    except msgspec.ValidationError as exc:
-        raise InvalidParameter(f"invalid plan: {exc}") from exc
-    return validate_plan(plan)
-
-
-def encode_plan(plan: Plan) -> bytes:
-    return msgspec.json.encode(plan)
-
-
-def load_stored_plan(raw: bytes | str) -> Plan:
-    """A plan as stored by us (trusted, already validated)."""
-    return msgspec.json.decode(raw, type=Plan)

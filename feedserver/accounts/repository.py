@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from feedserver.accounts.models import ApiKey, Customer, Plan, User
-from feedserver.accounts.plans import encode_plan, load_stored_plan
+from feedserver.accounts.models import ApiKey, Customer, User
 from feedserver.errors import Conflict, NotFound
+from feedserver.plans import Plan, encode_plan, load_stored_plan
 from feedserver.storage.db import Database, Row
 
 _CUSTOMER = "SELECT id, name, plan, disabled, created_at FROM customers"

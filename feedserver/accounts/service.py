@@ -18,9 +18,9 @@ from feedserver.accounts import keys, repository, tokens
 from feedserver.accounts.admin import AccountAdmin, Clock, normalise_username
 from feedserver.accounts.models import Principal, TokenPair, User
 from feedserver.accounts.passwords import Passwords
-from feedserver.accounts.plans import load_stored_plan
 from feedserver.config import Settings
 from feedserver.errors import Forbidden, RateLimited, Unauthorized
+from feedserver.plans import load_stored_plan
 from feedserver.storage.db import Database, Row
 
 LOGIN_FAILED = "Incorrect username or password."

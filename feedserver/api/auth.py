@@ -21,7 +21,7 @@ from feedserver.api.problems import problem_specs
 from feedserver.api.query import ENCODER
 from feedserver.api.services import Principal, Services, call, services_of
 from feedserver.errors import BadRequest, Forbidden, InvalidParameter, Unauthorized
-from feedserver.metering.plans import month_of, plan_terms
+from feedserver.metering.months import month_of
 
 API_KEY_PREFIX = "fs_"
 MAX_CREDENTIAL = 4096
@@ -176,7 +176,7 @@ def _used(svc: Services, customer_id: str, quota: str) -> int:
 @post("/get-user", status_code=200, dependencies=PRINCIPAL, responses=problem_specs(401, 429))
 async def get_user(request: Request[Any, Any, Any], principal: PrincipalDep) -> Response[bytes]:
     svc = services_of(request)
-    quotas = plan_terms(principal.plan).quotas
+    quotas = principal.plan.quotas
     cid = principal.customer_id
 
     def counts() -> dict[str, int]:

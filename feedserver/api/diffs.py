@@ -28,7 +28,8 @@ from feedserver.api.snapshots import parse_identifier, parse_version
 from feedserver.errors import NotFound
 from feedserver.feeds.diffs.manifest import ENCODER, DiffManifest, DiffNotFound
 from feedserver.feeds.diffs.store import DiffStore
-from feedserver.feeds.snapshots.manifest import ChunkInfo, check_chunk_identifier
+from feedserver.feeds.snapshots.manifest import ChunkInfo
+from feedserver.plans import check_chunk_identifier
 
 FEED: Final = "diffs"
 _CHUNK_INDEX = re.compile(r"^[0-9]{1,7}$")

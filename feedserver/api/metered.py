@@ -19,7 +19,7 @@ from feedserver.api.query import render_list, render_one
 from feedserver.api.ranges import Part
 from feedserver.api.services import Principal, services_of
 from feedserver.feeds.snapshots.manifest import ChunkInfo
-from feedserver.metering.records import Feed
+from feedserver.plans import Feed
 
 
 async def metered_metadata(request: Request[Any, Any, Any], principal: Principal, feed: Feed,

@@ -27,9 +27,10 @@ from litestar import Request
 
 from feedserver.config import Settings
 from feedserver.feeds.snapshots.manifest import Manifest
-from feedserver.metering.records import Feed, UsageSink
+from feedserver.metering.records import UsageSink
 from feedserver.metrics import Metrics
 from feedserver.models import Article
+from feedserver.plans import Feed, Plan
 from feedserver.storage.blobs import BlobStore
 from feedserver.storage.db import Database
 from feedserver.storage.eventlog import EventLog
@@ -46,7 +47,9 @@ class Principal(Protocol):
     @property
     def api_key_id(self) -> str | None: ...
     @property
-    def plan(self) -> Any: ...
+    def user(self) -> str | None: ...
+    @property
+    def plan(self) -> Plan: ...
 
 
 class Accounts(Protocol):

@@ -31,13 +31,8 @@ from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
 from feedserver.api.services import Principal, Services, services_of
 from feedserver.errors import InvalidParameter, SnapshotNotFound
-from feedserver.feeds.snapshots.manifest import (
-    SNAPSHOT_RE,
-    ChunkInfo,
-    Manifest,
-    check_chunk_identifier,
-    check_identifier,
-)
+from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest
+from feedserver.plans import SNAPSHOT_RE, check_chunk_identifier, check_identifier
 
 FEED: Final = "snapshots"
 _CHUNK_INDEX = re.compile(r"^[0-9]{1,7}$")

@@ -21,8 +21,8 @@ from feedserver.api.auth import PRINCIPAL
 from feedserver.api.services import services_of
 from feedserver.errors import Forbidden, Unavailable
 from feedserver.metering.customers import CustomerDirectory, customer_directory
+from feedserver.metering.months import month_of, parse_month
 from feedserver.metering.page import USAGE_PAGE
-from feedserver.metering.plans import month_of, parse_month
 from feedserver.metering.records import utcnow
 from feedserver.metering.reports import build_report, to_json
 

@@ -18,10 +18,11 @@ import msgspec
 
 from feedserver.accounts.admin import AccountAdmin
 from feedserver.accounts.models import ApiKey
-from feedserver.accounts.plans import DEFAULT_PLAN, decode_plan
+from feedserver.accounts.plans import DEFAULT_PLAN
 from feedserver.cli.command import Command, bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
+from feedserver.plans import decode_plan
 from feedserver.storage.db import connect
 
 

@@ -25,7 +25,7 @@ from feedserver.feeds.diffs.files import apply_files, load_manifest
 from feedserver.feeds.diffs.manifest import ENCODER, DiffManifest
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.events.state import StateStore
-from feedserver.feeds.snapshots.manifest import check_identifier
+from feedserver.plans import check_identifier
 from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import connect
 

@@ -13,8 +13,9 @@ from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
 from feedserver.feeds.snapshots.build import build_snapshots
-from feedserver.feeds.snapshots.manifest import MANIFEST_ENCODER, check_identifier
+from feedserver.feeds.snapshots.manifest import MANIFEST_ENCODER
 from feedserver.feeds.snapshots.store import SnapshotStore
+from feedserver.plans import check_identifier
 from feedserver.storage.blobs import open_blob_store
 
 

@@ -24,22 +24,16 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio.to_thread
 import msgspec
 
 from feedserver.errors import RateLimited
-from feedserver.metering.plans import (
-    PlanTerms,
-    QuotaName,
-    month_bounds,
-    month_of,
-    plan_terms,
-)
+from feedserver.metering.months import month_bounds, month_of
 from feedserver.metering.quotas import QuotaCounters, quota_exceeded
 from feedserver.metering.ratelimit import RateDecision, RateLimiter
-from feedserver.metering.records import Feed, MeteredPrincipal, download_id
+from feedserver.metering.records import MeteredPrincipal, download_id
+from feedserver.plans import Feed, Plan, QuotaName
 
 BYTE_FEEDS: frozenset[str] = frozenset({"snapshots", "chunks", "diffs", "batches", "ondemand"})
 _DOWNLOAD_QUOTA: dict[str, QuotaName] = {
@@ -58,7 +52,7 @@ class Admission(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def rate_headers(
-    policy_name: str, terms: PlanTerms, decision: RateDecision | None,
+    policy_name: str, terms: Plan, decision: RateDecision | None,
     quota: tuple[str, int, int, float, float] | None,
 ) -> dict[str, str]:
     """``RateLimit-Policy`` / ``RateLimit`` items: the request rate and the consumed quota.
@@ -68,7 +62,7 @@ def rate_headers(
     policies: list[str] = []
     limits: list[str] = []
     if decision is not None:
-        r = terms.rate
+        r = terms.rate_limit
         window = max(1, math.ceil(max(1, r.burst) / r.requests_per_second))
         policies.append(f'"{policy_name}";q={max(1, r.burst)};w={window}')
         limits.append(f'"{policy_name}";r={decision.remaining};t={math.ceil(decision.reset)}')
@@ -87,13 +81,11 @@ class Admitter:
         counters: QuotaCounters,
         limiter: RateLimiter,
         *,
-        terms_of: Callable[[Any], PlanTerms] | None = None,
         clock: Callable[[], float] = time.time,
         bytes_cache_seconds: float = 1.0,
     ) -> None:
         self.counters = counters
         self.limiter = limiter
-        self.terms_of = terms_of or (lambda p: plan_terms(getattr(p, "plan", None)))
         self.clock = clock
         self.bytes_cache_seconds = bytes_cache_seconds
         self._bytes_cache: dict[tuple[str, str], tuple[float, int]] = {}
@@ -109,7 +101,7 @@ class Admitter:
         download: bool = False,
     ) -> Admission:
         del project  # entitlement to a project is accounts' check; metering is per customer
-        terms = self.terms_of(principal)
+        terms = principal.plan
         quota: QuotaName | None = None
         if download and resource and feed in _DOWNLOAD_QUOTA:
             quota = _DOWNLOAD_QUOTA[feed]
@@ -123,7 +115,7 @@ class Admitter:
         # Hop to a worker thread only when the database is really needed: a thread hop costs
         # more than everything else admission does.
         needs_db = (
-            (terms.rate.requests_per_second > 0 and self.limiter.shared)
+            (terms.rate_limit.requests_per_second > 0 and self.limiter.shared)
             or (quota is not None
                 and (quota == "ondemand_lookups" or (customer, month, dl) not in self._claimed))
             or (feed in BYTE_FEEDS and terms.quotas.bytes is not None
@@ -135,17 +127,17 @@ class Admitter:
         return self._admit(*args)
 
     def _admit(
-        self, customer: str, feed: Feed, terms: PlanTerms, quota: QuotaName | None, dl: str,
+        self, customer: str, feed: Feed, terms: Plan, quota: QuotaName | None, dl: str,
         now_s: float, now: datetime, month: str,
     ) -> Admission:
         decision = None
-        if terms.rate.requests_per_second > 0:
-            decision = self.limiter.hit(f"rate:{customer}", terms.rate, now_s)
+        if terms.rate_limit.requests_per_second > 0:
+            decision = self.limiter.hit(f"rate:{customer}", terms.rate_limit, now_s)
             if not decision.allowed:
                 retry = max(1, math.ceil(decision.retry_after))
                 raise RateLimited(
-                    f"more than {terms.rate.requests_per_second:g} requests per second "
-                    f"(burst {terms.rate.burst}); retry in {retry}s",
+                    f"more than {terms.rate_limit.requests_per_second:g} requests per second "
+                    f"(burst {terms.rate_limit.burst}); retry in {retry}s",
                     retry_after=retry,
                     headers=rate_headers("default", terms, decision, None),
                 )

@@ -9,10 +9,11 @@ falls back to "every id stands for itself, unpriced" when the accounts tables do
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
+from feedserver.accounts import repository
 from feedserver.errors import NotFound, StorageError
-from feedserver.metering.plans import UNLIMITED, PlanTerms, plan_terms
+from feedserver.plans import UNLIMITED, Plan
 from feedserver.storage.db import Database
 
 
@@ -20,13 +21,14 @@ class CustomerDirectory(Protocol):
     def resolve(self, name_or_id: str) -> str:
         """The customer id for a name or id; raises ``NotFound``."""
 
-    def terms(self, customer_id: str) -> PlanTerms: ...
+    def terms(self, customer_id: str) -> Plan:
+        """The customer's plan (``UNLIMITED`` for an unknown id or a plan that is gone)."""
 
 
 class StaticDirectory:
     """A fixed ``{customer_id: (name, plan)}`` map; unknown ids pass through unpriced."""
 
-    def __init__(self, customers: Mapping[str, tuple[str, Any]] | None = None) -> None:
+    def __init__(self, customers: Mapping[str, tuple[str, Plan | None]] | None = None) -> None:
         self._customers = dict(customers or {})
 
     def resolve(self, name_or_id: str) -> str:
@@ -37,14 +39,12 @@ class StaticDirectory:
                 return cid
         raise NotFound(f"customer {name_or_id!r} not found")
 
-    def terms(self, customer_id: str) -> PlanTerms:
+    def terms(self, customer_id: str) -> Plan:
         entry = self._customers.get(customer_id)
-        return UNLIMITED if entry is None else plan_terms(entry[1])
+        return UNLIMITED if entry is None or entry[1] is None else entry[1]
 
 
 def customer_directory(db: Database) -> CustomerDirectory:
-    from feedserver.accounts import repository
-
     try:
         plans = {plan.name: plan for plan in repository.list_plans(db)}
         customers = repository.list_customers(db)

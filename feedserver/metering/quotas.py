@@ -17,7 +17,8 @@ import math
 from datetime import datetime
 
 from feedserver.errors import QuotaExceeded
-from feedserver.metering.plans import QuotaName, seconds_to_month_end
+from feedserver.metering.months import seconds_to_month_end
+from feedserver.plans import QuotaName
 from feedserver.storage.db import Cursor, Database
 
 

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import msgspec
 
-from feedserver.metering.plans import RatePolicy
+from feedserver.plans import RateLimit
 from feedserver.storage.db import Database
 
 
@@ -29,7 +29,7 @@ class RateDecision(msgspec.Struct, frozen=True):
     retry_after: float  # seconds until a request would be allowed (0 when allowed)
 
 
-def decide(tat: float, now: float, policy: RatePolicy) -> tuple[RateDecision, float]:
+def decide(tat: float, now: float, policy: RateLimit) -> tuple[RateDecision, float]:
     """Pure GCRA step: the decision and the tat to store (unchanged when denied)."""
     interval = 1.0 / policy.requests_per_second
     capacity = max(1, policy.burst) * interval
@@ -44,7 +44,7 @@ def decide(tat: float, now: float, policy: RatePolicy) -> tuple[RateDecision, fl
 class RateLimiter(Protocol):
     shared: bool  # state in the database: the call blocks on I/O
 
-    def hit(self, bucket: str, policy: RatePolicy, now: float) -> RateDecision: ...
+    def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision: ...
 
 
 class LocalRateLimiter:
@@ -54,7 +54,7 @@ class LocalRateLimiter:
         self._tat: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def hit(self, bucket: str, policy: RatePolicy, now: float) -> RateDecision:
+    def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
         with self._lock:
             decision, tat = decide(self._tat.get(bucket, now), now, policy)
             self._tat[bucket] = tat
@@ -73,7 +73,7 @@ class DatabaseRateLimiter:
             f"WHERE bucket = ? AND {greatest}(tat, ?) + ? - ? <= ? RETURNING tat"
         )
 
-    def hit(self, bucket: str, policy: RatePolicy, now: float) -> RateDecision:
+    def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
         interval = 1.0 / policy.requests_per_second
         capacity = max(1, policy.burst) * interval
         for _ in range(5):

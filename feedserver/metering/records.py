@@ -20,14 +20,9 @@ from typing import Literal, Protocol, Required, TypedDict, Unpack
 
 import msgspec
 
-Feed = Literal[
-    "snapshots", "diffs", "ondemand", "realtime", "batches", "chunks", "auth", "metadata"
-]
-Meter = Literal["bytes", "articles", "requests", "stream_seconds", "stream_events", "downloads"]
+from feedserver.plans import Feed, Plan
 
-FEEDS: tuple[Feed, ...] = (
-    "snapshots", "diffs", "ondemand", "realtime", "batches", "chunks", "auth", "metadata"
-)
+Meter = Literal["bytes", "articles", "requests", "stream_seconds", "stream_events", "downloads"]
 METERS: tuple[Meter, ...] = (
     "bytes", "articles", "requests", "stream_seconds", "stream_events", "downloads"
 )
@@ -53,13 +48,20 @@ class UsageRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
 
 
 class MeteredPrincipal(Protocol):
-    """What metering needs from ``feedserver.accounts`` ``Principal`` (structural)."""
+    """What metering needs from ``feedserver.accounts`` ``Principal`` (structural): who to
+    count against, with which key or user, and the plan whose terms apply."""
 
     @property
     def customer_id(self) -> str: ...
 
     @property
     def api_key_id(self) -> str | None: ...
+
+    @property
+    def user(self) -> str | None: ...
+
+    @property
+    def plan(self) -> Plan: ...
 
 
 def merge(records: Iterable[UsageRecord]) -> list[UsageRecord]:
@@ -93,15 +95,6 @@ def download_id(customer_id: str, resource: str, when: datetime) -> str:
     return derive_id("download", customer_id, resource, day)
 
 
-def principal_user(principal: MeteredPrincipal) -> str:
-    # ``username`` / ``user`` are optional on the accounts side; fall back to nothing.
-    for name in ("username", "user", "name"):
-        value = getattr(principal, name, None)
-        if isinstance(value, str):
-            return value
-    return ""
-
-
 class Usage(TypedDict, total=False):
     """What one response (or stream, so far) delivered: the keyword arguments of
     ``UsageSink.record`` / ``progress`` and ``response_records``."""
@@ -132,7 +125,7 @@ def response_records(
     base = UsageRecord(
         usage_id="", ts=ts, customer_id=principal.customer_id, meter="requests", quantity=1,
         feed=usage["feed"], api_key_id=principal.api_key_id or "",
-        user=principal_user(principal), project=usage["project"] or "",
+        user=principal.user or "", project=usage["project"] or "",
         request_id=request_id, resource=resource or "", download_id=dl,
     )
     quantities: list[tuple[Meter, int]] = [
@@ -159,8 +152,8 @@ class UsageSink(Protocol):
 
     ``record`` must be cheap and must not block: the implementation appends to the local
     journal with one ``write`` (so a ``kill -9`` right after cannot lose it) and queues the
-    records for the single ledger writer. ``bytes_sent`` is what was actually delivered: wrap
-    body iterators with ``feedserver.metering.stream.metered_stream``.
+    records for the single ledger writer. ``bytes_sent`` is what was actually delivered (the
+    API counts the body bytes it hands to the server).
     """
 
     def record(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None: ...

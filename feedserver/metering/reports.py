@@ -23,8 +23,9 @@ from decimal import ROUND_HALF_UP, Decimal
 import msgspec
 
 from feedserver.metering.ledger import ts_text
-from feedserver.metering.plans import QUOTAS, UNLIMITED, PlanTerms, month_bounds
+from feedserver.metering.months import month_bounds
 from feedserver.metering.quotas import QuotaCounters
+from feedserver.plans import QUOTAS, UNLIMITED, Plan
 from feedserver.storage.db import Database
 
 _ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "VND", "CLP", "ISK"})
@@ -68,7 +69,7 @@ def _round(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(exp, rounding=ROUND_HALF_UP)
 
 
-def price_lines(terms: PlanTerms, totals: dict[str, int], lookups: int) -> list[InvoiceLine]:
+def price_lines(terms: Plan, totals: dict[str, int], lookups: int) -> list[InvoiceLine]:
     """Invoice lines for one customer-month (pure)."""
     p = terms.prices
     cur = p.currency
@@ -92,7 +93,7 @@ def build_report(
     month: str,
     *,
     customer_id: str | None = None,
-    terms_of: Callable[[str], PlanTerms] | None = None,
+    terms_of: Callable[[str], Plan] | None = None,
     now: datetime | None = None,
 ) -> UsageReport:
     start, end = month_bounds(month)

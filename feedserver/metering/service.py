@@ -13,19 +13,16 @@ SQLite (one process). ``metering_enabled = false`` turns admission and recording
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from feedserver.config import Settings
 from feedserver.metering.admission import Admission, Admitter
 from feedserver.metering.customers import CustomerDirectory, customer_directory
 from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import Ledger
-from feedserver.metering.plans import PlanTerms
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.metering.ratelimit import DatabaseRateLimiter, LocalRateLimiter, RateLimiter
-from feedserver.metering.records import Feed, MeteredPrincipal, NullSink, UsageSink
+from feedserver.metering.records import MeteredPrincipal, NullSink, UsageSink
 from feedserver.metering.writer import Destination, LedgerDestination, UsageRecorder
+from feedserver.plans import Feed
 from feedserver.storage.db import Database
 
 JOURNAL_DIR = "usage-journal"
@@ -40,7 +37,6 @@ class Metering:
         journal_dir: str | None = None,
         destination: Destination | None = None,
         limiter: RateLimiter | None = None,
-        terms_of: Callable[[Any], PlanTerms] | None = None,
         directory: CustomerDirectory | None = None,
         batch_size: int = 500,
         flush_seconds: float = 0.2,
@@ -52,7 +48,7 @@ class Metering:
         self._directory = directory
         if limiter is None:
             limiter = DatabaseRateLimiter(db) if db.dialect == "postgresql" else LocalRateLimiter()
-        self.admitter = Admitter(self.counters, limiter, terms_of=terms_of)
+        self.admitter = Admitter(self.counters, limiter)
         self.recorder: UsageRecorder | None = None
         if enabled:
             if journal_dir is None:
@@ -101,7 +97,6 @@ def open_metering(
     settings: Settings,
     db: Database,
     *,
-    terms_of: Callable[[Any], PlanTerms] | None = None,
     destination: Destination | None = None,
 ) -> Metering:
     if destination is None and settings.mode == "distributed" and settings.kafka_bootstrap_servers:
@@ -113,7 +108,6 @@ def open_metering(
         enabled=settings.metering_enabled,
         journal_dir=str(settings.data_path / JOURNAL_DIR),
         destination=destination,
-        terms_of=terms_of,
         batch_size=settings.ledger_batch_size,
         flush_seconds=settings.ledger_flush_seconds,
     )

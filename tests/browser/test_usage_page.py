@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from feedserver.metering.customers import StaticDirectory
-from feedserver.metering.plans import PlanTerms, Prices, Quotas
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.metering.records import response_records
 from feedserver.metering.service import Metering
+from feedserver.plans import Plan, Prices, Quotas
 from feedserver.storage.db import SQLiteDatabase
 from tests.fixtures.asgi import serve_in_thread
 from tests.unit.metering.conftest import FakePrincipal
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-PLAN = PlanTerms(quotas=Quotas(chunk_downloads=4),
+PLAN = Plan(name="default", quotas=Quotas(chunk_downloads=4),
                  prices=Prices(per_gb_egress=Decimal("0.09"), monthly_base_fee=Decimal(20)))
 
 

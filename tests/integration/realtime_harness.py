@@ -20,10 +20,10 @@ import httpx
 from litestar import Litestar
 from prometheus_client import CollectorRegistry
 
-from feedserver.accounts.models import Plan
 from feedserver.accounts.service import Accounts
 from feedserver.api.app import create_app
 from feedserver.config import Settings
+from feedserver.plans import Plan
 from feedserver.storage.db import Database
 from tests.conftest import EVENTS
 from tests.fixtures.asgi import serve_in_thread

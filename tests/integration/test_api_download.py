@@ -22,7 +22,6 @@ import pytest
 import zstandard
 from prometheus_client import CollectorRegistry
 
-from feedserver.accounts.models import Plan
 from feedserver.accounts.service import Accounts
 from feedserver.api.app import create_app
 from feedserver.config import Settings
@@ -31,6 +30,7 @@ from feedserver.feeds.snapshots.build import build_snapshots
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.ingest.dump import read_dump
 from feedserver.models import Article
+from feedserver.plans import Plan
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
 from tests.conftest import DUMPS

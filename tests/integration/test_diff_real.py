@@ -26,7 +26,6 @@ import pytest
 import zstandard
 from prometheus_client import CollectorRegistry
 
-from feedserver.accounts.models import Plan
 from feedserver.accounts.service import Accounts
 from feedserver.api.app import create_app
 from feedserver.config import Settings
@@ -39,6 +38,7 @@ from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.formats.hashing import article_hash, root_hash
 from feedserver.ingest.events import ArticleChange, to_us
 from feedserver.models import ArticleBody, ArticleKey, Event, Version
+from feedserver.plans import Plan
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
 from tests.conftest import DUMPS

@@ -28,7 +28,7 @@ import pytest
 import zstandard
 
 from feedserver.ingest.events import changes_from_json
-from feedserver.metering.plans import month_of
+from feedserver.metering.months import month_of
 from feedserver.metering.records import utcnow
 from tests.conftest import DUMPS, EVENTS, free_port
 from tests.fixtures.kafka import TansuBroker

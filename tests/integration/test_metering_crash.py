@@ -23,11 +23,11 @@ import httpx
 import pytest
 
 from feedserver.accounts.admin import AccountAdmin
-from feedserver.accounts.models import Plan, Prices, Quotas
 from feedserver.feeds.events.state import StateStore
 from feedserver.ingest.dump import read_dump
 from feedserver.metering.ledger import Ledger
 from feedserver.models import Article
+from feedserver.plans import Plan, Prices, Quotas
 from feedserver.storage.db import SQLiteDatabase
 from tests.conftest import DUMPS, ROOT, free_port
 

@@ -10,9 +10,9 @@ import pytest
 
 from feedserver.errors import QuotaExceeded
 from feedserver.metering.ledger import Ledger, migrate
-from feedserver.metering.plans import RatePolicy
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.metering.ratelimit import DatabaseRateLimiter
+from feedserver.plans import RateLimit
 from feedserver.storage.db.postgres import PostgresDatabase
 from tests.unit.metering.conftest import rec
 
@@ -71,7 +71,7 @@ def test_rate_limit_is_shared_between_replicas(fresh_postgres_url: str) -> None:
     try:
         migrate(a)
         replicas = [DatabaseRateLimiter(a), DatabaseRateLimiter(b)]
-        policy = RatePolicy(requests_per_second=1, burst=5)
+        policy = RateLimit(requests_per_second=1, burst=5)
         now = 2_000_000_000.0
 
         def hit(i: int) -> bool:

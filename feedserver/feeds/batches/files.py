@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 import msgspec
 import zstandard
 
-from feedserver.feeds.snapshots.manifest import SNAPSHOT_RE, WIKI_RE
 from feedserver.formats.hashing import article_hash, root_hash
 from feedserver.models import ArticleKey
+from feedserver.plans import SNAPSHOT_RE, WIKI_RE
 from feedserver.storage.eventlog import LogRecord
 
 log = logging.getLogger(__name__)

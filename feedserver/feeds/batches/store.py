@@ -27,13 +27,9 @@ import msgspec
 from feedserver.errors import BlobNotFound, InvalidParameter, NotFound
 from feedserver.feeds.batches.files import BatchFile
 from feedserver.feeds.batches.hours import date_text, hour_text, parse_date_hour
-from feedserver.feeds.snapshots.manifest import (
-    CHUNK_SUFFIX,
-    ChunkInfo,
-    check_identifier,
-    chunk_identifier,
-)
+from feedserver.feeds.snapshots.manifest import CHUNK_SUFFIX, ChunkInfo, chunk_identifier
 from feedserver.models import Language, Namespace, Project, Size
+from feedserver.plans import check_identifier
 from feedserver.storage.blobs import BlobStore
 
 PREFIX = "batches"

@@ -37,11 +37,12 @@ from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.scratch import scratch_db
 from feedserver.feeds.snapshots import sealing, staging
 from feedserver.feeds.snapshots.chunks import ARTICLE_DECODER, ChunkWriter
-from feedserver.feeds.snapshots.manifest import SNAPSHOT_RE, Manifest, check_identifier
+from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.formats.hashing import ENCODER
 from feedserver.ingest.dump import DumpInfo
+from feedserver.plans import SNAPSHOT_RE, check_identifier
 from feedserver.storage.blobs import BlobStore
 
 _BATCH = 1000

@@ -45,17 +45,13 @@ from feedserver.feeds.diffs.manifest import (
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.scratch import scratch_db
 from feedserver.feeds.snapshots.chunks import ChunkWriter, StagedChunk
-from feedserver.feeds.snapshots.manifest import (
-    ChunkInfo,
-    Manifest,
-    check_identifier,
-    chunk_identifier,
-)
+from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest, chunk_identifier
 from feedserver.feeds.snapshots.publish import build_lock
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.formats.checksums import checksum_file
 from feedserver.formats.hashing import RootHasher, line_digest
 from feedserver.models import ArticleKey, Size
+from feedserver.plans import check_identifier
 from feedserver.storage.blobs import BlobStore
 
 _BATCH = 5000

@@ -30,12 +30,12 @@ from feedserver.errors import NotFound
 from feedserver.feeds.snapshots.manifest import (
     CHUNK_SUFFIX,
     ChunkInfo,
-    check_identifier,
     check_version,
     chunk_identifier,
     find_chunk,
 )
 from feedserver.models import ArticleKey, DiffEntry, Namespace, Project, Size
+from feedserver.plans import check_identifier
 
 PREFIX = "diffs"
 _PAIR_RE = re.compile(r"^([1-9][0-9]{0,8})-([1-9][0-9]{0,8})\Z")

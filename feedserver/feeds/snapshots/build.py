@@ -20,15 +20,12 @@ from tqdm import tqdm
 
 from feedserver.config import Settings
 from feedserver.feeds.snapshots import sealing, staging
-from feedserver.feeds.snapshots.manifest import (
-    Manifest,
-    check_wiki,
-    snapshot_identifier,
-)
+from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
 from feedserver.ingest.dump import DumpInfo
 from feedserver.ingest.multistream import DumpSlice, split_multistream
 from feedserver.models import Article, Redirect
+from feedserver.plans import check_wiki, snapshot_identifier
 from feedserver.storage.blobs import BlobStore
 
 __all__ = ["build_from_records", "build_snapshots"]

@@ -7,12 +7,11 @@ Layout in any ``BlobStore``::
     snapshots/{identifier}/{version}/{identifier}_chunk_{k}.ndjson.zst
 
 A version exists for readers only once ``index.json`` lists it. Identifiers are checked
-against strict patterns before any key is built, so no request can reach other keys.
+(``feedserver.plans``) before any key is built, so no request can reach other keys.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -20,18 +19,11 @@ import msgspec
 
 from feedserver.errors import InvalidIdentifier, NotFound
 from feedserver.models import Language, Namespace, Project, Size
+from feedserver.plans import SNAPSHOT_RE, check_chunk_identifier, check_identifier
 from feedserver.storage.blobs import BlobStore
 
 PREFIX = "snapshots"
 CHUNK_SUFFIX = ".ndjson.zst"
-
-# MediaWiki database names: lowercase letters, digits, underscores (``zh_min_nanwiki``).
-WIKI_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
-SNAPSHOT_RE = re.compile(r"^([a-z][a-z0-9_]{0,62})_namespace_(0|[1-9][0-9]{0,5})\Z")
-CHUNK_RE = re.compile(
-    r"^([a-z][a-z0-9_]{0,62}_namespace_(?:0|[1-9][0-9]{0,5}))_chunk_(0|[1-9][0-9]{0,6})\Z"
-)
-
 
 class ChunkInfo(msgspec.Struct, kw_only=True):
     identifier: str
@@ -97,24 +89,6 @@ MANIFEST_DECODER = msgspec.json.Decoder(Manifest)
 INDEX_DECODER = msgspec.json.Decoder(SnapshotIndex)
 
 
-def check_wiki(wiki: str) -> str:
-    if not WIKI_RE.match(wiki):
-        raise InvalidIdentifier(f"invalid wiki name {wiki!r}")
-    return wiki
-
-
-def check_identifier(identifier: str) -> str:
-    if not isinstance(identifier, str) or not SNAPSHOT_RE.match(identifier):
-        raise InvalidIdentifier(f"invalid snapshot identifier {identifier!r}")
-    return identifier
-
-
-def check_chunk_identifier(identifier: str) -> str:
-    if not isinstance(identifier, str) or not CHUNK_RE.match(identifier):
-        raise InvalidIdentifier(f"invalid chunk identifier {identifier!r}")
-    return identifier
-
-
 def find_chunk(chunks: Sequence[ChunkInfo], ref: str) -> ChunkInfo | None:
     """The chunk ``ref`` names: an index, or a chunk identifier (checked: InvalidIdentifier)."""
     if ref.isdigit():
@@ -128,10 +102,6 @@ def check_version(version: int) -> int:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise InvalidIdentifier(f"invalid snapshot version {version!r}")
     return version
-
-
-def snapshot_identifier(wiki: str, namespace: int) -> str:
-    return check_identifier(f"{check_wiki(wiki)}_namespace_{namespace}")
 
 
 def chunk_identifier(identifier: str, index: int) -> str:

@@ -25,7 +25,6 @@ from feedserver.feeds.snapshots.manifest import (
     Manifest,
     SnapshotIndex,
     SourceInfo,
-    check_identifier,
     chunk_identifier,
     chunk_key,
     index_key,
@@ -35,6 +34,7 @@ from feedserver.feeds.snapshots.manifest import (
 from feedserver.feeds.snapshots.sealing import SealedSnapshot
 from feedserver.ingest.dump import DumpInfo
 from feedserver.models import Language, Namespace, Project, Size
+from feedserver.plans import check_identifier
 from feedserver.storage.blobs import BlobStore
 
 

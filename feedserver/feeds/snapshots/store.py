@@ -16,7 +16,6 @@ from feedserver.feeds.snapshots.manifest import (
     PREFIX,
     Manifest,
     SnapshotIndex,
-    check_identifier,
     check_version,
     index_key,
     manifest_key,
@@ -24,6 +23,7 @@ from feedserver.feeds.snapshots.manifest import (
 )
 from feedserver.formats.hashing import RootHasher
 from feedserver.models import Article
+from feedserver.plans import check_identifier
 from feedserver.storage.blobs import BlobStore
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from feedserver.accounts.models import Plan
 from feedserver.accounts.passwords import Passwords
 from feedserver.accounts.service import LOGIN_FAILED, REFRESH_LIMIT, Accounts
 from feedserver.config import load_settings
@@ -17,6 +16,7 @@ from feedserver.errors import (
     RateLimited,
     Unauthorized,
 )
+from feedserver.plans import Plan
 from feedserver.storage.db import Database
 from tests.unit.accounts.conftest import Clock
 

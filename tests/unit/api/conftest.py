@@ -14,7 +14,6 @@ import pytest
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
-from feedserver.accounts.models import Plan
 from feedserver.accounts.service import Accounts
 from feedserver.api.app import create_app
 from feedserver.config import Settings
@@ -23,6 +22,7 @@ from feedserver.feeds.snapshots.build import build_from_records
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.ingest.siteinfo import DumpInfo
 from feedserver.models import Article, ArticleBody, Language, Namespace, Project, Version
+from feedserver.plans import Plan
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
 

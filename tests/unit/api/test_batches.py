@@ -15,12 +15,12 @@ import pytest_asyncio
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
-from feedserver.accounts.models import Plan
 from feedserver.api.app import create_app
 from feedserver.feeds.batches import hours as hours
 from feedserver.feeds.batches.build import build_hour
 from feedserver.feeds.batches.store import BatchManifest, read_hour
 from feedserver.metering.records import UsageSink
+from feedserver.plans import Plan
 from feedserver.storage.eventlog import EmbeddedEventLog, Outgoing
 from tests.unit.api.conftest import World, build_world, make_articles
 from tests.unit.api.test_snapshots import unzstd

@@ -64,7 +64,7 @@ def test_real_metering_counts_downloads(world: World, tmp_path: Path) -> None:
 
 
 def test_quota_and_rate_limit_problems(world: World, tmp_path: Path) -> None:
-    from feedserver.accounts.models import Plan, Quotas, RateLimit
+    from feedserver.plans import Plan, Quotas, RateLimit
 
     world.accounts.create_plan(Plan(name="one-chunk", feeds=["snapshots"],
                                     quotas=Quotas(chunk_downloads=1)))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from feedserver.metering.records import UsageRecord, derive_id
+from feedserver.plans import UNLIMITED, Plan
 from feedserver.storage.db import Database
 
 
@@ -18,8 +18,8 @@ class FakePrincipal:
 
     customer_id: str = "acme"
     api_key_id: str | None = "key-1"
-    username: str = "alice"
-    plan: Any = field(default=None)
+    user: str | None = "alice"
+    plan: Plan = UNLIMITED
 
 
 @pytest.fixture

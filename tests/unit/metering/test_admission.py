@@ -7,16 +7,17 @@ import pytest
 from feedserver.errors import QuotaExceeded, RateLimited
 from feedserver.metering.admission import Admitter
 from feedserver.metering.ledger import Ledger
-from feedserver.metering.plans import PlanTerms, Quotas, RatePolicy
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.metering.ratelimit import DatabaseRateLimiter, LocalRateLimiter
+from feedserver.plans import Plan, Quotas, RateLimit
 from feedserver.storage.db import Database
 from tests.unit.metering.conftest import FakePrincipal, rec
 
 NOW = datetime(2026, 11, 30, 23, 0, tzinfo=UTC).timestamp()
-PLAN = PlanTerms(
+PLAN = Plan(
+    name="default",
     quotas=Quotas(snapshot_downloads=1, chunk_downloads=2, ondemand_lookups=3, bytes=100),
-    rate=RatePolicy(requests_per_second=100, burst=100),
+    rate_limit=RateLimit(requests_per_second=100, burst=100),
 )
 
 
@@ -64,7 +65,8 @@ async def test_bytes_quota_refuses_once_reached(db: Database) -> None:
 
 async def test_rate_limited_carries_retry_after_and_headers(db: Database) -> None:
     a = admitter(db)
-    p = FakePrincipal(plan=PlanTerms(rate=RatePolicy(requests_per_second=1, burst=2)))
+    p = FakePrincipal(plan=Plan(name="default",
+                                rate_limit=RateLimit(requests_per_second=1, burst=2)))
     await a.admit(p, "metadata")
     await a.admit(p, "metadata")
     with pytest.raises(RateLimited) as info:

@@ -8,9 +8,9 @@ from pathlib import Path
 from litestar.testing import TestClient
 
 from feedserver.metering.customers import StaticDirectory
-from feedserver.metering.plans import PlanTerms, Prices
 from feedserver.metering.records import response_records
 from feedserver.metering.service import Metering
+from feedserver.plans import Plan, Prices
 from feedserver.storage.db import Database
 from tests.unit.metering.conftest import FakePrincipal
 from tests.unit.metering.usage_app import usage_app
@@ -24,7 +24,7 @@ class Admin:
 
 
 def test_usage_json_is_scoped_to_the_caller(db: Database, tmp_path: Path) -> None:
-    plan = PlanTerms(prices=Prices(monthly_base_fee=Decimal(5)))
+    plan = Plan(name="default", prices=Prices(monthly_base_fee=Decimal(5)))
     metering = Metering(db, journal_dir=str(tmp_path / "j"), directory=StaticDirectory(
         {"acme": ("Acme Corp", plan), "globex": ("Globex", plan)}))
     ts = datetime(2026, 11, 3, tzinfo=UTC)

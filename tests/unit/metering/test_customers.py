@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from feedserver.accounts.admin import AccountAdmin
-from feedserver.accounts.models import Plan, Prices, Principal, Quotas, RateLimit
+from feedserver.accounts.models import Principal
 from feedserver.errors import NotFound, QuotaExceeded
 from feedserver.metering.admission import Admitter
 from feedserver.metering.customers import customer_directory
@@ -18,6 +18,7 @@ from feedserver.metering.quotas import QuotaCounters
 from feedserver.metering.ratelimit import LocalRateLimiter
 from feedserver.metering.records import response_records
 from feedserver.metering.reports import build_report
+from feedserver.plans import Plan, Prices, Quotas, RateLimit
 from feedserver.storage.db import Database
 
 PLAN = Plan(name="metered-pro", feeds=["snapshots", "ondemand"],

@@ -6,14 +6,7 @@ import pytest
 
 from feedserver.errors import InvalidParameter, QuotaExceeded
 from feedserver.metering.ledger import migrate
-from feedserver.metering.plans import (
-    PlanTerms,
-    Quotas,
-    month_bounds,
-    parse_month,
-    plan_terms,
-    seconds_to_month_end,
-)
+from feedserver.metering.months import month_bounds, parse_month, seconds_to_month_end
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.storage.db import Database
 
@@ -50,13 +43,3 @@ def test_a_claim_counts_once(db: Database) -> None:
     # the refused claim was rolled back: raising the limit later lets dl-2 count
     assert q.consume("acme", "2026-11", "chunk_downloads", 2, NOW, claim="dl-2") == 2
     assert q.all_used("2026-11") == {"acme": {"chunk_downloads": 2}}
-
-
-def test_plan_terms_reads_any_plan_shape() -> None:
-    terms = plan_terms({"name": "free", "quotas": {"ondemand_lookups": 5, "extra": 1},
-                        "rate_limit": {"requests_per_second": 10, "burst": 20},
-                        "prices": {"per_gb_egress": "0.05", "currency": "EUR"}})
-    assert terms.quotas == Quotas(ondemand_lookups=5)
-    assert (terms.rate.burst, str(terms.prices.per_gb_egress)) == (20, "0.05")
-    assert plan_terms(terms) is terms
-    assert plan_terms(None) == PlanTerms(name="unlimited")

@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 
 from feedserver.metering.ledger import migrate
-from feedserver.metering.plans import RatePolicy
 from feedserver.metering.ratelimit import DatabaseRateLimiter, LocalRateLimiter, RateLimiter
+from feedserver.plans import RateLimit
 from feedserver.storage.db import Database
 
-POLICY = RatePolicy(requests_per_second=10, burst=3)
+POLICY = RateLimit(requests_per_second=10, burst=3)
 
 
 @pytest.fixture(params=["local", "database"])

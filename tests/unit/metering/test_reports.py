@@ -6,13 +6,13 @@ from decimal import Decimal
 import msgspec
 
 from feedserver.metering.ledger import Ledger
-from feedserver.metering.plans import PlanTerms, Prices, Quotas
 from feedserver.metering.records import response_records
 from feedserver.metering.reports import build_report, price_lines, to_csv, to_json
+from feedserver.plans import Plan, Prices, Quotas
 from feedserver.storage.db import Database
 from tests.unit.metering.conftest import FakePrincipal
 
-PLAN = PlanTerms(
+PLAN = Plan(
     name="pro",
     quotas=Quotas(ondemand_lookups=50_000),
     prices=Prices(per_gb_egress=Decimal("0.09"), per_1000_lookups=Decimal("0.50"),
@@ -29,7 +29,7 @@ def test_price_lines_round_half_up_per_line() -> None:
         ("on-demand lookups", Decimal("0.50")),  # 1.001 x 0.50 = 0.5005 -> 0.50
         ("realtime stream", Decimal("0.15")),
     ]
-    yen = PlanTerms(prices=Prices(per_gb_egress=Decimal("13.5"), currency="JPY"))
+    yen = Plan(name="default", prices=Prices(per_gb_egress=Decimal("13.5"), currency="JPY"))
     assert price_lines(yen, {"bytes": 10**9}, 0)[0].amount == Decimal(14)
 
 
@@ -48,7 +48,7 @@ def test_report_totals_per_customer_meter_and_day(db: Database) -> None:
                           bytes_sent=7, ts=datetime(2026, 12, 1, tzinfo=UTC)),  # next month
     ])
     terms = {"acme": PLAN}
-    report = build_report(db, "2026-11", terms_of=lambda c: terms.get(c, PlanTerms()))
+    report = build_report(db, "2026-11", terms_of=lambda c: terms.get(c, Plan(name="default")))
     by_id = {c.customer_id: c for c in report.customers}
     acme_usage = by_id["acme"]
     assert acme_usage.totals == {"bytes": 1_500_000_000, "articles": 1, "requests": 2}

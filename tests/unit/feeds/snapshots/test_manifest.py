@@ -13,14 +13,12 @@ from feedserver.feeds.snapshots.manifest import (
     ChunkInfo,
     Manifest,
     SourceInfo,
-    check_chunk_identifier,
-    check_identifier,
     chunk_key,
     index_key,
     manifest_key,
-    snapshot_identifier,
 )
 from feedserver.models import Article, Namespace, Project, Size
+from feedserver.plans import check_chunk_identifier, check_identifier, snapshot_identifier
 
 
 @pytest.mark.parametrize("good", ["enwiki_namespace_0", "zh_min_nanwiki_namespace_14",
