@@ -192,7 +192,7 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, blobs: BlobStore |
     if metering is None and usage is None and settings.metering_enabled:
         from feedserver.metering.service import open_metering
 
-        metering = await anyio.to_thread.run_sync(open_metering, settings, db)
+        metering = await anyio.to_thread.run_sync(open_metering, settings, db, events)
     if metering is not None:
         await metering.start()
         stack.push_async_callback(metering.stop)

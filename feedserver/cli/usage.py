@@ -1,4 +1,5 @@
-"""``feedserver usage ...``: verify the ledger, reports, the Kafka consumer, journal replay."""
+"""``feedserver usage ...``: verify the ledger, reports, the usage-topic consumer, journal
+replay."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import start_http_server
+
 from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import IntegrityError
@@ -16,8 +19,10 @@ from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.reports import build_report, to_csv, to_json
 from feedserver.metering.service import JOURNAL_DIR
+from feedserver.metering.usage_topic import consume_usage
 from feedserver.metrics import Metrics
 from feedserver.storage.db import connect
+from feedserver.storage.eventlog import open_event_log
 
 
 def register(sub: Any) -> None:
@@ -34,7 +39,7 @@ def register(sub: Any) -> None:
     report.add_argument("--output", type=Path, help="write here instead of stdout")
     bind(report, cmd_report)
 
-    consume = cmds.add_parser("consume", help="Kafka usage topic -> ledger (distributed mode)")
+    consume = cmds.add_parser("consume", help="usage topic -> ledger (distributed mode)")
     consume.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                          help="stop after the topic has been idle this long")
     consume.add_argument("--metrics-port", type=int,
@@ -77,16 +82,12 @@ def cmd_report(settings: Settings, *, month: str, format: str = "csv",
 
 def cmd_consume(settings: Settings, *, idle_exit: float | None = None,
                 metrics_port: int | None = None) -> int:
-    from feedserver.metering.kafka import consume_usage
-
     if not settings.kafka_bootstrap_servers:
+        # The API sends usage to the event log only with Kafka; else it writes the ledger.
         raise ValueError("usage consume needs FEEDSERVER_KAFKA_BOOTSTRAP_SERVERS")
-    bootstrap = settings.kafka_bootstrap_servers
 
     metrics = Metrics()
     if metrics_port:
-        from prometheus_client import start_http_server
-
         start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
 
     async def run() -> int:
@@ -95,13 +96,14 @@ def cmd_consume(settings: Settings, *, idle_exit: float | None = None,
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         db = connect(settings.database)
+        events = open_event_log(settings, db)
         try:
             stats = await consume_usage(
-                Ledger(db), bootstrap, settings.usage_topic,
-                f"{settings.consumer_group}.usage", stop=stop, idle_exit_seconds=idle_exit,
-                metrics=metrics,
+                Ledger(db), events, settings.usage_topic, f"{settings.consumer_group}.usage",
+                stop=stop, idle_exit_seconds=idle_exit, metrics=metrics,
             )
         finally:
+            await events.close()
             db.close()
         print(f"usage consume: {stats.messages} messages, {stats.inserted} new ledger rows, "
               f"{stats.invalid} invalid")

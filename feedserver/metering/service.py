@@ -5,8 +5,9 @@
 * ``metering.sink`` (a ``UsageSink``) after serving, with the bytes actually delivered;
 * ``await metering.start()`` / ``await metering.stop()`` in the lifespan.
 
-Choices derived from ``Settings`` (no extra settings): usage goes to Kafka when
-``mode = "distributed"`` and ``kafka_bootstrap_servers`` is set, else straight to the ledger; the
+Choices derived from ``Settings`` (no extra settings): usage goes to the usage topic of the
+event log when ``mode = "distributed"`` and the event log is Kafka, else straight to the
+ledger; the
 rate limiter is shared through the database on PostgreSQL (several replicas) and in-process on
 SQLite (one process). ``metering_enabled = false`` turns admission and recording into no-ops.
 """
@@ -21,9 +22,11 @@ from feedserver.metering.ledger import Ledger
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.metering.ratelimit import DatabaseRateLimiter, LocalRateLimiter, RateLimiter
 from feedserver.metering.records import MeteredPrincipal, NullSink, UsageSink
+from feedserver.metering.usage_topic import EventLogDestination
 from feedserver.metering.writer import Destination, LedgerDestination, UsageRecorder
 from feedserver.plans import Feed
 from feedserver.storage.db import Database
+from feedserver.storage.eventlog import EventLog
 
 JOURNAL_DIR = "usage-journal"
 
@@ -96,13 +99,16 @@ class Metering:
 def open_metering(
     settings: Settings,
     db: Database,
+    events: EventLog,
     *,
     destination: Destination | None = None,
 ) -> Metering:
-    if destination is None and settings.mode == "distributed" and settings.kafka_bootstrap_servers:
-        from feedserver.metering.kafka import KafkaDestination
-
-        destination = KafkaDestination(settings.kafka_bootstrap_servers, settings.usage_topic)
+    """The app's metering. In distributed mode with Kafka the usage records go to the usage
+    topic of ``events`` (``usage consume`` writes them into the ledger), else straight into
+    the ledger; ``events`` stays the caller's to close."""
+    if destination is None and settings.mode == "distributed" \
+            and settings.events_backend == "kafka":
+        destination = EventLogDestination(events, settings.usage_topic)
     return Metering(
         db,
         enabled=settings.metering_enabled,

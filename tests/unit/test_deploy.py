@@ -205,7 +205,8 @@ def test_event_consumer_is_a_statefulset_of_static_members() -> None:
 
 
 def test_usage_consumer_replicas_may_overlap() -> None:
-    # One Kafka group, appends serialised on the chain head row, usage_id unique: safe.
+    # Commits after the ledger, appends serialised on the chain head row, usage_id unique:
+    # replicas reading the same records are safe.
     usage = _k8s("Deployment", "feedserver-usage-consumer")
     assert _pod_spec(usage)["containers"][0]["args"][:2] == ["usage", "consume"]
     assert usage["spec"]["replicas"] >= 1

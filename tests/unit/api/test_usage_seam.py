@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from feedserver.api.app import create_app
 from feedserver.metering.service import open_metering
+from feedserver.storage.eventlog import EmbeddedEventLog
 from tests.unit.api.conftest import World
 
 
@@ -49,7 +50,7 @@ def test_download_and_lookup_reported(world: World) -> None:
 def test_real_metering_counts_downloads(world: World, tmp_path: Path) -> None:
     settings = msgspec.structs.replace(world.settings, metering_enabled=True,
                                        data_dir=str(tmp_path))
-    metering = open_metering(settings, world.db)
+    metering = open_metering(settings, world.db, EmbeddedEventLog(world.db))
     app = create_app(settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
                      state=world.state, metering=metering, registry=CollectorRegistry())
     with TestClient(app) as c:

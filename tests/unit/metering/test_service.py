@@ -6,31 +6,35 @@ import pytest
 
 from feedserver.cli import main
 from feedserver.config import load_settings
-from feedserver.metering.kafka import KafkaDestination
 from feedserver.metering.ratelimit import DatabaseRateLimiter, LocalRateLimiter
 from feedserver.metering.records import NullSink
 from feedserver.metering.service import open_metering
+from feedserver.metering.usage_topic import EventLogDestination
 from feedserver.metering.writer import LedgerDestination, UsageRecorder
 from feedserver.storage.db import Database
+from feedserver.storage.eventlog import EmbeddedEventLog
 from tests.unit.metering.conftest import FakePrincipal
 
 
 def test_settings_choose_the_destination_and_limiter(db: Database, tmp_path: Path) -> None:
-    embedded = open_metering(load_settings({}, data_dir=str(tmp_path)), db)
+    events = EmbeddedEventLog(db)
+    embedded = open_metering(load_settings({}, data_dir=str(tmp_path)), db, events)
     assert isinstance(embedded.recorder, UsageRecorder)
     assert isinstance(embedded.recorder.destination, LedgerDestination)
     expected = DatabaseRateLimiter if db.dialect == "postgresql" else LocalRateLimiter
     assert isinstance(embedded.admitter.limiter, expected)
     distributed = open_metering(load_settings(
         {}, data_dir=str(tmp_path), mode="distributed", kafka_bootstrap_servers="127.0.0.1:1"),
-        db)
+        db, events)
     assert distributed.recorder is not None
-    assert isinstance(distributed.recorder.destination, KafkaDestination)
+    destination = distributed.recorder.destination
+    assert isinstance(destination, EventLogDestination) and destination.events is events
 
 
 async def test_disabled_metering_admits_everything_and_records_nothing(
         db: Database, tmp_path: Path) -> None:
-    off = open_metering(load_settings({}, data_dir=str(tmp_path), metering_enabled=False), db)
+    off = open_metering(load_settings({}, data_dir=str(tmp_path), metering_enabled=False), db,
+                        EmbeddedEventLog(db))
     assert isinstance(off.sink, NullSink) and off.recorder is None
     await off.start()
     assert (await off.admit(FakePrincipal(), "ondemand")).headers == {}
