@@ -41,7 +41,7 @@ from feedserver.storage.db import Database, connect
 from feedserver.storage.eventlog import EventLog, open_event_log
 
 ROUTE_MODULES: tuple[str, ...] = ("health", "auth", "metadata", "snapshots", "ondemand",
-                                  "usage", "diffs", "realtime", "batches")
+                                  "usage", "portal", "diffs", "realtime", "batches")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")
 

@@ -3,7 +3,7 @@ ETag / conditional requests / single and multiple Ranges, streamed in blocks.
 
 The body is never held in memory: each part is read with ``BlobStore.open_range`` one block at
 a time, in a worker thread (the stores are synchronous). Bytes actually delivered are counted
-by ``metered_stream`` and reported once, when the body ends (complete, cut or cancelled).
+by ``count_body_bytes`` and reported once, when the body ends (complete, cut or cancelled).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from litestar import Request, Response
 from litestar.response import Redirect, Stream
 
 from feedserver.api import ranges
+from feedserver.api.body_bytes import count_body_bytes
 from feedserver.api.ranges import ByteRange, Part
 from feedserver.errors import IntegrityError
-from feedserver.metering.stream import metered_stream
 from feedserver.storage.blobs import BlobStore
 
 CONTENT_TYPE = "application/zstd"
@@ -126,5 +126,5 @@ async def serve(
         status, length = 206, layout.length
         media = layout.content_type
     headers["content-length"] = str(length)
-    return Stream(metered_stream(body, on_sent), status_code=status, media_type=media,
+    return Stream(count_body_bytes(body, on_sent), status_code=status, media_type=media,
                   headers=headers)

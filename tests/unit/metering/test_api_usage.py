@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -51,6 +52,14 @@ def test_usage_json_is_scoped_to_the_caller(db: Database, tmp_path: Path) -> Non
         assert bad.status_code == 422 and "YYYY-MM" in bad.json()["detail"]
         page = client.get("/usage")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        # self-contained: nothing loaded from anywhere else
-        assert "<script>" in page.text and " src=" not in page.text and "<link" not in page.text
-        assert "default-src 'none'" in page.headers["content-security-policy"]
+        # Nothing loaded from anywhere else: its own script and style, from this origin only
+        # (and no inline script or style, so the policy needs no 'unsafe-inline').
+        refs = re.findall(r'(?:src|href)="([^"]*)"', page.text)
+        assert refs == ["/usage/assets/usage.css", "/usage/assets/usage.js"]
+        assert "<script>" not in page.text and "<style>" not in page.text
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy
+        assert "unsafe-inline" not in policy
+        for ref, kind in zip(refs, ("text/css", "text/javascript"), strict=True):
+            asset = client.get(ref)
+            assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)

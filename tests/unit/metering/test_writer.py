@@ -8,7 +8,6 @@ from feedserver.errors import StorageError
 from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.records import UsageRecord
-from feedserver.metering.stream import metered_stream
 from feedserver.metering.writer import LedgerDestination, UsageRecorder
 from feedserver.storage.db import Database
 from tests.unit.metering.conftest import FakePrincipal
@@ -86,19 +85,3 @@ async def test_a_failing_destination_is_retried(tmp_path: Path, db: Database) ->
     await asyncio.wait_for(rec_.flush(), 10)
     await rec_.stop()
     assert total(ledger) == 9
-
-
-async def test_metered_stream_counts_only_what_was_taken() -> None:
-    seen: list[int] = []
-    marks: list[int] = []
-    stream = metered_stream([b"a" * 10, b"b" * 10, b"c" * 10], seen.append,
-                            checkpoint=marks.append, checkpoint_bytes=15)
-    got = [await stream.__anext__(), await stream.__anext__()]
-    await stream.aclose()  # the client went away while the second chunk was being sent
-    assert len(b"".join(got)) == 20
-    assert seen == [10] and marks == []
-    seen.clear()
-    async for _ in metered_stream([b"a" * 10, b"b" * 10, b"c" * 10], seen.append,
-                                  checkpoint=marks.append, checkpoint_bytes=15):
-        pass
-    assert seen == [30] and marks == [20]

@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar import Litestar
 
+from feedserver.api import portal
 from feedserver.api.problems import handle_exception
 from feedserver.api.usage import ROUTES
 from feedserver.metering.service import Metering
@@ -25,7 +26,8 @@ class TokenAccounts:
 
 
 def usage_app(metering: Metering, tokens: Mapping[str, Any]) -> Litestar:
-    app = Litestar(route_handlers=list(ROUTES), exception_handlers={Exception: handle_exception})
+    app = Litestar(route_handlers=[*ROUTES, portal.router()],
+                   exception_handlers={Exception: handle_exception})
     app.state.services = SimpleNamespace(accounts=TokenAccounts(tokens), db=metering.db)
     app.state.metering = metering
     return app

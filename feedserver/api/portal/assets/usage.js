@@ -1,64 +1,6 @@
-"""The finance page served at ``GET /usage``: one self-contained HTML document.
-
-No CDN and no chart library: inline CSS, inline JavaScript and SVG charts drawn by hand. The
-page asks for an API token (kept in ``sessionStorage`` only), fetches ``/v1/usage?month=`` with
-it and draws usage over time (bytes per day), top customers (by invoice total, then bytes),
-quota consumption and the invoice lines. Every value is inserted as text, never as HTML.
-"""
-
-from __future__ import annotations
-
-USAGE_PAGE = r"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>feedserver - usage and billing</title>
-<style>
-  :root { --fg:#1d2330; --muted:#5b6475; --line:#d8dde6; --accent:#2f6fdb; --warn:#d9822b;
-          --bad:#c23b3b; --bg:#f6f7f9; }
-  * { box-sizing: border-box; }
-  body { margin:0; font:14px/1.45 system-ui, sans-serif; color:var(--fg); background:var(--bg); }
-  header { background:#fff; border-bottom:1px solid var(--line); padding:12px 24px;
-           display:flex; gap:12px; align-items:center; flex-wrap:wrap; }
-  header h1 { font-size:18px; margin:0 16px 0 0; }
-  input, button { font:inherit; padding:6px 10px; border:1px solid var(--line); border-radius:6px; }
-  button { background:var(--accent); color:#fff; border-color:var(--accent); cursor:pointer; }
-  main { padding:16px 24px; display:grid; gap:16px;
-         grid-template-columns:repeat(auto-fit, minmax(420px, 1fr)); }
-  section { background:#fff; border:1px solid var(--line); border-radius:8px; padding:16px; }
-  section h2 { font-size:15px; margin:0 0 12px; }
-  table { border-collapse:collapse; width:100%; }
-  th, td { text-align:left; padding:4px 8px; border-bottom:1px solid var(--line); }
-  td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
-  #status { color:var(--muted); }
-  #status.error { color:var(--bad); }
-  .bar-bg { fill:#e9edf3; } .bar { fill:var(--accent); } .bar.warn { fill:var(--warn); }
-  .bar.bad { fill:var(--bad); } svg text { font-size:11px; fill:var(--muted); }
-</style>
-</head>
-<body>
-<header>
-  <h1>Usage and billing</h1>
-  <label>Token <input id="token" type="password" size="28" autocomplete="off"
-         placeholder="paste an access token"></label>
-  <label>Month <input id="month" type="month"></label>
-  <button id="load" type="button">Load</button>
-  <span id="status" role="status">Paste a token and press Load.</span>
-</header>
-<main>
-  <section><h2>Bytes delivered per day</h2><svg id="daily" width="100%" height="220"
-     role="img" aria-label="bytes per day"></svg></section>
-  <section><h2>Top customers</h2><svg id="top" width="100%" height="220" role="img"
-     aria-label="top customers"></svg></section>
-  <section><h2>Quota consumption</h2><table id="quotas"><thead><tr><th>Customer</th>
-     <th>Quota</th><th class="num">Used</th><th class="num">Limit</th><th>Share</th></tr>
-     </thead><tbody></tbody></table></section>
-  <section><h2>Invoice lines</h2><table id="invoice"><thead><tr><th>Customer</th>
-     <th>Item</th><th class="num">Quantity</th><th class="num">Amount</th></tr></thead>
-     <tbody></tbody></table></section>
-</main>
-<script>
+// The finance page (GET /usage): asks for an API token (kept in sessionStorage only), fetches
+// /v1/usage?month= with it and draws usage over time, top customers, quota consumption and the
+// invoice lines as hand-drawn SVG. Every value is inserted as text, never as HTML.
 "use strict";
 const NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
@@ -167,7 +109,3 @@ $("month").value = new Date().toISOString().slice(0, 7);
 $("token").value = sessionStorage.getItem("feedserver-token") || "";
 $("load").addEventListener("click", load);
 $("token").addEventListener("keydown", (e) => { if (e.key === "Enter") load(); });
-</script>
-</body>
-</html>
-"""

@@ -1,6 +1,6 @@
-"""Count the bytes of a response body that were actually delivered.
+"""Count the bytes of an HTTP response body that were actually delivered.
 
-``metered_stream`` wraps the body iterator handed to the HTTP server. A chunk counts once the
+``count_body_bytes`` wraps the body iterator handed to the HTTP server. A chunk counts once the
 server has taken it: the generator is resumed after ``yield`` only when the ASGI ``send`` of that
 chunk returned. If the client disconnects, the server closes the generator at that ``yield`` and
 the chunk is not counted. The ``finally`` reports the total in every case (complete, cut or
@@ -18,7 +18,7 @@ async def _aiter(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def metered_stream(
+async def count_body_bytes(
     chunks: AsyncIterable[bytes] | Iterable[bytes],
     report: Callable[[int], None],
     *,
