@@ -1,6 +1,6 @@
 """Metering overhead: API request throughput with metering on vs off, measured in the same run.
 
-The real app (``create_app``) on SQLite and a filesystem blob store holding a snapshot built
+The real app (``build_app``) on SQLite and a filesystem blob store holding a snapshot built
 from the enwiki sample dump; an API key on a plan with quotas and a rate limit high enough
 never to refuse. Two request mixes, each run ``REQUESTS`` times on 8 concurrent in-process
 clients through ``httpx.ASGITransport`` in one event loop (no sockets, no test-client
@@ -30,7 +30,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from feedserver.accounts.admin import AccountAdmin
-from feedserver.api.app import create_app
+from feedserver.api.app import build_app
 from feedserver.config import load_settings
 from feedserver.plans import Plan, Prices, Quotas, RateLimit
 from feedserver.storage.db import SQLiteDatabase
@@ -66,7 +66,7 @@ def prepare(data_dir: Path) -> str:
 async def throughput(data_dir: Path, key: str, path: str, *, metering: bool) -> float:
     settings = load_settings({}, data_dir=str(data_dir), metering_enabled=metering,
                              log_level="WARNING")
-    app = create_app(settings, registry=CollectorRegistry())
+    app = build_app(settings, registry=CollectorRegistry())
     headers = {"Authorization": f"Bearer {key}"}
     transport = httpx.ASGITransport(app=app)
     async with app.lifespan(), httpx.AsyncClient(transport=transport,

@@ -1,23 +1,28 @@
-"""``create_app``: the litestar application factory.
+"""``build_app``: the one composition root of the HTTP API.
 
-Components may be injected (tests, embedding) or are opened in the app's lifespan from the
-``Settings`` and closed on shutdown; there are no module globals, so several apps can live in
-one process. Route modules are listed in ``ROUTE_MODULES``: a new feed adds
-``feedserver/api/<name>.py`` exposing ``ROUTES`` (route handlers / routers) or ``router()``, and
-appends its name to the tuple.
+Everything the API serves with is either handed in (tests, embedding) or opened here, in the
+app's lifespan, from the ``Settings``, and closed on shutdown in reverse order: blob store,
+database, event log, accounts, state store, metering, the realtime service. Handlers receive
+the components they name through litestar dependency injection (``_dependencies``); there are
+no module globals, so several apps can live in one process. Every router is listed in
+``ROUTERS``: a new feed adds ``feedserver/api/<name>.py`` with a ``router()`` and one line here.
 """
 
 from __future__ import annotations
 
-import importlib
+import asyncio
 import logging
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from types import FrameType
 from typing import Any
 
 import anyio.to_thread
-from litestar import Litestar
+from litestar import Litestar, Router
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -25,43 +30,65 @@ from litestar.types import Message
 from prometheus_client import CollectorRegistry
 
 from feedserver import __version__
+from feedserver.accounts.service import Accounts as AccountsService
+from feedserver.api import (
+    auth,
+    batches,
+    diffs,
+    health,
+    metadata,
+    ondemand,
+    portal,
+    realtime,
+    snapshots,
+    usage,
+)
+from feedserver.api.metered import Metered
 from feedserver.api.problems import handle_exception
 from feedserver.api.services import (
     Accounts,
     ArticleState,
+    Billing,
     Services,
     Snapshots,
     new_request_id,
 )
-from feedserver.config import Settings
+from feedserver.config import Settings, load_settings
+from feedserver.errors import Unavailable
+from feedserver.feeds.diffs.store import DiffStore
+from feedserver.feeds.events.state import StateStore
+from feedserver.feeds.realtime.service import HEARTBEAT_SECONDS, Realtime
+from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.metering.records import NullSink, UsageSink
+from feedserver.metering.service import Metering, open_metering
 from feedserver.metrics import Metrics
-from feedserver.storage.blobs import BlobStore
+from feedserver.storage.blobs import BlobStore, open_blob_store
 from feedserver.storage.db import Database, connect
 from feedserver.storage.eventlog import EventLog, open_event_log
 
-ROUTE_MODULES: tuple[str, ...] = ("health", "auth", "metadata", "snapshots", "ondemand",
-                                  "usage", "portal", "diffs", "realtime", "batches")
+# The route table, in the order the OpenAPI document lists them.
+ROUTERS: tuple[Callable[[], Router], ...] = (
+    health.router, auth.router, metadata.router, snapshots.router, ondemand.router,
+    usage.router, portal.router, diffs.router, realtime.router, batches.router,
+)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")
 
 
-def route_handlers() -> list[Any]:
-    handlers: list[Any] = []
-    for name in ROUTE_MODULES:
-        module = importlib.import_module(f"feedserver.api.{name}")
-        routes = getattr(module, "ROUTES", None)
-        if routes is None:
-            routes = module.router()
-        handlers.extend(routes if isinstance(routes, list | tuple) else [routes])
-    return handlers
-
-
 class FeedApp(Litestar):
     """Litestar plus request metrics measured around EVERY request (404s and 405s included,
-    which never reach route middleware). Labels use the route template, never the raw path."""
+    which never reach route middleware; labels use the route template, never the raw path),
+    and the services of the running app."""
 
     metrics: Metrics
+    running: Services | None = None
+
+    @property
+    def services(self) -> Services:
+        """The components the lifespan opened; ``Unavailable`` outside the lifespan."""
+        if self.running is None:
+            raise Unavailable("the API is not started")
+        return self.running
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -101,20 +128,14 @@ class FeedApp(Litestar):
                 self.metrics.http_bytes.labels(route()).inc(sent)
 
 
-def create_app(
-    settings: Settings,
-    *,
-    blobs: BlobStore | None = None,
-    db: Database | None = None,
-    events: EventLog | None = None,
-    accounts: Accounts | None = None,
-    snapshots: Snapshots | None = None,
-    state: ArticleState | None = None,
-    usage: UsageSink | None = None,
-    registry: CollectorRegistry | None = None,
-    metering: Any = None,
-) -> Litestar:
-    """The API. Anything not injected is opened in the lifespan from ``settings``.
+def build_app(settings: Settings, *, blobs: BlobStore | None = None, db: Database | None = None,
+              events: EventLog | None = None, accounts: Accounts | None = None,
+              snapshots: Snapshots | None = None, state: ArticleState | None = None,
+              usage: UsageSink | None = None, metering: Metering | None = None,
+              registry: CollectorRegistry | None = None,
+              realtime_heartbeat: float = HEARTBEAT_SECONDS) -> FeedApp:
+    """The API. Anything not handed in is opened in the lifespan from ``settings`` (and only
+    what was opened here is closed here).
 
     ``usage`` is the per-response usage seam (``UsageSink``); with neither ``usage`` nor
     ``metering`` given and ``settings.metering_enabled``, a ``Metering`` is opened on the
@@ -125,19 +146,20 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            svc = await _open(settings, stack, blobs=blobs, db=db, events=events,
-                              accounts=accounts,
-                              snapshots=snapshots, state=state, usage=usage, metering=metering,
-                              metrics=metrics)
-            app.state.services = svc
-            app.state.metering = svc.metering
-            # Components opened lazily (the realtime hub) register their closing here: hooks
-            # appended to ``app.on_shutdown`` after start-up are never called by litestar.
-            app.state.exit_stack = stack
-            yield
+            services = await _open(settings, stack, metrics=metrics, blobs=blobs, db=db,
+                                   events=events, accounts=accounts, snapshots=snapshots,
+                                   state=state, usage=usage, metering=metering,
+                                   heartbeat=realtime_heartbeat)
+            stack.callback(_end_streams_on_signals(services.realtime))
+            feed_app.running = services
+            try:
+                yield
+            finally:
+                feed_app.running = None
 
-    app = FeedApp(
-        route_handlers=route_handlers(),
+    feed_app = FeedApp(
+        route_handlers=[make() for make in ROUTERS],
+        dependencies=_dependencies(lambda: feed_app.services),
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_body_bytes,
@@ -158,18 +180,71 @@ def create_app(
         debug=False,
         logging_config=None,
     )
-    app.metrics = metrics
-    return app
+    feed_app.metrics = metrics
+    return feed_app
 
 
-async def _open(settings: Settings, stack: AsyncExitStack, *, blobs: BlobStore | None,
-                db: Database | None, events: EventLog | None, accounts: Accounts | None,
-                snapshots: Snapshots | None,
-                state: ArticleState | None, usage: UsageSink | None, metering: Any,
-                metrics: Metrics) -> Services:
+def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
+    """One dependency per component, by the parameter name handlers use."""
+
+    def provide_settings() -> Settings:
+        return services().settings
+
+    def provide_blobs() -> BlobStore:
+        return services().blobs
+
+    def provide_db() -> Database:
+        return services().db
+
+    def provide_events() -> EventLog:
+        return services().events
+
+    def provide_accounts() -> Accounts:
+        return services().accounts
+
+    def provide_snapshots() -> Snapshots:
+        return services().snapshots
+
+    def provide_diffs() -> DiffStore:
+        return services().diffs
+
+    def provide_state() -> ArticleState:
+        return services().state
+
+    def provide_billing() -> Billing:
+        return services().billing
+
+    def provide_metered() -> Metered:
+        svc = services()
+        return Metered(svc.billing, svc.blobs, svc.settings)
+
+    def provide_metering() -> Metering | None:
+        return services().metering
+
+    def provide_realtime() -> Realtime:
+        return services().realtime
+
+    def provide_metrics() -> Metrics:
+        return services().metrics
+
+    providers: dict[str, Callable[[], object]] = {
+        "settings": provide_settings, "blobs": provide_blobs, "db": provide_db,
+        "events": provide_events, "accounts": provide_accounts,
+        "snapshots": provide_snapshots, "diffs": provide_diffs,
+        "article_state": provide_state,
+        "billing": provide_billing, "metered": provide_metered,
+        "metering": provide_metering, "realtime": provide_realtime,
+        "metrics": provide_metrics,
+    }
+    return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
+
+
+async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
+                blobs: BlobStore | None, db: Database | None, events: EventLog | None,
+                accounts: Accounts | None, snapshots: Snapshots | None, state: ArticleState | None,
+                usage: UsageSink | None, metering: Metering | None, heartbeat: float) -> Services:
+    """Open (in worker threads: they do blocking I/O) what was not handed in."""
     if blobs is None:
-        from feedserver.storage.blobs import open_blob_store
-
         blobs = await anyio.to_thread.run_sync(open_blob_store, settings)
     if db is None:
         db = await anyio.to_thread.run_sync(connect, settings.database)
@@ -177,51 +252,64 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, blobs: BlobStore |
     if events is None:
         events = await anyio.to_thread.run_sync(open_event_log, settings, db)
         stack.push_async_callback(events.close)
-    if snapshots is None:
-        from feedserver.feeds.snapshots.store import SnapshotStore
-
-        snapshots = SnapshotStore(blobs)
-    if state is None:
-        from feedserver.feeds.events.state import StateStore
-
-        state = await anyio.to_thread.run_sync(StateStore, db)
     if accounts is None:
-        accounts = await anyio.to_thread.run_sync(_open_accounts, settings, db)
-    admitter: Callable[..., Any] | None = None
-    counters: Any = None
+        accounts = await anyio.to_thread.run_sync(AccountsService, db, settings)
+    if state is None:
+        state = await anyio.to_thread.run_sync(StateStore, db)
     if metering is None and usage is None and settings.metering_enabled:
-        from feedserver.metering.service import open_metering
-
         metering = await anyio.to_thread.run_sync(open_metering, settings, db, events)
     if metering is not None:
         await metering.start()
         stack.push_async_callback(metering.stop)
         usage = usage or metering.sink
-        admitter = metering.admit
-        counters = metering.counters
-    svc = Services(settings=settings, blobs=blobs, db=db, events=events, accounts=accounts,
-                   snapshots=snapshots, state=state, usage=usage or NullSink(),
-                   admitter=admitter, metrics=metrics, counters=counters, metering=metering)
-    return svc
+    realtime = Realtime(events, settings.article_topic, partitions=settings.article_partitions,
+                        queue_size=settings.realtime_subscriber_queue,
+                        max_lag=settings.realtime_max_subscriber_lag, heartbeat=heartbeat)
+    stack.push_async_callback(realtime.close)
+    return Services(
+        settings=settings, blobs=blobs, db=db, events=events, accounts=accounts,
+        snapshots=snapshots or SnapshotStore(blobs), diffs=DiffStore(blobs), state=state,
+        billing=Billing(usage or NullSink(), metering), metering=metering, realtime=realtime,
+        metrics=metrics)
 
 
-def _open_accounts(settings: Settings, db: Database) -> Accounts:
-    from feedserver.accounts.service import Accounts as AccountsService
+def _end_streams_on_signals(service: Realtime) -> Callable[[], None]:
+    """Chain SIGTERM/SIGINT (the server's handlers stay in charge): end every stream with its
+    final position first, so the server's graceful shutdown finds them finished. Only in the
+    main thread and only where a server installed handlers; returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
 
-    return AccountsService(db, settings)
+    def handler(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(service.end_streams)
+        prev = previous.get(signum)
+        if callable(prev):
+            prev(signum, frame)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        prev = signal.getsignal(sig)
+        if callable(prev):  # only when a server installed one (else keep the default)
+            previous[sig] = prev
+            signal.signal(sig, handler)
+
+    def restore() -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig, prev in previous.items():
+                if signal.getsignal(sig) is handler:
+                    signal.signal(sig, prev)
+
+    return restore
 
 
 def openapi_document(app: Litestar | None = None) -> dict[str, Any]:
     """The OpenAPI document of the app (for ``schemas/openapi.json``)."""
-    from feedserver.config import Settings as _Settings
-
-    app = app or create_app(_Settings(), registry=CollectorRegistry())
+    app = app or build_app(Settings(), registry=CollectorRegistry())
     schema: dict[str, Any] = app.openapi_schema.to_schema()
     return schema
 
 
 def app_from_env() -> Litestar:
     """uvicorn factory (``feedserver serve``): settings from the environment."""
-    from feedserver.config import load_settings
-
-    return create_app(load_settings())
+    return build_app(load_settings())

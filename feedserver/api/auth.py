@@ -9,22 +9,26 @@ feed, project or namespace involved → 403 (``entitle``).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 
-from feedserver.accounts.models import TokenPair
+from feedserver.accounts.models import Principal, TokenPair
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import ENCODER
-from feedserver.api.services import Principal, Services, call, services_of
-from feedserver.errors import BadRequest, Forbidden, InvalidParameter, Unauthorized
+from feedserver.api.services import Accounts, Injected
+from feedserver.errors import BadRequest, InvalidParameter, Unauthorized
 from feedserver.metering.months import month_of
+from feedserver.metering.service import Metering
+from feedserver.plans import ProductFeed, QuotaName
 
 API_KEY_PREFIX = "fs_"
 MAX_CREDENTIAL = 4096
+_Body = TypeVar("_Body", bound=msgspec.Struct)
 
 
 class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -41,19 +45,18 @@ class RevokeBody(msgspec.Struct, forbid_unknown_fields=True):
     refresh_token: str
 
 
-def _decode(body: bytes, kind: type[Any]) -> Any:
+def _decode(body: bytes, kind: type[_Body]) -> _Body:
     try:
         value = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
         raise InvalidParameter(f"invalid request body: {exc}") from None
     except msgspec.DecodeError:
         raise BadRequest("request body is not valid JSON") from None
-    for field in msgspec.structs.fields(kind):
-        text = getattr(value, field.name)
-        if not 1 <= len(text) <= 255 and field.name != "refresh_token":
-            raise InvalidParameter(f"{field.name} must be 1 to 255 characters")
+    for name, text in msgspec.structs.asdict(value).items():
+        if not 1 <= len(text) <= 255 and name != "refresh_token":
+            raise InvalidParameter(f"{name} must be 1 to 255 characters")
         if not 1 <= len(text) <= MAX_CREDENTIAL:
-            raise InvalidParameter(f"{field.name} is too long")
+            raise InvalidParameter(f"{name} is too long")
     return value
 
 
@@ -76,17 +79,12 @@ def credential(request: Request[Any, Any, Any]) -> tuple[str, str]:
     raise Unauthorized("authentication required: send 'Authorization: Bearer <token>'")
 
 
-async def authenticate(request: Request[Any, Any, Any]) -> Principal:
+async def authenticate(request: Request[Any, Any, Any], accounts: Injected[Accounts]) -> Principal:
     """The ``principal`` dependency."""
-    svc = services_of(request)
-    if svc.accounts is None:
-        raise Unauthorized("no accounts service configured")
     kind, secret = credential(request)
-    method = (svc.accounts.authenticate_api_key if kind == "api_key"
-              else svc.accounts.authenticate_bearer)
-    principal: PrincipalDep | None = await call(method, secret)
-    if principal is None:
-        raise Unauthorized("invalid credentials")
+    method = (accounts.authenticate_api_key if kind == "api_key"
+              else accounts.authenticate_bearer)
+    principal = await anyio.to_thread.run_sync(method, secret)
     request.state["principal"] = principal
     return principal
 
@@ -95,41 +93,20 @@ PRINCIPAL = {"principal": Provide(authenticate)}
 PrincipalDep = NamedDependency[Principal]
 
 
-def entitle(principal: PrincipalDep, feed: str, project: str | None = None,
+def entitle(principal: Principal, feed: ProductFeed, project: str | None = None,
             namespace: int | None = None) -> None:
     """Raise Forbidden unless the principal's plan covers (feed, project, namespace)."""
-    plan = principal.plan
-    if plan is None:
-        if getattr(principal, "is_admin", False):
-            return
-        raise Forbidden("no plan: access to this feed is not included")
-    checker = getattr(plan, "check", None) or getattr(
-        getattr(plan, "entitlements", None), "check", None)
-    if checker is None:
-        raise Forbidden("plan has no entitlements")
-    checker(feed, project, namespace)
+    principal.plan.entitlements.check(feed, project, namespace)
 
 
-def allowed(principal: PrincipalDep, feed: str, project: str | None = None,
+def allowed(principal: Principal, feed: ProductFeed, project: str | None = None,
             namespace: int | None = None) -> bool:
-    try:
-        entitle(principal, feed, project, namespace)
-    except Forbidden:
-        return False
-    return True
+    return principal.plan.entitlements.allows(feed, project, namespace)
 
 
-def _json(value: Any, status: int = 200) -> Response[bytes]:
-    data = value if isinstance(value, dict) else msgspec.to_builtins(value)
-    return Response(ENCODER.encode(data), status_code=status, media_type="application/json",
+def _json(value: msgspec.Struct | dict[str, Any], status: int = 200) -> Response[bytes]:
+    return Response(ENCODER.encode(value), status_code=status, media_type="application/json",
                     headers={"Cache-Control": "no-store"})
-
-
-def _accounts(request: Request[Any, Any, Any]) -> Any:
-    svc = services_of(request)
-    if svc.accounts is None:
-        raise Unauthorized("no accounts service configured")
-    return svc.accounts
 
 
 _TOKENS = {**problem_specs(400, 401, 413, 422, 429),
@@ -137,58 +114,55 @@ _TOKENS = {**problem_specs(400, 401, 413, 422, 429),
 
 
 @post("/login", status_code=200, responses=_TOKENS)
-async def login(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def login(request: Request[Any, Any, Any], accounts: Injected[Accounts]) -> Response[bytes]:
     """Body ``{username, password}`` → ``{id_token, access_token, refresh_token,
     expires_in}``."""
-    body: LoginBody = _decode(await request.body(), LoginBody)
-    tokens = await call(_accounts(request).login, body.username.lower(), body.password)
+    body = _decode(await request.body(), LoginBody)
+    tokens = await anyio.to_thread.run_sync(accounts.login, body.username.lower(),
+                                            body.password)
     return _json(tokens)
 
 
 @post("/token-refresh", status_code=200, responses=_TOKENS)
-async def token_refresh(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def token_refresh(request: Request[Any, Any, Any], accounts: Injected[Accounts]
+                        ) -> Response[bytes]:
     """Body ``{username, refresh_token}`` → new id and access tokens."""
-    body: RefreshBody = _decode(await request.body(), RefreshBody)
-    tokens = await call(_accounts(request).refresh, body.username.lower(), body.refresh_token)
+    body = _decode(await request.body(), RefreshBody)
+    tokens = await anyio.to_thread.run_sync(accounts.refresh, body.username.lower(),
+                                            body.refresh_token)
     return _json(tokens)
 
 
 @post("/token-revoke", status_code=204, responses=problem_specs(400, 401, 413, 422))
-async def token_revoke(request: Request[Any, Any, Any]) -> None:
+async def token_revoke(request: Request[Any, Any, Any], accounts: Injected[Accounts]) -> None:
     """Body ``{refresh_token}``: revokes it and every access token minted from it."""
-    body: RevokeBody = _decode(await request.body(), RevokeBody)
-    await call(_accounts(request).revoke, body.refresh_token)
+    body = _decode(await request.body(), RevokeBody)
+    await anyio.to_thread.run_sync(accounts.revoke, body.refresh_token)
 
 
 _APIS = [
     {"path": "/v2/*", "method": "GET"}, {"path": "/v2/*", "method": "POST"},
     {"path": "/v2/*", "method": "HEAD"},
 ]
-
-
-def _used(svc: Services, customer_id: str, quota: str) -> int:
-    counters = svc.counters
-    if counters is None:
-        return 0
-    return int(counters.used(customer_id, month_of(datetime.now(UTC)), quota))
+_SHOWN: tuple[QuotaName, ...] = ("ondemand_lookups", "snapshot_downloads", "chunk_downloads")
 
 
 @post("/get-user", status_code=200, dependencies=PRINCIPAL, responses=problem_specs(401, 429))
-async def get_user(request: Request[Any, Any, Any], principal: PrincipalDep) -> Response[bytes]:
-    svc = services_of(request)
+async def get_user(principal: PrincipalDep, metering: Injected[Metering | None]) -> Response[bytes]:
     quotas = principal.plan.quotas
-    cid = principal.customer_id
+    counters = None if metering is None else metering.counters
+    month = month_of(datetime.now(UTC))
 
     def counts() -> dict[str, int]:
-        return {q: _used(svc, cid, q) for q in
-                ("ondemand_lookups", "snapshot_downloads", "chunk_downloads")}
+        if counters is None:
+            return dict.fromkeys(_SHOWN, 0)
+        return {q: counters.used(principal.customer_id, month, q) for q in _SHOWN}
 
-    used = await call(counts)
-    plan_name = getattr(principal.plan, "name", None)
+    used = await anyio.to_thread.run_sync(counts)
     return _json({
-        "username": getattr(principal, "user", None) or getattr(principal, "customer_name", ""),
-        "customer": getattr(principal, "customer_name", cid),
-        "groups": [plan_name] if plan_name else [],
+        "username": principal.user or principal.customer_name,
+        "customer": principal.customer_name,
+        "groups": [principal.plan.name],
         "apis": _APIS,
         "ondemand_requests_count": used["ondemand_lookups"],
         "ondemand_limit": quotas.ondemand_lookups,

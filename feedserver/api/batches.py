@@ -23,16 +23,18 @@ from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
+from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
-from feedserver.api.metered import metered_download, metered_metadata
+from feedserver.api.metered import Metered
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
 from feedserver.api.ranges import Part
-from feedserver.api.services import Principal, services_of
-from feedserver.api.snapshots import _DOWNLOAD, NamespaceRef, Ref, SizeMB, parse_identifier
+from feedserver.api.services import Injected
+from feedserver.api.snapshots import _DOWNLOAD, NamespaceRef, Ref, SizeMB
 from feedserver.errors import BadRequest, InvalidParameter
 from feedserver.feeds.batches.hours import label, parse_date_hour
 from feedserver.feeds.batches.store import BatchManifest, read_batch, read_hour
+from feedserver.plans import parse_snapshot_identifier
 from feedserver.storage.blobs import BlobStore
 
 FEED: Final = "batches"
@@ -80,13 +82,13 @@ def _hour(date: str, hour: str) -> datetime:
 
 def _identifier(identifier: str) -> tuple[str, int]:
     try:
-        return parse_identifier(identifier)
+        return parse_snapshot_identifier(identifier)
     except InvalidParameter as exc:
         raise BadRequest(exc.detail) from None
 
 
-async def _manifest(blobs: BlobStore, principal: Principal, date: str, hour: str,
-                    identifier: str) -> tuple[str, datetime, BatchManifest]:
+async def _manifest(blobs: BlobStore, principal: Principal, date: str, hour: str, identifier: str
+                    ) -> tuple[str, datetime, BatchManifest]:
     when = _hour(date, hour)
     wiki, ns = _identifier(identifier)
     entitle(principal, FEED, wiki, ns)
@@ -106,40 +108,39 @@ def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
        dependencies=PRINCIPAL,
        responses=_ok(list[BatchMetadata], "The hour's batches the plan covers (JSON or NDJSON)"))
 async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
-                       date: FromPath[str], hour: FromPath[str]) -> Response[bytes]:
+                       blobs: Injected[BlobStore], metered: Injected[Metered], date: FromPath[str],
+                       hour: FromPath[str]) -> Response[bytes]:
     """The hour's batches the plan covers; ``fields``, ``filters``, ``limit``."""
-    svc = services_of(request)
     when = _hour(date, hour)
     query = await read_query(request)
-    index = await anyio.to_thread.run_sync(read_hour, svc.blobs, when)
+    index = await anyio.to_thread.run_sync(read_hour, blobs, when)
     views = [batch_view(m) for m in index.batches
              if allowed(principal, FEED, m.is_part_of.identifier, m.namespace.identifier)]
     items = select(views, query)
-    return await metered_metadata(request, principal, FEED, None, items, many=True)
+    return await metered.metadata(request, principal, FEED, None, items, many=True)
 
 
 @route("/{date:str}/{hour:str}/{identifier:str}", http_method=["GET", "POST"],
        status_code=200, dependencies=PRINCIPAL, responses=_ok(BatchMetadata, "Batch metadata"))
 async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
-                    date: FromPath[str], hour: FromPath[str], identifier: FromPath[str]
-                    ) -> Response[bytes]:
+                    blobs: Injected[BlobStore], metered: Injected[Metered], date: FromPath[str],
+                    hour: FromPath[str], identifier: FromPath[str]) -> Response[bytes]:
     """One batch's metadata; ``fields``."""
-    svc = services_of(request)
-    wiki, _, m = await _manifest(svc.blobs, principal, date, hour, identifier)
+    wiki, _, m = await _manifest(blobs, principal, date, hour, identifier)
     query = await read_query(request)
     item = project(msgspec.to_builtins(batch_view(m)), query.fields)
-    return await metered_metadata(request, principal, FEED, wiki, item, many=False)
+    return await metered.metadata(request, principal, FEED, wiki, item, many=False)
 
 
 @route("/{date:str}/{hour:str}/{identifier:str}/download", http_method=["GET", "HEAD"],
        dependencies=PRINCIPAL, responses=_DOWNLOAD)
 async def download_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
+                         blobs: Injected[BlobStore], metered: Injected[Metered],
                          date: FromPath[str], hour: FromPath[str], identifier: FromPath[str]
                          ) -> Response[Any]:
     """The batch file (NDJSON, zstd); Range, If-Range, If-None-Match, HEAD."""
-    wiki, when, m = await _manifest(services_of(request).blobs, principal, date, hour,
-                                    identifier)
-    return await metered_download(
+    wiki, when, m = await _manifest(blobs, principal, date, hour, identifier)
+    return await metered.download(
         request, principal, FEED, wiki, parts=[Part(c.key, c.offset, c.size) for c in m.chunks],
         size=int(m.size.value), sha256=m.sha256, last_modified=m.date_modified,
         filename=f"{m.identifier}_{label(when)}.ndjson.zst",

@@ -20,16 +20,17 @@ import anyio.to_thread
 from litestar import Request, Response, Router, route
 from litestar.params import FromPath
 
+from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
-from feedserver.api.metered import metered_chunks, metered_metadata
+from feedserver.api.metered import Metered
 from feedserver.api.query import project, read_query, select
-from feedserver.api.services import Principal, Services, services_of
-from feedserver.api.snapshots import parse_identifier, parse_version
+from feedserver.api.services import Injected
+from feedserver.api.snapshots import parse_version
 from feedserver.errors import NotFound
 from feedserver.feeds.diffs.manifest import ENCODER, DiffManifest, DiffNotFound
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.snapshots.manifest import ChunkInfo
-from feedserver.plans import check_chunk_identifier
+from feedserver.plans import check_chunk_identifier, parse_snapshot_identifier
 
 FEED: Final = "diffs"
 _CHUNK_INDEX = re.compile(r"^[0-9]{1,7}$")
@@ -70,76 +71,71 @@ def chunk_view(m: DiffManifest, c: ChunkInfo) -> dict[str, Any]:
     }
 
 
-def _store(svc: Services) -> DiffStore:
-    return DiffStore(svc.blobs)
-
-
-async def _manifest(svc: Services, principal: Principal, identifier: str,
-                    version: int | None) -> tuple[str, DiffManifest]:
-    wiki, ns = parse_identifier(identifier)
+async def _manifest(diffs: DiffStore, principal: Principal, identifier: str, version: int | None
+                    ) -> tuple[str, DiffManifest]:
+    wiki, ns = parse_snapshot_identifier(identifier)
     entitle(principal, FEED, wiki, ns)
-    m = await anyio.to_thread.run_sync(_store(svc).manifest, identifier, version)
+    m = await anyio.to_thread.run_sync(diffs.manifest, identifier, version)
     return wiki, m
 
 
 @route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
-async def list_diffs(request: Request[Any, Any, Any], principal: PrincipalDep
-                     ) -> Response[bytes]:
+async def list_diffs(request: Request[Any, Any, Any], principal: PrincipalDep,
+                     diffs: Injected[DiffStore], metered: Injected[Metered]) -> Response[bytes]:
     """Every published diff the caller may see (all retained pairs, oldest first)."""
-    svc = services_of(request)
     query = await read_query(request)
 
     def views() -> list[dict[str, Any]]:
-        store = _store(svc)
         out = []
-        for identifier in sorted(store.identifiers()):
-            wiki, ns = parse_identifier(identifier)
+        for identifier in sorted(diffs.identifiers()):
+            wiki, ns = parse_snapshot_identifier(identifier)
             if not allowed(principal, FEED, wiki, ns):
                 continue
-            for ref in store.refs(identifier):
+            for ref in diffs.refs(identifier):
                 try:
-                    out.append(diff_view(store.manifest(identifier, ref.version)))
+                    out.append(diff_view(diffs.manifest(identifier, ref.version)))
                 except DiffNotFound:  # retired while listing
                     continue
         return out
 
     items = select(await anyio.to_thread.run_sync(views), query)
-    return await metered_metadata(request, principal, FEED, None, items, many=True)
+    return await metered.metadata(request, principal, FEED, None, items, many=True)
 
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL)
 async def get_diff(request: Request[Any, Any, Any], principal: PrincipalDep,
-                   identifier: FromPath[str]) -> Response[bytes]:
-    svc = services_of(request)
+                   diffs: Injected[DiffStore], metered: Injected[Metered], identifier: FromPath[str]
+                   ) -> Response[bytes]:
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
-    refs = await anyio.to_thread.run_sync(_store(svc).refs, identifier)
+    wiki, m = await _manifest(diffs, principal, identifier, parse_version(request))
+    refs = await anyio.to_thread.run_sync(diffs.refs, identifier)
     view = diff_view(m)
     view["versions"] = [r.version for r in refs]
-    return await metered_metadata(request, principal, FEED, wiki, project(view, query.fields),
+    return await metered.metadata(request, principal, FEED, wiki, project(view, query.fields),
                                   many=False)
 
 
 @route("/{identifier:str}/manifest", http_method=["GET"], status_code=200,
        dependencies=PRINCIPAL)
 async def get_manifest(request: Request[Any, Any, Any], principal: PrincipalDep,
+                       diffs: Injected[DiffStore], metered: Injected[Metered],
                        identifier: FromPath[str]) -> Response[bytes]:
     """The full diff manifest, as stored (what ``feedserver diff apply --manifest`` reads)."""
-    svc = services_of(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
-    headers = await svc.admit(principal, FEED, wiki)
+    wiki, m = await _manifest(diffs, principal, identifier, parse_version(request))
+    headers = await metered.billing.admit(principal, FEED, wiki)
     body = ENCODER.encode(m)
-    svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(body))
+    metered.billing.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(body))
     return Response(body, media_type="application/json", headers=headers)
 
 
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL)
 async def download_diff(request: Request[Any, Any, Any], principal: PrincipalDep,
+                        diffs: Injected[DiffStore], metered: Injected[Metered],
                         identifier: FromPath[str]) -> Response[Any]:
-    wiki, m = await _manifest(services_of(request), principal, identifier,
+    wiki, m = await _manifest(diffs, principal, identifier,
                               parse_version(request))
-    return await metered_chunks(
+    return await metered.chunks(
         request, principal, FEED, wiki, m.chunks, last_modified=m.date_modified,
         resource=f"{m.identifier}@{m.name}",
         sha256=m.sha256, filename=f"{m.identifier}_diff_{m.name}.ndjson.zst")
@@ -157,33 +153,34 @@ def _chunk(m: DiffManifest, chunk_id: str) -> ChunkInfo:
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL)
 async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
+                      diffs: Injected[DiffStore], metered: Injected[Metered],
                       identifier: FromPath[str]) -> Response[bytes]:
-    svc = services_of(request)
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(diffs, principal, identifier, parse_version(request))
     items = select([chunk_view(m, c) for c in m.chunks], query)
-    return await metered_metadata(request, principal, FEED, wiki, items, many=True)
+    return await metered.metadata(request, principal, FEED, wiki, items, many=True)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
        status_code=200, dependencies=PRINCIPAL)
 async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
+                    diffs: Injected[DiffStore], metered: Injected[Metered],
                     identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
-    svc = services_of(request)
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(diffs, principal, identifier, parse_version(request))
     item = project(chunk_view(m, _chunk(m, chunk_id)), query.fields)
-    return await metered_metadata(request, principal, FEED, wiki, item, many=False)
+    return await metered.metadata(request, principal, FEED, wiki, item, many=False)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
        dependencies=PRINCIPAL)
 async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
+                         diffs: Injected[DiffStore], metered: Injected[Metered],
                          identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[Any]:
-    wiki, m = await _manifest(services_of(request), principal, identifier,
+    wiki, m = await _manifest(diffs, principal, identifier,
                               parse_version(request))
     chunk = _chunk(m, chunk_id)
-    return await metered_chunks(
+    return await metered.chunks(
         request, principal, FEED, wiki, [chunk], last_modified=m.date_modified,
         resource=f"{chunk.identifier}@{m.name}",
         sha256=chunk.sha256, filename=f"{chunk.identifier}_diff_{m.name}.ndjson.zst")

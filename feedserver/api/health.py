@@ -10,13 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-from litestar import Request, Response, Router, get
+from litestar import Response, Router, get
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from feedserver.api.problems import problem_response
 from feedserver.api.query import ENCODER
-from feedserver.api.services import services_of
+from feedserver.api.services import Injected
 from feedserver.errors import FeedError
+from feedserver.metrics import Metrics
+from feedserver.storage.blobs import BlobStore
+from feedserver.storage.db import Database
+from feedserver.storage.eventlog import EventLog
 
 PROBE_KEY = "readyz-probe"
 EVENTS_PROBE_SECONDS = 5.0
@@ -29,28 +33,27 @@ async def healthz() -> Response[bytes]:
 
 
 @get("/readyz", include_in_schema=False)
-async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
-    svc = services_of(request)
+async def readyz(blobs: Injected[BlobStore], db: Injected[Database], events: Injected[EventLog]
+                 ) -> Response[Any]:
     checks: dict[str, str] = {}
 
     def probe() -> None:
         try:
-            svc.blobs.exists(PROBE_KEY)
+            blobs.exists(PROBE_KEY)
             checks["blobs"] = "ok"
         except (FeedError, OSError) as exc:
             checks["blobs"] = f"failed: {type(exc).__name__}"
-        if svc.db is not None:
-            try:
-                svc.db.fetchone("SELECT 1")
-                checks["database"] = "ok"
-            except (FeedError, OSError) as exc:
-                checks["database"] = f"failed: {type(exc).__name__}"
+        try:
+            db.fetchone("SELECT 1")
+            checks["database"] = "ok"
+        except (FeedError, OSError) as exc:
+            checks["database"] = f"failed: {type(exc).__name__}"
 
     with anyio.fail_after(10):
         await anyio.to_thread.run_sync(probe)
     # The realtime stream reads the event log and, in distributed mode, usage goes there.
     try:
-        await svc.events.probe(EVENTS_PROBE_SECONDS)
+        await events.probe(EVENTS_PROBE_SECONDS)
         checks["events"] = "ok"
     except FeedError as exc:
         checks["events"] = f"failed: {type(exc).__name__}"
@@ -64,10 +67,9 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get("/metrics", include_in_schema=False)
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    registry = services_of(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+async def scrape(metrics: Injected[Metrics]) -> Response[bytes]:
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def router() -> Router:
-    return Router("/", route_handlers=[healthz, readyz, metrics])
+    return Router("/", route_handlers=[healthz, readyz, scrape])

@@ -15,12 +15,13 @@ import anyio.to_thread
 from litestar import Request, Response, Router, route
 from litestar.params import FromPath
 
+from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import Query, project, read_query, render_list, render_one, select
-from feedserver.api.services import Principal, services_of
-from feedserver.api.snapshots import parse_identifier
+from feedserver.api.services import Billing, Injected, Snapshots
 from feedserver.errors import NotFound, SnapshotNotFound
+from feedserver.plans import parse_snapshot_identifier
 
 FEED: Final = "metadata"
 _ERRORS = problem_specs(400, 401, 404, 413, 422, 429)
@@ -70,12 +71,11 @@ def language_view(identifier: str) -> dict[str, Any]:
     return out
 
 
-def _catalog(request: Request[Any, Any, Any], principal: Principal) -> list[dict[str, Any]]:
+def _catalog(store: Snapshots, principal: Principal) -> list[dict[str, Any]]:
     """Projects (WME shape) with at least one snapshot the principal may read."""
-    store = services_of(request).snapshots
     projects: dict[str, dict[str, Any]] = {}
     for identifier in sorted(store.identifiers()):
-        wiki, ns = parse_identifier(identifier)
+        wiki, ns = parse_snapshot_identifier(identifier)
         if wiki in projects or not allowed(principal, "snapshots", wiki, ns):
             continue
         try:
@@ -95,10 +95,9 @@ def _catalog(request: Request[Any, Any, Any], principal: Principal) -> list[dict
     return list(projects.values())
 
 
-async def _respond(request: Request[Any, Any, Any], principal: Principal, items: list[Any],
-                   query: Query, ident: str | None, what: str) -> Response[bytes]:
-    svc = services_of(request)
-    headers = await svc.admit(principal, FEED)
+async def _respond(request: Request[Any, Any, Any], principal: Principal, billing: Billing,
+                   items: list[Any], query: Query, ident: str | None, what: str) -> Response[bytes]:
+    headers = await billing.admit(principal, FEED)
     if ident is None:
         selected = select(items, query)
         response = render_list(request, selected, headers)
@@ -107,25 +106,29 @@ async def _respond(request: Request[Any, Any, Any], principal: Principal, items:
         if not found:
             raise NotFound(f"{what} {ident[:100]!r} not found")
         response = render_one(project(found[0], query.fields), headers)
-    svc.report(request, principal, feed=FEED, project=None, bytes_sent=len(response.content))
+    billing.report(request, principal, feed=FEED, project=None,
+                   bytes_sent=len(response.content))
     return response
 
 
-Items = Callable[[Request[Any, Any, Any], Principal], Awaitable[list[Any]]]
+Items = Callable[[Snapshots, Principal], Awaitable[list[Any]]]
 
 
 def _routes(what: str, items: Items) -> list[Any]:
     """``/{what}`` (list) and ``/{what}/{identifier}`` (one) over ``items``."""
-    async def listing(request: Request[Any, Any, Any], principal: PrincipalDep) -> Response[bytes]:
+    async def listing(request: Request[Any, Any, Any], principal: PrincipalDep,
+                      snapshots: Injected[Snapshots], billing: Injected[Billing]
+                      ) -> Response[bytes]:
         query = await read_query(request)
-        return await _respond(request, principal, await items(request, principal), query,
-                              None, what)
+        return await _respond(request, principal, billing, await items(snapshots, principal),
+                              query, None, what)
 
     async def one(request: Request[Any, Any, Any], principal: PrincipalDep,
+                  snapshots: Injected[Snapshots], billing: Injected[Billing],
                   identifier: FromPath[str]) -> Response[bytes]:
         query = await read_query(request)
-        return await _respond(request, principal, await items(request, principal), query,
-                              identifier, what)
+        return await _respond(request, principal, billing, await items(snapshots, principal),
+                              query, identifier, what)
 
     return [
         route(f"/{what}", http_method=["GET", "POST"], dependencies=PRINCIPAL, status_code=200,
@@ -136,15 +139,15 @@ def _routes(what: str, items: Items) -> list[Any]:
 
 
 def _static(what: str, fixed: list[dict[str, Any]]) -> list[Any]:
-    async def items(request: Request[Any, Any, Any], principal: Principal) -> list[Any]:
+    async def items(snapshots: Snapshots, principal: Principal) -> list[Any]:
         return fixed
 
     return _routes(what, items)
 
 
 def _derived(what: str) -> list[Any]:
-    async def items(request: Request[Any, Any, Any], principal: Principal) -> list[Any]:
-        projects = await anyio.to_thread.run_sync(_catalog, request, principal)
+    async def items(snapshots: Snapshots, principal: Principal) -> list[Any]:
+        projects = await anyio.to_thread.run_sync(_catalog, snapshots, principal)
         if what == "projects":
             return projects
         langs = sorted({p["in_language"]["identifier"] for p in projects if "in_language" in p})

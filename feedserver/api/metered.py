@@ -14,62 +14,71 @@ from typing import Any
 
 from litestar import Request, Response
 
+from feedserver.accounts.models import Principal
 from feedserver.api import downloads
 from feedserver.api.query import render_list, render_one
 from feedserver.api.ranges import Part
-from feedserver.api.services import Principal, services_of
+from feedserver.api.services import Billing
+from feedserver.config import Settings
 from feedserver.feeds.snapshots.manifest import ChunkInfo
 from feedserver.plans import Feed
+from feedserver.storage.blobs import BlobStore
 
 
-async def metered_metadata(request: Request[Any, Any, Any], principal: Principal, feed: Feed,
-                           project: str | None, data: Any, *, many: bool) -> Response[bytes]:
-    """A metadata answer (a list, JSON or NDJSON, or one object): admitted, rendered and
-    reported with the bytes it carries."""
-    svc = services_of(request)
-    headers = await svc.admit(principal, feed, project)
-    response = render_list(request, data, headers) if many else render_one(data, headers)
-    svc.report(request, principal, feed=feed, project=project, bytes_sent=len(response.content))
-    return response
+class Metered:
+    """Metered answers of one request: ``billing`` around the rendering or the download."""
 
+    def __init__(self, billing: Billing, blobs: BlobStore, settings: Settings) -> None:
+        self.billing = billing
+        self.blobs = blobs
+        self.presign_seconds = (settings.presign_seconds if settings.s3_redirect_downloads
+                                else None)
 
-async def metered_download(request: Request[Any, Any, Any], principal: Principal, feed: Feed,
-                           project: str, *, parts: Sequence[Part], size: int, sha256: str,
-                           last_modified: datetime, filename: str, resource: str
-                           ) -> Response[Any]:
-    """HEAD or GET of the blob ``parts`` laid back to back (Range, ETag, 304, presigned
-    redirect on S3), admitted as a download of ``resource`` and reported as delivered."""
-    svc = services_of(request)
-    get = request.method == "GET"
+    async def metadata(self, request: Request[Any, Any, Any], principal: Principal, feed: Feed,
+                       project: str | None, data: Any, *, many: bool) -> Response[bytes]:
+        """A metadata answer (a list, JSON or NDJSON, or one object): admitted, rendered and
+        reported with the bytes it carries."""
+        headers = await self.billing.admit(principal, feed, project)
+        response = render_list(request, data, headers) if many else render_one(data, headers)
+        self.billing.report(request, principal, feed=feed, project=project,
+                            bytes_sent=len(response.content))
+        return response
 
-    async def admit() -> dict[str, str]:
-        return await svc.admit(principal, feed, project, resource=resource, download=True)
+    async def download(self, request: Request[Any, Any, Any], principal: Principal, feed: Feed,
+                       project: str, *, parts: Sequence[Part], size: int, sha256: str,
+                       last_modified: datetime, filename: str, resource: str) -> Response[Any]:
+        """HEAD or GET of the blob ``parts`` laid back to back (Range, ETag, 304, presigned
+        redirect on S3), admitted as a download of ``resource`` and reported as delivered."""
+        billing = self.billing
+        get = request.method == "GET"
 
-    def on_sent(n: int) -> None:
-        svc.report(request, principal, feed=feed, project=project, bytes_sent=n,
-                   resource=resource, download=get)
+        async def admit() -> dict[str, str]:
+            return await billing.admit(principal, feed, project, resource=resource,
+                                       download=True)
 
-    if not get:
-        head_headers = await svc.admit(principal, feed, project)
-        svc.report(request, principal, feed=feed, project=project)
-    response = await downloads.serve(
-        request, blobs=svc.blobs, parts=parts, size=size, sha256=sha256,
-        last_modified=last_modified, filename=filename, admit=admit, on_sent=on_sent,
-        presign_seconds=svc.settings.presign_seconds if svc.settings.s3_redirect_downloads
-        else None,
-    )
-    if not get:
-        response.headers.update(head_headers)
-    return response
+        def on_sent(n: int) -> None:
+            billing.report(request, principal, feed=feed, project=project, bytes_sent=n,
+                           resource=resource, download=get)
 
+        if not get:
+            head_headers = await billing.admit(principal, feed, project)
+            billing.report(request, principal, feed=feed, project=project)
+        response = await downloads.serve(
+            request, blobs=self.blobs, parts=parts, size=size, sha256=sha256,
+            last_modified=last_modified, filename=filename, admit=admit, on_sent=on_sent,
+            presign_seconds=self.presign_seconds,
+        )
+        if not get:
+            response.headers.update(head_headers)
+        return response
 
-async def metered_chunks(request: Request[Any, Any, Any], principal: Principal, feed: Feed,
-                         project: str, chunks: Sequence[ChunkInfo], *, last_modified: datetime,
-                         sha256: str, filename: str, resource: str) -> Response[Any]:
-    """``chunks`` of one manifest back to back (a whole snapshot or diff, or one chunk)."""
-    base = chunks[0].offset if chunks else 0
-    return await metered_download(
-        request, principal, feed, project,
-        parts=[Part(c.key, c.offset - base, c.size) for c in chunks],
-        size=sum(c.size for c in chunks), sha256=sha256, last_modified=last_modified,
-        filename=filename, resource=resource)
+    async def chunks(self, request: Request[Any, Any, Any], principal: Principal, feed: Feed,
+                     project: str, chunks: Sequence[ChunkInfo], *, last_modified: datetime,
+                     sha256: str, filename: str, resource: str) -> Response[Any]:
+        """``chunks`` of one manifest back to back (a whole snapshot or diff, or one chunk)."""
+        base = chunks[0].offset if chunks else 0
+        return await self.download(
+            request, principal, feed, project,
+            parts=[Part(c.key, c.offset - base, c.size) for c in chunks],
+            size=sum(c.size for c in chunks), sha256=sha256, last_modified=last_modified,
+            filename=filename, resource=resource)

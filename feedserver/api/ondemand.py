@@ -20,8 +20,8 @@ from litestar.params import FromPath
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import matches, project, read_query, render_list
-from feedserver.api.services import services_of
-from feedserver.errors import InvalidIdentifier, InvalidParameter, NotFound, Unavailable
+from feedserver.api.services import ArticleState, Billing, Injected
+from feedserver.errors import InvalidIdentifier, InvalidParameter, NotFound
 from feedserver.models import Article
 
 FEED: Final = "ondemand"
@@ -42,10 +42,10 @@ def check_name(name: str) -> str:
                   200: ResponseSpec(list[Article], generate_examples=False,
                                     description="The article in each entitled project")})
 async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDep,
+                         article_state: Injected[ArticleState], billing: Injected[Billing],
                          name: FromPath[str]) -> Response[bytes]:
     """Latest revision of ``name`` in every project that has it; ``fields``, ``filters``,
     ``limit`` (default 3, at most 10)."""
-    svc = services_of(request)
     query = await read_query(request)
     limit = DEFAULT_LIMIT if query.limit is None else query.limit
     if limit > MAX_LIMIT:
@@ -53,19 +53,16 @@ async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDe
     if limit < 1:
         raise InvalidParameter("limit must be at least 1")
     check_name(name)
-    if svc.state is None:
-        raise Unavailable("the on-demand state store is not configured")
     projects = sorted({str(f.value) for f in query.filters
                        if f.field == "is_part_of.identifier"})
     if len(projects) > 1:  # ANDed exact matches on one field: nothing can match both
         raise NotFound(f"article {name[:100]!r} not found")
     others = [f for f in query.filters if f.field != "is_part_of.identifier"]
-    headers = await svc.admit(principal, FEED, projects[0] if projects else None)
-    state = svc.state
+    headers = await billing.admit(principal, FEED, projects[0] if projects else None)
 
     def find() -> list[dict[str, Any]]:
         out = []
-        for article in state.find_by_name(name, projects or None, limit=CANDIDATES):
+        for article in article_state.find_by_name(name, projects or None, limit=CANDIDATES):
             if not allowed(principal, FEED, article.is_part_of.identifier,
                            article.namespace.identifier):
                 continue
@@ -80,8 +77,8 @@ async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDe
     if not found:
         raise NotFound(f"article {name[:100]!r} not found")
     response = render_list(request, found, headers)
-    svc.report(request, principal, feed=FEED, project=projects[0] if projects else None,
-               bytes_sent=len(response.content), articles=len(found))
+    billing.report(request, principal, feed=FEED, project=projects[0] if projects else None,
+                   bytes_sent=len(response.content), articles=len(found))
     return response
 
 

@@ -12,40 +12,35 @@ A stream ends with a final control message carrying ``offsets`` to resume from: 
 ``slow`` (the client fell more than ``realtime_max_subscriber_lag`` events behind) or
 ``shutdown``.
 
-The fan-out ``Hub`` lives on ``app.state.realtime``. It is created on first use over the app's
-event log (``create_app(events=...)`` or opened in its lifespan) and closed on app shutdown;
-SIGTERM/SIGINT first end every stream with its final position, so a graceful server shutdown
-does not wait for (or cut) the open streams.
+The fan-out ``Hub`` belongs to the app's ``Realtime`` service (``feeds.realtime.service``,
+injected here): opened on the first stream over the app's event log, ended and closed by the
+app's lifespan, where SIGTERM/SIGINT first end every stream with its final position, so a
+graceful server shutdown does not wait for (or cut) the open streams.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
-from types import FrameType
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import anyio
 import msgspec
-from litestar import Litestar, Request, route
+from litestar import Request, Router, route
 from litestar.response import Stream
 
+from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.problems import TYPE_BASE
-from feedserver.api.query import matches, project, wants_ndjson
+from feedserver.api.query import Query, matches, project, wants_ndjson
 from feedserver.api.realtime_params import read_params, start_positions
-from feedserver.api.services import Principal, request_id, services_of
-from feedserver.feeds.realtime.hub import Hub, Positions, Subscription, SubscriptionClosed
+from feedserver.api.services import Billing, Injected, request_id
+from feedserver.feeds.realtime.hub import Positions, Subscription, SubscriptionClosed
 from feedserver.feeds.realtime.items import StreamItem
-from feedserver.storage.eventlog import EventLog
+from feedserver.feeds.realtime.service import Realtime
 
 FEED: Final = "realtime"
-HEARTBEAT_SECONDS = 15.0
 READY_TIMEOUT = 10.0
 PROGRESS_SECONDS = 60.0
 COALESCE_BYTES = 64 * 1024
@@ -53,73 +48,6 @@ SSE = "text/event-stream"
 NDJSON = "application/x-ndjson"
 _ENCODER = msgspec.json.Encoder()
 log = logging.getLogger(__name__)
-
-
-# --- the hub on the app -------------------------------------------------------------------
-
-
-async def get_hub(app: Litestar) -> Hub:
-    hub: Hub | None = app.state.get("realtime")
-    if hub is not None:
-        return hub
-    lock: asyncio.Lock = app.state.setdefault("realtime_lock", asyncio.Lock())
-    async with lock:
-        hub = app.state.get("realtime")
-        if hub is None:
-            hub = await _open_hub(app)
-    return hub
-
-
-async def _open_hub(app: Litestar) -> Hub:
-    svc = app.state.services
-    settings = svc.settings
-    event_log: EventLog = svc.events
-    hub = Hub(event_log, settings.article_topic, partitions=settings.article_partitions,
-              queue_size=settings.realtime_subscriber_queue,
-              max_lag=settings.realtime_max_subscriber_lag)
-    await hub.start()
-    app.state.realtime = hub
-    restore = _drain_on_signals(hub)
-
-    async def shutdown() -> None:
-        restore()
-        await hub.close()
-
-    stack: AsyncExitStack | None = app.state.get("exit_stack")
-    if stack is not None:
-        stack.push_async_callback(shutdown)
-    else:  # an app started without our lifespan
-        app.on_shutdown.append(shutdown)
-    return hub
-
-
-def _drain_on_signals(hub: Hub) -> Callable[[], None]:
-    """Chain SIGTERM/SIGINT (uvicorn's handlers stay in charge): end every stream with its
-    final position first, so the server's graceful shutdown finds them finished."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    loop = asyncio.get_running_loop()
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(hub.end_streams)
-        prev = previous.get(signum)
-        if callable(prev):
-            prev(signum, frame)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        prev = signal.getsignal(sig)
-        if callable(prev):  # only when a server installed one (else keep the default)
-            previous[sig] = prev
-            signal.signal(sig, handler)
-
-    def restore() -> None:
-        if threading.current_thread() is threading.main_thread():
-            for sig, prev in previous.items():
-                if signal.getsignal(sig) is handler:
-                    signal.signal(sig, prev)
-
-    return restore
 
 
 # --- framing ------------------------------------------------------------------------------
@@ -140,7 +68,7 @@ def closing_message(reason: str, positions: Positions) -> dict[str, Any]:
 class _Viewer:
     """Per stream: plan projects/namespaces, filters and fields; memoised per project+ns."""
 
-    def __init__(self, principal: Principal, params_query: Any) -> None:
+    def __init__(self, principal: Principal, params_query: Query) -> None:
         self.principal = principal
         self.filters = params_query.filters
         self.fields = params_query.fields
@@ -164,8 +92,8 @@ class _Viewer:
         return _ENCODER.encode(project(data, self.fields)) if self.fields else item.raw
 
 
-def _frame(item: StreamItem, sub: Subscription, viewer: _Viewer, *,
-           ndjson: bool) -> tuple[bytes, bytes] | None:
+def _frame(item: StreamItem, sub: Subscription, viewer: _Viewer, *, ndjson: bool
+           ) -> tuple[bytes, bytes] | None:
     """The wire frame of ``item`` and (SSE) its id; None when the viewer does not see it."""
     body = viewer.render(item)
     if body is None:
@@ -176,8 +104,8 @@ def _frame(item: StreamItem, sub: Subscription, viewer: _Viewer, *,
     return b"id: " + ident + b"\nevent: message\ndata: " + body + b"\n\n", ident
 
 
-async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool,
-                  heartbeat: float, counts: list[int]) -> AsyncIterator[bytes]:
+async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool, heartbeat: float,
+                  counts: list[int]) -> AsyncIterator[bytes]:
     """The body; ``counts`` = [events, bytes] delivered (read by the caller's finally).
 
     Items already waiting (a catch-up poll, a burst in the live buffer) go out together, up to
@@ -236,19 +164,20 @@ def _closing(closed: SubscriptionClosed, *, ndjson: bool) -> bytes:
 
 
 @route("/v2/articles", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
-async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> Stream:
-    svc = services_of(request)
+async def articles(request: Request[Any, Any, Any], principal: PrincipalDep,
+                   realtime: Injected[Realtime], billing: Injected[Billing]) -> Stream:
     entitle(principal, FEED)
     params = await read_params(request)
-    hub = await get_hub(request.app)
+    hub = await realtime.hub()
     await hub.ready(READY_TIMEOUT)
     positions = await start_positions(params, hub.tail(), hub.log, hub.topic)
-    headers = await svc.admit(principal, FEED)
+    headers = await billing.admit(principal, FEED)
     sub = hub.subscribe(positions)
     viewer = _Viewer(principal, params.query)
     ndjson = wants_ndjson(request)
     rid = request_id(request)
-    heartbeat = float(request.app.state.get("realtime_heartbeat", HEARTBEAT_SECONDS))
+    heartbeat = realtime.heartbeat
+    usage = billing.usage
 
     async def body() -> AsyncIterator[bytes]:
         counts = [0, 0]
@@ -260,14 +189,13 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> 
                 yield frame
                 if time.monotonic() - last_progress >= PROGRESS_SECONDS:
                     last_progress = time.monotonic()
-                    svc.usage.progress(principal, feed=FEED, project=None, request_id=rid,
-                                       bytes_sent=counts[1])
+                    usage.progress(principal, feed=FEED, project=None, request_id=rid,
+                                   bytes_sent=counts[1])
         finally:
             hub.detach(sub)
-            svc.usage.record(principal, feed=FEED, project=None, request_id=rid,
-                             bytes_sent=counts[1],
-                             stream_seconds=round(time.monotonic() - started),
-                             stream_events=counts[0])
+            usage.record(principal, feed=FEED, project=None, request_id=rid,
+                         bytes_sent=counts[1], stream_seconds=round(time.monotonic() - started),
+                         stream_events=counts[0])
             with anyio.CancelScope(shield=True):
                 await sub.close()
 
@@ -277,4 +205,5 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> 
     })
 
 
-ROUTES = [articles]
+def router() -> Router:
+    return Router("/", route_handlers=[articles])

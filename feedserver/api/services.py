@@ -1,87 +1,85 @@
-"""What the handlers get injected: the long-lived components, behind small protocols.
+"""What the handlers are handed: the long-lived components, typed, and the billing seam.
 
-``Services`` is built once per app in the lifespan (``feedserver.api.app``) and reached through
-``request.app.state.services``; there are no module globals. The protocols describe only what
-the HTTP layer calls, so unit tests can hand in small fakes and the real components (accounts
-service, ``SnapshotStore``, ``StateStore``, ``Metering``) fit structurally.
+``Services`` is built once per app in the lifespan (``feedserver.api.app``) and reaches the
+handlers through litestar dependency injection, one dependency per component (a handler
+names the ones it uses as parameters: ``snapshots: Snapshots``, ``billing: Billing``...);
+there are no module globals. The protocols describe only what the HTTP layer calls, so a
+test may hand in a small fake that implements them.
 
-Two seams matter for billing and are used by every handler:
+The seam that matters for billing is ``Billing``, used by every metered handler:
 
-* ``admit(...)`` before serving (rate limit + quotas; ``None`` = metering off), and
+* ``admit(...)`` before serving (rate limit + quotas; headers for the response), and
 * ``report(...)``: the ONE place each response's usage (principal, feed, project, bytes sent,
   articles) is handed to the ``UsageSink``.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, Any, Protocol, TypeAlias, TypeVar
 
-import anyio.to_thread
 from litestar import Request
+from litestar.di import Dependency
+from litestar.params import SkipValidationMarker
 
+from feedserver.accounts.models import Principal, TokenPair
 from feedserver.config import Settings
+from feedserver.feeds.diffs.store import DiffStore
+from feedserver.feeds.realtime.service import Realtime
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.metering.records import UsageSink
+from feedserver.metering.service import Metering
 from feedserver.metrics import Metrics
 from feedserver.models import Article
-from feedserver.plans import Feed, Plan
+from feedserver.plans import Feed
 from feedserver.storage.blobs import BlobStore
 from feedserver.storage.db import Database
 from feedserver.storage.eventlog import EventLog
 
 T = TypeVar("T")
 
-
-@runtime_checkable  # litestar validates injected dependencies with isinstance
-class Principal(Protocol):
-    """An authenticated caller (``feedserver.accounts`` ``Principal``)."""
-
-    @property
-    def customer_id(self) -> str: ...
-    @property
-    def api_key_id(self) -> str | None: ...
-    @property
-    def user(self) -> str | None: ...
-    @property
-    def plan(self) -> Plan: ...
+# A handler parameter filled by the dependency of the same name (``build_app`` provides one
+# per component). Not validated per request: the providers are typed (mypy checks them), and
+# an isinstance check of a protocol costs tens of microseconds on every request.
+Injected: TypeAlias = Annotated[T, Dependency(kind="named"), SkipValidationMarker()]
 
 
 class Accounts(Protocol):
-    def login(self, username: str, password: str) -> Any: ...
-    def refresh(self, username: str, refresh_token: str) -> Any: ...
-    def revoke(self, refresh_token: str) -> Any: ...
-    def authenticate_bearer(self, token: str) -> Any: ...
-    def authenticate_api_key(self, key: str) -> Any: ...
+    """Who is calling (``feedserver.accounts.service.Accounts`` fits). Every method is
+    synchronous and does blocking I/O: handlers call it in a worker thread."""
+
+    def login(self, username: str, password: str) -> TokenPair:
+        """Raises ``Unauthorized`` (wrong password), ``Forbidden`` (disabled)."""
+
+    def refresh(self, username: str, refresh_token: str) -> TokenPair:
+        """Raises ``Unauthorized``, ``Forbidden``, ``RateLimited`` (refresh limit)."""
+
+    def revoke(self, refresh_token: str) -> None:
+        """Raises ``Unauthorized`` (unknown token)."""
+
+    def authenticate_bearer(self, token: str) -> Principal:
+        """An access token or an API key. Raises ``Unauthorized``, ``Forbidden``."""
+
+    def authenticate_api_key(self, key: str) -> Principal:
+        """Raises ``Unauthorized``, ``Forbidden``."""
 
 
 class Snapshots(Protocol):
+    """Published snapshots (``feeds.snapshots.store.SnapshotStore`` fits); synchronous."""
+
     def identifiers(self) -> list[str]: ...
     def versions(self, identifier: str) -> list[int]: ...
     def manifest(self, identifier: str, version: int | None = None) -> Manifest: ...
 
 
 class ArticleState(Protocol):
+    """The latest revision of every page (``feeds.events.state.StateStore`` fits)."""
+
     def find_by_name(self, name: str, projects: Sequence[str] | None = None, *,
                      limit: int = 100) -> list[Article]: ...
-
-
-Admit = Callable[..., Awaitable[Any]]
-
-
-async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a component method that may be sync (blocking I/O: in a worker thread) or async."""
-    if inspect.iscoroutinefunction(fn):
-        return await fn(*args, **kwargs)
-    result = await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -103,30 +101,22 @@ def request_id(request: Request[Any, Any, Any]) -> str:
     return rid
 
 
-@dataclass
-class Services:
-    settings: Settings
-    blobs: BlobStore
-    db: Database | None
-    events: EventLog
-    accounts: Accounts | None
-    snapshots: Snapshots
-    state: ArticleState | None
-    usage: UsageSink
-    admitter: Admit | None
-    metrics: Metrics
-    counters: Any = None  # metering QuotaCounters (``used(customer, month, quota)``) or None
-    metering: Any = None  # the ``Metering`` when the app runs one (usage reports read it)
+class Billing:
+    """Admission before serving and the usage report after it."""
+
+    def __init__(self, usage: UsageSink, metering: Metering | None = None) -> None:
+        self.usage = usage
+        self.metering = metering
 
     async def admit(self, principal: Principal, feed: Feed, project: str | None = None, *,
                     resource: str | None = None, download: bool = False) -> dict[str, str]:
-        """Rate limit and quota check before serving; returns the RateLimit headers."""
-        if self.admitter is None:
+        """Rate limit and quota check before serving; returns the RateLimit headers.
+        Raises ``RateLimited``, ``QuotaExceeded``."""
+        if self.metering is None:
             return {}
-        admission = await self.admitter(principal, feed, project, resource=resource,
-                                        download=download)
-        headers: dict[str, str] = dict(getattr(admission, "headers", None) or {})
-        return headers
+        admission = await self.metering.admit(principal, feed, project, resource=resource,
+                                              download=download)
+        return admission.headers
 
     def report(self, request: Request[Any, Any, Any], principal: Principal, *, feed: Feed,
                project: str | None, bytes_sent: int = 0, articles: int = 0,
@@ -137,7 +127,19 @@ class Services:
                           download=download)
 
 
-def services_of(request: Request[Any, Any, Any]) -> Services:
-    svc: Services = request.app.state.services
-    return svc
+@dataclass(frozen=True)
+class Services:
+    """Every component a running app serves with (opened or handed in by ``build_app``)."""
 
+    settings: Settings
+    blobs: BlobStore
+    db: Database
+    events: EventLog
+    accounts: Accounts
+    snapshots: Snapshots
+    diffs: DiffStore
+    state: ArticleState
+    billing: Billing
+    metering: Metering | None
+    realtime: Realtime
+    metrics: Metrics

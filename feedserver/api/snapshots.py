@@ -25,23 +25,18 @@ from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
+from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
-from feedserver.api.metered import metered_chunks, metered_metadata
+from feedserver.api.metered import Metered
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
-from feedserver.api.services import Principal, Services, services_of
+from feedserver.api.services import Injected, Snapshots
 from feedserver.errors import InvalidParameter, SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest
-from feedserver.plans import SNAPSHOT_RE, check_chunk_identifier, check_identifier
+from feedserver.plans import check_chunk_identifier, parse_snapshot_identifier
 
 FEED: Final = "snapshots"
 _CHUNK_INDEX = re.compile(r"^[0-9]{1,7}$")
-
-
-def parse_identifier(identifier: str) -> tuple[str, int]:
-    m = SNAPSHOT_RE.match(check_identifier(identifier))
-    assert m is not None  # check_identifier matched the same pattern
-    return m.group(1), int(m.group(2))
 
 
 def parse_version(request: Request[Any, Any, Any]) -> int | None:
@@ -155,61 +150,62 @@ def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
                                          generate_examples=False)}
 
 
-async def _manifest(svc: Services, principal: Principal, identifier: str,
-                    version: int | None) -> tuple[str, Manifest]:
-    wiki, ns = parse_identifier(identifier)
+async def _manifest(snapshots: Snapshots, principal: Principal, identifier: str, version: int | None
+                    ) -> tuple[str, Manifest]:
+    wiki, ns = parse_snapshot_identifier(identifier)
     entitle(principal, FEED, wiki, ns)
-    m = await anyio.to_thread.run_sync(svc.snapshots.manifest, identifier, version)
+    m = await anyio.to_thread.run_sync(snapshots.manifest, identifier, version)
     return wiki, m
 
 
 @route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
        responses=_ok(list[SnapshotMetadata], "Snapshots the plan covers (JSON or NDJSON)"))
-async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDep
+async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDep,
+                         snapshots: Injected[Snapshots], metered: Injected[Metered]
                          ) -> Response[bytes]:
     """List snapshots; ``fields``, ``filters`` (namespace.identifier, is_part_of.identifier,
     in_language.identifier), ``limit``."""
-    svc = services_of(request)
     query = await read_query(request)
 
     def views() -> list[SnapshotMetadata]:
         out = []
-        for identifier in sorted(svc.snapshots.identifiers()):
-            wiki, ns = parse_identifier(identifier)
+        for identifier in sorted(snapshots.identifiers()):
+            wiki, ns = parse_snapshot_identifier(identifier)
             if not allowed(principal, FEED, wiki, ns):
                 continue
             try:
-                out.append(snapshot_view(svc.snapshots.manifest(identifier)))
+                out.append(snapshot_view(snapshots.manifest(identifier)))
             except SnapshotNotFound:  # removed while listing
                 continue
         return out
 
     items = select(await anyio.to_thread.run_sync(views), query)
-    return await metered_metadata(request, principal, FEED, None, items, many=True)
+    return await metered.metadata(request, principal, FEED, None, items, many=True)
 
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL, responses=_ok(SnapshotMetadata, "Snapshot metadata"))
 async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
+                       snapshots: Injected[Snapshots], metered: Injected[Metered],
                        identifier: FromPath[str]) -> Response[bytes]:
     """One snapshot's metadata; ``?version=N`` for an older version; ``fields``."""
-    svc = services_of(request)
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
-    versions = await anyio.to_thread.run_sync(svc.snapshots.versions, identifier)
+    wiki, m = await _manifest(snapshots, principal, identifier, parse_version(request))
+    versions = await anyio.to_thread.run_sync(snapshots.versions, identifier)
     item = project(msgspec.to_builtins(snapshot_view(m, versions)), query.fields)
-    return await metered_metadata(request, principal, FEED, wiki, item, many=False)
+    return await metered.metadata(request, principal, FEED, wiki, item, many=False)
 
 
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL,
        responses=_DOWNLOAD)
 async def download_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
+                            snapshots: Injected[Snapshots], metered: Injected[Metered],
                             identifier: FromPath[str]) -> Response[Any]:
     """The snapshot: its chunk files back to back (NDJSON, zstd). Range, If-Range,
     If-None-Match; ``?version=N``."""
-    wiki, m = await _manifest(services_of(request), principal, identifier,
+    wiki, m = await _manifest(snapshots, principal, identifier,
                               parse_version(request))
-    return await metered_chunks(
+    return await metered.chunks(
         request, principal, FEED, wiki, m.chunks, last_modified=m.date_modified,
         resource=f"{m.identifier}@{m.version}", sha256=m.sha256,
         filename=f"{m.identifier}_v{m.version}.ndjson.zst")
@@ -218,27 +214,27 @@ async def download_snapshot(request: Request[Any, Any, Any], principal: Principa
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL, responses=_ok(list[ChunkMetadata], "The snapshot's chunks"))
 async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
+                      snapshots: Injected[Snapshots], metered: Injected[Metered],
                       identifier: FromPath[str]) -> Response[bytes]:
     """Chunk metadata of a snapshot version; ``fields``, ``filters``, ``limit``."""
-    svc = services_of(request)
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(snapshots, principal, identifier, parse_version(request))
     items = select([chunk_view(m, c) for c in m.chunks], query)
-    return await metered_metadata(request, principal, FEED, wiki, items, many=True)
+    return await metered.metadata(request, principal, FEED, wiki, items, many=True)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
        status_code=200, dependencies=PRINCIPAL,
        responses=_ok(ChunkMetadata, "Chunk metadata"))
 async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
+                    snapshots: Injected[Snapshots], metered: Injected[Metered],
                     identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
     """One chunk, by identifier or index."""
-    svc = services_of(request)
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(snapshots, principal, identifier, parse_version(request))
     chunk = _chunk(m, chunk_id)
     item = project(msgspec.to_builtins(chunk_view(m, chunk)), query.fields)
-    return await metered_metadata(request, principal, FEED, wiki, item, many=False)
+    return await metered.metadata(request, principal, FEED, wiki, item, many=False)
 
 
 def _chunk(m: Manifest, chunk_id: FromPath[str]) -> ChunkInfo:
@@ -254,13 +250,13 @@ def _chunk(m: Manifest, chunk_id: FromPath[str]) -> ChunkInfo:
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
        dependencies=PRINCIPAL, responses=_DOWNLOAD)
 async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
-                         identifier: FromPath[str], chunk_id: FromPath[str]
-                         ) -> Response[Any]:
+                         snapshots: Injected[Snapshots], metered: Injected[Metered],
+                         identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[Any]:
     """One chunk file (NDJSON, zstd); same Range and ETag support as the snapshot."""
-    wiki, m = await _manifest(services_of(request), principal, identifier,
+    wiki, m = await _manifest(snapshots, principal, identifier,
                               parse_version(request))
     chunk = _chunk(m, chunk_id)
-    return await metered_chunks(
+    return await metered.chunks(
         request, principal, "chunks", wiki, [chunk], last_modified=m.date_modified,
         resource=f"{chunk.identifier}@{m.version}", sha256=chunk.sha256,
         filename=f"{chunk.identifier}_v{m.version}.ndjson.zst")

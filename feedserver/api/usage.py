@@ -1,61 +1,41 @@
 """``GET /v1/usage``: the JSON usage report (the finance page ``GET /usage`` that draws it is
 ``api/portal``).
 
-The report route authenticates with the API's ``principal`` dependency and reads the ledger
-through ``app.state.services.db``; plans by customer come from ``app.state.metering.directory``
-when the app keeps its ``Metering`` there, else from ``customer_directory(db)``. Administrators
-(``is_admin``) see every customer and may pick one with ``?customer=<id or name>``; anyone else
-sees only their own customer. ``?month=YYYY-MM`` (UTC) defaults to the current month.
+The route authenticates with the API's ``principal`` dependency and reads the ledger in the
+app's database; plans by customer come from the app's ``Metering`` (its directory) when it
+runs one, else from ``customer_directory(db)``. Administrators (``Principal.is_admin``) see
+every customer and may pick one with ``?customer=<id or name>``; anyone else sees only their
+own customer. ``?month=YYYY-MM`` (UTC) defaults to the current month.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio.to_thread
-from litestar import Request, Response, get
-from litestar.di import NamedDependency
+from litestar import Response, Router, get
 from litestar.params import FromQuery
-from litestar.types import ControllerRouterHandler
 
-from feedserver.api.auth import PRINCIPAL
-from feedserver.api.services import services_of
-from feedserver.errors import Forbidden, Unavailable
+from feedserver.api.auth import PRINCIPAL, PrincipalDep
+from feedserver.api.services import Injected
+from feedserver.errors import Forbidden
 from feedserver.metering.customers import CustomerDirectory, customer_directory
 from feedserver.metering.months import month_of, parse_month
 from feedserver.metering.records import utcnow
 from feedserver.metering.reports import build_report, to_json
-
-
-def is_admin(principal: Any) -> bool:
-    groups = getattr(principal, "groups", None) or ()
-    return bool(
-        getattr(principal, "is_admin", False)
-        or getattr(principal, "role", None) == "admin"
-        or "admin" in groups
-    )
+from feedserver.metering.service import Metering
+from feedserver.storage.db import Database
 
 
 @get("/v1/usage", dependencies=PRINCIPAL)
-async def usage_report(
-    request: Request[Any, Any, Any],
-    # Any: callers of the report only need ``is_admin`` / ``customer_id`` (tests inject a
-    # minimal principal that the full Principal protocol check would reject).
-    principal: NamedDependency[Any],
-    month: FromQuery[str | None] = None,
-    customer: FromQuery[str | None] = None,
-) -> Response[bytes]:
+async def usage_report(principal: PrincipalDep, db: Injected[Database],
+                       metering: Injected[Metering | None], month: FromQuery[str | None] = None,
+                       customer: FromQuery[str | None] = None) -> Response[bytes]:
     month = month or month_of(utcnow())
     parse_month(month)
-    admin = is_admin(principal)
+    admin = principal.is_admin
     if not admin:
-        if customer not in (None, str(principal.customer_id)):
+        if customer not in (None, principal.customer_id):
             raise Forbidden("customers may only read their own usage")
-        customer = str(principal.customer_id)
-    db = services_of(request).db
-    if db is None:
-        raise Unavailable("usage reports need the database")
-    metering = getattr(request.app.state, "metering", None)
+        customer = principal.customer_id
 
     def build() -> bytes:
         directory: CustomerDirectory = (
@@ -63,12 +43,12 @@ async def usage_report(
         )
         # an admin may name a customer; a customer's own id needs no lookup
         cid = directory.resolve(customer) if admin and customer else customer
-        return to_json(build_report(db, month, customer_id=cid,
-                                    terms_of=directory.terms))
+        return to_json(build_report(db, month, customer_id=cid, terms_of=directory.terms))
 
     body = await anyio.to_thread.run_sync(build)
     return Response(body, media_type="application/json",
                     headers={"Cache-Control": "no-store"})
 
 
-ROUTES: tuple[ControllerRouterHandler, ...] = (usage_report,)
+def router() -> Router:
+    return Router("/", route_handlers=[usage_report])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +19,7 @@ from feedserver.plans import Plan, Prices, Quotas
 from feedserver.storage.db import SQLiteDatabase
 from tests.fixtures.asgi import serve_in_thread
 from tests.unit.metering.conftest import FakePrincipal
-from tests.unit.metering.usage_app import usage_app
+from tests.unit.metering.usage_app import principal, usage_app
 
 pytestmark = pytest.mark.browser
 
@@ -29,13 +28,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync"]
 PLAN = Plan(name="default", quotas=Quotas(chunk_downloads=4),
                  prices=Prices(per_gb_egress=Decimal("0.09"), monthly_base_fee=Decimal(20)))
-
-
-@dataclass
-class Admin:
-    customer_id: str = "operator"
-    api_key_id: str | None = None
-    is_admin: bool = True
 
 
 @pytest.fixture
@@ -49,7 +41,7 @@ def server(tmp_path: Path) -> Iterator[str]:
             FakePrincipal(customer_id=who), feed="chunks", project="enwiki",
             request_id=f"r{i}", bytes_sent=(i + 1) * 10**9, ts=ts))
     QuotaCounters(db).consume("acme", "2026-11", "chunk_downloads", 4, nov[0], amount=3)
-    app = usage_app(metering, {"admin-token": Admin()})
+    app = usage_app(metering, {"admin-token": principal("operator", admin=True)})
     with serve_in_thread(app) as url:
         yield url
     db.close()

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from litestar import Litestar
 from prometheus_client import CollectorRegistry
 
 from feedserver.accounts.service import Accounts
-from feedserver.api.app import create_app
+from feedserver.api.app import FeedApp, build_app
 from feedserver.config import Settings
+from feedserver.feeds.realtime.hub import Hub
 from feedserver.plans import Plan
 from feedserver.storage.db import Database
 from tests.conftest import EVENTS
@@ -68,14 +68,19 @@ def make_accounts(db: Database, settings: Settings) -> tuple[Accounts, Keys]:
 class Server:
     """The app being served and its base URL."""
 
-    app: Litestar
+    app: FeedApp
     url: str
+
+    @property
+    def hub(self) -> Hub:
+        """The app's realtime hub (opened by the first stream)."""
+        hub = self.app.services.realtime.current
+        assert hub is not None
+        return hub
 
     def call(self, fn: Any) -> None:
         """Run ``fn()`` on the server's loop (e.g. ``hub.end_streams``)."""
-        hub = self.app.state.get("realtime")
-        assert hub is not None
-        loop = hub._task.get_loop() if hub._task else None
+        loop = self.hub._task.get_loop() if self.hub._task else None
         assert loop is not None
         loop.call_soon_threadsafe(fn)
 
@@ -83,9 +88,8 @@ class Server:
 @contextlib.contextmanager
 def serve(settings: Settings, db: Database, accounts: Accounts, *, events: Any = None,
           usage: Any = None, heartbeat: float = 0.5) -> Iterator[Server]:
-    app = create_app(settings, db=db, events=events, accounts=accounts, usage=usage,
-                     registry=CollectorRegistry())
-    app.state.realtime_heartbeat = heartbeat
+    app = build_app(settings, db=db, events=events, accounts=accounts, usage=usage,
+                    registry=CollectorRegistry(), realtime_heartbeat=heartbeat)
     with serve_in_thread(app, graceful_shutdown=5) as url:
         yield Server(app, url)
 

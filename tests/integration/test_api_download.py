@@ -23,7 +23,7 @@ import zstandard
 from prometheus_client import CollectorRegistry
 
 from feedserver.accounts.service import Accounts
-from feedserver.api.app import create_app
+from feedserver.api.app import build_app
 from feedserver.config import Settings
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.snapshots.build import build_snapshots
@@ -76,7 +76,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for customer, plan in (("acme", "en"), ("globex", "simple")):
         accounts.create_customer(customer, plan)
         accounts.create_user(f"{customer}-user", PASSWORD, customer)
-    app = create_app(settings, blobs=blobs, db=db, accounts=accounts, state=state,
+    app = build_app(settings, blobs=blobs, db=db, accounts=accounts, state=state,
                      registry=CollectorRegistry())
     try:
         with serve_in_thread(app) as url:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from feedserver.accounts.passwords import Passwords
 from feedserver.accounts.service import Accounts
-from feedserver.api.app import create_app
+from feedserver.api.app import build_app
 from feedserver.config import load_settings
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.snapshots.build import build_snapshots
@@ -42,7 +42,7 @@ def test_app_opens_its_components(fresh_postgres_url: str, tmp_path: Path) -> No
     finally:
         db.close()
 
-    app = create_app(settings, registry=CollectorRegistry())
+    app = build_app(settings, registry=CollectorRegistry())
     with TestClient(app) as client:
         assert client.get("/readyz").json()["checks"] == {
             "blobs": "ok", "database": "ok", "events": "ok"}

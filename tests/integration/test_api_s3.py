@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
 from feedserver.accounts.service import Accounts
-from feedserver.api.app import create_app
+from feedserver.api.app import build_app
 from feedserver.config import Settings
 from feedserver.feeds.snapshots.build import build_snapshots
 from feedserver.storage.blobs import open_blob_store
@@ -33,7 +33,7 @@ def _client(settings: Settings) -> tuple[TestClient[Any], dict[str, str], Any]:
     accounts = Accounts(db, settings)
     accounts.create_customer("acme", "free")
     key = accounts.create_api_key("acme")[1]
-    app = create_app(settings, blobs=blobs, db=db, accounts=accounts,
+    app = build_app(settings, blobs=blobs, db=db, accounts=accounts,
                      registry=CollectorRegistry())
     return TestClient(app), {"Authorization": f"Bearer {key}"}, manifest
 

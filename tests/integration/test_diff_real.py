@@ -27,7 +27,7 @@ import zstandard
 from prometheus_client import CollectorRegistry
 
 from feedserver.accounts.service import Accounts
-from feedserver.api.app import create_app
+from feedserver.api.app import build_app
 from feedserver.config import Settings
 from feedserver.feeds.diffs.advance import advance_snapshot
 from feedserver.feeds.diffs.build import build_diff
@@ -119,7 +119,7 @@ def world(tmp_path: Path, shared_data: Path) -> Iterator[tuple[Settings, Filesys
     accounts.create_customer("initech", "snapshots-only")
     key = accounts.create_api_key("acme")[1]
     other = accounts.create_api_key("initech")[1]
-    app = create_app(settings, blobs=blobs, db=db, accounts=accounts, state=state,
+    app = build_app(settings, blobs=blobs, db=db, accounts=accounts, state=state,
                      registry=CollectorRegistry())
     try:
         with serve_in_thread(app) as url:

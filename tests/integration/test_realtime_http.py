@@ -157,7 +157,7 @@ async def test_slow_client_is_cut_with_position_and_shutdown_ends_streams(
                 idle = StreamClient(srv.url, w.keys.everything, ndjson=True)
                 stream = idle.messages(http, stop_after=30)
                 await anext(stream)  # first heartbeat: subscribed
-                hub = srv.app.state.realtime
+                hub = srv.hub
                 srv.call(hub.end_streams)
                 rest = [k async for k, _ in stream]
                 assert rest[-1] == "error" and idle.closings[-1]["reason"] == "shutdown"

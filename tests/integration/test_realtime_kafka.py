@@ -169,7 +169,7 @@ async def test_fifty_subscribers_and_one_slow(kafka_broker: str, tmp_path: Path)
                         await produce(producer, settings.event_topics[0], raw[n:n + 20])
                         await asyncio.sleep(0.1)
                     await asyncio.wait_for(asyncio.gather(*readers), 120)
-                    hub = srv.app.state.realtime
+                    hub = srv.hub
                     for _ in range(100):  # the slow one is cut once its buffer overflows
                         if hub.cut:
                             break

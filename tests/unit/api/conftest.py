@@ -15,7 +15,7 @@ from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
 from feedserver.accounts.service import Accounts
-from feedserver.api.app import create_app
+from feedserver.api.app import build_app
 from feedserver.config import Settings
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.snapshots.build import build_from_records
@@ -106,7 +106,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 @pytest.fixture
 def client(world: World) -> Iterator[TestClient[Any]]:
-    app = create_app(world.settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
+    app = build_app(world.settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
                      state=world.state, registry=CollectorRegistry())
     with TestClient(app) as c:
         yield c

@@ -15,7 +15,7 @@ import pytest_asyncio
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
-from feedserver.api.app import create_app
+from feedserver.api.app import build_app
 from feedserver.feeds.batches import hours as hours
 from feedserver.feeds.batches.build import build_hour
 from feedserver.feeds.batches.store import BatchManifest, read_hour
@@ -85,7 +85,7 @@ def sink() -> Recorder:
 def client(bworld: BatchWorld, sink: Recorder) -> Iterator[TestClient[Any]]:
     w = bworld.world
     usage: UsageSink = sink  # type: ignore[assignment]
-    app = create_app(w.settings, blobs=w.blobs, db=w.db, accounts=w.accounts, state=w.state,
+    app = build_app(w.settings, blobs=w.blobs, db=w.db, accounts=w.accounts, state=w.state,
                      registry=CollectorRegistry(), usage=usage)
     with TestClient(app) as c:
         yield c

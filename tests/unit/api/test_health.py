@@ -5,7 +5,7 @@ from typing import Any
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
-from feedserver.api.app import create_app
+from feedserver.api.app import build_app
 from feedserver.cli import build_parser
 from feedserver.errors import StorageError
 from tests.unit.api.conftest import World
@@ -13,7 +13,7 @@ from tests.unit.api.conftest import World
 
 def test_metrics_by_route_template(world: World) -> None:
     registry = CollectorRegistry()
-    app = create_app(world.settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
+    app = build_app(world.settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
                      state=world.state, registry=registry)
     with TestClient(app) as c:
         c.get("/v2/snapshots/enwiki_namespace_0", headers=world.headers(world.key_a))
@@ -42,7 +42,7 @@ class BrokenBlobs:
 
 
 def test_readyz_reports_failures(world: World) -> None:
-    app = create_app(world.settings, blobs=BrokenBlobs(), db=world.db,  # type: ignore[arg-type]
+    app = build_app(world.settings, blobs=BrokenBlobs(), db=world.db,  # type: ignore[arg-type]
                      accounts=world.accounts, state=world.state, snapshots=object(),  # type: ignore[arg-type]
                      registry=CollectorRegistry())
     with TestClient(app) as c:

@@ -9,7 +9,7 @@ import msgspec
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
-from feedserver.api.app import create_app
+from feedserver.api.app import build_app
 from feedserver.metering.service import open_metering
 from feedserver.storage.eventlog import EmbeddedEventLog
 from tests.unit.api.conftest import World
@@ -28,7 +28,7 @@ class RecordingSink:
 
 def test_download_and_lookup_reported(world: World) -> None:
     sink = RecordingSink()
-    app = create_app(world.settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
+    app = build_app(world.settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
                      state=world.state, usage=sink, registry=CollectorRegistry())
     m = world.manifests["enwiki_namespace_0"]
     with TestClient(app) as c:
@@ -51,7 +51,7 @@ def test_real_metering_counts_downloads(world: World, tmp_path: Path) -> None:
     settings = msgspec.structs.replace(world.settings, metering_enabled=True,
                                        data_dir=str(tmp_path))
     metering = open_metering(settings, world.db, EmbeddedEventLog(world.db))
-    app = create_app(settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
+    app = build_app(settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
                      state=world.state, metering=metering, registry=CollectorRegistry())
     with TestClient(app) as c:
         h = world.headers(world.key_b)
@@ -77,7 +77,7 @@ def test_quota_and_rate_limit_problems(world: World, tmp_path: Path) -> None:
     key_e = world.accounts.create_api_key("epsilon")[1]
     settings = msgspec.structs.replace(world.settings, metering_enabled=True,
                                        data_dir=str(tmp_path))
-    app = create_app(settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
+    app = build_app(settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
                      state=world.state, registry=CollectorRegistry())
     base = "/v2/snapshots/enwiki_namespace_0/chunks"
     with TestClient(app) as c:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -14,14 +13,7 @@ from feedserver.metering.service import Metering
 from feedserver.plans import Plan, Prices
 from feedserver.storage.db import Database
 from tests.unit.metering.conftest import FakePrincipal
-from tests.unit.metering.usage_app import usage_app
-
-
-@dataclass
-class Admin:
-    customer_id: str = "operator"
-    api_key_id: str | None = None
-    is_admin: bool = True
+from tests.unit.metering.usage_app import principal, usage_app
 
 
 def test_usage_json_is_scoped_to_the_caller(db: Database, tmp_path: Path) -> None:
@@ -33,7 +25,8 @@ def test_usage_json_is_scoped_to_the_caller(db: Database, tmp_path: Path) -> Non
         metering.ledger.append(response_records(
             FakePrincipal(customer_id=who), feed="chunks", project="enwiki", request_id=who,
             bytes_sent=100, ts=ts))
-    app = usage_app(metering, {"admin": Admin(), "acme": FakePrincipal()})
+    app = usage_app(metering, {"admin": principal("operator", admin=True),
+                               "acme": principal("acme")})
     with TestClient(app) as client:
         mine = client.get("/v1/usage?month=2026-11", headers={"Authorization": "Bearer acme"})
         assert mine.status_code == 200

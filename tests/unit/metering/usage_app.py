@@ -1,33 +1,68 @@
-"""A minimal litestar app around the usage routes, for tests independent of ``create_app``: the
-API's own auth dependency and problem+json handler, with a token -> principal accounts fake."""
+"""A minimal litestar app around the usage routes, for tests independent of ``build_app``: the
+API's own auth dependency, usage and portal routers and problem+json handler, with an
+``Accounts`` fake that knows a few tokens."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import SimpleNamespace
-from typing import Any
 
 from litestar import Litestar
+from litestar.di import Provide
 
-from feedserver.api import portal
+from feedserver.accounts.models import Principal, TokenPair
+from feedserver.api import portal, usage
 from feedserver.api.problems import handle_exception
-from feedserver.api.usage import ROUTES
+from feedserver.api.services import Accounts
+from feedserver.errors import Unauthorized
 from feedserver.metering.service import Metering
+from feedserver.plans import UNLIMITED
+from feedserver.storage.db import Database
+
+
+def principal(customer_id: str, *, admin: bool = False) -> Principal:
+    return Principal(customer_id=customer_id, customer_name=customer_id, user=None,
+                     api_key_id=None, is_admin=admin, plan=UNLIMITED)
 
 
 class TokenAccounts:
-    def __init__(self, tokens: Mapping[str, Any]) -> None:
+    """``Accounts`` for a fixed set of bearer tokens (no logins)."""
+
+    def __init__(self, tokens: Mapping[str, Principal]) -> None:
         self.tokens = tokens
 
-    def authenticate_bearer(self, token: str) -> Any:
-        return self.tokens.get(token)
+    def login(self, username: str, password: str) -> TokenPair:
+        raise Unauthorized("no logins here")
+
+    def refresh(self, username: str, refresh_token: str) -> TokenPair:
+        raise Unauthorized("no logins here")
+
+    def revoke(self, refresh_token: str) -> None:
+        raise Unauthorized("no logins here")
+
+    def authenticate_bearer(self, token: str) -> Principal:
+        found = self.tokens.get(token)
+        if found is None:
+            raise Unauthorized("invalid credentials")
+        return found
 
     authenticate_api_key = authenticate_bearer
 
 
-def usage_app(metering: Metering, tokens: Mapping[str, Any]) -> Litestar:
-    app = Litestar(route_handlers=[*ROUTES, portal.router()],
-                   exception_handlers={Exception: handle_exception})
-    app.state.services = SimpleNamespace(accounts=TokenAccounts(tokens), db=metering.db)
-    app.state.metering = metering
-    return app
+def usage_app(metering: Metering, tokens: Mapping[str, Principal]) -> Litestar:
+    accounts: Accounts = TokenAccounts(tokens)
+
+    def provide_accounts() -> Accounts:
+        return accounts
+
+    def provide_db() -> Database:
+        return metering.db
+
+    def provide_metering() -> Metering | None:
+        return metering
+
+    return Litestar(
+        route_handlers=[usage.router(), portal.router()],
+        dependencies={"accounts": Provide(provide_accounts, sync_to_thread=False),
+                      "db": Provide(provide_db, sync_to_thread=False),
+                      "metering": Provide(provide_metering, sync_to_thread=False)},
+        exception_handlers={Exception: handle_exception})
