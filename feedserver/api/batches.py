@@ -25,12 +25,13 @@ from litestar.params import FromPath
 
 from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.chunks import DOWNLOAD_RESPONSES
 from feedserver.api.metered import Metered
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
 from feedserver.api.ranges import Part
 from feedserver.api.services import Injected
-from feedserver.api.snapshots import _DOWNLOAD, NamespaceRef, Ref, SizeMB
+from feedserver.api.snapshots import NamespaceRef, Ref, SizeMB
 from feedserver.errors import BadRequest, InvalidParameter
 from feedserver.feeds.batches.hours import label, parse_date_hour
 from feedserver.feeds.batches.store import BatchManifest, read_batch, read_hour
@@ -133,7 +134,7 @@ async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 
 @route("/{date:str}/{hour:str}/{identifier:str}/download", http_method=["GET", "HEAD"],
-       dependencies=PRINCIPAL, responses=_DOWNLOAD)
+       dependencies=PRINCIPAL, responses=DOWNLOAD_RESPONSES)
 async def download_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
                          blobs: Injected[BlobStore], metered: Injected[Metered],
                          date: FromPath[str], hour: FromPath[str], identifier: FromPath[str]

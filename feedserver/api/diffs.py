@@ -13,7 +13,6 @@ anything is read, so callers learn nothing about diffs outside their plan.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 import anyio.to_thread
@@ -21,6 +20,7 @@ from litestar import Request, Response, Router, route
 from litestar.params import FromPath
 
 from feedserver.accounts.models import Principal
+from feedserver.api import chunks
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.metered import Metered
 from feedserver.api.query import project, read_query, select
@@ -30,10 +30,9 @@ from feedserver.errors import NotFound
 from feedserver.feeds.diffs.manifest import ENCODER, DiffManifest, DiffNotFound
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.snapshots.manifest import ChunkInfo
-from feedserver.plans import check_chunk_identifier, parse_snapshot_identifier
+from feedserver.plans import parse_snapshot_identifier
 
 FEED: Final = "diffs"
-_CHUNK_INDEX = re.compile(r"^[0-9]{1,7}$")
 
 
 def _mb(size: int) -> dict[str, Any]:
@@ -141,13 +140,8 @@ async def download_diff(request: Request[Any, Any, Any], principal: PrincipalDep
         sha256=m.sha256, filename=f"{m.identifier}_diff_{m.name}.ndjson.zst")
 
 
-def _chunk(m: DiffManifest, chunk_id: str) -> ChunkInfo:
-    if not _CHUNK_INDEX.match(chunk_id):
-        check_chunk_identifier(chunk_id)
-    chunk = m.chunk(chunk_id)
-    if not chunk.identifier.startswith(m.identifier + "_chunk_"):
-        raise NotFound(f"chunk {chunk_id!r} not found")
-    return chunk
+def _missing(chunk_id: str) -> NotFound:
+    return NotFound(f"chunk {chunk_id!r} not found")
 
 
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
@@ -157,8 +151,8 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
                       identifier: FromPath[str]) -> Response[bytes]:
     query = await read_query(request)
     wiki, m = await _manifest(diffs, principal, identifier, parse_version(request))
-    items = select([chunk_view(m, c) for c in m.chunks], query)
-    return await metered.metadata(request, principal, FEED, wiki, items, many=True)
+    return await chunks.list_chunks(request, principal, metered, FEED, wiki, m, query,
+                                    chunk_view)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
@@ -168,8 +162,8 @@ async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                     identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
     query = await read_query(request)
     wiki, m = await _manifest(diffs, principal, identifier, parse_version(request))
-    item = project(chunk_view(m, _chunk(m, chunk_id)), query.fields)
-    return await metered.metadata(request, principal, FEED, wiki, item, many=False)
+    return await chunks.get_chunk(request, principal, metered, FEED, wiki, m, query, chunk_id,
+                                  chunk_view, _missing)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
@@ -179,7 +173,7 @@ async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDe
                          identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[Any]:
     wiki, m = await _manifest(diffs, principal, identifier,
                               parse_version(request))
-    chunk = _chunk(m, chunk_id)
+    chunk = chunks.find_chunk(m, chunk_id, _missing)
     return await metered.chunks(
         request, principal, FEED, wiki, [chunk], last_modified=m.date_modified,
         resource=f"{chunk.identifier}@{m.name}",

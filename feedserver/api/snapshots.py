@@ -15,7 +15,6 @@ so a caller learns nothing about snapshots outside its plan (403 whether or not 
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Final
 
@@ -26,17 +25,18 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from feedserver.accounts.models import Principal
+from feedserver.api import chunks
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.chunks import DOWNLOAD_RESPONSES
 from feedserver.api.metered import Metered
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
 from feedserver.api.services import Injected, Snapshots
 from feedserver.errors import InvalidParameter, SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest
-from feedserver.plans import check_chunk_identifier, parse_snapshot_identifier
+from feedserver.plans import parse_snapshot_identifier
 
 FEED: Final = "snapshots"
-_CHUNK_INDEX = re.compile(r"^[0-9]{1,7}$")
 
 
 def parse_version(request: Request[Any, Any, Any]) -> int | None:
@@ -133,16 +133,6 @@ def chunk_view(m: Manifest, c: ChunkInfo) -> ChunkMetadata:
 
 
 _ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
-_DOWNLOAD = {
-    **problem_specs(400, 401, 403, 404, 416, 422, 429),
-    200: ResponseSpec(None, description="The whole file (application/zstd); ETag, "
-                      "Repr-Digest, Accept-Ranges", media_type="application/zstd"),
-    206: ResponseSpec(None, description="One range (Content-Range) or several "
-                      "(multipart/byteranges)", media_type="application/zstd"),
-    304: ResponseSpec(None, description="Not modified (If-None-Match)"),
-    307: ResponseSpec(None, description="Redirect to a presigned URL (S3 store with "
-                      "s3_redirect_downloads, single-file downloads without Range)"),
-}
 
 
 def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
@@ -197,7 +187,7 @@ async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL,
-       responses=_DOWNLOAD)
+       responses=DOWNLOAD_RESPONSES)
 async def download_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
                             snapshots: Injected[Snapshots], metered: Injected[Metered],
                             identifier: FromPath[str]) -> Response[Any]:
@@ -219,8 +209,8 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
     """Chunk metadata of a snapshot version; ``fields``, ``filters``, ``limit``."""
     query = await read_query(request)
     wiki, m = await _manifest(snapshots, principal, identifier, parse_version(request))
-    items = select([chunk_view(m, c) for c in m.chunks], query)
-    return await metered.metadata(request, principal, FEED, wiki, items, many=True)
+    return await chunks.list_chunks(request, principal, metered, FEED, wiki, m, query,
+                                    chunk_view)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
@@ -232,30 +222,19 @@ async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
     """One chunk, by identifier or index."""
     query = await read_query(request)
     wiki, m = await _manifest(snapshots, principal, identifier, parse_version(request))
-    chunk = _chunk(m, chunk_id)
-    item = project(msgspec.to_builtins(chunk_view(m, chunk)), query.fields)
-    return await metered.metadata(request, principal, FEED, wiki, item, many=False)
-
-
-def _chunk(m: Manifest, chunk_id: FromPath[str]) -> ChunkInfo:
-    if not _CHUNK_INDEX.match(chunk_id):
-        check_chunk_identifier(chunk_id)  # only ASCII digits or a well-formed identifier
-    chunk = m.chunk(chunk_id)
-    # A chunk identifier names its snapshot: refuse one of another snapshot.
-    if not chunk.identifier.startswith(m.identifier + "_chunk_"):
-        raise SnapshotNotFound(chunk_id)
-    return chunk
+    return await chunks.get_chunk(request, principal, metered, FEED, wiki, m, query, chunk_id,
+                                  chunk_view, SnapshotNotFound)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
-       dependencies=PRINCIPAL, responses=_DOWNLOAD)
+       dependencies=PRINCIPAL, responses=DOWNLOAD_RESPONSES)
 async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                          snapshots: Injected[Snapshots], metered: Injected[Metered],
                          identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[Any]:
     """One chunk file (NDJSON, zstd); same Range and ETag support as the snapshot."""
     wiki, m = await _manifest(snapshots, principal, identifier,
                               parse_version(request))
-    chunk = _chunk(m, chunk_id)
+    chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
     return await metered.chunks(
         request, principal, "chunks", wiki, [chunk], last_modified=m.date_modified,
         resource=f"{chunk.identifier}@{m.version}", sha256=chunk.sha256,
