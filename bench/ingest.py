@@ -1,6 +1,6 @@
 """Dump ingest + snapshot build throughput, as ratios to bare mwxml iteration in the same run.
 
-Inputs, made in a temp folder: a generated ~30 MB XML dump (``feedserver.demo`` pages) written
+Inputs, made in a temp folder: a generated ~30 MB XML dump (``feedserver.demo.dump`` pages) written
 as ONE bz2 file, as ``PARTS`` bz2 files (contiguous page ranges, like Wikimedia's split dumps)
 and as ONE multistream bz2 (header stream, streams of 100 pages, footer stream, like
 ``pages-articles-multistream.xml.bz2``); plus the real enwiki sample from the shared data.
@@ -26,7 +26,7 @@ from pathlib import Path
 import mwxml
 
 from feedserver.config import Settings, load_settings
-from feedserver.demo import SITEINFO, demo_pages
+from feedserver.demo.dump import SITEINFO, demo_pages
 from feedserver.feeds.snapshots.build import build_snapshots
 from feedserver.ingest.dumpfile import open_dump
 from feedserver.storage.blobs import FilesystemBlobStore

@@ -83,7 +83,7 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def _dump(settings: Settings, pages: int) -> Path:
-    from feedserver.demo import write_demo_dump
+    from feedserver.demo.dump import write_demo_dump
 
     path = settings.data_path / "demo" / f"{WIKI}-latest-pages-articles.xml.bz2"
     if not path.is_file():
@@ -138,7 +138,7 @@ def _events(settings: Settings) -> str | None:
     """A short edit history of the demo wiki through the event log and the consumer, so the
     state store, the realtime stream and the hourly batches have content. Returns the title
     of the first edited article."""
-    from feedserver.demo_events import demo_events
+    from feedserver.demo.events import demo_events
     from feedserver.feeds.snapshots.store import SnapshotStore
     from feedserver.storage.blobs import open_blob_store
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from feedserver.demo import SITEINFO, demo_pages
+from feedserver.demo.dump import SITEINFO, demo_pages
 from feedserver.errors import DumpError
 from feedserver.formats.hashing import ENCODER
 from feedserver.ingest.dump import read_dump

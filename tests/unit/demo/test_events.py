@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from feedserver.demo import write_demo_dump
-from feedserver.demo_events import demo_events
+from feedserver.demo.dump import write_demo_dump
+from feedserver.demo.events import demo_events
 from feedserver.ingest.dump import read_dump
 from feedserver.ingest.events import changes_from_json
 from feedserver.models import Article
