@@ -18,8 +18,8 @@ from feedserver.metering.service import Metering
 from feedserver.plans import Plan, Prices, Quotas
 from feedserver.storage.db import SQLiteDatabase
 from tests.fixtures.asgi import serve_in_thread
+from tests.unit.api.usage_app import principal, usage_app
 from tests.unit.metering.conftest import FakePrincipal
-from tests.unit.metering.usage_app import principal, usage_app
 
 pytestmark = pytest.mark.browser
 

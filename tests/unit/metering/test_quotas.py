@@ -4,22 +4,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from feedserver.errors import InvalidParameter, QuotaExceeded
+from feedserver.errors import QuotaExceeded
 from feedserver.metering.ledger import migrate
-from feedserver.metering.months import month_bounds, parse_month, seconds_to_month_end
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.storage.db import Database
 
 NOW = datetime(2026, 11, 30, 23, 59, 30, tzinfo=UTC)
-
-
-def test_month_bounds_are_exact_utc() -> None:
-    assert month_bounds("2026-12") == (datetime(2026, 12, 1, tzinfo=UTC),
-                                       datetime(2027, 1, 1, tzinfo=UTC))
-    assert seconds_to_month_end(NOW) == 30
-    for bad in ("2026-13", "2026-1", "26-11", "2026-11-01"):
-        with pytest.raises(InvalidParameter):
-            parse_month(bad)
 
 
 def test_consume_stops_at_the_limit_and_rolls_back(db: Database) -> None:

@@ -20,7 +20,7 @@ from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import Outgoing
 from feedserver.storage.eventlog.kafka import KafkaEventLog
 from tests.conftest import ROOT
-from tests.integration.test_kafka_consumer import _articles, _env, _settings
+from tests.integration.feeds.test_consumer_kafka import _articles, _env, _settings
 from tests.unit.feeds.events.test_consumer_members import page_key, real_events, synthetic_events
 
 pytestmark = pytest.mark.integration

@@ -12,13 +12,13 @@ from feedserver.metering.records import response_records
 from feedserver.metering.service import Metering
 from feedserver.plans import Plan, Prices
 from feedserver.storage.db import Database
+from tests.unit.api.usage_app import principal, usage_app
 from tests.unit.metering.conftest import FakePrincipal
-from tests.unit.metering.usage_app import principal, usage_app
 
 
-def test_usage_json_is_scoped_to_the_caller(db: Database, tmp_path: Path) -> None:
+def test_usage_json_is_scoped_to_the_caller(database: Database, tmp_path: Path) -> None:
     plan = Plan(name="default", prices=Prices(monthly_base_fee=Decimal(5)))
-    metering = Metering(db, journal_dir=str(tmp_path / "j"), directory=StaticDirectory(
+    metering = Metering(database, journal_dir=str(tmp_path / "j"), directory=StaticDirectory(
         {"acme": ("Acme Corp", plan), "globex": ("Globex", plan)}))
     ts = datetime(2026, 11, 3, tzinfo=UTC)
     for who in ("acme", "globex"):

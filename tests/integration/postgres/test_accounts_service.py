@@ -1,0 +1,7 @@
+"""``tests/unit/accounts/test_service.py`` on PostgreSQL."""
+
+import pytest
+
+from tests.unit.accounts.test_service import *  # noqa: F403 - its tests run here
+
+pytestmark = pytest.mark.integration
