@@ -4,7 +4,7 @@ Shaped like ``/v2/snapshots`` (same query handling, entitlements, metering seam 
 code: ``downloads.serve`` gives HEAD, ETag/304, single and multiple Ranges, and the presigned
 307 redirect when snapshots use it). ``date`` is ``YYYY-MM-DD`` and ``hour`` ``00``..``23``
 (UTC); the hour is the time the Article events entered the feed (see
-``feeds/batch_hours.py``). The metadata object is a snapshot's without ``chunks`` (as WME),
+``feeds/batches/hours.py``). The metadata object is a snapshot's without ``chunks`` (as WME),
 plus ``date``, ``hour`` and ``event_counts``.
 
 A malformed date, hour or identifier is a 400 before anything is read; entitlement (feed

@@ -3,9 +3,9 @@
 For one hour: every partition is read from the first offset stamped at or after the hour's
 start (``offsets_for_times``) up to the end offsets captured when the build began, stopping
 early once a record is stamped past ``end + grace``. Records stamped inside the hour are
-folded into "latest per article" as they stream by (``batch_files.keep_latest``), so memory
+folded into "latest per article" as they stream by (``files.keep_latest``), so memory
 holds one record per article changed in the hour, never the whole hour. The hour is
-published only if every partition's reader passed it (``batch_hours``); otherwise the build
+published only if every partition's reader passed it (``hours``); otherwise the build
 raises ``Conflict`` and publishes nothing.
 
 ``build_pending`` builds every complete hour not yet built within retention (and expires old

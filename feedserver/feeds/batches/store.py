@@ -13,8 +13,8 @@ holds every manifest of the hour and is the commit point: an hour without it doe
 for readers, so a crash mid-publish leaves nothing visible. An hour with no events still gets
 an (empty) index: "built, nothing happened" differs from "not built yet".
 
-The builder (reading the event log) is ``batch_build``; the pure parts are ``batch_hours``
-(time) and ``batch_files`` (contents).
+The builder (reading the event log) is ``build``; the pure parts are ``hours`` (time) and
+``files`` (contents).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ served back to back are the whole download)::
 
 The ``article`` of an add/update is byte for byte the record's line in version N, so applying
 the diff to version B reproduces N's lines exactly and its content root hash can be checked
-against ``DiffManifest.content_root_hash`` (see ``diff_apply``).
+against ``DiffManifest.content_root_hash`` (see ``apply``).
 
 Layout in any ``BlobStore``::
 

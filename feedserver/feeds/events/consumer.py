@@ -20,7 +20,7 @@ consumer reads every output partition from the last checkpoint to its end and re
 (output partition, source partition), the highest source ``(offset, index)`` already produced;
 an output at or below it is skipped. See docs/events.md for why this is exact.
 
-With static membership (``member`` of ``members``, ``feeds.membership``) the consumer reads,
+With static membership (``member`` of ``members``, ``feeds.events.membership``) the consumer reads,
 dedups and commits only the input partitions it owns; its output checkpoints are its own.
 """
 

@@ -3,7 +3,7 @@
 Bounded memory by construction:
 
 * the hub holds one poll batch at a time; each record becomes ONE shared ``StreamItem`` (with
-  ``event.partition`` / ``event.offset`` stamped in; see ``realtime_item``);
+  ``event.partition`` / ``event.offset`` stamped in; see ``items``);
 * each live subscriber has a buffer of at most ``queue_size`` items (references to the shared
   items). The hub never waits for a subscriber: when a buffer is full the subscriber FALLS OFF
   the live fan-out (its buffer is dropped) and continues from its own positions with a reader
