@@ -50,9 +50,7 @@ async def _blocks(blobs: BlobStore, segments: Sequence[ranges.Segment]) -> Async
                 got += len(data)
                 yield data
         finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
+            it.close()
         if got != seg.stop - seg.start:
             # Headers already promised this many bytes: abort the connection, never pad.
             raise IntegrityError(f"blob {seg.key} is shorter than its manifest says")

@@ -127,12 +127,7 @@ class Ledger:
                 if rec.meter == "bytes" and rec.quantity:
                     key = (rec.customer_id, row[2][:7])
                     bytes_by_month[key] = bytes_by_month.get(key, 0) + rec.quantity
-            many = getattr(cur, "executemany", None)  # sqlite3's: one C loop for the batch
-            if many is not None:
-                many(insert, rows)
-            else:
-                for values in rows:
-                    cur.execute(insert, values)
+            cur.executemany(insert, rows)
             for (customer, month), used in bytes_by_month.items():
                 cur.execute(
                     "INSERT INTO quota_usage (customer_id, month, meter, used) "

@@ -13,7 +13,7 @@ inside the implementation and never leave it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -56,8 +56,10 @@ class BlobStore(Protocol):
         """Whole object (small objects: manifests, pointers).
         Raises ``BlobNotFound``, ``InvalidIdentifier``, ``StorageError``."""
 
-    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Stream bytes ``[start, end)`` in blocks without loading the object in memory.
+    def open_range(self, key: str, start: int = 0,
+                   end: int | None = None) -> Generator[bytes, None, None]:
+        """Stream bytes ``[start, end)`` in blocks without loading the object in memory;
+        ``close()`` the generator to release the file or connection before the end.
         Raises ``BlobNotFound`` (on the call), ``InvalidIdentifier``, ``StorageError``."""
 
     def stat(self, key: str) -> BlobInfo:

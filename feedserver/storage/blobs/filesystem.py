@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -82,14 +82,16 @@ class FilesystemBlobStore:
         with _translated(key, "read"):
             return path.read_bytes()
 
-    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    def open_range(self, key: str, start: int = 0,
+                   end: int | None = None) -> Generator[bytes, None, None]:
         path = self._path(key)
         with _translated(key, "read"):
             fh = path.open("rb")
         return self._iter(key, fh, start, end)
 
     @staticmethod
-    def _iter(key: str, fh: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
+    def _iter(key: str, fh: BinaryIO, start: int,
+              end: int | None) -> Generator[bytes, None, None]:
         with fh, _translated(key, "read"):
             fh.seek(start)
             remaining = None if end is None else end - start

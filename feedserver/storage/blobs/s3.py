@@ -12,7 +12,7 @@ leave this module.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -48,6 +48,10 @@ def _raise(exc: BaseException, key: str | None, action: str) -> NoReturn:
         raise BlobNotFound(key) from None
     what = f" {key!r}" if key is not None else ""
     raise StorageError(f"s3: cannot {action}{what}: {exc}") from None
+
+
+def _nothing() -> Generator[bytes, None, None]:
+    yield from ()
 
 
 def _normalise_prefix(prefix: str) -> str:
@@ -199,23 +203,24 @@ class S3BlobStore:
         except _VENDOR_ERRORS as exc:
             _raise(exc, key, "read")
 
-    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    def open_range(self, key: str, start: int = 0,
+                   end: int | None = None) -> Generator[bytes, None, None]:
         name = self._key(key)
         if end is not None and end <= start:
             self.stat(key)  # still report a missing object
-            return iter(())
+            return _nothing()
         # The request is made now, not on first iteration, so BlobNotFound surfaces at the call.
         byte_range = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=name, Range=byte_range)
         except _VENDOR_ERRORS as exc:
             if _code(exc) == "InvalidRange":  # start at or past the end: nothing to read
-                return iter(())
+                return _nothing()
             _raise(exc, key, "read")
         return self._stream(key, resp["Body"])
 
     @staticmethod
-    def _stream(key: str, body: Any) -> Iterator[bytes]:
+    def _stream(key: str, body: Any) -> Generator[bytes, None, None]:
         try:
             with body:
                 yield from body.iter_chunks(READ_BLOCK)

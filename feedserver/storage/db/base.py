@@ -33,6 +33,7 @@ class Cursor(Protocol):
     """A statement runner inside one transaction (``Database.transaction``)."""
 
     def execute(self, sql: str, params: Params = (), /) -> Cursor: ...
+    def executemany(self, sql: str, rows: Sequence[Params], /) -> Cursor: ...
     def fetchone(self) -> Row | None: ...
     def fetchall(self) -> list[Row]: ...
     @property
@@ -87,8 +88,7 @@ class BaseDatabase:
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         with self.transaction() as cur:
-            for row in rows:
-                cur.execute(sql, row)
+            cur.executemany(sql, rows)
 
     def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         with self.transaction() as cur:

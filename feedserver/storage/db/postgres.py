@@ -7,7 +7,7 @@ are translated here: a constraint violation is ``Conflict``, any other error ``S
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,11 @@ class _PgCursor:
 
     def execute(self, sql: str, params: Params = (), /) -> _PgCursor:
         self._cur.execute(_PLACEHOLDER.sub("%s", sql.replace("%", "%%")), tuple(params))
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Params], /) -> _PgCursor:
+        self._cur.executemany(_PLACEHOLDER.sub("%s", sql.replace("%", "%%")),
+                              [tuple(row) for row in rows])
         return self
 
     def fetchone(self) -> Row | None:
