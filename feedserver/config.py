@@ -57,7 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     )
     consumer_group: str = "feedserver"
     article_topic: str = "feedserver.articles"
-    article_partitions: int = 10
+    article_partitions: int = 50  # WME: 50 partitions, 10 parts of 5
     dead_letter_topic: str = "feedserver.dead-letter"
     usage_topic: str = "feedserver.usage"
     content_source_url: str | None = None

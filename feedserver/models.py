@@ -3,8 +3,9 @@
 Empty and zero fields are omitted on the wire (``omit_defaults``), as WME does ("omitempty"),
 so a missing ``false`` means false. Where WME always writes a field, so do we: ``Visibility``
 carries all three flags (WME's Go struct has no "omitempty" there, and WME's clients read
-``{}`` as "no visibility"), and ``Size`` always names its ``unit_text``. New fields are only ever appended with a default, so old
-readers keep decoding new records (msgspec schema evolution).
+``{}`` as "no visibility"), and ``Size`` always names its ``unit_text``. New fields are only
+ever appended with a default, so old readers keep decoding new records (msgspec schema
+evolution).
 """
 
 from __future__ import annotations

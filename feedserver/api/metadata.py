@@ -16,6 +16,7 @@ from litestar import Request, Response, Router, route
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
+from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import Query, project, read_query, render_list, render_one, select
 from feedserver.api.services import Principal, services_of
@@ -52,6 +53,14 @@ LANGUAGES: dict[str, tuple[str, str, str]] = {
     "ar": ("Arabic", "العربية", "rtl"), "he": ("Hebrew", "עברית", "rtl"),
     "fa": ("Persian", "فارسی", "rtl"), "cy": ("Welsh", "Cymraeg", "ltr"),
     "id": ("Indonesian", "Bahasa Indonesia", "ltr"),
+}
+
+
+PATHS: dict[str, PathSet] = {
+    "codes": PathSet.static("identifier", "name", "description"),
+    "namespaces": PathSet.static("identifier", "name", "description"),
+    "languages": PathSet.static("identifier", "name", "alternate_name", "direction"),
+    "projects": PathSet.static("identifier", "name", "url", "code", "in_language.identifier"),
 }
 
 
@@ -117,13 +126,13 @@ Items = Callable[[Request[Any, Any, Any], Principal], Awaitable[list[Any]]]
 def _routes(what: str, items: Items) -> list[Any]:
     """``/{what}`` (list) and ``/{what}/{identifier}`` (one) over ``items``."""
     async def listing(request: Request[Any, Any, Any], principal: PrincipalDep) -> Response[bytes]:
-        query = await read_query(request)
+        query = check_paths(await read_query(request), PATHS[what])
         return await _respond(request, principal, await items(request, principal), query,
                               None, what)
 
     async def one(request: Request[Any, Any, Any], principal: PrincipalDep,
                   identifier: FromPath[str]) -> Response[bytes]:
-        query = await read_query(request)
+        query = check_paths(await read_query(request), PATHS[what])
         return await _respond(request, principal, await items(request, principal), query,
                               identifier, what)
 

@@ -168,6 +168,9 @@ class EventConsumer:
         """(Re)start from the committed offsets; learn what was already produced."""
         await self.stop()
         await self.log.create_topic(self.article_topic, self.article_partitions)
+        # An existing topic keeps its partition count (a changed setting must not send keys
+        # to partitions that do not exist, or move a page to another partition).
+        self.article_partitions = await self.log.partitions(self.article_topic)
         if not self.dead_letters_in_db:
             await self.log.create_topic(self.dead_letter_topic, 1)
         positions: dict[TopicPartition, int] = {}
