@@ -78,6 +78,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     refresh_token_ttl: int = 90 * 24 * 3600
     refresh_token_max_uses: int = 90
     max_body_bytes: int = 1024 * 1024
+    # CORS as WME sends it: ["*"] = any origin; a list = those origins; [] = off.
+    cors_allow_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
 
     # --- metering ----------------------------------------------------------------------------
     metering_enabled: bool = True

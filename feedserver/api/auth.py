@@ -18,6 +18,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 
 from feedserver.accounts.models import TokenPair
+from feedserver.api.cors import cors_middleware
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import ENCODER
 from feedserver.api.services import Principal, Services, call, services_of
@@ -205,4 +206,5 @@ async def get_user(request: Request[Any, Any, Any], principal: PrincipalDep) -> 
 
 def router() -> Router:
     return Router("/v1", route_handlers=[login, token_refresh, token_revoke, get_user],
+                  middleware=[cors_middleware],
                   tags=["auth"])

@@ -24,6 +24,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.cors import cors_middleware
 from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.metered import metered_download, metered_metadata
 from feedserver.api.problems import problem_specs
@@ -152,4 +153,5 @@ async def download_batch(request: Request[Any, Any, Any], principal: PrincipalDe
 
 def router() -> Router:
     return Router("/v2/batches", route_handlers=[list_batches, get_batch, download_batch],
+                  middleware=[cors_middleware],
                   tags=["batches"])

@@ -16,6 +16,7 @@ from litestar import Request, Response, Router, route
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
+from feedserver.api.cors import cors_middleware
 from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import Query, project, read_query, render_list, render_one, select
@@ -166,7 +167,7 @@ def router() -> Router:
     codes = [{"identifier": k, "name": n, "description": d} for k, (n, d) in CODES.items()]
     namespaces = [{"identifier": k, "name": n, "description": d}
                   for k, (n, d) in NAMESPACES.items()]
-    return Router("/v2", route_handlers=[
+    return Router("/v2", middleware=[cors_middleware], route_handlers=[
         *_static("codes", codes), *_static("namespaces", namespaces),
         *_derived("projects"), *_derived("languages"),
     ], tags=["metadata"])

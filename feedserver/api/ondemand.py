@@ -22,6 +22,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
+from feedserver.api.cors import cors_middleware
 from feedserver.api.fields import ARTICLE_PATHS, check_paths
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import Filter, matches, project, read_query, render_list
@@ -108,4 +109,5 @@ async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDe
 
 
 def router() -> Router:
-    return Router("/v2/articles", route_handlers=[lookup_article], tags=["on-demand"])
+    return Router("/v2/articles", route_handlers=[lookup_article], tags=["on-demand"],
+                  middleware=[cors_middleware])

@@ -26,6 +26,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.cors import cors_middleware
 from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.metered import metered_chunks, metered_metadata
 from feedserver.api.problems import problem_specs
@@ -277,6 +278,6 @@ async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDe
 
 
 def router() -> Router:
-    return Router("/v2/snapshots", route_handlers=[
+    return Router("/v2/snapshots", middleware=[cors_middleware], route_handlers=[
         list_snapshots, get_snapshot, download_snapshot, list_chunks, get_chunk, download_chunk,
     ], tags=["snapshots"])
