@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures.wme_sdk import sdk_on_path
 from tests.integration.wme_sdk.sdk import login
-from tests.integration.wme_sdk.server import PASSWORD, SDK_ROOT, USERNAME, WMEServer, running_server
+from tests.integration.wme_sdk.server import PASSWORD, USERNAME, WMEServer, running_server
 
 
 @pytest.fixture(scope="session")
@@ -22,14 +22,9 @@ def wme_server(tmp_path_factory: pytest.TempPathFactory, shared_data: Path
 
 @pytest.fixture(scope="session")
 def sdk_path() -> Iterator[Path]:
-    """The SDK's root on ``sys.path`` (its modules import each other as ``modules.api...``)."""
-    if not (SDK_ROOT / "modules" / "api" / "api_client.py").is_file():
-        pytest.fail(f"official WME SDK missing: {SDK_ROOT}")
-    sys.path.insert(0, str(SDK_ROOT))
-    try:
-        yield SDK_ROOT
-    finally:
-        sys.path.remove(str(SDK_ROOT))
+    """The SDK's root on ``sys.path`` for the session (imported unmodified from there)."""
+    with sdk_on_path() as root:
+        yield root
 
 
 @pytest.fixture(scope="session")

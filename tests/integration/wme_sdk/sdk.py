@@ -1,10 +1,5 @@
-"""Driving the unmodified SDK, and comparing what it parsed with what the server sent.
-
-``assert_parsed(obj, served)`` walks an SDK model object attribute by attribute and checks each
-value against the JSON the server sent for it: nested models recursively, lists item by item,
-dates as instants. An object the server sent but the SDK dropped (it treats ``{}`` as absent),
-a date it could not read or a value it read differently all fail, with the path of the field.
-"""
+"""Driving the unmodified SDK against the server, and what the server sends for the same
+requests (to compare with ``tests.fixtures.wme_sdk.assert_parsed``)."""
 
 from __future__ import annotations
 
@@ -13,7 +8,6 @@ import json
 import tarfile
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,10 +15,6 @@ import zstandard
 
 from tests.integration.wme_sdk.server import WMEServer
 
-# SDK attribute -> WME JSON key, where the SDK names them differently.
-RENAMES = {("Article", "licenses"): "license"}
-# The SDK reads ``event_type``, but WME (and we) send ``type``: it never sees the event type.
-SDK_BLIND = {("Event", "event_type")}
 STREAM_TIMEOUT = 60.0
 
 
@@ -58,40 +48,6 @@ def raw_download(server: WMEServer, token: str, path: str) -> httpx.Response:
                   headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200, (path, r.status_code, r.text[:300])
     return r
-
-
-def _instant(value: datetime | str) -> datetime:
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
-
-
-def _is_model(value: Any) -> bool:
-    return type(value).__module__.startswith("modules.api.")
-
-
-def assert_parsed(obj: Any, sent: Any, path: str = "$") -> None:
-    """``obj`` (as the SDK parsed it) equals ``sent`` (the JSON the server sent)."""
-    if _is_model(obj):
-        assert isinstance(sent, dict) and sent, f"{path}: server sent {sent!r}, SDK built {obj!r}"
-        kind = type(obj).__name__
-        for attr, value in vars(obj).items():
-            if (kind, attr) in SDK_BLIND:
-                continue
-            key = RENAMES.get((kind, attr), attr)
-            assert_parsed(value, sent.get(key), f"{path}.{key}")
-        return
-    if isinstance(obj, list):
-        items = sent if sent is not None else []
-        assert isinstance(items, list) and len(items) == len(obj), (
-            f"{path}: server sent {sent!r}, SDK built {obj!r}")
-        for i, (a, b) in enumerate(zip(obj, items, strict=True)):
-            assert_parsed(a, b, f"{path}[{i}]")
-        return
-    if isinstance(obj, datetime):
-        assert isinstance(sent, str), f"{path}: server sent {sent!r}, SDK built {obj!r}"
-        assert _instant(obj) == _instant(sent), f"{path}: {obj!r} != {sent!r}"
-        return
-    assert obj == sent, f"{path}: SDK built {obj!r}, server sent {sent!r}"
 
 
 def archive_lines(data: bytes) -> list[bytes]:

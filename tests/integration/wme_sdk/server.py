@@ -27,9 +27,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import DUMPS, EVENTS, SHARED, free_port
-
-SDK_ROOT = SHARED / "clients" / "wme-sdk-python"
+from tests.conftest import DUMPS, EVENTS, free_port
 
 ENWIKI = (DUMPS / "gensim-4.4.0"
           / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")

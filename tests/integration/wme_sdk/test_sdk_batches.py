@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from feedserver.feeds.batch_hours import hour_of
+from tests.fixtures.wme_sdk import assert_parsed
 from tests.integration.wme_sdk.sdk import (
     archive_lines,
-    assert_parsed,
     is_wme_archive,
     raw_download,
     served,

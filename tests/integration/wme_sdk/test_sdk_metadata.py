@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.wme_sdk.sdk import assert_parsed, served
+from tests.fixtures.wme_sdk import assert_parsed
+from tests.integration.wme_sdk.sdk import served
 from tests.integration.wme_sdk.server import WMEServer
 
 pytestmark = pytest.mark.integration

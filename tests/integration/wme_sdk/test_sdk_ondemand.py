@@ -12,7 +12,8 @@ from feedserver.feeds.snapshots import SnapshotStore
 from feedserver.feeds.state import StateStore
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
-from tests.integration.wme_sdk.sdk import assert_parsed, served
+from tests.fixtures.wme_sdk import assert_parsed
+from tests.integration.wme_sdk.sdk import served
 from tests.integration.wme_sdk.server import WMEServer
 
 pytestmark = pytest.mark.integration

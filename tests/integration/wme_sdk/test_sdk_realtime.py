@@ -15,7 +15,8 @@ import pytest
 
 from feedserver.config import load_settings
 from feedserver.feeds.realtime import partitions_of_parts
-from tests.integration.wme_sdk.sdk import api_client, assert_parsed, served_stream, stream
+from tests.fixtures.wme_sdk import assert_parsed
+from tests.integration.wme_sdk.sdk import api_client, served_stream, stream
 from tests.integration.wme_sdk.server import WMEServer, article_records
 
 pytestmark = pytest.mark.integration

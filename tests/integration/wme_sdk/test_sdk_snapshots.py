@@ -14,10 +14,10 @@ import pytest
 
 from feedserver.feeds.snapshots import SnapshotStore
 from feedserver.storage.blobs import FilesystemBlobStore
+from tests.fixtures.wme_sdk import assert_parsed
 from tests.integration.wme_sdk.sdk import (
     api_client,
     archive_lines,
-    assert_parsed,
     is_wme_archive,
     raw_download,
     served,

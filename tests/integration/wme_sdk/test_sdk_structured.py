@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.wme_sdk import assert_parsed
 from tests.integration.wme_sdk.sdk import (
     archive_lines,
-    assert_parsed,
     is_wme_archive,
     raw_download,
     served,
