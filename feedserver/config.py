@@ -57,7 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     )
     consumer_group: str = "feedserver"
     article_topic: str = "feedserver.articles"
-    article_partitions: int = 10
+    article_partitions: int = 50  # WME: 50 partitions, 10 parts of 5
     dead_letter_topic: str = "feedserver.dead-letter"
     usage_topic: str = "feedserver.usage"
     content_source_url: str | None = None
@@ -87,6 +87,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     refresh_token_ttl: int = 90 * 24 * 3600
     refresh_token_max_uses: int = 90
     max_body_bytes: int = 1024 * 1024
+    # CORS as WME sends it: ["*"] = any origin; a list = those origins; [] = off.
+    cors_allow_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
 
     # --- metering ----------------------------------------------------------------------------
     metering_enabled: bool = True

@@ -24,6 +24,8 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.cors import cors_middleware
+from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.metered import metered_download, metered_metadata
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
@@ -56,6 +58,9 @@ class BatchMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     event_counts: dict[str, int]
     sha256: str  # of the download bytes; the ETag
     content_root_hash: str
+
+
+BATCH_PATHS = PathSet.of(BatchMetadata)
 
 
 def batch_view(m: BatchManifest) -> BatchMetadata:
@@ -110,7 +115,7 @@ async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
     """The hour's batches the plan covers; ``fields``, ``filters``, ``limit``."""
     svc = services_of(request)
     when = _hour(date, hour)
-    query = await read_query(request)
+    query = check_paths(await read_query(request), BATCH_PATHS)
     index = await anyio.to_thread.run_sync(read_hour, svc.blobs, when)
     views = [batch_view(m) for m in index.batches
              if allowed(principal, FEED, m.is_part_of.identifier, m.namespace.identifier)]
@@ -126,7 +131,7 @@ async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
     """One batch's metadata; ``fields``."""
     svc = services_of(request)
     wiki, _, m = await _manifest(svc.blobs, principal, date, hour, identifier)
-    query = await read_query(request)
+    query = check_paths(await read_query(request), BATCH_PATHS)
     item = project(msgspec.to_builtins(batch_view(m)), query.fields)
     return await metered_metadata(request, principal, FEED, wiki, item, many=False)
 
@@ -148,4 +153,5 @@ async def download_batch(request: Request[Any, Any, Any], principal: PrincipalDe
 
 def router() -> Router:
     return Router("/v2/batches", route_handlers=[list_batches, get_batch, download_batch],
+                  middleware=[cors_middleware],
                   tags=["batches"])

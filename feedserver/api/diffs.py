@@ -21,6 +21,7 @@ from litestar import Request, Response, Router, route
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.cors import cors_middleware
 from feedserver.api.metered import metered_chunks, metered_metadata
 from feedserver.api.query import project, read_query, select
 from feedserver.api.services import Principal, Services, services_of
@@ -188,7 +189,7 @@ async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDe
 
 
 def router() -> Router:
-    return Router("/v2/diffs", route_handlers=[
+    return Router("/v2/diffs", middleware=[cors_middleware], route_handlers=[
         list_diffs, get_diff, get_manifest, download_diff, list_chunks, get_chunk,
         download_chunk,
     ], tags=["diffs"])

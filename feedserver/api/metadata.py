@@ -16,6 +16,8 @@ from litestar import Request, Response, Router, route
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
+from feedserver.api.cors import cors_middleware
+from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import Query, project, read_query, render_list, render_one, select
 from feedserver.api.services import Principal, services_of
@@ -52,6 +54,14 @@ LANGUAGES: dict[str, tuple[str, str, str]] = {
     "ar": ("Arabic", "العربية", "rtl"), "he": ("Hebrew", "עברית", "rtl"),
     "fa": ("Persian", "فارسی", "rtl"), "cy": ("Welsh", "Cymraeg", "ltr"),
     "id": ("Indonesian", "Bahasa Indonesia", "ltr"),
+}
+
+
+PATHS: dict[str, PathSet] = {
+    "codes": PathSet.static("identifier", "name", "description"),
+    "namespaces": PathSet.static("identifier", "name", "description"),
+    "languages": PathSet.static("identifier", "name", "alternate_name", "direction"),
+    "projects": PathSet.static("identifier", "name", "url", "code", "in_language.identifier"),
 }
 
 
@@ -117,13 +127,13 @@ Items = Callable[[Request[Any, Any, Any], Principal], Awaitable[list[Any]]]
 def _routes(what: str, items: Items) -> list[Any]:
     """``/{what}`` (list) and ``/{what}/{identifier}`` (one) over ``items``."""
     async def listing(request: Request[Any, Any, Any], principal: PrincipalDep) -> Response[bytes]:
-        query = await read_query(request)
+        query = check_paths(await read_query(request), PATHS[what])
         return await _respond(request, principal, await items(request, principal), query,
                               None, what)
 
     async def one(request: Request[Any, Any, Any], principal: PrincipalDep,
                   identifier: FromPath[str]) -> Response[bytes]:
-        query = await read_query(request)
+        query = check_paths(await read_query(request), PATHS[what])
         return await _respond(request, principal, await items(request, principal), query,
                               identifier, what)
 
@@ -157,7 +167,7 @@ def router() -> Router:
     codes = [{"identifier": k, "name": n, "description": d} for k, (n, d) in CODES.items()]
     namespaces = [{"identifier": k, "name": n, "description": d}
                   for k, (n, d) in NAMESPACES.items()]
-    return Router("/v2", route_handlers=[
+    return Router("/v2", middleware=[cors_middleware], route_handlers=[
         *_static("codes", codes), *_static("namespaces", namespaces),
         *_derived("projects"), *_derived("languages"),
     ], tags=["metadata"])

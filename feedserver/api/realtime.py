@@ -32,10 +32,11 @@ from typing import Any, Final
 
 import anyio
 import msgspec
-from litestar import Litestar, Request, route
+from litestar import Litestar, Request, Router, route
 from litestar.response import Stream
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.cors import cors_middleware
 from feedserver.api.problems import TYPE_BASE
 from feedserver.api.query import matches, project, wants_ndjson
 from feedserver.api.realtime_params import read_params, start_positions
@@ -245,7 +246,7 @@ def _closing(closed: SubscriptionClosed, *, ndjson: bool) -> bytes:
     return b"id: " + position_id(closed.positions) + b"\nevent: error\ndata: " + message + b"\n\n"
 
 
-@route("/v2/articles", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
+@route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
 async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> Stream:
     svc = services_of(request)
     entitle(principal, FEED)
@@ -287,4 +288,5 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> 
     })
 
 
-ROUTES = [articles]
+# A router (not the bare handler) so that the path's automatic OPTIONS handler gets CORS too.
+ROUTES = [Router("/v2/articles", route_handlers=[articles], middleware=[cors_middleware])]

@@ -26,6 +26,8 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.cors import cors_middleware
+from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.metered import metered_chunks, metered_metadata
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
@@ -110,6 +112,10 @@ class ChunkMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     version_number: int
 
 
+SNAPSHOT_PATHS = PathSet.of(SnapshotMetadata)
+CHUNK_PATHS = PathSet.of(ChunkMetadata)
+
+
 def _mb(size: int) -> SizeMB:
     return SizeMB(value=round(size / 1e6, 3))
 
@@ -175,7 +181,7 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDe
     """List snapshots; ``fields``, ``filters`` (namespace.identifier, is_part_of.identifier,
     in_language.identifier), ``limit``."""
     svc = services_of(request)
-    query = await read_query(request)
+    query = check_paths(await read_query(request), SNAPSHOT_PATHS)
 
     def views() -> list[SnapshotMetadata]:
         out = []
@@ -199,7 +205,7 @@ async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
                        identifier: FromPath[str]) -> Response[bytes]:
     """One snapshot's metadata; ``?version=N`` for an older version; ``fields``."""
     svc = services_of(request)
-    query = await read_query(request)
+    query = check_paths(await read_query(request), SNAPSHOT_PATHS)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
     versions = await anyio.to_thread.run_sync(svc.snapshots.versions, identifier)
     item = project(msgspec.to_builtins(snapshot_view(m, versions)), query.fields)
@@ -226,7 +232,7 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
                       identifier: FromPath[str]) -> Response[bytes]:
     """Chunk metadata of a snapshot version; ``fields``, ``filters``, ``limit``."""
     svc = services_of(request)
-    query = await read_query(request)
+    query = check_paths(await read_query(request), CHUNK_PATHS)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
     items = select([chunk_view(m, c) for c in m.chunks], query)
     return await metered_metadata(request, principal, FEED, wiki, items, many=True)
@@ -239,7 +245,7 @@ async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                     identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
     """One chunk, by identifier or index."""
     svc = services_of(request)
-    query = await read_query(request)
+    query = check_paths(await read_query(request), CHUNK_PATHS)
     wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
     chunk = _chunk(m, chunk_id)
     item = project(msgspec.to_builtins(chunk_view(m, chunk)), query.fields)
@@ -272,6 +278,6 @@ async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDe
 
 
 def router() -> Router:
-    return Router("/v2/snapshots", route_handlers=[
+    return Router("/v2/snapshots", middleware=[cors_middleware], route_handlers=[
         list_snapshots, get_snapshot, download_snapshot, list_chunks, get_chunk, download_chunk,
     ], tags=["snapshots"])
