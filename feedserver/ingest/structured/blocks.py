@@ -17,7 +17,12 @@ from feedserver.ingest.structured.state import ImageRef, PageState
 
 LEAD_NAME = "Abstract"
 _HEADING = re.compile(r"^(=+)(.*?)(=+)[ \t]*$")
+_HEADING_LINE = re.compile(r"\n=[^\n]*")  # a literal first character: a fast scan
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n|$)")
+# Lines that are not paragraph text: list items, tables, rules.
+_BLOCK_MARK = re.compile("\n(?:[*#:;]|[ \t]*(?:\ue002|----))")
 _LIST = re.compile(r"^[*#:;]+")
+_BLOCK_FIRST = frozenset("*#:; \t-\ue002")
 _TABLE_LINE = re.compile("^\ue002(\\d+)\ue003$")
 _IMAGE = re.compile("\ue004(\\d+)\ue005")
 _GALLERY = re.compile(r"<gallery\b[^>]*>(.*?)(?:</gallery\s*>|\Z)", re.S | re.I)
@@ -67,30 +72,30 @@ class _Blocks:
 
     def line(self, line: str) -> None:
         if not line or line.isspace():
-            self._end_paragraph()
-            self._end_list()
+            self.flush_paragraph()
+            self.flush_list()
             return
         first = line[0]
         if first in "*#:;":
-            self._end_paragraph()
+            self.flush_paragraph()
             self.items.append(line)
             return
-        self._end_list()
+        self.flush_list()
         stripped = line.strip()
         if stripped[0] == TABLE:
             found = _TABLE_LINE.match(stripped)
             if found:
-                self._end_paragraph()
+                self.flush_paragraph()
                 self.parts.append(self._table(int(found.group(1))))
                 return
         if stripped.startswith("----"):
-            self._end_paragraph()
+            self.flush_paragraph()
             stripped = stripped.lstrip("-")
         self.para.append(stripped)
 
     def flush(self) -> list[Part]:
-        self._end_paragraph()
-        self._end_list()
+        self.flush_paragraph()
+        self.flush_list()
         parts, self.parts = self.parts, []
         return parts
 
@@ -103,7 +108,7 @@ class _Blocks:
                     table_references=[TableReference(identifier=table.identifier,
                                                      confidence_score=table.confidence_score)])
 
-    def _end_paragraph(self) -> None:
+    def flush_paragraph(self) -> None:
         if not self.para:
             return
         raw = " ".join(self.para)
@@ -133,7 +138,7 @@ class _Blocks:
         return Part(type="image", value=caption.value or None, images=images,
                     links=caption.links, citations=caption.citations)
 
-    def _end_list(self) -> None:
+    def flush_list(self) -> None:
         if not self.items:
             return
         items, self.items = self.items, []
@@ -174,19 +179,23 @@ def _nested_list(parent: Part) -> Part:
 
 
 def build_sections(text: str, state: PageState) -> list[Part]:
+    """Sections from the heading lines; the blocks of each section's body in between.
+
+    Speed: the text is cut at headings and blank lines by regex (in C); only the chunks that
+    hold list, table or rule lines are walked line by line."""
     lead = Part(type="section", name=LEAD_NAME)
     sections: list[Part] = []
     stack: list[tuple[int, Part]] = []
     blocks = _Blocks(state)
     current = lead
-    for line in text.split("\n"):
-        found = heading(line) if line.startswith("=") else None
+    text = "\n" + text
+    position = 0
+    for match in _HEADING_LINE.finditer(text):
+        found = heading(match.group()[1:])
         if found is None:
-            blocks.line(line)
             continue
-        parts = blocks.flush()
-        if parts:
-            _children(current).extend(parts)
+        _body(text[position:match.start()], current, blocks)
+        position = match.end()
         level, inner = found
         name = finish(markup(inner, state), state, with_images=False).value
         current = Part(type="section", name=name or None)
@@ -194,10 +203,26 @@ def build_sections(text: str, state: PageState) -> list[Part]:
             stack.pop()
         (_children(stack[-1][1]) if stack else sections).append(current)
         stack.append((level, current))
+    _body(text[position:], current, blocks)
+    return [lead, *sections] if lead.has_parts else sections
+
+
+def _body(body: str, section: Part, blocks: _Blocks) -> None:
+    for chunk in _BLANK_LINES.split(body):
+        if not chunk or chunk.isspace():
+            continue
+        if chunk[0] not in _BLOCK_FIRST and _BLOCK_MARK.search(chunk) is None:
+            # one paragraph: the common case
+            blocks.para.append(chunk)
+            blocks.flush_paragraph()
+        else:
+            for line in chunk.split("\n"):
+                blocks.line(line)
+            blocks.flush_paragraph()
+            blocks.flush_list()
     parts = blocks.flush()
     if parts:
-        _children(current).extend(parts)
-    return [lead, *sections] if lead.has_parts else sections
+        _children(section).extend(parts)
 
 
 def plain_text(sections: list[Part]) -> str:

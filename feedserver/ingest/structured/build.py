@@ -22,7 +22,7 @@ from feedserver.ingest.structured.blocks import (
     take_galleries,
 )
 from feedserver.ingest.structured.images import file_title, image
-from feedserver.ingest.structured.inline import clean, finish, image_record, markup
+from feedserver.ingest.structured.inline import clean, finish, image_record, markup, plain
 from feedserver.ingest.structured.profile import WikiProfile
 from feedserver.ingest.structured.records import (
     Image,
@@ -40,7 +40,6 @@ from feedserver.ingest.structured.templates import expand
 # "=== {{By air}} ===": a heading that is one parameterless template shows its name.
 _HEADING_TEMPLATE = re.compile(r"^(=+)[ \t]*\{\{([^{}|\n]+)\}\}[ \t]*\1[ \t]*$", re.M)
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".svg", ".gif", ".tif", ".tiff", ".webp")
-_MARKUP_CHARS = re.compile(r"[\[\]{}<>&'\ue000-\ue00f]")
 _MAX_REFERENCES = 10_000
 _FALLBACK_TEMPLATE = re.compile(r"\{\{(?:[^{}]|\{(?!\{)|\}(?!\}))*\}\}")
 _FALLBACK_LINK = re.compile(r"\[\[(?:[^\[\]|]*\|)?([^\[\]]*)\]\]")
@@ -75,7 +74,7 @@ def parse_page(wikitext: str, profile: WikiProfile, title: str) -> ParsedPage:
 
 def _parse(text: str, state: PageState) -> ParsedPage:
     text = strip_raw(text)
-    if "{{" in text and "=" in text:
+    if "={{" in text or "= {{" in text:
         text = _HEADING_TEMPLATE.sub(r"\1 \2 \1", text)
     text = take_refs(text, state)
     text = expand(text, state)
@@ -95,9 +94,7 @@ def _parse(text: str, state: PageState) -> ParsedPage:
 
 
 def _plain(raw: str, state: PageState) -> str:
-    if not _MARKUP_CHARS.search(raw):
-        return " ".join(raw.split())
-    return finish(markup(expand(raw, state, 1), state), state, with_images=False).value
+    return plain(raw, state, lambda text: expand(text, state, 1))
 
 
 def _infobox(found: InfoboxRef, state: PageState) -> Part:
@@ -135,9 +132,7 @@ def _references(state: PageState) -> list[Reference]:
             text = ReferenceText(value=rendered.value or None, links=rendered.links)
             kind = "text"
             if state.cite_capture is not None:
-                kind, params = state.cite_capture
-                metadata = {key: value for key, value in
-                            ((k, _plain(v, state)) for k, v in params.items() if k) if value}
+                kind, metadata = state.cite_capture
         out.append(Reference(identifier=identifier(entry), group=entry.group or None,
                              type=kind, metadata=metadata or None, text=text))
     return out

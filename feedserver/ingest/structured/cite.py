@@ -7,14 +7,16 @@ become the reference's ``metadata``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
+from feedserver.ingest.structured.inline import link
 from feedserver.ingest.structured.state import PageState
 
-_AUTHOR_KEYS = (("last", "first"), ("author", ""), ("surname", "given"))
 _WORK_KEYS = ("website", "work", "journal", "newspaper", "magazine", "periodical",
               "encyclopedia", "encyclopaedia", "dictionary", "series")
 _MAX_AUTHORS = 4
+_URL = re.compile(r"^(?:https?:|ftp:|//)[^\s\[\]<>\"]+$", re.I)
 
 
 def citation_kind(lowered_name: str) -> str:
@@ -24,29 +26,31 @@ def citation_kind(lowered_name: str) -> str:
 
 
 def render_citation(lowered_name: str, named: dict[str, str], state: PageState,
-                    expand: Callable[[str], str]) -> str:
-    """The citation as text (still holding links for the inline pass)."""
+                    plain: Callable[[str], str]) -> str:
+    """The citation as text. Every parameter is made plain once (``plain``); those values
+    are the reference's metadata, and the title links to ``url`` when there is one."""
     kind = citation_kind(lowered_name)
+    values = {key: text for key, text in ((k, plain(v)) for k, v in named.items() if k and v)
+              if text}
     if state.cite_capture is None:
-        state.cite_capture = (kind, named)
+        state.cite_capture = (kind, values)
+    get = values.get
 
     def value(*keys: str) -> str:
         for key in keys:
-            raw = named.get(key)
-            if raw:
-                return " ".join(expand(raw).split())
+            found = get(key)
+            if found:
+                return found
         return ""
 
     authors: list[str] = []
     for index in ("", "1", "2", "3", "4"):
         if index == "1" and authors:
             continue
-        for last_key, first_key in _AUTHOR_KEYS:
-            last = value(last_key + index)
-            if last:
-                first = value(first_key + index) if first_key else ""
-                authors.append(f"{last}, {first}" if first else last)
-                break
+        last = get("last" + index) or get("author" + index) or get("surname" + index)
+        if last:
+            first = get("first" + index) or get("given" + index)
+            authors.append(f"{last}, {first}" if first else last)
     if not authors:
         joined = value("authors", "vauthors", "people")
         authors = [joined] if joined else []
@@ -64,7 +68,9 @@ def render_citation(lowered_name: str, named: dict[str, str], state: PageState,
     if chapter:
         pieces.append(f'"{chapter}"')
     if title:
-        pieces.append(title if kind == "book" and not chapter else f'"{title}"')
+        shown = title if kind == "book" and not chapter else f'"{title}"'
+        url = get("url")
+        pieces.append(link(state, url, shown) if url and _URL.match(url) else shown)
     for piece in (work, publisher if publisher != work else ""):
         if piece:
             pieces.append(piece)
@@ -73,7 +79,7 @@ def render_citation(lowered_name: str, named: dict[str, str], state: PageState,
     elif page:
         pieces.append(f"p. {page}")
     for key, label in (("isbn", "ISBN "), ("doi", "doi:"), ("issn", "ISSN "), ("pmid", "PMID ")):
-        found = value(key)
+        found = get(key)
         if found:
             pieces.append(label + found)
     retrieved = value("access-date", "accessdate")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from feedserver.ingest.structured.images import image
@@ -42,11 +43,18 @@ _TAGS = re.compile(
     r"graph|div\d*)\b[^>]*>", re.I)
 _SWITCH = re.compile(r"__[A-ZÀ-Ÿ_]+__")
 _LINK = re.compile("\ue006(\\d+)\ue007([^\ue006\ue008]*)\ue008")
+_LINK_MARKS = re.compile("\ue006\\d+\ue007|\ue008")
 _CITE = re.compile("\ue000(\\d+)\ue001")
 _IMAGE = re.compile("\ue004(\\d+)\ue005")
 _LEAK = re.compile(r"\{\{|\}\}|\[\[|\]\]|''|<\s*/?\s*ref|[\ue000-\ue00f]", re.I)
+_LINK_TEXT_SUSPECT = re.compile("[&{}\\[\\]'<(\ue000-\ue00f]| [,.;:!?)]")
+_MARKUP_CHARS = re.compile(r"[\[\]{}<>&'\ue000-\ue00f]")
+_STRUCTURE_CHARS = re.compile(r"[\[\]{}<>\ue000-\ue00f]")
+_REF_TAG = re.compile(r"<\s*/?\s*ref", re.I)
 _EMPTY_PARENS = re.compile(r" ?\([ ;,]*\)")
+_ANY_EMPTY_PARENS = re.compile(r"\([ ;,]*\)")  # starts with a literal: a fast search
 _SPACE_BEFORE_PUNCT = re.compile(r" +(?=[,.;:!?)])")
+_ANY_SPACE_BEFORE_PUNCT = re.compile(r" [,.;:!?)]")
 _PX = re.compile(r"^(?:(\d+)\s*)?(?:x\s*\d+\s*)?px$")
 _IMAGE_OPTIONS = frozenset({
     "thumb", "thumbnail", "frame", "framed", "frameless", "left", "right", "center", "centre",
@@ -101,13 +109,14 @@ def _wikilink_pattern(state: PageState) -> re.Pattern[str]:
     return found
 
 
-def _sentinel_link(state: PageState, url: str, text: str) -> str:
+def link(state: PageState, url: str, text: str) -> str:
+    """``text`` marked as a link to ``url`` (found again by ``finish``)."""
     state.links.append(url)
     return f"{LINK}{len(state.links) - 1}{LINK_MID}{text}{LINK_END}"
 
 
 def _external(match: re.Match[str], state: PageState) -> str:
-    return _sentinel_link(state, match.group(1), match.group(2) or "")
+    return link(state, match.group(1), match.group(2) or "")
 
 
 def _wikilink(match: re.Match[str], state: PageState) -> str:
@@ -134,7 +143,7 @@ def _wikilink(match: re.Match[str], state: PageState) -> str:
         text = re.sub(r"\s*\(.*\)\s*$", "", rest if colon else title).split(",")[0]
     if title.startswith("#"):
         title = state.title + title
-    return _sentinel_link(state, state.profile.page_url(title), text + trail)
+    return link(state, state.profile.page_url(title), text + trail)
 
 
 def _file(name: str, options: str, state: PageState) -> str:
@@ -176,18 +185,30 @@ def finish(raw: str, state: PageState, *, with_images: bool = True) -> Rendered:
         raw = _CITE.sub("", raw)
     if LINK in raw:
         links = []
-        found = links
-
-        def one(match: re.Match[str]) -> str:
-            text = clean(match.group(2), state)
-            found.append(PartLink(url=state.links[int(match.group(1))], text=text or None))
-            return match.group(2)
-
-        for _ in range(_LINK_PASSES):
-            raw, count = _LINK.subn(one, raw)
-            if not count or LINK not in raw:
+        for _ in range(_LINK_PASSES):  # more than one pass: a link inside a link's text
+            links += [PartLink(url=state.links[int(index)], text=_link_text(text, state) or None)
+                      for index, text in _LINK.findall(raw)]
+            raw = _LINK_MARKS.sub("", raw)  # a literal replacement: no per-match callback
+            if LINK not in raw:
                 break
     return Rendered(clean(raw, state), links or None, citations or None, images or None)
+
+
+def _link_text(raw: str, state: PageState) -> str:
+    if _LINK_TEXT_SUSPECT.search(raw) is None:  # most link texts: words and spaces only
+        return " ".join(raw.split())
+    if CITE in raw or IMAGE in raw or LINK in raw:
+        raw = _strip_sentinels(raw)
+    return clean(raw, state)
+
+
+def plain(raw: str, state: PageState, expand: Callable[[str], str]) -> str:
+    """A template parameter's plain text; most (dates, URLs, names) need no parser at all."""
+    if not _MARKUP_CHARS.search(raw):
+        return " ".join(raw.split())
+    if not _STRUCTURE_CHARS.search(raw):  # entities and quotes only
+        return clean(_QUOTES.sub("", raw), state)
+    return finish(markup(expand(raw), state), state, with_images=False).value
 
 
 def clean(raw: str, state: PageState) -> str:
@@ -195,11 +216,13 @@ def clean(raw: str, state: PageState) -> str:
     if "&" in raw:
         raw = html.unescape(raw)
     value = " ".join(raw.split())
-    if "(" in value:
+    if _ANY_EMPTY_PARENS.search(value):
         value = _EMPTY_PARENS.sub("", value)
-    if " " in value and any(f" {p}" in value for p in ",.;:!?)"):
+    if _ANY_SPACE_BEFORE_PUNCT.search(value):
         value = _SPACE_BEFORE_PUNCT.sub("", value)
-    if _LEAK.search(value):
+    if ("{{" in value or "}}" in value or "[[" in value or "]]" in value or "''" in value
+            or ("<" in value and _REF_TAG.search(value))
+            or (not value.isascii() and SENTINELS.search(value))):
         state.problems.add("markup_leak")
         value = " ".join(_LEAK.sub(" ", SENTINELS.sub("", value)).split())
     return value

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from urllib.parse import quote
 
 _ENWIKI_INFOBOXES = ("Infobox", "Taxobox", "Automatic taxobox", "Speciesbox", "Subspeciesbox",
                      "Chembox", "Drugbox", "Geobox")
@@ -41,7 +40,8 @@ _LINK_TRAILS = {
           "\u00f6\u00fc\u00f9]*",
 }
 _DEFAULT_TRAIL = "[a-z]*"
-_URL_SAFE = ";@$!*(),/~:"
+_URL_CACHE = 100_000
+_URL_ESCAPES = str.maketrans({c: f"%{ord(c):02X}" for c in '%?"<>[]{}|\\^`#'})
 
 
 class WikiProfile:
@@ -64,24 +64,29 @@ class WikiProfile:
                          if n.strip())
         self._infobox = re.compile(rf"^(?:{names})(?: .*)?$", re.S) if names else None
         self.link_trail = _LINK_TRAILS.get(language, _DEFAULT_TRAIL)
-        self._urls: dict[str, str] = {}
+        self._urls: dict[str, str] = {}  # link targets recur across a wiki's pages
+        # template name as written -> (what it leaves, key): filled by ``templates``
+        self.template_kinds: dict[str, tuple[str, str]] = {}
 
     def is_infobox(self, name: str) -> bool:
         return self._infobox is not None and self._infobox.match(name) is not None
 
     def page_url(self, title: str) -> str:
-        """``{base}/wiki/{Title}``; ``title`` may carry a ``#fragment``."""
+        """``{base}/wiki/{Title}`` as WME writes part links: spaces as underscores, letters
+        unescaped (``Valérie_Plante``), only characters that would break a URL escaped;
+        ``title`` may carry a ``#fragment``."""
         found = self._urls.get(title)
-        if found is None:
-            if len(self._urls) > 50_000:
-                self._urls.clear()
-            page, hashmark, fragment = title.partition("#")
-            page = page.strip().replace(" ", "_")
-            url = f"{self.base_url}/wiki/{quote(page[:1].upper() + page[1:], safe=_URL_SAFE)}"
-            if hashmark:
-                url += "#" + quote(fragment.strip().replace(" ", "_"), safe=_URL_SAFE)
-            found = self._urls[title] = url
-        return found
+        if found is not None:
+            return found
+        page, hashmark, fragment = title.partition("#")
+        page = "_".join(page.split())
+        url = f"{self.base_url}/wiki/{(page[:1].upper() + page[1:]).translate(_URL_ESCAPES)}"
+        if hashmark:
+            url += "#" + "_".join(fragment.split()).translate(_URL_ESCAPES)
+        if len(self._urls) >= _URL_CACHE:
+            self._urls.clear()
+        self._urls[title] = url
+        return url
 
 
 def _title_pattern(name: str) -> str:

@@ -33,6 +33,7 @@ _LITERAL_SET = frozenset(_LITERAL)
 # Literal text keeps its characters as entities, decoded only once the value is final.
 _ESCAPES = str.maketrans({c: f"&#{ord(c)};" for c in "&<>[]{}|'=*#:;!~_-"})
 _BRACES = re.compile(r"\{\{+|\}\}+")
+_PAIRS = re.compile(r"\{\{|\}\}")
 MAX_DEPTH = 12  # template expansion nesting; deeper content is dropped (and counted)
 
 
@@ -62,6 +63,10 @@ def brace_spans(text: str) -> tuple[list[tuple[int, int, int]], bool]:
     whether some braces stayed unmatched. Runs of braces pair up as MediaWiki's preprocessor
     does: a closing run closes the nearest open run, three braces at a time when both have
     three, else two."""
+    if "{{{" not in text and "}}}" not in text:
+        simple = _simple_spans(text)
+        if simple is not None:
+            return simple, False
     stack: list[list[int]] = []  # [start of the run, braces of it still open]
     spans: list[tuple[int, int, int]] = []
     unmatched = False
@@ -89,6 +94,26 @@ def brace_spans(text: str) -> tuple[list[tuple[int, int, int]], bool]:
     if any(count >= 2 for _, count in stack):
         unmatched = True
     return _outermost(spans), unmatched
+
+
+def _simple_spans(text: str) -> list[tuple[int, int, int]] | None:
+    """The common case, every run exactly two braces and all of them matched: one stack of
+    positions, no sorting. None sends the text to the general algorithm."""
+    spans: list[tuple[int, int, int]] = []
+    depth = 0
+    start = 0
+    for match in _PAIRS.finditer(text):
+        if match.group() == "{{":
+            if depth == 0:
+                start = match.start()
+            depth += 1
+        elif depth == 0:
+            return None  # a stray "}}"
+        else:
+            depth -= 1
+            if depth == 0:
+                spans.append((start, match.end(), 2))
+    return None if depth else spans
 
 
 def _outermost(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:

@@ -103,20 +103,21 @@ def _parse(body: str, state: PageState, opening: str) -> int | None:
     return _register(rows, caption, state)
 
 
+_CELL_SPLIT = re.compile(r"\[\[|\]\]|\|\||!!")
+
+
 def _split_outside_links(text: str, separator: str) -> list[str]:
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(text) - 1:
-        pair = text[i:i + 2]
-        if pair == "[[":
+    """Split cells on ``||`` (and ``!!`` in header lines) outside ``[[links]]``."""
+    parts, depth, start = [], 0, 0
+    for match in _CELL_SPLIT.finditer(text):
+        mark = match.group()
+        if mark == "[[":
             depth += 1
-        elif pair == "]]":
+        elif mark == "]]":
             depth = max(0, depth - 1)
-        elif depth == 0 and (pair == "||" or pair == separator):
-            parts.append(text[start:i])
-            start = i + 2
-            i += 2
-            continue
-        i += 1
+        elif depth == 0 and (mark == "||" or mark == separator):
+            parts.append(text[start:match.start()])
+            start = match.end()
     parts.append(text[start:])
     return parts
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from feedserver.ingest.structured.cite import render_citation
+from feedserver.ingest.structured.inline import plain
 from feedserver.ingest.structured.references import use_ref
 from feedserver.ingest.structured.scan import (
     CITE,
@@ -51,6 +52,7 @@ _FOOTNOTES = {"efn": "lower-alpha", "efn-la": "lower-alpha", "efn-ua": "upper-al
               "notetag": "note", "refn": "", "#tag:ref": ""}
 _SFN = frozenset({"sfn", "sfnp", "sfnm", "harvnb ref"})
 _FUNCTION_TEXT = frozenset({"lc", "uc", "lcfirst", "ucfirst", "formatnum", "#tag:nowiki"})
+_KIND_CACHE = 20_000
 _CONVERT_JOINERS = frozenset({"to", "-", "\u2013", "and", "or", "by", "x", "\u00d7", "+", "to(-)",
                               "and(-)"})
 
@@ -86,52 +88,94 @@ def _kept_cites(raw: str) -> str:
     return "".join(_CITES.findall(raw)) if CITE in raw else ""
 
 
-def _template(body: str, state: PageState, depth: int) -> str:
-    params = split_params(body)
-    head = params[0]
+def _kind(head: str, state: PageState) -> tuple[str, str]:
+    """(what the template leaves, its lower-case name); cached per wiki by raw name, since
+    the same few thousand names recur on every page."""
+    kinds = state.profile.template_kinds
+    found = kinds.get(head)
+    if found is None:
+        found = _classify(head, state)
+        if len(kinds) > _KIND_CACHE:
+            kinds.clear()
+        kinds[head] = found
+    return found
+
+
+def _classify(head: str, state: PageState) -> tuple[str, str]:
     function, colon, first_arg = head.partition(":")
     if colon and "{{" not in function:
         key = function.strip().lower()
         if key in _FUNCTION_TEXT:
-            return expand(first_arg, state, depth + 1)
+            return "function", key
         if key == "#tag" and first_arg.strip().lower() == "ref":
-            return _footnote("#tag:ref", params[1:], state, depth)
+            return "footnote", "#tag:ref"
         if key.startswith("#") or key in ("defaultsort", "displaytitle", "subst", "safesubst"):
-            return _kept_cites(body)
+            return "drop", key
     name = normalize_name(head)
     lowered = name.lower()
     if lowered in _MAGIC:
-        return _MAGIC[lowered]
+        return "magic", lowered
     if state.profile.is_infobox(name):
-        _, named = named_params(params[1:])
-        state.infoboxes.append(InfoboxRef(name=name, params=list(named.items())))
-        return "\n"  # its citations stay with its fields
+        return "infobox", name
     if lowered == "short description":
-        if len(params) > 1 and state.description is None:
-            state.description = params[1].strip()
-        return ""
+        return "description", lowered
     if lowered.startswith("cite ") or lowered in ("citation", "cite"):
-        _, named = named_params(params[1:])
-        return render_citation(lowered, named, state, lambda v: expand(v, state, depth + 1))
+        return "cite", lowered
     if lowered in _FOOTNOTES:
-        return _footnote(lowered, params[1:], state, depth)
+        return "footnote", lowered
     if lowered in _SFN:
-        return _sfn(params[1:], state)
-    if lowered in ("r", "rp"):
-        if lowered == "rp":
-            return ""
-        return "".join(use_ref(state, "", p.strip(), None)
-                       for p in named_params(params[1:])[0] if p.strip())
-    if lowered == "convert" or lowered == "cvt":
-        return _convert(params[1:], state, depth)
+        return "sfn", lowered
+    if lowered in ("r", "rp", "convert", "cvt"):
+        return lowered.replace("cvt", "convert"), lowered
     if lowered in _LISTINGS:
-        return _listing(params[1:], state, depth)
+        return "listing", lowered
     if lowered.startswith("lang-"):
-        positional = named_params(params[1:])[0]
-        return expand(positional[-1], state, depth + 1) if positional else ""
+        return "lang", lowered
     if lowered in _TEXT_PARAM:
-        return _text_param(lowered, params[1:], state, depth)
-    return _kept_cites(body)
+        return "text", lowered
+    return "drop", lowered
+
+
+def _template(body: str, state: PageState, depth: int) -> str:
+    bar = body.find("|")
+    head = body if bar < 0 else body[:bar]
+    if "{{" in head or "[[" in head:
+        head = split_params(body)[0]
+    kind, key = _kind(head, state)
+    if kind == "drop":
+        return _kept_cites(body)
+    if kind == "magic":
+        return _MAGIC[key]
+    if kind == "function":
+        return expand(head.partition(":")[2], state, depth + 1)
+    params = split_params(body)[1:]
+    if kind == "infobox":
+        state.infoboxes.append(InfoboxRef(name=key, params=list(named_params(params)[1].items())))
+        return "\n"  # its citations stay with its fields
+    if kind == "description":
+        if params and state.description is None:
+            state.description = params[0].strip()
+        return ""
+    if kind == "cite":
+        return render_citation(key, named_params(params)[1], state, lambda v: plain(
+            v, state, lambda raw: expand(raw, state, depth + 1)))
+    if kind == "footnote":  # {{#tag:ref|content|name=…}} splits like {{efn|content}}
+        return _footnote(key, params, state, depth)
+    if kind == "sfn":
+        return _sfn(params, state)
+    if kind == "rp":
+        return ""
+    if kind == "r":
+        return "".join(use_ref(state, "", p.strip(), None)
+                       for p in named_params(params)[0] if p.strip())
+    if kind == "convert":
+        return _convert(params, state, depth)
+    if kind == "listing":
+        return _listing(params, state, depth)
+    if kind == "lang":
+        positional = named_params(params)[0]
+        return expand(positional[-1], state, depth + 1) if positional else ""
+    return _text_param(key, params, state, depth)
 
 
 def _text_param(lowered: str, params: list[str], state: PageState, depth: int) -> str:
