@@ -12,12 +12,15 @@ import re
 
 from feedserver.ingest.structured.inline import caption_of, finish, image_record, markup
 from feedserver.ingest.structured.records import Image, Part, TableReference
-from feedserver.ingest.structured.scan import IMAGE, IMAGE_END, TABLE
+from feedserver.ingest.structured.scan import HEADING, IMAGE, IMAGE_END, TABLE
 from feedserver.ingest.structured.state import ImageRef, PageState
 
 LEAD_NAME = "Abstract"
 _HEADING = re.compile(r"^(=+)(.*?)(=+)[ \t]*$")
-_HEADING_LINE = re.compile(r"\n=[^\n]*")  # a literal first character: a fast scan
+_HEADING_LINE = re.compile("\n\ue00b[^\n]*")  # literal first characters: a fast scan
+# A heading is decided on the wikitext line, before links and tags are taken out: MediaWiki
+# does not read "==A==[[Category:B]]" as a heading.
+_HEADING_CANDIDATE = re.compile(r"\n(?==[^\n]*=[ \t]*(?:\n|$))")
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n|$)")
 # Lines that are not paragraph text: list items, tables, rules.
 _BLOCK_MARK = re.compile("\n(?:[*#:;]|[ \t]*(?:\ue002|----))")
@@ -47,6 +50,13 @@ def take_galleries(text: str, state: PageState) -> str:
         return "\n" + "".join(marks) + "\n"
 
     return _GALLERY.sub(one, text)
+
+
+def mark_headings(text: str) -> str:
+    """Mark the heading lines (see ``_HEADING_CANDIDATE``); ``build_sections`` reads them."""
+    if "=" not in text:
+        return text
+    return _HEADING_CANDIDATE.sub("\n" + HEADING, "\n" + text)[1:]
 
 
 def heading(line: str) -> tuple[int, str] | None:
@@ -102,9 +112,11 @@ class _Blocks:
     def _table(self, index: int) -> Part:
         table = self.state.tables[index]
         caption = self.state.table_captions.get(table.identifier)
-        name = finish(markup(caption, self.state), self.state).value if caption else None
-        return Part(type="table", name=name or None,
-                    citations=self.state.table_citations.get(table.identifier),
+        rendered = finish(markup(caption, self.state), self.state) if caption else None
+        citations = [*(rendered.citations or [] if rendered else []),
+                     *self.state.table_citations.get(table.identifier, [])]
+        return Part(type="table", name=rendered.value or None if rendered else None,
+                    citations=citations or None,
                     table_references=[TableReference(identifier=table.identifier,
                                                      confidence_score=table.confidence_score)])
 
@@ -191,7 +203,7 @@ def build_sections(text: str, state: PageState) -> list[Part]:
     text = "\n" + text
     position = 0
     for match in _HEADING_LINE.finditer(text):
-        found = heading(match.group()[1:])
+        found = heading(match.group()[2:])
         if found is None:
             continue
         _body(text[position:match.start()], current, blocks)

@@ -18,6 +18,7 @@ from feedserver.ingest.structured.blocks import (
     LEAD_NAME,
     build_sections,
     heading,
+    mark_headings,
     plain_text,
     take_galleries,
 )
@@ -80,7 +81,7 @@ def _parse(text: str, state: PageState) -> ParsedPage:
     text = expand(text, state)
     text = take_galleries(text, state)
     text = take_tables(text, state)
-    text = markup(text, state)
+    text = markup(mark_headings(text), state)
     sections = build_sections(text, state)
     infoboxes = [_infobox(found, state) for found in state.infoboxes]
     references = _references(state)
@@ -110,7 +111,7 @@ def _infobox(found: InfoboxRef, state: PageState) -> Part:
                 fields.append(Part(type="image", name=name, images=[record]))
                 continue
         rendered = finish(markup(expand(raw, state, 1), state), state)
-        if rendered.value or rendered.images:
+        if rendered.value or rendered.images or rendered.citations:
             fields.append(Part(type="field", name=name, value=rendered.value or None,
                                links=rendered.links, citations=rendered.citations,
                                images=rendered.images))
@@ -120,6 +121,7 @@ def _infobox(found: InfoboxRef, state: PageState) -> Part:
 
 def _references(state: PageState) -> list[Reference]:
     out: list[Reference] = []
+    parents: dict[str, str] = {}  # cited inside a reference's text -> that reference
     index = 0
     while index < len(state.refs) and index < _MAX_REFERENCES:
         entry = state.refs[index]
@@ -130,11 +132,17 @@ def _references(state: PageState) -> list[Reference]:
             rendered = finish(markup(expand(entry.content, state, 1), state), state,
                               with_images=False)
             text = ReferenceText(value=rendered.value or None, links=rendered.links)
+            for nested in rendered.citations or ():
+                parents.setdefault(nested.identifier, identifier(entry))
             kind = "text"
             if state.cite_capture is not None:
                 kind, metadata = state.cite_capture
         out.append(Reference(identifier=identifier(entry), group=entry.group or None,
                              type=kind, metadata=metadata or None, text=text))
+    for reference in out:
+        parent = parents.get(reference.identifier)
+        if parent is not None and parent != reference.identifier:
+            reference.parent_reference = parent
     return out
 
 

@@ -83,6 +83,8 @@ class Reference(Record):
     metadata: dict[str, str] | None = None
     text: ReferenceText | None = None
     source: ReferenceText | None = None
+    # the reference whose own text cites this one (a source cited inside a footnote)
+    parent_reference: str | None = None
 
 
 class TableCell(Record):

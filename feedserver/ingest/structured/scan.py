@@ -17,6 +17,7 @@ TABLE, TABLE_END = "\ue002", "\ue003"
 IMAGE, IMAGE_END = "\ue004", "\ue005"
 LINK, LINK_MID, LINK_END = "\ue006", "\ue007", "\ue008"
 GALLERY, GALLERY_END = "\ue009", "\ue00a"
+HEADING = "\ue00b"  # starts a line that was a heading before inline markup was removed
 SENTINELS = re.compile("[\ue000-\ue00f]")
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)

@@ -53,6 +53,9 @@ _FOOTNOTES = {"efn": "lower-alpha", "efn-la": "lower-alpha", "efn-ua": "upper-al
 _SFN = frozenset({"sfn", "sfnp", "sfnm", "harvnb ref"})
 _FUNCTION_TEXT = frozenset({"lc", "uc", "lcfirst", "ucfirst", "formatnum", "#tag:nowiki"})
 _KIND_CACHE = 20_000
+_PAGE_NAMES = frozenset({"pagename", "pagenamee", "fullpagename", "fullpagenamee",
+                         "basepagename", "subpagename", "rootpagename", "articlepagename"})
+_INFOBOX_MARK = "\n<infobox>\n"  # returned by identity only, never put in the text
 _CONVERT_JOINERS = frozenset({"to", "-", "\u2013", "and", "or", "by", "x", "\u00d7", "+", "to(-)",
                               "and(-)"})
 
@@ -115,6 +118,8 @@ def _classify(head: str, state: PageState) -> tuple[str, str]:
     lowered = name.lower()
     if lowered in _MAGIC:
         return "magic", lowered
+    if lowered in _PAGE_NAMES:
+        return "pagename", lowered
     if state.profile.is_infobox(name):
         return "infobox", name
     if lowered == "short description":
@@ -137,21 +142,34 @@ def _classify(head: str, state: PageState) -> tuple[str, str]:
 
 
 def _template(body: str, state: PageState, depth: int) -> str:
+    shown = _shown(body, state, depth)
+    if shown is _INFOBOX_MARK:
+        return "\n"  # its citations stay with its fields
+    if CITE in body:  # citations in parameters the template does not show stay in the text
+        missing = [c for c in _CITES.findall(body) if c not in shown]
+        if missing:
+            shown += "".join(missing)
+    return shown
+
+
+def _shown(body: str, state: PageState, depth: int) -> str:
     bar = body.find("|")
     head = body if bar < 0 else body[:bar]
     if "{{" in head or "[[" in head:
         head = split_params(body)[0]
     kind, key = _kind(head, state)
     if kind == "drop":
-        return _kept_cites(body)
+        return ""
     if kind == "magic":
         return _MAGIC[key]
+    if kind == "pagename":  # the page's own title (articles have no namespace prefix)
+        return state.title
     if kind == "function":
         return expand(head.partition(":")[2], state, depth + 1)
     params = split_params(body)[1:]
     if kind == "infobox":
         state.infoboxes.append(InfoboxRef(name=key, params=list(named_params(params)[1].items())))
-        return "\n"  # its citations stay with its fields
+        return _INFOBOX_MARK
     if kind == "description":
         if params and state.description is None:
             state.description = params[0].strip()
