@@ -21,8 +21,8 @@ LEAK = re.compile(r"\{\{|\[\[|<ref|'''|[\ue000-\ue00f]", re.I)
 NOT_VALUES = {"url", "content_url", "identifier", "version", "event", "license", "is_part_of",
               "in_language"}
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
-_LITERAL = re.compile(r"<(nowiki|pre|syntaxhighlight|source|math)\b[^>]*?(?:/>|>.*?(?:</\1\s*>|\Z))",
-                      re.S | re.I)
+_LITERAL = re.compile(
+    r"<(nowiki|pre|syntaxhighlight|source|math)\b[^>]*?(?:/>|>.*?(?:</\1\s*>|\Z))", re.S | re.I)
 _REF = re.compile(r"<ref\b[^>/]*/>|<ref\b[^>]*>.*?</ref\s*>", re.S | re.I)
 _HEADING = re.compile(r"^(=+)(.*?)(=+)[ \t]*$")
 _TABLE_OPEN = re.compile(r"^[ \t:]*\{\|")
