@@ -90,7 +90,7 @@ def _parse(text: str, state: PageState) -> ParsedPage:
         description = _plain(state.description, state) or None
     return ParsedPage(sections=sections, infoboxes=infoboxes, references=references,
                       tables=list(state.tables), description=description,
-                      image=_main_image(infoboxes, state), text=plain_text(sections),
+                      image=_main_image(infoboxes, sections, state), text=plain_text(sections),
                       problems=sorted(state.problems))
 
 
@@ -146,8 +146,10 @@ def _references(state: PageState) -> list[Reference]:
     return out
 
 
-def _main_image(infoboxes: list[Part], state: PageState) -> Image | None:
-    for part in _walk(infoboxes):
+def _main_image(infoboxes: list[Part], sections: list[Part],
+                state: PageState) -> Image | None:
+    """The infobox's first image, else the first image in the text, else any file link."""
+    for part in (*_walk(infoboxes), *_walk(sections)):
         for found in part.images or ():
             if found.content_url:
                 return Image(content_url=found.content_url)
