@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from feedserver.ingest.structured import Part, StructuredResult, Table, structured_content
-from tests.unit.ingest.structured.pages import ENWIKI, GREEK, TABLE_MARKUP, find
 from tests.conftest import DUMPS
+from tests.unit.ingest.structured.pages import ENWIKI, GREEK, TABLE_MARKUP, find
 
 GOLDEN = Path(__file__).parent / "golden"
 PEAR = DUMPS / "pywikibot" / "article-pear-0.10.xml"
