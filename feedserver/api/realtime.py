@@ -39,7 +39,7 @@ from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.problems import TYPE_BASE
 from feedserver.api.query import matches, project, wants_ndjson
 from feedserver.api.realtime_params import read_params, start_positions
-from feedserver.api.services import Principal, request_id, services_of
+from feedserver.api.services import Principal, request_id, response_id, services_of
 from feedserver.errors import Unavailable
 from feedserver.feeds.realtime import Hub, Positions, Subscription, SubscriptionClosed
 from feedserver.feeds.realtime_item import StreamItem
@@ -257,7 +257,7 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> 
     sub = hub.subscribe(positions)
     viewer = _Viewer(principal, params.query)
     ndjson = wants_ndjson(request)
-    rid = request_id(request)
+    rid, sid = request_id(request), response_id(request)
     heartbeat = float(request.app.state.get("realtime_heartbeat", HEARTBEAT_SECONDS))
 
     async def body() -> AsyncIterator[bytes]:
@@ -270,11 +270,13 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> 
                 yield frame
                 if time.monotonic() - last_progress >= PROGRESS_SECONDS:
                     last_progress = time.monotonic()
-                    svc.usage.progress(principal, feed=FEED, project=None, request_id=rid,
+                    svc.usage.progress(principal, feed=FEED, project=None, response_id=sid,
+                                       request_id=rid,
                                        bytes_sent=counts[1])
         finally:
             hub.detach(sub)
-            svc.usage.record(principal, feed=FEED, project=None, request_id=rid,
+            svc.usage.record(principal, feed=FEED, project=None, response_id=sid,
+                             request_id=rid,
                              bytes_sent=counts[1],
                              stream_seconds=round(time.monotonic() - started),
                              stream_events=counts[0])

@@ -34,7 +34,7 @@ async def test_disabled_metering_admits_everything_and_records_nothing(
     assert isinstance(off.sink, NullSink) and off.recorder is None
     await off.start()
     assert (await off.admit(FakePrincipal(), "ondemand")).headers == {}
-    off.sink.record(FakePrincipal(), feed="ondemand", project=None, request_id="r")
+    off.sink.record(FakePrincipal(), feed="ondemand", project=None, response_id="r")
     await off.flush()
     await off.stop()
     assert off.ledger.count() == 0
