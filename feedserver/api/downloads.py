@@ -78,13 +78,16 @@ async def serve(
     filename: str,
     admit: Callable[[], Awaitable[dict[str, str]]],
     on_sent: Callable[[int], None],
+    not_modified: Callable[[], Awaitable[dict[str, str]]] | None = None,
     presign_seconds: int | None = None,
 ) -> Response[Any]:
     """The response for HEAD or GET of the download ``parts``.
 
     ``admit`` runs only when a body will be sent (not for HEAD or 304) and returns headers
-    (RateLimit); ``on_sent`` gets the body bytes actually delivered. ``presign_seconds`` set
-    and a single part: GET answers 307 to a presigned URL when the store can make one.
+    (RateLimit); ``on_sent`` gets the body bytes actually delivered. A 304 awaits
+    ``not_modified`` instead (rate limit and request count, no download) and carries the
+    headers it returns. ``presign_seconds`` set and a single part: GET answers 307 to a
+    presigned URL when the store can make one.
     """
     etag = ranges.strong_etag(sha256)
     headers = {
@@ -96,8 +99,10 @@ async def serve(
         **{k.lower(): v for k, v in ranges.digest_headers(sha256).items()},
     }
     if ranges.none_match(request.headers.get("if-none-match"), etag):
+        extra = await not_modified() if not_modified is not None else {}
         return Response(b"", status_code=304, headers={
-            k: v for k, v in headers.items() if k in {"etag", "last-modified", "cache-control"}})
+            **{k: v for k, v in headers.items()
+               if k in {"etag", "last-modified", "cache-control"}}, **extra})
     if request.method == "HEAD":
         return Response(b"", media_type=CONTENT_TYPE,
                         headers={**headers, "content-length": str(size)})

@@ -5,6 +5,11 @@ state store), limited to projects the caller's plan covers for the ``ondemand`` 
 ``limit`` defaults to 3, at most 10 (422 above, as WME). ``is_part_of.identifier`` narrows
 the projects searched; every other filter (``in_language.identifier`` included) is an
 exact-match test on each article found.
+
+Quota and billing follow one rule: every lookup that passed admission counts once as an
+``ondemand_lookups`` quota unit AND as one billed ``ondemand`` request, 404 included. Requests
+refused before admission (bad parameters, two ``is_part_of`` filters, 401/403/429) count in
+neither.
 """
 
 from __future__ import annotations
@@ -78,6 +83,9 @@ async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDe
 
     found = await anyio.to_thread.run_sync(find)
     if not found:
+        # One rule for quota and billing: every ADMITTED lookup counts once in both, found or
+        # not (admission already took its quota unit; the lookup did the work).
+        svc.report(request, principal, feed=FEED, project=projects[0] if projects else None)
         raise NotFound(f"article {name[:100]!r} not found")
     response = render_list(request, found, headers)
     svc.report(request, principal, feed=FEED, project=projects[0] if projects else None,
