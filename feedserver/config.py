@@ -92,6 +92,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metering_enabled: bool = True
     ledger_batch_size: int = 500
     ledger_flush_seconds: float = 0.2
+    usage_checkpoint_bytes: int = 4 * 1024 * 1024
+    usage_checkpoint_seconds: float = 5.0
 
     # --- derived -----------------------------------------------------------------------------
     @property

@@ -49,6 +49,10 @@ async def metered_download(request: Request[Any, Any, Any], principal: Principal
         svc.report(request, principal, feed=feed, project=project, bytes_sent=n,
                    resource=resource, download=get)
 
+    def on_progress(n: int) -> None:
+        svc.progress(request, principal, feed=feed, project=project, bytes_sent=n,
+                     resource=resource, download=get)
+
     async def not_modified() -> dict[str, str]:
         # A 304 is a request (rate limited, counted), never a download.
         headers = await svc.admit(principal, feed, project)
@@ -64,6 +68,8 @@ async def metered_download(request: Request[Any, Any, Any], principal: Principal
         not_modified=not_modified if get else None,  # HEAD: admitted and reported above
         presign_seconds=svc.settings.presign_seconds if svc.settings.s3_redirect_downloads
         else None,
+        on_progress=on_progress, checkpoint_bytes=svc.settings.usage_checkpoint_bytes,
+        checkpoint_seconds=svc.settings.usage_checkpoint_seconds,
     )
     if not get:
         response.headers.update(head_headers)

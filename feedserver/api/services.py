@@ -141,6 +141,15 @@ class Services:
                           bytes_sent=bytes_sent, articles=articles, resource=resource,
                           download=download)
 
+    def progress(self, request: Request[Any, Any, Any], principal: Principal, *, feed: Feed,
+                 project: str | None, bytes_sent: int = 0, resource: str | None = None,
+                 download: bool = False) -> None:
+        """A cumulative checkpoint of a response still streaming (journal only): a server
+        killed mid-body is billed up to it; the final ``report`` supersedes it."""
+        self.usage.progress(principal, feed=feed, project=project,
+                            response_id=response_id(request), request_id=request_id(request),
+                            bytes_sent=bytes_sent, resource=resource, download=download)
+
 
 def services_of(request: Request[Any, Any, Any]) -> Services:
     svc: Services = request.app.state.services

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from feedserver.errors import StorageError
@@ -102,3 +102,21 @@ async def test_metered_stream_counts_only_what_was_taken() -> None:
                                   checkpoint=marks.append, checkpoint_bytes=15):
         pass
     assert seen == [30] and marks == [20]
+
+
+async def test_metered_stream_checkpoints_by_time_as_well() -> None:
+    """A slow download of small chunks still journals a checkpoint every N seconds."""
+    now = [0.0]
+    marks: list[int] = []
+    seen: list[int] = []
+
+    async def slow() -> AsyncIterator[bytes]:
+        for _ in range(6):
+            now[0] += 2.0  # each chunk takes two (fake) seconds to reach the client
+            yield b"x" * 10
+
+    async for _ in metered_stream(slow(), seen.append, checkpoint=marks.append,
+                                  checkpoint_bytes=10**9, checkpoint_seconds=5.0,
+                                  clock=lambda: now[0]):
+        pass
+    assert marks == [30, 60] and seen == [60]
