@@ -38,6 +38,7 @@ from litestar.response import Stream
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.problems import TYPE_BASE
 from feedserver.api.query import matches, project, wants_ndjson
+from feedserver.api.realtime_metering import claim_stream, release_stream
 from feedserver.api.realtime_params import read_params, start_positions
 from feedserver.api.services import Principal, request_id, response_id, services_of
 from feedserver.errors import Unavailable
@@ -254,11 +255,13 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> 
     await hub.ready(READY_TIMEOUT)
     positions = await start_positions(params, hub.tail(), hub.log, hub.topic)
     headers = await svc.admit(principal, FEED)
-    sub = hub.subscribe(positions)
     viewer = _Viewer(principal, params.query)
     ndjson = wants_ndjson(request)
     rid, sid = request_id(request), response_id(request)
     heartbeat = float(request.app.state.get("realtime_heartbeat", HEARTBEAT_SECONDS))
+    # Plan max_streams (429 when all are open); released when the body ends, by any path.
+    slot = await claim_stream(request.app, svc, principal)
+    sub = hub.subscribe(positions)
 
     async def body() -> AsyncIterator[bytes]:
         counts = [0, 0]
@@ -282,6 +285,7 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> 
                              stream_events=counts[0])
             with anyio.CancelScope(shield=True):
                 await sub.close()
+            await release_stream(request.app, slot)
 
     return Stream(body(), media_type=NDJSON if ndjson else SSE, headers={
         **headers, "Cache-Control": "no-cache", "Connection": "keep-alive",
