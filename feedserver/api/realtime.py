@@ -38,12 +38,21 @@ from litestar.response import Stream
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.problems import TYPE_BASE
 from feedserver.api.query import matches, project, wants_ndjson
-from feedserver.api.realtime_metering import claim_stream, release_stream
+from feedserver.api.realtime_metering import (
+    acknowledged,
+    claim_stream,
+    on_resume,
+    on_stream_end,
+    release_stream,
+    stream_view,
+)
 from feedserver.api.realtime_params import read_params, start_positions
 from feedserver.api.services import Principal, request_id, response_id, services_of
 from feedserver.errors import Unavailable
 from feedserver.feeds.realtime import Hub, Positions, Subscription, SubscriptionClosed
 from feedserver.feeds.realtime_item import StreamItem
+from feedserver.metering.records import principal_user
+from feedserver.metering.resume import EndedStream, Tail
 from feedserver.storage.eventlog import EventLog
 
 FEED: Final = "realtime"
@@ -188,8 +197,12 @@ def _frame(item: StreamItem, sub: Subscription, viewer: _Viewer, *,
 
 
 async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool,
-                  heartbeat: float, counts: list[int]) -> AsyncIterator[bytes]:
-    """The body; ``counts`` = [events, bytes] delivered (read by the caller's finally).
+                  heartbeat: float, counts: list[int], tail: Tail | None = None
+                  ) -> AsyncIterator[bytes]:
+    """The body; ``counts`` = [events, bytes] delivered (read by the caller's finally) and
+    ``tail`` the last frames delivered (partition, next offset, bytes). Both grow only once
+    the server took a batch (the generator resumes after its ``yield``): a batch cut by a
+    disconnect is not counted.
 
     Items already waiting (a catch-up poll, a burst in the live buffer) go out together, up to
     ``COALESCE_BYTES`` per write: one ASGI message and one socket send per batch rather than
@@ -214,6 +227,7 @@ async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool,
                 sent_id = now_id
             continue
         batch: list[bytes] = []
+        where: list[tuple[int, int]] = []
         size = 0
         closing: bytes | None = None
         while item is not None:
@@ -221,9 +235,8 @@ async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool,
             if framed is not None:
                 frame, ident = framed
                 sent_id = ident or sent_id
-                counts[0] += 1
-                counts[1] += len(frame)
                 batch.append(frame)
+                where.append((item.partition, item.offset + 1))
                 size += len(frame)
                 if size >= COALESCE_BYTES:
                     break
@@ -234,6 +247,11 @@ async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool,
                 break
         if batch:
             yield b"".join(batch)
+            counts[0] += len(batch)
+            counts[1] += size
+            if tail is not None:
+                for frame, (partition, next_offset) in zip(batch, where, strict=True):
+                    tail.add(partition, next_offset, len(frame))
         if closing is not None:
             yield closing
             return
@@ -259,33 +277,46 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> 
     ndjson = wants_ndjson(request)
     rid, sid = request_id(request), response_id(request)
     heartbeat = float(request.app.state.get("realtime_heartbeat", HEARTBEAT_SECONDS))
+    view = stream_view(params, positions, ndjson=ndjson)
+    # Billing up to the acknowledged position: a resume credits what earlier streams of this
+    # view delivered past it (metering/resume.py).
+    await on_resume(request.app, svc, principal, stream_id=sid, viewer=view,
+                    positions=acknowledged(params, positions), request_id=rid)
+    opened_at = time.time()
     # Plan max_streams (429 when all are open); released when the body ends, by any path.
     slot = await claim_stream(request.app, svc, principal)
     sub = hub.subscribe(positions)
+    stream = f"stream:{sid}"
 
     async def body() -> AsyncIterator[bytes]:
         counts = [0, 0]
+        tail = Tail()
         started = time.monotonic()
         last_progress = started
         try:
             async for frame in _frames(sub, viewer, ndjson=ndjson, heartbeat=heartbeat,
-                                       counts=counts):
+                                       counts=counts, tail=tail):
                 yield frame
                 if time.monotonic() - last_progress >= PROGRESS_SECONDS:
                     last_progress = time.monotonic()
                     svc.usage.progress(principal, feed=FEED, project=None, response_id=sid,
-                                       request_id=rid,
-                                       bytes_sent=counts[1])
+                                       request_id=rid, resource=stream, bytes_sent=counts[1],
+                                       stream_events=counts[0])
         finally:
             hub.detach(sub)
             svc.usage.record(principal, feed=FEED, project=None, response_id=sid,
-                             request_id=rid,
+                             request_id=rid, resource=stream,
                              bytes_sent=counts[1],
                              stream_seconds=round(time.monotonic() - started),
                              stream_events=counts[0])
             with anyio.CancelScope(shield=True):
                 await sub.close()
             await release_stream(request.app, slot)
+            await on_stream_end(request.app, svc, EndedStream(
+                stream_id=sid, customer_id=principal.customer_id,
+                api_key_id=principal.api_key_id or "", user=principal_user(principal),
+                viewer=view, started=opened_at, start_positions=dict(positions),
+                end_positions=dict(sub.positions)), tail)
 
     return Stream(body(), media_type=NDJSON if ndjson else SSE, headers={
         **headers, "Cache-Control": "no-cache", "Connection": "keep-alive",
