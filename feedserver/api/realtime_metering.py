@@ -1,7 +1,7 @@
 """The realtime stream's metering glue, per app: open-stream caps (plan ``max_streams``) and
-billing up to the position a client acknowledges by resuming (``metering/resume.py``).
+the at-most-once billing of events (``metering/realtime_billing.py``).
 
-``StreamSlots`` (with its lease keeper) and ``ResumeCredits`` are created on first use (like
+``StreamSlots`` (with its lease keeper) and ``BilledRanges`` are created on first use (like
 the realtime hub) on the app's database. Slots are closed with the app: a clean shutdown frees
 this process's slots at once, a crash frees them when the lease runs out
 (``stream_lease_seconds``).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from contextlib import AsyncExitStack
 
 import anyio
@@ -20,11 +21,12 @@ from litestar import Litestar
 
 from feedserver.api.realtime_params import StreamParams
 from feedserver.api.services import Principal, Services
-from feedserver.feeds.realtime import Positions
+from feedserver.errors import FeedError
 from feedserver.metering.plans import plan_terms
-from feedserver.metering.records import utcnow
-from feedserver.metering.resume import Credit, EndedStream, ResumeCredits, Tail, view_key
+from feedserver.metering.realtime_billing import BilledRanges, Covered, Ranges, view_key
 from feedserver.metering.streams import StreamSlots, keep_lease
+
+log = logging.getLogger(__name__)
 
 
 async def _slots(app: Litestar, svc: Services) -> StreamSlots | None:
@@ -79,67 +81,46 @@ async def release_stream(app: Litestar, slot: str | None) -> None:
         await anyio.to_thread.run_sync(slots.release, slot)
 
 
-# --- billing up to the acknowledged position -----------------------------------------------
+# --- at-most-once billing of events ------------------------------------------------------
 
 
-def stream_view(params: StreamParams, positions: Positions, *, ndjson: bool) -> str:
-    """The view key of a stream: format, partitions, filters and fields."""
-    return view_key(ndjson=ndjson, partitions=list(positions),
-                    filters=msgspec.to_builtins(params.query.filters),
+def stream_view(params: StreamParams, *, ndjson: bool) -> str:
+    """The view key of a stream: format, filters and fields."""
+    return view_key(ndjson=ndjson, filters=msgspec.to_builtins(params.query.filters),
                     fields=params.query.fields)
 
 
-def acknowledged(params: StreamParams, positions: Positions) -> Positions | None:
-    """The position a resuming client acknowledges: only when it names EVERY partition of the
-    stream (``Last-Event-ID`` or ``offsets``); a start by time or at the tail acknowledges
-    nothing."""
-    named = set(params.last_event_id) | set(params.offsets)
-    if not positions or not set(positions) <= named:
-        return None
-    return dict(positions)
-
-
-async def _credits(app: Litestar, svc: Services) -> ResumeCredits | None:
+async def _billed(app: Litestar, svc: Services) -> BilledRanges | None:
     if svc.db is None or not svc.settings.metering_enabled:
         return None
-    credits: ResumeCredits | None = app.state.get("resume_credits")
-    if credits is None:
-        db = svc.db
-        credits = await anyio.to_thread.run_sync(ResumeCredits, db)
-        app.state.resume_credits = credits
-    return credits
+    billed: BilledRanges | None = app.state.get("billed_ranges")
+    if billed is None:
+        billed = await anyio.to_thread.run_sync(BilledRanges, svc.db)
+        app.state.billed_ranges = billed
+    return billed
 
 
-async def _book(svc: Services, store: ResumeCredits, credits: list[Credit]) -> None:
-    """Journal the credits, THEN settle their streams (a crash in between repeats the same
-    credit ids, which the ledger drops)."""
-    if not credits:
+async def already_billed(app: Litestar, svc: Services, customer_id: str,
+                         viewer: str) -> Covered:
+    """Positions earlier streams of this view billed (nothing when the store fails: then a
+    re-delivery is billed again, never an event not at all)."""
+    billed = await _billed(app, svc)
+    if billed is None:
+        return Covered()
+    try:
+        return await anyio.to_thread.run_sync(billed.covered, customer_id, viewer)
+    except FeedError as exc:
+        log.warning("realtime billing: cannot read billed ranges (%s); billing all", exc)
+        return Covered()
+
+
+async def mark_billed(app: Litestar, svc: Services, stream_id: str, customer_id: str,
+                      viewer: str, ranges: Ranges) -> None:
+    """Record the ranges a stream billed: AFTER its usage record is journaled."""
+    billed = await _billed(app, svc)
+    if billed is None:
         return
-    ts = utcnow()
-    for credit in credits:
-        svc.usage.adjust(credit.records(ts))
-    await anyio.to_thread.run_sync(store.settle, credits)
-
-
-async def on_resume(app: Litestar, svc: Services, principal: Principal, *, stream_id: str,
-                    viewer: str, positions: Positions | None, request_id: str) -> None:
-    """A stream starts from an acknowledged position: credit what earlier streams of the same
-    view delivered past it."""
-    store = await _credits(app, svc)
-    if store is None or positions is None:
-        return
-    credits = await anyio.to_thread.run_sync(lambda: store.resumed(
-        stream_id=stream_id, customer_id=principal.customer_id, viewer=viewer,
-        positions=positions, request_id=request_id))
-    await _book(svc, store, credits)
-
-
-async def on_stream_end(app: Litestar, svc: Services, stream: EndedStream, tail: Tail) -> None:
-    """Keep the stream's tail for a later resume; credit it now if one came already.
-    Shielded: runs while the stream's body is being closed."""
-    with anyio.CancelScope(shield=True):
-        store = await _credits(app, svc)
-        if store is None or not len(tail):
-            return
-        credits = await anyio.to_thread.run_sync(store.stream_ended, stream, tail.frames())
-        await _book(svc, store, credits)
+    try:
+        await anyio.to_thread.run_sync(billed.ended, stream_id, customer_id, viewer, ranges)
+    except FeedError as exc:  # a later resume bills the overlap again: never zero times
+        log.warning("realtime billing: cannot record billed ranges (%s)", exc)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal, Protocol, Required, TypedDict, Unpack
 
@@ -191,9 +191,6 @@ class UsageSink(Protocol):
         last checkpoint; the final ``record`` of the same ``response_id`` supersedes it."""
 
 
-    def adjust(self, records: Sequence[UsageRecord]) -> None:
-        """Corrections metering computed itself (realtime resume credits: negative
-        quantities with derived ids), journaled and committed like any record."""
 
 
 class NullSink:
@@ -204,6 +201,3 @@ class NullSink:
 
     def progress(self, principal: MeteredPrincipal, **_: object) -> None:
         del principal
-
-    def adjust(self, records: Sequence[UsageRecord]) -> None:
-        del records

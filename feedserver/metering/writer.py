@@ -107,10 +107,6 @@ class UsageRecorder:
     def progress(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None:
         self._append(response_records(principal, **usage), usage["response_id"], final=False)
 
-    def adjust(self, records: Sequence[UsageRecord]) -> None:
-        if records:
-            self._append(list(records), "adjust:" + records[0].usage_id, final=True)
-
     def _append(self, records: list[UsageRecord], response_id: str, *, final: bool) -> None:
         # Keyed by the server's response id: clients choose request ids, not these.
         refs = self._open.setdefault(response_id, Counter())

@@ -43,9 +43,6 @@ class RecordingSink:
     def progress(self, principal: Any, **kw: Any) -> None:
         del principal, kw
 
-    def adjust(self, records: Any) -> None:
-        del records
-
 
 @dataclass
 class Keys:

@@ -81,9 +81,6 @@ class Recorder:
     def progress(self, principal: Any, **kw: Any) -> None:
         del principal, kw
 
-    def adjust(self, records: Any) -> None:
-        del records
-
 
 @pytest.fixture
 def sink() -> Recorder:

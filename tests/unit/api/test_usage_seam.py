@@ -24,9 +24,6 @@ class RecordingSink:
     def progress(self, principal: Any, **kw: Any) -> None:
         del principal, kw
 
-    def adjust(self, records: Any) -> None:
-        del records
-
 
 def test_download_and_lookup_reported(world: World) -> None:
     sink = RecordingSink()
