@@ -72,6 +72,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     eventstreams_topic: str = "feedserver.eventstreams"
     realtime_max_subscriber_lag: int = 10_000
     realtime_subscriber_queue: int = 1_000
+    stream_lease_seconds: float = 30.0
     batch_retention_hours: int = 48
 
     # --- snapshots ---------------------------------------------------------------------------
@@ -94,6 +95,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metering_enabled: bool = True
     ledger_batch_size: int = 500
     ledger_flush_seconds: float = 0.2
+    usage_checkpoint_bytes: int = 4 * 1024 * 1024
+    usage_checkpoint_seconds: float = 5.0
 
     # --- derived -----------------------------------------------------------------------------
     @property

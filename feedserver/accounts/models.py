@@ -100,6 +100,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     quotas: Quotas = Quotas()
     rate_limit: RateLimit = RateLimit()
     prices: Prices = Prices()
+    max_streams: int | None = None  # open realtime streams at once per customer; None: no cap
 
     @property
     def entitlements(self) -> Entitlements:

@@ -44,6 +44,7 @@ BUILTIN_PLANS: tuple[Plan, ...] = (
         rate_limit=RateLimit(requests_per_second=200, burst=400),
         prices=Prices(per_gb_egress=Decimal("0.02"), per_1000_lookups=Decimal("0.20"),
                       per_stream_hour=Decimal("1.00"), monthly_base_fee=Decimal("5000")),
+        max_streams=50,
     ),
 )
 DEFAULT_PLAN = "free"
@@ -79,6 +80,9 @@ def validate_plan(plan: Plan) -> Plan:
     if plan.rate_limit.requests_per_second < 0 or plan.rate_limit.burst < 1:
         raise InvalidParameter("rate_limit needs requests_per_second >= 0 and burst >= 1",
                                parameter="rate_limit")
+    if plan.max_streams is not None and plan.max_streams < 1:
+        raise InvalidParameter("max_streams must be >= 1 or null (no cap); leave realtime out "
+                               "of the plan's feeds to allow none", parameter="max_streams")
     for field in msgspec.structs.fields(Prices):
         value = getattr(plan.prices, field.name)
         if isinstance(value, Decimal) and (not value.is_finite() or value < 0):

@@ -85,7 +85,7 @@ class FeedApp(Litestar):
                 status = int(message["status"])
                 self.metrics.http_latency.labels(route(), method).observe(
                     time.perf_counter() - start)
-                # The id usage records are derived from: a client can quote it to finance.
+                # The correlation id stored with usage records: a client can quote it.
                 message = {**message, "headers": [*message.get("headers", ()),
                                                   (b"x-request-id", rid.encode())]}
             elif message["type"] == "http.response.body":

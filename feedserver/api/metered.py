@@ -3,7 +3,7 @@
 Metadata answers are metered by the bytes of their body; downloads (snapshots, chunks, diffs,
 batches) by the bytes actually delivered through ``downloads.serve``. A body GET of a download
 is a *download* of ``resource`` (one per customer, resource and day however many Range requests
-fetch it); HEAD is free but still rate limited and counted as a request.
+fetch it); HEAD and 304 are not downloads, but still rate limited and counted as requests.
 """
 
 from __future__ import annotations
@@ -49,14 +49,27 @@ async def metered_download(request: Request[Any, Any, Any], principal: Principal
         svc.report(request, principal, feed=feed, project=project, bytes_sent=n,
                    resource=resource, download=get)
 
+    def on_progress(n: int) -> None:
+        svc.progress(request, principal, feed=feed, project=project, bytes_sent=n,
+                     resource=resource, download=get)
+
+    async def not_modified() -> dict[str, str]:
+        # A 304 is a request (rate limited, counted), never a download.
+        headers = await svc.admit(principal, feed, project)
+        svc.report(request, principal, feed=feed, project=project)
+        return headers
+
     if not get:
         head_headers = await svc.admit(principal, feed, project)
         svc.report(request, principal, feed=feed, project=project)
     response = await downloads.serve(
         request, blobs=svc.blobs, parts=parts, size=size, sha256=sha256,
         last_modified=last_modified, filename=filename, admit=admit, on_sent=on_sent,
+        not_modified=not_modified if get else None,  # HEAD: admitted and reported above
         presign_seconds=svc.settings.presign_seconds if svc.settings.s3_redirect_downloads
         else None,
+        on_progress=on_progress, checkpoint_bytes=svc.settings.usage_checkpoint_bytes,
+        checkpoint_seconds=svc.settings.usage_checkpoint_seconds,
     )
     if not get:
         response.headers.update(head_headers)

@@ -9,6 +9,11 @@ state store), limited to projects the caller's plan covers for the ``ondemand`` 
 * ``is_part_of.identifier`` and ``in_language.identifier`` select which projects are searched
   (a project's language is its articles' ``in_language``, else the one its dbname implies);
   every other filter is an exact-match test on each article found.
+
+Quota and billing follow one rule: every lookup that passed admission counts once as an
+``ondemand_lookups`` quota unit AND as one billed ``ondemand`` request, 404 included. Requests
+refused before admission (bad parameters, two ``is_part_of`` filters, 401/403/429) count in
+neither.
 """
 
 from __future__ import annotations
@@ -101,6 +106,9 @@ async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDe
 
     found = await anyio.to_thread.run_sync(find)
     if not found:
+        # One rule for quota and billing: every ADMITTED lookup counts once in both, found or
+        # not (admission already took its quota unit; the lookup did the work).
+        svc.report(request, principal, feed=FEED, project=wiki)
         raise NotFound(f"article {name[:100]!r} not found")
     response = render_list(request, found, headers)
     svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(response.content),

@@ -39,11 +39,19 @@ from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.cors import cors_middleware
 from feedserver.api.problems import TYPE_BASE
 from feedserver.api.query import matches, project, wants_ndjson
+from feedserver.api.realtime_metering import (
+    already_billed,
+    claim_stream,
+    mark_billed,
+    release_stream,
+    stream_view,
+)
 from feedserver.api.realtime_params import read_params, start_positions
-from feedserver.api.services import Principal, request_id, services_of
+from feedserver.api.services import Principal, request_id, response_id, services_of
 from feedserver.errors import Unavailable
 from feedserver.feeds.realtime import Hub, Positions, Subscription, SubscriptionClosed
 from feedserver.feeds.realtime_item import StreamItem
+from feedserver.metering.realtime_billing import Covered, Edges, billable, stream_ranges
 from feedserver.storage.eventlog import EventLog
 
 FEED: Final = "realtime"
@@ -187,9 +195,24 @@ def _frame(item: StreamItem, sub: Subscription, viewer: _Viewer, *,
     return b"id: " + ident + b"\nevent: message\ndata: " + body + b"\n\n", ident
 
 
+class Delivered:
+    """What a stream handed to the socket so far: events, bytes, the positions of its first
+    and last frames, and the position after its last delivered batch. It grows only once the
+    server took a batch (the body generator resumes after its ``yield``), so a batch cut by a
+    disconnect is not counted."""
+
+    __slots__ = ("bytes", "edges", "end", "events")
+
+    def __init__(self, start: Positions) -> None:
+        self.events = 0
+        self.bytes = 0
+        self.edges = Edges()
+        self.end: Positions = dict(start)
+
+
 async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool,
-                  heartbeat: float, counts: list[int]) -> AsyncIterator[bytes]:
-    """The body; ``counts`` = [events, bytes] delivered (read by the caller's finally).
+                  heartbeat: float, delivered: Delivered) -> AsyncIterator[bytes]:
+    """The body; ``delivered`` is read by the caller's ``finally``.
 
     Items already waiting (a catch-up poll, a burst in the live buffer) go out together, up to
     ``COALESCE_BYTES`` per write: one ASGI message and one socket send per batch rather than
@@ -214,6 +237,7 @@ async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool,
                 sent_id = now_id
             continue
         batch: list[bytes] = []
+        where: list[tuple[int, int]] = []
         size = 0
         closing: bytes | None = None
         while item is not None:
@@ -221,9 +245,8 @@ async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool,
             if framed is not None:
                 frame, ident = framed
                 sent_id = ident or sent_id
-                counts[0] += 1
-                counts[1] += len(frame)
                 batch.append(frame)
+                where.append((item.partition, item.offset))
                 size += len(frame)
                 if size >= COALESCE_BYTES:
                     break
@@ -234,6 +257,11 @@ async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool,
                 break
         if batch:
             yield b"".join(batch)
+            delivered.events += len(batch)
+            delivered.bytes += size
+            delivered.end.update(sub.positions)
+            for frame, (partition, offset) in zip(batch, where, strict=True):
+                delivered.edges.add(partition, offset, len(frame))
         if closing is not None:
             yield closing
             return
@@ -255,32 +283,56 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep) -> 
     await hub.ready(READY_TIMEOUT)
     positions = await start_positions(params, hub.tail(), hub.log, hub.topic)
     headers = await svc.admit(principal, FEED)
-    sub = hub.subscribe(positions)
     viewer = _Viewer(principal, params.query)
     ndjson = wants_ndjson(request)
-    rid = request_id(request)
+    rid, sid = request_id(request), response_id(request)
     heartbeat = float(request.app.state.get("realtime_heartbeat", HEARTBEAT_SECONDS))
+    # Each event is billed at most once per customer and view: positions that earlier
+    # streams of this view delivered (a resume) are delivered again, not billed again.
+    view = stream_view(params, ndjson=ndjson)
+    # Plan max_streams (429 when all are open); released when the body ends, by any path.
+    slot = await claim_stream(request.app, svc, principal)
+    sub = hub.subscribe(positions)
+    stream = f"stream:{sid}"
 
     async def body() -> AsyncIterator[bytes]:
-        counts = [0, 0]
+        delivered = Delivered(positions)
         started = time.monotonic()
         last_progress = started
         try:
             async for frame in _frames(sub, viewer, ndjson=ndjson, heartbeat=heartbeat,
-                                       counts=counts):
+                                       delivered=delivered):
                 yield frame
                 if time.monotonic() - last_progress >= PROGRESS_SECONDS:
                     last_progress = time.monotonic()
-                    svc.usage.progress(principal, feed=FEED, project=None, request_id=rid,
-                                       bytes_sent=counts[1])
+                    # Journal only, cumulative, re-deliveries included (a kill may bill them
+                    # twice, never an event not at all).
+                    svc.usage.progress(principal, feed=FEED, project=None, response_id=sid,
+                                       request_id=rid, resource=stream,
+                                       bytes_sent=delivered.bytes,
+                                       stream_events=delivered.events)
         finally:
             hub.detach(sub)
-            svc.usage.record(principal, feed=FEED, project=None, request_id=rid,
-                             bytes_sent=counts[1],
-                             stream_seconds=round(time.monotonic() - started),
-                             stream_events=counts[0])
             with anyio.CancelScope(shield=True):
-                await sub.close()
+                # Read what earlier streams billed, journal this stream's record, THEN record
+                # its ranges: no position is claimed before the write that bills it.
+                covered = Covered()
+                try:
+                    covered = await already_billed(request.app, svc, principal.customer_id,
+                                                   view)
+                finally:
+                    events, sent = billable(delivered.events, delivered.bytes,
+                                            delivered.edges, covered)
+                    svc.usage.record(principal, feed=FEED, project=None, response_id=sid,
+                                     request_id=rid, resource=stream, bytes_sent=sent,
+                                     stream_seconds=round(time.monotonic() - started),
+                                     stream_events=events)
+                try:
+                    await sub.close()
+                finally:
+                    await release_stream(request.app, slot)
+                await mark_billed(request.app, svc, sid, principal.customer_id, view,
+                                  stream_ranges(positions, delivered.end))
 
     return Stream(body(), media_type=NDJSON if ndjson else SSE, headers={
         **headers, "Cache-Control": "no-cache", "Connection": "keep-alive",

@@ -53,6 +53,7 @@ class PlanTerms(msgspec.Struct, frozen=True, kw_only=True):
     quotas: Quotas = Quotas()
     rate: RatePolicy = RatePolicy()
     prices: Prices = Prices()
+    max_streams: int | None = None  # open realtime streams per customer; None: no cap
 
 
 UNLIMITED = PlanTerms(name="unlimited")
@@ -111,6 +112,7 @@ def _read_terms(plan: Any) -> PlanTerms:
         quotas=_as(Quotas, get("quotas", "monthly_quotas")),
         rate=_as(RatePolicy, get("rate_limit", "rate_limits", "rate")),
         prices=_as(Prices, get("prices", "pricing")),
+        max_streams=get("max_streams"),
     )
 
 

@@ -7,8 +7,9 @@
 
 Choices derived from ``Settings`` (no extra settings): usage goes to Kafka when
 ``mode = "distributed"`` and ``kafka_bootstrap_servers`` is set, else straight to the ledger; the
-rate limiter is shared through the database on PostgreSQL (several replicas) and in-process on
-SQLite (one process). ``metering_enabled = false`` turns admission and recording into no-ops.
+rate limiter's state is always in the shared database (SQLite or PostgreSQL), so every process
+(``serve --workers N``, replicas) draws from ONE bucket per customer. ``metering_enabled =
+false`` turns admission and recording into no-ops.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.plans import PlanTerms
 from feedserver.metering.quotas import QuotaCounters
-from feedserver.metering.ratelimit import DatabaseRateLimiter, LocalRateLimiter, RateLimiter
+from feedserver.metering.ratelimit import DatabaseRateLimiter, RateLimiter
 from feedserver.metering.records import Feed, MeteredPrincipal, NullSink, UsageSink
 from feedserver.metering.writer import Destination, LedgerDestination, UsageRecorder
 from feedserver.storage.db import Database
@@ -51,7 +52,8 @@ class Metering:
         self.counters = QuotaCounters(db)
         self._directory = directory
         if limiter is None:
-            limiter = DatabaseRateLimiter(db) if db.dialect == "postgresql" else LocalRateLimiter()
+            # Never per process: uvicorn workers on one SQLite file are several processes too.
+            limiter = DatabaseRateLimiter(db)
         self.admitter = Admitter(self.counters, limiter, terms_of=terms_of)
         self.recorder: UsageRecorder | None = None
         if enabled:

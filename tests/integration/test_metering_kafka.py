@@ -28,9 +28,9 @@ async def test_usage_through_kafka_lands_once(kafka_broker: str, kafka_topic: st
     await recorder.start()
     p = FakePrincipal()
     for i in range(20):
-        recorder.record(p, feed="chunks", project="enwiki", request_id=f"r{i}", bytes_sent=100)
+        recorder.record(p, feed="chunks", project="enwiki", response_id=f"r{i}", bytes_sent=100)
     # a retry of request r0 (same X-Request-Id) and a poison message
-    recorder.record(p, feed="chunks", project="enwiki", request_id="r0", bytes_sent=100)
+    recorder.record(p, feed="chunks", project="enwiki", response_id="r0", bytes_sent=100)
     await recorder.flush()
     await recorder.stop()
     assert list((tmp_path / "j").iterdir()) == []  # acknowledged by the broker: released

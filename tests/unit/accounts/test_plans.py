@@ -80,3 +80,13 @@ def test_decode_plan_rejects_bad_input() -> None:
             decode_plan(raw, name="p1")
     with pytest.raises(InvalidIdentifier):
         decode_plan(b"{}", name="Bad Name")
+
+
+def test_max_streams_is_a_plan_setting_metering_reads() -> None:
+    plan = decode_plan(b'{"feeds": ["realtime"], "max_streams": 3}', name="rt3")
+    assert plan.max_streams == 3 and plan_terms(plan).max_streams == 3
+    assert plan_terms(_plan("free")).max_streams is None  # no cap unless the plan sets one
+    assert _plan("enterprise").max_streams == 50
+    for bad in (b"0", b"-1"):
+        with pytest.raises(InvalidParameter, match="max_streams"):
+            decode_plan(b'{"feeds": ["realtime"], "max_streams": ' + bad + b"}", name="rt")

@@ -78,6 +78,9 @@ class Recorder:
     def record(self, principal: Any, **kw: Any) -> None:
         self.records.append(kw)
 
+    def progress(self, principal: Any, **kw: Any) -> None:
+        del principal, kw
+
 
 @pytest.fixture
 def sink() -> Recorder:

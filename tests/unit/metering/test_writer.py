@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from feedserver.errors import StorageError
@@ -30,7 +30,7 @@ async def test_batches_reach_the_ledger_and_the_journal_empties(tmp_path: Path,
     await rec_.start()
     p = FakePrincipal()
     for i in range(50):
-        rec_.record(p, feed="chunks", project="enwiki", request_id=f"r{i}", bytes_sent=i)
+        rec_.record(p, feed="chunks", project="enwiki", response_id=f"r{i}", bytes_sent=i)
     await rec_.flush()
     assert total(ledger) == sum(range(50)) and total(ledger, "requests") == 50
     await rec_.stop()
@@ -42,14 +42,14 @@ async def test_a_crash_is_replayed_once(tmp_path: Path, db: Database) -> None:
     rec_, ledger = recorder(tmp_path, db)
     await rec_.start()
     p = FakePrincipal()
-    rec_.record(p, feed="ondemand", project="enwiki", request_id="a", bytes_sent=5, articles=1)
+    rec_.record(p, feed="ondemand", project="enwiki", response_id="a", bytes_sent=5, articles=1)
     await rec_.flush()
     # the process "dies": journal left behind, an in-flight body checkpointed at 300 bytes
-    rec_.record(p, feed="chunks", project="enwiki", request_id="b", bytes_sent=7)
-    rec_.progress(p, feed="chunks", project="enwiki", request_id="c", bytes_sent=300)
-    rec_.progress(p, feed="realtime", project=None, request_id="s", bytes_sent=10,
+    rec_.record(p, feed="chunks", project="enwiki", response_id="b", bytes_sent=7)
+    rec_.progress(p, feed="chunks", project="enwiki", response_id="c", bytes_sent=300)
+    rec_.progress(p, feed="realtime", project=None, response_id="s", bytes_sent=10,
                   stream_seconds=5, stream_events=2)
-    rec_.progress(p, feed="realtime", project=None, request_id="s", bytes_sent=40,
+    rec_.progress(p, feed="realtime", project=None, response_id="s", bytes_sent=40,
                   stream_seconds=9, stream_events=7)
     assert rec_._task is not None
     rec_._task.cancel()
@@ -82,7 +82,7 @@ async def test_a_failing_destination_is_retried(tmp_path: Path, db: Database) ->
     rec_ = UsageRecorder(Journal(tmp_path), Flaky(LedgerDestination(ledger)),
                          flush_seconds=0.01)
     await rec_.start()
-    rec_.record(FakePrincipal(), feed="diffs", project=None, request_id="x", bytes_sent=9)
+    rec_.record(FakePrincipal(), feed="diffs", project=None, response_id="x", bytes_sent=9)
     await asyncio.wait_for(rec_.flush(), 10)
     await rec_.stop()
     assert total(ledger) == 9
@@ -102,3 +102,21 @@ async def test_metered_stream_counts_only_what_was_taken() -> None:
                                   checkpoint=marks.append, checkpoint_bytes=15):
         pass
     assert seen == [30] and marks == [20]
+
+
+async def test_metered_stream_checkpoints_by_time_as_well() -> None:
+    """A slow download of small chunks still journals a checkpoint every N seconds."""
+    now = [0.0]
+    marks: list[int] = []
+    seen: list[int] = []
+
+    async def slow() -> AsyncIterator[bytes]:
+        for _ in range(6):
+            now[0] += 2.0  # each chunk takes two (fake) seconds to reach the client
+            yield b"x" * 10
+
+    async for _ in metered_stream(slow(), seen.append, checkpoint=marks.append,
+                                  checkpoint_bytes=10**9, checkpoint_seconds=5.0,
+                                  clock=lambda: now[0]):
+        pass
+    assert marks == [30, 60] and seen == [60]
