@@ -57,7 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     )
     consumer_group: str = "feedserver"
     article_topic: str = "feedserver.articles"
-    article_partitions: int = 10
+    article_partitions: int = 50  # WME: 50 partitions, 10 parts of 5
     dead_letter_topic: str = "feedserver.dead-letter"
     usage_topic: str = "feedserver.usage"
     content_source_url: str | None = None
@@ -72,6 +72,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     eventstreams_topic: str = "feedserver.eventstreams"
     realtime_max_subscriber_lag: int = 10_000
     realtime_subscriber_queue: int = 1_000
+    stream_lease_seconds: float = 30.0
     batch_retention_hours: int = 48
 
     # --- snapshots ---------------------------------------------------------------------------
@@ -87,11 +88,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     refresh_token_ttl: int = 90 * 24 * 3600
     refresh_token_max_uses: int = 90
     max_body_bytes: int = 1024 * 1024
+    # CORS as WME sends it: ["*"] = any origin; a list = those origins; [] = off.
+    cors_allow_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
 
     # --- metering ----------------------------------------------------------------------------
     metering_enabled: bool = True
     ledger_batch_size: int = 500
     ledger_flush_seconds: float = 0.2
+    usage_checkpoint_bytes: int = 4 * 1024 * 1024
+    usage_checkpoint_seconds: float = 5.0
 
     # --- derived -----------------------------------------------------------------------------
     @property

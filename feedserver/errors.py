@@ -143,3 +143,10 @@ class InvalidEvent(BadRequest):
     """An event that fails its schema: goes to the dead-letter store; consumption continues."""
 
     slug = "invalid-event"
+
+
+class TooManyStreams(RateLimited):
+    """The customer already holds the plan's ``max_streams`` open realtime streams."""
+
+    slug = "too-many-streams"
+    title = "Too many open streams"

@@ -1,8 +1,11 @@
 """Records shared by every feed, named after the Wikimedia Enterprise data dictionary.
 
 Empty and zero fields are omitted on the wire (``omit_defaults``), as WME does ("omitempty"),
-so a missing ``false`` means false. New fields are only ever appended with a default, so old
-readers keep decoding new records (msgspec schema evolution).
+so a missing ``false`` means false. Where WME always writes a field, so do we: ``Visibility``
+carries all three flags (WME's Go struct has no "omitempty" there, and WME's clients read
+``{}`` as "no visibility"), and ``Size`` always names its ``unit_text``. New fields are only
+ever appended with a default, so old readers keep decoding new records (msgspec schema
+evolution).
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ class License(Record):
     url: str | None = None
 
 
-class Size(Record):
+class Size(msgspec.Struct, kw_only=True):
+    """Always both fields: a size without its unit is ambiguous (WME writes B or MB)."""
+
     # int | float so a decoded record re-encodes to the same bytes (hashes stay stable).
     value: int | float
     unit_text: str = "B"
@@ -94,8 +99,9 @@ class ArticleBody(Record):
     wikitext: str | None = None
 
 
-class Visibility(Record):
-    """True means visible. Present when something was hidden or on visibility-change events."""
+class Visibility(msgspec.Struct, kw_only=True):
+    """True means visible. Present when something was hidden or on visibility-change events;
+    then always with all three flags (never omitted as defaults)."""
 
     text: bool = True
     editor: bool = True

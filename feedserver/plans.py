@@ -158,6 +158,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     quotas: Quotas = Quotas()
     rate_limit: RateLimit = RateLimit()
     prices: Prices = Prices()
+    max_streams: int | None = None  # open realtime streams at once per customer; None: no cap
 
     @property
     def entitlements(self) -> Entitlements:
@@ -207,6 +208,9 @@ def validate_plan(plan: Plan) -> Plan:
     if plan.rate_limit.requests_per_second < 0 or plan.rate_limit.burst < 1:
         raise InvalidParameter("rate_limit needs requests_per_second >= 0 and burst >= 1",
                                parameter="rate_limit")
+    if plan.max_streams is not None and plan.max_streams < 1:
+        raise InvalidParameter("max_streams must be >= 1 or null (no cap); leave realtime out "
+                               "of the plan's feeds to allow none", parameter="max_streams")
     prices = plan.prices
     for name, price in (("per_gb_egress", prices.per_gb_egress),
                         ("per_1000_lookups", prices.per_1000_lookups),

@@ -39,6 +39,7 @@ BUILTIN_PLANS: tuple[Plan, ...] = (
         rate_limit=RateLimit(requests_per_second=200, burst=400),
         prices=Prices(per_gb_egress=Decimal("0.02"), per_1000_lookups=Decimal("0.20"),
                       per_stream_hour=Decimal("1.00"), monthly_base_fee=Decimal("5000")),
+        max_streams=50,
     ),
 )
 DEFAULT_PLAN = "free"

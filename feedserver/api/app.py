@@ -5,7 +5,8 @@ app's lifespan, from the ``Settings``, and closed on shutdown in reverse order: 
 database, event log, accounts, state store, metering, the realtime service. Handlers receive
 the components they name through litestar dependency injection (``_dependencies``); there are
 no module globals, so several apps can live in one process. Every router is listed in
-``ROUTERS``: a new feed adds ``feedserver/api/<name>.py`` with a ``router()`` and one line here.
+``ROUTERS`` / ``WME_ROUTERS``: a new feed adds ``feedserver/api/<name>.py`` with a ``router()``
+and one line here.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ from feedserver.api import (
     snapshots,
     usage,
 )
+from feedserver.api.cors import cors_middleware
 from feedserver.api.metered import Metered
 from feedserver.api.problems import handle_exception
+from feedserver.api.realtime_metering import StreamMetering
 from feedserver.api.services import (
     Accounts,
     ArticleState,
@@ -66,10 +69,13 @@ from feedserver.storage.blobs import BlobStore, open_blob_store
 from feedserver.storage.db import Database, connect
 from feedserver.storage.eventlog import EventLog, open_event_log
 
-# The route table, in the order the OpenAPI document lists them.
-ROUTERS: tuple[Callable[[], Router], ...] = (
-    health.router, auth.router, metadata.router, snapshots.router, ondemand.router,
-    usage.router, portal.router, diffs.router, realtime.router, batches.router,
+# The route table, in the order the OpenAPI document lists them. The WME routers answer CORS
+# as WME does (``settings.cors_allow_origins``; their paths' automatic OPTIONS handlers too);
+# the operational endpoints, the usage report and the portal do not.
+ROUTERS: tuple[Callable[[], Router], ...] = (health.router, usage.router, portal.router)
+WME_ROUTERS: tuple[Callable[[], Router], ...] = (
+    auth.router, metadata.router, snapshots.router, ondemand.router, diffs.router,
+    realtime.router, batches.router,
 )
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")
@@ -113,7 +119,7 @@ class FeedApp(Litestar):
                 status = int(message["status"])
                 self.metrics.http_latency.labels(route(), method).observe(
                     time.perf_counter() - start)
-                # The id usage records are derived from: a client can quote it to finance.
+                # The correlation id stored with usage records: a client can quote it.
                 message = {**message, "headers": [*message.get("headers", ()),
                                                   (b"x-request-id", rid.encode())]}
             elif message["type"] == "http.response.body":
@@ -158,7 +164,11 @@ def build_app(settings: Settings, *, blobs: BlobStore | None = None, db: Databas
                 feed_app.running = None
 
     feed_app = FeedApp(
-        route_handlers=[make() for make in ROUTERS],
+        route_handlers=[
+            *(make() for make in ROUTERS),
+            Router("/", route_handlers=[make() for make in WME_ROUTERS],
+                   middleware=[cors_middleware(settings.cors_allow_origins)]),
+        ],
         dependencies=_dependencies(lambda: feed_app.services),
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
@@ -224,6 +234,9 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
     def provide_realtime() -> Realtime:
         return services().realtime
 
+    def provide_stream_metering() -> StreamMetering:
+        return services().stream_metering
+
     def provide_metrics() -> Metrics:
         return services().metrics
 
@@ -234,6 +247,7 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
         "article_state": provide_state,
         "billing": provide_billing, "metered": provide_metered,
         "metering": provide_metering, "realtime": provide_realtime,
+        "stream_metering": provide_stream_metering,
         "metrics": provide_metrics,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
@@ -266,11 +280,13 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
                         queue_size=settings.realtime_subscriber_queue,
                         max_lag=settings.realtime_max_subscriber_lag, heartbeat=heartbeat)
     stack.push_async_callback(realtime.close)
+    stream_metering = StreamMetering(db, settings)
+    stack.push_async_callback(stream_metering.close)
     return Services(
         settings=settings, blobs=blobs, db=db, events=events, accounts=accounts,
         snapshots=snapshots or SnapshotStore(blobs), diffs=DiffStore(blobs), state=state,
         billing=Billing(usage or NullSink(), metering), metering=metering, realtime=realtime,
-        metrics=metrics)
+        stream_metering=stream_metering, metrics=metrics)
 
 
 def _end_streams_on_signals(service: Realtime) -> Callable[[], None]:

@@ -1,7 +1,8 @@
 """WME auth endpoints (``/v1/login``, ``/v1/token-refresh``, ``/v1/token-revoke``,
 ``/v1/get-user``) and the authentication dependency every data endpoint uses.
 
-Credentials: ``Authorization: Bearer <access token | fs_ API key>`` or ``X-API-Key: <key>``.
+Credentials: ``Authorization: Bearer <access token | fs_ API key>`` (the bare token without
+``Bearer `` too, as WME) or ``X-API-Key: <key>``.
 Missing or bad credentials → 401 with ``WWW-Authenticate``; a plan that does not cover the
 feed, project or namespace involved → 403 (``entitle``).
 """
@@ -66,7 +67,9 @@ def credential(request: Request[Any, Any, Any]) -> tuple[str, str]:
     if auth:
         scheme, _, token = auth.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        if not token and scheme.lower() != "bearer":
+            token = scheme  # a raw token without "Bearer ", which WME accepts too
+        elif scheme.lower() != "bearer" or not token:
             raise Unauthorized("use 'Authorization: Bearer <token or API key>'")
         if len(token) > MAX_CREDENTIAL:
             raise Unauthorized("invalid credentials")
@@ -159,17 +162,18 @@ async def get_user(principal: PrincipalDep, metering: Injected[Metering | None])
         return {q: counters.used(principal.customer_id, month, q) for q in _SHOWN}
 
     used = await anyio.to_thread.run_sync(counts)
+    # WME's limits are integers, 0 when no cap is configured; ours: None (no cap) -> 0.
     return _json({
         "username": principal.user or principal.customer_name,
         "customer": principal.customer_name,
         "groups": [principal.plan.name],
         "apis": _APIS,
         "ondemand_requests_count": used["ondemand_lookups"],
-        "ondemand_limit": quotas.ondemand_lookups,
+        "ondemand_limit": quotas.ondemand_lookups or 0,
         "snapshot_requests_count": used["snapshot_downloads"],
-        "snapshot_limit": quotas.snapshot_downloads,
+        "snapshot_limit": quotas.snapshot_downloads or 0,
         "chunk_requests_count": used["chunk_downloads"],
-        "chunk_limit": quotas.chunk_downloads,
+        "chunk_limit": quotas.chunk_downloads or 0,
     })
 
 

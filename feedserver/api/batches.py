@@ -26,6 +26,7 @@ from litestar.params import FromPath
 from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.chunks import DOWNLOAD_RESPONSES
+from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.metered import Metered
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
@@ -59,6 +60,9 @@ class BatchMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     event_counts: dict[str, int]
     sha256: str  # of the download bytes; the ETag
     content_root_hash: str
+
+
+BATCH_PATHS = PathSet.of(BatchMetadata)
 
 
 def batch_view(m: BatchManifest) -> BatchMetadata:
@@ -113,7 +117,7 @@ async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
                        hour: FromPath[str]) -> Response[bytes]:
     """The hour's batches the plan covers; ``fields``, ``filters``, ``limit``."""
     when = _hour(date, hour)
-    query = await read_query(request)
+    query = check_paths(await read_query(request), BATCH_PATHS)
     index = await anyio.to_thread.run_sync(read_hour, blobs, when)
     views = [batch_view(m) for m in index.batches
              if allowed(principal, FEED, m.is_part_of.identifier, m.namespace.identifier)]
@@ -128,7 +132,7 @@ async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
                     hour: FromPath[str], identifier: FromPath[str]) -> Response[bytes]:
     """One batch's metadata; ``fields``."""
     wiki, _, m = await _manifest(blobs, principal, date, hour, identifier)
-    query = await read_query(request)
+    query = check_paths(await read_query(request), BATCH_PATHS)
     item = project(msgspec.to_builtins(batch_view(m)), query.fields)
     return await metered.metadata(request, principal, FEED, wiki, item, many=False)
 

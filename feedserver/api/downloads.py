@@ -3,7 +3,8 @@ ETag / conditional requests / single and multiple Ranges, streamed in blocks.
 
 The body is never held in memory: each part is read with ``BlobStore.open_range`` one block at
 a time, in a worker thread (the stores are synchronous). Bytes actually delivered are counted
-by ``count_body_bytes`` and reported once, when the body ends (complete, cut or cancelled).
+by ``count_body_bytes`` and reported once, when the body ends (complete, cut or cancelled), with
+cumulative checkpoints on the way (journal only), so a server killed mid-body still bills it.
 """
 
 from __future__ import annotations
@@ -76,13 +77,20 @@ async def serve(
     filename: str,
     admit: Callable[[], Awaitable[dict[str, str]]],
     on_sent: Callable[[int], None],
+    not_modified: Callable[[], Awaitable[dict[str, str]]] | None = None,
     presign_seconds: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    checkpoint_bytes: int = 0,
+    checkpoint_seconds: float = 0.0,
 ) -> Response[Any]:
     """The response for HEAD or GET of the download ``parts``.
 
     ``admit`` runs only when a body will be sent (not for HEAD or 304) and returns headers
-    (RateLimit); ``on_sent`` gets the body bytes actually delivered. ``presign_seconds`` set
-    and a single part: GET answers 307 to a presigned URL when the store can make one.
+    (RateLimit); ``on_sent`` gets the body bytes actually delivered. A 304 awaits
+    ``not_modified`` instead (rate limit and request count, no download) and carries the
+    headers it returns. ``presign_seconds`` set and a single part: GET answers 307 to a
+    presigned URL when the store can make one. ``on_progress`` gets the cumulative bytes
+    delivered while the body streams, every ``checkpoint_bytes`` or ``checkpoint_seconds``.
     """
     etag = ranges.strong_etag(sha256)
     headers = {
@@ -94,8 +102,10 @@ async def serve(
         **{k.lower(): v for k, v in ranges.digest_headers(sha256).items()},
     }
     if ranges.none_match(request.headers.get("if-none-match"), etag):
+        extra = await not_modified() if not_modified is not None else {}
         return Response(b"", status_code=304, headers={
-            k: v for k, v in headers.items() if k in {"etag", "last-modified", "cache-control"}})
+            **{k: v for k, v in headers.items()
+               if k in {"etag", "last-modified", "cache-control"}}, **extra})
     if request.method == "HEAD":
         return Response(b"", media_type=CONTENT_TYPE,
                         headers={**headers, "content-length": str(size)})
@@ -124,5 +134,7 @@ async def serve(
         status, length = 206, layout.length
         media = layout.content_type
     headers["content-length"] = str(length)
-    return Stream(count_body_bytes(body, on_sent), status_code=status, media_type=media,
-                  headers=headers)
+    counted = count_body_bytes(body, on_sent, checkpoint=on_progress,
+                               checkpoint_bytes=checkpoint_bytes,
+                               checkpoint_seconds=checkpoint_seconds)
+    return Stream(counted, status_code=status, media_type=media, headers=headers)

@@ -17,6 +17,7 @@ from litestar.params import FromPath
 
 from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
+from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import Query, project, read_query, render_list, render_one, select
 from feedserver.api.services import Billing, Injected, Snapshots
@@ -53,6 +54,14 @@ LANGUAGES: dict[str, tuple[str, str, str]] = {
     "ar": ("Arabic", "العربية", "rtl"), "he": ("Hebrew", "עברית", "rtl"),
     "fa": ("Persian", "فارسی", "rtl"), "cy": ("Welsh", "Cymraeg", "ltr"),
     "id": ("Indonesian", "Bahasa Indonesia", "ltr"),
+}
+
+
+PATHS: dict[str, PathSet] = {
+    "codes": PathSet.static("identifier", "name", "description"),
+    "namespaces": PathSet.static("identifier", "name", "description"),
+    "languages": PathSet.static("identifier", "name", "alternate_name", "direction"),
+    "projects": PathSet.static("identifier", "name", "url", "code", "in_language.identifier"),
 }
 
 
@@ -119,14 +128,14 @@ def _routes(what: str, items: Items) -> list[Any]:
     async def listing(request: Request[Any, Any, Any], principal: PrincipalDep,
                       snapshots: Injected[Snapshots], billing: Injected[Billing]
                       ) -> Response[bytes]:
-        query = await read_query(request)
+        query = check_paths(await read_query(request), PATHS[what])
         return await _respond(request, principal, billing, await items(snapshots, principal),
                               query, None, what)
 
     async def one(request: Request[Any, Any, Any], principal: PrincipalDep,
                   snapshots: Injected[Snapshots], billing: Injected[Billing],
                   identifier: FromPath[str]) -> Response[bytes]:
-        query = await read_query(request)
+        query = check_paths(await read_query(request), PATHS[what])
         return await _respond(request, principal, billing, await items(snapshots, principal),
                               query, identifier, what)
 

@@ -3,7 +3,7 @@
 Metadata answers are metered by the bytes of their body; downloads (snapshots, chunks, diffs,
 batches) by the bytes actually delivered through ``downloads.serve``. A body GET of a download
 is a *download* of ``resource`` (one per customer, resource and day however many Range requests
-fetch it); HEAD is free but still rate limited and counted as a request.
+fetch it); HEAD and 304 are not downloads, but still rate limited and counted as requests.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ class Metered:
         self.blobs = blobs
         self.presign_seconds = (settings.presign_seconds if settings.s3_redirect_downloads
                                 else None)
+        self.checkpoint_bytes = settings.usage_checkpoint_bytes
+        self.checkpoint_seconds = settings.usage_checkpoint_seconds
 
     async def metadata(self, request: Request[Any, Any, Any], principal: Principal, feed: Feed,
                        project: str | None, data: Any, *, many: bool) -> Response[bytes]:
@@ -60,13 +62,25 @@ class Metered:
             billing.report(request, principal, feed=feed, project=project, bytes_sent=n,
                            resource=resource, download=get)
 
+        def on_progress(n: int) -> None:
+            billing.progress(request, principal, feed=feed, project=project, bytes_sent=n,
+                             resource=resource, download=get)
+
+        async def not_modified() -> dict[str, str]:
+            # A 304 is a request (rate limited, counted), never a download.
+            headers = await billing.admit(principal, feed, project)
+            billing.report(request, principal, feed=feed, project=project)
+            return headers
+
         if not get:
             head_headers = await billing.admit(principal, feed, project)
             billing.report(request, principal, feed=feed, project=project)
         response = await downloads.serve(
             request, blobs=self.blobs, parts=parts, size=size, sha256=sha256,
             last_modified=last_modified, filename=filename, admit=admit, on_sent=on_sent,
-            presign_seconds=self.presign_seconds,
+            not_modified=not_modified if get else None,  # HEAD: admitted and reported above
+            presign_seconds=self.presign_seconds, on_progress=on_progress,
+            checkpoint_bytes=self.checkpoint_bytes, checkpoint_seconds=self.checkpoint_seconds,
         )
         if not get:
             response.headers.update(head_headers)

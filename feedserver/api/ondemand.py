@@ -1,10 +1,19 @@
 """On-demand lookups: ``GET|POST /v2/articles/{name}``.
 
 Returns the latest revision of the article in every project that has that title (from the
-state store), limited to projects the caller's plan covers for the ``ondemand`` feed.
-``limit`` defaults to 3, at most 10 (422 above, as WME). ``is_part_of.identifier`` narrows
-the projects searched; every other filter (``in_language.identifier`` included) is an
-exact-match test on each article found.
+state store), limited to projects the caller's plan covers for the ``ondemand`` feed. As WME:
+
+* ``name`` is everything after ``/v2/articles/`` (WME's ``*name`` route): titles may contain
+  ``/``; spaces and underscores are the same title;
+* ``limit`` defaults to 3, is at most 10 (422 above) and 3 when zero or negative;
+* ``is_part_of.identifier`` and ``in_language.identifier`` select which projects are searched
+  (a project's language is its articles' ``in_language``, else the one its dbname implies);
+  every other filter is an exact-match test on each article found.
+
+Quota and billing follow one rule: every lookup that passed admission counts once as an
+``ondemand_lookups`` quota unit AND as one billed ``ondemand`` request, 404 included. Requests
+refused before admission (bad parameters, two ``is_part_of`` filters, 401/403/429) count in
+neither.
 """
 
 from __future__ import annotations
@@ -18,10 +27,12 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
+from feedserver.api.fields import ARTICLE_PATHS, check_paths
 from feedserver.api.problems import problem_specs
-from feedserver.api.query import matches, project, read_query, render_list
+from feedserver.api.query import Filter, matches, project, read_query, render_list
 from feedserver.api.services import ArticleState, Billing, Injected
 from feedserver.errors import InvalidIdentifier, InvalidParameter, NotFound
+from feedserver.ingest.siteinfo import language_of
 from feedserver.models import Article
 
 FEED: Final = "ondemand"
@@ -29,6 +40,8 @@ DEFAULT_LIMIT = 3
 MAX_LIMIT = 10
 # Candidates fetched before entitlement and filters thin them out (one per project at most).
 CANDIDATES = 200
+# Filters that choose the projects searched rather than test the articles found (WME).
+PROJECT_FILTERS = ("is_part_of.identifier", "in_language.identifier")
 
 
 def check_name(name: str) -> str:
@@ -37,7 +50,25 @@ def check_name(name: str) -> str:
     return name
 
 
-@route("/{name:str}", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
+def effective_limit(limit: int | None) -> int:
+    """WME's on-demand ``limit``: 3 by default and when <= 0; more than 10 is a 422."""
+    if limit is not None and limit > MAX_LIMIT:
+        raise InvalidParameter(f"limit cannot be greater than {MAX_LIMIT}")
+    return DEFAULT_LIMIT if limit is None or limit <= 0 else limit
+
+
+def _selector(filters: list[Filter], field: str) -> str | None:
+    """The value the first filter on ``field`` asks for (WME reads only the first)."""
+    return next((str(f.value) for f in filters if f.field == field), None)
+
+
+def language(article: Article) -> str | None:
+    if article.in_language is not None:
+        return article.in_language.identifier
+    return language_of(article.is_part_of.identifier)
+
+
+@route("/{name:path}", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
        responses={**problem_specs(400, 401, 404, 413, 422, 429),
                   200: ResponseSpec(list[Article], generate_examples=False,
                                     description="The article in each entitled project")})
@@ -46,25 +77,22 @@ async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDe
                          name: FromPath[str]) -> Response[bytes]:
     """Latest revision of ``name`` in every project that has it; ``fields``, ``filters``,
     ``limit`` (default 3, at most 10)."""
-    query = await read_query(request)
-    limit = DEFAULT_LIMIT if query.limit is None else query.limit
-    if limit > MAX_LIMIT:
-        raise InvalidParameter(f"limit cannot be greater than {MAX_LIMIT}")
-    if limit < 1:
-        raise InvalidParameter("limit must be at least 1")
-    check_name(name)
-    projects = sorted({str(f.value) for f in query.filters
-                       if f.field == "is_part_of.identifier"})
-    if len(projects) > 1:  # ANDed exact matches on one field: nothing can match both
-        raise NotFound(f"article {name[:100]!r} not found")
-    others = [f for f in query.filters if f.field != "is_part_of.identifier"]
-    headers = await billing.admit(principal, FEED, projects[0] if projects else None)
+    query = check_paths(await read_query(request), ARTICLE_PATHS)
+    limit = effective_limit(query.limit)
+    name = check_name(name.removeprefix("/"))
+    wiki = _selector(query.filters, "is_part_of.identifier")
+    lang = _selector(query.filters, "in_language.identifier")
+    others = [f for f in query.filters if f.field not in PROJECT_FILTERS]
+    headers = await billing.admit(principal, FEED, wiki)
 
     def find() -> list[dict[str, Any]]:
         out = []
-        for article in article_state.find_by_name(name, projects or None, limit=CANDIDATES):
+        for article in article_state.find_by_name(name, [wiki] if wiki else None,
+                                                  limit=CANDIDATES):
             if not allowed(principal, FEED, article.is_part_of.identifier,
                            article.namespace.identifier):
+                continue
+            if lang is not None and language(article) != lang:
                 continue
             data = msgspec.to_builtins(article)
             if matches(data, others):
@@ -75,9 +103,12 @@ async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDe
 
     found = await anyio.to_thread.run_sync(find)
     if not found:
+        # One rule for quota and billing: every ADMITTED lookup counts once in both, found or
+        # not (admission already took its quota unit; the lookup did the work).
+        billing.report(request, principal, feed=FEED, project=wiki)
         raise NotFound(f"article {name[:100]!r} not found")
     response = render_list(request, found, headers)
-    billing.report(request, principal, feed=FEED, project=projects[0] if projects else None,
+    billing.report(request, principal, feed=FEED, project=wiki,
                    bytes_sent=len(response.content), articles=len(found))
     return response
 

@@ -2,7 +2,8 @@
 
 Every data endpoint takes the same parameters, in the query string (GET) or in a JSON body
 (POST). GET: ``fields`` repeated or comma-separated, ``filters`` as a JSON array of
-``{"field", "value"}`` objects, ``limit``. Filters are exact equality, ANDed; a number
+``{"field", "value"}`` objects, ``limit``. Which paths exist is each endpoint's business
+(``fields.check_paths``). Filters are exact equality, ANDed; a number
 matches its decimal text too (``namespace.identifier`` = ``0`` or ``"0"``).
 """
 
@@ -28,7 +29,10 @@ class Filter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     value: Scalar
 
 
-class Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Query(msgspec.Struct, frozen=True, kw_only=True):
+    """A body's other keys are ignored, as WME's request binding does (the SDK sends one
+    ``Request`` shape, ``since``/``parts``/... included, to every endpoint)."""
+
     fields: list[str] = msgspec.field(default_factory=list)
     filters: list[Filter] = msgspec.field(default_factory=list)
     limit: int | None = None
@@ -77,8 +81,8 @@ def from_params(params: Mapping[str, Sequence[str]]) -> Query:
     limit: int | None = None
     if params.get("limit"):
         raw_limit = params["limit"][-1]
-        if not raw_limit.isdigit() or len(raw_limit) > 9:
-            raise InvalidParameter(f"limit must be a non-negative integer, not {raw_limit[:20]!r}")
+        if not raw_limit.removeprefix("-").isdigit() or len(raw_limit) > 9:
+            raise InvalidParameter(f"limit must be an integer, not {raw_limit[:20]!r}")
         limit = int(raw_limit)
     return _check(Query(fields=fields, filters=filters, limit=limit))
 
@@ -122,18 +126,19 @@ def project(obj: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     for path in fields:
         parts = path.removesuffix(".*").split(".")
         src: Any = obj
-        dst = out
-        for i, part in enumerate(parts):
+        for part in parts:
             if not isinstance(src, dict) or part not in src:
                 break
             src = src[part]
-            if i == len(parts) - 1:
-                dst[part] = src
-            else:
+        else:  # the whole path exists: copy it, creating only the objects on its way
+            dst = out
+            for part in parts[:-1]:
                 nxt = dst.setdefault(part, {})
                 if not isinstance(nxt, dict):
                     break
                 dst = nxt
+            else:
+                dst[parts[-1]] = src
     return out
 
 
@@ -143,14 +148,15 @@ def wants_ndjson(request: Request[Any, Any, Any]) -> bool:
 
 def select(items: Iterable[Any], query: Query) -> list[dict[str, Any]]:
     """Filter then project structs or dicts (as JSON-ready dicts), at most ``query.limit``."""
+    limit = query.limit if query.limit is not None and query.limit >= 0 else None  # <0: none
     out: list[dict[str, Any]] = []
     for item in items:
-        if query.limit is not None and len(out) >= query.limit >= 0:
+        if limit is not None and len(out) >= limit:
             break
         data = item if isinstance(item, dict) else msgspec.to_builtins(item)
         if matches(data, query.filters):
             out.append(project(data, query.fields))
-    return out if query.limit is None else out[: query.limit]
+    return out
 
 
 def render_list(request: Request[Any, Any, Any], items: Sequence[Any],

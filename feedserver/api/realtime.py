@@ -34,11 +34,13 @@ from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.problems import TYPE_BASE
 from feedserver.api.query import Query, matches, project, wants_ndjson
+from feedserver.api.realtime_metering import StreamMetering, stream_view
 from feedserver.api.realtime_params import read_params, start_positions
-from feedserver.api.services import Billing, Injected, request_id
+from feedserver.api.services import Billing, Injected, request_id, response_id
 from feedserver.feeds.realtime.hub import Positions, Subscription, SubscriptionClosed
 from feedserver.feeds.realtime.items import StreamItem
 from feedserver.feeds.realtime.service import Realtime
+from feedserver.metering.realtime_billing import Covered, Edges, billable, stream_ranges
 
 FEED: Final = "realtime"
 READY_TIMEOUT = 10.0
@@ -104,9 +106,24 @@ def _frame(item: StreamItem, sub: Subscription, viewer: _Viewer, *, ndjson: bool
     return b"id: " + ident + b"\nevent: message\ndata: " + body + b"\n\n", ident
 
 
+class Delivered:
+    """What a stream handed to the socket so far: events, bytes, the positions of its first
+    and last frames, and the position after its last delivered batch. It grows only once the
+    server took a batch (the body generator resumes after its ``yield``), so a batch cut by a
+    disconnect is not counted."""
+
+    __slots__ = ("bytes", "edges", "end", "events")
+
+    def __init__(self, start: Positions) -> None:
+        self.events = 0
+        self.bytes = 0
+        self.edges = Edges()
+        self.end: Positions = dict(start)
+
+
 async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool, heartbeat: float,
-                  counts: list[int]) -> AsyncIterator[bytes]:
-    """The body; ``counts`` = [events, bytes] delivered (read by the caller's finally).
+                  delivered: Delivered) -> AsyncIterator[bytes]:
+    """The body; ``delivered`` is read by the caller's ``finally``.
 
     Items already waiting (a catch-up poll, a burst in the live buffer) go out together, up to
     ``COALESCE_BYTES`` per write: one ASGI message and one socket send per batch rather than
@@ -131,6 +148,7 @@ async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool, heartbeat
                 sent_id = now_id
             continue
         batch: list[bytes] = []
+        where: list[tuple[int, int]] = []
         size = 0
         closing: bytes | None = None
         while item is not None:
@@ -138,9 +156,8 @@ async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool, heartbeat
             if framed is not None:
                 frame, ident = framed
                 sent_id = ident or sent_id
-                counts[0] += 1
-                counts[1] += len(frame)
                 batch.append(frame)
+                where.append((item.partition, item.offset))
                 size += len(frame)
                 if size >= COALESCE_BYTES:
                     break
@@ -151,6 +168,11 @@ async def _frames(sub: Subscription, viewer: _Viewer, *, ndjson: bool, heartbeat
                 break
         if batch:
             yield b"".join(batch)
+            delivered.events += len(batch)
+            delivered.bytes += size
+            delivered.end.update(sub.positions)
+            for frame, (partition, offset) in zip(batch, where, strict=True):
+                delivered.edges.add(partition, offset, len(frame))
         if closing is not None:
             yield closing
             return
@@ -163,41 +185,65 @@ def _closing(closed: SubscriptionClosed, *, ndjson: bool) -> bytes:
     return b"id: " + position_id(closed.positions) + b"\nevent: error\ndata: " + message + b"\n\n"
 
 
-@route("/v2/articles", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
+@route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
 async def articles(request: Request[Any, Any, Any], principal: PrincipalDep,
-                   realtime: Injected[Realtime], billing: Injected[Billing]) -> Stream:
+                   realtime: Injected[Realtime], billing: Injected[Billing],
+                   stream_metering: Injected[StreamMetering]) -> Stream:
     entitle(principal, FEED)
     params = await read_params(request)
     hub = await realtime.hub()
     await hub.ready(READY_TIMEOUT)
     positions = await start_positions(params, hub.tail(), hub.log, hub.topic)
     headers = await billing.admit(principal, FEED)
-    sub = hub.subscribe(positions)
     viewer = _Viewer(principal, params.query)
     ndjson = wants_ndjson(request)
-    rid = request_id(request)
+    rid, sid = request_id(request), response_id(request)
     heartbeat = realtime.heartbeat
     usage = billing.usage
+    # Each event is billed at most once per customer and view: positions that earlier
+    # streams of this view delivered (a resume) are delivered again, not billed again.
+    view = stream_view(params, ndjson=ndjson)
+    # Plan max_streams (429 when all are open); released when the body ends, by any path.
+    slot = await stream_metering.claim(principal)
+    sub = hub.subscribe(positions)
+    stream = f"stream:{sid}"
 
     async def body() -> AsyncIterator[bytes]:
-        counts = [0, 0]
+        delivered = Delivered(positions)
         started = time.monotonic()
         last_progress = started
         try:
             async for frame in _frames(sub, viewer, ndjson=ndjson, heartbeat=heartbeat,
-                                       counts=counts):
+                                       delivered=delivered):
                 yield frame
                 if time.monotonic() - last_progress >= PROGRESS_SECONDS:
                     last_progress = time.monotonic()
-                    usage.progress(principal, feed=FEED, project=None, request_id=rid,
-                                   bytes_sent=counts[1])
+                    # Journal only, cumulative, re-deliveries included (a kill may bill them
+                    # twice, never an event not at all).
+                    usage.progress(principal, feed=FEED, project=None, response_id=sid,
+                                   request_id=rid, resource=stream, bytes_sent=delivered.bytes,
+                                   stream_events=delivered.events)
         finally:
             hub.detach(sub)
-            usage.record(principal, feed=FEED, project=None, request_id=rid,
-                         bytes_sent=counts[1], stream_seconds=round(time.monotonic() - started),
-                         stream_events=counts[0])
             with anyio.CancelScope(shield=True):
-                await sub.close()
+                # Read what earlier streams billed, journal this stream's record, THEN record
+                # its ranges: no position is claimed before the write that bills it.
+                covered = Covered()
+                try:
+                    covered = await stream_metering.already_billed(principal.customer_id, view)
+                finally:
+                    events, sent = billable(delivered.events, delivered.bytes,
+                                            delivered.edges, covered)
+                    usage.record(principal, feed=FEED, project=None, response_id=sid,
+                                 request_id=rid, resource=stream, bytes_sent=sent,
+                                 stream_seconds=round(time.monotonic() - started),
+                                 stream_events=events)
+                try:
+                    await sub.close()
+                finally:
+                    await stream_metering.release(slot)
+                await stream_metering.mark_billed(sid, principal.customer_id, view,
+                                                  stream_ranges(positions, delivered.end))
 
     return Stream(body(), media_type=NDJSON if ndjson else SSE, headers={
         **headers, "Cache-Control": "no-cache", "Connection": "keep-alive",
@@ -206,4 +252,4 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 
 def router() -> Router:
-    return Router("/", route_handlers=[articles])
+    return Router("/v2/articles", route_handlers=[articles])

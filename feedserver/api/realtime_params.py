@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from litestar import Request
 
+from feedserver.api.fields import ARTICLE_PATHS, check_paths
 from feedserver.api.query import Filter, Query, from_body, from_params
 from feedserver.errors import BadRequest, InvalidParameter
 from feedserver.feeds.realtime.hub import PARTS, Positions, partitions_of_parts
@@ -23,7 +24,9 @@ from feedserver.storage.eventlog import EventLog
 MAX_ID = 4096
 
 
-class StreamBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class StreamBody(msgspec.Struct, frozen=True, kw_only=True):
+    """The stream's parameters; other keys (the SDK's ``limit``) are ignored, as by WME."""
+
     parts: list[int] | None = None
     offsets: dict[str, int] | None = None
     since: datetime | None = None
@@ -94,7 +97,9 @@ def check(body: StreamBody, last_event_id: str | None = None,
         raise InvalidParameter(f"partition {both[0]} has both an offset and a time",
                                parameter="offsets")
     since = _aware(body.since, "since", now) if body.since is not None else None
-    query = from_body(msgspec.json.encode({"fields": body.fields, "filters": body.filters}))
+    query = check_paths(
+        from_body(msgspec.json.encode({"fields": body.fields, "filters": body.filters})),
+        ARTICLE_PATHS, wildcard_objects=True)
     return StreamParams(parts=None if body.parts is None else sorted(set(body.parts)),
                         offsets=offsets, since=since, since_per_partition=per, query=query,
                         last_event_id=parse_last_event_id(last_event_id))
@@ -136,8 +141,10 @@ def body_from_params(params: Mapping[str, Sequence[str]]) -> StreamBody:
 
 
 async def read_params(request: Request[Any, Any, Any]) -> StreamParams:
-    if request.method == "POST":
-        data = await request.body()
+    """From the JSON body (POST, or a GET carrying one, as WME's Go SDK sends), else from
+    the query string."""
+    data = await request.body()
+    if request.method == "POST" or data.strip():
         try:
             body = _BODY.decode(data) if data.strip() else StreamBody()
         except msgspec.ValidationError as exc:

@@ -26,11 +26,12 @@ from litestar.di import Dependency
 from litestar.params import SkipValidationMarker
 
 from feedserver.accounts.models import Principal, TokenPair
+from feedserver.api.realtime_metering import StreamMetering
 from feedserver.config import Settings
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.realtime.service import Realtime
 from feedserver.feeds.snapshots.manifest import Manifest
-from feedserver.metering.records import UsageSink
+from feedserver.metering.records import UsageSink, new_response_id
 from feedserver.metering.service import Metering
 from feedserver.metrics import Metrics
 from feedserver.models import Article
@@ -86,19 +87,28 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
 def new_request_id(given: str) -> str:
-    """The caller's ``X-Request-Id`` when sane (retries then map to the same usage ids),
-    else a fresh UUID."""
+    """The caller's ``X-Request-Id`` when sane, else a fresh UUID: a CORRELATION id only
+    (echoed and stored with usage), never a billing or dedup key (see ``response_id``)."""
     return given if _REQUEST_ID.match(given) else str(uuid.uuid4())
 
 
 def request_id(request: Request[Any, Any, Any]) -> str:
-    """The request's id (``new_request_id``), memoised on the request's state; the app
-    assigns it before routing so it can also be sent back as ``X-Request-Id``."""
+    """The request's correlation id (``new_request_id``), memoised on the request's state;
+    the app assigns it before routing so it can also be sent back as ``X-Request-Id``."""
     rid: str | None = request.state.get("request_id")
     if rid is None:
         rid = new_request_id(request.headers.get("x-request-id", ""))
         request.state["request_id"] = rid
     return rid
+
+
+def response_id(request: Request[Any, Any, Any]) -> str:
+    """The server's own id of this response (memoised): what usage ids derive from."""
+    sid: str | None = request.state.get("response_id")
+    if sid is None:
+        sid = new_response_id()
+        request.state["response_id"] = sid
+    return sid
 
 
 class Billing:
@@ -122,9 +132,19 @@ class Billing:
                project: str | None, bytes_sent: int = 0, articles: int = 0,
                resource: str | None = None, download: bool = False) -> None:
         """THE usage seam: every metered response ends here exactly once."""
-        self.usage.record(principal, feed=feed, project=project, request_id=request_id(request),
+        self.usage.record(principal, feed=feed, project=project,
+                          response_id=response_id(request), request_id=request_id(request),
                           bytes_sent=bytes_sent, articles=articles, resource=resource,
                           download=download)
+
+    def progress(self, request: Request[Any, Any, Any], principal: Principal, *, feed: Feed,
+                 project: str | None, bytes_sent: int = 0, resource: str | None = None,
+                 download: bool = False) -> None:
+        """A cumulative checkpoint of a response still streaming (journal only): a server
+        killed mid-body is billed up to it; the final ``report`` supersedes it."""
+        self.usage.progress(principal, feed=feed, project=project,
+                            response_id=response_id(request), request_id=request_id(request),
+                            bytes_sent=bytes_sent, resource=resource, download=download)
 
 
 @dataclass(frozen=True)
@@ -142,4 +162,5 @@ class Services:
     billing: Billing
     metering: Metering | None
     realtime: Realtime
+    stream_metering: StreamMetering
     metrics: Metrics

@@ -28,6 +28,7 @@ from feedserver.accounts.models import Principal
 from feedserver.api import chunks
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.chunks import DOWNLOAD_RESPONSES
+from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.metered import Metered
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
@@ -100,6 +101,10 @@ class ChunkMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     version_number: int
 
 
+SNAPSHOT_PATHS = PathSet.of(SnapshotMetadata)
+CHUNK_PATHS = PathSet.of(ChunkMetadata)
+
+
 def _mb(size: int) -> SizeMB:
     return SizeMB(value=round(size / 1e6, 3))
 
@@ -155,7 +160,7 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDe
                          ) -> Response[bytes]:
     """List snapshots; ``fields``, ``filters`` (namespace.identifier, is_part_of.identifier,
     in_language.identifier), ``limit``."""
-    query = await read_query(request)
+    query = check_paths(await read_query(request), SNAPSHOT_PATHS)
 
     def views() -> list[SnapshotMetadata]:
         out = []
@@ -179,7 +184,7 @@ async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
                        snapshots: Injected[Snapshots], metered: Injected[Metered],
                        identifier: FromPath[str]) -> Response[bytes]:
     """One snapshot's metadata; ``?version=N`` for an older version; ``fields``."""
-    query = await read_query(request)
+    query = check_paths(await read_query(request), SNAPSHOT_PATHS)
     wiki, m = await _manifest(snapshots, principal, identifier, parse_version(request))
     versions = await anyio.to_thread.run_sync(snapshots.versions, identifier)
     item = project(msgspec.to_builtins(snapshot_view(m, versions)), query.fields)
@@ -207,7 +212,7 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
                       snapshots: Injected[Snapshots], metered: Injected[Metered],
                       identifier: FromPath[str]) -> Response[bytes]:
     """Chunk metadata of a snapshot version; ``fields``, ``filters``, ``limit``."""
-    query = await read_query(request)
+    query = check_paths(await read_query(request), CHUNK_PATHS)
     wiki, m = await _manifest(snapshots, principal, identifier, parse_version(request))
     return await chunks.list_chunks(request, principal, metered, FEED, wiki, m, query,
                                     chunk_view)
@@ -220,7 +225,7 @@ async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                     snapshots: Injected[Snapshots], metered: Injected[Metered],
                     identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
     """One chunk, by identifier or index."""
-    query = await read_query(request)
+    query = check_paths(await read_query(request), CHUNK_PATHS)
     wiki, m = await _manifest(snapshots, principal, identifier, parse_version(request))
     return await chunks.get_chunk(request, principal, metered, FEED, wiki, m, query, chunk_id,
                                   chunk_view, SnapshotNotFound)

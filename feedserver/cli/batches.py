@@ -18,7 +18,7 @@ import msgspec
 from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
-from feedserver.feeds.batches import hours as hours
+from feedserver.feeds.batches import hours
 from feedserver.feeds.batches.build import build_hour, build_pending
 from feedserver.feeds.batches.store import HourIndex, built_hours, read_hour
 from feedserver.storage.blobs import open_blob_store

@@ -10,6 +10,12 @@ versions keep decoding. The mapping follows Wikimedia Enterprise:
 Hidden content never leaks: when the event says a revision's text, editor or comment is not
 visible, the body (and everything derived from it), editor or comment is left out.
 
+An event says less than a dump about the page (no history, no siteinfo): ``inherit`` completes
+an article from the page's previous record (creation date, redirects, namespace name, the
+previous revision's size and time) and ``with_parent_text`` from the previous revision's text,
+so that an article built from an event plus fetched content equals the dump's record of the
+same revision.
+
 Event identifiers are UUID5 of the source event id and the output kind, so replaying the same
 source event yields the same ``event.identifier`` (consumers deduplicate on it).
 """
@@ -24,7 +30,7 @@ from typing import Literal
 import msgspec
 
 from feedserver.errors import InvalidEvent
-from feedserver.ingest.siteinfo import page_url
+from feedserver.ingest.siteinfo import language_of, page_url, wiki_from_host
 from feedserver.ingest.wikitext import WikitextAnalyzer
 from feedserver.models import (
     CC_BY_SA_4,
@@ -34,6 +40,7 @@ from feedserver.models import (
     Editor,
     Event,
     EventType,
+    Language,
     Namespace,
     PreviousVersion,
     Project,
@@ -229,6 +236,14 @@ def _base_url(event: PageChange) -> str | None:
     return f"https://{domain}" if domain and "." in domain else None
 
 
+def _language(event: PageChange) -> Language | None:
+    """The wiki's language as a dump of it says (``en`` for Commons and Wikidata)."""
+    domain = event.meta.domain or ""
+    wiki = event.wiki_id if "." not in domain else (wiki_from_host(domain) or event.wiki_id)
+    language = language_of(wiki)
+    return None if language is None else Language(identifier=language)
+
+
 def _page_url(base: str | None, title: str) -> str | None:
     if base is None:
         return None
@@ -255,7 +270,9 @@ def _change(
         identifier=page.page_id,
         url=url,
         namespace=Namespace(identifier=ns),
+        in_language=_language(event),
         is_part_of=Project(identifier=event.wiki_id, url=base),
+        date_created=rev.rev_dt if event.page_change_kind == "create" else None,
         date_modified=rev.rev_dt if kind != "delete" else event.dt,
         license=[CC_BY_SA_4],
         version=_version(rev),
@@ -301,13 +318,13 @@ def _version(rev: EventRevision) -> Version:
         version.comment = rev.comment
     if rev.is_editor_visible and rev.editor is not None:
         version.editor = _editor(rev.editor)
+    main = (rev.content_slots or {}).get("main")
+    if main is not None:  # the model is not hidden with the text (a dump names it too)
+        version.content_model = main.content_model
     if rev.is_content_visible:
-        main = (rev.content_slots or {}).get("main")
         version.sha1 = rev.rev_sha1
         if rev.rev_size is not None:
             version.size = Size(value=rev.rev_size)
-        if main is not None:
-            version.content_model = main.content_model
     return version
 
 
@@ -345,3 +362,37 @@ def with_body(article: Article, wikitext: str, base_url: str | None = None) -> A
 def _analyzer(base_url: str) -> WikitextAnalyzer:
     # Events carry no siteinfo: canonical (English) namespace names are recognised everywhere.
     return WikitextAnalyzer({}, base_url)
+
+
+def inherit(article: Article, previous: Article | None) -> Article:
+    """Fill what an event cannot know from ``previous``, the page's record before it (its last
+    state, or the article an earlier event of the same batch made): creation date, redirects,
+    language, namespace name and, when ``previous`` is the parent revision, its size and time.
+    Only empty fields are filled; mutates and returns ``article``."""
+    if previous is None:
+        return article
+    if article.date_created is None:
+        article.date_created = previous.date_created
+    if article.redirects is None:
+        article.redirects = previous.redirects
+    if article.in_language is None:
+        article.in_language = previous.in_language
+    ns = article.namespace
+    if ns.name is None and previous.namespace.identifier == ns.identifier:
+        article.namespace = previous.namespace
+    parent = article.previous_version
+    before = previous.version
+    if parent is not None and before is not None and before.identifier == parent.identifier:
+        if not parent.number_of_characters:
+            parent.number_of_characters = before.number_of_characters
+        if article.date_previously_modified is None:
+            article.date_previously_modified = previous.date_modified
+    return article
+
+
+def with_parent_text(article: Article, parent_text: str) -> Article:
+    """The previous revision's size from its text (when ``inherit`` had no record of it)."""
+    parent = article.previous_version
+    if parent is not None and not parent.number_of_characters:
+        parent.number_of_characters = len(parent_text)
+    return article

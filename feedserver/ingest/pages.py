@@ -114,8 +114,9 @@ class PageConverter:
             timestamp = revision.timestamp
             unix = timestamp if timestamp is not None else 0
             key = (unix, revision.id or 0)
-            if revision.text is not None or not revision.text_deleted:
-                seen[revision.id] = (len(revision.text or ""), unix)
+            # A revision's time is known even when its text is hidden (its size is not).
+            visible = revision.text is not None or not revision.text_deleted
+            seen[revision.id] = (len(revision.text or "") if visible else 0, unix)
             parent = revision.parent_id
             if parent is not None:
                 saw_parent = True

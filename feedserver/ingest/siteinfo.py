@@ -122,6 +122,13 @@ def derive_info(
     )
 
 
+def language_of(wiki: str) -> str | None:
+    """The language of a Wikimedia project from its dbname (``elwikivoyage`` -> ``el``,
+    ``commonswiki`` -> ``en``); None for a dbname that is not a known pattern."""
+    host = host_from_wiki(wiki)
+    return None if host is None else _language(host, None)
+
+
 def _language(host: str, xml_lang: str | None) -> str:
     """The language subdomain (``simple``, ``zh-min-nan``) or else the dump's ``xml:lang``."""
     parts = host.split(".")

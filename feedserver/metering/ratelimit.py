@@ -5,9 +5,11 @@ request at ``now`` is allowed when ``max(tat, now) + T - now <= b*T``; the bucke
 new ``tat``. One number per bucket, so the shared-database variant is ONE atomic conditional
 ``UPDATE ... RETURNING`` per request, correct across any number of server processes.
 
-``LocalRateLimiter`` keeps the same state in process memory: exact for one process (embedded
-mode), but N replicas would each allow the full rate. ``DatabaseRateLimiter`` shares it through
-the database (``rate_limit_state``); it relies on the replicas' clocks agreeing (NTP).
+``DatabaseRateLimiter`` keeps it in the database (``rate_limit_state``), shared by every
+process: it is what the server uses, on SQLite too (``serve --workers N`` is N processes on one
+file). It relies on the processes' clocks agreeing (one host, or NTP). ``LocalRateLimiter``
+keeps the same state in process memory: exact for ONE process only (N processes would each
+allow the full rate), so it is for tests and embedding, never chosen by ``Metering``.
 """
 
 from __future__ import annotations

@@ -5,9 +5,12 @@ events or a download) for one customer. Its ``usage_id`` is the idempotency key:
 (journal replay, ledger insert, Kafka consumer) drops a record whose id it has already seen, so
 replays and redeliveries never double-count.
 
-The id is derived, not random, wherever a retry must map onto the same record: a response's
-records are ``uuid5(request_id, meter)``; a *download* is ``uuid5(customer, resource, day)`` so
-the parallel Range requests of one snapshot version on one UTC day count as ONE download.
+Every id is derived from what the SERVER assigns, never from the client alone: a response's
+records are ``uuid5("response", customer, api key, response_id, meter)`` where ``response_id``
+is a fresh server-generated id per response (the client's ``X-Request-Id`` is only stored, as
+``request_id``, for correlation); a *download* is ``uuid5(customer, resource, day)`` so the
+parallel Range requests of one snapshot version on one UTC day count as ONE download.
+Duplicates are dropped by the ledger inside the transaction that writes the rows.
 """
 
 from __future__ import annotations
@@ -95,13 +98,25 @@ def download_id(customer_id: str, resource: str, when: datetime) -> str:
     return derive_id("download", customer_id, resource, day)
 
 
+def response_usage_id(customer_id: str, api_key_id: str, response_id: str, meter: str) -> str:
+    """The usage id of one meter of one response: scoped by customer and key, keyed by the
+    server's own response id (``new_response_id``), so no client input can collide it."""
+    return derive_id("response", customer_id, api_key_id, response_id, meter)
+
+
+def new_response_id() -> str:
+    """A fresh server-side id for one response or stream (128 random bits)."""
+    return uuid.uuid4().hex
+
+
 class Usage(TypedDict, total=False):
     """What one response (or stream, so far) delivered: the keyword arguments of
     ``UsageSink.record`` / ``progress`` and ``response_records``."""
 
     feed: Required[Feed]
     project: Required[str | None]
-    request_id: Required[str]
+    response_id: Required[str]  # server-assigned, unique per response or stream
+    request_id: str  # the client's X-Request-Id (correlation only, never a key)
     bytes_sent: int
     articles: int
     resource: str | None
@@ -119,14 +134,18 @@ def response_records(
     the download id, so all parallel Range requests of that resource that day collapse to one.
     """
     ts = ts or utcnow()
-    request_id, resource = usage["request_id"], usage.get("resource")
+    response_id, resource = usage["response_id"], usage.get("resource")
+    if not response_id:
+        raise ValueError("usage needs the server-assigned response id")
+    key = principal.api_key_id or ""
     dl = (download_id(principal.customer_id, resource, ts)
           if usage.get("download") and resource else "")
     base = UsageRecord(
         usage_id="", ts=ts, customer_id=principal.customer_id, meter="requests", quantity=1,
-        feed=usage["feed"], api_key_id=principal.api_key_id or "",
+        feed=usage["feed"], api_key_id=key,
         user=principal.user or "", project=usage["project"] or "",
-        request_id=request_id, resource=resource or "", download_id=dl,
+        request_id=usage.get("request_id") or response_id, resource=resource or "",
+        download_id=dl,
     )
     quantities: list[tuple[Meter, int]] = [
         ("requests", 1),
@@ -137,7 +156,8 @@ def response_records(
     ]
     out = [
         msgspec.structs.replace(
-            base, usage_id=derive_id(request_id, meter), meter=meter, quantity=q
+            base, usage_id=response_usage_id(principal.customer_id, key, response_id, meter),
+            meter=meter, quantity=q
         )
         for meter, q in quantities
         if q or meter == "requests"
@@ -161,7 +181,9 @@ class UsageSink(Protocol):
     def progress(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None:
         """Checkpoint of a response still streaming: the same arguments as ``record``, all
         cumulative so far. Only the journal sees it, so a crash mid-stream is replayed as the
-        last checkpoint; the final ``record`` of the same ``request_id`` supersedes it."""
+        last checkpoint; the final ``record`` of the same ``response_id`` supersedes it."""
+
+
 
 
 class NullSink:

@@ -7,9 +7,9 @@
 
 Choices derived from ``Settings`` (no extra settings): usage goes to the usage topic of the
 event log when ``mode = "distributed"`` and the event log is Kafka, else straight to the
-ledger; the
-rate limiter is shared through the database on PostgreSQL (several replicas) and in-process on
-SQLite (one process). ``metering_enabled = false`` turns admission and recording into no-ops.
+ledger; the rate limiter's state is always in the shared database (SQLite or PostgreSQL), so
+every process (``serve --workers N``, replicas) draws from ONE bucket per customer.
+``metering_enabled = false`` turns admission and recording into no-ops.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from feedserver.metering.customers import CustomerDirectory, customer_directory
 from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.quotas import QuotaCounters
-from feedserver.metering.ratelimit import DatabaseRateLimiter, LocalRateLimiter, RateLimiter
+from feedserver.metering.ratelimit import DatabaseRateLimiter, RateLimiter
 from feedserver.metering.records import MeteredPrincipal, NullSink, UsageSink
 from feedserver.metering.usage_topic import EventLogDestination
 from feedserver.metering.writer import Destination, LedgerDestination, UsageRecorder
@@ -50,7 +50,8 @@ class Metering:
         self.counters = QuotaCounters(db)
         self._directory = directory
         if limiter is None:
-            limiter = DatabaseRateLimiter(db) if db.dialect == "postgresql" else LocalRateLimiter()
+            # Never per process: uvicorn workers on one SQLite file are several processes too.
+            limiter = DatabaseRateLimiter(db)
         self.admitter = Admitter(self.counters, limiter)
         self.recorder: UsageRecorder | None = None
         if enabled:

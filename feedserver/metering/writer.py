@@ -102,16 +102,17 @@ class UsageRecorder:
 
     # --- UsageSink -----------------------------------------------------------------------------
     def record(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None:
-        self._append(response_records(principal, **usage), usage["request_id"], final=True)
+        self._append(response_records(principal, **usage), usage["response_id"], final=True)
 
     def progress(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None:
-        self._append(response_records(principal, **usage), usage["request_id"], final=False)
+        self._append(response_records(principal, **usage), usage["response_id"], final=False)
 
-    def _append(self, records: list[UsageRecord], request_id: str, *, final: bool) -> None:
-        refs = self._open.setdefault(request_id, Counter())
+    def _append(self, records: list[UsageRecord], response_id: str, *, final: bool) -> None:
+        # Keyed by the server's response id: clients choose request ids, not these.
+        refs = self._open.setdefault(response_id, Counter())
         refs[self.journal.append(records)] += len(records)
         if final:  # checkpoints stay journal-only; the final records release their lines too
-            del self._open[request_id]
+            del self._open[response_id]
             self._queue.put_nowait((records, dict(refs)))
 
     # --- the writer task -----------------------------------------------------------------------

@@ -39,7 +39,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     for i, (who, ts) in enumerate(zip(["acme", "acme", "globex", "globex"], nov, strict=True)):
         metering.ledger.append(response_records(
             FakePrincipal(customer_id=who), feed="chunks", project="enwiki",
-            request_id=f"r{i}", bytes_sent=(i + 1) * 10**9, ts=ts))
+            response_id=f"r{i}", bytes_sent=(i + 1) * 10**9, ts=ts))
     QuotaCounters(db).consume("acme", "2026-11", "chunk_downloads", 4, nov[0], amount=3)
     app = usage_app(metering, {"admin-token": principal("operator", admin=True)})
     with serve_in_thread(app) as url:

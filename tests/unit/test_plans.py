@@ -107,3 +107,11 @@ def test_quota_limits_by_name() -> None:
     assert [quotas.limit(q) for q in ("snapshot_downloads", "chunk_downloads", "bytes",
                                       "ondemand_lookups")] == [1, 2, 3, 4]
     assert Quotas().limit("bytes") is None
+
+
+def test_max_streams_is_a_plan_setting() -> None:
+    plan = decode_plan(b'{"feeds": ["realtime"], "max_streams": 3}', name="rt3")
+    assert plan.max_streams == 3 and Plan(name="any").max_streams is None
+    for bad in (b"0", b"-1"):
+        with pytest.raises(InvalidParameter, match="max_streams"):
+            decode_plan(b'{"feeds": ["realtime"], "max_streams": ' + bad + b"}", name="rt")

@@ -24,7 +24,7 @@ from datetime import datetime
 
 from feedserver.config import Settings
 from feedserver.errors import Conflict, FeedError, InvalidParameter, NotFound
-from feedserver.feeds.batches import hours as hours
+from feedserver.feeds.batches import hours
 from feedserver.feeds.batches.files import Picked, batch_files, keep_latest
 from feedserver.feeds.batches.store import HourIndex, built_hours, expire, publish
 from feedserver.models import ArticleKey

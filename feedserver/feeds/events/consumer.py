@@ -6,8 +6,9 @@ in flight, and nothing is read ahead while a batch is being applied):
 1. poll up to ``batch_size`` records from the input topics;
 2. decode and map each (``ingest.events``); an invalid one goes to the dead-letter store with
    its reason and raw bytes, and consumption moves past it;
-3. fill in missing revision text: from the state store when it holds the same revision, else
-   from the content source;
+3. complete the articles: missing revision text from the state store when it holds the same
+   revision, else from the content source; what the page's previous record knows (creation
+   date, redirects, the previous revision's size: ``ingest.events.inherit``);
 4. apply every change to the state store in ONE transaction (durable on commit);
 5. append the resulting Article events to the article topic (acknowledged), each with a
    ``feedserver-source`` header ``topic:partition:offset:index`` naming the source record;
@@ -37,9 +38,16 @@ from feedserver.config import Settings
 from feedserver.errors import FeedError, InvalidEvent
 from feedserver.feeds.content import ContentSource, NoContentSource
 from feedserver.feeds.events.membership import membership, related_checkpoint
-from feedserver.feeds.events.state import StateStore
-from feedserver.ingest.events import ArticleChange, changes_from_json, with_body
+from feedserver.feeds.events.state import StateStore, StoredArticle
+from feedserver.ingest.events import (
+    ArticleChange,
+    changes_from_json,
+    inherit,
+    with_body,
+    with_parent_text,
+)
 from feedserver.metrics import Metrics
+from feedserver.models import Article
 from feedserver.storage.db import Database
 from feedserver.storage.eventlog import (
     EventLog,
@@ -168,6 +176,9 @@ class EventConsumer:
         """(Re)start from the committed offsets; learn what was already produced."""
         await self.stop()
         await self.log.create_topic(self.article_topic, self.article_partitions)
+        # An existing topic keeps its partition count (a changed setting must not send keys
+        # to partitions that do not exist, or move a page to another partition).
+        self.article_partitions = await self.log.partitions(self.article_topic)
         if not self.dead_letters_in_db:
             await self.log.create_topic(self.dead_letter_topic, 1)
         positions: dict[TopicPartition, int] = {}
@@ -255,7 +266,7 @@ class EventConsumer:
                 invalid.append((record, exc))
                 continue
             changes.extend((record, i, c) for i, c in enumerate(mapped))
-        await self._fill_bodies([c for _, _, c in changes])
+        await self._complete([c for _, _, c in changes])
         result.applied = await asyncio.to_thread(self.state.apply_many, [c for _, _, c in changes])
         result.produced, result.skipped = await self._produce(changes)
         result.dead_lettered = await self._dead_letter(invalid)
@@ -273,35 +284,60 @@ class EventConsumer:
             setattr(totals, name, getattr(totals, name) + getattr(result, name))
         return result
 
-    async def _fill_bodies(self, changes: Sequence[ArticleChange]) -> None:
-        missing = [c for c in changes if c.needs_body]
-        if not missing:
-            return
+    async def _complete(self, changes: Sequence[ArticleChange]) -> None:
+        """Make each change's article as complete as a dump's record of its revision: the
+        text (from the state when it holds that revision, else the content source), what the
+        page's previous record knows (``inherit``: the state, or an earlier change of this
+        batch) and, failing that, the previous revision's size from its fetched text."""
+        keys = {(c.key.project, c.key.namespace, c.key.identifier) for c in changes}
 
-        def from_state() -> list[ArticleChange]:
-            still: list[ArticleChange] = []
-            for change in missing:
-                k = change.key
-                stored = self.state.get_stored(k.project, k.namespace, k.identifier)
-                body = stored.article.article_body if stored else None
-                if stored and stored.revision == change.revision and body and body.wikitext:
+        def stored_state() -> dict[tuple[str, int, int], StoredArticle]:
+            out = {}
+            for key in keys:
+                stored = self.state.get_stored(*key)
+                if stored is not None:
+                    out[key] = stored
+            return out
+
+        stored = await asyncio.to_thread(stored_state)
+        wanted: dict[tuple[str, str | None], set[int]] = {}
+        made: set[tuple[str, int]] = set()  # revisions this batch brings itself
+        for change in changes:
+            k = change.key
+            before = stored.get((k.project, k.namespace, k.identifier))
+            base = change.article.is_part_of.url
+            body = before.article.article_body if before else None
+            if change.needs_body:
+                if before and before.revision == change.revision and body and body.wikitext:
                     with_body(change.article, body.wikitext)
                     change.needs_body = False
                 else:
-                    still.append(change)
-            return still
-
-        remaining = await asyncio.to_thread(from_state)
-        by_project: dict[tuple[str, str | None], list[ArticleChange]] = {}
-        for change in remaining:
-            base = change.article.is_part_of.url
-            by_project.setdefault((change.key.project, base), []).append(change)
-        for (project, base), group in by_project.items():
-            texts = await self.content.fetch(project, base, [c.revision for c in group])
-            for change in group:
-                if change.revision in texts:
-                    with_body(change.article, texts[change.revision])
-                    change.needs_body = False
+                    wanted.setdefault((k.project, base), set()).add(change.revision)
+            parent = change.article.previous_version
+            if (parent is not None and not parent.number_of_characters
+                    and (k.project, parent.identifier) not in made
+                    and (before is None or before.revision != parent.identifier)):
+                wanted.setdefault((k.project, base), set()).add(parent.identifier)
+            made.add((k.project, change.revision))
+        texts: dict[tuple[str, int], str] = {}
+        for (project, base), revisions in wanted.items():
+            fetched = await self.content.fetch(project, base, sorted(revisions))
+            texts.update({(project, rev): text for rev, text in fetched.items()})
+        latest: dict[tuple[str, int, int], Article] = {
+            key: s.article for key, s in stored.items() if not s.deleted}
+        for change in changes:
+            k = change.key
+            key = (k.project, k.namespace, k.identifier)
+            text = texts.get((k.project, change.revision))
+            if change.needs_body and text is not None:
+                with_body(change.article, text)
+                change.needs_body = False
+            inherit(change.article, latest.get(key))
+            parent = change.article.previous_version
+            if parent is not None and (k.project, parent.identifier) in texts:
+                with_parent_text(change.article, texts[(k.project, parent.identifier)])
+            if change.type != "delete":
+                latest[key] = change.article
 
     def _is_done(self, out_topic: str, part: int, record: LogRecord, index: int) -> bool:
         mark = self._marks.get((out_topic, part, record.topic, record.partition))

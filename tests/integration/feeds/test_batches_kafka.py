@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 
 from feedserver.config import Settings
-from feedserver.feeds.batches import hours as hours
+from feedserver.feeds.batches import hours
 from feedserver.feeds.batches.build import build_hour
 from feedserver.feeds.batches.store import read_batch
 from feedserver.storage.blobs import FilesystemBlobStore

@@ -23,3 +23,8 @@ def test_builtin_plans_are_valid_and_round_trip() -> None:
     assert free.quotas.ondemand_lookups == 50_000
     assert set(_plan("enterprise").feeds) == {"snapshots", "diffs", "ondemand", "realtime",
                                               "batches"}
+
+
+def test_enterprise_caps_open_streams() -> None:
+    assert _plan("enterprise").max_streams == 50
+    assert _plan("free").max_streams is None  # no cap unless the plan sets one

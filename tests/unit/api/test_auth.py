@@ -42,6 +42,11 @@ def test_get_user(client: TestClient[Any], world: World) -> None:
     data = r.json()
     assert data["username"] == "alice" and data["groups"] == ["en-only"]
     assert data["ondemand_requests_count"] == 0 and "snapshot_limit" in data
+    # WME's counts and limits are integers; a plan without caps reports 0 (WME's value when
+    # no limit is configured), never null, which WME's clients cannot read as a number.
+    for name in ("ondemand_requests_count", "ondemand_limit", "snapshot_requests_count",
+                 "snapshot_limit", "chunk_requests_count", "chunk_limit"):
+        assert type(data[name]) is int, (name, data[name])
 
 
 def test_credentials(client: TestClient[Any], world: World) -> None:
@@ -53,6 +58,15 @@ def test_credentials(client: TestClient[Any], world: World) -> None:
         assert r.headers["www-authenticate"].startswith("Bearer")
         assert r.headers["content-type"] == "application/problem+json"
     assert client.get("/v2/snapshots", headers={"X-API-Key": world.key_a}).status_code == 200
+
+
+def test_raw_token_without_bearer(client: TestClient[Any], world: World) -> None:
+    """WME strips an optional "Bearer " prefix: the bare token (or API key) works too."""
+    token = client.post("/v1/login", json=LOGIN).json()["access_token"]
+    assert client.get("/v2/snapshots", headers={"Authorization": token}).status_code == 200
+    assert client.get("/v2/snapshots", headers={"Authorization": world.key_a}
+                      ).status_code == 200
+    assert client.get("/v2/snapshots", headers={"Authorization": "nonsense"}).status_code == 401
 
 
 def test_forbidden_feed(client: TestClient[Any], world: World) -> None:

@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
 from feedserver.api.app import build_app
-from feedserver.feeds.batches import hours as hours
+from feedserver.feeds.batches import hours
 from feedserver.feeds.batches.build import build_hour
 from feedserver.feeds.batches.store import BatchManifest, read_hour
 from feedserver.metering.records import UsageSink
@@ -74,6 +74,9 @@ class Recorder:
 
     def record(self, principal: Any, **kw: Any) -> None:
         self.records.append(kw)
+
+    def progress(self, principal: Any, **kw: Any) -> None:
+        del principal, kw
 
 
 @pytest.fixture

@@ -59,8 +59,31 @@ def test_ondemand_filters_and_limits(client: TestClient[Any], world: World) -> N
                       ).status_code == 404
     r = client.post("/v2/articles/Page_3", headers=h, json={"limit": 11})
     assert r.status_code == 422 and r.json()["message"] == "limit cannot be greater than 10"
-    assert client.get("/v2/articles/Page_3?limit=0", headers=h).status_code == 422
+    # WME: zero or negative means the default (3), not an error.
+    assert client.get("/v2/articles/Page_3?limit=0", headers=h).status_code == 200
+    assert client.post("/v2/articles/Page_3", headers=h, json={"limit": -2}).status_code == 200
     assert client.get("/v2/articles/Nope", headers=h).status_code == 404
+
+
+def test_ondemand_unknown_paths_are_422(client: TestClient[Any], world: World) -> None:
+    """A typo in ``fields`` or ``filters`` is an error (WME), not a silent ``{}``; WME fields
+    we do not fill are valid requests."""
+    h = world.headers(world.key_a)
+    for body in ({"fields": ["nmae"]}, {"fields": ["version.nope"]}, {"fields": ["name.*"]},
+                 {"filters": [{"field": "nope", "value": 1}]},
+                 {"filters": [{"field": "version", "value": 1}]}):
+        r = client.post("/v2/articles/Page_3", headers=h, json=body)
+        assert r.status_code == 422, body
+    r = client.post("/v2/articles/Page_3", headers=h,
+                    json={"fields": ["name", "main_entity.*", "version.scores.revertrisk.*"]})
+    assert r.status_code == 200 and r.json() == [{"name": "Page 3"}]
+    # Keys WME ignores in a body (the SDK sends its whole Request shape) are ignored.
+    r = client.post("/v2/articles/Page_3", headers=h, json={"since": "2024-01-01T00:00:00Z",
+                                                          "parts": [0], "fields": ["name"]})
+    assert r.status_code == 200 and r.json() == [{"name": "Page 3"}]
+    assert client.post("/v2/snapshots", headers=h, json={"fields": ["nope"]}).status_code == 422
+    assert client.post("/v2/codes", headers=h, json={"filters": [
+        {"field": "nope", "value": "x"}]}).status_code == 422
 
 
 @pytest.mark.parametrize("accept", ["application/json", "application/x-ndjson"])

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from feedserver.api.query import Filter
 from feedserver.api.realtime_params import (
     StreamBody,
     body_from_params,
@@ -40,6 +42,26 @@ def test_partition_with_offset_and_time_conflict() -> None:
 def test_invalid_parameters_are_422(body: StreamBody) -> None:
     with pytest.raises(InvalidParameter):
         check(body, now=NOW)
+
+
+@pytest.mark.parametrize("body", [
+    StreamBody(fields=["nope"]), StreamBody(fields=["version"]),  # an object needs "version.*"
+    StreamBody(fields=["name.*"]), StreamBody(filters=[Filter(field="nope", value=1)]),
+    StreamBody(filters=[Filter(field="event", value=1)]),
+])
+def test_unknown_or_object_paths_are_422(body: StreamBody) -> None:
+    """WME checks fields and filters against the Article schema; a typo must not silently
+    stream ``{}`` for every event."""
+    with pytest.raises(InvalidParameter):
+        check(body, now=NOW)
+
+
+def test_body_keys_wme_ignores() -> None:
+    """The SDK's Request sends ``limit`` to the stream too; WME ignores it, so do we."""
+    body = msgspec.json.decode(b'{"limit": 3, "parts": [0], "fields": ["name", "version.*"]}',
+                               type=StreamBody)
+    params = check(body, now=NOW)
+    assert params.parts == [0] and params.query.fields == ["name", "version.*"]
 
 
 def test_get_parameters() -> None:

@@ -23,7 +23,7 @@ def test_usage_json_is_scoped_to_the_caller(database: Database, tmp_path: Path) 
     ts = datetime(2026, 11, 3, tzinfo=UTC)
     for who in ("acme", "globex"):
         metering.ledger.append(response_records(
-            FakePrincipal(customer_id=who), feed="chunks", project="enwiki", request_id=who,
+            FakePrincipal(customer_id=who), feed="chunks", project="enwiki", response_id=who,
             bytes_sent=100, ts=ts))
     app = usage_app(metering, {"admin": principal("operator", admin=True),
                                "acme": principal("acme")})

@@ -13,7 +13,7 @@ import pytest
 
 from feedserver.cli import main
 from feedserver.config import Settings, load_settings
-from feedserver.feeds.batches import hours as hours
+from feedserver.feeds.batches import hours
 from feedserver.feeds.batches.build import seal_periodically
 from feedserver.feeds.batches.store import built_hours, read_hour
 from feedserver.storage.blobs import FilesystemBlobStore

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from feedserver.ingest.siteinfo import derive_info, host_from_wiki, page_url, wiki_from_host
+from feedserver.ingest.siteinfo import (
+    derive_info,
+    host_from_wiki,
+    language_of,
+    page_url,
+    wiki_from_host,
+)
 
 
 @pytest.mark.parametrize(
@@ -45,3 +51,17 @@ def test_page_url_quotes_like_mediawiki() -> None:
     assert page_url("https://en.wikipedia.org", "AC/DC (band)") == (
         "https://en.wikipedia.org/wiki/AC/DC_(band)")
     assert page_url("https://x.org", "100% & more?") == "https://x.org/wiki/100%25_%26_more%3F"
+
+
+@pytest.mark.parametrize(("wiki", "language"), [
+    ("enwiki", "en"), ("simplewiki", "simple"), ("elwikivoyage", "el"),
+    ("zh_min_nanwiki", "zh-min-nan"), ("commonswiki", "en"), ("testwikidatawiki", "en"),
+    ("not a dbname", None),
+])
+def test_language_of_a_project(wiki: str, language: str | None) -> None:
+    """The language a dump of the wiki would name: on-demand selects projects by it and
+    events (which carry no siteinfo) fill ``in_language`` with it."""
+    assert language_of(wiki) == language
+    if language is not None:
+        assert derive_info(dbname=wiki, base=None, site_name=None, xml_lang=None,
+                           namespaces={}, schema_version="0.11", source="x").language == language

@@ -45,7 +45,7 @@ def test_reports_price_with_the_customers_plan(db: Database) -> None:
     principal = Principal(customer_id=acme.id, customer_name="Acme", user="alice",
                           api_key_id=None, is_admin=False, plan=PLAN)
     Ledger(db).append(response_records(principal, feed="ondemand", project="enwiki",
-                                       request_id="q1", articles=1,
+                                       response_id="q1", articles=1,
                                        ts=datetime(2026, 11, 2, tzinfo=UTC)))
     report = build_report(db, "2026-11", customer_id=directory.resolve("Acme"),
                           terms_of=directory.terms)

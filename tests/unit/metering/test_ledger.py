@@ -66,3 +66,28 @@ def test_verify_reports_reordered_rows(db: Database) -> None:
 def test_rows_pages_through_the_whole_chain(db: Database, page: int) -> None:
     ledger = filled(db, 7)
     assert [r[0] for r in ledger.rows(page=page)] == list(range(1, 8))
+
+
+def test_a_failed_append_claims_nothing_so_the_retry_meters_once(db: Database) -> None:
+    """The dedup (by usage id) happens in the transaction that writes the rows: a write that
+    fails half-way leaves no id behind that would make its retry a no-op (metered zero times)."""
+    ledger = Ledger(db)
+    if db.dialect == "sqlite":
+        db.execute("CREATE TRIGGER fail_big BEFORE INSERT ON usage_ledger "
+                   "WHEN NEW.quantity = 666 BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    else:
+        db.execute("CREATE FUNCTION fail_big() RETURNS trigger AS $$ BEGIN "
+                   "IF NEW.quantity = 666 THEN RAISE EXCEPTION 'disk full'; END IF; "
+                   "RETURN NEW; END $$ LANGUAGE plpgsql")
+        db.execute("CREATE TRIGGER fail_big BEFORE INSERT ON usage_ledger "
+                   "FOR EACH ROW EXECUTE FUNCTION fail_big()")
+    batch = [rec(1), rec(2, quantity=666), rec(3)]
+    with pytest.raises(Exception, match="disk full"):
+        ledger.append(batch)
+    assert ledger.count() == 0
+    db.execute("DROP TRIGGER fail_big" + ("" if db.dialect == "sqlite" else " ON usage_ledger"))
+    assert ledger.append(batch) == 3
+    assert ledger.append(batch) == 0
+    used = db.fetchone("SELECT used FROM quota_usage WHERE customer_id='acme' AND meter='bytes'")
+    assert used == (10 + 666 + 10,)
+    assert ledger.verify().ok

@@ -17,9 +17,9 @@ from tests.unit.metering.conftest import FakePrincipal, rec
 def test_response_records_only_non_zero_meters_and_stable_ids() -> None:
     p = FakePrincipal()
     ts = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
-    a = response_records(p, feed="chunks", project="enwiki", request_id="r1",
+    a = response_records(p, feed="chunks", project="enwiki", response_id="r1",
                          bytes_sent=100, resource="enwiki_namespace_0@3", download=True, ts=ts)
-    b = response_records(p, feed="chunks", project="enwiki", request_id="r1",
+    b = response_records(p, feed="chunks", project="enwiki", response_id="r1",
                          bytes_sent=100, resource="enwiki_namespace_0@3", download=True, ts=ts)
     assert [r.meter for r in a] == ["requests", "bytes", "downloads"]
     assert [r.usage_id for r in a] == [r.usage_id for r in b]
@@ -31,7 +31,7 @@ def test_parallel_ranges_of_one_version_share_one_download_id() -> None:
     day = datetime(2026, 11, 5, 1, tzinfo=UTC)
     later = datetime(2026, 11, 5, 23, tzinfo=UTC)
     ranges = [
-        response_records(p, feed="snapshots", project="enwiki", request_id=f"r{i}",
+        response_records(p, feed="snapshots", project="enwiki", response_id=f"r{i}",
                          bytes_sent=10, resource="enwiki_namespace_0@3", download=True, ts=t)
         for i, t in enumerate([day, later])
     ]
@@ -58,3 +58,23 @@ def test_merge_keeps_the_largest_checkpoint() -> None:
 def test_record_roundtrips_through_json() -> None:
     r = rec(1)
     assert msgspec.json.decode(msgspec.json.encode(r), type=UsageRecord) == r
+
+
+def test_usage_ids_ignore_the_client_request_id_and_are_scoped_by_customer_and_key() -> None:
+    ts = datetime(2026, 11, 5, tzinfo=UTC)
+
+    def ids(principal: FakePrincipal, response: str, client: str) -> set[str]:
+        return {r.usage_id for r in response_records(
+            principal, feed="chunks", project="enwiki", response_id=response, request_id=client,
+            bytes_sent=5, ts=ts)}
+
+    acme = FakePrincipal()
+    # The client's X-Request-Id changes nothing; the server's response id does.
+    assert ids(acme, "s1", "client-a") == ids(acme, "s1", "client-b")
+    assert ids(acme, "s1", "same").isdisjoint(ids(acme, "s2", "same"))
+    # Even a (never expected) collision of server ids cannot merge two customers or keys.
+    assert ids(acme, "s1", "x").isdisjoint(ids(FakePrincipal(customer_id="globex"), "s1", "x"))
+    assert ids(acme, "s1", "x").isdisjoint(ids(FakePrincipal(api_key_id="key-2"), "s1", "x"))
+    rec_ = response_records(acme, feed="chunks", project="enwiki", response_id="s1",
+                            request_id="client-a", ts=ts)[0]
+    assert rec_.request_id == "client-a"  # stored for correlation

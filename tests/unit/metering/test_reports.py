@@ -38,13 +38,13 @@ def test_report_totals_per_customer_meter_and_day(db: Database) -> None:
     acme, other = FakePrincipal(), FakePrincipal(customer_id="other")
     nov30 = datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)
     ledger.append([
-        *response_records(acme, feed="ondemand", project="enwiki", request_id="1",
+        *response_records(acme, feed="ondemand", project="enwiki", response_id="1",
                           bytes_sent=10**9, articles=1, ts=datetime(2026, 11, 1, tzinfo=UTC)),
-        *response_records(acme, feed="chunks", project="enwiki", request_id="2",
+        *response_records(acme, feed="chunks", project="enwiki", response_id="2",
                           bytes_sent=5 * 10**8, ts=nov30),
-        *response_records(other, feed="realtime", project="enwiki", request_id="3",
+        *response_records(other, feed="realtime", project="enwiki", response_id="3",
                           stream_seconds=3600, ts=nov30),
-        *response_records(acme, feed="chunks", project="enwiki", request_id="4",
+        *response_records(acme, feed="chunks", project="enwiki", response_id="4",
                           bytes_sent=7, ts=datetime(2026, 12, 1, tzinfo=UTC)),  # next month
     ])
     terms = {"acme": PLAN}

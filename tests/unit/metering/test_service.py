@@ -6,7 +6,7 @@ import pytest
 
 from feedserver.cli import main
 from feedserver.config import load_settings
-from feedserver.metering.ratelimit import DatabaseRateLimiter, LocalRateLimiter
+from feedserver.metering.ratelimit import DatabaseRateLimiter
 from feedserver.metering.records import NullSink
 from feedserver.metering.service import open_metering
 from feedserver.metering.usage_topic import EventLogDestination
@@ -21,8 +21,8 @@ def test_settings_choose_the_destination_and_limiter(db: Database, tmp_path: Pat
     embedded = open_metering(load_settings({}, data_dir=str(tmp_path)), db, events)
     assert isinstance(embedded.recorder, UsageRecorder)
     assert isinstance(embedded.recorder.destination, LedgerDestination)
-    expected = DatabaseRateLimiter if db.dialect == "postgresql" else LocalRateLimiter
-    assert isinstance(embedded.admitter.limiter, expected)
+    # Shared on every backend: several processes may serve one SQLite file (issue 11 item 6).
+    assert isinstance(embedded.admitter.limiter, DatabaseRateLimiter)
     distributed = open_metering(load_settings(
         {}, data_dir=str(tmp_path), mode="distributed", kafka_bootstrap_servers="127.0.0.1:1"),
         db, events)
@@ -38,7 +38,7 @@ async def test_disabled_metering_admits_everything_and_records_nothing(
     assert isinstance(off.sink, NullSink) and off.recorder is None
     await off.start()
     assert (await off.admit(FakePrincipal(), "ondemand")).headers == {}
-    off.sink.record(FakePrincipal(), feed="ondemand", project=None, request_id="r")
+    off.sink.record(FakePrincipal(), feed="ondemand", project=None, response_id="r")
     await off.flush()
     await off.stop()
     assert off.ledger.count() == 0

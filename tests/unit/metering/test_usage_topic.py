@@ -25,9 +25,9 @@ async def usage_lands_once(events: EventLog, topic: str, db: Database, tmp_path:
     await recorder.start()
     p = FakePrincipal()
     for i in range(20):
-        recorder.record(p, feed="chunks", project="enwiki", request_id=f"r{i}", bytes_sent=100)
+        recorder.record(p, feed="chunks", project="enwiki", response_id=f"r{i}", bytes_sent=100)
     # a retry of request r0 (same X-Request-Id) and a poison message
-    recorder.record(p, feed="chunks", project="enwiki", request_id="r0", bytes_sent=100)
+    recorder.record(p, feed="chunks", project="enwiki", response_id="r0", bytes_sent=100)
     await recorder.flush()
     await recorder.stop()
     assert list((tmp_path / "j").iterdir()) == []  # acknowledged by the log: released

@@ -29,7 +29,7 @@ async def test_batches_reach_the_ledger_and_the_journal_empties(tmp_path: Path,
     await rec_.start()
     p = FakePrincipal()
     for i in range(50):
-        rec_.record(p, feed="chunks", project="enwiki", request_id=f"r{i}", bytes_sent=i)
+        rec_.record(p, feed="chunks", project="enwiki", response_id=f"r{i}", bytes_sent=i)
     await rec_.flush()
     assert total(ledger) == sum(range(50)) and total(ledger, "requests") == 50
     await rec_.stop()
@@ -41,14 +41,14 @@ async def test_a_crash_is_replayed_once(tmp_path: Path, db: Database) -> None:
     rec_, ledger = recorder(tmp_path, db)
     await rec_.start()
     p = FakePrincipal()
-    rec_.record(p, feed="ondemand", project="enwiki", request_id="a", bytes_sent=5, articles=1)
+    rec_.record(p, feed="ondemand", project="enwiki", response_id="a", bytes_sent=5, articles=1)
     await rec_.flush()
     # the process "dies": journal left behind, an in-flight body checkpointed at 300 bytes
-    rec_.record(p, feed="chunks", project="enwiki", request_id="b", bytes_sent=7)
-    rec_.progress(p, feed="chunks", project="enwiki", request_id="c", bytes_sent=300)
-    rec_.progress(p, feed="realtime", project=None, request_id="s", bytes_sent=10,
+    rec_.record(p, feed="chunks", project="enwiki", response_id="b", bytes_sent=7)
+    rec_.progress(p, feed="chunks", project="enwiki", response_id="c", bytes_sent=300)
+    rec_.progress(p, feed="realtime", project=None, response_id="s", bytes_sent=10,
                   stream_seconds=5, stream_events=2)
-    rec_.progress(p, feed="realtime", project=None, request_id="s", bytes_sent=40,
+    rec_.progress(p, feed="realtime", project=None, response_id="s", bytes_sent=40,
                   stream_seconds=9, stream_events=7)
     assert rec_._task is not None
     rec_._task.cancel()
@@ -81,7 +81,8 @@ async def test_a_failing_destination_is_retried(tmp_path: Path, db: Database) ->
     rec_ = UsageRecorder(Journal(tmp_path), Flaky(LedgerDestination(ledger)),
                          flush_seconds=0.01)
     await rec_.start()
-    rec_.record(FakePrincipal(), feed="diffs", project=None, request_id="x", bytes_sent=9)
+    rec_.record(FakePrincipal(), feed="diffs", project=None, response_id="x", bytes_sent=9)
     await asyncio.wait_for(rec_.flush(), 10)
     await rec_.stop()
     assert total(ledger) == 9
+

@@ -14,7 +14,7 @@ import zstandard
 
 from feedserver.config import Settings
 from feedserver.errors import Conflict, InvalidParameter, NotFound
-from feedserver.feeds.batches import hours as hours
+from feedserver.feeds.batches import hours
 from feedserver.feeds.batches.build import build_hour, build_pending
 from feedserver.feeds.batches.store import built_hours, index_key, read_batch, read_hour
 from feedserver.feeds.events.consumer import EventConsumer

@@ -11,7 +11,7 @@ import pytest
 import zstandard
 
 from feedserver.errors import InvalidParameter
-from feedserver.feeds.batches import hours as hours
+from feedserver.feeds.batches import hours
 from feedserver.feeds.batches.files import batch_files, latest, pick
 from feedserver.models import Article, Event, Namespace, Project
 from feedserver.storage.eventlog import LogRecord

@@ -1,0 +1,170 @@
+"""Low-level wikitext scanning: comments and raw blocks, balanced braces, template parameters.
+
+Everything here is linear in the input (regex passes plus one loop over brace runs), so a
+hostile page costs no more than a long one. Sentinels: the parser marks what it has taken out
+of the text (citations, links, images, tables) with private-use characters followed by an index,
+and finds them again per paragraph; ``SENTINELS`` are removed from the input first, so the
+page itself can never forge one.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Private-use sentinels: <open> index <close> (link: <open> index <mid> text <close>).
+CITE, CITE_END = "\ue000", "\ue001"
+TABLE, TABLE_END = "\ue002", "\ue003"
+IMAGE, IMAGE_END = "\ue004", "\ue005"
+LINK, LINK_MID, LINK_END = "\ue006", "\ue007", "\ue008"
+GALLERY, GALLERY_END = "\ue009", "\ue00a"
+HEADING = "\ue00b"  # starts a line that was a heading before inline markup was removed
+SENTINELS = re.compile("[\ue000-\ue00f]")
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+# Blocks dropped with their content: not prose (formulas, scores, maps, template data) or
+# hidden on the page itself (includeonly).
+_DROPPED = ("math", "chem", "ce", "score", "timeline", "graph", "templatedata", "mapframe",
+            "maplink", "hiero", "includeonly", "indicator", "categorytree", "inputbox",
+            "imagemap", "phonos", "charinsert", "references-dummy")
+# Blocks whose content is literal text, not markup.
+_LITERAL = ("nowiki", "pre", "syntaxhighlight", "source")
+_RAW = re.compile(r"<(" + "|".join(_DROPPED + _LITERAL) + r")\b[^>]*?(?:/>|>(.*?)(?:</\1\s*>|\Z))",
+                  re.S | re.I)
+_LITERAL_SET = frozenset(_LITERAL)
+# Literal text keeps its characters as entities, decoded only once the value is final.
+_ESCAPES = str.maketrans({c: f"&#{ord(c)};" for c in "&<>[]{}|'=*#:;!~_-"})
+_BRACES = re.compile(r"\{\{+|\}\}+")
+_PAIRS = re.compile(r"\{\{|\}\}")
+MAX_DEPTH = 12  # template expansion nesting; deeper content is dropped (and counted)
+
+
+def escape_literal(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
+def strip_raw(text: str) -> str:
+    """Comments removed, dropped blocks removed, literal blocks turned into inert text."""
+    if SENTINELS.search(text):
+        text = SENTINELS.sub("", text)
+    if "<!--" in text:
+        text = _COMMENT.sub("", text)
+    if "<" in text:
+        text = _RAW.sub(_raw_block, text)
+    return text
+
+
+def _raw_block(match: re.Match[str]) -> str:
+    if match.group(1).lower() in _LITERAL_SET and match.group(2):
+        return escape_literal(match.group(2))
+    return ""
+
+
+def brace_spans(text: str) -> tuple[list[tuple[int, int, int]], bool]:
+    """Top-level ``{{…}}`` (kind 2) and ``{{{…}}}`` (kind 3) spans as (start, end, kind), and
+    whether some braces stayed unmatched. Runs of braces pair up as MediaWiki's preprocessor
+    does: a closing run closes the nearest open run, three braces at a time when both have
+    three, else two."""
+    if "{{{" not in text and "}}}" not in text:
+        simple = _simple_spans(text)
+        if simple is not None:
+            return simple, False
+    stack: list[list[int]] = []  # [start of the run, braces of it still open]
+    spans: list[tuple[int, int, int]] = []
+    unmatched = False
+    for match in _BRACES.finditer(text):
+        run = match.group()
+        if run[0] == "{":
+            stack.append([match.start(), len(run)])
+            continue
+        left = len(run)
+        pos = match.start()
+        while left >= 2 and stack:
+            top = stack[-1]
+            take = 3 if top[1] >= 3 and left >= 3 else 2
+            if top[1] < 2:
+                stack.pop()
+                continue
+            top[1] -= take
+            spans.append((top[0] + top[1], pos + take, take))
+            pos += take
+            left -= take
+            if top[1] < 2:
+                unmatched = unmatched or top[1] == 1
+                stack.pop()
+        unmatched = unmatched or left > 0
+    if any(count >= 2 for _, count in stack):
+        unmatched = True
+    return _outermost(spans), unmatched
+
+
+def _simple_spans(text: str) -> list[tuple[int, int, int]] | None:
+    """The common case, every run exactly two braces and all of them matched: one stack of
+    positions, no sorting. None sends the text to the general algorithm."""
+    spans: list[tuple[int, int, int]] = []
+    depth = 0
+    start = 0
+    for match in _PAIRS.finditer(text):
+        if match.group() == "{{":
+            if depth == 0:
+                start = match.start()
+            depth += 1
+        elif depth == 0:
+            return None  # a stray "}}"
+        else:
+            depth -= 1
+            if depth == 0:
+                spans.append((start, match.end(), 2))
+    return None if depth else spans
+
+
+def _outermost(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    spans.sort(key=lambda s: (s[0], -s[1]))
+    top: list[tuple[int, int, int]] = []
+    end = -1
+    for span in spans:
+        if span[0] >= end:
+            top.append(span)
+            end = span[1]
+    return top
+
+
+_SPLIT = re.compile(r"\{\{|\}\}|\[\[|\]\]|\|")
+
+
+def split_params(body: str) -> list[str]:
+    """A template body ``name|a|k=v`` split on the pipes outside nested templates and links."""
+    if "{{" not in body and "[[" not in body:
+        return body.split("|")
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    for match in _SPLIT.finditer(body):
+        token = match.group()
+        if token in ("{{", "[["):
+            depth += 1
+        elif token in ("}}", "]]"):
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            parts.append(body[start:match.start()])
+            start = match.end()
+    parts.append(body[start:])
+    return parts
+
+
+def named_params(params: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(positional values, named values) of a split template body without its name."""
+    positional: list[str] = []
+    named: dict[str, str] = {}
+    for param in params:
+        key, eq, value = param.partition("=")
+        if eq and "{{" not in key and "[[" not in key and "<" not in key:
+            named[key.strip()] = value.strip()
+        else:
+            positional.append(param)
+    return positional, named
+
+
+def normalize_name(raw: str) -> str:
+    """``  infobox_settlement `` -> ``Infobox settlement``."""
+    name = " ".join(raw.replace("_", " ").split())
+    return name[:1].upper() + name[1:]
