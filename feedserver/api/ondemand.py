@@ -21,7 +21,8 @@ from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import matches, project, read_query, render_list
 from feedserver.api.services import services_of
-from feedserver.errors import InvalidIdentifier, InvalidParameter, NotFound, Unavailable
+from feedserver.errors import InvalidParameter, NotFound, Unavailable
+from feedserver.identifiers import check_title
 from feedserver.models import Article
 
 FEED: Final = "ondemand"
@@ -32,9 +33,8 @@ CANDIDATES = 200
 
 
 def check_name(name: str) -> str:
-    if not 1 <= len(name) <= 255 or any(ord(c) < 32 or c == "\x7f" for c in name):
-        raise InvalidIdentifier(f"invalid article name {name[:80]!r}")
-    return name
+    """A legal MediaWiki title (the rule events are decoded with), else 422."""
+    return check_title(name)
 
 
 @route("/{name:str}", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
