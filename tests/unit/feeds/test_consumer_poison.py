@@ -71,7 +71,7 @@ def _stream() -> tuple[list[bytes], dict[str, str]]:
     template = _template()
     events = [_valid(i, template) for i in range(VALID)]
     reasons: dict[str, str] = {}
-    for k, (name, mutate, reason) in enumerate(POISON):
+    for k, (_name, mutate, reason) in enumerate(POISON):
         bad = _valid(10_000 + k, template)
         bad["meta"]["id"] = f"poison-{k}"
         mutate(bad)
