@@ -37,6 +37,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         "feedserver.api.app:app_from_env", factory=True,
         host=host or settings.host, port=port or settings.port,
         workers=workers, log_level=settings.log_level.lower(),
+        # Logging is feedserver.logs' (JSON or text, request ids); the app logs each request.
+        log_config=None, access_log=False,
         proxy_headers=True, server_header=False, timeout_graceful_shutdown=10,
     )
     return 0
