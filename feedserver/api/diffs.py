@@ -14,6 +14,7 @@ anything is read, so callers learn nothing about diffs outside their plan.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any, Final
 
 import anyio.to_thread
@@ -26,7 +27,7 @@ from feedserver.api.query import project, read_query, select
 from feedserver.api.services import Principal, Services, services_of
 from feedserver.api.snapshots import parse_identifier, parse_version
 from feedserver.errors import NotFound
-from feedserver.feeds.diffs import ENCODER, DiffManifest, DiffNotFound, DiffStore
+from feedserver.feeds.diffs import ENCODER, DiffManifest, DiffNotFound, DiffStore, parse_pair
 from feedserver.feeds.manifest import ChunkInfo, check_chunk_identifier
 
 FEED: Final = "diffs"
@@ -73,11 +74,24 @@ def _store(svc: Services) -> DiffStore:
 
 
 async def _manifest(svc: Services, principal: Principal, identifier: str,
-                    version: int | None) -> tuple[str, DiffManifest]:
+                    version: int | None, base_version: int | None = None
+                    ) -> tuple[str, DiffManifest]:
     wiki, ns = parse_identifier(identifier)
     entitle(principal, FEED, wiki, ns)
-    m = await anyio.to_thread.run_sync(_store(svc).manifest, identifier, version)
+    m = await anyio.to_thread.run_sync(
+        partial(_store(svc).manifest, identifier, version, base_version=base_version))
     return wiki, m
+
+
+async def _pair_manifest(svc: Services, principal: Principal, identifier: str,
+                         pair: str) -> tuple[str, DiffManifest]:
+    """The diff ``{base}-{version}`` of ``identifier`` (entitlement checked first)."""
+    wiki, ns = parse_identifier(identifier)
+    entitle(principal, FEED, wiki, ns)
+    versions = parse_pair(pair)
+    if versions is None:
+        raise NotFound(f"no diff {pair[:40]!r}: diffs are named {{base}}-{{version}}")
+    return await _manifest(svc, principal, identifier, versions[1], versions[0])
 
 
 @route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
@@ -143,6 +157,43 @@ async def download_diff(request: Request[Any, Any, Any], principal: PrincipalDep
         sha256=m.sha256, filename=f"{m.identifier}_diff_{m.name}.ndjson.zst")
 
 
+@route("/{identifier:str}/{pair:str}", http_method=["GET", "POST"], status_code=200,
+       dependencies=PRINCIPAL)
+async def get_pair(request: Request[Any, Any, Any], principal: PrincipalDep,
+                   identifier: FromPath[str], pair: FromPath[str]) -> Response[bytes]:
+    """Metadata of the diff from version ``base`` to ``version`` (``/{base}-{version}``)."""
+    svc = services_of(request)
+    query = await read_query(request)
+    wiki, m = await _pair_manifest(svc, principal, identifier, pair)
+    return await metered_metadata(request, principal, FEED, wiki,
+                                  project(diff_view(m), query.fields), many=False)
+
+
+@route("/{identifier:str}/{pair:str}/manifest", http_method=["GET"], status_code=200,
+       dependencies=PRINCIPAL)
+async def get_pair_manifest(request: Request[Any, Any, Any], principal: PrincipalDep,
+                            identifier: FromPath[str], pair: FromPath[str]) -> Response[bytes]:
+    """The full manifest of the diff ``{base}-{version}``."""
+    svc = services_of(request)
+    wiki, m = await _pair_manifest(svc, principal, identifier, pair)
+    headers = await svc.admit(principal, FEED, wiki)
+    body = ENCODER.encode(m)
+    svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(body))
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@route("/{identifier:str}/{pair:str}/download", http_method=["GET", "HEAD"],
+       dependencies=PRINCIPAL)
+async def download_pair(request: Request[Any, Any, Any], principal: PrincipalDep,
+                        identifier: FromPath[str], pair: FromPath[str]) -> Response[Any]:
+    """The diff ``{base}-{version}``, whole (Range, ETag, 304 as every download)."""
+    wiki, m = await _pair_manifest(services_of(request), principal, identifier, pair)
+    return await metered_chunks(
+        request, principal, FEED, wiki, m.chunks, last_modified=m.date_modified,
+        resource=f"{m.identifier}@{m.name}",
+        sha256=m.sha256, filename=f"{m.identifier}_diff_{m.name}.ndjson.zst")
+
+
 def _chunk(m: DiffManifest, chunk_id: str) -> ChunkInfo:
     if not _CHUNK_INDEX.match(chunk_id):
         check_chunk_identifier(chunk_id)
@@ -190,5 +241,5 @@ async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDe
 def router() -> Router:
     return Router("/v2/diffs", route_handlers=[
         list_diffs, get_diff, get_manifest, download_diff, list_chunks, get_chunk,
-        download_chunk,
+        download_chunk, get_pair, get_pair_manifest, download_pair,
     ], tags=["diffs"])
