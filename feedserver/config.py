@@ -87,6 +87,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     refresh_token_ttl: int = 90 * 24 * 3600
     refresh_token_max_uses: int = 90
     max_body_bytes: int = 1024 * 1024
+    login_free_failures: int = 5
+    login_address_free_failures: int = 20
+    login_max_delay: float = 900.0
+    login_concurrent_hashes: int = 2
 
     # --- metering ----------------------------------------------------------------------------
     metering_enabled: bool = True

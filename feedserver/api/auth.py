@@ -141,7 +141,9 @@ async def login(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Body ``{username, password}`` → ``{id_token, access_token, refresh_token,
     expires_in}``."""
     body: LoginBody = _decode(await request.body(), LoginBody)
-    tokens = await call(_accounts(request).login, body.username.lower(), body.password)
+    client = request.client.host if request.client else None
+    tokens = await call(_accounts(request).login, body.username.lower(), body.password,
+                        client=client)
     return _json(tokens)
 
 
