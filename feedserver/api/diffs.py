@@ -23,9 +23,9 @@ from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.metered import metered_chunks, metered_metadata
-from feedserver.api.query import project, read_query, select
+from feedserver.api.query import VersionParam, project, read_query, select
 from feedserver.api.services import Principal, Services, services_of
-from feedserver.api.snapshots import parse_identifier, parse_version
+from feedserver.api.snapshots import parse_identifier
 from feedserver.errors import NotFound
 from feedserver.feeds.diffs import ENCODER, DiffManifest, DiffNotFound, DiffStore, parse_pair
 from feedserver.feeds.manifest import ChunkInfo, check_chunk_identifier
@@ -122,10 +122,11 @@ async def list_diffs(request: Request[Any, Any, Any], principal: PrincipalDep
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL)
 async def get_diff(request: Request[Any, Any, Any], principal: PrincipalDep,
-                   identifier: FromPath[str]) -> Response[bytes]:
+                   identifier: FromPath[str],
+        version: VersionParam = None) -> Response[bytes]:
     svc = services_of(request)
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(svc, principal, identifier, version)
     refs = await anyio.to_thread.run_sync(_store(svc).refs, identifier)
     view = diff_view(m)
     view["versions"] = [r.version for r in refs]
@@ -136,10 +137,11 @@ async def get_diff(request: Request[Any, Any, Any], principal: PrincipalDep,
 @route("/{identifier:str}/manifest", http_method=["GET"], status_code=200,
        dependencies=PRINCIPAL)
 async def get_manifest(request: Request[Any, Any, Any], principal: PrincipalDep,
-                       identifier: FromPath[str]) -> Response[bytes]:
+                       identifier: FromPath[str],
+        version: VersionParam = None) -> Response[bytes]:
     """The full diff manifest, as stored (what ``feedserver diff apply --manifest`` reads)."""
     svc = services_of(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(svc, principal, identifier, version)
     headers = await svc.admit(principal, FEED, wiki)
     body = ENCODER.encode(m)
     svc.report(request, principal, feed=FEED, project=wiki, bytes_sent=len(body))
@@ -148,9 +150,10 @@ async def get_manifest(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL)
 async def download_diff(request: Request[Any, Any, Any], principal: PrincipalDep,
-                        identifier: FromPath[str]) -> Response[Any]:
+                        identifier: FromPath[str],
+        version: VersionParam = None) -> Response[Any]:
     wiki, m = await _manifest(services_of(request), principal, identifier,
-                              parse_version(request))
+                              version)
     return await metered_chunks(
         request, principal, FEED, wiki, m.chunks, last_modified=m.date_modified,
         resource=f"{m.identifier}@{m.name}",
@@ -206,10 +209,11 @@ def _chunk(m: DiffManifest, chunk_id: str) -> ChunkInfo:
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL)
 async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
-                      identifier: FromPath[str]) -> Response[bytes]:
+                      identifier: FromPath[str],
+        version: VersionParam = None) -> Response[bytes]:
     svc = services_of(request)
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(svc, principal, identifier, version)
     items = select([chunk_view(m, c) for c in m.chunks], query)
     return await metered_metadata(request, principal, FEED, wiki, items, many=True)
 
@@ -217,10 +221,11 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
        status_code=200, dependencies=PRINCIPAL)
 async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
-                    identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
+                    identifier: FromPath[str], chunk_id: FromPath[str],
+        version: VersionParam = None) -> Response[bytes]:
     svc = services_of(request)
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(svc, principal, identifier, version)
     item = project(chunk_view(m, _chunk(m, chunk_id)), query.fields)
     return await metered_metadata(request, principal, FEED, wiki, item, many=False)
 
@@ -228,9 +233,10 @@ async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
        dependencies=PRINCIPAL)
 async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
-                         identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[Any]:
+                         identifier: FromPath[str], chunk_id: FromPath[str],
+        version: VersionParam = None) -> Response[Any]:
     wiki, m = await _manifest(services_of(request), principal, identifier,
-                              parse_version(request))
+                              version)
     chunk = _chunk(m, chunk_id)
     return await metered_chunks(
         request, principal, FEED, wiki, [chunk], last_modified=m.date_modified,

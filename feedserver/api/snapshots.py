@@ -28,9 +28,9 @@ from litestar.params import FromPath
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.metered import metered_chunks, metered_metadata
 from feedserver.api.problems import problem_specs
-from feedserver.api.query import project, read_query, select
+from feedserver.api.query import VersionParam, project, read_query, select
 from feedserver.api.services import Principal, Services, services_of
-from feedserver.errors import InvalidParameter, SnapshotNotFound
+from feedserver.errors import SnapshotNotFound
 from feedserver.feeds.manifest import (
     SNAPSHOT_RE,
     ChunkInfo,
@@ -47,15 +47,6 @@ def parse_identifier(identifier: str) -> tuple[str, int]:
     m = SNAPSHOT_RE.match(check_identifier(identifier))
     assert m is not None  # check_identifier matched the same pattern
     return m.group(1), int(m.group(2))
-
-
-def parse_version(request: Request[Any, Any, Any]) -> int | None:
-    raw = request.query_params.get("version")
-    if raw is None:
-        return None
-    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
-        raise InvalidParameter(f"version must be a positive integer, not {raw[:20]!r}")
-    return int(raw)
 
 
 class Ref(msgspec.Struct):
@@ -196,11 +187,12 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDe
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL, responses=_ok(SnapshotMetadata, "Snapshot metadata"))
 async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
-                       identifier: FromPath[str]) -> Response[bytes]:
+                       identifier: FromPath[str],
+        version: VersionParam = None) -> Response[bytes]:
     """One snapshot's metadata; ``?version=N`` for an older version; ``fields``."""
     svc = services_of(request)
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(svc, principal, identifier, version)
     versions = await anyio.to_thread.run_sync(svc.snapshots.versions, identifier)
     item = project(msgspec.to_builtins(snapshot_view(m, versions)), query.fields)
     return await metered_metadata(request, principal, FEED, wiki, item, many=False)
@@ -209,11 +201,12 @@ async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL,
        responses=_DOWNLOAD)
 async def download_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
-                            identifier: FromPath[str]) -> Response[Any]:
+                            identifier: FromPath[str],
+        version: VersionParam = None) -> Response[Any]:
     """The snapshot: its chunk files back to back (NDJSON, zstd). Range, If-Range,
     If-None-Match; ``?version=N``."""
     wiki, m = await _manifest(services_of(request), principal, identifier,
-                              parse_version(request))
+                              version)
     return await metered_chunks(
         request, principal, FEED, wiki, m.chunks, last_modified=m.date_modified,
         resource=f"{m.identifier}@{m.version}", sha256=m.sha256,
@@ -223,11 +216,12 @@ async def download_snapshot(request: Request[Any, Any, Any], principal: Principa
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL, responses=_ok(list[ChunkMetadata], "The snapshot's chunks"))
 async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
-                      identifier: FromPath[str]) -> Response[bytes]:
+                      identifier: FromPath[str],
+        version: VersionParam = None) -> Response[bytes]:
     """Chunk metadata of a snapshot version; ``fields``, ``filters``, ``limit``."""
     svc = services_of(request)
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(svc, principal, identifier, version)
     items = select([chunk_view(m, c) for c in m.chunks], query)
     return await metered_metadata(request, principal, FEED, wiki, items, many=True)
 
@@ -236,11 +230,12 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
        status_code=200, dependencies=PRINCIPAL,
        responses=_ok(ChunkMetadata, "Chunk metadata"))
 async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
-                    identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
+                    identifier: FromPath[str], chunk_id: FromPath[str],
+        version: VersionParam = None) -> Response[bytes]:
     """One chunk, by identifier or index."""
     svc = services_of(request)
     query = await read_query(request)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(svc, principal, identifier, version)
     chunk = _chunk(m, chunk_id)
     item = project(msgspec.to_builtins(chunk_view(m, chunk)), query.fields)
     return await metered_metadata(request, principal, FEED, wiki, item, many=False)
@@ -259,11 +254,12 @@ def _chunk(m: Manifest, chunk_id: FromPath[str]) -> ChunkInfo:
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
        dependencies=PRINCIPAL, responses=_DOWNLOAD)
 async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
-                         identifier: FromPath[str], chunk_id: FromPath[str]
+                         identifier: FromPath[str], chunk_id: FromPath[str],
+        version: VersionParam = None
                          ) -> Response[Any]:
     """One chunk file (NDJSON, zstd); same Range and ETag support as the snapshot."""
     wiki, m = await _manifest(services_of(request), principal, identifier,
-                              parse_version(request))
+                              version)
     chunk = _chunk(m, chunk_id)
     return await metered_chunks(
         request, principal, "chunks", wiki, [chunk], last_modified=m.date_modified,

@@ -9,12 +9,12 @@ sees only their own customer. ``?month=YYYY-MM`` (UTC) defaults to the current m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
-from litestar.params import FromQuery
+from litestar.params import Parameter
 from litestar.types import ControllerRouterHandler
 
 from feedserver.api.auth import PRINCIPAL
@@ -22,7 +22,7 @@ from feedserver.api.services import services_of
 from feedserver.errors import Forbidden, Unavailable
 from feedserver.metering.customers import CustomerDirectory, customer_directory
 from feedserver.metering.page import USAGE_PAGE
-from feedserver.metering.plans import month_of, parse_month
+from feedserver.metering.plans import MONTH_PATTERN, month_of, parse_month
 from feedserver.metering.records import utcnow
 from feedserver.metering.reports import build_report, to_json
 
@@ -42,8 +42,10 @@ async def usage_report(
     # Any: callers of the report only need ``is_admin`` / ``customer_id`` (tests inject a
     # minimal principal that the full Principal protocol check would reject).
     principal: NamedDependency[Any],
-    month: FromQuery[str | None] = None,
-    customer: FromQuery[str | None] = None,
+    month: Annotated[str | None, Parameter(
+        pattern=MONTH_PATTERN, description="YYYY-MM (UTC); default: the current month")] = None,
+    customer: Annotated[str | None, Parameter(
+        max_length=255, description="admins only: a customer id or name")] = None,
 ) -> Response[bytes]:
     month = month or month_of(utcnow())
     parse_month(month)
