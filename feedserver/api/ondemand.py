@@ -15,9 +15,9 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
+from feedserver.api.params import ArticleName
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import matches, project, read_query, render_list
 from feedserver.api.services import services_of
@@ -42,7 +42,7 @@ def check_name(name: str) -> str:
                   200: ResponseSpec(list[Article], generate_examples=False,
                                     description="The article in each entitled project")})
 async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDep,
-                         name: FromPath[str]) -> Response[bytes]:
+                         name: ArticleName) -> Response[bytes]:
     """Latest revision of ``name`` in every project that has it; ``fields``, ``filters``,
     ``limit`` (default 3, at most 10)."""
     svc = services_of(request)

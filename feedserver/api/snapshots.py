@@ -23,10 +23,10 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
-from feedserver.api.metered import metered_chunks, metered_metadata
+from feedserver.api.metered import DOWNLOAD_RESPONSES, metered_chunks, metered_metadata
+from feedserver.api.params import ChunkId, SnapshotId
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import VersionParam, project, read_query, select
 from feedserver.api.services import Principal, Services, services_of
@@ -134,16 +134,6 @@ def chunk_view(m: Manifest, c: ChunkInfo) -> ChunkMetadata:
 
 
 _ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
-_DOWNLOAD = {
-    **problem_specs(400, 401, 403, 404, 416, 422, 429),
-    200: ResponseSpec(None, description="The whole file (application/zstd); ETag, "
-                      "Repr-Digest, Accept-Ranges", media_type="application/zstd"),
-    206: ResponseSpec(None, description="One range (Content-Range) or several "
-                      "(multipart/byteranges)", media_type="application/zstd"),
-    304: ResponseSpec(None, description="Not modified (If-None-Match)"),
-    307: ResponseSpec(None, description="Redirect to a presigned URL (S3 store with "
-                      "s3_redirect_downloads, single-file downloads without Range)"),
-}
 
 
 def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
@@ -187,7 +177,7 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDe
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL, responses=_ok(SnapshotMetadata, "Snapshot metadata"))
 async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
-                       identifier: FromPath[str],
+                       identifier: SnapshotId,
         version: VersionParam = None) -> Response[bytes]:
     """One snapshot's metadata; ``?version=N`` for an older version; ``fields``."""
     svc = services_of(request)
@@ -199,9 +189,9 @@ async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL,
-       responses=_DOWNLOAD)
+       responses=DOWNLOAD_RESPONSES)
 async def download_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
-                            identifier: FromPath[str],
+                            identifier: SnapshotId,
         version: VersionParam = None) -> Response[Any]:
     """The snapshot: its chunk files back to back (NDJSON, zstd). Range, If-Range,
     If-None-Match; ``?version=N``."""
@@ -216,7 +206,7 @@ async def download_snapshot(request: Request[Any, Any, Any], principal: Principa
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL, responses=_ok(list[ChunkMetadata], "The snapshot's chunks"))
 async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
-                      identifier: FromPath[str],
+                      identifier: SnapshotId,
         version: VersionParam = None) -> Response[bytes]:
     """Chunk metadata of a snapshot version; ``fields``, ``filters``, ``limit``."""
     svc = services_of(request)
@@ -230,7 +220,7 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
        status_code=200, dependencies=PRINCIPAL,
        responses=_ok(ChunkMetadata, "Chunk metadata"))
 async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
-                    identifier: FromPath[str], chunk_id: FromPath[str],
+                    identifier: SnapshotId, chunk_id: ChunkId,
         version: VersionParam = None) -> Response[bytes]:
     """One chunk, by identifier or index."""
     svc = services_of(request)
@@ -241,7 +231,7 @@ async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
     return await metered_metadata(request, principal, FEED, wiki, item, many=False)
 
 
-def _chunk(m: Manifest, chunk_id: FromPath[str]) -> ChunkInfo:
+def _chunk(m: Manifest, chunk_id: str) -> ChunkInfo:
     if not _CHUNK_INDEX.match(chunk_id):
         check_chunk_identifier(chunk_id)  # only ASCII digits or a well-formed identifier
     chunk = m.chunk(chunk_id)
@@ -252,9 +242,9 @@ def _chunk(m: Manifest, chunk_id: FromPath[str]) -> ChunkInfo:
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
-       dependencies=PRINCIPAL, responses=_DOWNLOAD)
+       dependencies=PRINCIPAL, responses=DOWNLOAD_RESPONSES)
 async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
-                         identifier: FromPath[str], chunk_id: FromPath[str],
+                         identifier: SnapshotId, chunk_id: ChunkId,
         version: VersionParam = None
                          ) -> Response[Any]:
     """One chunk file (NDJSON, zstd); same Range and ETag support as the snapshot."""

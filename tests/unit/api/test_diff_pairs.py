@@ -59,8 +59,9 @@ def test_pair_routes_serve_the_same_diff_as_version(client: TestClient[Any],
     assert client.get(f"/v2/diffs/{ID}/chunks", headers=auth).status_code == 200
 
 
-@pytest.mark.parametrize(("pair", "status"), [("2-3", 404), ("0-2", 404), ("x-y", 404),
-                                              ("2-1", 404), ("1-2-3", 404)])
+# Well-formed but not published: 404; malformed (the declared pattern refuses it): 422.
+@pytest.mark.parametrize(("pair", "status"), [("2-3", 404), ("0-2", 422), ("x-y", 422),
+                                              ("2-1", 404), ("1-2-3", 422)])
 def test_unknown_or_malformed_pairs(client: TestClient[Any], diff_world: tuple[World, str],
                                     pair: str, status: int) -> None:
     world, key = diff_world
