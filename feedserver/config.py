@@ -90,6 +90,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_body_bytes: int = 1024 * 1024
     # CORS as WME sends it: ["*"] = any origin; a list = those origins; [] = off.
     cors_allow_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    login_free_failures: int = 5
+    login_address_free_failures: int = 20
+    login_max_delay: float = 900.0
+    login_concurrent_hashes: int = 2
 
     # --- metering ----------------------------------------------------------------------------
     metering_enabled: bool = True

@@ -7,30 +7,16 @@ defaults, so stored plans keep decoding.
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Literal
 
 import msgspec
 
-from feedserver.errors import Forbidden, InvalidIdentifier
+from feedserver.errors import Forbidden
+from feedserver.identifiers import parse_snapshot_identifier as parse_snapshot_identifier
 
 Feed = Literal["snapshots", "diffs", "ondemand", "realtime", "batches"]
 FEEDS: tuple[Feed, ...] = ("snapshots", "diffs", "ondemand", "realtime", "batches")
-
-# Wiki dbnames may contain underscores (zh_min_nanwiki), so the split is anchored at the end.
-_SNAPSHOT_ID = re.compile(r"^([a-z0-9_]+?)_namespace_(\d{1,9})$")
-
-
-def parse_snapshot_identifier(identifier: str) -> tuple[str, int]:
-    """``{wiki}_namespace_{n}`` → ``(wiki, n)``; anything else is an ``InvalidIdentifier``."""
-    m = _SNAPSHOT_ID.match(identifier)
-    if not m:
-        raise InvalidIdentifier(
-            f"snapshot identifier must look like {{wiki}}_namespace_{{n}}, got {identifier!r}",
-            identifier=identifier,
-        )
-    return m.group(1), int(m.group(2))
 
 
 class Quotas(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

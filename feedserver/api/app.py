@@ -34,6 +34,7 @@ from feedserver.api.services import (
     new_request_id,
 )
 from feedserver.config import Settings
+from feedserver.logs import REQUEST_ID
 from feedserver.metering.records import NullSink, UsageSink
 from feedserver.metrics import Metrics
 from feedserver.storage.blobs import BlobStore
@@ -43,6 +44,7 @@ ROUTE_MODULES: tuple[str, ...] = ("health", "auth", "metadata", "snapshots", "on
                                   "usage", "diffs", "realtime", "batches")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")
+access = logging.getLogger("feedserver.access")
 
 
 def route_handlers() -> list[Any]:
@@ -75,6 +77,7 @@ class FeedApp(Litestar):
         given = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), b"")
         rid = new_request_id(given.decode("latin-1"))
         scope.setdefault("state", {})["request_id"] = rid
+        token = REQUEST_ID.set(rid)  # every log line of this request carries it
 
         def route() -> str:
             return str(scope.get("path_template") or "unmatched")
@@ -98,6 +101,9 @@ class FeedApp(Litestar):
             self.metrics.http_requests.labels(route(), method, str(status)).inc()
             if sent:
                 self.metrics.http_bytes.labels(route()).inc(sent)
+            access.info("%s %s %s", method, route(), status, extra={
+                "status": status, "bytes": sent, "seconds": round(time.perf_counter() - start, 6)})
+            REQUEST_ID.reset(token)
 
 
 def create_app(
@@ -216,5 +222,8 @@ def openapi_document(app: Litestar | None = None) -> dict[str, Any]:
 def app_from_env() -> Litestar:
     """uvicorn factory (``feedserver serve``): settings from the environment."""
     from feedserver.config import load_settings
+    from feedserver.logs import setup_logging
 
-    return create_app(load_settings())
+    settings = load_settings()
+    setup_logging(settings)  # each uvicorn worker is a fresh process
+    return create_app(settings)

@@ -7,7 +7,8 @@ code: ``downloads.serve`` gives HEAD, ETag/304, single and multiple Ranges, and 
 ``feeds/batch_hours.py``). The metadata object is a snapshot's without ``chunks`` (as WME),
 plus ``date``, ``hour`` and ``event_counts``.
 
-A malformed date, hour or identifier is a 400 before anything is read; entitlement (feed
+A malformed date, hour or identifier is a 422 before anything is read (the patterns are in the
+OpenAPI document; a well-formed date that does not exist, 2026-02-30, is a 404); entitlement (feed
 ``batches``, project, namespace) is checked from the identifier before the batch is looked
 up, so callers learn nothing about batches outside their plan.
 """
@@ -21,18 +22,18 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.cors import cors_middleware
 from feedserver.api.fields import PathSet, check_paths
-from feedserver.api.metered import metered_download, metered_metadata
+from feedserver.api.metered import DOWNLOAD_RESPONSES, metered_download, metered_metadata
+from feedserver.api.params import BatchDate, BatchHour, SnapshotId
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
 from feedserver.api.ranges import Part
 from feedserver.api.services import Principal, services_of
-from feedserver.api.snapshots import _DOWNLOAD, NamespaceRef, Ref, SizeMB, parse_identifier
-from feedserver.errors import BadRequest, InvalidParameter
+from feedserver.api.snapshots import NamespaceRef, Ref, SizeMB, parse_identifier
+from feedserver.errors import InvalidParameter, NotFound
 from feedserver.feeds.batch_hours import label, parse_date_hour
 from feedserver.feeds.batches import BatchManifest, read_batch, read_hour
 from feedserver.storage.blobs import BlobStore
@@ -80,20 +81,14 @@ def _hour(date: str, hour: str) -> datetime:
     try:
         return parse_date_hour(date, hour)
     except InvalidParameter as exc:
-        raise BadRequest(exc.detail) from None
-
-
-def _identifier(identifier: str) -> tuple[str, int]:
-    try:
-        return parse_identifier(identifier)
-    except InvalidParameter as exc:
-        raise BadRequest(exc.detail) from None
+        # The path matched the declared pattern but names no hour (2026-02-30): nothing there.
+        raise NotFound(f"no batches: {exc.detail}") from None
 
 
 async def _manifest(blobs: BlobStore, principal: Principal, date: str, hour: str,
                     identifier: str) -> tuple[str, datetime, BatchManifest]:
     when = _hour(date, hour)
-    wiki, ns = _identifier(identifier)
+    wiki, ns = parse_identifier(identifier)
     entitle(principal, FEED, wiki, ns)
     m = await anyio.to_thread.run_sync(read_batch, blobs, when, identifier)
     return wiki, when, m
@@ -111,7 +106,7 @@ def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
        dependencies=PRINCIPAL,
        responses=_ok(list[BatchMetadata], "The hour's batches the plan covers (JSON or NDJSON)"))
 async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
-                       date: FromPath[str], hour: FromPath[str]) -> Response[bytes]:
+                       date: BatchDate, hour: BatchHour) -> Response[bytes]:
     """The hour's batches the plan covers; ``fields``, ``filters``, ``limit``."""
     svc = services_of(request)
     when = _hour(date, hour)
@@ -126,7 +121,7 @@ async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
 @route("/{date:str}/{hour:str}/{identifier:str}", http_method=["GET", "POST"],
        status_code=200, dependencies=PRINCIPAL, responses=_ok(BatchMetadata, "Batch metadata"))
 async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
-                    date: FromPath[str], hour: FromPath[str], identifier: FromPath[str]
+                    date: BatchDate, hour: BatchHour, identifier: SnapshotId
                     ) -> Response[bytes]:
     """One batch's metadata; ``fields``."""
     svc = services_of(request)
@@ -137,9 +132,9 @@ async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 
 @route("/{date:str}/{hour:str}/{identifier:str}/download", http_method=["GET", "HEAD"],
-       dependencies=PRINCIPAL, responses=_DOWNLOAD)
+       dependencies=PRINCIPAL, responses=DOWNLOAD_RESPONSES)
 async def download_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
-                         date: FromPath[str], hour: FromPath[str], identifier: FromPath[str]
+                         date: BatchDate, hour: BatchHour, identifier: SnapshotId
                          ) -> Response[Any]:
     """The batch file (NDJSON, zstd); Range, If-Range, If-None-Match, HEAD."""
     wiki, when, m = await _manifest(services_of(request).blobs, principal, date, hour,

@@ -13,13 +13,27 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Request, Response
+from litestar.openapi import ResponseSpec
 
 from feedserver.api import downloads
+from feedserver.api.problems import problem_specs
 from feedserver.api.query import render_list, render_one
 from feedserver.api.ranges import Part
 from feedserver.api.services import Principal, services_of
 from feedserver.feeds.manifest import ChunkInfo
 from feedserver.metering.records import Feed
+
+# What every download endpoint may answer (snapshots, chunks, diffs, batches).
+DOWNLOAD_RESPONSES: dict[int, ResponseSpec] = {
+    **problem_specs(400, 401, 403, 404, 416, 422, 429),
+    200: ResponseSpec(None, description="The whole file (application/zstd); ETag, "
+                      "Repr-Digest, Accept-Ranges", media_type="application/zstd"),
+    206: ResponseSpec(None, description="One range (Content-Range) or several "
+                      "(multipart/byteranges)", media_type="application/zstd"),
+    304: ResponseSpec(None, description="Not modified (If-None-Match)"),
+    307: ResponseSpec(None, description="Redirect to a presigned URL (S3 store with "
+                      "s3_redirect_downloads, single-file downloads without Range)"),
+}
 
 
 async def metered_metadata(request: Request[Any, Any, Any], principal: Principal, feed: Feed,

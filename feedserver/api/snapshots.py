@@ -23,16 +23,16 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.cors import cors_middleware
 from feedserver.api.fields import PathSet, check_paths
-from feedserver.api.metered import metered_chunks, metered_metadata
+from feedserver.api.metered import DOWNLOAD_RESPONSES, metered_chunks, metered_metadata
+from feedserver.api.params import ChunkId, SnapshotId
 from feedserver.api.problems import problem_specs
-from feedserver.api.query import project, read_query, select
+from feedserver.api.query import VersionParam, project, read_query, select
 from feedserver.api.services import Principal, Services, services_of
-from feedserver.errors import InvalidParameter, SnapshotNotFound
+from feedserver.errors import SnapshotNotFound
 from feedserver.feeds.manifest import (
     SNAPSHOT_RE,
     ChunkInfo,
@@ -49,15 +49,6 @@ def parse_identifier(identifier: str) -> tuple[str, int]:
     m = SNAPSHOT_RE.match(check_identifier(identifier))
     assert m is not None  # check_identifier matched the same pattern
     return m.group(1), int(m.group(2))
-
-
-def parse_version(request: Request[Any, Any, Any]) -> int | None:
-    raw = request.query_params.get("version")
-    if raw is None:
-        return None
-    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
-        raise InvalidParameter(f"version must be a positive integer, not {raw[:20]!r}")
-    return int(raw)
 
 
 class Ref(msgspec.Struct):
@@ -149,16 +140,6 @@ def chunk_view(m: Manifest, c: ChunkInfo) -> ChunkMetadata:
 
 
 _ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
-_DOWNLOAD = {
-    **problem_specs(400, 401, 403, 404, 416, 422, 429),
-    200: ResponseSpec(None, description="The whole file (application/zstd); ETag, "
-                      "Repr-Digest, Accept-Ranges", media_type="application/zstd"),
-    206: ResponseSpec(None, description="One range (Content-Range) or several "
-                      "(multipart/byteranges)", media_type="application/zstd"),
-    304: ResponseSpec(None, description="Not modified (If-None-Match)"),
-    307: ResponseSpec(None, description="Redirect to a presigned URL (S3 store with "
-                      "s3_redirect_downloads, single-file downloads without Range)"),
-}
 
 
 def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
@@ -202,24 +183,26 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDe
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL, responses=_ok(SnapshotMetadata, "Snapshot metadata"))
 async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
-                       identifier: FromPath[str]) -> Response[bytes]:
+                       identifier: SnapshotId,
+        version: VersionParam = None) -> Response[bytes]:
     """One snapshot's metadata; ``?version=N`` for an older version; ``fields``."""
     svc = services_of(request)
     query = check_paths(await read_query(request), SNAPSHOT_PATHS)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(svc, principal, identifier, version)
     versions = await anyio.to_thread.run_sync(svc.snapshots.versions, identifier)
     item = project(msgspec.to_builtins(snapshot_view(m, versions)), query.fields)
     return await metered_metadata(request, principal, FEED, wiki, item, many=False)
 
 
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL,
-       responses=_DOWNLOAD)
+       responses=DOWNLOAD_RESPONSES)
 async def download_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
-                            identifier: FromPath[str]) -> Response[Any]:
+                            identifier: SnapshotId,
+        version: VersionParam = None) -> Response[Any]:
     """The snapshot: its chunk files back to back (NDJSON, zstd). Range, If-Range,
     If-None-Match; ``?version=N``."""
     wiki, m = await _manifest(services_of(request), principal, identifier,
-                              parse_version(request))
+                              version)
     return await metered_chunks(
         request, principal, FEED, wiki, m.chunks, last_modified=m.date_modified,
         resource=f"{m.identifier}@{m.version}", sha256=m.sha256,
@@ -229,11 +212,12 @@ async def download_snapshot(request: Request[Any, Any, Any], principal: Principa
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL, responses=_ok(list[ChunkMetadata], "The snapshot's chunks"))
 async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
-                      identifier: FromPath[str]) -> Response[bytes]:
+                      identifier: SnapshotId,
+        version: VersionParam = None) -> Response[bytes]:
     """Chunk metadata of a snapshot version; ``fields``, ``filters``, ``limit``."""
     svc = services_of(request)
     query = check_paths(await read_query(request), CHUNK_PATHS)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(svc, principal, identifier, version)
     items = select([chunk_view(m, c) for c in m.chunks], query)
     return await metered_metadata(request, principal, FEED, wiki, items, many=True)
 
@@ -242,17 +226,18 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
        status_code=200, dependencies=PRINCIPAL,
        responses=_ok(ChunkMetadata, "Chunk metadata"))
 async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
-                    identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
+                    identifier: SnapshotId, chunk_id: ChunkId,
+        version: VersionParam = None) -> Response[bytes]:
     """One chunk, by identifier or index."""
     svc = services_of(request)
     query = check_paths(await read_query(request), CHUNK_PATHS)
-    wiki, m = await _manifest(svc, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(svc, principal, identifier, version)
     chunk = _chunk(m, chunk_id)
     item = project(msgspec.to_builtins(chunk_view(m, chunk)), query.fields)
     return await metered_metadata(request, principal, FEED, wiki, item, many=False)
 
 
-def _chunk(m: Manifest, chunk_id: FromPath[str]) -> ChunkInfo:
+def _chunk(m: Manifest, chunk_id: str) -> ChunkInfo:
     if not _CHUNK_INDEX.match(chunk_id):
         check_chunk_identifier(chunk_id)  # only ASCII digits or a well-formed identifier
     chunk = m.chunk(chunk_id)
@@ -263,13 +248,14 @@ def _chunk(m: Manifest, chunk_id: FromPath[str]) -> ChunkInfo:
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
-       dependencies=PRINCIPAL, responses=_DOWNLOAD)
+       dependencies=PRINCIPAL, responses=DOWNLOAD_RESPONSES)
 async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
-                         identifier: FromPath[str], chunk_id: FromPath[str]
+                         identifier: SnapshotId, chunk_id: ChunkId,
+        version: VersionParam = None
                          ) -> Response[Any]:
     """One chunk file (NDJSON, zstd); same Range and ETag support as the snapshot."""
     wiki, m = await _manifest(services_of(request), principal, identifier,
-                              parse_version(request))
+                              version)
     chunk = _chunk(m, chunk_id)
     return await metered_chunks(
         request, principal, "chunks", wiki, [chunk], last_modified=m.date_modified,

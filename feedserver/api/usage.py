@@ -9,22 +9,24 @@ sees only their own customer. ``?month=YYYY-MM`` (UTC) defaults to the current m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
-from litestar.params import FromQuery
+from litestar.openapi import ResponseSpec
+from litestar.params import Parameter
 from litestar.types import ControllerRouterHandler
 
 from feedserver.api.auth import PRINCIPAL
+from feedserver.api.problems import problem_specs
 from feedserver.api.services import services_of
 from feedserver.errors import Forbidden, Unavailable
 from feedserver.metering.customers import CustomerDirectory, customer_directory
 from feedserver.metering.page import USAGE_PAGE
-from feedserver.metering.plans import month_of, parse_month
+from feedserver.metering.plans import MONTH_PATTERN, month_of, parse_month
 from feedserver.metering.records import utcnow
-from feedserver.metering.reports import build_report, to_json
+from feedserver.metering.reports import UsageReport, build_report, to_json
 
 
 def is_admin(principal: Any) -> bool:
@@ -36,14 +38,19 @@ def is_admin(principal: Any) -> bool:
     )
 
 
-@get("/v1/usage", dependencies=PRINCIPAL)
+@get("/v1/usage", dependencies=PRINCIPAL, responses={
+    **problem_specs(400, 401, 403, 404, 422, 429, 503),
+    200: ResponseSpec(UsageReport, description="Usage and invoice lines per customer",
+                      generate_examples=False)})
 async def usage_report(
     request: Request[Any, Any, Any],
     # Any: callers of the report only need ``is_admin`` / ``customer_id`` (tests inject a
     # minimal principal that the full Principal protocol check would reject).
     principal: NamedDependency[Any],
-    month: FromQuery[str | None] = None,
-    customer: FromQuery[str | None] = None,
+    month: Annotated[str | None, Parameter(
+        pattern=MONTH_PATTERN, description="YYYY-MM (UTC); default: the current month")] = None,
+    customer: Annotated[str | None, Parameter(
+        max_length=255, description="admins only: a customer id or name")] = None,
 ) -> Response[bytes]:
     month = month or month_of(utcnow())
     parse_month(month)

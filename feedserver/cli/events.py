@@ -23,6 +23,7 @@ from feedserver.feeds.batch_build import seal_periodically
 from feedserver.feeds.consumer import EventConsumer
 from feedserver.feeds.content import open_content_source
 from feedserver.feeds.membership import Membership, member_from_hostname, membership
+from feedserver.feeds.scratch import scratch_root, sweep
 from feedserver.metrics import Metrics
 from feedserver.storage.db import connect
 from feedserver.storage.eventlog import Outgoing, now_ms, open_event_log
@@ -145,6 +146,7 @@ def cmd_consume(settings: Settings, *, once: bool = False, max_events: int | Non
     owner = _membership(members, member)
     seal = _seals(bounded=once or max_events is not None, no_seal_batches=no_seal_batches,
                   member=owner)
+    sweep(scratch_root(settings.data_path))  # scratch of builds killed earlier
     stats = asyncio.run(_consume(settings, owner, once=once, max_events=max_events,
                                  batch_size=batch_size, metrics_port=metrics_port, seal=seal))
     t = stats.totals

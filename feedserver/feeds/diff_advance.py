@@ -21,7 +21,6 @@ are held in memory, and N is streamed.
 from __future__ import annotations
 
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +37,7 @@ from feedserver.feeds.diffs import DiffManifest
 from feedserver.feeds.hashing import ENCODER
 from feedserver.feeds.manifest import SNAPSHOT_RE, Manifest, check_identifier
 from feedserver.feeds.publish import publish
+from feedserver.feeds.scratch import scratch_dir
 from feedserver.feeds.snapshots import SnapshotStore
 from feedserver.feeds.state import StateStore
 from feedserver.ingest.dump import DumpInfo
@@ -167,9 +167,7 @@ def advance_snapshot(
         raise InvalidParameter(f"nothing to cover: until {until.isoformat()} is not after "
                                f"since {since.isoformat()}")
     project, namespace = base.is_part_of.identifier, base.namespace.identifier
-    root = settings.data_path / "tmp"
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="snapshot-update-", dir=root) as tmp:
+    with scratch_dir(settings.data_path, "snapshot-update-") as tmp:
         folder = Path(tmp)
         changes = staging.scratch_db(folder / "changes.sqlite")
         index = staging.open_db(folder / "index.sqlite")

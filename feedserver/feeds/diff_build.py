@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +46,7 @@ from feedserver.feeds.diffs import (
 from feedserver.feeds.hashing import RootHasher, hash_file, line_digest
 from feedserver.feeds.manifest import ChunkInfo, Manifest, check_identifier, chunk_identifier
 from feedserver.feeds.publish import build_lock
+from feedserver.feeds.scratch import scratch_dir
 from feedserver.feeds.snapshots import SnapshotStore
 from feedserver.feeds.staging import scratch_db
 from feedserver.models import ArticleKey, Size
@@ -260,9 +260,7 @@ def build_diff(
             return DiffStore(blobs).manifest(identifier, version), False
     base = snapshots.manifest(identifier, base_version)
     new = snapshots.manifest(identifier, version)
-    root = settings.data_path / "tmp"
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="diff-build-", dir=root) as tmp:
+    with scratch_dir(settings.data_path, "diff-build-") as tmp:
         computed = compute_diff(
             lambda: snapshots.iter_lines(base), lambda: snapshots.iter_lines(new), Path(tmp),
             chunk_size=settings.chunk_size, level=settings.zstd_level)

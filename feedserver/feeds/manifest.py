@@ -12,25 +12,24 @@ against strict patterns before any key is built, so no request can reach other k
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
 
 from feedserver.errors import InvalidIdentifier, NotFound
+from feedserver.identifiers import CHUNK_RE as CHUNK_RE
+from feedserver.identifiers import PROJECT_RE, ascii_index, check_snapshot_identifier
+from feedserver.identifiers import SNAPSHOT_RE as SNAPSHOT_RE
+from feedserver.identifiers import check_chunk_identifier as check_chunk_identifier
 from feedserver.models import Language, Namespace, Project, Size
 from feedserver.storage.blobs import BlobStore
 
 PREFIX = "snapshots"
 CHUNK_SUFFIX = ".ndjson.zst"
 
-# MediaWiki database names: lowercase letters, digits, underscores (``zh_min_nanwiki``).
-WIKI_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
-SNAPSHOT_RE = re.compile(r"^([a-z][a-z0-9_]{0,62})_namespace_(0|[1-9][0-9]{0,5})\Z")
-CHUNK_RE = re.compile(
-    r"^([a-z][a-z0-9_]{0,62}_namespace_(?:0|[1-9][0-9]{0,5}))_chunk_(0|[1-9][0-9]{0,6})\Z"
-)
+# The rules live in ``feedserver.identifiers`` (one rule for every edge); re-exported here.
+WIKI_RE = PROJECT_RE
 
 
 class ChunkInfo(msgspec.Struct, kw_only=True):
@@ -103,22 +102,13 @@ def check_wiki(wiki: str) -> str:
     return wiki
 
 
-def check_identifier(identifier: str) -> str:
-    if not isinstance(identifier, str) or not SNAPSHOT_RE.match(identifier):
-        raise InvalidIdentifier(f"invalid snapshot identifier {identifier!r}")
-    return identifier
-
-
-def check_chunk_identifier(identifier: str) -> str:
-    if not isinstance(identifier, str) or not CHUNK_RE.match(identifier):
-        raise InvalidIdentifier(f"invalid chunk identifier {identifier!r}")
-    return identifier
+check_identifier = check_snapshot_identifier
 
 
 def find_chunk(chunks: Sequence[ChunkInfo], ref: str) -> ChunkInfo | None:
     """The chunk ``ref`` names: an index, or a chunk identifier (checked: InvalidIdentifier)."""
-    if ref.isdigit():
-        index = int(ref)
+    index = ascii_index(ref)
+    if index is not None:
         return chunks[index] if index < len(chunks) else None
     check_chunk_identifier(ref)
     return next((chunk for chunk in chunks if chunk.identifier == ref), None)

@@ -70,7 +70,7 @@ def _leftovers(blobs: BlobStore, identifier: str, keep: set[int]) -> list[str]:
     out = []
     for key in blobs.list(prefix):
         folder = key[len(prefix):].split("/", 1)[0]
-        if folder.isdigit() and int(folder) not in keep:
+        if folder.isascii() and folder.isdigit() and int(folder) not in keep:
             out.append(key)
     return out
 

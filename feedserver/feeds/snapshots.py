@@ -1,9 +1,10 @@
 """Snapshot feed: build versions from dumps (``build_snapshots``) and read them (``SnapshotStore``).
 
 A build runs in three steps, all in a scratch folder under ``data_dir/tmp`` that is removed
-whatever happens: *stage* (records to zstd chunks + a SQLite page index; one process per dump
-file with ``workers > 1``), *seal* (dedupe, attach redirects, hash), *publish* (upload, then
-the pointer). See ``docs/snapshots.md``.
+whatever happens (if the process is killed, by the next build: ``feeds.scratch``): *stage*
+(records to zstd chunks + a SQLite page index; one process per dump file with
+``workers > 1``), *seal* (dedupe, attach redirects, hash), *publish* (upload, then the
+pointer). See ``docs/snapshots.md``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from feedserver.feeds.manifest import (
     snapshot_identifier,
 )
 from feedserver.feeds.publish import publish
+from feedserver.feeds.scratch import scratch_dir
 from feedserver.ingest.dump import DumpInfo
 from feedserver.ingest.multistream import DumpSlice, split_multistream
 from feedserver.models import Article, Redirect
@@ -48,10 +50,9 @@ from feedserver.storage.blobs import BlobStore
 __all__ = ["SnapshotStore", "build_from_records", "build_snapshots"]
 
 
-def _scratch(settings: Settings) -> tempfile.TemporaryDirectory[str]:
-    root = settings.data_path / "tmp"
-    root.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix="snapshot-build-", dir=root)
+def _scratch(settings: Settings) -> AbstractContextManager[Path]:
+    # Locked while this build runs; the scratch of killed builds is swept (feeds/scratch.py).
+    return scratch_dir(settings.data_path, "snapshot-build-")
 
 
 def build_snapshots(

@@ -6,7 +6,9 @@ Each domain (accounts, state, ledger) owns its tables and runs ``db.migrate(name
 once at start-up; applied migrations are recorded, so re-running is a no-op.
 
 The interface is synchronous: SQLite is, and a thread pool around it (``anyio.to_thread``) is
-how the async edge calls it. Vendor exceptions are translated into ``StorageError`` here.
+how the async edge calls it. Vendor exceptions are translated here: into ``UnstorableValue``
+when the database refuses a value (integer out of range, bad character: the data's fault), else
+into ``StorageError``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from feedserver.errors import Conflict, StorageError
+from feedserver.errors import Conflict, StorageError, UnstorableValue
 
 Row = tuple[Any, ...]
 Params = Sequence[Any]
@@ -166,6 +168,10 @@ class SQLiteDatabase(_Base):
         except sqlite3.IntegrityError as exc:
             cur.execute("ROLLBACK")
             raise Conflict(f"constraint violated: {exc}") from exc
+        except (sqlite3.DataError, OverflowError) as exc:
+            if conn.in_transaction:
+                cur.execute("ROLLBACK")
+            raise UnstorableValue(f"value rejected by the database: {exc}") from exc
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 cur.execute("ROLLBACK")
@@ -238,6 +244,8 @@ class PostgresDatabase(_Base):
                 yield _PgCursor(cur)
         except psycopg.errors.IntegrityError as exc:
             raise Conflict(f"constraint violated: {exc}") from exc
+        except psycopg.errors.DataError as exc:
+            raise UnstorableValue(f"value rejected by the database: {exc}") from exc
         except psycopg.Error as exc:
             raise StorageError(f"database error: {exc}") from exc
 
