@@ -63,8 +63,8 @@ async def usage_report(
         )
         # an admin may name a customer; a customer's own id needs no lookup
         cid = directory.resolve(customer) if admin and customer else customer
-        return to_json(build_report(db, month, customer_id=cid,
-                                    terms_of=directory.terms))
+        return to_json(build_report(db, month, customer_id=cid, terms_of=directory.terms,
+                                    name_of=directory.name))
 
     body = await anyio.to_thread.run_sync(build)
     return Response(body, media_type="application/json",
