@@ -91,3 +91,25 @@ def rows_csv(rows: Iterable[LedgerRow]) -> str:
         values = msgspec.structs.asdict(row)  # field names are the column names
         w.writerow([values[c] for c in ALL_COLUMNS])
     return out.getvalue()
+
+
+class DailyTotal(msgspec.Struct, frozen=True, kw_only=True):
+    """One day's net quantity of one feed and meter, and the part of it corrections made."""
+
+    day: str
+    feed: str
+    meter: str
+    net: int
+    corrections: int = 0
+
+
+def daily_totals(db: Database, q: RowQuery) -> list[DailyTotal]:
+    """Per UTC day, feed and meter (credits are money and left out)."""
+    where, params = _where(q)
+    rows = db.fetchall(
+        "SELECT substr(ts, 1, 10), feed, meter, SUM(quantity), "
+        "SUM(CASE WHEN kind IN ('void', 'amend') THEN quantity ELSE 0 END) "
+        f"FROM usage_ledger WHERE {where} AND kind <> 'credit' "
+        "GROUP BY substr(ts, 1, 10), feed, meter ORDER BY 1, 2, 3", params)
+    return [DailyTotal(day=str(d), feed=str(f), meter=str(m), net=int(n), corrections=int(c))
+            for d, f, m, n, c in rows]
