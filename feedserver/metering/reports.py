@@ -1,6 +1,6 @@
 """Monthly usage reports and priced invoice lines, read from the ledger.
 
-Totals are per customer, meter, feed and UTC day of the month a row is booked in, shown three
+Customers are listed by name. Totals are per customer, meter, feed and UTC day of the month a row is booked in, shown three
 ways: ``original`` (usage rows, late ones included), ``corrections`` (the changes of void and
 amend rows) and ``totals`` (the net: original + corrections; what is billed). Pricing
 (``price_lines``, pure) uses the customer's plan prices with ``Decimal`` arithmetic throughout:
@@ -188,8 +188,8 @@ def build_report(
         lookups = c.by_feed.get("ondemand", {}).get("requests", 0)
         c.invoice = price_lines(terms, c.totals, lookups, c.credits)
         c.total = sum((line.amount for line in c.invoice), Decimal(0))
-    return UsageReport(month=month, generated_at=now or datetime.now(UTC),
-                       customers=list(customers.values()))
+    ordered = sorted(customers.values(), key=lambda c: (c.customer_name.lower(), c.customer_id))
+    return UsageReport(month=month, generated_at=now or datetime.now(UTC), customers=ordered)
 
 
 def _credits(db: Database, bounds: list[str], customer_id: str | None) -> dict[str, list[Credit]]:

@@ -46,7 +46,6 @@ def load_month(db: Database, directory: CustomerDirectory, month: str, *,
                ledger: Ledger | None = None) -> MonthData:
     report = build_report(db, month, customer_id=customer_id, terms_of=directory.terms,
                           name_of=directory.name)
-    report.customers.sort(key=lambda c: (c.customer_name.lower(), c.customer_id))
     q = RowQuery(month=month, customer_id=customer_id, feed=feed)
     corrections = list(select_rows(
         db, msgspec.structs.replace(q, feed=None, kinds=("void", "amend", "credit")),

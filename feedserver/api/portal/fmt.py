@@ -36,12 +36,16 @@ def nbytes(n: int) -> str:
         return _sign(n < 0, f"{size:,} B")
     unit = 0
     value = Decimal(size)
-    while value >= 1000 and unit < len(_UNITS) - 1:
-        value /= 1000
-        unit += 1
-    digits = 2 if value < 10 else 1 if value < 100 else 0
-    text = f"{value.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP):,}"
-    return _sign(n < 0, f"{text} {_UNITS[unit]}")
+    while True:
+        while value >= 1000 and unit < len(_UNITS) - 1:
+            value /= 1000
+            unit += 1
+        digits = 2 if value < 10 else 1 if value < 100 else 0
+        shown = value.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+        if shown < 1000 or unit == len(_UNITS) - 1:
+            break
+        value = shown  # 999.6 GB rounds to 1,000 GB: say 1.00 TB
+    return _sign(n < 0, f"{shown:,} {_UNITS[unit]}")
 
 
 def hours(seconds: int | Decimal) -> str:
@@ -74,7 +78,8 @@ def decimal_quantity(unit: str, q: Decimal) -> str:
     if unit == "hour":
         return hours(q * 3600) + " h"
     if unit == "1000 lookups":
-        return f"{count(q * 1000)} lookups"
+        n = q * 1000
+        return f"{count(n)} lookup{'' if n == 1 else 's'}"
     if q == q.to_integral_value():
         return count(q)
     return f"{q.normalize():,}"
