@@ -68,23 +68,23 @@ class LedgerRow(msgspec.Struct, frozen=True, kw_only=True):
         return self.ts[:10]
 
 
-def canonical(row: LedgerRow) -> list[Any]:
-    """The values ``row_hash`` covers, in column order."""
+def canonical(row: LedgerRow, seq: int | None = None) -> list[Any]:
+    """The values ``row_hash`` covers, in column order (``seq``: the row's, unless given)."""
     values: list[Any] = [
-        row.seq, row.usage_id, row.ts, row.customer_id, row.api_key_id, row.user_name,
-        row.feed, row.project, row.meter, row.quantity, row.request_id, row.resource,
-        row.download_id,
+        row.seq if seq is None else seq, row.usage_id, row.ts, row.customer_id, row.api_key_id,
+        row.user_name, row.feed, row.project, row.meter, row.quantity, row.request_id,
+        row.resource, row.download_id,
     ]
     if row.kind != "usage":
         values += [row.kind, row.corrects, row.reason, row.actor, row.original_ts]
     return values
 
 
-def insert_values(row: LedgerRow) -> tuple[Any, ...]:
-    """Values in ``ALL_COLUMNS`` order."""
-    return (*canonical(msgspec.structs.replace(row, kind="usage")),
-            row.kind, row.corrects, row.reason, row.actor, row.original_ts,
-            row.prev_hash, row.row_hash)
+def insert_values(row: LedgerRow, body: list[Any], prev_hash: str,
+                  row_hash: str) -> tuple[Any, ...]:
+    """Values in ``ALL_COLUMNS`` order, from the row and its ``canonical`` body."""
+    return (*body[:13], row.kind, row.corrects, row.reason, row.actor, row.original_ts,
+            prev_hash, row_hash)
 
 
 def from_db(values: Sequence[Any]) -> LedgerRow:

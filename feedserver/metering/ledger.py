@@ -132,10 +132,7 @@ class Ledger:
         now = self.periods.now()
         booked_now = ts_text(now)
 
-        def build(cur: Cursor) -> list[LedgerRow]:
-            ids = list(unique)
-            for found in _existing(cur, ids):
-                unique.pop(found, None)
+        def build(_cur: Cursor) -> list[LedgerRow]:
             rows = []
             open_months: dict[str, bool] = {}
             for rec in sorted(unique.values(), key=lambda r: (r.ts, r.usage_id)):
@@ -152,12 +149,15 @@ class Ledger:
                 rows.append(row)
             return rows
 
-        return len(self.append_entries(build))
+        return self._append(build, keep=False)[0]
 
     def append_entries(self, build: EntryBuilder) -> list[LedgerRow]:
         """Append what ``build`` returns, ``build`` running inside the transaction that holds
         the chain head (so what it reads cannot change before the rows are written). Rows
         whose ``usage_id`` is already present are skipped. Returns the rows appended."""
+        return self._append(build, keep=True)[1]
+
+    def _append(self, build: EntryBuilder, *, keep: bool) -> tuple[int, list[LedgerRow]]:
         with self.db.transaction() as cur:
             head = cur.execute(self._lock_head).fetchone()
             assert head is not None, "usage_chain_head row missing"
@@ -166,16 +166,20 @@ class Ledger:
             for found in _existing(cur, list(entries)):
                 entries.pop(found, None)
             sealed: list[LedgerRow] = []
+            values = []
             bytes_by_month: dict[tuple[str, str], int] = {}
             for entry in entries.values():
                 seq += 1
-                row = msgspec.structs.replace(entry, seq=seq, prev_hash=prev)
-                prev = row_hash(prev, canonical(row))
-                sealed.append(msgspec.structs.replace(row, row_hash=prev))
-                if row.meter == "bytes" and row.quantity:
-                    key = (row.customer_id, row.month)
-                    bytes_by_month[key] = bytes_by_month.get(key, 0) + row.quantity
-            values = [insert_values(row) for row in sealed]
+                body = canonical(entry, seq)
+                digest = row_hash(prev, body)
+                values.append(insert_values(entry, body, prev, digest))
+                if keep:
+                    sealed.append(msgspec.structs.replace(entry, seq=seq, prev_hash=prev,
+                                                          row_hash=digest))
+                prev = digest
+                if entry.meter == "bytes" and entry.quantity:
+                    key = (entry.customer_id, entry.ts[:7])
+                    bytes_by_month[key] = bytes_by_month.get(key, 0) + entry.quantity
             many = getattr(cur, "executemany", None)  # sqlite3's: one C loop for the batch
             if many is not None:
                 many(_INSERT, values)
@@ -189,12 +193,12 @@ class Ledger:
                     "DO UPDATE SET used = quota_usage.used + excluded.used",
                     (customer, month, used),
                 )
-            if sealed:
+            if values:
                 cur.execute(
                     "UPDATE usage_chain_head SET seq = ?, row_hash = ?, row_count = ? "
-                    "WHERE id = 1", (seq, prev, count + len(sealed)),
+                    "WHERE id = 1", (seq, prev, count + len(values)),
                 )
-        return sealed
+        return len(values), sealed
 
     def count(self) -> int:
         row = self.db.fetchone("SELECT COUNT(*) FROM usage_ledger")

@@ -1,8 +1,9 @@
 """Monthly usage reports and priced invoice lines, read from the ledger.
 
-Customers are listed by name. Totals are per customer, meter, feed and UTC day of the month a row is booked in, shown three
-ways: ``original`` (usage rows, late ones included), ``corrections`` (the changes of void and
-amend rows) and ``totals`` (the net: original + corrections; what is billed). Pricing
+Customers are listed by name. Totals are per customer, meter, feed and UTC day of the month a
+row is booked in, shown three ways: ``original`` (usage rows, late ones included),
+``corrections`` (the changes of void and amend rows) and ``totals`` (the net: original +
+corrections; what is billed). Pricing
 (``price_lines``, pure) uses the customer's plan prices with ``Decimal`` arithmetic throughout:
 
 * egress: ``bytes / 10**9`` (decimal GB, as cloud providers bill) x ``per_gb_egress``

@@ -34,5 +34,5 @@ def test_the_top_covers_the_largest_bar(value: int) -> None:
 def test_every_segment_is_inside_the_plot(series: dict[str, dict[str, int]]) -> None:
     chart = stacked_bars("t", DAYS, series, str)
     for s in chart.segments:
-        assert 0 <= s.x and s.x + s.width <= WIDTH
-        assert 0 <= s.y - 0.01 and s.y + s.height <= HEIGHT
+        assert s.x >= 0 and s.x + s.width <= WIDTH
+        assert s.y - 0.01 >= 0 and s.y + s.height <= HEIGHT
