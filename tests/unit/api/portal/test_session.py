@@ -124,3 +124,12 @@ def test_pages_carry_a_strict_content_security_policy(client: TestClient[Any]) -
     assert "<script" not in r.text
     css = client.get("/usage/static/portal.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+def test_hostile_session_cookies_are_signed_out_never_errors(client: TestClient[Any]) -> None:
+    for value in ("", "!", "a!b", "x" * 5000, "fs_abcdefgh_" + "y" * 40 + "!z",
+                  "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.!fsr_x", "%C3%A9!%00"):
+        client.cookies.set("fs_portal", value)
+        r = client.get("/usage/account", follow_redirects=False)
+        assert r.status_code == 303, value
+        assert r.headers["location"].startswith("/usage/login")
