@@ -113,3 +113,11 @@ def daily_totals(db: Database, q: RowQuery) -> list[DailyTotal]:
         "GROUP BY substr(ts, 1, 10), feed, meter ORDER BY 1, 2, 3", params)
     return [DailyTotal(day=str(d), feed=str(f), meter=str(m), net=int(n), corrections=int(c))
             for d, f, m, n, c in rows]
+
+
+def count_by_customer(db: Database, q: RowQuery) -> dict[str, int]:
+    """How many matching rows each customer has."""
+    where, params = _where(q)
+    return {str(c): int(n) for c, n in db.fetchall(
+        f"SELECT customer_id, COUNT(*) FROM usage_ledger WHERE {where} GROUP BY customer_id",
+        params)}

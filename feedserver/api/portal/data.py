@@ -18,6 +18,7 @@ from feedserver.metering.rows import (
     DailyTotal,
     RowQuery,
     corrections_of,
+    count_by_customer,
     daily_totals,
     select_rows,
 )
@@ -32,6 +33,7 @@ class MonthData(msgspec.Struct, kw_only=True):
     report: UsageReport
     daily: list[DailyTotal]
     corrections: list[LedgerRow]  # void, amend and credit rows booked in the month
+    correction_counts: dict[str, int]  # customer id -> how many of those (all, never capped)
     customer_id: str | None = None
     feed: str | None = None
     head: ChainHead | None = None
@@ -43,17 +45,20 @@ class MonthData(msgspec.Struct, kw_only=True):
 
 def load_month(db: Database, directory: CustomerDirectory, month: str, *,
                customer_id: str | None = None, feed: str | None = None,
-               ledger: Ledger | None = None) -> MonthData:
+               ledger: Ledger | None = None,
+               corrections_limit: int | None = MAX_CORRECTIONS_SHOWN) -> MonthData:
+    """``corrections_limit``: how many correcting rows to read (pages show the first ones;
+    downloads pass ``None`` for all)."""
     report = build_report(db, month, customer_id=customer_id, terms_of=directory.terms,
                           name_of=directory.name)
     q = RowQuery(month=month, customer_id=customer_id, feed=feed)
-    corrections = list(select_rows(
-        db, msgspec.structs.replace(q, feed=None, kinds=("void", "amend", "credit")),
-        limit=MAX_CORRECTIONS_SHOWN))
+    fixes = msgspec.structs.replace(q, feed=None, kinds=("void", "amend", "credit"))
+    corrections = list(select_rows(db, fixes, limit=corrections_limit))
     if feed is not None:
         corrections = [r for r in corrections if r.feed == feed]
     data = MonthData(month=month, report=report, daily=daily_totals(db, q),
-                     corrections=corrections, customer_id=customer_id, feed=feed)
+                     corrections=corrections, correction_counts=count_by_customer(db, fixes),
+                     customer_id=customer_id, feed=feed)
     if ledger is not None:
         data.head = ledger.head()
         data.verification = last(db)

@@ -67,7 +67,8 @@ def build(portal: Portal, scope: Scope, want: Want) -> bytes:
     if want.name == "feed-days" and want.feed is None:
         raise InvalidParameter("the feed-days table needs a feed", parameter="feed")
     data = load_month(portal.db, directory, want.month, customer_id=want.customer_id,
-                      feed=want.feed if want.name == "feed-days" else None)
+                      feed=want.feed if want.name == "feed-days" else None,
+                      corrections_limit=None)
     if want.name == "report":
         return to_csv(data.report).encode() if want.format == "csv" else to_json(data.report)
     c = data.customer()

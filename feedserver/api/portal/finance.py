@@ -75,10 +75,12 @@ def _notice(notice: str | None) -> str | None:
     return NOTICES.get(notice or "")
 
 
-async def _load(portal: Portal, month: str, **scope: str | None) -> MonthData:
+async def _load(portal: Portal, month: str, *, customer_id: str | None = None,
+                feed: str | None = None) -> MonthData:
     directory = await anyio.to_thread.run_sync(portal.directory_of)
     return await anyio.to_thread.run_sync(partial(
-        load_month, portal.db, directory, month, ledger=portal.ledger, **scope))
+        load_month, portal.db, directory, month, ledger=portal.ledger, customer_id=customer_id,
+        feed=feed))
 
 
 @get("/finance", dependencies=ADMIN)

@@ -85,7 +85,7 @@ def overview_tiles(data: MonthData) -> list[Tile]:
     customers = data.report.customers
     total_bytes = sum(c.totals.get("bytes", 0) for c in customers)
     requests = sum(c.totals.get("requests", 0) for c in customers)
-    entries = len(data.corrections)
+    entries = sum(data.correction_counts.values())
     return [
         Tile(label="Customers", value=fmt.count(len(customers)), sub="with usage this month"),
         Tile(label="Delivered", value=fmt.nbytes(total_bytes), sub="net of corrections"),
@@ -126,9 +126,7 @@ def _correction_note(meter: str, c: CustomerUsage) -> str:
 def customers_table(data: MonthData) -> Table:
     customers = data.report.customers
     feeds = _feeds([f for c in customers for f in c.by_feed])
-    entries: dict[str, int] = {}
-    for entry in data.corrections:
-        entries[entry.customer_id] = entries.get(entry.customer_id, 0) + 1
+    entries = data.correction_counts
     columns = [Column(label="Customer", keys=("customer_id", "customer")),
                Column(label="Plan", keys=("plan",))]
     columns += [_right(f, f"{f}_bytes", f"{f}_requests") for f in feeds]
@@ -260,8 +258,11 @@ def corrections_table(data: MonthData, scope: Scope,
                 _change(r),
                 cell(r.reason, r.reason), cell(r.actor, r.actor)]
         rows.append(row)
+    total = sum(data.correction_counts.values())
+    note = (f"The first {fmt.count(len(rows))} of {fmt.count(total)}; the download has all."
+            if len(rows) < total and data.feed is None else "")
     return Table(name="corrections", title="Corrections", columns=columns, rows=rows,
-                 empty="No corrections this month.",
+                 empty="No corrections this month.", note=note,
                  download=urls.download(scope, "corrections", month=data.month,
                                         customer=data.customer_id if scope == "finance" else None))
 
