@@ -25,7 +25,7 @@ from feedserver.accounts.service import Accounts
 from feedserver.api.app import create_app
 from feedserver.config import Settings
 from feedserver.metering.ledger import Ledger
-from feedserver.metering.records import UsageRecord, response_records
+from feedserver.metering.records import Feed, Meter, UsageRecord, derive_id
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
 
@@ -38,13 +38,6 @@ PLAN = Plan(name="portal-pro", feeds=["snapshots", "ondemand", "realtime"],
             quotas=Quotas(snapshot_downloads=10, bytes=50 * 10**9),
             prices=Prices(per_gb_egress=Decimal("0.09"), per_1000_lookups=Decimal("0.50"),
                           monthly_base_fee=Decimal(100)))
-
-
-@dataclass
-class Principal:
-    customer_id: str
-    api_key_id: str | None = "key_test"
-    user: str = ""
 
 
 @dataclass
@@ -63,14 +56,19 @@ class World:
 
 
 def usage(customer_id: str, tag: str) -> list[UsageRecord]:
-    p = Principal(customer_id)
+    """Three responses' records: a snapshot download, a chunk, an on-demand lookup. Built as
+    records (not through the HTTP seam) so the ids are fixed and the tests can name them."""
+
+    def rec(n: int, feed: Feed, meter: Meter, quantity: int, ts: datetime) -> UsageRecord:
+        return UsageRecord(usage_id=derive_id(tag, str(n), meter), ts=ts,
+                           customer_id=customer_id, meter=meter, quantity=quantity, feed=feed,
+                           api_key_id="key_test", project="enwiki", request_id=f"{tag}-{n}")
+
     return [
-        *response_records(p, feed="snapshots", project="enwiki", request_id=f"{tag}-1",
-                          bytes_sent=2_500_000_000, ts=DAY1),
-        *response_records(p, feed="chunks", project="enwiki", request_id=f"{tag}-2",
-                          bytes_sent=1_000_000_000, ts=DAY2),
-        *response_records(p, feed="ondemand", project="enwiki", request_id=f"{tag}-3",
-                          bytes_sent=40_000, articles=3, ts=DAY2),
+        rec(1, "snapshots", "requests", 1, DAY1), rec(1, "snapshots", "bytes", 2_500_000_000, DAY1),
+        rec(2, "chunks", "requests", 1, DAY2), rec(2, "chunks", "bytes", 1_000_000_000, DAY2),
+        rec(3, "ondemand", "requests", 1, DAY2), rec(3, "ondemand", "bytes", 40_000, DAY2),
+        rec(3, "ondemand", "articles", 3, DAY2),
     ]
 
 
