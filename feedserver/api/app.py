@@ -25,6 +25,7 @@ from litestar.types import Message
 from prometheus_client import CollectorRegistry
 
 from feedserver import __version__
+from feedserver.api.portal import TEMPLATES as PORTAL_TEMPLATES
 from feedserver.api.problems import handle_exception
 from feedserver.api.services import (
     Accounts,
@@ -41,7 +42,7 @@ from feedserver.storage.blobs import BlobStore
 from feedserver.storage.db import Database, connect
 
 ROUTE_MODULES: tuple[str, ...] = ("health", "auth", "metadata", "snapshots", "ondemand",
-                                  "usage", "diffs", "realtime", "batches")
+                                  "usage", "diffs", "realtime", "batches", "portal")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")
 access = logging.getLogger("feedserver.access")
@@ -144,6 +145,7 @@ def create_app(
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_body_bytes,
+        template_config=PORTAL_TEMPLATES,
         openapi_config=OpenAPIConfig(
             title="feedserver", version=__version__, path="/schema",
             render_plugins=[JsonRenderPlugin()],

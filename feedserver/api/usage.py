@@ -1,4 +1,5 @@
-"""``GET /v1/usage`` (JSON usage report) and ``GET /usage`` (the finance page).
+"""``GET /v1/usage``: the JSON usage report (the web portal at ``/usage`` is
+``feedserver.api.portal``).
 
 The report route authenticates with the API's ``principal`` dependency and reads the ledger
 through ``app.state.services.db``; plans by customer come from ``app.state.metering.directory``
@@ -23,7 +24,6 @@ from feedserver.api.problems import problem_specs
 from feedserver.api.services import services_of
 from feedserver.errors import Forbidden, Unavailable
 from feedserver.metering.customers import CustomerDirectory, customer_directory
-from feedserver.metering.page import USAGE_PAGE
 from feedserver.metering.plans import MONTH_PATTERN, month_of, parse_month
 from feedserver.metering.records import utcnow
 from feedserver.metering.reports import UsageReport, build_report, to_json
@@ -70,26 +70,12 @@ async def usage_report(
         )
         # an admin may name a customer; a customer's own id needs no lookup
         cid = directory.resolve(customer) if admin and customer else customer
-        return to_json(build_report(db, month, customer_id=cid,
-                                    terms_of=directory.terms))
+        return to_json(build_report(db, month, customer_id=cid, terms_of=directory.terms,
+                                    name_of=directory.name))
 
     body = await anyio.to_thread.run_sync(build)
     return Response(body, media_type="application/json",
                     headers={"Cache-Control": "no-store"})
 
 
-@get("/usage", include_in_schema=False)
-async def usage_page() -> Response[str]:
-    return Response(
-        USAGE_PAGE, media_type="text/html; charset=utf-8",
-        headers={
-            "Content-Security-Policy": (
-                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'"
-            ),
-            "Cache-Control": "no-store",
-        },
-    )
-
-
-ROUTES: tuple[ControllerRouterHandler, ...] = (usage_report, usage_page)
+ROUTES: tuple[ControllerRouterHandler, ...] = (usage_report,)

@@ -22,6 +22,9 @@ class CustomerDirectory(Protocol):
 
     def terms(self, customer_id: str) -> PlanTerms: ...
 
+    def name(self, customer_id: str) -> str:
+        """The customer's name (the id itself when unknown)."""
+
 
 class StaticDirectory:
     """A fixed ``{customer_id: (name, plan)}`` map; unknown ids pass through unpriced."""
@@ -41,13 +44,30 @@ class StaticDirectory:
         entry = self._customers.get(customer_id)
         return UNLIMITED if entry is None else plan_terms(entry[1])
 
+    def name(self, customer_id: str) -> str:
+        entry = self._customers.get(customer_id)
+        return customer_id if entry is None else entry[0]
+
 
 def customer_directory(db: Database) -> CustomerDirectory:
-    from feedserver.accounts import repository
+    from feedserver.accounts import repository, schema
 
     try:
+        schema.migrate(db)  # a database last opened by an older version
         plans = {plan.name: plan for plan in repository.list_plans(db)}
         customers = repository.list_customers(db)
     except StorageError:  # no accounts tables in this database
         return StaticDirectory()
     return StaticDirectory({c.id: (c.name, plans.get(c.plan)) for c in customers})
+
+
+def stripe_customer_ids(db: Database) -> dict[str, str]:
+    """``{customer_id: Stripe customer id}`` of the customers that have one."""
+    from feedserver.accounts import repository, schema
+
+    try:
+        schema.migrate(db)
+        customers = repository.list_customers(db)
+    except StorageError:
+        return {}
+    return {c.id: c.stripe_customer_id for c in customers if c.stripe_customer_id}
