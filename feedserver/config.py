@@ -90,6 +90,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_body_bytes: int = 1024 * 1024
     # CORS as WME sends it: ["*"] = any origin; a list = those origins; [] = off.
     cors_allow_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    login_free_failures: int = 5
+    login_address_free_failures: int = 20
+    login_max_delay: float = 900.0
+    login_concurrent_hashes: int = 2
 
     # --- metering ----------------------------------------------------------------------------
     metering_enabled: bool = True
@@ -97,6 +101,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ledger_flush_seconds: float = 0.2
     usage_checkpoint_bytes: int = 4 * 1024 * 1024
     usage_checkpoint_seconds: float = 5.0
+    usage_grace_hours: int = 72  # a month stays open this long after it ends (late records)
+    usage_export_url: str | None = None
+    usage_export_token: str | None = None
+    usage_export_batch_size: int = 100
+    usage_export_retries: int = 5
 
     # --- derived -----------------------------------------------------------------------------
     @property

@@ -124,6 +124,16 @@ class StorageError(Unavailable):
     slug = "storage-error"
 
 
+class UnstorableValue(FeedError):
+    """The database refused a value (out of its integer range, a character it cannot hold):
+    a property of the data, not an outage, so retrying cannot help. Raised by the database
+    adapters; the events consumer dead-letters the event that carried it."""
+
+    status = 422
+    slug = "unstorable-value"
+    title = "Value cannot be stored"
+
+
 class IntegrityError(FeedError):
     """Checksums or the content root hash did not match: data was corrupted or tampered with."""
 

@@ -5,10 +5,9 @@ A ``Plan`` names the feeds, projects and namespaces it covers (``Entitlements``)
 ``encode_plan`` / ``load_stored_plan``), the API checks entitlements, metering admits requests
 against the quotas and rate limit and prices the usage: all of them read this one model.
 
-Snapshot identifiers (``{wiki}_namespace_{ns}``) and chunk identifiers
-(``{identifier}_chunk_{n}``) follow ONE rule, checked here before any key is built or any
-entitlement decided. New plan fields are only appended, with defaults, so stored plans keep
-decoding.
+Entitlements parse snapshot identifiers (``{wiki}_namespace_{ns}``) with the one rule every
+edge uses (``feedserver.identifiers``). New plan fields are only appended, with defaults, so
+stored plans keep decoding.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from typing import Literal
 import msgspec
 
 from feedserver.errors import Forbidden, InvalidIdentifier, InvalidParameter
+from feedserver.identifiers import parse_snapshot_identifier
 
 # --- feeds and quotas ------------------------------------------------------------------------
 
@@ -35,47 +35,6 @@ QuotaName = Literal["snapshot_downloads", "chunk_downloads", "bytes", "ondemand_
 QUOTAS: tuple[QuotaName, ...] = (
     "snapshot_downloads", "chunk_downloads", "bytes", "ondemand_lookups"
 )
-
-# --- identifiers -----------------------------------------------------------------------------
-
-# MediaWiki database names: lowercase letters, digits, underscores (``zh_min_nanwiki``), so the
-# namespace part is anchored at the end; no leading zeros in numbers, so one name per snapshot.
-WIKI_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
-SNAPSHOT_RE = re.compile(r"^([a-z][a-z0-9_]{0,62})_namespace_(0|[1-9][0-9]{0,5})\Z")
-CHUNK_RE = re.compile(
-    r"^([a-z][a-z0-9_]{0,62}_namespace_(?:0|[1-9][0-9]{0,5}))_chunk_(0|[1-9][0-9]{0,6})\Z"
-)
-
-
-def check_wiki(wiki: str) -> str:
-    if not WIKI_RE.match(wiki):
-        raise InvalidIdentifier(f"invalid wiki name {wiki!r}")
-    return wiki
-
-
-def check_identifier(identifier: str) -> str:
-    """``identifier`` if it is a snapshot identifier, else ``InvalidIdentifier``."""
-    if not isinstance(identifier, str) or not SNAPSHOT_RE.match(identifier):
-        raise InvalidIdentifier(f"invalid snapshot identifier {identifier!r}")
-    return identifier
-
-
-def parse_snapshot_identifier(identifier: str) -> tuple[str, int]:
-    """``{wiki}_namespace_{n}`` -> ``(wiki, n)``; anything else is an ``InvalidIdentifier``."""
-    m = SNAPSHOT_RE.match(check_identifier(identifier))
-    assert m is not None  # check_identifier matched the same pattern
-    return m.group(1), int(m.group(2))
-
-
-def snapshot_identifier(wiki: str, namespace: int) -> str:
-    return check_identifier(f"{check_wiki(wiki)}_namespace_{namespace}")
-
-
-def check_chunk_identifier(identifier: str) -> str:
-    if not isinstance(identifier, str) or not CHUNK_RE.match(identifier):
-        raise InvalidIdentifier(f"invalid chunk identifier {identifier!r}")
-    return identifier
-
 
 # --- the model -------------------------------------------------------------------------------
 

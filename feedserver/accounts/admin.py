@@ -22,6 +22,7 @@ from feedserver.plans import Plan, validate_plan
 from feedserver.storage.db import Database
 
 _CUSTOMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.@&-]{0,99}$")
+_STRIPE_CUSTOMER = re.compile(r"^cus_[A-Za-z0-9]{1,250}$")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.@+-]{0,254}$")
 
 Clock = Callable[[], float]
@@ -93,6 +94,15 @@ class AccountAdmin:
         self.get_plan(plan)
         repository.update_customer(self.db, customer.id, plan=plan)
         self._forget_principals()
+        return self.get_customer(customer_name)
+
+    def set_stripe_customer(self, customer_name: str, stripe_customer_id: str) -> Customer:
+        """Map a customer to its Stripe customer (``cus_...``; empty: unmap) for exports."""
+        if stripe_customer_id and not _STRIPE_CUSTOMER.match(stripe_customer_id):
+            raise InvalidIdentifier(f"not a Stripe customer id: {stripe_customer_id!r}",
+                                    stripe_customer_id=stripe_customer_id)
+        customer = self.get_customer(customer_name)
+        repository.update_customer(self.db, customer.id, stripe_customer_id=stripe_customer_id)
         return self.get_customer(customer_name)
 
     def set_disabled(self, customer_name: str, disabled: bool = True) -> Customer:

@@ -17,6 +17,7 @@ class Customer(msgspec.Struct, frozen=True, kw_only=True):
     plan: str
     disabled: bool = False
     created_at: int = 0  # unix seconds
+    stripe_customer_id: str = ""  # for usage exports to Stripe; empty: not mapped
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):

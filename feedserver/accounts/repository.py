@@ -9,7 +9,8 @@ from feedserver.errors import Conflict, NotFound
 from feedserver.plans import Plan, encode_plan, load_stored_plan
 from feedserver.storage.db import Database, Row
 
-_CUSTOMER = "SELECT id, name, plan, disabled, created_at FROM customers"
+_CUSTOMER = ("SELECT id, name, plan, disabled, created_at, stripe_customer_id"
+             " FROM customers")
 _USER = "SELECT id, username, customer_id, is_admin, disabled, created_at FROM users"
 _KEY = ("SELECT id, prefix, customer_id, name, created_at, expires_at, revoked_at, last_used_at"
         " FROM api_keys")
@@ -17,7 +18,7 @@ _KEY = ("SELECT id, prefix, customer_id, name, created_at, expires_at, revoked_a
 
 def _customer(row: Row) -> Customer:
     return Customer(id=row[0], name=row[1], plan=row[2], disabled=bool(row[3]),
-                    created_at=int(row[4]))
+                    created_at=int(row[4]), stripe_customer_id=str(row[5]))
 
 
 def _user(row: Row) -> User:

@@ -26,6 +26,10 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         " expires_at BIGINT NOT NULL, uses INTEGER NOT NULL DEFAULT 0, revoked_at BIGINT)",
         "CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id)",
     )),
+    # The customer's id in Stripe, for usage exports (``feedserver usage export``).
+    ("accounts-2", (
+        "ALTER TABLE customers ADD COLUMN stripe_customer_id TEXT NOT NULL DEFAULT ''",
+    )),
 )
 
 

@@ -18,6 +18,7 @@ from feedserver.accounts import keys, repository, tokens
 from feedserver.accounts.admin import AccountAdmin, Clock, normalise_username
 from feedserver.accounts.models import Principal, TokenPair, User
 from feedserver.accounts.passwords import Passwords
+from feedserver.accounts.throttle import Backoff, LoginThrottle
 from feedserver.config import Settings
 from feedserver.errors import Forbidden, RateLimited, Unauthorized
 from feedserver.plans import load_stored_plan
@@ -34,8 +35,15 @@ TOUCH_EVERY = 60
 class Accounts(AccountAdmin):
     def __init__(self, db: Database, settings: Settings, *, clock: Clock = time.time,
                  passwords: Passwords | None = None, cache_seconds: float = 2.0) -> None:
+        passwords = passwords or Passwords(max_concurrent=settings.login_concurrent_hashes)
         super().__init__(db, clock=clock, passwords=passwords, cache_seconds=cache_seconds)
         self.settings = settings
+        self.throttle = LoginThrottle(
+            db, clock=clock,
+            username=Backoff(free=settings.login_free_failures,
+                             max_delay=settings.login_max_delay),
+            address=Backoff(free=settings.login_address_free_failures,
+                            max_delay=settings.login_max_delay))
         # Without a configured secret, the first process generates one and stores it, so every
         # process sharing the database signs and verifies with the same key.
         self._secret = settings.token_secret or repository.get_or_create_secret(
@@ -60,8 +68,17 @@ class Accounts(AccountAdmin):
             repository.set_password_hash(self.db, user.id, self.passwords.hash(password))
         return user
 
-    def login(self, username: str, password: str) -> TokenPair:
-        user = self.authenticate_password(username, password)
+    def login(self, username: str, password: str, *, client: str | None = None) -> TokenPair:
+        """Tokens for a right password. Throttled per username and per ``client`` address
+        (``accounts.throttle``): while blocked, ``RateLimited`` before any password work."""
+        name = normalise_username(username)
+        self.throttle.check(name, client)
+        try:
+            user = self.authenticate_password(name, password)
+        except Unauthorized:
+            self.throttle.failed(name, client)
+            raise
+        self.throttle.succeeded(name)
         now = self._now()
         refresh_token = tokens.new_refresh_token()
         refresh_id = f"rt_{secrets.token_hex(8)}"

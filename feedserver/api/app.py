@@ -46,6 +46,8 @@ from feedserver.api import (
 )
 from feedserver.api.cors import cors_middleware
 from feedserver.api.metered import Metered
+from feedserver.api.portal import TEMPLATES as PORTAL_TEMPLATES
+from feedserver.api.portal.context import Portals
 from feedserver.api.problems import handle_exception
 from feedserver.api.realtime_metering import StreamMetering
 from feedserver.api.services import (
@@ -62,6 +64,7 @@ from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.realtime.service import HEARTBEAT_SECONDS, Realtime
 from feedserver.feeds.snapshots.store import SnapshotStore
+from feedserver.logs import REQUEST_ID, setup_logging
 from feedserver.metering.records import NullSink, UsageSink
 from feedserver.metering.service import Metering, open_metering
 from feedserver.metrics import Metrics
@@ -79,6 +82,7 @@ WME_ROUTERS: tuple[Callable[[], Router], ...] = (
 )
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")
+access = logging.getLogger("feedserver.access")
 
 
 class FeedApp(Litestar):
@@ -109,6 +113,7 @@ class FeedApp(Litestar):
         given = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), b"")
         rid = new_request_id(given.decode("latin-1"))
         scope.setdefault("state", {})["request_id"] = rid
+        token = REQUEST_ID.set(rid)  # every log line of this request carries it
 
         def route() -> str:
             return str(scope.get("path_template") or "unmatched")
@@ -132,6 +137,9 @@ class FeedApp(Litestar):
             self.metrics.http_requests.labels(route(), method, str(status)).inc()
             if sent:
                 self.metrics.http_bytes.labels(route()).inc(sent)
+            access.info("%s %s %s", method, route(), status, extra={
+                "status": status, "bytes": sent, "seconds": round(time.perf_counter() - start, 6)})
+            REQUEST_ID.reset(token)
 
 
 def build_app(settings: Settings, *, blobs: BlobStore | None = None, db: Database | None = None,
@@ -173,6 +181,7 @@ def build_app(settings: Settings, *, blobs: BlobStore | None = None, db: Databas
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_body_bytes,
+        template_config=PORTAL_TEMPLATES,
         openapi_config=OpenAPIConfig(
             title="feedserver", version=__version__, path="/schema",
             render_plugins=[JsonRenderPlugin()],
@@ -237,6 +246,9 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
     def provide_stream_metering() -> StreamMetering:
         return services().stream_metering
 
+    def provide_portals() -> Portals:
+        return services().portals
+
     def provide_metrics() -> Metrics:
         return services().metrics
 
@@ -247,7 +259,7 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
         "article_state": provide_state,
         "billing": provide_billing, "metered": provide_metered,
         "metering": provide_metering, "realtime": provide_realtime,
-        "stream_metering": provide_stream_metering,
+        "stream_metering": provide_stream_metering, "portals": provide_portals,
         "metrics": provide_metrics,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
@@ -286,7 +298,8 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
         settings=settings, blobs=blobs, db=db, events=events, accounts=accounts,
         snapshots=snapshots or SnapshotStore(blobs), diffs=DiffStore(blobs), state=state,
         billing=Billing(usage or NullSink(), metering), metering=metering, realtime=realtime,
-        stream_metering=stream_metering, metrics=metrics)
+        stream_metering=stream_metering,
+        portals=Portals(settings, db, accounts, metering), metrics=metrics)
 
 
 def _end_streams_on_signals(service: Realtime) -> Callable[[], None]:
@@ -328,4 +341,6 @@ def openapi_document(app: Litestar | None = None) -> dict[str, Any]:
 
 def app_from_env() -> Litestar:
     """uvicorn factory (``feedserver serve``): settings from the environment."""
-    return build_app(load_settings())
+    settings = load_settings()
+    setup_logging(settings)  # each uvicorn worker is a fresh process
+    return build_app(settings)

@@ -10,55 +10,67 @@ feed, project or namespace involved → 403 (``entitle``).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from functools import partial
+from typing import Annotated, Any
 
 import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
+from litestar.params import JSONBody
 
 from feedserver.accounts.models import Principal, TokenPair
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import ENCODER
 from feedserver.api.services import Accounts, Injected
-from feedserver.errors import BadRequest, InvalidParameter, Unauthorized
+from feedserver.errors import Unauthorized
 from feedserver.metering.months import month_of
 from feedserver.metering.service import Metering
 from feedserver.plans import ProductFeed, QuotaName
 
 API_KEY_PREFIX = "fs_"
 MAX_CREDENTIAL = 4096
-_Body = TypeVar("_Body", bound=msgspec.Struct)
+
+# The bodies are litestar request bodies (``data``): decoded and checked by msgspec against
+# these types (a 422 problem otherwise) and declared, with their bounds, in the OpenAPI document.
+# Unknown fields are ignored (the document allows them, as JSON Schema does by default).
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+Credential = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CREDENTIAL)]
 
 
-class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
+class LoginBody(msgspec.Struct):
+    username: Name
+    password: Name
+
+
+class RefreshBody(msgspec.Struct):
+    username: Name
+    refresh_token: Credential
+
+
+class RevokeBody(msgspec.Struct):
+    refresh_token: Credential
+
+
+class ApiRef(msgspec.Struct, kw_only=True):
+    path: str
+    method: str
+
+
+class UserInfo(msgspec.Struct, kw_only=True):
+    """WME's ``/v1/get-user`` answer: who is calling, and their on-demand/snapshot/chunk use."""
+
     username: str
-    password: str
-
-
-class RefreshBody(msgspec.Struct, forbid_unknown_fields=True):
-    username: str
-    refresh_token: str
-
-
-class RevokeBody(msgspec.Struct, forbid_unknown_fields=True):
-    refresh_token: str
-
-
-def _decode(body: bytes, kind: type[_Body]) -> _Body:
-    try:
-        value = msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        raise InvalidParameter(f"invalid request body: {exc}") from None
-    except msgspec.DecodeError:
-        raise BadRequest("request body is not valid JSON") from None
-    for name, text in msgspec.structs.asdict(value).items():
-        if not 1 <= len(text) <= 255 and name != "refresh_token":
-            raise InvalidParameter(f"{name} must be 1 to 255 characters")
-        if not 1 <= len(text) <= MAX_CREDENTIAL:
-            raise InvalidParameter(f"{name} is too long")
-    return value
+    customer: str
+    groups: list[str]
+    apis: list[ApiRef]
+    ondemand_requests_count: int
+    ondemand_limit: int | None
+    snapshot_requests_count: int
+    snapshot_limit: int | None
+    chunk_requests_count: int
+    chunk_limit: int | None
 
 
 def credential(request: Request[Any, Any, Any]) -> tuple[str, str]:
@@ -112,35 +124,34 @@ def _json(value: msgspec.Struct | dict[str, Any], status: int = 200) -> Response
                     headers={"Cache-Control": "no-store"})
 
 
-_TOKENS = {**problem_specs(400, 401, 413, 422, 429),
+_TOKENS = {**problem_specs(400, 401, 403, 413, 422, 429),
            200: ResponseSpec(TokenPair, description="Tokens", generate_examples=False)}
 
 
 @post("/login", status_code=200, responses=_TOKENS)
-async def login(request: Request[Any, Any, Any], accounts: Injected[Accounts]) -> Response[bytes]:
+async def login(request: Request[Any, Any, Any], data: JSONBody[LoginBody],
+                accounts: Injected[Accounts]) -> Response[bytes]:
     """Body ``{username, password}`` → ``{id_token, access_token, refresh_token,
-    expires_in}``."""
-    body = _decode(await request.body(), LoginBody)
-    tokens = await anyio.to_thread.run_sync(accounts.login, body.username.lower(),
-                                            body.password)
+    expires_in}``. Throttled per username and client address (429 + Retry-After)."""
+    client = request.client.host if request.client else None
+    tokens = await anyio.to_thread.run_sync(
+        partial(accounts.login, data.username.lower(), data.password, client=client))
     return _json(tokens)
 
 
 @post("/token-refresh", status_code=200, responses=_TOKENS)
-async def token_refresh(request: Request[Any, Any, Any], accounts: Injected[Accounts]
+async def token_refresh(data: JSONBody[RefreshBody], accounts: Injected[Accounts]
                         ) -> Response[bytes]:
     """Body ``{username, refresh_token}`` → new id and access tokens."""
-    body = _decode(await request.body(), RefreshBody)
-    tokens = await anyio.to_thread.run_sync(accounts.refresh, body.username.lower(),
-                                            body.refresh_token)
+    tokens = await anyio.to_thread.run_sync(accounts.refresh, data.username.lower(),
+                                            data.refresh_token)
     return _json(tokens)
 
 
 @post("/token-revoke", status_code=204, responses=problem_specs(400, 401, 413, 422))
-async def token_revoke(request: Request[Any, Any, Any], accounts: Injected[Accounts]) -> None:
+async def token_revoke(data: JSONBody[RevokeBody], accounts: Injected[Accounts]) -> None:
     """Body ``{refresh_token}``: revokes it and every access token minted from it."""
-    body = _decode(await request.body(), RevokeBody)
-    await anyio.to_thread.run_sync(accounts.revoke, body.refresh_token)
+    await anyio.to_thread.run_sync(accounts.revoke, data.refresh_token)
 
 
 _APIS = [
@@ -150,7 +161,9 @@ _APIS = [
 _SHOWN: tuple[QuotaName, ...] = ("ondemand_lookups", "snapshot_downloads", "chunk_downloads")
 
 
-@post("/get-user", status_code=200, dependencies=PRINCIPAL, responses=problem_specs(401, 429))
+@post("/get-user", status_code=200, dependencies=PRINCIPAL, responses={
+    **problem_specs(401, 403, 429),
+    200: ResponseSpec(UserInfo, description="The caller and its use", generate_examples=False)})
 async def get_user(principal: PrincipalDep, metering: Injected[Metering | None]) -> Response[bytes]:
     quotas = principal.plan.quotas
     counters = None if metering is None else metering.counters

@@ -7,7 +7,8 @@ code: ``downloads.serve`` gives HEAD, ETag/304, single and multiple Ranges, and 
 ``feeds/batches/hours.py``). The metadata object is a snapshot's without ``chunks`` (as WME),
 plus ``date``, ``hour`` and ``event_counts``.
 
-A malformed date, hour or identifier is a 400 before anything is read; entitlement (feed
+A malformed date, hour or identifier is a 422 before anything is read (the patterns are in the
+OpenAPI document; a well-formed date that does not exist, 2026-02-30, is a 404); entitlement (feed
 ``batches``, project, namespace) is checked from the identifier before the batch is looked
 up, so callers learn nothing about batches outside their plan.
 """
@@ -21,22 +22,21 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath
 
 from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
-from feedserver.api.chunks import DOWNLOAD_RESPONSES
 from feedserver.api.fields import PathSet, check_paths
-from feedserver.api.metered import Metered
+from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
+from feedserver.api.params import BatchDate, BatchHour, SnapshotId
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import project, read_query, select
 from feedserver.api.ranges import Part
 from feedserver.api.services import Injected
 from feedserver.api.snapshots import NamespaceRef, Ref, SizeMB
-from feedserver.errors import BadRequest, InvalidParameter
+from feedserver.errors import InvalidParameter, NotFound
 from feedserver.feeds.batches.hours import label, parse_date_hour
 from feedserver.feeds.batches.store import BatchManifest, read_batch, read_hour
-from feedserver.plans import parse_snapshot_identifier
+from feedserver.identifiers import parse_snapshot_identifier
 from feedserver.storage.blobs import BlobStore
 
 FEED: Final = "batches"
@@ -82,20 +82,14 @@ def _hour(date: str, hour: str) -> datetime:
     try:
         return parse_date_hour(date, hour)
     except InvalidParameter as exc:
-        raise BadRequest(exc.detail) from None
-
-
-def _identifier(identifier: str) -> tuple[str, int]:
-    try:
-        return parse_snapshot_identifier(identifier)
-    except InvalidParameter as exc:
-        raise BadRequest(exc.detail) from None
+        # The path matched the declared pattern but names no hour (2026-02-30): nothing there.
+        raise NotFound(f"no batches: {exc.detail}") from None
 
 
 async def _manifest(blobs: BlobStore, principal: Principal, date: str, hour: str, identifier: str
                     ) -> tuple[str, datetime, BatchManifest]:
     when = _hour(date, hour)
-    wiki, ns = _identifier(identifier)
+    wiki, ns = parse_snapshot_identifier(identifier)
     entitle(principal, FEED, wiki, ns)
     m = await anyio.to_thread.run_sync(read_batch, blobs, when, identifier)
     return wiki, when, m
@@ -113,8 +107,8 @@ def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
        dependencies=PRINCIPAL,
        responses=_ok(list[BatchMetadata], "The hour's batches the plan covers (JSON or NDJSON)"))
 async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
-                       blobs: Injected[BlobStore], metered: Injected[Metered], date: FromPath[str],
-                       hour: FromPath[str]) -> Response[bytes]:
+                       blobs: Injected[BlobStore], metered: Injected[Metered], date: BatchDate,
+                       hour: BatchHour) -> Response[bytes]:
     """The hour's batches the plan covers; ``fields``, ``filters``, ``limit``."""
     when = _hour(date, hour)
     query = check_paths(await read_query(request), BATCH_PATHS)
@@ -128,8 +122,8 @@ async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
 @route("/{date:str}/{hour:str}/{identifier:str}", http_method=["GET", "POST"],
        status_code=200, dependencies=PRINCIPAL, responses=_ok(BatchMetadata, "Batch metadata"))
 async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
-                    blobs: Injected[BlobStore], metered: Injected[Metered], date: FromPath[str],
-                    hour: FromPath[str], identifier: FromPath[str]) -> Response[bytes]:
+                    blobs: Injected[BlobStore], metered: Injected[Metered], date: BatchDate,
+                    hour: BatchHour, identifier: SnapshotId) -> Response[bytes]:
     """One batch's metadata; ``fields``."""
     wiki, _, m = await _manifest(blobs, principal, date, hour, identifier)
     query = check_paths(await read_query(request), BATCH_PATHS)
@@ -141,7 +135,7 @@ async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
        dependencies=PRINCIPAL, responses=DOWNLOAD_RESPONSES)
 async def download_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
                          blobs: Injected[BlobStore], metered: Injected[Metered],
-                         date: FromPath[str], hour: FromPath[str], identifier: FromPath[str]
+                         date: BatchDate, hour: BatchHour, identifier: SnapshotId
                          ) -> Response[Any]:
     """The batch file (NDJSON, zstd); Range, If-Range, If-None-Match, HEAD."""
     wiki, when, m = await _manifest(blobs, principal, date, hour, identifier)

@@ -1,5 +1,5 @@
 """What the chunked feeds (snapshots, diffs) share: finding one chunk of a manifest, the chunk
-list and one chunk's metadata as metered answers, and the OpenAPI description of a download.
+list and one chunk's metadata as metered answers.
 
 A chunk is named by its index (ASCII digits) or its identifier, and a chunk identifier names
 its snapshot: one of another snapshot is refused, so no request reaches another's chunks.
@@ -13,26 +13,15 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 from litestar import Request, Response
-from litestar.openapi import ResponseSpec
 
 from feedserver.accounts.models import Principal
 from feedserver.api.metered import Metered
-from feedserver.api.problems import problem_specs
 from feedserver.api.query import Query, project, select
 from feedserver.errors import FeedError
 from feedserver.feeds.snapshots.manifest import ChunkInfo
-from feedserver.plans import Feed, check_chunk_identifier
+from feedserver.identifiers import check_chunk_identifier
+from feedserver.plans import Feed
 
-DOWNLOAD_RESPONSES: dict[int, ResponseSpec] = {
-    **problem_specs(400, 401, 403, 404, 416, 422, 429),
-    200: ResponseSpec(None, description="The whole file (application/zstd); ETag, "
-                      "Repr-Digest, Accept-Ranges", media_type="application/zstd"),
-    206: ResponseSpec(None, description="One range (Content-Range) or several "
-                      "(multipart/byteranges)", media_type="application/zstd"),
-    304: ResponseSpec(None, description="Not modified (If-None-Match)"),
-    307: ResponseSpec(None, description="Redirect to a presigned URL (S3 store with "
-                      "s3_redirect_downloads, single-file downloads without Range)"),
-}
 _CHUNK_INDEX = re.compile(r"^[0-9]{1,7}$")
 
 

@@ -9,10 +9,12 @@ Codes and namespaces come from small static tables (the WME sets). GET or POST, 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import anyio.to_thread
+import msgspec
 from litestar import Request, Response, Router, route
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from feedserver.accounts.models import Principal
@@ -22,10 +24,46 @@ from feedserver.api.problems import problem_specs
 from feedserver.api.query import Query, project, read_query, render_list, render_one, select
 from feedserver.api.services import Billing, Injected, Snapshots
 from feedserver.errors import NotFound, SnapshotNotFound
-from feedserver.plans import parse_snapshot_identifier
+from feedserver.identifiers import parse_snapshot_identifier
 
 FEED: Final = "metadata"
 _ERRORS = problem_specs(400, 401, 404, 413, 422, 429)
+
+
+class CodeView(msgspec.Struct, kw_only=True):
+    identifier: str
+    name: str
+    description: str
+
+
+class NamespaceView(msgspec.Struct, kw_only=True):
+    identifier: int
+    name: str
+    description: str
+
+
+class LanguageRef(msgspec.Struct, kw_only=True):
+    identifier: str
+
+
+class ProjectView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    identifier: str
+    name: str | None = None
+    url: str | None = None
+    code: str
+    in_language: LanguageRef | None = None
+
+
+class LanguageView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    identifier: str
+    name: str | None = None
+    alternate_name: str | None = None
+    direction: Literal["ltr", "rtl"] | None = None
+
+
+def _specs(kind: Any, description: str) -> dict[int, ResponseSpec]:
+    return {**_ERRORS, 200: ResponseSpec(kind, description=description,
+                                         generate_examples=False)}
 
 CODES: dict[str, tuple[str, str]] = {
     "wiki": ("Wikipedia", "The free encyclopedia"),
@@ -57,11 +95,10 @@ LANGUAGES: dict[str, tuple[str, str, str]] = {
 }
 
 
+# The paths ``fields``/``filters`` may name are those of the documented response structs.
 PATHS: dict[str, PathSet] = {
-    "codes": PathSet.static("identifier", "name", "description"),
-    "namespaces": PathSet.static("identifier", "name", "description"),
-    "languages": PathSet.static("identifier", "name", "alternate_name", "direction"),
-    "projects": PathSet.static("identifier", "name", "url", "code", "in_language.identifier"),
+    "codes": PathSet.of(CodeView), "namespaces": PathSet.of(NamespaceView),
+    "languages": PathSet.of(LanguageView), "projects": PathSet.of(ProjectView),
 }
 
 
@@ -123,7 +160,7 @@ async def _respond(request: Request[Any, Any, Any], principal: Principal, billin
 Items = Callable[[Snapshots, Principal], Awaitable[list[Any]]]
 
 
-def _routes(what: str, items: Items) -> list[Any]:
+def _routes(what: str, items: Items, kind: type[msgspec.Struct]) -> list[Any]:
     """``/{what}`` (list) and ``/{what}/{identifier}`` (one) over ``items``."""
     async def listing(request: Request[Any, Any, Any], principal: PrincipalDep,
                       snapshots: Injected[Snapshots], billing: Injected[Billing]
@@ -141,20 +178,22 @@ def _routes(what: str, items: Items) -> list[Any]:
 
     return [
         route(f"/{what}", http_method=["GET", "POST"], dependencies=PRINCIPAL, status_code=200,
-              responses=_ERRORS, name=f"{what}-list")(listing),
+              responses=_specs(list[kind], f"Every {what[:-1]} (JSON or NDJSON)"),  # type: ignore[valid-type]
+              name=f"{what}-list")(listing),
         route(f"/{what}/{{identifier:str}}", http_method=["GET", "POST"], status_code=200,
-              dependencies=PRINCIPAL, responses=_ERRORS, name=f"{what}-one")(one),
+              dependencies=PRINCIPAL, responses=_specs(kind, f"One {what[:-1]}"),
+              name=f"{what}-one")(one),
     ]
 
 
-def _static(what: str, fixed: list[dict[str, Any]]) -> list[Any]:
+def _static(what: str, fixed: list[dict[str, Any]], kind: type[msgspec.Struct]) -> list[Any]:
     async def items(snapshots: Snapshots, principal: Principal) -> list[Any]:
         return fixed
 
-    return _routes(what, items)
+    return _routes(what, items, kind)
 
 
-def _derived(what: str) -> list[Any]:
+def _derived(what: str, kind: type[msgspec.Struct]) -> list[Any]:
     async def items(snapshots: Snapshots, principal: Principal) -> list[Any]:
         projects = await anyio.to_thread.run_sync(_catalog, snapshots, principal)
         if what == "projects":
@@ -162,7 +201,7 @@ def _derived(what: str) -> list[Any]:
         langs = sorted({p["in_language"]["identifier"] for p in projects if "in_language" in p})
         return [language_view(lang) for lang in langs]
 
-    return _routes(what, items)
+    return _routes(what, items, kind)
 
 
 def router() -> Router:
@@ -170,6 +209,6 @@ def router() -> Router:
     namespaces = [{"identifier": k, "name": n, "description": d}
                   for k, (n, d) in NAMESPACES.items()]
     return Router("/v2", route_handlers=[
-        *_static("codes", codes), *_static("namespaces", namespaces),
-        *_derived("projects"), *_derived("languages"),
+        *_static("codes", codes, CodeView), *_static("namespaces", namespaces, NamespaceView),
+        *_derived("projects", ProjectView), *_derived("languages", LanguageView),
     ], tags=["metadata"])

@@ -13,9 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Request, Response
+from litestar.openapi import ResponseSpec
 
 from feedserver.accounts.models import Principal
 from feedserver.api import downloads
+from feedserver.api.problems import problem_specs
 from feedserver.api.query import render_list, render_one
 from feedserver.api.ranges import Part
 from feedserver.api.services import Billing
@@ -23,6 +25,18 @@ from feedserver.config import Settings
 from feedserver.feeds.snapshots.manifest import ChunkInfo
 from feedserver.plans import Feed
 from feedserver.storage.blobs import BlobStore
+
+# What every download endpoint may answer (snapshots, chunks, diffs, batches).
+DOWNLOAD_RESPONSES: dict[int, ResponseSpec] = {
+    **problem_specs(400, 401, 403, 404, 416, 422, 429),
+    200: ResponseSpec(None, description="The whole file (application/zstd); ETag, "
+                      "Repr-Digest, Accept-Ranges", media_type="application/zstd"),
+    206: ResponseSpec(None, description="One range (Content-Range) or several "
+                      "(multipart/byteranges)", media_type="application/zstd"),
+    304: ResponseSpec(None, description="Not modified (If-None-Match)"),
+    307: ResponseSpec(None, description="Redirect to a presigned URL (S3 store with "
+                      "s3_redirect_downloads, single-file downloads without Range)"),
+}
 
 
 class Metered:

@@ -24,14 +24,15 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
 from feedserver.api.fields import ARTICLE_PATHS, check_paths
+from feedserver.api.params import ArticleName
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import Filter, matches, project, read_query, render_list
 from feedserver.api.services import ArticleState, Billing, Injected
-from feedserver.errors import InvalidIdentifier, InvalidParameter, NotFound
+from feedserver.errors import InvalidParameter, NotFound
+from feedserver.identifiers import check_title
 from feedserver.ingest.siteinfo import language_of
 from feedserver.models import Article
 
@@ -45,9 +46,8 @@ PROJECT_FILTERS = ("is_part_of.identifier", "in_language.identifier")
 
 
 def check_name(name: str) -> str:
-    if not 1 <= len(name) <= 255 or any(ord(c) < 32 or c == "\x7f" for c in name):
-        raise InvalidIdentifier(f"invalid article name {name[:80]!r}")
-    return name
+    """A legal MediaWiki title (the rule events are decoded with), else 422."""
+    return check_title(name)
 
 
 def effective_limit(limit: int | None) -> int:
@@ -74,7 +74,7 @@ def language(article: Article) -> str | None:
                                     description="The article in each entitled project")})
 async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDep,
                          article_state: Injected[ArticleState], billing: Injected[Billing],
-                         name: FromPath[str]) -> Response[bytes]:
+                         name: ArticleName) -> Response[bytes]:
     """Latest revision of ``name`` in every project that has it; ``fields``, ``filters``,
     ``limit`` (default 3, at most 10)."""
     query = check_paths(await read_query(request), ARTICLE_PATHS)

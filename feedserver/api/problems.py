@@ -121,7 +121,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return problem_response(exc.status, exc.slug, exc.title, exc.detail, instance,
                                 extra=exc.extra, headers=_feed_error_headers(exc))
     if isinstance(exc, HTTPException):
-        status = exc.status_code
+        # A typed parameter that does not validate is an invalid parameter (422), as ours are.
+        status = 422 if isinstance(exc, ValidationException) else exc.status_code
         slug, title = _LITESTAR_SLUGS.get(status, ("http-error", "HTTP error"))
         detail = str(exc.detail) if exc.detail else title
         if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:

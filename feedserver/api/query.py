@@ -1,24 +1,41 @@
-"""WME request parameters (``fields``, ``filters``, ``limit``) and JSON / NDJSON rendering.
+"""WME request parameters (``fields``, ``filters``, ``limit``, ``version``) and JSON / NDJSON
+rendering.
 
 Every data endpoint takes the same parameters, in the query string (GET) or in a JSON body
 (POST). GET: ``fields`` repeated or comma-separated, ``filters`` as a JSON array of
 ``{"field", "value"}`` objects, ``limit``. Which paths exist is each endpoint's business
 (``fields.check_paths``). Filters are exact equality, ANDed; a number
 matches its decimal text too (``namespace.identifier`` = ``0`` or ``"0"``).
+
+Nothing is parsed by hand: both forms become the ONE msgspec struct ``Query`` (the body by
+decoding, the query string by ``msgspec.convert(..., strict=False)``), whose constrained types
+carry the bounds; a value that does not fit is a 422, never an exception further in. Typed query
+parameters of single endpoints (``version``) are litestar parameters (``VersionParam``),
+declared in the OpenAPI document with their bounds.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
+from litestar.params import Parameter
 
 from feedserver.errors import BadRequest, InvalidParameter
 
 MAX_ITEMS = 255
+MAX_LIMIT = 100_000
+MAX_VERSION = 999_999_999
+# WME binds ``limit`` as a plain integer: a negative one is not an error (lists: no limit;
+# on-demand: the default, ``ondemand.effective_limit``), so the bound is symmetric.
+Limit = Annotated[int, msgspec.Meta(ge=-MAX_LIMIT, le=MAX_LIMIT)]
+# litestar drops a ``minimum`` of 0 or 1 from the schema unless it is given explicitly.
+VersionParam = Annotated[int | None, Parameter(
+    ge=1, le=MAX_VERSION, schema_extra={"minimum": 1},
+    description="An older published version (``version_number``); default: the current one")]
 NDJSON = "application/x-ndjson"
 _PATH = re.compile(r"^[a-z_][a-z0-9_]{0,63}(\.[a-z_][a-z0-9_]{0,63}){0,7}(\.\*)?$")
 Scalar = str | int | float | bool
@@ -35,11 +52,10 @@ class Query(msgspec.Struct, frozen=True, kw_only=True):
 
     fields: list[str] = msgspec.field(default_factory=list)
     filters: list[Filter] = msgspec.field(default_factory=list)
-    limit: int | None = None
+    limit: Limit | None = None
 
 
 _QUERY_DECODER = msgspec.json.Decoder(Query)
-_FILTERS_DECODER = msgspec.json.Decoder(list[Filter])
 ENCODER = msgspec.json.Encoder()
 
 
@@ -70,21 +86,23 @@ def from_body(body: bytes) -> Query:
 def from_params(params: Mapping[str, Sequence[str]]) -> Query:
     """GET query parameters (a multi-dict as ``{name: [values]}``)."""
     fields = [f.strip() for raw in params.get("fields", ()) for f in raw.split(",") if f.strip()]
-    filters: list[Filter] = []
+    filters: list[Any] = []
     for raw in params.get("filters", ()):
         try:
-            filters.extend(_FILTERS_DECODER.decode(raw))
-        except msgspec.ValidationError as exc:
-            raise InvalidParameter(f"invalid filters: {exc}") from None
+            decoded = msgspec.json.decode(raw)
         except msgspec.DecodeError:
             raise BadRequest('filters must be a JSON array of {"field", "value"}') from None
-    limit: int | None = None
+        if not isinstance(decoded, list):
+            raise InvalidParameter('filters must be a JSON array of {"field", "value"}')
+        filters.extend(decoded)
+    raw_query: dict[str, Any] = {"fields": fields, "filters": filters}
     if params.get("limit"):
-        raw_limit = params["limit"][-1]
-        if not raw_limit.removeprefix("-").isdigit() or len(raw_limit) > 9:
-            raise InvalidParameter(f"limit must be an integer, not {raw_limit[:20]!r}")
-        limit = int(raw_limit)
-    return _check(Query(fields=fields, filters=filters, limit=limit))
+        raw_query["limit"] = params["limit"][-1]
+    try:
+        # strict=False: "12" becomes 12 by msgspec's own rules ("²", " 1", "1e3" are refused).
+        return _check(msgspec.convert(raw_query, Query, strict=False))
+    except msgspec.ValidationError as exc:
+        raise InvalidParameter(f"invalid parameters: {exc}") from None
 
 
 async def read_query(request: Request[Any, Any, Any]) -> Query:

@@ -27,7 +27,7 @@ from feedserver.errors import BadRequest, RangeNotSatisfiable
 
 MAX_RANGES = 16
 MAX_HEADER = 1024
-_SPEC = re.compile(r"^\s*(\d{0,19})\s*-\s*(\d{0,19})\s*$")
+_SPEC = re.compile(r"^[ \t]*([0-9]{0,19})[ \t]*-[ \t]*([0-9]{0,19})[ \t]*\Z")  # ASCII only
 
 
 class ByteRange(NamedTuple):

@@ -28,11 +28,12 @@ from typing import Any, Final
 import anyio
 import msgspec
 from litestar import Request, Router, route
+from litestar.openapi import ResponseSpec
 from litestar.response import Stream
 
 from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
-from feedserver.api.problems import TYPE_BASE
+from feedserver.api.problems import TYPE_BASE, problem_specs
 from feedserver.api.query import Query, matches, project, wants_ndjson
 from feedserver.api.realtime_metering import StreamMetering, stream_view
 from feedserver.api.realtime_params import read_params, start_positions
@@ -185,7 +186,11 @@ def _closing(closed: SubscriptionClosed, *, ndjson: bool) -> bytes:
     return b"id: " + position_id(closed.positions) + b"\nevent: error\ndata: " + message + b"\n\n"
 
 
-@route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL)
+@route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
+       responses={**problem_specs(400, 401, 403, 413, 422, 429, 503),
+                  200: ResponseSpec(None, media_type=SSE, description=(
+                      "Article events as server-sent events, or NDJSON with Accept: "
+                      "application/x-ndjson; endless until the client leaves"))})
 async def articles(request: Request[Any, Any, Any], principal: PrincipalDep,
                    realtime: Injected[Realtime], billing: Injected[Billing],
                    stream_metering: Injected[StreamMetering]) -> Stream:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request
@@ -19,16 +19,21 @@ from feedserver.api.fields import ARTICLE_PATHS, check_paths
 from feedserver.api.query import Filter, Query, from_body, from_params
 from feedserver.errors import BadRequest, InvalidParameter
 from feedserver.feeds.realtime.hub import PARTS, Positions, partitions_of_parts
+from feedserver.identifiers import ascii_index
 from feedserver.storage.eventlog import EventLog
 
 MAX_ID = 4096
+
+
+# Offsets are positions in a topic partition: an int64 at most (they go to the database).
+Offset = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 class StreamBody(msgspec.Struct, frozen=True, kw_only=True):
     """The stream's parameters; other keys (the SDK's ``limit``) are ignored, as by WME."""
 
     parts: list[int] | None = None
-    offsets: dict[str, int] | None = None
+    offsets: dict[str, Offset] | None = None
     since: datetime | None = None
     since_per_partition: dict[str, datetime] | None = None
     fields: list[str] = msgspec.field(default_factory=list)
@@ -48,10 +53,11 @@ _BODY = msgspec.json.Decoder(StreamBody)
 
 
 def _partition_key(key: str, what: str) -> int:
-    if not key.isdigit() or len(key) > 6:
+    value = ascii_index(key)  # str.isdigit() accepts "²", which int() then refuses
+    if value is None or value > 999_999:
         raise InvalidParameter(f"{what}: partition keys must be non-negative integers, "
                                f"not {key[:20]!r}")
-    return int(key)
+    return value
 
 
 def _aware(dt: datetime, what: str, now: datetime) -> datetime:
@@ -70,9 +76,10 @@ def parse_last_event_id(raw: str | None) -> dict[int, int]:
     out: dict[int, int] = {}
     for piece in raw.split(","):
         p, sep, o = piece.strip().partition(":")
-        if not sep or not p.isdigit() or not o.isdigit() or len(p) > 6 or len(o) > 18:
+        part, offset = ascii_index(p), ascii_index(o)
+        if not sep or part is None or offset is None or part > 999_999:
             raise InvalidParameter("Last-Event-ID must look like 'partition:offset,...'")
-        out[int(p)] = int(o)
+        out[part] = offset
     return out
 
 
@@ -122,12 +129,8 @@ def body_from_params(params: Mapping[str, Sequence[str]]) -> StreamBody:
     raw: dict[str, Any] = {"fields": query.fields,
                            "filters": msgspec.to_builtins(query.filters)}
     if params.get("parts"):
-        raw["parts"] = []
-        for item in params["parts"]:
-            for piece in item.split(","):
-                if not piece.strip().lstrip("-").isdigit():
-                    raise InvalidParameter("parts must be integers", parameter="parts")
-                raw["parts"].append(int(piece))
+        # Strings: msgspec.convert below turns each into an int by its own rules.
+        raw["parts"] = [piece for item in params["parts"] for piece in item.split(",")]
     for name in ("offsets", "since_per_partition"):
         value = _json_param(params, name)
         if value is not None:
@@ -135,7 +138,7 @@ def body_from_params(params: Mapping[str, Sequence[str]]) -> StreamBody:
     if params.get("since"):
         raw["since"] = params["since"][-1]
     try:
-        return msgspec.convert(raw, StreamBody)
+        return msgspec.convert(raw, StreamBody, strict=False)
     except msgspec.ValidationError as exc:
         raise InvalidParameter(f"invalid parameters: {exc}") from None
 

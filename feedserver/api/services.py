@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeAlias, TypeVar
 
 from litestar import Request
 from litestar.di import Dependency
@@ -40,6 +40,9 @@ from feedserver.storage.blobs import BlobStore
 from feedserver.storage.db import Database
 from feedserver.storage.eventlog import EventLog
 
+if TYPE_CHECKING:  # the portal's pages import this module
+    from feedserver.api.portal.context import Portals
+
 T = TypeVar("T")
 
 # A handler parameter filled by the dependency of the same name (``build_app`` provides one
@@ -52,8 +55,10 @@ class Accounts(Protocol):
     """Who is calling (``feedserver.accounts.service.Accounts`` fits). Every method is
     synchronous and does blocking I/O: handlers call it in a worker thread."""
 
-    def login(self, username: str, password: str) -> TokenPair:
-        """Raises ``Unauthorized`` (wrong password), ``Forbidden`` (disabled)."""
+    def login(self, username: str, password: str, *, client: str | None = None) -> TokenPair:
+        """Tokens for a right password; ``client`` is the caller's address (throttling).
+        Raises ``Unauthorized`` (wrong password), ``Forbidden`` (disabled), ``RateLimited``
+        (throttled)."""
 
     def refresh(self, username: str, refresh_token: str) -> TokenPair:
         """Raises ``Unauthorized``, ``Forbidden``, ``RateLimited`` (refresh limit)."""
@@ -163,4 +168,5 @@ class Services:
     metering: Metering | None
     realtime: Realtime
     stream_metering: StreamMetering
+    portals: Portals
     metrics: Metrics

@@ -22,31 +22,21 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath
 
 from feedserver.accounts.models import Principal
 from feedserver.api import chunks
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
-from feedserver.api.chunks import DOWNLOAD_RESPONSES
 from feedserver.api.fields import PathSet, check_paths
-from feedserver.api.metered import Metered
+from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
+from feedserver.api.params import ChunkId, SnapshotId
 from feedserver.api.problems import problem_specs
-from feedserver.api.query import project, read_query, select
+from feedserver.api.query import VersionParam, project, read_query, select
 from feedserver.api.services import Injected, Snapshots
-from feedserver.errors import InvalidParameter, SnapshotNotFound
+from feedserver.errors import SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest
-from feedserver.plans import parse_snapshot_identifier
+from feedserver.identifiers import parse_snapshot_identifier
 
 FEED: Final = "snapshots"
-
-
-def parse_version(request: Request[Any, Any, Any]) -> int | None:
-    raw = request.query_params.get("version")
-    if raw is None:
-        return None
-    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
-        raise InvalidParameter(f"version must be a positive integer, not {raw[:20]!r}")
-    return int(raw)
 
 
 class Ref(msgspec.Struct):
@@ -182,10 +172,10 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDe
        dependencies=PRINCIPAL, responses=_ok(SnapshotMetadata, "Snapshot metadata"))
 async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
                        snapshots: Injected[Snapshots], metered: Injected[Metered],
-                       identifier: FromPath[str]) -> Response[bytes]:
+                       identifier: SnapshotId, version: VersionParam = None) -> Response[bytes]:
     """One snapshot's metadata; ``?version=N`` for an older version; ``fields``."""
     query = check_paths(await read_query(request), SNAPSHOT_PATHS)
-    wiki, m = await _manifest(snapshots, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(snapshots, principal, identifier, version)
     versions = await anyio.to_thread.run_sync(snapshots.versions, identifier)
     item = project(msgspec.to_builtins(snapshot_view(m, versions)), query.fields)
     return await metered.metadata(request, principal, FEED, wiki, item, many=False)
@@ -195,11 +185,11 @@ async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
        responses=DOWNLOAD_RESPONSES)
 async def download_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
                             snapshots: Injected[Snapshots], metered: Injected[Metered],
-                            identifier: FromPath[str]) -> Response[Any]:
+                            identifier: SnapshotId, version: VersionParam = None
+                            ) -> Response[Any]:
     """The snapshot: its chunk files back to back (NDJSON, zstd). Range, If-Range,
     If-None-Match; ``?version=N``."""
-    wiki, m = await _manifest(snapshots, principal, identifier,
-                              parse_version(request))
+    wiki, m = await _manifest(snapshots, principal, identifier, version)
     return await metered.chunks(
         request, principal, FEED, wiki, m.chunks, last_modified=m.date_modified,
         resource=f"{m.identifier}@{m.version}", sha256=m.sha256,
@@ -210,10 +200,10 @@ async def download_snapshot(request: Request[Any, Any, Any], principal: Principa
        dependencies=PRINCIPAL, responses=_ok(list[ChunkMetadata], "The snapshot's chunks"))
 async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
                       snapshots: Injected[Snapshots], metered: Injected[Metered],
-                      identifier: FromPath[str]) -> Response[bytes]:
+                      identifier: SnapshotId, version: VersionParam = None) -> Response[bytes]:
     """Chunk metadata of a snapshot version; ``fields``, ``filters``, ``limit``."""
     query = check_paths(await read_query(request), CHUNK_PATHS)
-    wiki, m = await _manifest(snapshots, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(snapshots, principal, identifier, version)
     return await chunks.list_chunks(request, principal, metered, FEED, wiki, m, query,
                                     chunk_view)
 
@@ -223,10 +213,11 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
        responses=_ok(ChunkMetadata, "Chunk metadata"))
 async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                     snapshots: Injected[Snapshots], metered: Injected[Metered],
-                    identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[bytes]:
+                    identifier: SnapshotId, chunk_id: ChunkId, version: VersionParam = None
+                    ) -> Response[bytes]:
     """One chunk, by identifier or index."""
     query = check_paths(await read_query(request), CHUNK_PATHS)
-    wiki, m = await _manifest(snapshots, principal, identifier, parse_version(request))
+    wiki, m = await _manifest(snapshots, principal, identifier, version)
     return await chunks.get_chunk(request, principal, metered, FEED, wiki, m, query, chunk_id,
                                   chunk_view, SnapshotNotFound)
 
@@ -235,10 +226,10 @@ async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
        dependencies=PRINCIPAL, responses=DOWNLOAD_RESPONSES)
 async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                          snapshots: Injected[Snapshots], metered: Injected[Metered],
-                         identifier: FromPath[str], chunk_id: FromPath[str]) -> Response[Any]:
+                         identifier: SnapshotId, chunk_id: ChunkId, version: VersionParam = None
+                         ) -> Response[Any]:
     """One chunk file (NDJSON, zstd); same Range and ETag support as the snapshot."""
-    wiki, m = await _manifest(snapshots, principal, identifier,
-                              parse_version(request))
+    wiki, m = await _manifest(snapshots, principal, identifier, version)
     chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
     return await metered.chunks(
         request, principal, "chunks", wiki, [chunk], last_modified=m.date_modified,

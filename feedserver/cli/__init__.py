@@ -16,6 +16,7 @@ from feedserver.cli import accounts, batches, demo, diff, events, serve, snapsho
 from feedserver.cli.command import invoke
 from feedserver.config import load_settings
 from feedserver.errors import FeedError
+from feedserver.logs import setup_logging
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -38,7 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return invoke(args, load_settings())
+        settings = load_settings()
+        setup_logging(settings)
+        return invoke(args, settings)
     except FeedError as exc:
         print(f"feedserver: error: {exc.detail}", file=sys.stderr)
         return 1

@@ -33,6 +33,10 @@ def register(sub: Any) -> None:
     _cmd(customers, "list", cmd_customer_list, "list customers")
     _cmd(customers, "set-plan", cmd_customer_set_plan, "move a customer to another plan",
          ("name", {}), ("plan", {}))
+    _cmd(customers, "set-stripe", cmd_customer_set_stripe,
+         "map a customer to its Stripe customer id (for usage exports)",
+         ("name", {}), ("stripe_customer_id", {"metavar": "STRIPE_ID",
+                                               "help": "cus_... ('' to unmap)"}))
     _cmd(customers, "disable", cmd_customer_disable, "refuse all access for a customer",
          ("name", {}))
     _cmd(customers, "enable", cmd_customer_enable, "re-enable a disabled customer", ("name", {}))
@@ -106,9 +110,9 @@ def cmd_customer_create(settings: Settings, *, name: str, plan: str = DEFAULT_PL
 def cmd_customer_list(settings: Settings) -> int:
     with _admin(settings) as admin:
         customers = admin.list_customers()
-    _table(("NAME", "PLAN", "STATUS", "ID", "CREATED"),
-           [(c.name, c.plan, "disabled" if c.disabled else "active", c.id, _when(c.created_at))
-            for c in customers])
+    _table(("NAME", "PLAN", "STATUS", "ID", "CREATED", "STRIPE"),
+           [(c.name, c.plan, "disabled" if c.disabled else "active", c.id, _when(c.created_at),
+             c.stripe_customer_id or "-") for c in customers])
     return 0
 
 
@@ -116,6 +120,14 @@ def cmd_customer_set_plan(settings: Settings, *, name: str, plan: str) -> int:
     with _admin(settings) as admin:
         customer = admin.set_plan(name, plan)
     print(f"customer {customer.name!r} is now on plan {customer.plan}")
+    return 0
+
+
+def cmd_customer_set_stripe(settings: Settings, *, name: str, stripe_customer_id: str) -> int:
+    with _admin(settings) as admin:
+        customer = admin.set_stripe_customer(name, stripe_customer_id)
+    print(f"customer {customer.name!r} maps to Stripe customer "
+          f"{customer.stripe_customer_id or '(none)'}")
     return 0
 
 

@@ -247,7 +247,8 @@ def run_demo(settings: Settings, *, pages: int = 300, rebuild: bool = False,
     print("\ntry:")
     for line in example_requests(base, title, credentials_file):
         print(f"  {line}")
-    print(f"  open {base}/usage (finance page), {base}/schema (OpenAPI), {base}/metrics\n")
+    print(f"  open {base}/usage (the portal: sign in as {credentials.username!r}), "
+          f"{base}/schema (OpenAPI), {base}/metrics\n")
     if no_serve:
         return 0
     sys.stdout.flush()  # the examples before the server's log, also through a pipe

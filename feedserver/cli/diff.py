@@ -25,7 +25,7 @@ from feedserver.feeds.diffs.files import apply_files, load_manifest
 from feedserver.feeds.diffs.manifest import ENCODER, DiffManifest
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.events.state import StateStore
-from feedserver.plans import check_identifier
+from feedserver.identifiers import check_snapshot_identifier
 from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import connect
 
@@ -96,7 +96,7 @@ def _summary(m: DiffManifest) -> str:
 def cmd_build(settings: Settings, *, identifier: list[str], version: int | None = None,
               base: int | None = None) -> int:
     blobs = open_blob_store(settings)
-    ids = [check_identifier(i) for i in identifier]
+    ids = [check_snapshot_identifier(i) for i in identifier]
     if version is not None or base is not None:
         if len(ids) != 1:
             raise InvalidParameter("--version/--base need exactly one identifier")
@@ -115,7 +115,7 @@ def cmd_build(settings: Settings, *, identifier: list[str], version: int | None 
 
 def cmd_advance(settings: Settings, *, identifier: str, since: datetime | None = None,
                 until: datetime | None = None) -> int:
-    identifier = check_identifier(identifier)
+    identifier = check_snapshot_identifier(identifier)
     db = connect(settings.database)
     try:
         done = advance_snapshot(open_blob_store(settings), settings, StateStore(db), identifier,
@@ -144,7 +144,7 @@ def cmd_list(settings: Settings) -> int:
 
 def cmd_show(settings: Settings, *, identifier: str, version: int | None = None) -> int:
     store = DiffStore(open_blob_store(settings))
-    manifest = store.manifest(check_identifier(identifier), version)
+    manifest = store.manifest(check_snapshot_identifier(identifier), version)
     sys.stdout.buffer.write(msgspec.json.format(ENCODER.encode(manifest)) + b"\n")
     return 0
 

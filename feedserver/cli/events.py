@@ -23,6 +23,7 @@ from feedserver.feeds.batches.build import seal_periodically
 from feedserver.feeds.content import open_content_source
 from feedserver.feeds.events.consumer import EventConsumer
 from feedserver.feeds.events.membership import Membership, member_from_hostname, membership
+from feedserver.feeds.scratch import scratch_root, sweep
 from feedserver.metrics import Metrics
 from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import connect
@@ -145,6 +146,7 @@ def cmd_consume(settings: Settings, *, once: bool = False, max_events: int | Non
     owner = _membership(members, member)
     seal = _seals(bounded=once or max_events is not None, no_seal_batches=no_seal_batches,
                   member=owner)
+    sweep(scratch_root(settings.data_path))  # scratch of builds killed earlier
     stats = asyncio.run(_consume(settings, owner, once=once, max_events=max_events,
                                  batch_size=batch_size, metrics_port=metrics_port, seal=seal))
     t = stats.totals

@@ -12,6 +12,7 @@ from typing import Any
 
 from feedserver.cli.command import bind
 from feedserver.config import Settings
+from feedserver.feeds.scratch import scratch_root, sweep
 
 
 def register(sub: Any) -> None:
@@ -31,10 +32,13 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
 
     if workers < 1:
         raise ValueError("--workers must be at least 1")
+    sweep(scratch_root(settings.data_path))  # scratch of builds killed earlier
     uvicorn.run(
         "feedserver.api.app:app_from_env", factory=True,
         host=host or settings.host, port=port or settings.port,
         workers=workers, log_level=settings.log_level.lower(),
+        # Logging is feedserver.logs' (JSON or text, request ids); the app logs each request.
+        log_config=None, access_log=False,
         proxy_headers=True, server_header=False, timeout_graceful_shutdown=10,
     )
     return 0

@@ -15,7 +15,7 @@ from feedserver.errors import InvalidParameter
 from feedserver.feeds.snapshots.build import build_snapshots
 from feedserver.feeds.snapshots.manifest import MANIFEST_ENCODER
 from feedserver.feeds.snapshots.store import SnapshotStore
-from feedserver.plans import check_identifier
+from feedserver.identifiers import check_snapshot_identifier
 from feedserver.storage.blobs import open_blob_store
 
 
@@ -93,14 +93,14 @@ def cmd_list(settings: Settings) -> int:
 
 def cmd_show(settings: Settings, *, identifier: str, version: int | None = None) -> int:
     store = SnapshotStore(open_blob_store(settings))
-    manifest = store.manifest(check_identifier(identifier), version)
+    manifest = store.manifest(check_snapshot_identifier(identifier), version)
     sys.stdout.buffer.write(msgspec.json.format(MANIFEST_ENCODER.encode(manifest)) + b"\n")
     return 0
 
 
 def cmd_verify(settings: Settings, *, identifier: str, version: int | None = None) -> int:
     store = SnapshotStore(open_blob_store(settings))
-    manifest = store.manifest(check_identifier(identifier), version)
+    manifest = store.manifest(check_snapshot_identifier(identifier), version)
     store.verify(manifest)
     print(f"{manifest.identifier} version {manifest.version}: OK "
           f"({manifest.article_count} articles, {len(manifest.chunks)} chunks, "
@@ -111,7 +111,7 @@ def cmd_verify(settings: Settings, *, identifier: str, version: int | None = Non
 def cmd_export(settings: Settings, *, identifier: str, output: Path,
                version: int | None = None) -> int:
     store = SnapshotStore(open_blob_store(settings))
-    manifest = store.manifest(check_identifier(identifier), version)
+    manifest = store.manifest(check_snapshot_identifier(identifier), version)
     if str(output) == "-":
         _write_lines(store, manifest, sys.stdout.buffer)
         return 0
@@ -131,7 +131,7 @@ def cmd_load_state(settings: Settings, *, identifier: str, version: int | None =
     from feedserver.storage.db import connect
 
     store = SnapshotStore(open_blob_store(settings))
-    manifest = store.manifest(check_identifier(identifier), version)
+    manifest = store.manifest(check_snapshot_identifier(identifier), version)
     db = connect(settings.database)
     try:
         count = StateStore(db).load_articles(store.iter_articles(manifest))

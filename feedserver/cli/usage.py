@@ -1,5 +1,5 @@
 """``feedserver usage ...``: verify the ledger, reports, the usage-topic consumer, journal
-replay."""
+replay; corrections and exports are in ``usage_billing``."""
 
 from __future__ import annotations
 
@@ -11,17 +11,20 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
+from feedserver.cli import usage_billing
 from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import IntegrityError
 from feedserver.metering.customers import customer_directory
 from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import Ledger
+from feedserver.metering.periods import Periods, utcnow
 from feedserver.metering.reports import build_report, to_csv, to_json
 from feedserver.metering.service import JOURNAL_DIR
 from feedserver.metering.usage_topic import consume_usage
+from feedserver.metering.verification import verify_and_record
 from feedserver.metrics import Metrics
-from feedserver.storage.db import connect
+from feedserver.storage.db import Database, connect
 from feedserver.storage.eventlog import open_event_log
 
 
@@ -48,17 +51,25 @@ def register(sub: Any) -> None:
 
     replay = cmds.add_parser("replay", help="commit usage journals left by stopped servers")
     bind(replay, cmd_replay)
+    usage_billing.register(cmds)
+
+
+def _ledger(settings: Settings, db: Database) -> Ledger:
+    """The ledger as the server appends to it: months close ``usage_grace_hours`` after they
+    end, so a late record lands in the current month."""
+    return Ledger(db, periods=Periods.hours(settings.usage_grace_hours))
 
 
 def cmd_verify(settings: Settings) -> int:
     db = connect(settings.database)
-    try:
-        result = Ledger(db).verify()
+    try:  # the outcome is kept: the portal shows the last one next to the chain head
+        result = verify_and_record(Ledger(db), source="cli", when=utcnow())
     finally:
         db.close()
     if not result.ok:
         raise IntegrityError(f"usage ledger: {result.problem} ({result.rows} rows verified)")
-    print(f"usage ledger: {result.rows} rows, hash chain intact")
+    print(f"usage ledger: {result.rows} rows, hash chain intact "
+          f"(head seq {result.head_seq}, {result.head_hash})")
     return 0
 
 
@@ -68,7 +79,8 @@ def cmd_report(settings: Settings, *, month: str, format: str = "csv",
     try:
         directory = customer_directory(db)
         customer_id = directory.resolve(customer) if customer else None
-        report = build_report(db, month, customer_id=customer_id, terms_of=directory.terms)
+        report = build_report(db, month, customer_id=customer_id, terms_of=directory.terms,
+                              name_of=directory.name)
     finally:
         db.close()
     data = to_csv(report).encode() if format == "csv" else to_json(report) + b"\n"
@@ -99,8 +111,9 @@ def cmd_consume(settings: Settings, *, idle_exit: float | None = None,
         events = open_event_log(settings, db)
         try:
             stats = await consume_usage(
-                Ledger(db), events, settings.usage_topic, f"{settings.consumer_group}.usage",
-                stop=stop, idle_exit_seconds=idle_exit, metrics=metrics,
+                _ledger(settings, db), events, settings.usage_topic,
+                f"{settings.consumer_group}.usage", stop=stop, idle_exit_seconds=idle_exit,
+                metrics=metrics,
             )
         finally:
             await events.close()
@@ -117,7 +130,7 @@ def cmd_replay(settings: Settings) -> int:
     journal = Journal(settings.data_path / JOURNAL_DIR)
     try:
         recovered = journal.recover()
-        inserted = Ledger(db).append(recovered.records)
+        inserted = _ledger(settings, db).append(recovered.records)
         journal.discard()
     finally:
         db.close()

@@ -13,11 +13,13 @@ from typing import Annotated, Literal
 import msgspec
 
 from feedserver.errors import InvalidEvent
+from feedserver.identifiers import ProjectId
 
 InputKind = Literal["page_change", "recentchange"]
 
-# Wiki database names: enwiki, commonswiki, zh_min_nanwiki, be_x_oldwiki ...
-WikiId = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+# Wiki database names: enwiki, commonswiki, zh_min_nanwiki, be_x_oldwiki ... (one rule for
+# every edge: ``feedserver.identifiers``).
+WikiId = ProjectId
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 _PREFIXES: tuple[tuple[str, InputKind], ...] = (

@@ -7,6 +7,12 @@ versions keep decoding. The mapping follows Wikimedia Enterprise:
 - move -> ``update`` for the new title, then ``delete`` for the old title;
 - visibility_change -> ``visibility-change`` carrying ``visibility{text, editor, comment}``.
 
+Every field the feeds use is range-checked while decoding (msgspec ``Meta`` bounds from
+``feedserver.identifiers``): ids and sizes within the schema's ``0 .. 2**53 - 1``, a project id
+that is a wiki database name, a namespace ``0 .. 999999``, a legal title. An event that breaks
+one is an ``InvalidEvent`` (dead-lettered by the consumer), never a value the database cannot
+hold or a page the API would serve under a hostile name.
+
 Hidden content never leaks: when the event says a revision's text, editor or comment is not
 visible, the body (and everything derived from it), editor or comment is left out.
 
@@ -25,11 +31,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from feedserver.errors import InvalidEvent
+from feedserver.identifiers import Count, Int32, NamespaceId, PageId, ProjectId, RevId, Title
 from feedserver.ingest.siteinfo import language_of, page_url, wiki_from_host
 from feedserver.ingest.wikitext import WikitextAnalyzer
 from feedserver.models import (
@@ -65,19 +72,19 @@ class _Src(msgspec.Struct, kw_only=True):
 
 class EventMeta(_Src):
     stream: str
-    id: str | None = None
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
     dt: datetime | None = None
     domain: str | None = None
     uri: str | None = None
 
 
 class EventUser(_Src):
-    user_id: int | None = None
+    user_id: Count | None = None
     user_text: str | None = None
     is_bot: bool = False
     is_temp: bool = False
     groups: list[str] | None = None
-    edit_count: int | None = None
+    edit_count: Count | None = None
     registration_dt: datetime | None = None
 
 
@@ -85,15 +92,15 @@ class ContentSlot(_Src):
     content_model: str | None = None
     content_body: str | None = None
     content_sha1: str | None = None
-    content_size: int | None = None
+    content_size: Count | None = None
 
 
 class EventRevision(_Src):
-    rev_id: int
+    rev_id: RevId
     rev_dt: datetime
-    rev_parent_id: int | None = None
+    rev_parent_id: Count | None = None
     rev_sha1: str | None = None
-    rev_size: int | None = None
+    rev_size: Count | None = None
     comment: str | None = None
     is_minor_edit: bool = False
     is_comment_visible: bool = True
@@ -105,27 +112,27 @@ class EventRevision(_Src):
 
 class PageLink(_Src):
     page_title: str
-    page_id: int | None = None
-    namespace_id: int | None = None
+    page_id: Count | None = None
+    namespace_id: Int32 | None = None
     is_redirect: bool = False
 
 
 class EventPage(_Src):
-    page_id: int
-    page_title: str
+    page_id: PageId
+    page_title: Title
     # Optional in the schema, but it is part of every article key: required here.
-    namespace_id: int
+    namespace_id: NamespaceId
     is_redirect: bool = False
     redirect_page_link: PageLink | None = None
 
 
 class PriorPage(_Src):
-    page_title: str | None = None
-    namespace_id: int | None = None
+    page_title: Title | None = None
+    namespace_id: NamespaceId | None = None
 
 
 class PriorRevision(_Src):
-    rev_id: int | None = None
+    rev_id: RevId | None = None
     rev_dt: datetime | None = None
     is_comment_visible: bool | None = None
     is_editor_visible: bool | None = None
@@ -141,7 +148,7 @@ class PageChange(_Src):
     schema: str = msgspec.field(name="$schema")
     meta: EventMeta
     dt: datetime
-    wiki_id: str
+    wiki_id: ProjectId
     page_change_kind: PageChangeKind
     page: EventPage
     revision: EventRevision
@@ -193,10 +200,6 @@ def decode_page_change(raw: bytes | str) -> PageChange:
         raise InvalidEvent(f"malformed event JSON: {exc}", reason="json") from exc
     if not event.schema.startswith("/mediawiki/page/change/1."):
         raise InvalidEvent(f"unsupported event schema {event.schema!r}", reason="unsupported")
-    if event.page.page_id <= 0 or event.revision.rev_id <= 0:
-        raise InvalidEvent("page_id and rev_id must be positive", reason="schema")
-    if not event.page.page_title:
-        raise InvalidEvent("empty page_title", reason="schema")
     return event
 
 

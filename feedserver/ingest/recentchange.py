@@ -22,8 +22,12 @@ The mapping (as for page_change, after Wikimedia Enterprise):
   revision without an edit event);
 - ``categorize``, ``external`` and every other log action -> nothing.
 
-Fields are range-checked at decode (msgspec ``Meta``): ids and sizes must fit the schema's
-bounds (2**53 - 1), namespaces an int32, so nothing downstream (SQLite's int64) can overflow.
+Fields are range-checked at decode (msgspec ``Meta``, the shared rules of
+``feedserver.identifiers``): ids and sizes must fit the schema's bounds (2**53 - 1), the wiki is
+a database name, titles are legal MediaWiki titles, namespaces an int32, so nothing downstream
+(SQLite's int64) can overflow. An event that becomes an article change must also name a content
+namespace (``0 .. 999999``, the snapshot-identifier rule); log entries of other namespaces
+(``Special:``) are still decoded, and ignored or dead-lettered by the mapping.
 Each event is identified by ``meta.id`` (the dedup key); the output event identifiers are
 UUID5 of it, so a replay yields the same identifiers.
 """
@@ -37,7 +41,15 @@ from typing import Annotated, Literal
 import msgspec
 
 from feedserver.errors import InvalidEvent
-from feedserver.ingest.envelope import EventId, WikiId
+from feedserver.identifiers import (
+    MAX_NAMESPACE,
+    MAX_SAFE,
+    Int32,
+    ProjectId,
+    Title,
+    ascii_index,
+)
+from feedserver.ingest.envelope import EventId
 from feedserver.ingest.events import (
     EVENT_ID_NAMESPACE,
     ArticleChange,
@@ -63,12 +75,10 @@ from feedserver.models import (
     Visibility,
 )
 
-MAX_SAFE = 9_007_199_254_740_991  # the schema's integer bound (JavaScript's safe integers)
 RevId = Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE)]
 Length = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE)]
 Timestamp = Annotated[int, msgspec.Meta(ge=-MAX_SAFE, le=MAX_SAFE)]
-NamespaceId = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+NamespaceId = Int32  # log entries may name a virtual namespace; changes need 0..MAX_NAMESPACE
 ShortText = Annotated[str, msgspec.Meta(max_length=64)]
 Lookup = Literal["revision", "latest", "stored"]
 
@@ -135,7 +145,7 @@ class RecentChange(_Src):
     meta: RcMeta
     type: ShortText | Annotated[int, msgspec.Meta(ge=0, le=255)] | None = None
     id: Length | None = None  # rcid
-    wiki: WikiId | None = None
+    wiki: ProjectId | None = None
     namespace: NamespaceId | None = None
     title: Title | None = None
     timestamp: Timestamp | None = None
@@ -215,6 +225,9 @@ def map_recentchange(event: RecentChange) -> list[TitleChange]:
         return []  # categorize, external, unknown numbers: not article changes
     if event.wiki is None or event.title is None or event.namespace is None:
         raise InvalidEvent("recentchange without wiki, title or namespace", reason="schema")
+    if not 0 <= event.namespace <= MAX_NAMESPACE:
+        raise InvalidEvent(f"namespace {event.namespace} is not a content namespace",
+                           reason="schema")
     if action is None:
         rev = event.revision.new if event.revision else None
         if rev is None:
@@ -262,9 +275,10 @@ def _visibility_changes(event: RecentChange, params: LogParams) -> list[TitleCha
 
 
 def _rev_id(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_SAFE:
+    value = ascii_index(text)  # str.isdigit() would let "²" through to int()
+    if value is None or not 1 <= value <= MAX_SAFE:
         raise InvalidEvent(f"revision id {text[:20]!r} out of range", reason="schema")
-    return int(text)
+    return value
 
 
 def _name(title: str) -> str:

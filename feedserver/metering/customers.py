@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from feedserver.accounts import repository
+from feedserver.accounts import repository, schema
 from feedserver.errors import NotFound, StorageError
 from feedserver.plans import UNLIMITED, Plan
 from feedserver.storage.db import Database
@@ -23,6 +23,9 @@ class CustomerDirectory(Protocol):
 
     def terms(self, customer_id: str) -> Plan:
         """The customer's plan (``UNLIMITED`` for an unknown id or a plan that is gone)."""
+
+    def name(self, customer_id: str) -> str:
+        """The customer's name (the id itself when unknown)."""
 
 
 class StaticDirectory:
@@ -43,11 +46,26 @@ class StaticDirectory:
         entry = self._customers.get(customer_id)
         return UNLIMITED if entry is None or entry[1] is None else entry[1]
 
+    def name(self, customer_id: str) -> str:
+        entry = self._customers.get(customer_id)
+        return customer_id if entry is None else entry[0]
+
 
 def customer_directory(db: Database) -> CustomerDirectory:
     try:
+        schema.migrate(db)  # a database last opened by an older version
         plans = {plan.name: plan for plan in repository.list_plans(db)}
         customers = repository.list_customers(db)
     except StorageError:  # no accounts tables in this database
         return StaticDirectory()
     return StaticDirectory({c.id: (c.name, plans.get(c.plan)) for c in customers})
+
+
+def stripe_customer_ids(db: Database) -> dict[str, str]:
+    """``{customer_id: Stripe customer id}`` of the customers that have one."""
+    try:
+        schema.migrate(db)
+        customers = repository.list_customers(db)
+    except StorageError:
+        return {}
+    return {c.id: c.stripe_customer_id for c in customers if c.stripe_customer_id}

@@ -1,36 +1,49 @@
 """The usage ledger: an append-only, hash-chained table in the shared database.
 
 Row ``n`` stores ``prev_hash`` (row ``n-1``'s hash) and ``row_hash = SHA-256(prev_hash + "\\n" +
-canonical(row))`` where ``canonical`` is the JSON array of every column, ``seq`` included. A
-one-row ``usage_chain_head`` holds the last seq, hash and row count and is updated in the same
-transaction, so ``verify()`` detects an edited row (its hash), a removed or reordered row (the
-next row's ``prev_hash`` or a gap in ``seq``) and a removed tail (the head).
+canonical(row))`` where ``canonical`` is the JSON array of the row's columns, ``seq`` included
+(``feedserver.metering.entries``). A one-row ``usage_chain_head`` holds the last seq, hash and
+row count and is updated in the same transaction, so ``verify()`` detects an edited row (its
+hash), a removed or reordered row (the next row's ``prev_hash`` or a gap in ``seq``) and a
+removed tail (the head).
 
 Appends are serialised on the head row: SQLite's ``BEGIN IMMEDIATE`` and PostgreSQL's
 ``SELECT ... FOR UPDATE``, so several writer processes still build ONE linear chain. Appends are
 idempotent: a ``usage_id`` already present is skipped. The same transaction adds committed
 ``bytes`` to the monthly quota counters (``feedserver.metering.quotas``), so counters and ledger
 cannot drift apart.
+
+Records are booked in the month of their timestamp while that month is open; one that arrives
+after its month closed is booked now, as a ``late`` row (``feedserver.metering.periods``).
+Corrections (``feedserver.metering.corrections``) are appended through ``append_entries``,
+whose builder runs under the head lock, so it sees every earlier correction.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import msgspec
 
+from feedserver.metering.entries import (
+    ALL_COLUMNS,
+    COLUMNS,
+    SELECT,
+    LedgerRow,
+    canonical,
+    from_db,
+    from_record,
+    insert_values,
+)
+from feedserver.metering.periods import Periods
 from feedserver.metering.records import UsageRecord, merge
-from feedserver.storage.db import Database
+from feedserver.storage.db import Cursor, Database
 
 GENESIS = "0" * 64
-COLUMNS = (
-    "seq", "usage_id", "ts", "customer_id", "api_key_id", "user_name", "feed", "project",
-    "meter", "quantity", "request_id", "resource", "download_id",
-)
-_COLS = ", ".join(COLUMNS)
+__all__ = ["COLUMNS", "GENESIS", "NEVER_CLOSES", "ChainHead", "Ledger", "VerifyResult",
+           "row_hash", "ts_text"]
 
 MIGRATION = (
     "CREATE TABLE usage_ledger (seq BIGINT PRIMARY KEY, usage_id TEXT NOT NULL UNIQUE, "
@@ -49,10 +62,22 @@ MIGRATION = (
     "PRIMARY KEY (customer_id, month, meter, claim_key))",
     "CREATE TABLE rate_limit_state (bucket TEXT PRIMARY KEY, tat {real} NOT NULL)",
 )
+# Correcting entries: rows of kind usage keep the defaults (and their hashes, see entries).
+CORRECTIONS_MIGRATION = (
+    "ALTER TABLE usage_ledger ADD COLUMN kind TEXT NOT NULL DEFAULT 'usage'",
+    "ALTER TABLE usage_ledger ADD COLUMN corrects TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE usage_ledger ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE usage_ledger ADD COLUMN actor TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE usage_ledger ADD COLUMN original_ts TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX usage_ledger_corrects ON usage_ledger (corrects)",
+)
 
 _encoder = msgspec.json.Encoder()
 _NO_OFFSET = timedelta(0)
 _IN_CHUNK = 400  # keeps ``IN (...)`` under SQLite's parameter limit
+_INSERT = (f"INSERT INTO usage_ledger ({', '.join(ALL_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(ALL_COLUMNS))})")
+NEVER_CLOSES = Periods(None)
 
 
 def ts_text(ts: datetime) -> str:
@@ -62,20 +87,13 @@ def ts_text(ts: datetime) -> str:
     return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"  # fast path
 
 
-def row_hash(prev_hash: str, row: Sequence[Any]) -> str:
+def row_hash(prev_hash: str, row: Sequence[object]) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + _encoder.encode(list(row))).hexdigest()
-
-
-def _row(seq: int, rec: UsageRecord) -> tuple[Any, ...]:
-    return (
-        seq, rec.usage_id, ts_text(rec.ts), rec.customer_id, rec.api_key_id, rec.user,
-        rec.feed, rec.project, rec.meter, rec.quantity, rec.request_id, rec.resource,
-        rec.download_id,
-    )
 
 
 def migrate(db: Database) -> None:
     db.migrate("metering-0001-ledger", MIGRATION)
+    db.migrate("metering-0002-corrections", CORRECTIONS_MIGRATION)
 
 
 class VerifyResult(msgspec.Struct, kw_only=True):
@@ -83,11 +101,23 @@ class VerifyResult(msgspec.Struct, kw_only=True):
     rows: int
     problem: str = ""
     seq: int = 0
+    head_seq: int = 0  # the chain head the walk checked against
+    head_hash: str = ""
+
+
+class ChainHead(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    row_hash: str
+    rows: int
+
+
+EntryBuilder = Callable[[Cursor], Sequence[LedgerRow]]
 
 
 class Ledger:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, periods: Periods = NEVER_CLOSES) -> None:
         self.db = db
+        self.periods = periods
         migrate(db)
         self._lock_head = (
             "SELECT seq, row_hash, row_count FROM usage_chain_head WHERE id = 1"
@@ -99,35 +129,58 @@ class Ledger:
         unique = {rec.usage_id: rec for rec in merge(records)}
         if not unique:
             return 0
+        now = self.periods.now()
+        booked_now = ts_text(now)
+
+        def build(_cur: Cursor) -> list[LedgerRow]:
+            rows = []
+            open_months: dict[str, bool] = {}
+            for rec in sorted(unique.values(), key=lambda r: (r.ts, r.usage_id)):
+                ts = ts_text(rec.ts)
+                row = from_record(rec, ts)
+                month = ts[:7]
+                is_open = open_months.get(month)
+                if is_open is None:
+                    is_open = open_months[month] = self.periods.is_open(month, now)
+                if not is_open:
+                    row = msgspec.structs.replace(
+                        row, ts=booked_now, kind="late", original_ts=ts, actor="ledger",
+                        reason=f"arrived after {ts[:7]} closed")
+                rows.append(row)
+            return rows
+
+        return self._append(build, keep=False)[0]
+
+    def append_entries(self, build: EntryBuilder) -> list[LedgerRow]:
+        """Append what ``build`` returns, ``build`` running inside the transaction that holds
+        the chain head (so what it reads cannot change before the rows are written). Rows
+        whose ``usage_id`` is already present are skipped. Returns the rows appended."""
+        return self._append(build, keep=True)[1]
+
+    def _append(self, build: EntryBuilder, *, keep: bool) -> tuple[int, list[LedgerRow]]:
         with self.db.transaction() as cur:
             head = cur.execute(self._lock_head).fetchone()
             assert head is not None, "usage_chain_head row missing"
             seq, prev, count = int(head[0]), str(head[1]), int(head[2])
-            ids = list(unique)
-            for i in range(0, len(ids), _IN_CHUNK):
-                part = ids[i : i + _IN_CHUNK]
-                marks = ", ".join("?" * len(part))
-                for (found,) in cur.execute(
-                    f"SELECT usage_id FROM usage_ledger WHERE usage_id IN ({marks})", part
-                ).fetchall():
-                    unique.pop(found, None)
-            new = sorted(unique.values(), key=lambda r: (r.ts, r.usage_id))
-            insert = (
-                f"INSERT INTO usage_ledger ({_COLS}, prev_hash, row_hash) "
-                f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
-            )
+            entries = {row.usage_id: row for row in build(cur)}
+            for found in _existing(cur, list(entries)):
+                entries.pop(found, None)
+            sealed: list[LedgerRow] = []
+            values = []
             bytes_by_month: dict[tuple[str, str], int] = {}
-            rows = []
-            for rec in new:
+            for entry in entries.values():
                 seq += 1
-                row = _row(seq, rec)
-                digest = row_hash(prev, row)
-                rows.append((*row, prev, digest))
+                body = canonical(entry, seq)
+                digest = row_hash(prev, body)
+                values.append(insert_values(entry, body, prev, digest))
+                if keep:
+                    sealed.append(msgspec.structs.replace(entry, seq=seq, prev_hash=prev,
+                                                          row_hash=digest))
                 prev = digest
-                if rec.meter == "bytes" and rec.quantity:
-                    key = (rec.customer_id, row[2][:7])
-                    bytes_by_month[key] = bytes_by_month.get(key, 0) + rec.quantity
-            cur.executemany(insert, rows)
+                if entry.meter == "bytes" and entry.quantity:
+                    key = (entry.customer_id, entry.ts[:7])
+                    bytes_by_month[key] = bytes_by_month.get(key, 0) + entry.quantity
+            cur.executemany(_INSERT, values)
             for (customer, month), used in bytes_by_month.items():
                 cur.execute(
                     "INSERT INTO quota_usage (customer_id, month, meter, used) "
@@ -135,52 +188,77 @@ class Ledger:
                     "DO UPDATE SET used = quota_usage.used + excluded.used",
                     (customer, month, used),
                 )
-            cur.execute(
-                "UPDATE usage_chain_head SET seq = ?, row_hash = ?, row_count = ? WHERE id = 1",
-                (seq, prev, count + len(new)),
-            )
-        return len(new)
+            if values:
+                cur.execute(
+                    "UPDATE usage_chain_head SET seq = ?, row_hash = ?, row_count = ? "
+                    "WHERE id = 1", (seq, prev, count + len(values)),
+                )
+        return len(values), sealed
 
     def count(self) -> int:
         row = self.db.fetchone("SELECT COUNT(*) FROM usage_ledger")
         return int(row[0]) if row else 0
 
-    def rows(self, *, page: int = 1000) -> Iterator[tuple[Any, ...]]:
+    def head(self) -> ChainHead:
+        row = self.db.fetchone("SELECT seq, row_hash, row_count FROM usage_chain_head")
+        if row is None:
+            return ChainHead(seq=0, row_hash=GENESIS, rows=0)
+        return ChainHead(seq=int(row[0]), row_hash=str(row[1]), rows=int(row[2]))
+
+    def get(self, usage_id: str) -> LedgerRow | None:
+        row = self.db.fetchone(f"SELECT {SELECT} FROM usage_ledger WHERE usage_id = ?",
+                               (usage_id,))
+        return None if row is None else from_db(row)
+
+    def rows(self, *, page: int = 1000) -> Iterator[LedgerRow]:
         """Every row in chain order, keyset-paged so memory stays bounded."""
         after = 0
         while True:
             batch = self.db.fetchall(
-                f"SELECT {_COLS}, prev_hash, row_hash FROM usage_ledger WHERE seq > ? "
-                f"ORDER BY seq LIMIT {int(page)}",
+                f"SELECT {SELECT} FROM usage_ledger WHERE seq > ? ORDER BY seq LIMIT {int(page)}",
                 (after,),
             )
-            yield from batch
+            for values in batch:
+                yield from_db(values)
             if len(batch) < page:
                 return
             after = int(batch[-1][0])
 
     def verify(self) -> VerifyResult:
-        """Walk the chain; report the first edited, removed or reordered row."""
+        """Walk the chain up to the head as it is now (rows appended meanwhile are left for the
+        next run); report the first edited, removed or reordered row."""
+        head = self.head()
         prev, expected, n = GENESIS, 1, 0
+
+        def bad(seq: int, problem: str) -> VerifyResult:
+            return VerifyResult(ok=False, rows=n, seq=seq, problem=problem, head_seq=head.seq,
+                                head_hash=head.row_hash)
+
         for row in self.rows():
-            seq = int(row[0])
-            body, stored_prev, stored_hash = row[: len(COLUMNS)], row[-2], row[-1]
-            body = (*body[:9], int(body[9]), *body[10:])
+            seq = row.seq
+            if seq > head.seq and n == head.seq:
+                break  # appended after the walk began
             if seq != expected:
-                return VerifyResult(ok=False, rows=n, seq=expected, problem=(
-                    f"row seq {expected} is missing (next row is seq {seq}): removed"))
-            if stored_prev != prev:
-                return VerifyResult(ok=False, rows=n, seq=seq, problem=(
-                    f"row seq {seq}: prev_hash does not match row {seq - 1}: "
-                    "a row was removed, inserted or reordered"))
-            if row_hash(prev, body) != stored_hash:
-                return VerifyResult(ok=False, rows=n, seq=seq, problem=(
-                    f"row seq {seq} (usage_id {body[1]}): contents do not match its hash: "
-                    "edited"))
-            prev, expected, n = stored_hash, expected + 1, n + 1
-        head = self.db.fetchone("SELECT seq, row_hash, row_count FROM usage_chain_head")
-        if head is None or (int(head[0]), str(head[1]), int(head[2])) != (n, prev, n):
-            where = f"seq {head[0]}, {head[2]} rows" if head else "no head row"
-            return VerifyResult(ok=False, rows=n, seq=n + 1, problem=(
-                f"chain ends at seq {n} but the head records {where}: rows removed at the end"))
-        return VerifyResult(ok=True, rows=n)
+                return bad(expected, f"row seq {expected} is missing (next row is seq {seq}): "
+                                     "removed")
+            if row.prev_hash != prev:
+                return bad(seq, f"row seq {seq}: prev_hash does not match row {seq - 1}: "
+                                "a row was removed, inserted or reordered")
+            if row_hash(prev, canonical(row)) != row.row_hash:
+                return bad(seq, f"row seq {seq} (usage_id {row.usage_id}): contents do not "
+                                "match its hash: edited")
+            prev, expected, n = row.row_hash, expected + 1, n + 1
+        if (head.seq, head.row_hash, head.rows) != (n, prev, n):
+            return bad(n + 1, f"chain ends at seq {n} but the head records seq {head.seq}, "
+                              f"{head.rows} rows: rows removed at the end")
+        return VerifyResult(ok=True, rows=n, head_seq=head.seq, head_hash=head.row_hash)
+
+
+def _existing(cur: Cursor, ids: list[str]) -> list[str]:
+    found: list[str] = []
+    for i in range(0, len(ids), _IN_CHUNK):
+        part = ids[i : i + _IN_CHUNK]
+        marks = ", ".join("?" * len(part))
+        found += [str(r[0]) for r in cur.execute(
+            f"SELECT usage_id FROM usage_ledger WHERE usage_id IN ({marks})", part).fetchall()]
+    return found

@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 
 from feedserver.errors import InvalidParameter
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# ASCII digits only, and a year whose month and next month are real dates: "9999-12" would end
+# in year 10000 and "0000-01" start in year 0 (both once a 500 of /v1/usage).
+# The OpenAPI pattern of ``?month=``: years 1970-9998 (as parse_month checks), months 01-12.
+MONTH_PATTERN = (r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+                 r"-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])\Z")
+MIN_YEAR, MAX_YEAR = 1970, 9998
 
 
 def month_of(ts: datetime) -> str:
@@ -17,8 +23,10 @@ def month_of(ts: datetime) -> str:
 
 def parse_month(month: str) -> tuple[int, int]:
     m = _MONTH.match(month)
-    if not m:
-        raise InvalidParameter(f"month must be YYYY-MM, got {month!r}", parameter="month")
+    if not m or not MIN_YEAR <= int(m.group(1)) <= MAX_YEAR:
+        raise InvalidParameter(
+            f"month must be YYYY-MM with a year {MIN_YEAR}-{MAX_YEAR}, got {month[:20]!r}",
+            parameter="month")
     return int(m.group(1)), int(m.group(2))
 
 

@@ -18,7 +18,8 @@ from feedserver.config import Settings
 from feedserver.metering.admission import Admission, Admitter
 from feedserver.metering.customers import CustomerDirectory, customer_directory
 from feedserver.metering.journal import Journal
-from feedserver.metering.ledger import Ledger
+from feedserver.metering.ledger import NEVER_CLOSES, Ledger
+from feedserver.metering.periods import Periods
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.metering.ratelimit import DatabaseRateLimiter, RateLimiter
 from feedserver.metering.records import MeteredPrincipal, NullSink, UsageSink
@@ -41,12 +42,13 @@ class Metering:
         destination: Destination | None = None,
         limiter: RateLimiter | None = None,
         directory: CustomerDirectory | None = None,
+        periods: Periods = NEVER_CLOSES,
         batch_size: int = 500,
         flush_seconds: float = 0.2,
     ) -> None:
         self.db = db
         self.enabled = enabled
-        self.ledger = Ledger(db)
+        self.ledger = Ledger(db, periods=periods)
         self.counters = QuotaCounters(db)
         self._directory = directory
         if limiter is None:
@@ -115,6 +117,7 @@ def open_metering(
         enabled=settings.metering_enabled,
         journal_dir=str(settings.data_path / JOURNAL_DIR),
         destination=destination,
+        periods=Periods.hours(settings.usage_grace_hours),
         batch_size=settings.ledger_batch_size,
         flush_seconds=settings.ledger_flush_seconds,
     )

@@ -1,6 +1,7 @@
 """The package imports follow the architecture: no arrow runs back up.
 
-    models config errors plans metrics          records, settings, errors, the plan model
+    models config errors identifiers plans metrics logs
+                                                records, settings, errors, ids, plans, logging
       <- ingest formats storage sources demo    pure transforms, file formats, adapters
         <- feeds accounts metering              the feeds and the business
           <- api cli                            the edges
@@ -24,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "feedserver"
 
 # What each part may import from feedserver (besides itself). A part is a top-level module
 # or package of feedserver; the bottom modules form one part, "base".
-BASE = frozenset({"models", "config", "errors", "plans", "metrics"})
+BASE = frozenset({"models", "config", "errors", "plans", "metrics", "identifiers", "logs"})
 ALLOWED: dict[str, frozenset[str]] = {
     "base": frozenset(),
     "ingest": frozenset({"base"}),

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from feedserver.errors import Forbidden, InvalidIdentifier, InvalidParameter
-from feedserver.plans import (
-    PRODUCT_FEEDS,
-    SNAPSHOT_RE,
-    WIKI_RE,
-    Plan,
-    Quotas,
-    decode_plan,
+from feedserver.identifiers import (
     parse_snapshot_identifier,
-    snapshot_identifier,
 )
+from feedserver.plans import PRODUCT_FEEDS, Plan, Quotas, decode_plan
 
 
 def _plan(name: str) -> Plan:
@@ -84,22 +76,6 @@ def test_one_identifier_rule_for_plans_and_keys(bad: str) -> None:
         parse_snapshot_identifier(bad)
     with pytest.raises(InvalidIdentifier):
         Plan(name="all", feeds=list(PRODUCT_FEEDS)).entitlements.snapshot_allowed(bad)
-
-
-@given(wiki=st.from_regex(WIKI_RE, fullmatch=True), namespace=st.integers(0, 999_999))
-def test_identifiers_round_trip(wiki: str, namespace: int) -> None:
-    identifier = snapshot_identifier(wiki, namespace)
-    assert parse_snapshot_identifier(identifier) == (wiki, namespace)
-
-
-@given(st.text(max_size=80))
-def test_parser_accepts_exactly_the_rule(text: str) -> None:
-    if SNAPSHOT_RE.match(text):
-        wiki, namespace = parse_snapshot_identifier(text)
-        assert f"{wiki}_namespace_{namespace}" == text
-    else:
-        with pytest.raises(InvalidIdentifier):
-            parse_snapshot_identifier(text)
 
 
 def test_quota_limits_by_name() -> None:

@@ -1,42 +1,36 @@
-"""The web portal: the finance page at ``GET /usage``.
+"""The web portal at ``/usage``: finance (administrators) and customers' self-service.
 
-The page is static: HTML, CSS and JavaScript files in ``assets/`` (no CDN, no chart library),
-served as they are. The script asks for an API token, fetches ``/v1/usage?month=`` with it
-and draws the report; the Content-Security-Policy allows nothing but this origin.
+Server-rendered with litestar's Jinja2 templates (``templates/``) and one stylesheet
+(``static/``): no script, no build step. Modules: ``login`` (sign in/out, the entry redirect),
+``finance`` (month overview, drill-down customer -> feed -> day, corrections, verification),
+``account`` (own usage and quotas, API keys, password), ``downloads`` (CSV/JSON of every table),
+``views``/``tables``/``charts``/``fmt`` (pure page content), ``session`` (cookie and CSRF),
+``context`` (injected services and the signed-in viewer), ``errors`` (HTML error pages).
+
+Mount with ``ROUTES`` (one router) and the app's ``template_config=TEMPLATES``.
 """
 
 from __future__ import annotations
 
-from importlib.resources import files
-from typing import Final
+from litestar import Router
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
 
-from litestar import Response, Router, get
+from feedserver.api.portal import account, downloads, finance, login
+from feedserver.api.portal.errors import portal_error
+from feedserver.api.portal.render import STATIC_DIR, TEMPLATES, add_security_headers
 
-_ASSETS = files("feedserver.api.portal") / "assets"
-PAGE: Final = (_ASSETS / "usage.html").read_bytes()
-STYLE: Final = (_ASSETS / "usage.css").read_bytes()
-SCRIPT: Final = (_ASSETS / "usage.js").read_bytes()
-_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; base-uri 'none'; form-action 'none'")
-
-
-@get("/usage", include_in_schema=False)
-async def usage_page() -> Response[bytes]:
-    return Response(PAGE, media_type="text/html; charset=utf-8",
-                    headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"})
-
-
-@get("/usage/assets/usage.css", include_in_schema=False)
-async def usage_style() -> Response[bytes]:
-    return Response(STYLE, media_type="text/css; charset=utf-8",
-                    headers={"Cache-Control": "no-cache"})
-
-
-@get("/usage/assets/usage.js", include_in_schema=False)
-async def usage_script() -> Response[bytes]:
-    return Response(SCRIPT, media_type="text/javascript; charset=utf-8",
-                    headers={"Cache-Control": "no-cache"})
+__all__ = ["ROUTES", "TEMPLATES", "router"]
 
 
 def router() -> Router:
-    return Router("/", route_handlers=[usage_page, usage_style, usage_script])
+    handlers: list[ControllerRouterHandler] = [
+        *login.ROUTES, *finance.ROUTES, *account.ROUTES, *downloads.ROUTES,
+        create_static_files_router(path="/static", directories=[STATIC_DIR],
+                                   include_in_schema=False, send_as_attachment=False),
+    ]
+    return Router("/usage", route_handlers=handlers, include_in_schema=False,
+                  exception_handlers={Exception: portal_error}, after_request=add_security_headers)
+
+
+ROUTES: tuple[ControllerRouterHandler, ...] = (router(),)

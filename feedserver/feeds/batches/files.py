@@ -23,8 +23,8 @@ import msgspec
 import zstandard
 
 from feedserver.formats.hashing import article_hash, root_hash
+from feedserver.identifiers import PROJECT_RE, SNAPSHOT_RE
 from feedserver.models import ArticleKey
-from feedserver.plans import SNAPSHOT_RE, WIKI_RE
 from feedserver.storage.eventlog import LogRecord
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def pick(record: LogRecord) -> Picked | None:
                     record.partition, record.offset, exc)
         return None
     project, ns = head.is_part_of.identifier, head.namespace.identifier
-    if not WIKI_RE.match(project) or not SNAPSHOT_RE.match(f"{project}_namespace_{ns}"):
+    if not PROJECT_RE.match(project) or not SNAPSHOT_RE.match(f"{project}_namespace_{ns}"):
         log.warning("batch: skipping record %s:%d:%d with project %r namespace %r",
                     record.topic, record.partition, record.offset, project[:64], ns)
         return None

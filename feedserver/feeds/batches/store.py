@@ -28,8 +28,8 @@ from feedserver.errors import BlobNotFound, InvalidParameter, NotFound
 from feedserver.feeds.batches.files import BatchFile
 from feedserver.feeds.batches.hours import date_text, hour_text, parse_date_hour
 from feedserver.feeds.snapshots.manifest import CHUNK_SUFFIX, ChunkInfo, chunk_identifier
+from feedserver.identifiers import check_snapshot_identifier
 from feedserver.models import Language, Namespace, Project, Size
-from feedserver.plans import check_identifier
 from feedserver.storage.blobs import BlobStore
 
 PREFIX = "batches"
@@ -91,7 +91,7 @@ def index_key(hour: datetime) -> str:
 
 
 def content_prefix(hour: datetime, identifier: str, sha256: str) -> str:
-    return f"{hour_prefix(hour)}{check_identifier(identifier)}/{sha256[:16]}/"
+    return f"{hour_prefix(hour)}{check_snapshot_identifier(identifier)}/{sha256[:16]}/"
 
 
 # --- pure: files -> manifests ------------------------------------------------------------------
@@ -166,7 +166,7 @@ def read_hour(blobs: BlobStore, hour: datetime) -> HourIndex:
 
 
 def read_batch(blobs: BlobStore, hour: datetime, identifier: str) -> BatchManifest:
-    m = read_hour(blobs, hour).batch(check_identifier(identifier))
+    m = read_hour(blobs, hour).batch(check_snapshot_identifier(identifier))
     if m is None:
         raise BatchNotFound(hour, identifier)
     return m

@@ -21,7 +21,6 @@ are held in memory, and N is streamed.
 from __future__ import annotations
 
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,15 +33,15 @@ from feedserver.feeds.diffs.apply import probe
 from feedserver.feeds.diffs.build import build_diff
 from feedserver.feeds.diffs.manifest import DiffManifest
 from feedserver.feeds.events.state import StateStore
-from feedserver.feeds.scratch import scratch_db
+from feedserver.feeds.scratch import scratch_db, scratch_dir
 from feedserver.feeds.snapshots import sealing, staging
 from feedserver.feeds.snapshots.chunks import ARTICLE_DECODER, ChunkWriter
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.formats.hashing import ENCODER
+from feedserver.identifiers import SNAPSHOT_RE, check_snapshot_identifier
 from feedserver.ingest.dump import DumpInfo
-from feedserver.plans import SNAPSHOT_RE, check_identifier
 from feedserver.storage.blobs import BlobStore
 
 _BATCH = 1000
@@ -158,7 +157,7 @@ def advance_snapshot(
 ) -> Advanced | None:
     """Publish version N+1 of ``identifier`` from its current version N plus the state
     store's changes in ``[since, until)``, and the diff N → N+1. None when nothing changed."""
-    match = SNAPSHOT_RE.match(check_identifier(identifier))
+    match = SNAPSHOT_RE.match(check_snapshot_identifier(identifier))
     assert match is not None
     wiki = match.group(1)
     snapshots = SnapshotStore(blobs)
@@ -169,9 +168,7 @@ def advance_snapshot(
         raise InvalidParameter(f"nothing to cover: until {until.isoformat()} is not after "
                                f"since {since.isoformat()}")
     project, namespace = base.is_part_of.identifier, base.namespace.identifier
-    root = settings.data_path / "tmp"
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="snapshot-update-", dir=root) as tmp:
+    with scratch_dir(settings.data_path, "snapshot-update-") as tmp:
         folder = Path(tmp)
         changes = scratch_db(folder / "changes.sqlite")
         index = staging.open_db(folder / "index.sqlite")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,15 +42,15 @@ from feedserver.feeds.diffs.manifest import (
     manifest_key,
 )
 from feedserver.feeds.diffs.store import DiffStore
-from feedserver.feeds.scratch import scratch_db
+from feedserver.feeds.scratch import scratch_db, scratch_dir
 from feedserver.feeds.snapshots.chunks import ChunkWriter, StagedChunk
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest, chunk_identifier
 from feedserver.feeds.snapshots.publish import build_lock
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.formats.checksums import checksum_file
 from feedserver.formats.hashing import RootHasher, line_digest
+from feedserver.identifiers import check_snapshot_identifier
 from feedserver.models import ArticleKey, Size
-from feedserver.plans import check_identifier
 from feedserver.storage.blobs import BlobStore
 
 _BATCH = 5000
@@ -244,7 +243,7 @@ def build_diff(
     """Build and publish the diff ending at ``version`` (default: current) from
     ``base_version`` (default: the version before it). Returns (manifest, built), ``built``
     False when it already existed; None when there is no earlier version to diff against."""
-    check_identifier(identifier)
+    check_snapshot_identifier(identifier)
     snapshots = SnapshotStore(blobs)
     versions = snapshots.versions(identifier)
     if version is None:
@@ -263,9 +262,7 @@ def build_diff(
             return DiffStore(blobs).manifest(identifier, version), False
     base = snapshots.manifest(identifier, base_version)
     new = snapshots.manifest(identifier, version)
-    root = settings.data_path / "tmp"
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="diff-build-", dir=root) as tmp:
+    with scratch_dir(settings.data_path, "diff-build-") as tmp:
         computed = compute_diff(
             lambda: snapshots.iter_lines(base), lambda: snapshots.iter_lines(new), Path(tmp),
             chunk_size=settings.chunk_size, level=settings.zstd_level)

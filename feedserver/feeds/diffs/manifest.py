@@ -34,8 +34,8 @@ from feedserver.feeds.snapshots.manifest import (
     chunk_identifier,
     find_chunk,
 )
+from feedserver.identifiers import check_snapshot_identifier
 from feedserver.models import ArticleKey, DiffEntry, Namespace, Project, Size
-from feedserver.plans import check_identifier
 
 PREFIX = "diffs"
 _PAIR_RE = re.compile(r"^([1-9][0-9]{0,8})-([1-9][0-9]{0,8})\Z")
@@ -150,11 +150,11 @@ def pair_name(base_version: int, version: int) -> str:
 
 
 def index_key(identifier: str) -> str:
-    return f"{PREFIX}/{check_identifier(identifier)}/index.json"
+    return f"{PREFIX}/{check_snapshot_identifier(identifier)}/index.json"
 
 
 def diff_prefix(identifier: str, base_version: int, version: int) -> str:
-    return f"{PREFIX}/{check_identifier(identifier)}/{pair_name(base_version, version)}/"
+    return f"{PREFIX}/{check_snapshot_identifier(identifier)}/{pair_name(base_version, version)}/"
 
 
 def manifest_key(identifier: str, base_version: int, version: int) -> str:
@@ -168,3 +168,9 @@ def chunk_key(identifier: str, base_version: int, version: int, index: int) -> s
 
 def is_pair_folder(name: str) -> bool:
     return bool(_PAIR_RE.match(name))
+
+
+def parse_pair(name: str) -> tuple[int, int] | None:
+    """``"{base}-{version}"`` -> ``(base, version)``, or None when it is not such a pair."""
+    m = _PAIR_RE.match(name)
+    return None if m is None else (int(m.group(1)), int(m.group(2)))

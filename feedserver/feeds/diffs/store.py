@@ -42,12 +42,17 @@ class DiffStore:
         index = self.index(identifier)
         return list(index.diffs) if index else []
 
-    def manifest(self, identifier: str, version: int | None = None) -> DiffManifest:
-        """The diff ending at ``version`` (None: the latest); raises DiffNotFound."""
+    def manifest(self, identifier: str, version: int | None = None, *,
+                 base_version: int | None = None) -> DiffManifest:
+        """The diff ending at ``version`` (None: the latest), from ``base_version`` when given;
+        raises DiffNotFound."""
         refs = self.refs(identifier)
         if version is not None:
             check_version(version)
             refs = [r for r in refs if r.version == version]
+        if base_version is not None:
+            check_version(base_version)
+            refs = [r for r in refs if r.base_version == base_version]
         if not refs:
             raise DiffNotFound(identifier, version)
         ref = refs[-1]

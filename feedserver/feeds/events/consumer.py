@@ -4,12 +4,15 @@ One batch at a time (that bound is the backpressure: at most ``batch_size`` sour
 in flight, and nothing is read ahead while a batch is being applied):
 
 1. poll up to ``batch_size`` records from the input topics;
-2. decode and map each (``ingest.events``); an invalid one goes to the dead-letter store with
-   its reason and raw bytes, and consumption moves past it;
+2. decode and map each (``ingest.events``: every field range-checked); an invalid one goes to
+   the dead-letter store with its reason and raw bytes, and consumption moves past it;
 3. complete the articles: missing revision text from the state store when it holds the same
    revision, else from the content source; what the page's previous record knows (creation
    date, redirects, the previous revision's size: ``ingest.events.inherit``);
-4. apply every change to the state store in ONE transaction (durable on commit);
+4. apply every change to the state store in ONE transaction (durable on commit). If the
+   database refuses a value (``UnstorableValue``: the data's fault, not an outage), the batch
+   is applied again one source record per transaction and only the records it refuses are
+   dead-lettered (reason ``unstorable``): one poison event never stops the others;
 5. append the resulting Article events to the article topic (acknowledged), each with a
    ``feedserver-source`` header ``topic:partition:offset:index`` naming the source record;
 6. commit the group's input offsets; only now is the batch "done";
@@ -35,10 +38,10 @@ from dataclasses import dataclass, field
 import msgspec
 
 from feedserver.config import Settings
-from feedserver.errors import FeedError, InvalidEvent
+from feedserver.errors import FeedError, InvalidEvent, UnstorableValue
 from feedserver.feeds.content import ContentSource, NoContentSource
 from feedserver.feeds.events.membership import membership, related_checkpoint
-from feedserver.feeds.events.state import StateStore, StoredArticle
+from feedserver.feeds.events.state import StateStore, StoredArticle, unstorable
 from feedserver.ingest.events import (
     ArticleChange,
     changes_from_json,
@@ -262,12 +265,18 @@ class EventConsumer:
                 self.metrics.events_consumed.labels(record.topic).inc()
             try:
                 mapped = changes_from_json(record.value)
+                problem = next(filter(None, map(unstorable, mapped)), None)
+                if problem is not None:
+                    raise InvalidEvent(problem, reason="unstorable")
             except InvalidEvent as exc:
                 invalid.append((record, exc))
                 continue
             changes.extend((record, i, c) for i, c in enumerate(mapped))
         await self._complete([c for _, _, c in changes])
-        result.applied = await asyncio.to_thread(self.state.apply_many, [c for _, _, c in changes])
+        result.applied, refused = await asyncio.to_thread(self._apply, changes)
+        if refused:
+            invalid.extend(refused.values())
+            changes = [c for c in changes if id(c[0]) not in refused]
         result.produced, result.skipped = await self._produce(changes)
         result.dead_lettered = await self._dead_letter(invalid)
         # Only now, with state durable and outputs acknowledged, the input offsets move.
@@ -283,6 +292,28 @@ class EventConsumer:
         for name in ("consumed", "applied", "produced", "skipped", "dead_lettered"):
             setattr(totals, name, getattr(totals, name) + getattr(result, name))
         return result
+
+    def _apply(self, changes: list[tuple[LogRecord, int, ArticleChange]]
+               ) -> tuple[int, dict[int, tuple[LogRecord, InvalidEvent]]]:
+        """Apply in one transaction; if the database refuses a value, again one source record
+        per transaction. Returns how many changed the state and the refused records (by
+        ``id``). Outages (``StorageError``) propagate: the whole batch is retried."""
+        try:
+            return self.state.apply_many([c for _, _, c in changes]), {}
+        except UnstorableValue as exc:
+            log.warning("batch refused by the database (%s): applying record by record",
+                        exc.detail)
+        groups: dict[int, tuple[LogRecord, list[ArticleChange]]] = {}
+        for record, _, change in changes:
+            groups.setdefault(id(record), (record, []))[1].append(change)
+        applied = 0
+        refused: dict[int, tuple[LogRecord, InvalidEvent]] = {}
+        for key, (record, group) in groups.items():
+            try:
+                applied += self.state.apply_many(group)
+            except UnstorableValue as exc:
+                refused[key] = (record, InvalidEvent(exc.detail, reason="unstorable"))
+        return applied, refused
 
     async def _complete(self, changes: Sequence[ArticleChange]) -> None:
         """Make each change's article as complete as a dump's record of its revision: the

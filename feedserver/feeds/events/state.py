@@ -63,6 +63,24 @@ _MOVED_FROM = (
 )
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def unstorable(change: ArticleChange) -> str | None:
+    """Why the state store cannot hold ``change``, or None when it can (pure). The consumer
+    asks before a batch's transaction, so one bad change never sinks the others: integers must
+    fit a 64-bit ``BIGINT`` and texts may not hold NUL (PostgreSQL refuses it)."""
+    key = change.key
+    for what, value in (("page id", key.identifier), ("namespace", key.namespace),
+                        ("revision", change.revision), ("event time", change.changed_us)):
+        if not _INT64[0] <= value <= _INT64[1]:
+            return f"{what} {value} does not fit a 64-bit integer"
+    for what, text in (("project", key.project), ("name", change.article.name)):
+        if "\x00" in text:
+            return f"{what} contains a NUL character"
+    return None
+
+
 class StoredArticle(msgspec.Struct, frozen=True, kw_only=True):
     key: ArticleKey
     name: str

@@ -1,40 +1,41 @@
 """Build snapshot versions from dumps (``build_snapshots``) or records (``build_from_records``).
 
 A build runs in three steps, all in a scratch folder under ``data_dir/tmp`` that is removed
-whatever happens: *stage* (records to zstd chunks + a SQLite page index; one process per dump
-file with ``workers > 1``), *seal* (dedupe, attach redirects, hash), *publish* (upload, then
-the pointer). See ``docs/snapshots.md``.
+whatever happens (if the process is killed, by the next build: ``feeds.scratch``): *stage*
+(records to zstd chunks + a SQLite page index; one process per dump file with
+``workers > 1``), *seal* (dedupe, attach redirects, hash), *publish* (upload, then the
+pointer). See ``docs/snapshots.md``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from feedserver.config import Settings
+from feedserver.feeds.scratch import scratch_dir
 from feedserver.feeds.snapshots import sealing, staging
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
+from feedserver.identifiers import check_project, snapshot_identifier
 from feedserver.ingest.dump import DumpInfo
 from feedserver.ingest.multistream import DumpSlice, split_multistream
 from feedserver.models import Article, Redirect
-from feedserver.plans import check_wiki, snapshot_identifier
 from feedserver.storage.blobs import BlobStore
 
 __all__ = ["build_from_records", "build_snapshots"]
 
 
-def _scratch(settings: Settings) -> tempfile.TemporaryDirectory[str]:
-    root = settings.data_path / "tmp"
-    root.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix="snapshot-build-", dir=root)
+def _scratch(settings: Settings) -> AbstractContextManager[Path]:
+    # Locked while this build runs; the scratch of killed builds is swept (feeds/scratch.py).
+    return scratch_dir(settings.data_path, "snapshot-build-")
 
 
 def build_snapshots(
@@ -49,7 +50,7 @@ def build_snapshots(
 ) -> list[Manifest]:
     """Build and publish one new version per namespace found in ``dumps``."""
     if wiki is not None:
-        check_wiki(wiki)
+        check_project(wiki)
     paths = [Path(p) for p in dumps]
     with _scratch(settings) as tmp:
         folder = Path(tmp)
@@ -97,7 +98,7 @@ def build_from_records(
     settings: Settings,
 ) -> list[Manifest]:
     """Build from an already-open record stream (tests, other producers)."""
-    check_wiki(info.wiki)
+    check_project(info.wiki)
     with _scratch(settings) as tmp:
         folder = Path(tmp)
         conn = staging.open_db(folder / "index.sqlite")

@@ -18,8 +18,13 @@ from datetime import datetime
 import msgspec
 
 from feedserver.errors import InvalidIdentifier, NotFound
+from feedserver.identifiers import (
+    SNAPSHOT_RE,
+    ascii_index,
+    check_chunk_identifier,
+    check_snapshot_identifier,
+)
 from feedserver.models import Language, Namespace, Project, Size
-from feedserver.plans import SNAPSHOT_RE, check_chunk_identifier, check_identifier
 from feedserver.storage.blobs import BlobStore
 
 PREFIX = "snapshots"
@@ -91,8 +96,8 @@ INDEX_DECODER = msgspec.json.Decoder(SnapshotIndex)
 
 def find_chunk(chunks: Sequence[ChunkInfo], ref: str) -> ChunkInfo | None:
     """The chunk ``ref`` names: an index, or a chunk identifier (checked: InvalidIdentifier)."""
-    if ref.isdigit():
-        index = int(ref)
+    index = ascii_index(ref)
+    if index is not None:
         return chunks[index] if index < len(chunks) else None
     check_chunk_identifier(ref)
     return next((chunk for chunk in chunks if chunk.identifier == ref), None)
@@ -109,11 +114,11 @@ def chunk_identifier(identifier: str, index: int) -> str:
 
 
 def index_key(identifier: str) -> str:
-    return f"{PREFIX}/{check_identifier(identifier)}/index.json"
+    return f"{PREFIX}/{check_snapshot_identifier(identifier)}/index.json"
 
 
 def version_prefix(identifier: str, version: int) -> str:
-    return f"{PREFIX}/{check_identifier(identifier)}/{check_version(version)}/"
+    return f"{PREFIX}/{check_snapshot_identifier(identifier)}/{check_version(version)}/"
 
 
 def manifest_key(identifier: str, version: int) -> str:

@@ -32,9 +32,9 @@ from feedserver.feeds.snapshots.manifest import (
     version_prefix,
 )
 from feedserver.feeds.snapshots.sealing import SealedSnapshot
+from feedserver.identifiers import check_snapshot_identifier
 from feedserver.ingest.dump import DumpInfo
 from feedserver.models import Language, Namespace, Project, Size
-from feedserver.plans import check_identifier
 from feedserver.storage.blobs import BlobStore
 
 
@@ -42,7 +42,7 @@ from feedserver.storage.blobs import BlobStore
 def build_lock(lock_dir: Path, identifier: str) -> Iterator[None]:
     """Exclusive, non-blocking lock per identifier; the OS releases it if the process dies."""
     lock_dir.mkdir(parents=True, exist_ok=True)
-    path = lock_dir / f"{check_identifier(identifier)}.lock"
+    path = lock_dir / f"{check_snapshot_identifier(identifier)}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -70,7 +70,7 @@ def _leftovers(blobs: BlobStore, identifier: str, keep: set[int]) -> list[str]:
     out = []
     for key in blobs.list(prefix):
         folder = key[len(prefix):].split("/", 1)[0]
-        if folder.isdigit() and int(folder) not in keep:
+        if folder.isascii() and folder.isdigit() and int(folder) not in keep:
             out.append(key)
     return out
 

@@ -22,8 +22,8 @@ from feedserver.feeds.snapshots.manifest import (
     published_identifiers,
 )
 from feedserver.formats.hashing import RootHasher
+from feedserver.identifiers import check_snapshot_identifier
 from feedserver.models import Article
-from feedserver.plans import check_identifier
 from feedserver.storage.blobs import BlobStore
 
 
@@ -37,7 +37,7 @@ class SnapshotStore:
         return published_identifiers(self.blobs, PREFIX)
 
     def _index(self, identifier: str) -> SnapshotIndex:
-        key = index_key(check_identifier(identifier))
+        key = index_key(check_snapshot_identifier(identifier))
         try:
             return INDEX_DECODER.decode(self.blobs.get_bytes(key))
         except BlobNotFound:

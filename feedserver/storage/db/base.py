@@ -8,8 +8,9 @@ once at start-up; applied migrations are recorded, so re-running is a no-op.
 
 The interface is synchronous: SQLite is, and a thread pool around it (``anyio.to_thread``) is
 how the async edge calls it. Every method raises only feedserver errors: ``Conflict`` when a
-constraint is violated (the transaction is rolled back), ``StorageError`` for any other
-database failure. Vendor exceptions (sqlite3, psycopg) are translated inside the
+constraint is violated (the transaction is rolled back), ``UnstorableValue`` when the database
+refuses a value (integer out of range, bad character: the data's fault), ``StorageError`` for
+any other database failure. Vendor exceptions (sqlite3, psycopg) are translated inside the
 implementations and never leave them.
 """
 

@@ -1,7 +1,9 @@
 """``Database`` on PostgreSQL (distributed mode): a psycopg connection pool.
 
 The only module that imports psycopg. ``?`` placeholders become ``%s``; psycopg's exceptions
-are translated here: a constraint violation is ``Conflict``, any other error ``StorageError``.
+are translated here: a constraint violation is ``Conflict``, a value the database refuses
+(integer out of range, bad character: the data's fault) ``UnstorableValue``, any other error
+``StorageError``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
-from feedserver.errors import Conflict, StorageError
+from feedserver.errors import Conflict, StorageError, UnstorableValue
 from feedserver.storage.db.base import BaseDatabase, Cursor, Dialect, Params, Row
 
 _PLACEHOLDER = re.compile(r"\?")
@@ -71,6 +73,8 @@ class PostgresDatabase(BaseDatabase):
                 yield _PgCursor(cur)
         except psycopg.errors.IntegrityError as exc:
             raise Conflict(f"constraint violated: {exc}") from exc
+        except psycopg.errors.DataError as exc:
+            raise UnstorableValue(f"value rejected by the database: {exc}") from exc
         except psycopg.Error as exc:
             raise StorageError(f"database error: {exc}") from exc
 

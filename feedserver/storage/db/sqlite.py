@@ -1,7 +1,7 @@
 """``Database`` on SQLite: the embedded default (one file, WAL journal).
 
-sqlite3 exceptions are translated here: a constraint violation is ``Conflict``, any other
-error ``StorageError``.
+sqlite3 exceptions are translated here: a constraint violation is ``Conflict``, a value the
+database refuses (integer out of range) ``UnstorableValue``, any other error ``StorageError``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from feedserver.errors import Conflict, StorageError
+from feedserver.errors import Conflict, StorageError, UnstorableValue
 from feedserver.storage.db.base import BaseDatabase, Dialect
 
 
@@ -69,6 +69,10 @@ class SQLiteDatabase(BaseDatabase):
         except sqlite3.IntegrityError as exc:
             cur.execute("ROLLBACK")
             raise Conflict(f"constraint violated: {exc}") from exc
+        except (sqlite3.DataError, OverflowError) as exc:
+            if conn.in_transaction:
+                cur.execute("ROLLBACK")
+            raise UnstorableValue(f"value rejected by the database: {exc}") from exc
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 cur.execute("ROLLBACK")

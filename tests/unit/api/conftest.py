@@ -67,8 +67,10 @@ class World:
 
 
 def build_world(tmp_path: Path, **overrides: Any) -> World:
-    settings = Settings(data_dir=str(tmp_path), chunk_size=4096, metering_enabled=False,
-                        token_secret="unit-test-secret-0123456789abcdef", **overrides)
+    values: dict[str, Any] = {"data_dir": str(tmp_path), "chunk_size": 4096,
+                              "metering_enabled": False,
+                              "token_secret": "unit-test-secret-0123456789abcdef", **overrides}
+    settings = Settings(**values)
     blobs = FilesystemBlobStore(tmp_path / "blobs")
     db = SQLiteDatabase(tmp_path / "feedserver.db")
     state = StateStore(db)

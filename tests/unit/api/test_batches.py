@@ -162,17 +162,18 @@ def test_entitlement_denied(client: TestClient[Any], bworld: BatchWorld) -> None
 
 
 @pytest.mark.parametrize(("path", "status"), [
-    ("/v2/batches/2026-03-01/24", 400),
-    ("/v2/batches/2026-02-30/10", 400),
-    ("/v2/batches/2026-3-1/10", 400),
-    ("/v2/batches/2026-03-01/1", 400),
+    # Malformed: the declared patterns refuse them (422); well-formed but no such day: 404.
+    ("/v2/batches/2026-03-01/24", 422),
+    ("/v2/batches/2026-02-30/10", 404),
+    ("/v2/batches/2026-3-1/10", 422),
+    ("/v2/batches/2026-03-01/1", 422),
     # Encoded slashes are decoded before routing: no route, or a rejected segment.
     ("/v2/batches/..%2F..%2Fetc/10", 404),
     (f"{BASE}/..%2F..%2Fsnapshots", 404),
     (f"{BASE}/enwiki_namespace_0%2F..", 404),
     (f"{BASE}/..", 404),
-    (f"{BASE}/enwiki_namespace_0%00", 400),
-    (f"{BASE}/ENWIKI_namespace_0/download", 400),
+    (f"{BASE}/enwiki_namespace_0%00", 422),
+    (f"{BASE}/ENWIKI_namespace_0/download", 422),
     (f"{BASE}/enwiki_namespace_99", 404),
     ("/v2/batches/2026-03-01/11", 404),
     ("/v2/batches/2026-03-01/11/enwiki_namespace_0/download", 404),

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -42,17 +41,4 @@ def test_usage_json_is_scoped_to_the_caller(database: Database, tmp_path: Path) 
         assert [c["customer_id"] for c in by_name.json()["customers"]] == ["acme"]
         assert client.get("/v1/usage?month=2026-11").status_code == 401
         bad = client.get("/v1/usage?month=11-2026", headers={"Authorization": "Bearer admin"})
-        assert bad.status_code == 422 and "YYYY-MM" in bad.json()["detail"]
-        page = client.get("/usage")
-        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        # Nothing loaded from anywhere else: its own script and style, from this origin only
-        # (and no inline script or style, so the policy needs no 'unsafe-inline').
-        refs = re.findall(r'(?:src|href)="([^"]*)"', page.text)
-        assert refs == ["/usage/assets/usage.css", "/usage/assets/usage.js"]
-        assert "<script>" not in page.text and "<style>" not in page.text
-        policy = page.headers["content-security-policy"]
-        assert "default-src 'none'" in policy and "script-src 'self'" in policy
-        assert "unsafe-inline" not in policy
-        for ref, kind in zip(refs, ("text/css", "text/javascript"), strict=True):
-            asset = client.get(ref)
-            assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
+        assert bad.status_code == 422 and "month" in bad.json()["detail"]

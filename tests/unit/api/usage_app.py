@@ -1,5 +1,5 @@
-"""A minimal litestar app around the usage routes, for tests independent of ``build_app``: the
-API's own auth dependency, usage and portal routers and problem+json handler, with an
+"""A minimal litestar app around the usage report, for tests independent of ``build_app``: the
+API's own auth dependency, the usage router and the problem+json handler, with an
 ``Accounts`` fake that knows a few tokens."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from litestar import Litestar
 from litestar.di import Provide
 
 from feedserver.accounts.models import Principal, TokenPair
-from feedserver.api import portal, usage
+from feedserver.api import usage
 from feedserver.api.problems import handle_exception
 from feedserver.api.services import Accounts
 from feedserver.errors import Unauthorized
@@ -61,7 +61,7 @@ def usage_app(metering: Metering, tokens: Mapping[str, Principal]) -> Litestar:
         return metering
 
     return Litestar(
-        route_handlers=[usage.router(), portal.router()],
+        route_handlers=[usage.router()],
         dependencies={"accounts": Provide(provide_accounts, sync_to_thread=False),
                       "db": Provide(provide_db, sync_to_thread=False),
                       "metering": Provide(provide_metering, sync_to_thread=False)},

@@ -128,7 +128,7 @@ def test_missing_meta_id_still_deterministic() -> None:
         (lambda e: e["revision"].pop("rev_id"), "schema violation"),
         (lambda e: e["page"].update(page_id="x"), "schema violation"),
         (lambda e: e.update({"$schema": "/mediawiki/revision/create/2.0.0"}), "unsupported"),
-        (lambda e: e["page"].update(page_id=0), "positive"),
+        (lambda e: e["page"].update(page_id=0), r"page_id"),
         (lambda e: e.update(prior_state=None, page_change_kind="move"), "prior_state"),
     ],
 )

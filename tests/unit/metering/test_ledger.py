@@ -65,7 +65,7 @@ def test_verify_reports_reordered_rows(db: Database) -> None:
 @pytest.mark.parametrize("page", [1, 2, 1000])
 def test_rows_pages_through_the_whole_chain(db: Database, page: int) -> None:
     ledger = filled(db, 7)
-    assert [r[0] for r in ledger.rows(page=page)] == list(range(1, 8))
+    assert [r.seq for r in ledger.rows(page=page)] == list(range(1, 8))
 
 
 def test_a_failed_append_claims_nothing_so_the_retry_meters_once(db: Database) -> None:

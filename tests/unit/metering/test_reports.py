@@ -61,5 +61,5 @@ def test_report_totals_per_customer_meter_and_day(db: Database) -> None:
     decoded = msgspec.json.decode(to_json(report))
     assert decoded["customers"][0]["total"] == "100.14"
     csv_text = to_csv(report)
-    assert "invoice,2026-11,acme,egress,GB,1.5,0.09,0.14,EUR" in csv_text
-    assert "usage,2026-11,acme,2026-11-01,bytes,1000000000" in csv_text
+    assert "invoice,2026-11,acme,acme,egress,GB,1.5,0.09,0.14,EUR" in csv_text
+    assert "usage,2026-11,acme,acme,2026-11-01,bytes,1000000000" in csv_text

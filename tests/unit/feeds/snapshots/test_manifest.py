@@ -17,14 +17,18 @@ from feedserver.feeds.snapshots.manifest import (
     index_key,
     manifest_key,
 )
+from feedserver.identifiers import (
+    check_chunk_identifier,
+    check_snapshot_identifier,
+    snapshot_identifier,
+)
 from feedserver.models import Article, Namespace, Project, Size
-from feedserver.plans import check_chunk_identifier, check_identifier, snapshot_identifier
 
 
 @pytest.mark.parametrize("good", ["enwiki_namespace_0", "zh_min_nanwiki_namespace_14",
                                   "commonswiki_namespace_6", "elwikivoyage_namespace_2600"])
 def test_good_identifiers(good: str) -> None:
-    assert check_identifier(good) == good
+    assert check_snapshot_identifier(good) == good
 
 
 @pytest.mark.parametrize("bad", [
@@ -35,7 +39,7 @@ def test_good_identifiers(good: str) -> None:
 ])
 def test_hostile_identifiers_rejected(bad: str) -> None:
     with pytest.raises(InvalidIdentifier):
-        check_identifier(bad)
+        check_snapshot_identifier(bad)
     with pytest.raises(InvalidIdentifier):
         index_key(bad)
 
