@@ -23,6 +23,8 @@ from zlib_ng import zlib_ng
 # magic, CM=deflate, FLG=0, MTIME=0, XFL=0, OS=255 (unknown)
 HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _STORED_MAX = 0xFFFF
+# What deflates the parts: recorded with them, since another version may give other bytes.
+DEFLATE_VERSION = f"zlib-ng {zlib_ng.ZLIBNG_VERSION}"
 _MASK = 0xFFFFFFFF
 
 

@@ -15,6 +15,7 @@ from typing import IO
 
 import msgspec
 
+from feedserver.errors import IntegrityError
 from feedserver.formats.checksums import Checksums, Digester
 from feedserver.formats.wme_tar import (
     DEFAULT_LEVEL,
@@ -145,6 +146,28 @@ class SnapshotArchiveBuilder:
         self._whole.update(header_member(snapshot_entry_name(self.identifier, index), data_size))
         part = write_part(blocks, out, data_size=data_size, level=self.level,
                           also=(chunk, self._whole))
+        chunk.update(END_OF_ARCHIVE)
+        self.parts.append(part)
+        return WmeChunk(part=part, archive=chunk.result())
+
+    def add_part(self, part: TarGzPart, blocks: Iterable[bytes]) -> WmeChunk:
+        """Take chunk ``len(parts)``'s part already written elsewhere (e.g. by ``write_part``
+        in another process): its stored ``blocks`` are hashed, not deflated again."""
+        if self._done:
+            raise ValueError("snapshot archive already finished")
+        index = len(self.parts)
+        chunk = Digester(md5=True)
+        chunk.update(header_member(chunk_entry_name(index), part.data_size))
+        self._whole.update(header_member(snapshot_entry_name(self.identifier, index),
+                                         part.data_size))
+        size = 0
+        for block in blocks:
+            chunk.update(block)
+            self._whole.update(block)
+            size += len(block)
+        if size != part.checksums.size:
+            raise IntegrityError(f"part {index} holds {size} bytes, recorded "
+                                 f"{part.checksums.size}")
         chunk.update(END_OF_ARCHIVE)
         self.parts.append(part)
         return WmeChunk(part=part, archive=chunk.result())

@@ -34,7 +34,8 @@ from feedserver.feeds.diffs.build import build_diff
 from feedserver.feeds.diffs.manifest import DiffManifest
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.scratch import scratch_db, scratch_dir
-from feedserver.feeds.snapshots import sealing, staging
+from feedserver.feeds.snapshots import sealing, staging, wme
+from feedserver.feeds.snapshots.build import extra_formats
 from feedserver.feeds.snapshots.chunks import ARTICLE_DECODER, ChunkWriter
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
@@ -157,6 +158,7 @@ def advance_snapshot(
 ) -> Advanced | None:
     """Publish version N+1 of ``identifier`` from its current version N plus the state
     store's changes in ``[since, until)``, and the diff N → N+1. None when nothing changed."""
+    wme.check_settings(settings)
     match = SNAPSHOT_RE.match(check_snapshot_identifier(identifier))
     assert match is not None
     wiki = match.group(1)
@@ -190,7 +192,8 @@ def advance_snapshot(
             info = _info(base, wiki, source)
             new = publish(blobs, sealed, identifier=identifier, info=info, sources=[info],
                           lock_dir=settings.data_path / "locks",
-                          retention=settings.retention_versions, events_until=until)
+                          retention=settings.retention_versions, events_until=until,
+                          formats=extra_formats(sealed, identifier, folder, settings))
         finally:
             changes.close()
             index.close()

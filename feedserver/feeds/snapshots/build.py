@@ -3,8 +3,9 @@
 A build runs in three steps, all in a scratch folder under ``data_dir/tmp`` that is removed
 whatever happens (if the process is killed, by the next build: ``feeds.scratch``): *stage*
 (records to zstd chunks + a SQLite page index; one process per dump file with
-``workers > 1``), *seal* (dedupe, attach redirects, hash), *publish* (upload, then the
-pointer). See ``docs/snapshots.md``.
+``workers > 1``), *seal* (dedupe, attach redirects, hash; then, with ``settings.wme_archives``,
+the WME tar.gz parts of the sealed chunks: ``feeds.snapshots.wme``), *publish* (upload, then
+the pointer). See ``docs/snapshots.md``.
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ from tqdm import tqdm
 
 from feedserver.config import Settings
 from feedserver.feeds.scratch import scratch_dir
-from feedserver.feeds.snapshots import sealing, staging
+from feedserver.feeds.snapshots import sealing, staging, wme
 from feedserver.feeds.snapshots.manifest import Manifest
-from feedserver.feeds.snapshots.publish import publish
+from feedserver.feeds.snapshots.publish import ExtraFormat, publish
 from feedserver.identifiers import check_project, snapshot_identifier
 from feedserver.ingest.dump import DumpInfo
 from feedserver.ingest.multistream import DumpSlice, split_multistream
 from feedserver.models import Article, Redirect
 from feedserver.storage.blobs import BlobStore
 
-__all__ = ["build_from_records", "build_snapshots"]
+__all__ = ["build_from_records", "build_snapshots", "extra_formats"]
 
 
 def _scratch(settings: Settings) -> AbstractContextManager[Path]:
@@ -49,6 +50,7 @@ def build_snapshots(
     workers: int = 1,
 ) -> list[Manifest]:
     """Build and publish one new version per namespace found in ``dumps``."""
+    wme.check_settings(settings)
     if wiki is not None:
         check_project(wiki)
     paths = [Path(p) for p in dumps]
@@ -83,7 +85,7 @@ def build_snapshots(
                 # The slices of one multistream file are one source.
                 sources = list({r.info.source: r.info for r in results}.values())
                 return _seal_and_publish(conn, folder, blobs, settings, info, sources,
-                                         mapper=pool.map if pool is not None else None)
+                                         pool=pool)
             finally:
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -98,6 +100,7 @@ def build_from_records(
     settings: Settings,
 ) -> list[Manifest]:
     """Build from an already-open record stream (tests, other producers)."""
+    wme.check_settings(settings)
     check_project(info.wiki)
     with _scratch(settings) as tmp:
         folder = Path(tmp)
@@ -112,7 +115,7 @@ def build_from_records(
 
 def _seal_and_publish(
     conn: sqlite3.Connection, folder: Path, blobs: BlobStore, settings: Settings,
-    info: DumpInfo, sources: list[DumpInfo], mapper: sealing.Mapper | None = None,
+    info: DumpInfo, sources: list[DumpInfo], pool: ProcessPoolExecutor | None = None,
 ) -> list[Manifest]:
     sealing.prepare(conn)
     dropped = sealing.dropped_redirects(conn)
@@ -120,12 +123,26 @@ def _seal_and_publish(
     for ns in sealing.namespaces(conn):
         identifier = snapshot_identifier(info.wiki, ns)
         sealed = sealing.seal_namespace(conn, ns, folder, level=settings.zstd_level,
-                                        dropped=dropped.get(ns, 0), mapper=mapper)
+                                        dropped=dropped.get(ns, 0),
+                                        mapper=pool.map if pool is not None else None)
         manifests.append(publish(
             blobs, sealed, identifier=identifier, info=info, sources=sources,
             lock_dir=settings.data_path / "locks", retention=settings.retention_versions,
+            formats=extra_formats(sealed, identifier, folder, settings, pool),
         ))
     return manifests
+
+
+def extra_formats(sealed: sealing.SealedSnapshot, identifier: str, folder: Path,
+                  settings: Settings, pool: ProcessPoolExecutor | None = None,
+                  ) -> list[ExtraFormat]:
+    """The other representations of a sealed namespace the settings ask for, built in
+    ``folder`` (in ``pool``'s processes when there is one) for ``publish``."""
+    out: list[ExtraFormat] = []
+    if settings.wme_archives:
+        out.append(wme.build_parts(sealed, identifier, folder, level=settings.wme_gzip_level,
+                                   mapper=pool.map if pool is not None else None))
+    return out
 
 
 Unit = tuple[Path, DumpSlice | None]

@@ -1,6 +1,6 @@
 """Atomic publication of a sealed snapshot version, retention, and the build lock.
 
-Order of writes: chunks, then ``manifest.json``, then the pointer ``index.json`` LAST. Until
+Order of writes: chunks (and the files of the version's other formats), then ``manifest.json``, then the pointer ``index.json`` LAST. Until
 the pointer names a version no reader sees it, so a crash at any point leaves the previous
 version current; the folders such crashes leave behind are deleted by the next publish of
 the same identifier (under the lock). Retention rewrites the pointer before deleting blobs,
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from feedserver.errors import BlobNotFound, Conflict
 from feedserver.feeds.snapshots.manifest import (
@@ -23,6 +24,7 @@ from feedserver.feeds.snapshots.manifest import (
     PREFIX,
     ChunkInfo,
     Manifest,
+    Representation,
     SnapshotIndex,
     SourceInfo,
     chunk_identifier,
@@ -36,6 +38,17 @@ from feedserver.identifiers import check_snapshot_identifier
 from feedserver.ingest.dump import DumpInfo
 from feedserver.models import Language, Namespace, Project, Size
 from feedserver.storage.blobs import BlobStore
+
+
+class ExtraFormat(Protocol):
+    """Another representation of a sealed snapshot, built in the scratch folder (the WME
+    tar.gz parts, ``feeds.snapshots.wme.WmeParts``), published with the version."""
+
+    def publish(self, blobs: BlobStore, identifier: str, version: int,
+                chunks: list[ChunkInfo]) -> Representation:
+        """Upload this format's files of ``version`` (before its manifest is written) and
+        return its manifest entry; per-chunk fields may be set on ``chunks``."""
+        ...
 
 
 @contextmanager
@@ -90,8 +103,10 @@ def publish(
     lock_dir: Path,
     retention: int,
     events_until: datetime | None = None,
+    formats: Sequence[ExtraFormat] = (),
 ) -> Manifest:
-    """Upload ``sealed`` as the next version of ``identifier`` and make it current."""
+    """Upload ``sealed`` (and its other ``formats``) as the next version of ``identifier``
+    and make it current."""
     with build_lock(lock_dir, identifier):
         index = read_index(blobs, identifier)
         published = list(index.versions) if index else []
@@ -107,6 +122,7 @@ def publish(
                 uncompressed_size=chunk.uncompressed_size, sha256=chunk.sha256,
                 offset=chunk.offset,
             ))
+        representations = [f.publish(blobs, identifier, version, chunks) for f in formats]
         manifest = Manifest(
             identifier=identifier,
             version=version,
@@ -129,6 +145,7 @@ def publish(
             ),
             previous_version=index.current if index else None,
             events_until=events_until,
+            representations=representations,
         )
         blobs.put_bytes(manifest_key(identifier, version), MANIFEST_ENCODER.encode(manifest))
         versions = [*published, version]

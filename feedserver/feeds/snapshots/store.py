@@ -21,6 +21,7 @@ from feedserver.feeds.snapshots.manifest import (
     manifest_key,
     published_identifiers,
 )
+from feedserver.feeds.snapshots.wme import verify_parts
 from feedserver.formats.hashing import RootHasher
 from feedserver.identifiers import check_snapshot_identifier
 from feedserver.models import Article
@@ -73,10 +74,12 @@ class SnapshotStore:
             yield ARTICLE_DECODER.decode(line)
 
     def verify(self, manifest: Manifest) -> None:
-        """Re-hash every chunk, the whole download and the content root; raise IntegrityError."""
+        """Re-hash every chunk, the whole download and the content root, then the other
+        representations (the WME parts and archives); raise IntegrityError."""
         whole = hashlib.sha256()
         root = RootHasher()
         offset = articles = 0
+        contents: list[str] = []  # SHA-256 of each chunk's NDJSON, for the other formats
         for chunk in manifest.chunks:
             digest = hashlib.sha256()
             sizes = [0]
@@ -90,9 +93,13 @@ class SnapshotStore:
                     yield block
 
             count = 0
+            content = hashlib.sha256()
             for line in iter_lines(tee(self.blobs.open_range(chunk.key))):
                 root.add_digest(hashlib.sha256(line).digest())
+                content.update(line)
+                content.update(b"\n")
                 count += 1
+            contents.append(content.hexdigest())
             size = sizes[0]
             if size != chunk.size or digest.hexdigest() != chunk.sha256 or chunk.offset != offset:
                 raise IntegrityError(f"chunk {chunk.identifier} does not match its checksum",
@@ -109,4 +116,5 @@ class SnapshotStore:
                                  f"manifest says {manifest.article_count}")
         if root.hexdigest() != manifest.content_root_hash:
             raise IntegrityError(f"{manifest.identifier} content root hash does not match")
+        verify_parts(self.blobs, manifest, contents)
 
