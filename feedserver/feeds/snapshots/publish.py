@@ -1,10 +1,11 @@
 """Atomic publication of a sealed snapshot version, retention, and the build lock.
 
-Order of writes: chunks (and the files of the version's other formats), then ``manifest.json``, then the pointer ``index.json`` LAST. Until
-the pointer names a version no reader sees it, so a crash at any point leaves the previous
-version current; the folders such crashes leave behind are deleted by the next publish of
-the same identifier (under the lock). Retention rewrites the pointer before deleting blobs,
-so a reader never follows the pointer to a deleted version.
+Order of writes: chunks (and the files of the version's other formats), then
+``manifest.json``, then the pointer ``index.json`` LAST. Until the pointer names a version no
+reader sees it, so a crash at any point leaves the previous version current; the folders such
+crashes leave behind are deleted by the next publish of the same identifier (under the lock).
+Retention rewrites the pointer before deleting blobs, so a reader never follows the pointer to
+a deleted version.
 """
 
 from __future__ import annotations
