@@ -1,10 +1,12 @@
-"""Serve a download made of stored parts (chunk files) laid back to back: HEAD and GET with
+"""Serve a download made of parts laid back to back (stored blobs such as chunk files or WME
+parts, and literal bytes such as a WME archive's rebuilt tar headers): HEAD and GET with
 ETag / conditional requests / single and multiple Ranges, streamed in blocks.
 
-The body is never held in memory: each part is read with ``BlobStore.open_range`` one block at
-a time, in a worker thread (the stores are synchronous). Bytes actually delivered are counted
-by ``count_body_bytes`` and reported once, when the body ends (complete, cut or cancelled), with
-cumulative checkpoints on the way (journal only), so a server killed mid-body still bills it.
+The body is never held in memory: each stored part is read with ``BlobStore.open_range`` one
+block at a time, in a worker thread (the stores are synchronous). Bytes actually delivered are
+counted by ``count_body_bytes`` and reported once, when the body ends (complete, cut or
+cancelled), with cumulative checkpoints on the way (journal only), so a server killed mid-body
+still bills it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from feedserver.api.ranges import ByteRange, Part
 from feedserver.errors import IntegrityError
 from feedserver.storage.blobs import BlobStore
 
-CONTENT_TYPE = "application/zstd"
+CONTENT_TYPE = "application/zstd"  # the native format (zstd NDJSON)
 # Bytes read per worker-thread hop: fewer hops per MB, bounded memory per connection.
 BATCH_BYTES = 4 * 1024 * 1024
 
@@ -42,6 +44,9 @@ def _take(it: Iterator[bytes]) -> list[bytes]:
 
 async def _blocks(blobs: BlobStore, segments: Sequence[ranges.Segment]) -> AsyncIterator[bytes]:
     for seg in segments:
+        if seg.data:
+            yield seg.data[seg.start : seg.stop]
+            continue
         it = await anyio.to_thread.run_sync(blobs.open_range, seg.key, seg.start, seg.stop)
         got = 0
         try:
@@ -75,6 +80,8 @@ async def serve(
     sha256: str,
     last_modified: datetime,
     filename: str,
+    media_type: str = CONTENT_TYPE,
+    vary: str | None = None,
     admit: Callable[[], Awaitable[dict[str, str]]],
     on_sent: Callable[[int], None],
     not_modified: Callable[[], Awaitable[dict[str, str]]] | None = None,
@@ -91,6 +98,8 @@ async def serve(
     headers it returns. ``presign_seconds`` set and a single part: GET answers 307 to a
     presigned URL when the store can make one. ``on_progress`` gets the cumulative bytes
     delivered while the body streams, every ``checkpoint_bytes`` or ``checkpoint_seconds``.
+    ``media_type`` is the representation's; ``vary`` names the request headers that chose it
+    (``Accept``: the resource has several representations, each with its own ETag).
     """
     etag = ranges.strong_etag(sha256)
     headers = {
@@ -101,19 +110,21 @@ async def serve(
         "content-disposition": f'attachment; filename="{filename}"',
         **{k.lower(): v for k, v in ranges.digest_headers(sha256).items()},
     }
+    if vary:
+        headers["vary"] = vary
     if ranges.none_match(request.headers.get("if-none-match"), etag):
         extra = await not_modified() if not_modified is not None else {}
         return Response(b"", status_code=304, headers={
             **{k: v for k, v in headers.items()
-               if k in {"etag", "last-modified", "cache-control"}}, **extra})
+               if k in {"etag", "last-modified", "cache-control", "vary"}}, **extra})
     if request.method == "HEAD":
-        return Response(b"", media_type=CONTENT_TYPE,
+        return Response(b"", media_type=media_type,
                         headers={**headers, "content-length": str(size)})
     wanted = None
     if ranges.if_range_allows(request.headers.get("if-range"), etag, last_modified):
         wanted = ranges.parse_range(request.headers.get("range"), size)
     headers.update(await admit())
-    if presign_seconds and len(parts) == 1 and wanted is None:
+    if presign_seconds and len(parts) == 1 and not parts[0].data and wanted is None:
         url = await anyio.to_thread.run_sync(blobs.presign, parts[0].key, presign_seconds)
         if url:
             on_sent(0)
@@ -121,15 +132,15 @@ async def serve(
     if wanted is None:
         body = _blocks(blobs, ranges.segments(parts, ByteRange(0, size)))
         status, length = 200, size
-        media = CONTENT_TYPE
+        media = media_type
     elif len(wanted) == 1:
         rng = wanted[0]
         body = _blocks(blobs, ranges.segments(parts, rng))
         status, length = 206, rng.length
-        media = CONTENT_TYPE
+        media = media_type
         headers["content-range"] = rng.content_range(size)
     else:
-        layout = ranges.multipart(wanted, size, CONTENT_TYPE, secrets.token_hex(16))
+        layout = ranges.multipart(wanted, size, media_type, secrets.token_hex(16))
         body = _multipart_body(blobs, parts, wanted, layout)
         status, length = 206, layout.length
         media = layout.content_type

@@ -53,6 +53,8 @@ from feedserver.storage.blobs import BlobStore
 log = logging.getLogger(__name__)
 
 _READ = 1 << 20
+# zlib-ng's stub declares ``error`` as an instance; it is the module's exception class.
+_INFLATE_ERROR: type[Exception] = zlib_ng.error  # type: ignore[assignment]
 # A chunk rolls once it reaches ``chunk_size``, so it can pass it by one record (and the
 # redirects sealing attaches). MediaWiki caps a page at 2 MiB of wikitext; this leaves room
 # for a record several times that, escaped.
@@ -213,7 +215,7 @@ def _inflate(blocks: Iterable[bytes], data_size: int) -> tuple[str, int]:
             lines += out.count(b"\n", 0, take)
             padding_ok = padding_ok and not out[take:].strip(b"\x00")
             seen += len(out)
-    except zlib_ng.error as exc:
+    except _INFLATE_ERROR as exc:
         raise IntegrityError(f"corrupt WME part: {exc}") from exc
     if not inflate.eof or seen != data_size + (-data_size % BLOCK) or not padding_ok:
         raise IntegrityError("WME part is truncated or badly padded")
