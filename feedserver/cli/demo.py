@@ -114,7 +114,7 @@ def _snapshots(settings: Settings, dump: Path, rebuild: bool) -> dict[str, int]:
     try:
         state = StateStore(db)  # newer event state wins over what a snapshot seeds
         for manifest in manifests:
-            state.load_articles(store.iter_articles(manifest))
+            state.load_lines(store.iter_lines(manifest))
     finally:
         db.close()
     return {m.identifier: m.article_count for m in manifests}

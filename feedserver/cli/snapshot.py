@@ -1,5 +1,9 @@
 """`feedserver snapshot build|list|show|verify|export|load-state`: build and inspect snapshot
-versions, and seed the on-demand state store from one."""
+versions, and seed the on-demand state store from one.
+
+``build`` seeds the state store itself once a version is published (``--no-load-state`` skips
+it), so on-demand lookups find what was built with no further step; events newer than the
+snapshot still win (``StateStore`` orders rows by revision, then time)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
 from feedserver.feeds.snapshots.build import build_snapshots
-from feedserver.feeds.snapshots.manifest import MANIFEST_ENCODER
+from feedserver.feeds.snapshots.manifest import MANIFEST_ENCODER, Manifest
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.identifiers import check_snapshot_identifier
 from feedserver.storage.blobs import open_blob_store
@@ -34,6 +38,8 @@ def register(sub: Any) -> None:
     build.add_argument("--workers", type=int, metavar="N",
                        help="parse dump files in N processes (default: settings.ingest_workers)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument("--no-load-state", action="store_true",
+                       help="do not seed the on-demand state store from the new versions")
     bind(build, cmd_build)
 
     listing = cmds.add_parser("list", help="published snapshots and their current version")
@@ -57,7 +63,8 @@ def register(sub: Any) -> None:
 
 def cmd_build(settings: Settings, *, dump: list[Path], wiki: str | None = None,
               namespace: list[int] | None = None, chunk_size: int | None = None,
-              workers: int | None = None, no_progress: bool = False) -> int:
+              workers: int | None = None, no_progress: bool = False,
+              no_load_state: bool = False) -> int:
     if chunk_size is not None:
         if chunk_size < 1:
             raise InvalidParameter("--chunk-size must be positive")
@@ -78,6 +85,9 @@ def cmd_build(settings: Settings, *, dump: list[Path], wiki: str | None = None,
               f"{m.redirect_count} redirects, {len(m.chunks)} chunks, {int(m.size.value)} B")
     if not manifests:
         print("no articles found: nothing published", file=sys.stderr)
+    elif not no_load_state:
+        for m in manifests:
+            _load_state(settings, m)
     return 0
 
 
@@ -127,19 +137,24 @@ def cmd_export(settings: Settings, *, identifier: str, output: Path,
 
 
 def cmd_load_state(settings: Settings, *, identifier: str, version: int | None = None) -> int:
+    store = SnapshotStore(open_blob_store(settings))
+    _load_state(settings, store.manifest(check_snapshot_identifier(identifier), version))
+    return 0
+
+
+def _load_state(settings: Settings, manifest: Manifest) -> None:
+    """Seed the state store (on-demand lookups) from ``manifest``; newer state wins."""
     from feedserver.feeds.events.state import StateStore
     from feedserver.storage.db import connect
 
     store = SnapshotStore(open_blob_store(settings))
-    manifest = store.manifest(check_snapshot_identifier(identifier), version)
     db = connect(settings.database)
     try:
-        count = StateStore(db).load_articles(store.iter_articles(manifest))
+        count = StateStore(db).load_lines(store.iter_lines(manifest))
     finally:
         db.close()
     print(f"{manifest.identifier} version {manifest.version}: {count} articles loaded "
           "into the state store", file=sys.stderr)
-    return 0
 
 
 def _write_lines(store: SnapshotStore, manifest: Any, out: Any) -> int:
