@@ -26,7 +26,7 @@ import msgspec
 import zstandard
 
 from feedserver.feeds.snapshots.manifest import WmeArchive
-from feedserver.formats.gzip_members import DEFLATE_VERSION
+from feedserver.formats.gzip_pieces import DEFLATE_VERSION
 from feedserver.formats.hashing import article_hash, root_hash
 from feedserver.formats.wme_layout import SnapshotArchiveBuilder, WmeChunk
 from feedserver.identifiers import PROJECT_RE, SNAPSHOT_RE

@@ -36,15 +36,15 @@ from feedserver.feeds.snapshots.manifest import (
 )
 from feedserver.feeds.snapshots.sealing import SealedSnapshot
 from feedserver.formats.checksums import Digester, file_blocks
-from feedserver.formats.gzip_members import DEFLATE_VERSION
+from feedserver.formats.gzip_pieces import DEFLATE_VERSION, HEADER
 from feedserver.formats.wme_layout import SnapshotArchiveBuilder, WmeChunk
 from feedserver.formats.wme_tar import (
-    BLOCK,
-    END_OF_ARCHIVE,
     ENTRY_LIMIT,
     TarGzPart,
+    archive_tail,
     chunk_entry_name,
-    header_member,
+    entry_header,
+    padded,
     snapshot_entry_name,
     write_part,
 )
@@ -151,22 +151,25 @@ def build_parts(sealed: SealedSnapshot, identifier: str, folder: Path, *, level:
 
 def verify_parts(blobs: BlobStore, manifest: Manifest, contents: Sequence[str]) -> None:
     """Re-read the WME parts of ``manifest`` (if it has them): each part's size and digests,
-    its NDJSON against ``contents`` (the SHA-256 of each zstd chunk's NDJSON), the zero
-    padding, and the checksums of every ``chunk_<k>.tar.gz`` and of ``<id>.tar.gz``."""
+    its NDJSON against ``contents`` (the SHA-256 of each zstd chunk's NDJSON), its CRC-32 and
+    zero padding, and the checksums of every ``chunk_<k>.tar.gz`` and of ``<id>.tar.gz``."""
     wme = wme_archive(manifest.representations)
     if wme is None:
         return
     whole = Digester(md5=True)
+    whole.update(HEADER)
+    parts: list[TarGzPart] = []
     for k, (chunk, content) in enumerate(zip(manifest.chunks, contents, strict=True)):
         files = chunk.wme
         if files is None:
             raise IntegrityError(f"chunk {chunk.identifier} has no WME part",
                                  identifier=manifest.identifier)
         part = files.part
+        parts.append(part)
         archive = Digester(md5=True)
-        archive.update(header_member(chunk_entry_name(k), part.data_size))
-        whole.update(header_member(snapshot_entry_name(manifest.identifier, k),
-                                   part.data_size))
+        archive.update(HEADER)
+        archive.update(entry_header(chunk_entry_name(k), part.data_size))
+        whole.update(entry_header(snapshot_entry_name(manifest.identifier, k), part.data_size))
         stored = Digester(md5=True)
 
         def tee(blocks: Iterable[bytes], sinks: tuple[Digester, ...] = (stored, archive, whole)
@@ -176,11 +179,13 @@ def verify_parts(blobs: BlobStore, manifest: Manifest, contents: Sequence[str]) 
                     sink.update(block)
                 yield block
 
-        data, lines = _inflate(tee(blobs.open_range(files.key)), part.data_size)
-        archive.update(END_OF_ARCHIVE)
+        data, lines, crc = _inflate(tee(blobs.open_range(files.key)), part.data_size)
+        archive.update(archive_tail([(chunk_entry_name(k), part)]))
         problems = []
         if stored.result() != part.checksums:
             problems.append("the part does not match its checksums")
+        if crc != part.crc32:
+            problems.append("its CRC-32 differs from the recorded one")
         if data != content or part.data_size != chunk.uncompressed_size:
             problems.append("its NDJSON differs from the zstd chunk's")
         if lines != part.lines or lines != chunk.article_count:
@@ -190,33 +195,34 @@ def verify_parts(blobs: BlobStore, manifest: Manifest, contents: Sequence[str]) 
         if problems:
             raise IntegrityError(f"WME part of chunk {chunk.identifier}: "
                                  + "; ".join(problems), identifier=manifest.identifier)
-    whole.update(END_OF_ARCHIVE)
+    whole.update(archive_tail([(snapshot_entry_name(manifest.identifier, k), part)
+                               for k, part in enumerate(parts)]))
     if whole.result() != wme.archive:
         raise IntegrityError(f"{manifest.identifier}.tar.gz does not match its checksums",
                              identifier=manifest.identifier)
 
 
-def _inflate(blocks: Iterable[bytes], data_size: int) -> tuple[str, int]:
-    """SHA-256 and line count of the first ``data_size`` bytes of one gzip member, checking
-    that the rest is the zero padding to a tar block and that nothing follows the member."""
-    inflate = zlib_ng.decompressobj(zlib_ng.MAX_WBITS | 16)
+def _inflate(blocks: Iterable[bytes], data_size: int) -> tuple[str, int, int]:
+    """SHA-256 and line count of the first ``data_size`` bytes a part inflates to, and the
+    CRC-32 of all of it, checking that the rest is the zero padding to a tar block and that
+    the part ends where its deflate data does (a sync flush, not a final block)."""
+    inflate = zlib_ng.decompressobj(-zlib_ng.MAX_WBITS)
     digest = hashlib.sha256()
-    seen = lines = 0
+    seen = lines = crc = 0
     padding_ok = True
     try:
         for block in blocks:
-            if inflate.eof:
-                raise IntegrityError("data after the part's gzip member")
             out = inflate.decompress(block)
-            if inflate.unused_data:
-                raise IntegrityError("data after the part's gzip member")
+            if inflate.eof:
+                raise IntegrityError("a WME part must not end the deflate stream")
             take = max(0, min(len(out), data_size - seen))
             digest.update(out[:take])
             lines += out.count(b"\n", 0, take)
             padding_ok = padding_ok and not out[take:].strip(b"\x00")
+            crc = zlib_ng.crc32(out, crc)
             seen += len(out)
     except _INFLATE_ERROR as exc:
         raise IntegrityError(f"corrupt WME part: {exc}") from exc
-    if not inflate.eof or seen != data_size + (-data_size % BLOCK) or not padding_ok:
+    if seen != padded(data_size) or not padding_ok:
         raise IntegrityError("WME part is truncated or badly padded")
-    return digest.hexdigest(), lines
+    return digest.hexdigest(), lines, crc

@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry
 from feedserver.api.app import build_app
 from feedserver.feeds.snapshots.manifest import Manifest, WmeArchive
 from feedserver.feeds.snapshots.store import SnapshotStore
+from feedserver.formats.gzip_pieces import HEADER
+from feedserver.formats.wme_tar import ENTRY_HEADER_SIZE, TAIL_SIZE
 from feedserver.metering.records import UsageSink
 from tests.unit.api.conftest import World, build_world
 from tests.unit.api.test_snapshots import unzstd
@@ -164,12 +166,12 @@ def test_each_representation_has_its_own_etag(client: TestClient[Any], world: Wo
 def boundaries(world: World) -> list[int]:
     """Offsets of every piece of the tar.gz: headers (rebuilt), parts (stored), end blocks."""
     m = world.manifests[EN]
-    out, offset = [], 0
+    out, offset = [0], len(HEADER)
     for chunk in m.chunks:
         assert chunk.wme is not None
-        out += [offset, offset + 535]
-        offset += 535 + chunk.wme.part.checksums.size
-    return [*out, offset, offset + 1047]
+        out += [offset, offset + ENTRY_HEADER_SIZE]
+        offset += ENTRY_HEADER_SIZE + chunk.wme.part.checksums.size
+    return [*out, offset, offset + TAIL_SIZE]
 
 
 def test_ranges_across_rebuilt_and_stored_pieces(client: TestClient[Any], world: World
@@ -183,7 +185,7 @@ def test_ranges_across_rebuilt_and_stored_pieces(client: TestClient[Any], world:
         assert r.status_code == 206 and r.content == whole[start:stop], edge
         assert r.headers["content-range"] == f"bytes {start}-{stop - 1}/{size}"
         assert r.headers["content-type"] == "application/gzip"
-    r = get(client, world, Range="bytes=-1100")  # the end-of-archive member and more
+    r = get(client, world, Range="bytes=-1100")  # the end-of-archive block, trailer and more
     assert r.status_code == 206 and r.content == whole[-1100:]
     edges = boundaries(world)
     spec = ", ".join(f"{e}-{e + 3}" for e in edges[1:6])
