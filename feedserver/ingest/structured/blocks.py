@@ -20,7 +20,7 @@ _HEADING = re.compile(r"^(=+)(.*?)(=+)[ \t]*$")
 _HEADING_LINE = re.compile("\n\ue00b[^\n]*")  # literal first characters: a fast scan
 # A heading is decided on the wikitext line, before links and tags are taken out: MediaWiki
 # does not read "==A==[[Category:B]]" as a heading.
-_HEADING_CANDIDATE = re.compile(r"\n(?==[^\n]*=[ \t]*(?:\n|$))")
+_HEADING_CANDIDATE = re.compile(r"\n=(?=[^\n]*=[ \t]*(?:\n|$))")
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n|$)")
 # Lines that are not paragraph text: list items, tables, rules.
 _BLOCK_MARK = re.compile("\n(?:[*#:;]|[ \t]*(?:\ue002|----))")
@@ -56,7 +56,7 @@ def mark_headings(text: str) -> str:
     """Mark the heading lines (see ``_HEADING_CANDIDATE``); ``build_sections`` reads them."""
     if "=" not in text:
         return text
-    return _HEADING_CANDIDATE.sub("\n" + HEADING, "\n" + text)[1:]
+    return _HEADING_CANDIDATE.sub("\n" + HEADING + "=", "\n" + text)[1:]
 
 
 def heading(line: str) -> tuple[int, str] | None:

@@ -33,8 +33,8 @@ _EXTERNAL = re.compile(
     r"\[((?:https?:|ftps?:|mailto:|news:|ircs?:|gopher:|sftp:|ssh:|svn:|git:|tel:|telnet:|//)"
     r"[^\s\[\]<>\"]+)(?:[ \t\xa0]+([^\]\n]*))?\]", re.I)
 _INTERLANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[a-z]{1,8})*$")
-_QUOTES = re.compile(r"'{2,}")
-_BREAK = re.compile(r"<br\s*/?>|</br>", re.I)
+_QUOTES = re.compile(r"''+")  # (not '{2,}: a literal prefix makes the search fast)
+_BREAK = re.compile(r"<(?:br\s*/?|/br)>", re.I)
 _TAGS = re.compile(
     r"</?(?:span|div|small|big|sup|sub|b|i|u|s|em|strong|abbr|center|font|cite|blockquote|q|"
     r"poem|p|tt|kbd|var|samp|del|ins|mark|bdi|bdo|ruby|rt|rp|dfn|time|data|wbr|hr|li|ul|ol|dl|"
@@ -43,7 +43,7 @@ _TAGS = re.compile(
     r"graph|div\d*)\b[^>]*>", re.I)
 _SWITCH = re.compile(r"__[A-ZÀ-Ÿ_]+__")
 _LINK = re.compile("\ue006(\\d+)\ue007([^\ue006\ue008]*)\ue008")
-_LINK_MARKS = re.compile("\ue006\\d+\ue007|\ue008")
+_LINK_OPEN = re.compile("\ue006\\d+\ue007")
 _CITE = re.compile("\ue000(\\d+)\ue001")
 _IMAGE = re.compile("\ue004(\\d+)\ue005")
 _LEAK = re.compile(r"\{\{|\}\}|\[\[|\]\]|''|<\s*/?\s*ref|[\ue000-\ue00f]", re.I)
@@ -188,7 +188,9 @@ def finish(raw: str, state: PageState, *, with_images: bool = True) -> Rendered:
         for _ in range(_LINK_PASSES):  # more than one pass: a link inside a link's text
             links += [PartLink(url=state.links[int(index)], text=_link_text(text, state) or None)
                       for index, text in _LINK.findall(raw)]
-            raw = _LINK_MARKS.sub("", raw)  # a literal replacement: no per-match callback
+            # literal replacements (no per-match callback); the closing marks by str.replace:
+            # an alternation with them has no literal first character, a slow search
+            raw = _LINK_OPEN.sub("", raw).replace(LINK_END, "")
             if LINK not in raw:
                 break
     return Rendered(clean(raw, state), links or None, citations or None, images or None)
