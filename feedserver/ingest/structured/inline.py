@@ -196,6 +196,15 @@ def finish(raw: str, state: PageState, *, with_images: bool = True) -> Rendered:
     return Rendered(clean(raw, state), links or None, citations or None, images or None)
 
 
+def text_of(raw: str, state: PageState) -> str:
+    """``finish(markup(raw), with_images=False).value``: the plain value of a short fragment
+    (a heading); without markup or sentinels that is ``clean(raw)``."""
+    if ("[" in raw or "''" in raw or "<" in raw or "__" in raw or CITE in raw or LINK in raw
+            or IMAGE in raw):
+        return finish(markup(raw, state), state, with_images=False).value
+    return clean(raw, state)
+
+
 def _link_text(raw: str, state: PageState) -> str:
     if _LINK_TEXT_SUSPECT.search(raw) is None:  # most link texts: words and spaces only
         return " ".join(raw.split())
