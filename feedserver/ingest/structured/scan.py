@@ -19,8 +19,8 @@ LINK, LINK_MID, LINK_END = "\ue006", "\ue007", "\ue008"
 GALLERY, GALLERY_END = "\ue009", "\ue00a"
 HEADING = "\ue00b"  # starts a line that was a heading before inline markup was removed
 SENTINELS = re.compile("[\ue000-\ue00f]")
+_SENTINEL_CHARS = tuple(chr(code) for code in range(0xE000, 0xE010))
 
-_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
 # Blocks dropped with their content: not prose (formulas, scores, maps, template data) or
 # hidden on the page itself (includeonly).
 _DROPPED = ("math", "chem", "ce", "score", "timeline", "graph", "templatedata", "mapframe",
@@ -43,13 +43,32 @@ def escape_literal(text: str) -> str:
 
 def strip_raw(text: str) -> str:
     """Comments removed, dropped blocks removed, literal blocks turned into inert text."""
-    if SENTINELS.search(text):
+    # Speed: sixteen one-character searches cost a fifth of the regex character class.
+    if not text.isascii() and any(char in text for char in _SENTINEL_CHARS):
         text = SENTINELS.sub("", text)
     if "<!--" in text:
-        text = _COMMENT.sub("", text)
+        text = _strip_comments(text)
     if "<" in text:
         text = _RAW.sub(_raw_block, text)
     return text
+
+
+def _strip_comments(text: str) -> str:
+    r"""Comments (``<!--`` to the first ``-->`` or the end) removed, by ``str.find``: the
+    regex ``<!--.*?(?:-->|\Z)`` tries its end after every character of every comment."""
+    out: list[str] = []
+    find = text.find
+    last = 0
+    start = find("<!--")
+    while start >= 0:
+        out.append(text[last:start])
+        end = find("-->", start + 4)
+        if end < 0:
+            return "".join(out)
+        last = end + 3
+        start = find("<!--", last)
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _raw_block(match: re.Match[str]) -> str:
