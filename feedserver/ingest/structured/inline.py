@@ -227,13 +227,11 @@ def clean(raw: str, state: PageState) -> str:
     if "&" in raw:
         raw = html.unescape(raw)
     # Speed: a printable string holds no whitespace but " " (every other whitespace character
-    # is a control or a separator) and no sentinel (private use): it needs no split and join
-    # (one new string per word) unless it has two spaces in a row or one at an end.
+    # is a control or a separator) and no sentinel (private use): once stripped, it needs no
+    # split and join (one new string per word) unless it has two spaces in a row.
+    raw = raw.strip()
     printable = raw.isprintable()
-    if printable and "  " not in raw and raw[:1] != " " and raw[-1:] != " ":
-        value = raw
-    else:
-        value = " ".join(raw.split())
+    value = raw if printable and "  " not in raw else " ".join(raw.split())
     if "(" in value and _ANY_EMPTY_PARENS.search(value):
         value = _EMPTY_PARENS.sub("", value)
     if _ANY_SPACE_BEFORE_PUNCT.search(value):
