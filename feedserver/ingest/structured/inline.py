@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from feedserver.ingest.structured.images import image
+from feedserver.ingest.structured.profile import remember
 from feedserver.ingest.structured.records import Citation, Image, PartLink
 from feedserver.ingest.structured.scan import (
     CITE,
@@ -198,16 +199,30 @@ def finish(raw: str, state: PageState, *, with_images: bool = True) -> Rendered:
 
 def text_of(raw: str, state: PageState) -> str:
     """``finish(markup(raw), with_images=False).value``: the plain value of a short fragment
-    (a heading); without markup or sentinels that is ``clean(raw)``."""
+    (a heading); without markup or sentinels that is ``clean(raw)``, remembered per wiki."""
+    cache = state.profile.heading_texts
+    value = cache.get(raw)
+    if value is not None:
+        return value
     if ("[" in raw or "''" in raw or "<" in raw or "__" in raw or CITE in raw or LINK in raw
             or IMAGE in raw):
         return finish(markup(raw, state), state, with_images=False).value
-    return clean(raw, state)
+    leaked = "markup_leak" in state.problems
+    value = clean(raw, state)
+    if not leaked and "markup_leak" not in state.problems:  # nothing but the value: reusable
+        remember(cache, raw, value)
+    return value
 
 
 def _link_text(raw: str, state: PageState) -> str:
+    cache = state.profile.link_texts
+    value = cache.get(raw)
+    if value is not None:
+        return value
     if _LINK_TEXT_SUSPECT.search(raw) is None:  # most link texts: words and spaces only
-        return " ".join(raw.split())
+        value = " ".join(raw.split())
+        remember(cache, raw, value)
+        return value
     if CITE in raw or IMAGE in raw or LINK in raw:
         raw = _strip_sentinels(raw)
     return clean(raw, state)
@@ -215,8 +230,14 @@ def _link_text(raw: str, state: PageState) -> str:
 
 def plain(raw: str, state: PageState, expand: Callable[[str], str]) -> str:
     """A template parameter's plain text; most (dates, URLs, names) need no parser at all."""
+    cache = state.profile.param_texts
+    value = cache.get(raw)
+    if value is not None:
+        return value
     if not _MARKUP_CHARS.search(raw):
-        return " ".join(raw.split())
+        value = " ".join(raw.split())
+        remember(cache, raw, value)
+        return value
     if not _STRUCTURE_CHARS.search(raw):  # entities and quotes only
         return clean(_QUOTES.sub("", raw), state)
     return finish(markup(expand(raw), state), state, with_images=False).value

@@ -41,6 +41,7 @@ _LINK_TRAILS = {
 }
 _DEFAULT_TRAIL = "[a-z]*"
 _URL_CACHE = 100_000
+_TEXT_CACHE = 50_000
 _URL_ESCAPES = str.maketrans({c: f"%{ord(c):02X}" for c in '%?"<>[]{}|\\^`#'})
 
 
@@ -67,6 +68,12 @@ class WikiProfile:
         self._urls: dict[str, str] = {}  # link targets recur across a wiki's pages
         # template name as written -> (what it leaves, key): filled by ``templates``
         self.template_kinds: dict[str, tuple[str, str]] = {}
+        # Plain values of fragments that leave nothing else on the page (no link, citation
+        # or problem): heading names, link texts and citation parameters recur on a wiki's
+        # pages. Text as written -> value; filled by ``inline`` through ``remember``.
+        self.heading_texts: dict[str, str] = {}
+        self.link_texts: dict[str, str] = {}
+        self.param_texts: dict[str, str] = {}
 
     def is_infobox(self, name: str) -> bool:
         return self._infobox is not None and self._infobox.match(name) is not None
@@ -87,6 +94,13 @@ class WikiProfile:
             self._urls.clear()
         self._urls[title] = url
         return url
+
+
+def remember(cache: dict[str, str], text: str, value: str) -> None:
+    """Keep ``value`` for ``text`` in one of a profile's text caches (bounded)."""
+    if len(cache) >= _TEXT_CACHE:
+        cache.clear()
+    cache[text] = value
 
 
 def _title_pattern(name: str) -> str:
