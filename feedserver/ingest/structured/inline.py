@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from feedserver.ingest.structured.images import image
-from feedserver.ingest.structured.profile import remember
+from feedserver.ingest.structured.profile import TEXT_CACHE
 from feedserver.ingest.structured.records import Citation, Image, PartLink
 from feedserver.ingest.structured.scan import (
     CITE,
@@ -209,8 +209,9 @@ def text_of(raw: str, state: PageState) -> str:
         return finish(markup(raw, state), state, with_images=False).value
     leaked = "markup_leak" in state.problems
     value = clean(raw, state)
-    if not leaked and "markup_leak" not in state.problems:  # nothing but the value: reusable
-        remember(cache, raw, value)
+    # nothing but the value came of it: reusable
+    if not leaked and "markup_leak" not in state.problems and len(cache) < TEXT_CACHE:
+        cache[raw] = value
     return value
 
 
@@ -221,7 +222,8 @@ def _link_text(raw: str, state: PageState) -> str:
         return value
     if _LINK_TEXT_SUSPECT.search(raw) is None:  # most link texts: words and spaces only
         value = " ".join(raw.split())
-        remember(cache, raw, value)
+        if len(cache) < TEXT_CACHE:
+            cache[raw] = value
         return value
     if CITE in raw or IMAGE in raw or LINK in raw:
         raw = _strip_sentinels(raw)
@@ -230,14 +232,8 @@ def _link_text(raw: str, state: PageState) -> str:
 
 def plain(raw: str, state: PageState, expand: Callable[[str], str]) -> str:
     """A template parameter's plain text; most (dates, URLs, names) need no parser at all."""
-    cache = state.profile.param_texts
-    value = cache.get(raw)
-    if value is not None:
-        return value
     if not _MARKUP_CHARS.search(raw):
-        value = " ".join(raw.split())
-        remember(cache, raw, value)
-        return value
+        return " ".join(raw.split())
     if not _STRUCTURE_CHARS.search(raw):  # entities and quotes only
         return clean(_QUOTES.sub("", raw), state)
     return finish(markup(expand(raw), state), state, with_images=False).value

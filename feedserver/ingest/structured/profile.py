@@ -41,7 +41,7 @@ _LINK_TRAILS = {
 }
 _DEFAULT_TRAIL = "[a-z]*"
 _URL_CACHE = 100_000
-_TEXT_CACHE = 50_000
+TEXT_CACHE = 50_000  # entries per text cache; a full cache takes no more
 _URL_ESCAPES = str.maketrans({c: f"%{ord(c):02X}" for c in '%?"<>[]{}|\\^`#'})
 
 
@@ -69,11 +69,11 @@ class WikiProfile:
         # template name as written -> (what it leaves, key): filled by ``templates``
         self.template_kinds: dict[str, tuple[str, str]] = {}
         # Plain values of fragments that leave nothing else on the page (no link, citation
-        # or problem): heading names, link texts and citation parameters recur on a wiki's
-        # pages. Text as written -> value; filled by ``inline`` through ``remember``.
+        # or problem): heading names and link texts recur on a wiki's pages. Text as
+        # written -> value; filled by ``inline`` up to ``TEXT_CACHE`` entries. (Citation
+        # parameters recur too rarely: the misses cost more than the hits save.)
         self.heading_texts: dict[str, str] = {}
         self.link_texts: dict[str, str] = {}
-        self.param_texts: dict[str, str] = {}
 
     def is_infobox(self, name: str) -> bool:
         return self._infobox is not None and self._infobox.match(name) is not None
@@ -94,13 +94,6 @@ class WikiProfile:
             self._urls.clear()
         self._urls[title] = url
         return url
-
-
-def remember(cache: dict[str, str], text: str, value: str) -> None:
-    """Keep ``value`` for ``text`` in one of a profile's text caches (bounded)."""
-    if len(cache) >= _TEXT_CACHE:
-        cache.clear()
-    cache[text] = value
 
 
 def _title_pattern(name: str) -> str:
