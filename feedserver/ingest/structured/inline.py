@@ -14,7 +14,8 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+
+import msgspec
 
 from feedserver.ingest.structured.images import image
 from feedserver.ingest.structured.profile import TEXT_CACHE
@@ -71,8 +72,9 @@ _OPTION_PREFIXES = ("alt=", "link=", "page=", "class=", "lang=", "upright=", "th
 _LINK_PASSES = 4  # innermost links first: a file caption may hold links
 
 
-@dataclass(slots=True)
-class Rendered:
+class Rendered(msgspec.Struct):
+    """One block's final value and what it links to (a Struct: built in C, once per block)."""
+
     value: str
     links: list[PartLink] | None = None
     citations: list[Citation] | None = None
