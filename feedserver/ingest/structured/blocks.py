@@ -36,7 +36,8 @@ _LIST = re.compile(r"^[*#:;]+")
 _BLOCK_FIRST = frozenset("*#:; \t-\ue002")
 _TABLE_LINE = re.compile("^\ue002(\\d+)\ue003$")
 _IMAGE = re.compile("\ue004(\\d+)\ue005")
-_GALLERY = re.compile(r"<gallery\b[^>]*>(.*?)(?:</gallery\s*>|\Z)", re.S | re.I)
+_GALLERY = re.compile(r"<gallery\b[^>]*>((?:[^<]++|<(?!/gallery\s*>))*+)(?:</gallery\s*>|\Z)",
+                      re.I)  # (possessive runs: see references._REF)
 _MAX_LIST_DEPTH = 20
 
 

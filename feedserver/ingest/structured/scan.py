@@ -28,8 +28,10 @@ _DROPPED = ("math", "chem", "ce", "score", "timeline", "graph", "templatedata", 
             "imagemap", "phonos", "charinsert", "references-dummy")
 # Blocks whose content is literal text, not markup.
 _LITERAL = ("nowiki", "pre", "syntaxhighlight", "source")
-_RAW = re.compile(r"<(" + "|".join(_DROPPED + _LITERAL) + r")\b[^>]*?(?:/>|>(.*?)(?:</\1\s*>|\Z))",
-                  re.S | re.I)
+# (the content as runs without "<" and "<" not closing the block: a lazy ``(.*?)`` would try
+# the closing tag after every character)
+_RAW = re.compile(r"<(" + "|".join(_DROPPED + _LITERAL) + r")\b[^>]*?"
+                  r"(?:/>|>((?:[^<]++|<(?!/\1\s*>))*+)(?:</\1\s*>|\Z))", re.I)
 _LITERAL_SET = frozenset(_LITERAL)
 # Literal text keeps its characters as entities, decoded only once the value is final.
 _ESCAPES = str.maketrans({c: f"&#{ord(c)};" for c in "&<>[]{}|'=*#:;!~_-"})
