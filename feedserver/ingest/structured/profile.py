@@ -43,6 +43,8 @@ _DEFAULT_TRAIL = "[a-z]*"
 _URL_CACHE = 100_000
 TEXT_CACHE = 50_000  # entries per text cache; a full cache takes no more
 _URL_ESCAPES = str.maketrans({c: f"%{ord(c):02X}" for c in '%?"<>[]{}|\\^`#'})
+# (str.translate with a mapping costs ~500 instructions a character: only when needed)
+_URL_UNSAFE = re.compile(r'[%?"<>\[\]{}|\\^`#]')
 
 
 class WikiProfile:
@@ -87,7 +89,10 @@ class WikiProfile:
             return found
         page, hashmark, fragment = title.partition("#")
         page = "_".join(page.split())
-        url = f"{self.base_url}/wiki/{(page[:1].upper() + page[1:]).translate(_URL_ESCAPES)}"
+        page = page[:1].upper() + page[1:]
+        if _URL_UNSAFE.search(page):
+            page = page.translate(_URL_ESCAPES)
+        url = f"{self.base_url}/wiki/{page}"
         if hashmark:
             url += "#" + "_".join(fragment.split()).translate(_URL_ESCAPES)
         if len(self._urls) >= _URL_CACHE:
