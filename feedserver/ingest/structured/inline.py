@@ -50,7 +50,7 @@ _CITE = re.compile("\ue000(\\d+)\ue001")
 _IMAGE = re.compile("\ue004(\\d+)\ue005")
 _LEAK = re.compile(r"\{\{|\}\}|\[\[|\]\]|''|<\s*/?\s*ref|[\ue000-\ue00f]", re.I)
 _LINK_TEXT_SUSPECT = re.compile("[&{}\\[\\]'<(\ue000-\ue00f]| [,.;:!?)]")
-_MARKUP_CHARS = re.compile(r"[\[\]{}<>&'\ue000-\ue00f]")
+MARKUP_CHARS = re.compile(r"[\[\]{}<>&'\ue000-\ue00f]")
 _STRUCTURE_CHARS = re.compile(r"[\[\]{}<>\ue000-\ue00f]")
 _REF_TAG = re.compile(r"<\s*/?\s*ref", re.I)
 _EMPTY_PARENS = re.compile(r" ?\([ ;,]*\)")
@@ -234,7 +234,7 @@ def _link_text(raw: str, state: PageState) -> str:
 
 def plain(raw: str, state: PageState, expand: Callable[[str], str]) -> str:
     """A template parameter's plain text; most (dates, URLs, names) need no parser at all."""
-    if not _MARKUP_CHARS.search(raw):
+    if not MARKUP_CHARS.search(raw):
         return " ".join(raw.split())
     if not _STRUCTURE_CHARS.search(raw):  # entities and quotes only
         return clean(_QUOTES.sub("", raw), state)
