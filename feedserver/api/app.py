@@ -49,15 +49,9 @@ from feedserver.api.metered import Metered
 from feedserver.api.portal import TEMPLATES as PORTAL_TEMPLATES
 from feedserver.api.portal.context import Portals
 from feedserver.api.problems import handle_exception
+from feedserver.api.protocols import Accounts, ArticleState, Snapshots
 from feedserver.api.realtime_metering import StreamMetering
-from feedserver.api.services import (
-    Accounts,
-    ArticleState,
-    Billing,
-    Services,
-    Snapshots,
-    new_request_id,
-)
+from feedserver.api.services import Billing, Services, new_request_id
 from feedserver.config import Settings, load_settings
 from feedserver.errors import Unavailable
 from feedserver.feeds.diffs.store import DiffStore

@@ -28,8 +28,8 @@ from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
 from feedserver.api.params import ChunkId, Pair, SnapshotId
 from feedserver.api.problems import problem_specs
+from feedserver.api.protocols import Injected
 from feedserver.api.query import VersionParam, project, read_query, select
-from feedserver.api.services import Injected
 from feedserver.api.snapshots import NamespaceRef, Ref, SizeMB
 from feedserver.errors import NotFound
 from feedserver.feeds.diffs.manifest import ENCODER, DiffManifest, DiffNotFound, parse_pair

@@ -29,8 +29,9 @@ from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
 from feedserver.api.fields import ARTICLE_PATHS, check_paths
 from feedserver.api.params import ArticleName
 from feedserver.api.problems import problem_specs
+from feedserver.api.protocols import ArticleState, Injected
 from feedserver.api.query import Filter, matches, project, read_query, render_list
-from feedserver.api.services import ArticleState, Billing, Injected
+from feedserver.api.services import Billing
 from feedserver.errors import InvalidParameter, NotFound
 from feedserver.identifiers import check_title
 from feedserver.ingest.siteinfo import language_of

@@ -30,8 +30,8 @@ from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
 from feedserver.api.params import ChunkId, SnapshotId
 from feedserver.api.problems import problem_specs
+from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam, project, read_query, select
-from feedserver.api.services import Injected, Snapshots
 from feedserver.errors import SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest
 from feedserver.identifiers import parse_snapshot_identifier
