@@ -22,11 +22,11 @@ from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import BadRequest
 from feedserver.feeds.batches.build import seal_periodically
-from feedserver.feeds.events.consumer import EventConsumer
+from feedserver.feeds.events.consumer import ConsumerStats, EventConsumer
 from feedserver.feeds.events.membership import Membership, member_from_hostname, membership
 from feedserver.feeds.scratch import scratch_root, sweep
 from feedserver.metrics import Metrics
-from feedserver.sources.eventstreams import check_since
+from feedserver.sources.eventstreams import StreamStats, check_since
 from feedserver.sources.follow import follow
 from feedserver.sources.mediawiki import ActionApiClient
 from feedserver.storage.blobs import open_blob_store
@@ -172,7 +172,8 @@ def cmd_follow(settings: Settings, *, stream: list[str] | None = None, url: str 
 
 
 async def _follow(settings: Settings, *, streams: list[str], url: str, wikis: list[str],
-                  since: str | None, batch_size: int, metrics_port: int | None) -> Any:
+                  since: str | None, batch_size: int, metrics_port: int | None
+                  ) -> StreamStats:
     metrics = _metrics(settings, metrics_port)
     db = connect(settings.database)
     event_log = open_event_log(settings, db)
@@ -246,7 +247,7 @@ def cmd_consume(settings: Settings, *, once: bool = False, max_events: int | Non
 
 async def _consume(settings: Settings, member: Membership, *, once: bool,
                    max_events: int | None, batch_size: int, metrics_port: int | None,
-                   seal: bool) -> Any:
+                   seal: bool) -> ConsumerStats:
     metrics = _metrics(settings, metrics_port)
     db = connect(settings.database)
     event_log = open_event_log(settings, db)
