@@ -70,6 +70,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         default_factory=lambda: ["mediawiki.recentchange"])
     eventstreams_wikis: list[str] = msgspec.field(default_factory=list)
     eventstreams_topic: str = "feedserver.eventstreams"
+    eventstreams_timeout: float = 60.0
     realtime_max_subscriber_lag: int = 10_000
     realtime_subscriber_queue: int = 1_000
     stream_lease_seconds: float = 30.0

@@ -43,6 +43,12 @@ class Metrics:
             "Invalid events set aside in the dead-letter store, by reason (json, schema, ...).",
             ["reason"], registry=r,
         )
+        self.events_unresolved = Counter(
+            "feedserver_events_unresolved",
+            "recentchange changes whose page the wiki and the state store no longer know"
+            " (deleted again since, never seen): consumed, nothing produced.",
+            registry=r,
+        )
         self.articles_produced = Counter(
             "feedserver_articles_produced", "Article events appended to the article topic.",
             registry=r,

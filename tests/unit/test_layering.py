@@ -34,7 +34,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "storage": frozenset({"base"}),
     "sources": frozenset({"base", "ingest", "storage"}),
     "demo": frozenset({"base"}),
-    "feeds": frozenset({"base", "ingest", "formats", "storage"}),
+    "feeds": frozenset({"base", "ingest", "formats", "storage", "sources"}),
     "accounts": frozenset({"base", "storage"}),
     "metering": frozenset({"base", "storage", "accounts"}),
     "api": frozenset({"base", "ingest", "formats", "storage", "feeds", "accounts", "metering"}),
@@ -48,9 +48,9 @@ ALLOWED: dict[str, frozenset[str]] = {
 # Inside a part: which subpackage (or top module) may import which other ones.
 INNER: dict[str, dict[str, frozenset[str]]] = {
     "feeds": {
-        "scratch": frozenset(), "content": frozenset(), "realtime": frozenset(),
+        "scratch": frozenset(), "realtime": frozenset(),
         "snapshots": frozenset({"scratch"}),
-        "events": frozenset({"content"}),
+        "events": frozenset(),
         "batches": frozenset({"snapshots"}),
         "diffs": frozenset({"snapshots", "events", "scratch"}),
     },
