@@ -27,6 +27,7 @@ from litestar.params import SkipValidationMarker
 
 from feedserver.accounts.models import Principal, TokenPair
 from feedserver.api.realtime_metering import StreamMetering
+from feedserver.api.verified import VerifiedBlobs
 from feedserver.config import Settings
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.realtime.service import Realtime
@@ -170,3 +171,4 @@ class Services:
     stream_metering: StreamMetering
     portals: Portals
     metrics: Metrics
+    verified_blobs: VerifiedBlobs  # files hashed before any byte is served (Parquet shards)

@@ -2,9 +2,10 @@
 
 Order of writes: chunks and the files of optional formats (``extras``), then
 ``manifest.json``, then the pointer ``index.json`` LAST. Until the pointer names a version no
-reader sees it, so a crash at any point leaves the previous version current; the folders such crashes leave behind are deleted by the next publish of
-the same identifier (under the lock). Retention rewrites the pointer before deleting blobs,
-so a reader never follows the pointer to a deleted version.
+reader sees it, so a crash at any point leaves the previous version current; the folders such
+crashes leave behind are deleted by the next publish of the same identifier (under the lock).
+Retention rewrites the pointer before deleting blobs, so a reader never follows the pointer to
+a deleted version.
 """
 
 from __future__ import annotations
