@@ -10,16 +10,16 @@ writes the previous chunk's rows, so the shards do not depend on the number of w
 
 ``verify_parquet`` re-hashes every shard in the blob store and proves its rows are the
 version's: the ``article_sha256`` column of all shards hashes to the manifest's
-``content_root_hash`` (read one column through ``BlobFile``, a seekable reader over
-``BlobStore.open_range``).
+``content_root_hash``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import IO
 
 import msgspec
 import pyarrow as pa
@@ -162,49 +162,15 @@ def build_parquet(sealed: SealedSnapshot, *, identifier: str, folder: Path,
     return BuiltParquet(folder, identifier, shards, namespaces=namespaces, options=options)
 
 
-class BlobFile(io.RawIOBase):
-    """A read-only, seekable file over one blob (``open_range`` per read): what pyarrow needs
-    to read a footer and single column chunks without fetching the whole file."""
-
-    def __init__(self, blobs: BlobStore, key: str, size: int) -> None:
-        super().__init__()
-        self.blobs = blobs
-        self.key = key
-        self.size = size
-        self.pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        want = min(len(buffer), self.size - self.pos)
-        if want <= 0:
-            return 0
-        data = b"".join(self.blobs.open_range(self.key, self.pos, self.pos + want))
-        view = memoryview(buffer).cast("B")
-        view[: len(data)] = data
-        self.pos += len(data)
-        return len(data)
-
-
-def verify_shard_blob(blobs: BlobStore, shard: ParquetShard) -> None:
-    """Re-hash one stored shard against the manifest; ``IntegrityError`` when it differs."""
+def _fetch_checked(blobs: BlobStore, shard: ParquetShard, out: IO[bytes]) -> None:
+    """Copy a stored shard to ``out``, hashing it; ``IntegrityError`` when it differs from
+    the manifest."""
     digest = hashlib.sha256()
     size = 0
     for block in blobs.open_range(shard.key):
         digest.update(block)
         size += len(block)
+        out.write(block)
     if size != shard.size or digest.hexdigest() != shard.sha256:
         raise IntegrityError(f"Parquet shard {shard.identifier} does not match its checksum "
                              f"({size} B sha256 {digest.hexdigest()}, manifest: {shard.size} B "
@@ -214,19 +180,22 @@ def verify_shard_blob(blobs: BlobStore, shard: ParquetShard) -> None:
 def verify_parquet(blobs: BlobStore, parquet: ParquetSet, *, rows: int,
                    content_root_hash: str | None = None) -> None:
     """Every shard's bytes, row counts and (for article rows, ``content_root_hash`` given)
-    the per-article hashes against the manifest; raises ``IntegrityError``."""
+    the per-article hashes against the manifest; raises ``IntegrityError``. Each shard is
+    spooled to a temporary file while hashed and read from there by pyarrow (never through a
+    Python file object: pyarrow may release its buffers on its own threads at exit)."""
     root = RootHasher()
     total = 0
     for shard in parquet.shards:
-        verify_shard_blob(blobs, shard)
-        with BlobFile(blobs, shard.key, shard.size) as fh:
+        with tempfile.NamedTemporaryFile(suffix=SUFFIX) as tmp:
+            _fetch_checked(blobs, shard, tmp)
+            tmp.flush()
             try:
-                meta = pq.ParquetFile(fh)
-                count = meta.metadata.num_rows
-                for group in range(meta.num_row_groups if content_root_hash else 0):
-                    column = meta.read_row_group(group, columns=["article_sha256"]).column(0)
-                    for digest in column.to_pylist():
-                        root.add(digest)
+                with pq.ParquetFile(tmp.name) as meta:
+                    count = meta.metadata.num_rows
+                    for group in range(meta.num_row_groups if content_root_hash else 0):
+                        column = meta.read_row_group(group, columns=["article_sha256"])
+                        for digest in column.column(0).to_pylist():
+                            root.add(digest)
             except (OSError, pa.ArrowException) as exc:
                 raise IntegrityError(f"Parquet shard {shard.identifier} is unreadable: "
                                      f"{exc}") from exc
@@ -239,3 +208,31 @@ def verify_parquet(blobs: BlobStore, parquet: ParquetSet, *, rows: int,
     if content_root_hash is not None and root.hexdigest() != content_root_hash:
         raise IntegrityError("the Parquet rows' article_sha256 do not hash to the content "
                              "root hash")
+
+
+def convert_lines(lines: Iterable[bytes], *, identifier: str, folder: Path,
+                  options: ParquetOptions, namespaces: Mapping[int, str]) -> BuiltParquet:
+    """Shards of the records ``lines`` (a published version's, in order) under ``folder``:
+    Parquet of a version published without it, for an offline hand-over."""
+    writer = shard_writer(folder, identifier, kind="articles", namespaces=namespaces,
+                          options=options)
+    try:
+        for line in lines:
+            writer.add(ARTICLE_DECODER.decode(line), line)
+        shards = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return BuiltParquet(folder, identifier, shards, namespaces=namespaces, options=options)
+
+
+def copy_shard(blobs: BlobStore, shard: ParquetShard, path: Path) -> None:
+    """Download a stored shard to ``path``, checked against the manifest while it is written
+    (``IntegrityError``, and no file, when it differs)."""
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with tmp.open("wb") as out:
+            _fetch_checked(blobs, shard, out)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
