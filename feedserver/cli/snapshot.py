@@ -58,7 +58,7 @@ def register(sub: Any) -> None:
         if name == "export":
             cmd.add_argument("--format", choices=["ndjson", "parquet"], default="ndjson",
                              help="ndjson: one file of records; parquet: the version's shards "
-                                  "and manifest.json in a folder (converted from the records "
+                                  "and _manifest.json in a folder (converted from the records "
                                   "when the version was published without Parquet)")
             cmd.add_argument("-o", "--output", required=True, type=Path, metavar="PATH",
                              help="NDJSON file ('-' for stdout) or, with --format parquet, "
@@ -172,7 +172,7 @@ def _write_lines(store: SnapshotStore, manifest: Any, out: Any) -> int:
 def _export_parquet(settings: Settings, store: SnapshotStore, manifest: Manifest,
                     folder: Path) -> int:
     """The version's shards (checked while copied, or converted from its records) and its
-    manifest.json in ``folder``: what a lab needs to load and check it offline."""
+    _manifest.json in ``folder``: what a lab needs to load and check it offline."""
     if str(folder) == "-" or (folder.exists() and not folder.is_dir()):
         raise InvalidParameter("--format parquet writes a folder: give -o DIR")
     folder.mkdir(parents=True, exist_ok=True)
@@ -190,7 +190,8 @@ def _export_parquet(settings: Settings, store: SnapshotStore, manifest: Manifest
                 path.replace(folder / path.name)
             manifest = built.record(manifest)
         how = "converted from the records (the version was published without Parquet)"
-    (folder / "manifest.json").write_bytes(
+    # "_" first: dataset readers (pyarrow.dataset, Spark) skip it when given the folder.
+    (folder / "_manifest.json").write_bytes(
         msgspec.json.format(MANIFEST_ENCODER.encode(manifest)) + b"\n")
     assert manifest.parquet is not None
     print(f"{manifest.identifier} version {manifest.version}: {len(manifest.parquet.shards)} "

@@ -85,7 +85,7 @@ def two_versions(info: DumpInfo) -> tuple[list[Article], list[Article]]:
             body = article.article_body.wikitext if article.article_body else ""
             rev = article.version.identifier if article.version else 0
             article = msgspec.structs.replace(
-                article, article_body=ArticleBody(wikitext=f"{body}\n\nΝέα παράγραφος {i}."),
+                article, article_body=ArticleBody(wikitext=f"{body}\n\nNew paragraph {i}."),
                 version=Version(identifier=rev + 1))
         nxt.append(article)
     return base, nxt + extra
