@@ -82,6 +82,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     retention_versions: int = 7
     ingest_workers: int = 1
     default_wiki: str = "simplewiki"
+    # Parquet shards beside the chunks of every new version (and of its diff): off by default,
+    # as they add build time (the clean text) and storage (text + wikitext); docs/formats.md.
+    parquet_enabled: bool = False
+    parquet_shard_size: int = 256 * 1024 * 1024
+    parquet_row_group_size: int = 32 * 1024 * 1024
 
     # --- accounts and tokens -----------------------------------------------------------------
     token_secret: str | None = None

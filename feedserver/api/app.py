@@ -39,6 +39,7 @@ from feedserver.api import (
     health,
     metadata,
     ondemand,
+    parquet,
     portal,
     realtime,
     snapshots,
@@ -52,6 +53,7 @@ from feedserver.api.problems import handle_exception
 from feedserver.api.protocols import Accounts, ArticleState, Snapshots
 from feedserver.api.realtime_metering import StreamMetering
 from feedserver.api.services import Billing, Services, new_request_id
+from feedserver.api.verified import VerifiedBlobs
 from feedserver.config import Settings, load_settings
 from feedserver.errors import Unavailable
 from feedserver.feeds.diffs.store import DiffStore
@@ -72,7 +74,7 @@ from feedserver.storage.eventlog import EventLog, open_event_log
 ROUTERS: tuple[Callable[[], Router], ...] = (health.router, usage.router, portal.router)
 WME_ROUTERS: tuple[Callable[[], Router], ...] = (
     auth.router, metadata.router, snapshots.router, ondemand.router, diffs.router,
-    realtime.router, batches.router,
+    parquet.router, realtime.router, batches.router,
 )
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")
@@ -246,6 +248,9 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
     def provide_metrics() -> Metrics:
         return services().metrics
 
+    def provide_verified_blobs() -> VerifiedBlobs:
+        return services().verified_blobs
+
     providers: dict[str, Callable[[], object]] = {
         "settings": provide_settings, "blobs": provide_blobs, "db": provide_db,
         "events": provide_events, "accounts": provide_accounts,
@@ -254,7 +259,7 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
         "billing": provide_billing, "metered": provide_metered,
         "metering": provide_metering, "realtime": provide_realtime,
         "stream_metering": provide_stream_metering, "portals": provide_portals,
-        "metrics": provide_metrics,
+        "metrics": provide_metrics, "verified_blobs": provide_verified_blobs,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 
@@ -293,7 +298,8 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
         snapshots=snapshots or SnapshotStore(blobs), diffs=DiffStore(blobs), state=state,
         billing=Billing(usage or NullSink(), metering), metering=metering, realtime=realtime,
         stream_metering=stream_metering,
-        portals=Portals(settings, db, accounts, metering), metrics=metrics)
+        portals=Portals(settings, db, accounts, metering), metrics=metrics,
+        verified_blobs=VerifiedBlobs(blobs))
 
 
 def _end_streams_on_signals(service: Realtime) -> Callable[[], None]:

@@ -26,6 +26,7 @@ from feedserver.accounts.models import Principal
 from feedserver.api.portal.context import Portals
 from feedserver.api.protocols import Accounts, ArticleState, Snapshots
 from feedserver.api.realtime_metering import StreamMetering
+from feedserver.api.verified import VerifiedBlobs
 from feedserver.config import Settings
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.realtime.service import Realtime
@@ -119,3 +120,4 @@ class Services:
     stream_metering: StreamMetering
     portals: Portals
     metrics: Metrics
+    verified_blobs: VerifiedBlobs  # files hashed before any byte is served (Parquet shards)

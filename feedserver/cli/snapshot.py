@@ -1,8 +1,9 @@
 """`feedserver snapshot build|list|show|verify|export|load-state`: build and inspect snapshot
-versions, and seed the on-demand state store from one."""
+versions, hand one over offline (NDJSON or Parquet), and seed the on-demand state store."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,11 @@ import msgspec
 from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
+from feedserver.feeds.scratch import scratch_dir
 from feedserver.feeds.snapshots.build import build_snapshots
-from feedserver.feeds.snapshots.manifest import MANIFEST_ENCODER
+from feedserver.feeds.snapshots.extras import parquet_options
+from feedserver.feeds.snapshots.manifest import MANIFEST_ENCODER, Manifest
+from feedserver.feeds.snapshots.parquet import convert_lines, copy_shard
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.identifiers import check_snapshot_identifier
 from feedserver.storage.blobs import open_blob_store
@@ -33,6 +37,8 @@ def register(sub: Any) -> None:
                        help="uncompressed bytes per chunk (default: settings.chunk_size)")
     build.add_argument("--workers", type=int, metavar="N",
                        help="parse dump files in N processes (default: settings.ingest_workers)")
+    build.add_argument("--parquet", action=argparse.BooleanOptionalAction, default=None,
+                       help="also publish Parquet shards (default: settings.parquet_enabled)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     bind(build, cmd_build)
 
@@ -50,14 +56,22 @@ def register(sub: Any) -> None:
         cmd.add_argument("identifier", help="snapshot identifier, e.g. enwiki_namespace_0")
         cmd.add_argument("--version", type=int, metavar="N", help="version (default: current)")
         if name == "export":
-            cmd.add_argument("-o", "--output", required=True, type=Path, metavar="FILE",
-                             help="NDJSON file to write ('-' for stdout)")
+            cmd.add_argument("--format", choices=["ndjson", "parquet"], default="ndjson",
+                             help="ndjson: one file of records; parquet: the version's shards "
+                                  "and _manifest.json in a folder (converted from the records "
+                                  "when the version was published without Parquet)")
+            cmd.add_argument("-o", "--output", required=True, type=Path, metavar="PATH",
+                             help="NDJSON file ('-' for stdout) or, with --format parquet, "
+                                  "the folder to write")
         bind(cmd, handler)
 
 
 def cmd_build(settings: Settings, *, dump: list[Path], wiki: str | None = None,
               namespace: list[int] | None = None, chunk_size: int | None = None,
-              workers: int | None = None, no_progress: bool = False) -> int:
+              workers: int | None = None, parquet: bool | None = None,
+              no_progress: bool = False) -> int:
+    if parquet is not None:
+        settings = msgspec.structs.replace(settings, parquet_enabled=parquet)
     if chunk_size is not None:
         if chunk_size < 1:
             raise InvalidParameter("--chunk-size must be positive")
@@ -74,8 +88,10 @@ def cmd_build(settings: Settings, *, dump: list[Path], wiki: str | None = None,
         progress=not no_progress and sys.stderr.isatty(), workers=workers,
     )
     for m in manifests:
+        shards = f", {len(m.parquet.shards)} Parquet shards" if m.parquet is not None else ""
         print(f"{m.identifier} version {m.version}: {m.article_count} articles, "
-              f"{m.redirect_count} redirects, {len(m.chunks)} chunks, {int(m.size.value)} B")
+              f"{m.redirect_count} redirects, {len(m.chunks)} chunks{shards}, "
+              f"{int(m.size.value)} B")
     if not manifests:
         print("no articles found: nothing published", file=sys.stderr)
     return 0
@@ -109,9 +125,11 @@ def cmd_verify(settings: Settings, *, identifier: str, version: int | None = Non
 
 
 def cmd_export(settings: Settings, *, identifier: str, output: Path,
-               version: int | None = None) -> int:
+               version: int | None = None, format: str = "ndjson") -> int:
     store = SnapshotStore(open_blob_store(settings))
     manifest = store.manifest(check_snapshot_identifier(identifier), version)
+    if format == "parquet":
+        return _export_parquet(settings, store, manifest, output)
     if str(output) == "-":
         _write_lines(store, manifest, sys.stdout.buffer)
         return 0
@@ -149,3 +167,33 @@ def _write_lines(store: SnapshotStore, manifest: Any, out: Any) -> int:
         out.write(b"\n")
         count += 1
     return count
+
+
+def _export_parquet(settings: Settings, store: SnapshotStore, manifest: Manifest,
+                    folder: Path) -> int:
+    """The version's shards (checked while copied, or converted from its records) and its
+    _manifest.json in ``folder``: what a lab needs to load and check it offline."""
+    if str(folder) == "-" or (folder.exists() and not folder.is_dir()):
+        raise InvalidParameter("--format parquet writes a folder: give -o DIR")
+    folder.mkdir(parents=True, exist_ok=True)
+    if manifest.parquet is not None:
+        for shard in manifest.parquet.shards:
+            copy_shard(store.blobs, shard, folder / shard.filename)
+        how = "copied"
+    else:
+        names = {manifest.namespace.identifier: manifest.namespace.name or ""}
+        with scratch_dir(settings.data_path, "parquet-export-") as tmp:
+            built = convert_lines(store.iter_lines(manifest), identifier=manifest.identifier,
+                                  folder=Path(tmp), options=parquet_options(settings),
+                                  namespaces=names)
+            for _, path in built.files():
+                path.replace(folder / path.name)
+            manifest = built.record(manifest)
+        how = "converted from the records (the version was published without Parquet)"
+    # "_" first: dataset readers (pyarrow.dataset, Spark) skip it when given the folder.
+    (folder / "_manifest.json").write_bytes(
+        msgspec.json.format(MANIFEST_ENCODER.encode(manifest)) + b"\n")
+    assert manifest.parquet is not None
+    print(f"{manifest.identifier} version {manifest.version}: {len(manifest.parquet.shards)} "
+          f"Parquet shards, {manifest.parquet.rows} rows, {how}, in {folder}", file=sys.stderr)
+    return 0

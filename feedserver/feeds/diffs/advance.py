@@ -36,6 +36,7 @@ from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.scratch import scratch_db, scratch_dir
 from feedserver.feeds.snapshots import sealing, staging
 from feedserver.feeds.snapshots.chunks import ARTICLE_DECODER, ChunkWriter
+from feedserver.feeds.snapshots.extras import build_extras
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
 from feedserver.feeds.snapshots.store import SnapshotStore
@@ -188,9 +189,14 @@ def advance_snapshot(
             source = (f"{identifier} version {base.version} + events "
                       f"[{since.isoformat()}, {until.isoformat()})")
             info = _info(base, wiki, source)
+            # The clean text gets the namespace names N's was given: same record, same text.
+            names = base.parquet.namespaces if base.parquet is not None else info.namespaces
+            extras = build_extras(sealed, identifier=identifier, folder=folder,
+                                  settings=settings, namespaces=names)
             new = publish(blobs, sealed, identifier=identifier, info=info, sources=[info],
                           lock_dir=settings.data_path / "locks",
-                          retention=settings.retention_versions, events_until=until)
+                          retention=settings.retention_versions, events_until=until,
+                          extras=extras)
         finally:
             changes.close()
             index.close()

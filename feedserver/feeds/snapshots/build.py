@@ -3,8 +3,8 @@
 A build runs in three steps, all in a scratch folder under ``data_dir/tmp`` that is removed
 whatever happens (if the process is killed, by the next build: ``feeds.scratch``): *stage*
 (records to zstd chunks + a SQLite page index; one process per dump file with
-``workers > 1``), *seal* (dedupe, attach redirects, hash), *publish* (upload, then the
-pointer). See ``docs/snapshots.md``.
+``workers > 1``), *seal* (dedupe, attach redirects, hash), the optional formats from the sealed
+chunks (``extras``: Parquet), *publish* (upload, then the pointer). See ``docs/snapshots.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tqdm import tqdm
 from feedserver.config import Settings
 from feedserver.feeds.scratch import scratch_dir
 from feedserver.feeds.snapshots import sealing, staging
+from feedserver.feeds.snapshots.extras import build_extras
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
 from feedserver.identifiers import check_project, snapshot_identifier
@@ -58,11 +59,13 @@ def build_snapshots(
         try:
             bar = _progress(paths, progress)
             units = _plan(paths, workers)
-            # One pool for staging and sealing: forked once, reused for the chunk rewrites.
-            pool = _pool(min(workers, len(units))) if workers > 1 and len(units) > 1 else None
+            # One pool for staging and sealing: forked once, reused for the chunk rewrites and
+            # the clean texts of Parquet shards (which use every worker even for one file).
+            size = workers if settings.parquet_enabled else min(workers, len(units))
+            pool = _pool(size) if workers > 1 and size > 1 else None
             try:
                 try:
-                    if pool is not None:
+                    if pool is not None and len(units) > 1:
                         results = _stage_parallel(pool, units, folder, settings, wiki,
                                                   namespaces, bar)
                         for result in results:
@@ -83,7 +86,7 @@ def build_snapshots(
                 # The slices of one multistream file are one source.
                 sources = list({r.info.source: r.info for r in results}.values())
                 return _seal_and_publish(conn, folder, blobs, settings, info, sources,
-                                         mapper=pool.map if pool is not None else None)
+                                         pool=pool)
             finally:
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -112,7 +115,7 @@ def build_from_records(
 
 def _seal_and_publish(
     conn: sqlite3.Connection, folder: Path, blobs: BlobStore, settings: Settings,
-    info: DumpInfo, sources: list[DumpInfo], mapper: sealing.Mapper | None = None,
+    info: DumpInfo, sources: list[DumpInfo], pool: ProcessPoolExecutor | None = None,
 ) -> list[Manifest]:
     sealing.prepare(conn)
     dropped = sealing.dropped_redirects(conn)
@@ -120,10 +123,15 @@ def _seal_and_publish(
     for ns in sealing.namespaces(conn):
         identifier = snapshot_identifier(info.wiki, ns)
         sealed = sealing.seal_namespace(conn, ns, folder, level=settings.zstd_level,
-                                        dropped=dropped.get(ns, 0), mapper=mapper)
+                                        dropped=dropped.get(ns, 0),
+                                        mapper=pool.map if pool is not None else None)
+        extras = build_extras(sealed, identifier=identifier, folder=folder, settings=settings,
+                              namespaces=info.namespaces,
+                              mapper=pool.map if pool is not None else None)
         manifests.append(publish(
             blobs, sealed, identifier=identifier, info=info, sources=sources,
             lock_dir=settings.data_path / "locks", retention=settings.retention_versions,
+            extras=extras,
         ))
     return manifests
 

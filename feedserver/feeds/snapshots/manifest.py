@@ -5,6 +5,7 @@ Layout in any ``BlobStore``::
     snapshots/{identifier}/index.json          publish pointer (written last)
     snapshots/{identifier}/{version}/manifest.json
     snapshots/{identifier}/{version}/{identifier}_chunk_{k}.ndjson.zst
+    snapshots/{identifier}/{version}/parquet/{identifier}_shard_{k}.parquet   (optional)
 
 A version exists for readers only once ``index.json`` lists it. Identifiers are checked
 (``feedserver.plans``) before any key is built, so no request can reach other keys.
@@ -18,6 +19,7 @@ from datetime import datetime
 import msgspec
 
 from feedserver.errors import InvalidIdentifier, NotFound
+from feedserver.feeds.snapshots.shards import ParquetSet
 from feedserver.identifiers import (
     SNAPSHOT_RE,
     ascii_index,
@@ -68,6 +70,8 @@ class Manifest(msgspec.Struct, kw_only=True):
     # Built from the previous version plus state-store changes up to (excluding) this event
     # time (``feedserver snapshot update``); the next update starts from here.
     events_until: datetime | None = None
+    # Parquet shards of this version, when it was built with them (``shards.py``).
+    parquet: ParquetSet | None = None
 
     def chunk_identifiers(self) -> list[str]:
         """The WME ``chunks`` field: chunk identifiers only."""

@@ -1,22 +1,24 @@
 """Atomic publication of a sealed snapshot version, retention, and the build lock.
 
-Order of writes: chunks, then ``manifest.json``, then the pointer ``index.json`` LAST. Until
-the pointer names a version no reader sees it, so a crash at any point leaves the previous
-version current; the folders such crashes leave behind are deleted by the next publish of
-the same identifier (under the lock). Retention rewrites the pointer before deleting blobs,
-so a reader never follows the pointer to a deleted version.
+Order of writes: chunks and the files of optional formats (``extras``), then
+``manifest.json``, then the pointer ``index.json`` LAST. Until the pointer names a version no
+reader sees it, so a crash at any point leaves the previous version current; the folders such
+crashes leave behind are deleted by the next publish of the same identifier (under the lock).
+Retention rewrites the pointer before deleting blobs, so a reader never follows the pointer to
+a deleted version.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from feedserver.errors import BlobNotFound, Conflict
+from feedserver.feeds.snapshots.extras import Extra
 from feedserver.feeds.snapshots.manifest import (
     INDEX_DECODER,
     MANIFEST_ENCODER,
@@ -90,8 +92,10 @@ def publish(
     lock_dir: Path,
     retention: int,
     events_until: datetime | None = None,
+    extras: Sequence[Extra] = (),
 ) -> Manifest:
-    """Upload ``sealed`` as the next version of ``identifier`` and make it current."""
+    """Upload ``sealed`` (and the files ``extras`` built beside it) as the next version of
+    ``identifier`` and make it current."""
     with build_lock(lock_dir, identifier):
         index = read_index(blobs, identifier)
         published = list(index.versions) if index else []
@@ -130,6 +134,10 @@ def publish(
             previous_version=index.current if index else None,
             events_until=events_until,
         )
+        for extra in extras:
+            for name, path in extra.files():
+                blobs.put_file(version_prefix(identifier, version) + name, path)
+            manifest = extra.record(manifest)
         blobs.put_bytes(manifest_key(identifier, version), MANIFEST_ENCODER.encode(manifest))
         versions = [*published, version]
         keep = versions[-max(1, retention):]

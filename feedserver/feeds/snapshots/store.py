@@ -21,6 +21,7 @@ from feedserver.feeds.snapshots.manifest import (
     manifest_key,
     published_identifiers,
 )
+from feedserver.feeds.snapshots.parquet import verify_parquet
 from feedserver.formats.hashing import RootHasher
 from feedserver.identifiers import check_snapshot_identifier
 from feedserver.models import Article
@@ -73,7 +74,8 @@ class SnapshotStore:
             yield ARTICLE_DECODER.decode(line)
 
     def verify(self, manifest: Manifest) -> None:
-        """Re-hash every chunk, the whole download and the content root; raise IntegrityError."""
+        """Re-hash every chunk, the whole download and the content root, and the Parquet shards
+        (bytes, rows, per-article hashes) when the version has them; raise IntegrityError."""
         whole = hashlib.sha256()
         root = RootHasher()
         offset = articles = 0
@@ -109,4 +111,7 @@ class SnapshotStore:
                                  f"manifest says {manifest.article_count}")
         if root.hexdigest() != manifest.content_root_hash:
             raise IntegrityError(f"{manifest.identifier} content root hash does not match")
+        if manifest.parquet is not None:
+            verify_parquet(self.blobs, manifest.parquet, rows=manifest.article_count,
+                           content_root_hash=manifest.content_root_hash)
 
