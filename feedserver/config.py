@@ -81,6 +81,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     retention_versions: int = 7
     ingest_workers: int = 1
     default_wiki: str = "simplewiki"
+    # Namespaces whose snapshots also get a Structured Contents version, built from the same
+    # records in the same pass (``snapshot build``, ``diff advance``); [] = none.
+    structured_namespaces: list[int] = msgspec.field(default_factory=lambda: [0])
 
     # --- accounts and tokens -----------------------------------------------------------------
     token_secret: str | None = None
