@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from feedserver.config import Settings, load_settings
 from feedserver.demo.dump import SITEINFO, demo_pages
+from feedserver.errors import DumpError
 from feedserver.feeds.snapshots.build import build_dumps, build_from_records
 from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, Manifest
 from feedserver.feeds.snapshots.store import SnapshotStore
@@ -154,3 +155,15 @@ def _dump_xml(pages: list[Article]) -> str:
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_a_failed_build_publishes_no_structured_contents(settings: Settings) -> None:
+    # A dump cut in the middle fails the build after pages were staged (and parsed): the tee
+    # is aborted with the stage, and neither feed shows anything.
+    blobs = FilesystemBlobStore(settings.blob_root)
+    path = settings.data_path.parent / "cut.xml"
+    whole = _dump_xml([article(i) for i in range(1, 40)])
+    path.write_text(whole[: len(whole) * 2 // 3])
+    with pytest.raises(DumpError):
+        build_dumps([path], blobs, settings)
+    assert list(blobs.list("")) == []
