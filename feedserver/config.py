@@ -87,6 +87,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     parquet_enabled: bool = False
     parquet_shard_size: int = 256 * 1024 * 1024
     parquet_row_group_size: int = 32 * 1024 * 1024
+    # Namespaces whose snapshots also get a Structured Contents version, built from the same
+    # records in the same pass (``snapshot build``, ``diff advance``); [] = none.
+    structured_namespaces: list[int] = msgspec.field(default_factory=lambda: [0])
 
     # --- accounts and tokens -----------------------------------------------------------------
     token_secret: str | None = None

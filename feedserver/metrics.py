@@ -95,3 +95,17 @@ class Metrics:
             "Usage records read from the usage topic, by result (inserted, duplicate, invalid).",
             ["result"], registry=r,
         )
+        # --- Structured Contents ------------------------------------------------------------
+        # Pages parsed into Structured Contents by snapshot builds, ``diff advance`` and
+        # on-demand lookups. A page whose wikitext was broken somewhere is ``degraded`` (its
+        # record holds what could be parsed); ``problem`` is the parser's closed set of kinds.
+        self.structured_pages = Counter(
+            "feedserver_structured_pages",
+            "Pages parsed into Structured Contents, by source (build, advance, ondemand) and "
+            "result (ok, degraded).", ["source", "result"], registry=r,
+        )
+        self.structured_problems = Counter(
+            "feedserver_structured_problems",
+            "Parse problems met while making Structured Contents (one per kind per page), by "
+            "source and problem.", ["source", "problem"], registry=r,
+        )

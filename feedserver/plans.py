@@ -23,12 +23,15 @@ from feedserver.identifiers import parse_snapshot_identifier
 
 # --- feeds and quotas ------------------------------------------------------------------------
 
-# What a plan sells (its ``feeds``, checked by ``Entitlements``).
-ProductFeed = Literal["snapshots", "diffs", "ondemand", "realtime", "batches"]
+# What a plan sells (its ``feeds``, checked by ``Entitlements``). ``structured_contents``
+# covers both Structured Contents endpoints: on-demand lookups and their snapshots.
+ProductFeed = Literal["snapshots", "diffs", "ondemand", "realtime", "batches",
+                      "structured_contents"]
 # What usage is recorded and admitted under: the products, plus chunk downloads (billed
 # under snapshots), the auth endpoints and the metadata lists.
 Feed = Literal[ProductFeed, "chunks", "auth", "metadata"]
-PRODUCT_FEEDS: tuple[ProductFeed, ...] = ("snapshots", "diffs", "ondemand", "realtime", "batches")
+PRODUCT_FEEDS: tuple[ProductFeed, ...] = (
+    "snapshots", "diffs", "ondemand", "realtime", "batches", "structured_contents")
 FEEDS: tuple[Feed, ...] = (*PRODUCT_FEEDS, "chunks", "auth", "metadata")
 
 # Download formats a plan may sell beside a feed's canonical zstd NDJSON (which comes with the

@@ -43,6 +43,8 @@ from feedserver.api import (
     portal,
     realtime,
     snapshots,
+    structured,
+    structured_snapshots,
     usage,
 )
 from feedserver.api.cors import cors_middleware
@@ -59,6 +61,7 @@ from feedserver.errors import Unavailable
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.realtime.service import HEARTBEAT_SECONDS, Realtime
+from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.logs import REQUEST_ID, setup_logging
 from feedserver.metering.records import NullSink, UsageSink
@@ -74,7 +77,8 @@ from feedserver.storage.eventlog import EventLog, open_event_log
 ROUTERS: tuple[Callable[[], Router], ...] = (health.router, usage.router, portal.router)
 WME_ROUTERS: tuple[Callable[[], Router], ...] = (
     auth.router, metadata.router, snapshots.router, ondemand.router, diffs.router,
-    parquet.router, realtime.router, batches.router,
+    parquet.router, realtime.router, batches.router, structured.router,
+    structured_snapshots.router,
 )
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")
@@ -223,6 +227,9 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
     def provide_diffs() -> DiffStore:
         return services().diffs
 
+    def provide_structured_snapshots() -> Snapshots:
+        return services().structured_snapshots
+
     def provide_state() -> ArticleState:
         return services().state
 
@@ -255,6 +262,7 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
         "settings": provide_settings, "blobs": provide_blobs, "db": provide_db,
         "events": provide_events, "accounts": provide_accounts,
         "snapshots": provide_snapshots, "diffs": provide_diffs,
+        "structured_snapshots": provide_structured_snapshots,
         "article_state": provide_state,
         "billing": provide_billing, "metered": provide_metered,
         "metering": provide_metering, "realtime": provide_realtime,
@@ -296,6 +304,7 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
     return Services(
         settings=settings, blobs=blobs, db=db, events=events, accounts=accounts,
         snapshots=snapshots or SnapshotStore(blobs), diffs=DiffStore(blobs), state=state,
+        structured_snapshots=SnapshotStore(blobs, STRUCTURED_PREFIX),
         billing=Billing(usage or NullSink(), metering), metering=metering, realtime=realtime,
         stream_metering=stream_metering,
         portals=Portals(settings, db, accounts, metering), metrics=metrics,

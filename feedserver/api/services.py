@@ -114,6 +114,7 @@ class Services:
     snapshots: Snapshots
     diffs: DiffStore
     state: ArticleState
+    structured_snapshots: Snapshots  # Structured Contents versions
     billing: Billing
     metering: Metering | None
     realtime: Realtime

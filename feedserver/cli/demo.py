@@ -215,6 +215,7 @@ def example_requests(base: str, title: str, credentials: Path) -> list[str]:
         f"curl {auth} {base}/v2/snapshots",
         f"curl {auth} -o demo.ndjson.zst {base}/v2/snapshots/{ARTICLES}/download",
         f"curl {auth} {base}/v2/articles/{quote(title)}",
+        f"curl {auth} {base}/v2/structured-contents/{quote(title)}",
         f'curl -N {auth} -H "Accept: application/x-ndjson" '
         f'"{base}/v2/articles?since=2026-01-01T00:00:00Z"',
     ]

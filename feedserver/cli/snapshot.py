@@ -1,5 +1,6 @@
 """`feedserver snapshot build|list|show|verify|export|load-state`: build and inspect snapshot
-versions, hand one over offline (NDJSON or Parquet), and seed the on-demand state store."""
+versions, hand one over offline (NDJSON or Parquet), and seed the on-demand state store.
+``--structured`` reads the Structured Contents snapshots instead of the article ones."""
 
 from __future__ import annotations
 
@@ -14,13 +15,23 @@ from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
 from feedserver.feeds.scratch import scratch_dir
-from feedserver.feeds.snapshots.build import build_snapshots
+from feedserver.feeds.snapshots.build import build_dumps
 from feedserver.feeds.snapshots.extras import parquet_options
-from feedserver.feeds.snapshots.manifest import MANIFEST_ENCODER, Manifest
+from feedserver.feeds.snapshots.manifest import (
+    MANIFEST_ENCODER,
+    PREFIX,
+    STRUCTURED_PREFIX,
+    Manifest,
+)
 from feedserver.feeds.snapshots.parquet import convert_lines, copy_shard
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.identifiers import check_snapshot_identifier
+from feedserver.metrics import Metrics
 from feedserver.storage.blobs import open_blob_store
+
+_STRUCTURED_HELP = "the Structured Contents snapshots instead of the article ones"
+METRICS_FILE_HELP = ("write the run's Prometheus metrics (Structured Contents parse outcome) "
+                     "to FILE, in the node_exporter textfile-collector format")
 
 
 def register(sub: Any) -> None:
@@ -40,9 +51,14 @@ def register(sub: Any) -> None:
     build.add_argument("--parquet", action=argparse.BooleanOptionalAction, default=None,
                        help="also publish Parquet shards (default: settings.parquet_enabled)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument("--no-structured", action="store_true",
+                       help="no Structured Contents versions (default: one for each namespace "
+                            "in settings.structured_namespaces)")
+    build.add_argument("--metrics-file", type=Path, metavar="FILE", help=METRICS_FILE_HELP)
     bind(build, cmd_build)
 
     listing = cmds.add_parser("list", help="published snapshots and their current version")
+    listing.add_argument("--structured", action="store_true", help=_STRUCTURED_HELP)
     bind(listing, cmd_list)
 
     for name, handler, text in (
@@ -55,6 +71,8 @@ def register(sub: Any) -> None:
         cmd = cmds.add_parser(name, help=text)
         cmd.add_argument("identifier", help="snapshot identifier, e.g. enwiki_namespace_0")
         cmd.add_argument("--version", type=int, metavar="N", help="version (default: current)")
+        if name != "load-state":
+            cmd.add_argument("--structured", action="store_true", help=_STRUCTURED_HELP)
         if name == "export":
             cmd.add_argument("--format", choices=["ndjson", "parquet"], default="ndjson",
                              help="ndjson: one file of records; parquet: the version's shards "
@@ -69,9 +87,12 @@ def register(sub: Any) -> None:
 def cmd_build(settings: Settings, *, dump: list[Path], wiki: str | None = None,
               namespace: list[int] | None = None, chunk_size: int | None = None,
               workers: int | None = None, parquet: bool | None = None,
-              no_progress: bool = False) -> int:
+              no_progress: bool = False, no_structured: bool = False,
+              metrics_file: Path | None = None) -> int:
     if parquet is not None:
         settings = msgspec.structs.replace(settings, parquet_enabled=parquet)
+    if no_structured:
+        settings = msgspec.structs.replace(settings, structured_namespaces=[])
     if chunk_size is not None:
         if chunk_size < 1:
             raise InvalidParameter("--chunk-size must be positive")
@@ -82,23 +103,49 @@ def cmd_build(settings: Settings, *, dump: list[Path], wiki: str | None = None,
     for path in dump:
         if not path.is_file():
             raise InvalidParameter(f"dump {str(path)!r} is not a file")
-    manifests = build_snapshots(
+    metrics = Metrics()
+    built = build_dumps(
         dump, open_blob_store(settings), settings, wiki=wiki,
         namespaces=set(namespace) if namespace else None,
-        progress=not no_progress and sys.stderr.isatty(), workers=workers,
+        progress=not no_progress and sys.stderr.isatty(), workers=workers, metrics=metrics,
     )
-    for m in manifests:
+    for m in built.articles:
         shards = f", {len(m.parquet.shards)} Parquet shards" if m.parquet is not None else ""
         print(f"{m.identifier} version {m.version}: {m.article_count} articles, "
               f"{m.redirect_count} redirects, {len(m.chunks)} chunks{shards}, "
               f"{int(m.size.value)} B")
-    if not manifests:
+    for m in built.structured:
+        print(structured_summary(m))
+    if not built.articles:
         print("no articles found: nothing published", file=sys.stderr)
+    write_metrics(metrics, metrics_file)
     return 0
 
 
-def cmd_list(settings: Settings) -> int:
-    store = SnapshotStore(open_blob_store(settings))
+def structured_summary(m: Manifest) -> str:
+    """One line on a Structured Contents version: size and parse outcome."""
+    info = m.structured
+    problems = ", ".join(f"{k} {n}" for k, n in info.problems.items()) if info else ""
+    outcome = (f"{info.parsed} parsed, {info.degraded} degraded"
+               + (f" ({problems})" if problems else "")) if info else ""
+    return (f"{m.identifier} structured contents version {m.version}: {m.article_count} "
+            f"articles, {len(m.chunks)} chunks, {int(m.size.value)} B; {outcome}")
+
+
+def write_metrics(metrics: Metrics, path: Path | None) -> None:
+    """The registry in Prometheus' text format to ``path`` (written whole, then renamed)."""
+    if path is not None:
+        from prometheus_client import write_to_textfile
+
+        write_to_textfile(str(path), metrics.registry)
+
+
+def _store(settings: Settings, structured: bool) -> SnapshotStore:
+    return SnapshotStore(open_blob_store(settings), STRUCTURED_PREFIX if structured else PREFIX)
+
+
+def cmd_list(settings: Settings, *, structured: bool = False) -> int:
+    store = _store(settings, structured)
     for identifier in store.identifiers():
         m = store.manifest(identifier)
         versions = ",".join(str(v) for v in store.versions(identifier))
@@ -107,15 +154,17 @@ def cmd_list(settings: Settings) -> int:
     return 0
 
 
-def cmd_show(settings: Settings, *, identifier: str, version: int | None = None) -> int:
-    store = SnapshotStore(open_blob_store(settings))
+def cmd_show(settings: Settings, *, identifier: str, version: int | None = None,
+             structured: bool = False) -> int:
+    store = _store(settings, structured)
     manifest = store.manifest(check_snapshot_identifier(identifier), version)
     sys.stdout.buffer.write(msgspec.json.format(MANIFEST_ENCODER.encode(manifest)) + b"\n")
     return 0
 
 
-def cmd_verify(settings: Settings, *, identifier: str, version: int | None = None) -> int:
-    store = SnapshotStore(open_blob_store(settings))
+def cmd_verify(settings: Settings, *, identifier: str, version: int | None = None,
+               structured: bool = False) -> int:
+    store = _store(settings, structured)
     manifest = store.manifest(check_snapshot_identifier(identifier), version)
     store.verify(manifest)
     print(f"{manifest.identifier} version {manifest.version}: OK "
@@ -125,8 +174,12 @@ def cmd_verify(settings: Settings, *, identifier: str, version: int | None = Non
 
 
 def cmd_export(settings: Settings, *, identifier: str, output: Path,
-               version: int | None = None, format: str = "ndjson") -> int:
-    store = SnapshotStore(open_blob_store(settings))
+               version: int | None = None, format: str = "ndjson",
+               structured: bool = False) -> int:
+    if format == "parquet" and structured:
+        raise InvalidParameter("--format parquet exports article snapshots only, "
+                               "not --structured")
+    store = _store(settings, structured)
     manifest = store.manifest(check_snapshot_identifier(identifier), version)
     if format == "parquet":
         return _export_parquet(settings, store, manifest, output)

@@ -15,6 +15,7 @@ from feedserver.feeds.snapshots.manifest import (
     MANIFEST_DECODER,
     PREFIX,
     Manifest,
+    Prefix,
     SnapshotIndex,
     check_version,
     index_key,
@@ -29,16 +30,18 @@ from feedserver.storage.blobs import BlobStore
 
 
 class SnapshotStore:
-    """Read published snapshots from any BlobStore. Identifiers are validated first."""
+    """Read published snapshots from any BlobStore. Identifiers are validated first.
+    ``prefix``: article snapshots (``snapshots``) or Structured Contents ones."""
 
-    def __init__(self, blobs: BlobStore) -> None:
+    def __init__(self, blobs: BlobStore, prefix: Prefix = PREFIX) -> None:
         self.blobs = blobs
+        self.prefix: Prefix = prefix
 
     def identifiers(self) -> list[str]:
-        return published_identifiers(self.blobs, PREFIX)
+        return published_identifiers(self.blobs, self.prefix)
 
     def _index(self, identifier: str) -> SnapshotIndex:
-        key = index_key(check_snapshot_identifier(identifier))
+        key = index_key(check_snapshot_identifier(identifier), self.prefix)
         try:
             return INDEX_DECODER.decode(self.blobs.get_bytes(key))
         except BlobNotFound:
@@ -56,7 +59,7 @@ class SnapshotStore:
             version = index.current
         elif check_version(version) not in index.versions:
             raise SnapshotNotFound(identifier, version)
-        key = manifest_key(identifier, version)
+        key = manifest_key(identifier, version, self.prefix)
         try:
             return MANIFEST_DECODER.decode(self.blobs.get_bytes(key))
         except BlobNotFound:
