@@ -38,8 +38,8 @@ from feedserver.api.negotiation import (
 )
 from feedserver.api.params import BatchDate, BatchHour, SnapshotId
 from feedserver.api.problems import problem_specs
+from feedserver.api.protocols import Injected
 from feedserver.api.query import project, read_query, select
-from feedserver.api.services import Injected
 from feedserver.api.snapshots import FormatInfo, NamespaceRef, Ref, SizeMB, formats_info
 from feedserver.errors import InvalidParameter, NotFound
 from feedserver.feeds.batches.hours import label, parse_date_hour

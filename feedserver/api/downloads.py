@@ -90,7 +90,7 @@ async def serve(
     checkpoint_bytes: int = 0,
     checkpoint_seconds: float = 0.0,
 ) -> Response[Any]:
-    """The response for HEAD or GET of the download ``parts``.
+    """The response for HEAD or GET of the download ``parts`` (of ``media_type``).
 
     ``admit`` runs only when a body will be sent (not for HEAD or 304) and returns headers
     (RateLimit); ``on_sent`` gets the body bytes actually delivered. A 304 awaits

@@ -27,7 +27,8 @@ from feedserver.feeds.snapshots.manifest import ChunkInfo
 from feedserver.plans import Feed
 from feedserver.storage.blobs import BlobStore
 
-# What every download endpoint may answer (snapshots, chunks, diffs, batches).
+# What every download endpoint may answer (snapshots, chunks, diffs, batches; Parquet shards
+# answer application/vnd.apache.parquet instead of zstd).
 DOWNLOAD_RESPONSES: dict[int, ResponseSpec] = {
     **problem_specs(400, 401, 403, 404, 416, 422, 429),
     200: ResponseSpec(None, description="The whole file (application/zstd); ETag, "

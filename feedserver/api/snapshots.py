@@ -44,8 +44,8 @@ from feedserver.api.negotiation import (
 )
 from feedserver.api.params import ChunkId, SnapshotId
 from feedserver.api.problems import problem_specs
+from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam, project, read_query, select
-from feedserver.api.services import Injected, Snapshots
 from feedserver.errors import SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest, wme_archive
 from feedserver.formats.checksums import Checksums
@@ -97,6 +97,7 @@ class SnapshotMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     previous_version: int | None = None
     versions: list[int] | None = None
     formats: list[FormatInfo] = msgspec.field(default_factory=list)
+    parquet: list[str] | None = None  # Parquet shard identifiers, when the version has them
 
 
 class ChunkMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -154,6 +155,7 @@ def snapshot_view(m: Manifest, versions: list[int] | None = None) -> SnapshotMet
         uncompressed_size=m.uncompressed_size, article_count=m.article_count,
         sha256=default.sha256, content_root_hash=m.content_root_hash,
         previous_version=m.previous_version, versions=versions, formats=formats,
+        parquet=None if m.parquet is None else [s.identifier for s in m.parquet.shards],
     )
 
 

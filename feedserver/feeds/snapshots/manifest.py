@@ -6,12 +6,16 @@ Layout in any ``BlobStore``::
     snapshots/{identifier}/{version}/manifest.json
     snapshots/{identifier}/{version}/{identifier}_chunk_{k}.ndjson.zst
     snapshots/{identifier}/{version}/wme/part_{k}.gz     WME tar.gz part of chunk k (optional)
+    snapshots/{identifier}/{version}/parquet/{identifier}_shard_{k}.parquet   (optional)
 
 Besides its zstd chunks (the native format, always there) a version may carry other
 *representations* of the same records, each listed in ``Manifest.representations`` with what it
-needs (e.g. the WME tar.gz archive: per chunk a stored gzip part, ``ChunkInfo.wme``). A
-manifest written before a representation existed simply lacks it (every such field has a
-default), and readers serve what is listed.
+needs (e.g. the WME tar.gz archive: per chunk a stored deflate part, ``ChunkInfo.wme``), and
+Parquet shards (``Manifest.parquet``). A manifest written before a format existed simply lacks
+it (every such field has a default), and readers serve what is listed.
+
+Structured Contents snapshots have the same layout under ``structured-contents/`` (their own
+versions, manifests with ``structured`` set, and chunks of ``StructuredContent`` records).
 
 A version exists for readers only once ``index.json`` lists it. Identifiers are checked
 (``feedserver.plans``) before any key is built, so no request can reach other keys.
@@ -21,10 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Final, Literal
 
 import msgspec
 
 from feedserver.errors import InvalidIdentifier, NotFound
+from feedserver.feeds.snapshots.shards import ParquetSet
 from feedserver.formats.checksums import Checksums
 from feedserver.formats.wme_tar import DEFAULT_LEVEL, ENTRY_LIMIT, TarGzPart
 from feedserver.identifiers import (
@@ -36,14 +42,18 @@ from feedserver.identifiers import (
 from feedserver.models import Language, Namespace, Project, Size
 from feedserver.storage.blobs import BlobStore
 
-PREFIX = "snapshots"
+# The blob prefixes snapshot versions are published under: articles, Structured Contents.
+Prefix = Literal["snapshots", "structured-contents"]
+PREFIX: Final = "snapshots"
+STRUCTURED_PREFIX: Final = "structured-contents"
 CHUNK_SUFFIX = ".ndjson.zst"
 WME_FOLDER = "wme/"
 
 
 class WmeChunkFiles(msgspec.Struct, frozen=True, kw_only=True):
-    """A chunk in the WME format: its stored part (the chunk's NDJSON deflated as one gzip
-    member, ``formats.wme_tar``) and the checksums of ``chunk_<k>.tar.gz`` built from it."""
+    """A chunk in the WME format: its stored part (the chunk's NDJSON deflated as one piece
+    of the archives' deflate stream, ``formats.wme_tar``) and the checksums of
+    ``chunk_<k>.tar.gz`` built from it."""
 
     key: str  # blob key of the part
     part: TarGzPart
@@ -88,6 +98,21 @@ class SourceInfo(msgspec.Struct, kw_only=True):
     schema_versions: list[str]
 
 
+class StructuredInfo(msgspec.Struct, kw_only=True):
+    """How a Structured Contents version was made (set on those manifests only).
+
+    ``parsed`` pages were parsed from wikitext for this version: every page for a build from
+    dumps, only the changed pages for ``diff advance`` (the others are copied from the
+    previous version). ``degraded`` of them had broken wikitext somewhere (their records hold
+    what could be parsed); ``problems`` counts pages per problem kind.
+    """
+
+    article_version: int | None = None  # the article snapshot version built from the same input
+    parsed: int = 0
+    degraded: int = 0
+    problems: dict[str, int] = msgspec.field(default_factory=dict)
+
+
 class Manifest(msgspec.Struct, kw_only=True):
     """One published version of one snapshot (``{wiki}_namespace_{ns}``)."""
 
@@ -112,6 +137,10 @@ class Manifest(msgspec.Struct, kw_only=True):
     events_until: datetime | None = None
     # Other formats of this version's records (the zstd chunks are always there).
     representations: list[Representation] = msgspec.field(default_factory=list)
+    # Parquet shards of this version, when it was built with them (``shards.py``).
+    parquet: ParquetSet | None = None
+    # Set on Structured Contents versions (their own prefix): what the parse made of the pages.
+    structured: StructuredInfo | None = None
 
     def chunk_identifiers(self) -> list[str]:
         """The WME ``chunks`` field: chunk identifiers only."""
@@ -157,24 +186,30 @@ def chunk_identifier(identifier: str, index: int) -> str:
     return f"{identifier}_chunk_{index}"
 
 
-def index_key(identifier: str) -> str:
-    return f"{PREFIX}/{check_snapshot_identifier(identifier)}/index.json"
+def index_key(identifier: str, prefix: Prefix = PREFIX) -> str:
+    return f"{prefix}/{check_snapshot_identifier(identifier)}/index.json"
 
 
-def version_prefix(identifier: str, version: int) -> str:
-    return f"{PREFIX}/{check_snapshot_identifier(identifier)}/{check_version(version)}/"
+def version_prefix(identifier: str, version: int, prefix: Prefix = PREFIX) -> str:
+    return f"{prefix}/{check_snapshot_identifier(identifier)}/{check_version(version)}/"
 
 
-def manifest_key(identifier: str, version: int) -> str:
-    return version_prefix(identifier, version) + "manifest.json"
+def manifest_key(identifier: str, version: int, prefix: Prefix = PREFIX) -> str:
+    return version_prefix(identifier, version, prefix) + "manifest.json"
 
 
-def chunk_key(identifier: str, version: int, index: int) -> str:
-    return version_prefix(identifier, version) + chunk_identifier(identifier, index) + CHUNK_SUFFIX
+def chunk_key(identifier: str, version: int, index: int, prefix: Prefix = PREFIX) -> str:
+    return (version_prefix(identifier, version, prefix) + chunk_identifier(identifier, index)
+            + CHUNK_SUFFIX)
+
+
+def wme_part_name(index: int) -> str:
+    """A WME part's name under its version's folder."""
+    return f"{WME_FOLDER}part_{index}.gz"
 
 
 def wme_part_key(identifier: str, version: int, index: int) -> str:
-    return version_prefix(identifier, version) + f"{WME_FOLDER}part_{index}.gz"
+    return version_prefix(identifier, version) + wme_part_name(index)
 
 
 def published_identifiers(blobs: BlobStore, prefix: str) -> list[str]:

@@ -27,12 +27,12 @@ from zlib_ng import zlib_ng
 from feedserver.config import Settings
 from feedserver.errors import IntegrityError, InvalidParameter
 from feedserver.feeds.snapshots.manifest import (
-    ChunkInfo,
     Manifest,
     WmeArchive,
     WmeChunkFiles,
     wme_archive,
     wme_part_key,
+    wme_part_name,
 )
 from feedserver.feeds.snapshots.sealing import SealedSnapshot
 from feedserver.formats.checksums import Digester, file_blocks
@@ -105,22 +105,29 @@ PartMapper = Callable[[Callable[[PartJob], TarGzPart], Iterable[PartJob]], Itera
 
 class WmeParts:
     """A sealed snapshot's WME parts in the scratch folder, ready to publish with the version
-    (``publish.ExtraFormat``)."""
+    (an ``extras.Extra``)."""
 
     def __init__(self, paths: list[Path], chunks: list[WmeChunk], archive: WmeArchive) -> None:
         self.paths = paths
         self.chunks = chunks
         self.archive = archive
 
-    def publish(self, blobs: BlobStore, identifier: str, version: int,
-                chunks: list[ChunkInfo]) -> WmeArchive:
-        """Upload the parts of ``version`` and record them on its ``chunks``."""
-        for k, (path, built, chunk) in enumerate(zip(self.paths, self.chunks, chunks,
-                                                     strict=True)):
-            key = wme_part_key(identifier, version, k)
-            blobs.put_file(key, path)
-            chunk.wme = WmeChunkFiles(key=key, part=built.part, archive=built.archive)
-        return self.archive
+    def files(self) -> list[tuple[str, Path]]:
+        """(name under the version's folder, local file) of every part."""
+        return [(wme_part_name(k), path) for k, path in enumerate(self.paths)]
+
+    def record(self, manifest: Manifest) -> Manifest:
+        """``manifest`` with each chunk's part and the archive's checksums recorded."""
+        if len(manifest.chunks) != len(self.chunks):
+            raise IntegrityError(f"{len(self.chunks)} WME parts for {len(manifest.chunks)} "
+                                 "chunks", identifier=manifest.identifier)
+        chunks = [msgspec.structs.replace(chunk, wme=WmeChunkFiles(
+                      key=wme_part_key(manifest.identifier, manifest.version, k),
+                      part=built.part, archive=built.archive))
+                  for k, (chunk, built) in enumerate(zip(manifest.chunks, self.chunks,
+                                                         strict=True))]
+        return msgspec.structs.replace(
+            manifest, chunks=chunks, representations=[*manifest.representations, self.archive])
 
 
 def build_parts(sealed: SealedSnapshot, identifier: str, folder: Path, *, level: int,
