@@ -208,8 +208,8 @@ def wme_part_name(index: int) -> str:
     return f"{WME_FOLDER}part_{index}.gz"
 
 
-def wme_part_key(identifier: str, version: int, index: int) -> str:
-    return version_prefix(identifier, version) + wme_part_name(index)
+def wme_part_key(identifier: str, version: int, index: int, prefix: Prefix = PREFIX) -> str:
+    return version_prefix(identifier, version, prefix) + wme_part_name(index)
 
 
 def published_identifiers(blobs: BlobStore, prefix: str) -> list[str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import msgspec
 
 from feedserver.config import Settings
-from feedserver.feeds.snapshots import sealing, staging
+from feedserver.feeds.snapshots import sealing, staging, wme
 from feedserver.feeds.snapshots.chunks import ChunkWriter
 from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, Manifest, StructuredInfo
 from feedserver.feeds.snapshots.publish import publish
@@ -246,12 +246,17 @@ def seal_and_publish(
         sealed = sealing.seal_namespace(conn, ns, folder, level=settings.zstd_level,
                                         dropped=0, mapper=mapper)
         count = sealed.article_count if parsed is None else parsed.get(ns, 0)
+        identifier = snapshot_identifier(info.wiki, ns)
+        # WME serves Structured Contents snapshots as tar.gz too: the same parts as articles.
+        extras = [wme.build_parts(sealed, identifier, folder, level=settings.wme_gzip_level,
+                                  prefix=STRUCTURED_PREFIX)
+                  ] if settings.wme_archives and sealed.chunks else []
         manifests.append(publish(
-            blobs, sealed, identifier=snapshot_identifier(info.wiki, ns), info=info,
+            blobs, sealed, identifier=identifier, info=info,
             sources=sources, lock_dir=settings.data_path / "locks",
             retention=settings.retention_versions, prefix=STRUCTURED_PREFIX,
             structured=version_info(conn, ns, parsed=count,
                                     article_version=article_versions.get(ns)),
-            events_until=events_until,
+            events_until=events_until, extras=extras,
         ))
     return manifests

@@ -27,7 +27,9 @@ from zlib_ng import zlib_ng
 from feedserver.config import Settings
 from feedserver.errors import IntegrityError, InvalidParameter
 from feedserver.feeds.snapshots.manifest import (
+    PREFIX,
     Manifest,
+    Prefix,
     WmeArchive,
     WmeChunkFiles,
     wme_archive,
@@ -107,10 +109,12 @@ class WmeParts:
     """A sealed snapshot's WME parts in the scratch folder, ready to publish with the version
     (an ``extras.Extra``)."""
 
-    def __init__(self, paths: list[Path], chunks: list[WmeChunk], archive: WmeArchive) -> None:
+    def __init__(self, paths: list[Path], chunks: list[WmeChunk], archive: WmeArchive, *,
+                 prefix: Prefix = PREFIX) -> None:
         self.paths = paths
         self.chunks = chunks
         self.archive = archive
+        self.prefix = prefix  # articles, or Structured Contents
 
     def files(self) -> list[tuple[str, Path]]:
         """(name under the version's folder, local file) of every part."""
@@ -122,7 +126,7 @@ class WmeParts:
             raise IntegrityError(f"{len(self.chunks)} WME parts for {len(manifest.chunks)} "
                                  "chunks", identifier=manifest.identifier)
         chunks = [msgspec.structs.replace(chunk, wme=WmeChunkFiles(
-                      key=wme_part_key(manifest.identifier, manifest.version, k),
+                      key=wme_part_key(manifest.identifier, manifest.version, k, self.prefix),
                       part=built.part, archive=built.archive))
                   for k, (chunk, built) in enumerate(zip(manifest.chunks, self.chunks,
                                                          strict=True))]
@@ -131,9 +135,10 @@ class WmeParts:
 
 
 def build_parts(sealed: SealedSnapshot, identifier: str, folder: Path, *, level: int,
-                mapper: PartMapper | None = None) -> WmeParts:
+                mapper: PartMapper | None = None, prefix: Prefix = PREFIX) -> WmeParts:
     """Deflate every sealed chunk of ``sealed`` into its part under ``folder``, in chunk
-    order, and take the checksums of every WME download on the way."""
+    order, and take the checksums of every WME download on the way. ``prefix``: where the
+    version is published (article snapshots or Structured Contents)."""
     jobs = [PartJob(src=chunk.path, dst=str(folder / f"wme_{sealed.namespace}_{k}.gz"),
                     data_size=chunk.uncompressed_size, level=level)
             for k, chunk in enumerate(sealed.chunks)]
@@ -153,7 +158,7 @@ def build_parts(sealed: SealedSnapshot, identifier: str, folder: Path, *, level:
                         "(a valid tar entry still; lower chunk_size)", identifier, k,
                         chunk.part.data_size, ENTRY_LIMIT)
     archive = WmeArchive(archive=builder.finish(), level=level, zlib_ng=DEFLATE_VERSION)
-    return WmeParts([Path(job.dst) for job in jobs], chunks, archive)
+    return WmeParts([Path(job.dst) for job in jobs], chunks, archive, prefix=prefix)
 
 
 def verify_parts(blobs: BlobStore, manifest: Manifest, contents: Sequence[str]) -> None:
