@@ -31,7 +31,7 @@ from feedserver.formats.wme_layout import Segment, chunk_archive, snapshot_archi
 
 Format = Literal["tar.gz", "zstd"]
 FormatParam = Annotated[Format | None, QueryParameter(
-    query="format",
+    name="format",
     description="Representation of the download: ``tar.gz`` (WME's archive, the default "
                 "when built) or ``zstd`` (zstd NDJSON, the native format). Overrides "
                 "``Accept``.")]
