@@ -77,7 +77,7 @@ def through_arrow(rows: list[dict[str, object]] | None, field: str) -> object:
 @given(st.none() | st.lists(parts(3), max_size=4))
 def test_any_tree_of_parts_comes_back(tree: list[Part] | None) -> None:
     flat = flatten_parts(tree)
-    assert ENCODER.encode(parts_tree(through_arrow(flat, "sections"))) == ENCODER.encode(tree)  # type: ignore[arg-type]
+    assert ENCODER.encode(parts_tree(through_arrow(flat, "sections"))) == ENCODER.encode(tree)
     for k, row in enumerate(flat or []):
         # the documented addressing: a parent comes before its children, one level up, and
         # the path is the parent's path plus the position among siblings
@@ -85,8 +85,8 @@ def test_any_tree_of_parts_comes_back(tree: list[Part] | None) -> None:
         if parent is None:
             assert row["depth"] == 0 and "." not in row["path"]
         else:
-            assert parent < k and flat[parent]["depth"] == row["depth"] - 1  # type: ignore[index]
-            assert row["path"].rsplit(".", 1)[0] == flat[parent]["path"]  # type: ignore[index]
+            assert parent < k and flat[parent]["depth"] == row["depth"] - 1
+            assert row["path"].rsplit(".", 1)[0] == flat[parent]["path"]
 
 
 @settings(max_examples=100, deadline=None)
@@ -98,7 +98,7 @@ def test_tables_with_nested_tables_come_back(found: list[Table] | None, listed: 
         nested = [c.nested_table for t in found for grid in (t.headers, t.rows, t.footers)
                   for line in grid or () for c in line if c.nested_table is not None]
         found = [*nested, *found]
-    back = tables_tree(through_arrow(flatten_tables(found), "tables"))  # type: ignore[arg-type]
+    back = tables_tree(through_arrow(flatten_tables(found), "tables"))
     assert ENCODER.encode(back) == ENCODER.encode(found)
 
 
