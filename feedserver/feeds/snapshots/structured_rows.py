@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 
 from feedserver.formats.hashing import ENCODER, article_hash
@@ -122,23 +123,11 @@ def structured_text(content: StructuredContent) -> str:
 
 
 # --- to rows -----------------------------------------------------------------------------------
+# Records become plain dicts in one C call (``msgspec.to_builtins``: absent fields are left
+# out, which Arrow reads as null); the flattening then only moves dicts around.
 
-def _image_row(image: Image) -> Row:
-    return {"content_url": image.content_url, "width": image.width, "height": image.height,
-            "alternative_text": image.alternative_text, "caption": image.caption}
-
-
-def _image(image: Image | None) -> Row | None:
-    return None if image is None else _image_row(image)
-
-
-def _images(images: list[Image] | None) -> list[Row] | None:
-    return None if images is None else [_image_row(i) for i in images]
-
-
-def _links(links: list[PartLink] | None) -> list[Row] | None:
-    return None if links is None else [
-        {"url": link.url, "text": link.text, "images": _images(link.images)} for link in links]
+def _plain(value: object) -> Any:
+    return msgspec.to_builtins(value)
 
 
 def flatten_parts(parts: list[Part] | None) -> list[Row] | None:
@@ -147,67 +136,43 @@ def flatten_parts(parts: list[Part] | None) -> list[Row] | None:
         return None
     out: list[Row] = []
 
-    def visit(part: Part, parent: int | None, depth: int, path: str) -> None:
-        out.append({
-            "parent": parent, "depth": depth, "path": path, "type": part.type,
-            "name": part.name, "value": part.value, "values": part.values,
-            "images": _images(part.images), "links": _links(part.links),
-            "citations": None if part.citations is None else [
-                {"identifier": c.identifier, "group": c.group, "text": c.text}
-                for c in part.citations],
-            "table_references": None if part.table_references is None else [
-                {"identifier": t.identifier, "confidence_score": t.confidence_score}
-                for t in part.table_references],
-        })
+    def visit(node: Row, parent: int | None, depth: int, path: str) -> None:
+        children = node.pop("has_parts", None)
+        node["parent"], node["depth"], node["path"] = parent, depth, path
+        out.append(node)
         index = len(out) - 1
-        for k, child in enumerate(part.has_parts or ()):
+        for k, child in enumerate(children or ()):
             visit(child, index, depth + 1, f"{path}.{k}")
 
-    for k, part in enumerate(parts):
-        visit(part, None, 0, str(k))
+    for k, node in enumerate(_plain(parts)):
+        visit(node, None, 0, str(k))
     return out
-
-
-def _reference_text(text: ReferenceText | None) -> Row | None:
-    return None if text is None else {"value": text.value, "links": _links(text.links)}
-
-
-def _references(references: list[Reference] | None) -> list[Row] | None:
-    return None if references is None else [{
-        "identifier": r.identifier, "group": r.group, "type": r.type,
-        "metadata": None if r.metadata is None else list(r.metadata.items()),
-        "text": _reference_text(r.text), "source": _reference_text(r.source),
-        "parent_reference": r.parent_reference} for r in references]
 
 
 def flatten_tables(tables: list[Table] | None) -> list[Row] | None:
     """The record's tables, nested tables named by identifier (unlisted ones appended)."""
     if tables is None:
         return None
+    listed: list[Row] = _plain(tables)
+    known = {t["identifier"] for t in listed}
     out: list[Row] = []
-    known = {t.identifier for t in tables}
 
-    def rows(grid: list[list[TableCell]] | None) -> list[list[Row]] | None:
-        if grid is None:
-            return None
-        return [[cell_row(cell) for cell in line] for line in grid]
+    def add(table: Row, *, is_listed: bool) -> None:
+        table["listed"] = is_listed
+        out.append(table)
+        for grid in ("headers", "rows", "footers"):
+            for line in table.get(grid) or ():
+                for cell in line:
+                    nested = cell.get("nested_table")
+                    if nested is None:
+                        continue
+                    cell["nested_table"] = nested["identifier"]
+                    if nested["identifier"] not in known:
+                        known.add(nested["identifier"])
+                        add(nested, is_listed=False)
 
-    def cell_row(cell: TableCell) -> Row:
-        nested = cell.nested_table
-        if nested is not None and nested.identifier not in known:
-            known.add(nested.identifier)
-            add(nested, listed=False)
-        return {"value": cell.value,
-                "nested_table": None if nested is None else nested.identifier}
-
-    def add(table: Table, *, listed: bool) -> None:
-        row = {"identifier": table.identifier, "headers": rows(table.headers),
-               "rows": rows(table.rows), "footers": rows(table.footers),
-               "confidence_score": table.confidence_score, "listed": listed}
-        out.append(row)
-
-    for table in tables:
-        add(table, listed=True)
+    for table in listed:
+        add(table, is_listed=True)
     return out
 
 
@@ -220,13 +185,11 @@ def to_row(content: StructuredContent, text: str, line: bytes | None, *,
         "revision_id": content.version.identifier if content.version else None,
         "date_modified": content.date_modified, "namespace": namespace,
         "wiki": content.is_part_of.identifier if content.is_part_of else None,
-        "image": _image(content.image), "infoboxes": flatten_parts(content.infoboxes),
+        "image": _plain(content.image), "infoboxes": flatten_parts(content.infoboxes),
         "sections": flatten_parts(content.sections),
-        "references": _references(content.references),
+        "references": _plain(content.references),
         "tables": flatten_tables(content.tables),
-        "license": None if content.license is None else [
-            {"identifier": lic.identifier, "name": lic.name, "url": lic.url}
-            for lic in content.license],
+        "license": _plain(content.license),
         HASH_COLUMN: article_hash(ENCODER.encode(content) if line is None else line),
     }
 
