@@ -65,7 +65,7 @@ class ShardMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     rows: int
     row_groups: int
     sha256: str
-    schema: str  # "articles/1" (snapshots) or "diff/1" (diffs: ``op`` column first)
+    schema: str  # "articles/1" (snapshots), "diff/1" (diffs: ``op`` first), "structured/1"
     snapshot: str
     version_number: int
     base_version: int | None = None  # diffs: the version the diff starts from

@@ -7,8 +7,9 @@ whatever happens (if the process is killed, by the next build: ``feeds.scratch``
 ``workers > 1``), *seal* (dedupe, attach redirects, hash), the optional formats from the sealed
 chunks (``extras``: Parquet), *publish* (upload, then the pointer). The namespaces in
 ``settings.structured_namespaces`` also get a Structured Contents version, staged from the same
-records in the same processes (``structured``) and published after the articles. See
-``docs/snapshots.md``.
+records in the same processes (``structured``), sealed BEFORE the articles (so that the
+article Parquet shards take their clean texts from them: ``structured_parquet``) and published
+after them (with their own Parquet shards when enabled). See ``docs/snapshots.md``.
 """
 
 from __future__ import annotations
