@@ -6,10 +6,11 @@ filesystem blob store.
 
 * **bytes**: the version's Parquet shards vs its zstd NDJSON chunks (same records);
 * **build**: the CPU time of a build with Parquet vs the same build without it (best of
-  ``REPEATS``, rounds interleaved), all with Structured Contents on (the default) unless said: Parquet with the
-  article texts taken from the Structured Contents (the build's way) or parsed a second time
-  (as before the texts were shared), Parquet without Structured Contents, and how much of the
-  Parquet part is the clean text (the same build with the placeholder text function);
+  ``REPEATS``, rounds interleaved), with Structured Contents on (the default) unless said:
+  Parquet with the article texts taken from the Structured Contents (the build's way) or
+  parsed a second time (as before the texts were shared), Parquet without Structured
+  Contents, and how much of the Parquet part is the clean text (the same build with the
+  placeholder text function);
 * **range read**: one column (``text``) of one row group of a shard, median of ``READS``:
   (a) pyarrow on the local file vs pyarrow over an fsspec HTTP file against the API (uvicorn on
   loopback, metering on: footer + column chunk fetched by Range requests, each authenticated,

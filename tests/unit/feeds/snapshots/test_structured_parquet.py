@@ -184,3 +184,49 @@ def test_verify_and_export_from_the_cli(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(IntegrityError):
         SnapshotStore(blobs, STRUCTURED_PREFIX).verify(m)
     assert main(["snapshot", "verify", ID, "--structured"]) == 1
+
+
+def test_article_texts_are_not_parsed_twice(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # With Structured Contents on, the article shards' clean-text function is never called,
+    # neither in a build from dumps nor in an advance (there only the changed pages are
+    # parsed: by the Structured Contents step, and for the diff's Parquet rows). Without
+    # them, it runs once per page.
+    from feedserver.feeds.snapshots import shards
+
+    calls = []
+    real = shards.structured_content
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shards, "structured_content", counting)
+    settings = load_settings(env={}, data_dir=str(tmp_path / "var"), chunk_size=900,
+                             parquet_enabled=True, parquet_shard_size=4_000,
+                             parquet_row_group_size=1_000)
+    blobs = FilesystemBlobStore(settings.blob_root)
+    build_from_records(INFO, [article(i) for i in range(1, 11)], blobs, settings)
+    assert calls == []
+    v1 = SnapshotStore(blobs).manifest(ID)
+    state = StateStore(SQLiteDatabase(tmp_path / "state.db"))
+    after = v1.date_modified + timedelta(seconds=1)
+    state.apply_many([change(article(2, rev=5, text="edited two"), "edit", after),
+                      change(article(11, rev=7), "create", after)])
+    done = advance_snapshot(blobs, settings, state, ID, until=after + timedelta(seconds=1))
+    assert done is not None and done.manifest.parquet is not None
+    assert done.diff.parquet is not None and len(calls) == done.diff.parquet.rows == 2
+    SnapshotStore(blobs).verify(done.manifest)
+    # The texts are still the clean texts, page by page.
+    folder = blobs.root / done.manifest.parquet.shards[0].key.rsplit("/", 1)[0]
+    table = ds.dataset(folder, format="parquet").to_table(columns=["text"])
+    monkeypatch.setattr(shards, "structured_content", real)
+    cleaner = clean_text(done.manifest.parquet.namespaces)
+    assert table.column("text").to_pylist() == [
+        cleaner(a) for a in SnapshotStore(blobs).iter_articles(done.manifest)]
+    # Without Structured Contents the article shards parse every page themselves.
+    monkeypatch.setattr(shards, "structured_content", counting)
+    off = msgspec.structs.replace(settings, structured_namespaces=[])
+    calls.clear()
+    build_from_records(INFO, [article(i) for i in range(1, 11)], blobs, off)
+    assert len(calls) == 10
