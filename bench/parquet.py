@@ -39,7 +39,8 @@ from feedserver.config import Settings
 from feedserver.feeds.snapshots import build as snapshot_build
 from feedserver.feeds.snapshots import parquet as snapshot_parquet
 from feedserver.feeds.snapshots.build import build_from_records
-from feedserver.feeds.snapshots.manifest import Manifest
+from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, Manifest
+from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.formats.parquet_rows import ARTICLE_SCHEMA, wikitext_text
 from feedserver.ingest.dump import DumpInfo, read_dump
 from feedserver.models import Article
@@ -168,6 +169,10 @@ def run() -> None:
               f"{len(m.parquet.shards)} Parquet shards")
         print(f"bytes: zstd NDJSON {ndjson / 1e6:.2f} MB, Parquet {m.parquet.size / 1e6:.2f} MB"
               f" = {m.parquet.size / ndjson:.2f}x")
+        sc = SnapshotStore(blobs, STRUCTURED_PREFIX).manifest(ID)
+        assert sc.parquet is not None
+        print(f"bytes, Structured Contents: zstd NDJSON {sc.size.value / 1e6:.2f} MB, Parquet "
+              f"{sc.parquet.size / 1e6:.2f} MB = {sc.parquet.size / sc.size.value:.2f}x")
 
         runs: dict[str, list[float]] = {}
         cases: list[tuple[str, Callable[[], float]]] = [

@@ -40,11 +40,12 @@ from feedserver.feeds.diffs.structured import Prepared, prepare_structured
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.scratch import scratch_db, scratch_dir
 from feedserver.feeds.snapshots import sealing, staging
-from feedserver.feeds.snapshots.chunks import ChunkWriter, iter_file_lines
+from feedserver.feeds.snapshots.chunks import ChunkWriter
 from feedserver.feeds.snapshots.extras import build_extras
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
 from feedserver.feeds.snapshots.store import SnapshotStore
+from feedserver.feeds.snapshots.structured_parquet import sealed_lines
 from feedserver.identifiers import SNAPSHOT_RE, check_snapshot_identifier
 from feedserver.ingest.dump import DumpInfo
 from feedserver.metrics import Metrics
@@ -105,11 +106,6 @@ def _info(manifest: Manifest, wiki: str, source: str) -> DumpInfo:
     )
 
 
-def _sealed_lines(sealed: sealing.SealedSnapshot) -> Iterator[bytes]:
-    for chunk in sealed.chunks:
-        yield from iter_file_lines(Path(chunk.path))
-
-
 def advance_snapshot(
     blobs: BlobStore, settings: Settings, state: StateStore, identifier: str, *,
     since: datetime | None = None, until: datetime | None = None,
@@ -157,7 +153,7 @@ def advance_snapshot(
             if namespace in settings.structured_namespaces:
                 prepared = prepare_structured(
                     blobs, settings, changes, changed, base=base, info=info, names=names,
-                    article_lines=_sealed_lines(sealed), folder=folder / "structured",
+                    article_lines=sealed_lines(sealed), folder=folder / "structured",
                     metrics=metrics)
             extras = build_extras(sealed, identifier=identifier, folder=folder,
                                   settings=settings, namespaces=names,

@@ -56,7 +56,8 @@ class _TextProbe(msgspec.Struct):
 _PROBE = msgspec.json.Decoder(_TextProbe)
 
 
-def _sealed_lines(sealed: SealedSnapshot) -> Iterator[bytes]:
+def sealed_lines(sealed: SealedSnapshot) -> Iterator[bytes]:
+    """The lines of a sealed namespace's chunk files, in order."""
     for chunk in sealed.chunks:
         yield from iter_file_lines(Path(chunk.path))
 
@@ -89,7 +90,7 @@ def build_structured_parquet(sealed: SealedSnapshot, *, identifier: str, folder:
                              ) -> BuiltParquet:
     """Shards of every record of the sealed Structured Contents ``sealed``, under ``folder``;
     ``namespaces``: the names the records were parsed with (recorded in the set)."""
-    built = write_structured(_sealed_lines(sealed), identifier=identifier,
+    built = write_structured(sealed_lines(sealed), identifier=identifier,
                              namespace=sealed.namespace, folder=folder, options=options,
                              namespaces=namespaces)
     rows = sum(s.rows for s in built.shards)
@@ -105,7 +106,7 @@ class StructuredTexts:
     the article's (same page id and revision), else None from then on."""
 
     def __init__(self, sealed: SealedSnapshot) -> None:
-        self._lines: Iterator[bytes] | None = _sealed_lines(sealed)
+        self._lines: Iterator[bytes] | None = sealed_lines(sealed)
         self.reused = 0
         self.missed = 0
 
