@@ -15,7 +15,8 @@ Parquet shards (``Manifest.parquet``). A manifest written before a format existe
 it (every such field has a default), and readers serve what is listed.
 
 Structured Contents snapshots have the same layout under ``structured-contents/`` (their own
-versions, manifests with ``structured`` set, and chunks of ``StructuredContent`` records).
+versions, manifests with ``structured`` set, chunks of ``StructuredContent`` records, and
+Parquet shards of schema ``structured/1``).
 
 A version exists for readers only once ``index.json`` lists it. Identifiers are checked
 (``feedserver.plans``) before any key is built, so no request can reach other keys.
