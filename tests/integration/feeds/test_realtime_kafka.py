@@ -70,7 +70,8 @@ async def produce(log: KafkaEventLog, topic: str, raw: list[bytes]) -> None:
 
 @contextlib.asynccontextmanager
 async def consumer_task(settings: Settings, db: SQLiteDatabase) -> AsyncIterator[asyncio.Task]:
-    log = KafkaEventLog(settings.kafka_bootstrap_servers or "")
+    log = KafkaEventLog(settings.kafka_bootstrap_servers or "",
+                        fetch_wait_ms=settings.kafka_fetch_wait_ms)
     consumer = EventConsumer.from_settings(settings, log, db)
     consumer.poll_timeout = 0.2
     task = asyncio.create_task(consumer.run(retry_delay=0.5, max_retry_delay=2.0))
@@ -94,7 +95,9 @@ def assert_exactly_once(client: StreamClient, expected: set[str]) -> None:
 
 async def test_stream_survives_consumer_kill_and_broker_restart(
         restartable_kafka: TansuBroker, tmp_path: Path) -> None:
-    settings = _settings(tmp_path, restartable_kafka.bootstrap)
+    # Tansu on S3 storage (what survives a restart here) reads slower than the short default
+    # fetch wait, and such fetches came back empty every time: a longer wait, as documented.
+    settings = _settings(tmp_path, restartable_kafka.bootstrap, kafka_fetch_wait_ms=500)
     db = SQLiteDatabase(tmp_path / "feedserver.db")
     accounts, keys = make_accounts(db, settings)
     source = settings.event_topics[0]
