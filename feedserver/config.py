@@ -73,7 +73,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     eventstreams_wikis: list[str] = msgspec.field(default_factory=list)
     eventstreams_topic: str = "feedserver.eventstreams"
     realtime_max_subscriber_lag: int = 10_000
-    realtime_subscriber_queue: int = 1_000
+    realtime_buffer_bytes: int = 64 * 1024 * 1024
     stream_lease_seconds: float = 30.0
     batch_retention_hours: int = 48
 

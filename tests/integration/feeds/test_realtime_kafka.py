@@ -141,8 +141,7 @@ async def test_stream_survives_consumer_kill_and_broker_restart(
 
 
 async def test_fifty_subscribers_and_one_slow(kafka_broker: str, tmp_path: Path) -> None:
-    settings = _settings(tmp_path, kafka_broker, realtime_subscriber_queue=128,
-                         realtime_max_subscriber_lag=128)
+    settings = _settings(tmp_path, kafka_broker, realtime_max_subscriber_lag=128)
     db = SQLiteDatabase(tmp_path / "feedserver.db")
     accounts, keys = make_accounts(db, settings)
     # Big articles, so the slow client's socket buffers fill and it falls behind for real.
