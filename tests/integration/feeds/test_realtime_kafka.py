@@ -177,6 +177,8 @@ async def test_fifty_subscribers_and_one_slow(kafka_broker: str, tmp_path: Path)
                             break
                         await asyncio.sleep(0.1)
                     assert hub.cut == 1
+                    # Lagging never gave anyone a broker reader of its own: all read the ring.
+                    assert hub.readers == 0
                     kinds = [k async for k, _ in streams[-1]]  # now it reads what was sent
                     assert kinds and kinds[-1] == "error"
                     assert slow.closings[-1]["reason"] == "slow"
