@@ -82,8 +82,9 @@ async def serve(
     on_progress: Callable[[int], None] | None = None,
     checkpoint_bytes: int = 0,
     checkpoint_seconds: float = 0.0,
+    media_type: str = CONTENT_TYPE,
 ) -> Response[Any]:
-    """The response for HEAD or GET of the download ``parts``.
+    """The response for HEAD or GET of the download ``parts`` (of ``media_type``).
 
     ``admit`` runs only when a body will be sent (not for HEAD or 304) and returns headers
     (RateLimit); ``on_sent`` gets the body bytes actually delivered. A 304 awaits
@@ -107,7 +108,7 @@ async def serve(
             **{k: v for k, v in headers.items()
                if k in {"etag", "last-modified", "cache-control"}}, **extra})
     if request.method == "HEAD":
-        return Response(b"", media_type=CONTENT_TYPE,
+        return Response(b"", media_type=media_type,
                         headers={**headers, "content-length": str(size)})
     wanted = None
     if ranges.if_range_allows(request.headers.get("if-range"), etag, last_modified):
@@ -121,15 +122,15 @@ async def serve(
     if wanted is None:
         body = _blocks(blobs, ranges.segments(parts, ByteRange(0, size)))
         status, length = 200, size
-        media = CONTENT_TYPE
+        media = media_type
     elif len(wanted) == 1:
         rng = wanted[0]
         body = _blocks(blobs, ranges.segments(parts, rng))
         status, length = 206, rng.length
-        media = CONTENT_TYPE
+        media = media_type
         headers["content-range"] = rng.content_range(size)
     else:
-        layout = ranges.multipart(wanted, size, CONTENT_TYPE, secrets.token_hex(16))
+        layout = ranges.multipart(wanted, size, media_type, secrets.token_hex(16))
         body = _multipart_body(blobs, parts, wanted, layout)
         status, length = 206, layout.length
         media = layout.content_type

@@ -32,11 +32,12 @@ from litestar.response import Stream
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, entitle
 from feedserver.api.problems import problem_specs
+from feedserver.api.protocols import Injected
 from feedserver.api.query import wants_ndjson
 from feedserver.api.realtime_frames import FEED, View, closing_frame, position_id
 from feedserver.api.realtime_metering import StreamMetering, stream_view
 from feedserver.api.realtime_params import read_params, start_positions
-from feedserver.api.services import Billing, Injected, request_id, response_id
+from feedserver.api.services import Billing, request_id, response_id
 from feedserver.feeds.realtime.hub import Batch, Positions, Subscription, SubscriptionClosed
 from feedserver.feeds.realtime.items import Chunk
 from feedserver.feeds.realtime.service import Realtime
