@@ -169,8 +169,10 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep,
                     covered = await stream_metering.already_billed(principal.customer_id,
                                                                    view_id)
                 finally:
-                    events, sent = billable(delivered.events, delivered.bytes,
-                                            delivered.edges, covered)
+                    # Off the event loop: up to 32k frames per stream, and a reconnect storm
+                    # ends hundreds of streams at once while the others stream on.
+                    events, sent = await anyio.to_thread.run_sync(
+                        billable, delivered.events, delivered.bytes, delivered.edges, covered)
                     usage.record(principal, feed=FEED, project=None, response_id=sid,
                                  request_id=rid, resource=stream, bytes_sent=sent,
                                  stream_seconds=round(time.monotonic() - started),

@@ -177,6 +177,9 @@ class Covered:
                     ends.append(end)
             self._starts[partition], self._ends[partition] = starts, ends
 
+    def __bool__(self) -> bool:
+        return bool(self._starts)
+
     def __contains__(self, position: tuple[int, int]) -> bool:
         partition, offset = position
         starts = self._starts.get(partition)
@@ -188,7 +191,10 @@ class Covered:
 
 def billable(events: int, size: int, edges: Edges, covered: Covered) -> tuple[int, int]:
     """Events and bytes a stream bills: what it delivered minus the frames (among those it
-    remembers) at positions an earlier stream already billed."""
+    remembers) at positions an earlier stream already billed. Up to ``2 * EDGE_FRAMES``
+    frames to check: callers with many streams ending at once run it in a worker thread."""
+    if not covered:  # nothing billed before (the usual case): no frame to look at
+        return max(0, events), max(0, size)
     for partition, offset, n in edges.frames():
         if (partition, offset) in covered:
             events -= 1
