@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeAlias, TypeVar
 
 from litestar import Request
 from litestar.di import Dependency
@@ -66,6 +66,11 @@ class Accounts(Protocol):
     def revoke(self, refresh_token: str) -> None:
         """Raises ``Unauthorized`` (unknown token)."""
 
+    def cached_principal(self, kind: Literal["bearer", "api_key"], secret: str
+                         ) -> Principal | None:
+        """Without I/O (called on the event loop): the principal when memory alone decides,
+        else None (then ``authenticate_*`` in a worker thread). Raises ``Unauthorized``."""
+
     def authenticate_bearer(self, token: str) -> Principal:
         """An access token or an API key. Raises ``Unauthorized``, ``Forbidden``."""
 
@@ -100,19 +105,19 @@ def new_request_id(given: str) -> str:
 def request_id(request: Request[Any, Any, Any]) -> str:
     """The request's correlation id (``new_request_id``), memoised on the request's state;
     the app assigns it before routing so it can also be sent back as ``X-Request-Id``."""
-    rid: str | None = request.state.get("request_id")
+    state = request.scope.setdefault("state", {})  # the dict itself: ``request.state`` wraps it
+    rid: str | None = state.get("request_id")
     if rid is None:
-        rid = new_request_id(request.headers.get("x-request-id", ""))
-        request.state["request_id"] = rid
+        rid = state["request_id"] = new_request_id(request.headers.get("x-request-id", ""))
     return rid
 
 
 def response_id(request: Request[Any, Any, Any]) -> str:
     """The server's own id of this response (memoised): what usage ids derive from."""
-    sid: str | None = request.state.get("response_id")
+    state = request.scope.setdefault("state", {})
+    sid: str | None = state.get("response_id")
     if sid is None:
-        sid = new_response_id()
-        request.state["response_id"] = sid
+        sid = state["response_id"] = new_response_id()
     return sid
 
 
