@@ -87,7 +87,12 @@ class Snapshots(Protocol):
 
 
 class ArticleState(Protocol):
-    """The latest revision of every page (``feeds.events.state.StateStore`` fits)."""
+    """The latest revision of every page (``feeds.events.state.StateStore`` fits).
+    ``local_reads``: its reads never wait on a writer or the network (SQLite), so a handler
+    may call them on the event loop rather than pay a worker-thread hop."""
+
+    @property
+    def local_reads(self) -> bool: ...
 
     def find_by_name(self, name: str, projects: Sequence[str] | None = None, *,
                      limit: int = 100) -> list[Article]: ...
