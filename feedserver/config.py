@@ -70,6 +70,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         default_factory=lambda: ["mediawiki.recentchange"])
     eventstreams_wikis: list[str] = msgspec.field(default_factory=list)
     eventstreams_topic: str = "feedserver.eventstreams"
+    eventstreams_timeout: float = 60.0
     realtime_max_subscriber_lag: int = 10_000
     realtime_subscriber_queue: int = 1_000
     stream_lease_seconds: float = 30.0
@@ -81,6 +82,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     retention_versions: int = 7
     ingest_workers: int = 1
     default_wiki: str = "simplewiki"
+    # Parquet shards beside the chunks of every new version (and of its diff): off by default,
+    # as they add build time (the clean text) and storage (text + wikitext); docs/formats.md.
+    parquet_enabled: bool = False
+    parquet_shard_size: int = 256 * 1024 * 1024
+    parquet_row_group_size: int = 32 * 1024 * 1024
+    # Namespaces whose snapshots also get a Structured Contents version, built from the same
+    # records in the same pass (``snapshot build``, ``diff advance``); [] = none.
+    structured_namespaces: list[int] = msgspec.field(default_factory=lambda: [0])
 
     # --- accounts and tokens -----------------------------------------------------------------
     token_secret: str | None = None

@@ -14,7 +14,8 @@ in a blob key, a database row (SQLite and PostgreSQL ``BIGINT``), a URL or an HT
   title characters ``# < > [ ] | { }``, no control characters, no surrounding white space;
 - ids and sizes: JSON-safe integers ``0 .. 2**53 - 1`` (the event schemas' bound), revision
   and page ids from 1;
-- snapshot identifier ``{project}_namespace_{namespace}``, chunk ``{snapshot}_chunk_{n}``.
+- snapshot identifier ``{project}_namespace_{namespace}``, chunk ``{snapshot}_chunk_{n}``,
+  Parquet shard ``{snapshot}_shard_{n}``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ PROJECT_RE = re.compile(PROJECT_PATTERN)
 TITLE_RE = re.compile(TITLE_PATTERN)
 SNAPSHOT_RE = re.compile(rf"^({_PROJECT})_namespace_({_NAMESPACE})\Z")
 CHUNK_RE = re.compile(rf"^({_PROJECT}_namespace_(?:{_NAMESPACE}))_chunk_(0|[1-9][0-9]{{0,6}})\Z")
+SHARD_RE = re.compile(rf"^({_PROJECT}_namespace_(?:{_NAMESPACE}))_shard_(0|[1-9][0-9]{{0,6}})\Z")
 _DIGITS = re.compile(r"^[0-9]{1,18}\Z")  # ASCII only: str.isdigit() accepts "²" and "٣"
 
 # --- msgspec constrained types (decode-time checks) --------------------------------------------
@@ -98,6 +100,13 @@ def snapshot_identifier(project: str, namespace: int) -> str:
 def check_chunk_identifier(identifier: str) -> str:
     if not isinstance(identifier, str) or not CHUNK_RE.match(identifier):
         raise InvalidIdentifier(f"invalid chunk identifier {str(identifier)[:80]!r}")
+    return identifier
+
+
+def check_shard_identifier(identifier: str) -> str:
+    """A Parquet shard ``{snapshot}_shard_{n}`` (its file is that plus ``.parquet``)."""
+    if not isinstance(identifier, str) or not SHARD_RE.match(identifier):
+        raise InvalidIdentifier(f"invalid shard identifier {str(identifier)[:80]!r}")
     return identifier
 
 

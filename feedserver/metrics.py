@@ -43,6 +43,12 @@ class Metrics:
             "Invalid events set aside in the dead-letter store, by reason (json, schema, ...).",
             ["reason"], registry=r,
         )
+        self.events_unresolved = Counter(
+            "feedserver_events_unresolved",
+            "recentchange changes whose page the wiki and the state store no longer know"
+            " (deleted again since, never seen): consumed, nothing produced.",
+            registry=r,
+        )
         self.articles_produced = Counter(
             "feedserver_articles_produced", "Article events appended to the article topic.",
             registry=r,
@@ -88,4 +94,18 @@ class Metrics:
             "feedserver_usage_records",
             "Usage records read from the usage topic, by result (inserted, duplicate, invalid).",
             ["result"], registry=r,
+        )
+        # --- Structured Contents ------------------------------------------------------------
+        # Pages parsed into Structured Contents by snapshot builds, ``diff advance`` and
+        # on-demand lookups. A page whose wikitext was broken somewhere is ``degraded`` (its
+        # record holds what could be parsed); ``problem`` is the parser's closed set of kinds.
+        self.structured_pages = Counter(
+            "feedserver_structured_pages",
+            "Pages parsed into Structured Contents, by source (build, advance, ondemand) and "
+            "result (ok, degraded).", ["source", "result"], registry=r,
+        )
+        self.structured_problems = Counter(
+            "feedserver_structured_problems",
+            "Parse problems met while making Structured Contents (one per kind per page), by "
+            "source and problem.", ["source", "problem"], registry=r,
         )

@@ -23,13 +23,22 @@ from feedserver.identifiers import parse_snapshot_identifier
 
 # --- feeds and quotas ------------------------------------------------------------------------
 
-# What a plan sells (its ``feeds``, checked by ``Entitlements``).
-ProductFeed = Literal["snapshots", "diffs", "ondemand", "realtime", "batches"]
+# What a plan sells (its ``feeds``, checked by ``Entitlements``). ``structured_contents``
+# covers both Structured Contents endpoints: on-demand lookups and their snapshots.
+ProductFeed = Literal["snapshots", "diffs", "ondemand", "realtime", "batches",
+                      "structured_contents"]
 # What usage is recorded and admitted under: the products, plus chunk downloads (billed
 # under snapshots), the auth endpoints and the metadata lists.
 Feed = Literal[ProductFeed, "chunks", "auth", "metadata"]
-PRODUCT_FEEDS: tuple[ProductFeed, ...] = ("snapshots", "diffs", "ondemand", "realtime", "batches")
+PRODUCT_FEEDS: tuple[ProductFeed, ...] = (
+    "snapshots", "diffs", "ondemand", "realtime", "batches", "structured_contents")
 FEEDS: tuple[Feed, ...] = (*PRODUCT_FEEDS, "chunks", "auth", "metadata")
+
+# Download formats a plan may sell beside a feed's canonical zstd NDJSON (which comes with the
+# feed itself): a plan's ``formats`` (None: every format this server publishes).
+Format = Literal["parquet"]
+FORMATS: tuple[Format, ...] = ("parquet",)
+FORMAT_NAMES: dict[Format, str] = {"parquet": "Parquet"}
 
 QuotaName = Literal["snapshot_downloads", "chunk_downloads", "bytes", "ondemand_lookups"]
 QUOTAS: tuple[QuotaName, ...] = (
@@ -76,6 +85,7 @@ class Entitlements(msgspec.Struct, frozen=True, kw_only=True):
     feeds: tuple[ProductFeed, ...]
     projects: tuple[str, ...] = ("*",)
     namespaces: tuple[int, ...] | None = None
+    formats: tuple[Format, ...] | None = None  # None: every format
 
     def check(self, feed: ProductFeed, project: str | None = None,
               namespace: int | None = None) -> None:
@@ -89,6 +99,12 @@ class Entitlements(msgspec.Struct, frozen=True, kw_only=True):
             raise Forbidden(
                 f"your plan does not include namespace {namespace}", namespace=namespace
             )
+
+    def check_format(self, fmt: Format) -> None:
+        """Raise ``Forbidden`` unless the plan sells downloads in ``fmt``."""
+        if self.formats is not None and fmt not in self.formats:
+            raise Forbidden(f"your plan does not include {FORMAT_NAMES[fmt]} downloads "
+                            "(the zstd NDJSON of the same data is included)", format=fmt)
 
     def allows(self, feed: ProductFeed, project: str | None = None,
                namespace: int | None = None) -> bool:
@@ -118,6 +134,8 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     rate_limit: RateLimit = RateLimit()
     prices: Prices = Prices()
     max_streams: int | None = None  # open realtime streams at once per customer; None: no cap
+    # Formats beside zstd NDJSON (``FORMATS``) the plan's downloads may use; None: every one.
+    formats: list[Format] | None = None
 
     @property
     def entitlements(self) -> Entitlements:
@@ -125,6 +143,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
             feeds=tuple(self.feeds),
             projects=tuple(self.projects),
             namespaces=None if self.namespaces is None else tuple(self.namespaces),
+            formats=None if self.formats is None else tuple(self.formats),
         )
 
 
@@ -158,6 +177,8 @@ def validate_plan(plan: Plan) -> Plan:
     for project in plan.projects:
         if not _PROJECT.match(project):
             raise InvalidParameter(f"invalid project {project!r} in plan", parameter="projects")
+    if plan.formats is not None and len(set(plan.formats)) != len(plan.formats):
+        raise InvalidParameter("plan formats must not repeat", parameter="formats")
     if plan.namespaces is not None and any(n < 0 for n in plan.namespaces):
         raise InvalidParameter("plan namespaces must be >= 0", parameter="namespaces")
     for quota in QUOTAS:

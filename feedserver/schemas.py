@@ -31,6 +31,7 @@ RECORDS: tuple[tuple[str, type | str], ...] = (
     ("manifest", "feedserver.feeds.snapshots.manifest:Manifest"),
     ("diff_manifest", "feedserver.feeds.diffs.manifest:DiffManifest"),
     ("batch_manifest", "feedserver.feeds.batches.store:HourIndex"),
+    ("structured_content", "feedserver.ingest.structured.records:StructuredContent"),
 )
 
 # Documents that are not records: (name, "module:function" returning a JSON object). The

@@ -34,8 +34,9 @@ BUILTIN_PLANS: tuple[Plan, ...] = (
     ),
     Plan(
         name="enterprise",
-        description="Every feed including realtime, no caps, billed by usage.",
-        feeds=["snapshots", "diffs", "ondemand", "realtime", "batches"],
+        description="Every feed including realtime and Structured Contents, no caps, billed "
+                    "by usage.",
+        feeds=["snapshots", "diffs", "ondemand", "realtime", "batches", "structured_contents"],
         rate_limit=RateLimit(requests_per_second=200, burst=400),
         prices=Prices(per_gb_egress=Decimal("0.02"), per_1000_lookups=Decimal("0.20"),
                       per_stream_hour=Decimal("1.00"), monthly_base_fee=Decimal("5000")),

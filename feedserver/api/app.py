@@ -39,9 +39,12 @@ from feedserver.api import (
     health,
     metadata,
     ondemand,
+    parquet,
     portal,
     realtime,
     snapshots,
+    structured,
+    structured_snapshots,
     usage,
 )
 from feedserver.api.cors import cors_middleware
@@ -49,21 +52,17 @@ from feedserver.api.metered import Metered
 from feedserver.api.portal import TEMPLATES as PORTAL_TEMPLATES
 from feedserver.api.portal.context import Portals
 from feedserver.api.problems import handle_exception
+from feedserver.api.protocols import Accounts, ArticleState, Snapshots
 from feedserver.api.realtime_metering import StreamMetering
-from feedserver.api.services import (
-    Accounts,
-    ArticleState,
-    Billing,
-    Services,
-    Snapshots,
-    new_request_id,
-)
+from feedserver.api.services import Billing, Services, new_request_id
+from feedserver.api.verified import VerifiedBlobs
 from feedserver.api.zerocopy import ZEROCOPY
 from feedserver.config import Settings, load_settings
 from feedserver.errors import Unavailable
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.realtime.service import HEARTBEAT_SECONDS, Realtime
+from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.logs import REQUEST_ID, setup_logging
 from feedserver.metering.records import NullSink, UsageSink
@@ -79,7 +78,8 @@ from feedserver.storage.eventlog import EventLog, open_event_log
 ROUTERS: tuple[Callable[[], Router], ...] = (health.router, usage.router, portal.router)
 WME_ROUTERS: tuple[Callable[[], Router], ...] = (
     auth.router, metadata.router, snapshots.router, ondemand.router, diffs.router,
-    realtime.router, batches.router,
+    parquet.router, realtime.router, batches.router, structured.router,
+    structured_snapshots.router,
 )
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")
@@ -231,6 +231,9 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
     def provide_diffs() -> DiffStore:
         return services().diffs
 
+    def provide_structured_snapshots() -> Snapshots:
+        return services().structured_snapshots
+
     def provide_state() -> ArticleState:
         return services().state
 
@@ -256,15 +259,19 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
     def provide_metrics() -> Metrics:
         return services().metrics
 
+    def provide_verified_blobs() -> VerifiedBlobs:
+        return services().verified_blobs
+
     providers: dict[str, Callable[[], object]] = {
         "settings": provide_settings, "blobs": provide_blobs, "db": provide_db,
         "events": provide_events, "accounts": provide_accounts,
         "snapshots": provide_snapshots, "diffs": provide_diffs,
+        "structured_snapshots": provide_structured_snapshots,
         "article_state": provide_state,
         "billing": provide_billing, "metered": provide_metered,
         "metering": provide_metering, "realtime": provide_realtime,
         "stream_metering": provide_stream_metering, "portals": provide_portals,
-        "metrics": provide_metrics,
+        "metrics": provide_metrics, "verified_blobs": provide_verified_blobs,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 
@@ -301,9 +308,11 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
     return Services(
         settings=settings, blobs=blobs, db=db, events=events, accounts=accounts,
         snapshots=snapshots or SnapshotStore(blobs), diffs=DiffStore(blobs), state=state,
+        structured_snapshots=SnapshotStore(blobs, STRUCTURED_PREFIX),
         billing=Billing(usage or NullSink(), metering), metering=metering, realtime=realtime,
         stream_metering=stream_metering,
-        portals=Portals(settings, db, accounts, metering), metrics=metrics)
+        portals=Portals(settings, db, accounts, metering), metrics=metrics,
+        verified_blobs=VerifiedBlobs(blobs))
 
 
 def _end_streams_on_signals(service: Realtime) -> Callable[[], None]:

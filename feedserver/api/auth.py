@@ -22,8 +22,8 @@ from litestar.params import JSONBody
 
 from feedserver.accounts.models import Principal, TokenPair
 from feedserver.api.problems import problem_specs
+from feedserver.api.protocols import Accounts, Injected
 from feedserver.api.query import ENCODER
-from feedserver.api.services import Accounts, Injected
 from feedserver.errors import Unauthorized
 from feedserver.metering.months import month_of
 from feedserver.metering.service import Metering

@@ -29,9 +29,9 @@ from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
 from feedserver.api.params import BatchDate, BatchHour, SnapshotId
 from feedserver.api.problems import problem_specs
+from feedserver.api.protocols import Injected
 from feedserver.api.query import project, read_query, select
 from feedserver.api.ranges import Part
-from feedserver.api.services import Injected
 from feedserver.api.snapshots import NamespaceRef, Ref, SizeMB
 from feedserver.errors import InvalidParameter, NotFound
 from feedserver.feeds.batches.hours import label, parse_date_hour

@@ -28,8 +28,8 @@ from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
 from feedserver.api.params import ChunkId, Pair, SnapshotId
 from feedserver.api.problems import problem_specs
+from feedserver.api.protocols import Injected
 from feedserver.api.query import VersionParam, project, read_query, select
-from feedserver.api.services import Injected
 from feedserver.api.snapshots import NamespaceRef, Ref, SizeMB
 from feedserver.errors import NotFound
 from feedserver.feeds.diffs.manifest import ENCODER, DiffManifest, DiffNotFound, parse_pair
@@ -68,6 +68,7 @@ class DiffMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     content_root_hash: str
     sha256: str
     versions: list[int] | None = None
+    parquet: list[str] | None = None  # Parquet shard identifiers, when the diff has them
 
 
 class DiffChunkMetadata(msgspec.Struct, kw_only=True):
@@ -103,7 +104,8 @@ def diff_view(m: DiffManifest, versions: list[int] | None = None) -> DiffMetadat
         counts=Counts(add=m.counts.add, update=m.counts.update, delete=m.counts.delete),
         base_article_count=m.base_article_count, article_count=m.article_count,
         base_content_root_hash=m.base_content_root_hash,
-        content_root_hash=m.content_root_hash, sha256=m.sha256, versions=versions)
+        content_root_hash=m.content_root_hash, sha256=m.sha256, versions=versions,
+        parquet=None if m.parquet is None else [s.identifier for s in m.parquet.shards])
 
 
 def chunk_view(m: DiffManifest, c: ChunkInfo) -> DiffChunkMetadata:

@@ -121,8 +121,9 @@ async def serve(
     on_progress: Callable[[int], None] | None = None,
     checkpoint_bytes: int = 0,
     checkpoint_seconds: float = 0.0,
+    media_type: str = CONTENT_TYPE,
 ) -> Response[Any]:
-    """The response for HEAD or GET of the download ``parts``.
+    """The response for HEAD or GET of the download ``parts`` (of ``media_type``).
 
     ``admit`` runs only when a body will be sent (not for HEAD or 304) and returns headers
     (RateLimit); ``on_sent`` gets the body bytes actually delivered. A 304 awaits
@@ -146,7 +147,7 @@ async def serve(
             **{k: v for k, v in headers.items()
                if k in {"etag", "last-modified", "cache-control"}}, **extra})
     if request.method == "HEAD":
-        return Response(b"", media_type=CONTENT_TYPE,
+        return Response(b"", media_type=media_type,
                         headers={**headers, "content-length": str(size)})
     wanted = None
     if ranges.if_range_allows(request.headers.get("if-range"), etag, last_modified):
@@ -174,10 +175,10 @@ async def serve(
         if files is not None:
             # sendfile: the kernel moves the bytes, Python never sees them
             return FileBody(files, meter, piece=BATCH_BYTES,
-                            status_code=status, media_type=CONTENT_TYPE, headers=headers)
+                            status_code=status, media_type=media_type, headers=headers)
         return Stream(metered(_blocks(blobs, segments), meter), status_code=status,
-                      media_type=CONTENT_TYPE, headers=headers)
-    layout = ranges.multipart(wanted, size, CONTENT_TYPE, secrets.token_hex(16))
+                      media_type=media_type, headers=headers)
+    layout = ranges.multipart(wanted, size, media_type, secrets.token_hex(16))
     headers["content-length"] = str(layout.length)
     counted = count_body_bytes(_multipart_body(blobs, parts, wanted, layout), on_sent,
                                checkpoint=on_progress, checkpoint_bytes=checkpoint_bytes,

@@ -19,6 +19,7 @@ from msgspec import inspect
 
 from feedserver.api.query import Query
 from feedserver.errors import InvalidParameter
+from feedserver.ingest.structured import StructuredContent
 from feedserver.models import Article
 
 
@@ -62,16 +63,17 @@ def _is_container(info: inspect.Type) -> bool:
                       | inspect.SetType | inspect.FrozenSetType)
 
 
-def _walk(info: inspect.Type, prefix: str, paths: set[str], objects: set[str]) -> None:
+def _walk(info: inspect.Type, prefix: str, paths: set[str], objects: set[str],
+          outer: frozenset[type] = frozenset()) -> None:
     struct = _struct(info)
-    if struct is None:
+    if struct is None or struct.cls in outer:  # a recursive record (parts of parts): once
         return
     for field in struct.fields:
         path = prefix + field.encode_name
         paths.add(path)
         if _is_container(field.type):
             objects.add(path)
-        _walk(field.type, path + ".", paths, objects)
+        _walk(field.type, path + ".", paths, objects, outer | {struct.cls})
 
 
 def check_paths(query: Query, known: PathSet, *, wildcard_objects: bool = False) -> Query:
@@ -123,3 +125,7 @@ WME_ONLY_ARTICLE_PATHS = (
     "version.editor.has_advanced_rights",
 )
 ARTICLE_PATHS = PathSet.of(Article, WME_ONLY_ARTICLE_PATHS, _WME_ONLY_OBJECTS)
+# Structured Contents: ours plus the WME version fields we do not fill (as for articles).
+STRUCTURED_PATHS = PathSet.of(
+    StructuredContent, [p for p in WME_ONLY_ARTICLE_PATHS if p.startswith("version.")],
+    [p for p in _WME_ONLY_OBJECTS if p.startswith("version.")])

@@ -14,8 +14,8 @@ from litestar import Response, Router, get
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from feedserver.api.problems import problem_response
+from feedserver.api.protocols import Injected
 from feedserver.api.query import ENCODER
-from feedserver.api.services import Injected
 from feedserver.errors import FeedError
 from feedserver.metrics import Metrics
 from feedserver.storage.blobs import BlobStore

@@ -21,8 +21,9 @@ from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
 from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.problems import problem_specs
+from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import Query, project, read_query, render_list, render_one, select
-from feedserver.api.services import Billing, Injected, Snapshots
+from feedserver.api.services import Billing
 from feedserver.errors import NotFound, SnapshotNotFound
 from feedserver.identifiers import parse_snapshot_identifier
 

@@ -26,7 +26,8 @@ from feedserver.feeds.snapshots.manifest import ChunkInfo
 from feedserver.plans import Feed
 from feedserver.storage.blobs import BlobStore
 
-# What every download endpoint may answer (snapshots, chunks, diffs, batches).
+# What every download endpoint may answer (snapshots, chunks, diffs, batches; Parquet shards
+# answer application/vnd.apache.parquet instead of zstd).
 DOWNLOAD_RESPONSES: dict[int, ResponseSpec] = {
     **problem_specs(400, 401, 403, 404, 416, 422, 429),
     200: ResponseSpec(None, description="The whole file (application/zstd); ETag, "
@@ -62,7 +63,8 @@ class Metered:
 
     async def download(self, request: Request[Any, Any, Any], principal: Principal, feed: Feed,
                        project: str, *, parts: Sequence[Part], size: int, sha256: str,
-                       last_modified: datetime, filename: str, resource: str) -> Response[Any]:
+                       last_modified: datetime, filename: str, resource: str,
+                       media_type: str = downloads.CONTENT_TYPE) -> Response[Any]:
         """HEAD or GET of the blob ``parts`` laid back to back (Range, ETag, 304, presigned
         redirect on S3), admitted as a download of ``resource`` and reported as delivered."""
         billing = self.billing
@@ -95,6 +97,7 @@ class Metered:
             not_modified=not_modified if get else None,  # HEAD: admitted and reported above
             presign_seconds=self.presign_seconds, on_progress=on_progress,
             checkpoint_bytes=self.checkpoint_bytes, checkpoint_seconds=self.checkpoint_seconds,
+            media_type=media_type,
         )
         if not get:
             response.headers.update(head_headers)

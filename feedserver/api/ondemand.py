@@ -18,6 +18,7 @@ neither.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import anyio.to_thread
@@ -25,16 +26,19 @@ import msgspec
 from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
 
+from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
 from feedserver.api.fields import ARTICLE_PATHS, check_paths
 from feedserver.api.params import ArticleName
 from feedserver.api.problems import problem_specs
-from feedserver.api.query import Filter, matches, project, read_query, render_list
-from feedserver.api.services import ArticleState, Billing, Injected
+from feedserver.api.protocols import ArticleState, Injected
+from feedserver.api.query import Filter, Query, matches, project, read_query, render_list
+from feedserver.api.services import Billing
 from feedserver.errors import InvalidParameter, NotFound
 from feedserver.identifiers import check_title
 from feedserver.ingest.siteinfo import language_of
 from feedserver.models import Article
+from feedserver.plans import ProductFeed
 
 FEED: Final = "ondemand"
 DEFAULT_LIMIT = 3
@@ -68,6 +72,65 @@ def language(article: Article) -> str | None:
     return language_of(article.is_part_of.identifier)
 
 
+class Lookup(msgspec.Struct, frozen=True, kw_only=True):
+    """What one on-demand request asks for: the title, how many, where, and what to keep."""
+
+    name: str
+    limit: int
+    wiki: str | None  # the ``is_part_of.identifier`` filter: the one project searched
+    lang: str | None  # the ``in_language.identifier`` filter: the projects searched
+    filters: list[Filter]  # the other filters, tested on each record found
+    fields: list[str]
+
+
+def read_lookup(query: Query, name: str) -> Lookup:
+    """The lookup a checked ``query`` asks for (``limit`` and title checked: 422)."""
+    filters = query.filters
+    return Lookup(name=check_name(name.removeprefix("/")), limit=effective_limit(query.limit),
+                  wiki=_selector(filters, "is_part_of.identifier"),
+                  lang=_selector(filters, "in_language.identifier"),
+                  filters=[f for f in filters if f.field not in PROJECT_FILTERS],
+                  fields=query.fields)
+
+
+def find(article_state: ArticleState, principal: Principal, feed: ProductFeed, lookup: Lookup,
+         view: Callable[[Article], dict[str, Any]] = msgspec.to_builtins
+         ) -> list[dict[str, Any]]:
+    """At most ``lookup.limit`` records of ``lookup.name`` from the projects the plan covers
+    for ``feed``: ``view`` of each article (the article itself by default), filtered, then
+    projected to the fields asked for. Blocking: call it in a worker thread."""
+    out = []
+    projects = [lookup.wiki] if lookup.wiki else None
+    for article in article_state.find_by_name(lookup.name, projects, limit=CANDIDATES):
+        if not allowed(principal, feed, article.is_part_of.identifier,
+                       article.namespace.identifier):
+            continue
+        if lookup.lang is not None and language(article) != lookup.lang:
+            continue
+        data = view(article)
+        if matches(data, lookup.filters):
+            out.append(project(data, lookup.fields))
+        if len(out) >= lookup.limit:
+            break
+    return out
+
+
+def answer(request: Request[Any, Any, Any], principal: Principal, billing: Billing,
+           lookup: Lookup, found: list[dict[str, Any]], headers: dict[str, str]
+           ) -> Response[bytes]:
+    """The answer to an admitted lookup, billed once as an ``ondemand`` request, found or not
+    (404 when nothing was)."""
+    if not found:
+        # One rule for quota and billing: every ADMITTED lookup counts once in both, found or
+        # not (admission already took its quota unit; the lookup did the work).
+        billing.report(request, principal, feed=FEED, project=lookup.wiki)
+        raise NotFound(f"article {lookup.name[:100]!r} not found")
+    response = render_list(request, found, headers)
+    billing.report(request, principal, feed=FEED, project=lookup.wiki,
+                   bytes_sent=len(response.content), articles=len(found))
+    return response
+
+
 @route("/{name:path}", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
        responses={**problem_specs(400, 401, 404, 413, 422, 429),
                   200: ResponseSpec(list[Article], generate_examples=False,
@@ -77,42 +140,13 @@ async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDe
                          name: ArticleName) -> Response[bytes]:
     """Latest revision of ``name`` in every project that has it; ``fields``, ``filters``,
     ``limit`` (default 3, at most 10)."""
-    query = check_paths(await read_query(request), ARTICLE_PATHS)
-    limit = effective_limit(query.limit)
-    name = check_name(name.removeprefix("/"))
-    wiki = _selector(query.filters, "is_part_of.identifier")
-    lang = _selector(query.filters, "in_language.identifier")
-    others = [f for f in query.filters if f.field not in PROJECT_FILTERS]
-    headers = await billing.admit(principal, FEED, wiki)
-
-    def find() -> list[dict[str, Any]]:
-        out = []
-        for article in article_state.find_by_name(name, [wiki] if wiki else None,
-                                                  limit=CANDIDATES):
-            if not allowed(principal, FEED, article.is_part_of.identifier,
-                           article.namespace.identifier):
-                continue
-            if lang is not None and language(article) != lang:
-                continue
-            data = msgspec.to_builtins(article)
-            if matches(data, others):
-                out.append(project(data, query.fields))
-            if len(out) >= limit:
-                break
-        return out
-
+    lookup = read_lookup(check_paths(await read_query(request), ARTICLE_PATHS), name)
+    headers = await billing.admit(principal, FEED, lookup.wiki)
     # SQLite: one indexed read, cheaper than the worker-thread hop (which costs milliseconds
     # on a loaded machine); PostgreSQL: a network round trip, off the event loop.
-    found = find() if article_state.local_reads else await anyio.to_thread.run_sync(find)
-    if not found:
-        # One rule for quota and billing: every ADMITTED lookup counts once in both, found or
-        # not (admission already took its quota unit; the lookup did the work).
-        billing.report(request, principal, feed=FEED, project=wiki)
-        raise NotFound(f"article {name[:100]!r} not found")
-    response = render_list(request, found, headers)
-    billing.report(request, principal, feed=FEED, project=wiki,
-                   bytes_sent=len(response.content), articles=len(found))
-    return response
+    found = (find(article_state, principal, FEED, lookup) if article_state.local_reads
+             else await anyio.to_thread.run_sync(find, article_state, principal, FEED, lookup))
+    return answer(request, principal, billing, lookup, found, headers)
 
 
 def router() -> Router:

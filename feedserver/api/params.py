@@ -16,6 +16,7 @@ _NAMESPACE = "(0|[1-9][0-9]{0,5})"
 _SNAPSHOT = f"{_PROJECT}_namespace_{_NAMESPACE}"
 SNAPSHOT_PATTERN = f"^{_SNAPSHOT}$"
 CHUNK_PATTERN = f"^([0-9]{{1,7}}|{_SNAPSHOT}_chunk_(0|[1-9][0-9]{{0,6}}))$"
+SHARD_PATTERN = f"^([0-9]{{1,7}}|{_SNAPSHOT}_shard_(0|[1-9][0-9]{{0,6}}))$"
 PAIR_PATTERN = "^[1-9][0-9]{0,8}-[1-9][0-9]{0,8}$"
 DATE_PATTERN = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 HOUR_PATTERN = "^([01][0-9]|2[0-3])$"
@@ -28,6 +29,8 @@ SnapshotId = Annotated[str, Parameter(
     pattern=SNAPSHOT_PATTERN, description="``{wiki}_namespace_{n}``, e.g. enwiki_namespace_0")]
 ChunkId = Annotated[str, Parameter(
     pattern=CHUNK_PATTERN, description="A chunk index (0, 1, ...) or chunk identifier")]
+ShardId = Annotated[str, Parameter(
+    pattern=SHARD_PATTERN, description="A Parquet shard index (0, 1, ...) or shard identifier")]
 Pair = Annotated[str, Parameter(
     pattern=PAIR_PATTERN, description="``{base}-{version}``: the diff from base to version")]
 BatchDate = Annotated[str, Parameter(pattern=DATE_PATTERN, description="YYYY-MM-DD (UTC)")]

@@ -34,10 +34,11 @@ from litestar.response import Stream
 from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.problems import TYPE_BASE, problem_specs
+from feedserver.api.protocols import Injected
 from feedserver.api.query import Query, matches, project, wants_ndjson
 from feedserver.api.realtime_metering import StreamMetering, stream_view
 from feedserver.api.realtime_params import read_params, start_positions
-from feedserver.api.services import Billing, Injected, request_id, response_id
+from feedserver.api.services import Billing, request_id, response_id
 from feedserver.feeds.realtime.hub import Positions, Subscription, SubscriptionClosed
 from feedserver.feeds.realtime.items import StreamItem
 from feedserver.feeds.realtime.service import Realtime

@@ -17,86 +17,26 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeAlias, TypeVar
+from typing import Any
 
 from litestar import Request
-from litestar.di import Dependency
-from litestar.params import SkipValidationMarker
 
-from feedserver.accounts.models import Principal, TokenPair
+from feedserver.accounts.models import Principal
+from feedserver.api.portal.context import Portals
+from feedserver.api.protocols import Accounts, ArticleState, Snapshots
 from feedserver.api.realtime_metering import StreamMetering
+from feedserver.api.verified import VerifiedBlobs
 from feedserver.config import Settings
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.realtime.service import Realtime
-from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.metering.records import UsageSink, new_response_id
 from feedserver.metering.service import Metering
 from feedserver.metrics import Metrics
-from feedserver.models import Article
 from feedserver.plans import Feed
 from feedserver.storage.blobs import BlobStore
 from feedserver.storage.db import Database
 from feedserver.storage.eventlog import EventLog
-
-if TYPE_CHECKING:  # the portal's pages import this module
-    from feedserver.api.portal.context import Portals
-
-T = TypeVar("T")
-
-# A handler parameter filled by the dependency of the same name (``build_app`` provides one
-# per component). Not validated per request: the providers are typed (mypy checks them), and
-# an isinstance check of a protocol costs tens of microseconds on every request.
-Injected: TypeAlias = Annotated[T, Dependency(kind="named"), SkipValidationMarker()]
-
-
-class Accounts(Protocol):
-    """Who is calling (``feedserver.accounts.service.Accounts`` fits). Every method is
-    synchronous and does blocking I/O: handlers call it in a worker thread."""
-
-    def login(self, username: str, password: str, *, client: str | None = None) -> TokenPair:
-        """Tokens for a right password; ``client`` is the caller's address (throttling).
-        Raises ``Unauthorized`` (wrong password), ``Forbidden`` (disabled), ``RateLimited``
-        (throttled)."""
-
-    def refresh(self, username: str, refresh_token: str) -> TokenPair:
-        """Raises ``Unauthorized``, ``Forbidden``, ``RateLimited`` (refresh limit)."""
-
-    def revoke(self, refresh_token: str) -> None:
-        """Raises ``Unauthorized`` (unknown token)."""
-
-    def cached_principal(self, kind: Literal["bearer", "api_key"], secret: str
-                         ) -> Principal | None:
-        """Without I/O (called on the event loop): the principal when memory alone decides,
-        else None (then ``authenticate_*`` in a worker thread). Raises ``Unauthorized``."""
-
-    def authenticate_bearer(self, token: str) -> Principal:
-        """An access token or an API key. Raises ``Unauthorized``, ``Forbidden``."""
-
-    def authenticate_api_key(self, key: str) -> Principal:
-        """Raises ``Unauthorized``, ``Forbidden``."""
-
-
-class Snapshots(Protocol):
-    """Published snapshots (``feeds.snapshots.store.SnapshotStore`` fits); synchronous."""
-
-    def identifiers(self) -> list[str]: ...
-    def versions(self, identifier: str) -> list[int]: ...
-    def manifest(self, identifier: str, version: int | None = None) -> Manifest: ...
-
-
-class ArticleState(Protocol):
-    """The latest revision of every page (``feeds.events.state.StateStore`` fits).
-    ``local_reads``: its reads never wait on a writer or the network (SQLite), so a handler
-    may call them on the event loop rather than pay a worker-thread hop."""
-
-    @property
-    def local_reads(self) -> bool: ...
-
-    def find_by_name(self, name: str, projects: Sequence[str] | None = None, *,
-                     limit: int = 100) -> list[Article]: ...
-
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -174,9 +114,11 @@ class Services:
     snapshots: Snapshots
     diffs: DiffStore
     state: ArticleState
+    structured_snapshots: Snapshots  # Structured Contents versions
     billing: Billing
     metering: Metering | None
     realtime: Realtime
     stream_metering: StreamMetering
     portals: Portals
     metrics: Metrics
+    verified_blobs: VerifiedBlobs  # files hashed before any byte is served (Parquet shards)

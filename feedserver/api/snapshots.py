@@ -30,8 +30,8 @@ from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
 from feedserver.api.params import ChunkId, SnapshotId
 from feedserver.api.problems import problem_specs
+from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam, project, read_query, select
-from feedserver.api.services import Injected, Snapshots
 from feedserver.errors import SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest
 from feedserver.identifiers import parse_snapshot_identifier
@@ -71,6 +71,7 @@ class SnapshotMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     content_root_hash: str
     previous_version: int | None = None
     versions: list[int] | None = None
+    parquet: list[str] | None = None  # Parquet shard identifiers, when the version has them
 
 
 class ChunkMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -113,6 +114,7 @@ def snapshot_view(m: Manifest, versions: list[int] | None = None) -> SnapshotMet
         uncompressed_size=m.uncompressed_size, article_count=m.article_count, sha256=m.sha256,
         content_root_hash=m.content_root_hash, previous_version=m.previous_version,
         versions=versions,
+        parquet=None if m.parquet is None else [s.identifier for s in m.parquet.shards],
     )
 
 

@@ -19,7 +19,7 @@ from litestar.params import Parameter
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep
 from feedserver.api.problems import problem_specs
-from feedserver.api.services import Injected
+from feedserver.api.protocols import Injected
 from feedserver.errors import Forbidden
 from feedserver.metering.customers import CustomerDirectory, customer_directory
 from feedserver.metering.months import MONTH_PATTERN, month_of, parse_month

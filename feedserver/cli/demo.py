@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
+
 from feedserver.cli.command import bind
 from feedserver.cli.events import cmd_consume, cmd_load
 from feedserver.cli.serve import serve
@@ -106,7 +108,9 @@ def _snapshots(settings: Settings, dump: Path, rebuild: bool) -> dict[str, int]:
     blobs = open_blob_store(settings)
     store = SnapshotStore(blobs)
     if rebuild or not any(i.startswith(f"{WIKI}_") for i in store.identifiers()):
-        for m in build_snapshots([dump], blobs, settings, progress=sys.stderr.isatty()):
+        # The demo serves every format: Parquet too (/v2/snapshots/{id}/parquet).
+        with_parquet = msgspec.structs.replace(settings, parquet_enabled=True)
+        for m in build_snapshots([dump], blobs, with_parquet, progress=sys.stderr.isatty()):
             print(f"built {m.identifier} version {m.version}: {m.article_count} articles, "
                   f"{len(m.chunks)} chunk(s)", file=sys.stderr)
     manifests = [store.manifest(i) for i in store.identifiers() if i.startswith(f"{WIKI}_")]
@@ -211,6 +215,7 @@ def example_requests(base: str, title: str, credentials: Path) -> list[str]:
         f"curl {auth} {base}/v2/snapshots",
         f"curl {auth} -o demo.ndjson.zst {base}/v2/snapshots/{ARTICLES}/download",
         f"curl {auth} {base}/v2/articles/{quote(title)}",
+        f"curl {auth} {base}/v2/structured-contents/{quote(title)}",
         f'curl -N {auth} -H "Accept: application/x-ndjson" '
         f'"{base}/v2/articles?since=2026-01-01T00:00:00Z"',
     ]

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from feedserver.cli.command import bind
+from feedserver.cli.snapshot import METRICS_FILE_HELP, structured_summary, write_metrics
 from feedserver.config import Settings
 from feedserver.errors import InvalidParameter
 from feedserver.feeds.diffs.advance import advance_snapshot
@@ -26,6 +27,7 @@ from feedserver.feeds.diffs.manifest import ENCODER, DiffManifest
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.events.state import StateStore
 from feedserver.identifiers import check_snapshot_identifier
+from feedserver.metrics import Metrics
 from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import connect
 
@@ -53,6 +55,7 @@ def register(sub: Any) -> None:
                          help="RFC 3339 start (default: N's events_until or build time)")
     advance.add_argument("--until", type=_datetime, metavar="TIME",
                          help="RFC 3339 end, exclusive (default: now)")
+    advance.add_argument("--metrics-file", type=Path, metavar="FILE", help=METRICS_FILE_HELP)
     bind(advance, cmd_advance)
 
     listing = cmds.add_parser("list", help="published diffs")
@@ -114,14 +117,16 @@ def cmd_build(settings: Settings, *, identifier: list[str], version: int | None 
 
 
 def cmd_advance(settings: Settings, *, identifier: str, since: datetime | None = None,
-                until: datetime | None = None) -> int:
+                until: datetime | None = None, metrics_file: Path | None = None) -> int:
     identifier = check_snapshot_identifier(identifier)
     db = connect(settings.database)
+    metrics = Metrics()
     try:
         done = advance_snapshot(open_blob_store(settings), settings, StateStore(db), identifier,
-                                since=since, until=until)
+                                since=since, until=until, metrics=metrics)
     finally:
         db.close()
+    write_metrics(metrics, metrics_file)
     if done is None:
         print(f"{identifier}: no changes in the state store since the current version; "
               "nothing published")
@@ -131,6 +136,8 @@ def cmd_advance(settings: Settings, *, identifier: str, since: datetime | None =
           f"{done.diff.base_version} + {done.changes} changes "
           f"[{done.since.isoformat()}, {done.until.isoformat()})")
     print("built " + _summary(done.diff))
+    if done.structured is not None:
+        print(structured_summary(done.structured))
     return 0
 
 

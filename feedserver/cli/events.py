@@ -1,4 +1,5 @@
-"""``feedserver events ...``: load raw events into the input topic, run the consumer.
+"""``feedserver events ...``: load raw events into the input topic, follow EventStreams into
+it, run the consumer.
 
 The event log is the embedded one (in the database) unless
 ``FEEDSERVER_KAFKA_BOOTSTRAP_SERVERS`` is set, then Kafka.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 import sys
@@ -20,20 +22,24 @@ from feedserver.cli.command import bind
 from feedserver.config import Settings
 from feedserver.errors import BadRequest
 from feedserver.feeds.batches.build import seal_periodically
-from feedserver.feeds.content import open_content_source
-from feedserver.feeds.events.consumer import EventConsumer
+from feedserver.feeds.events.consumer import ConsumerStats, EventConsumer
 from feedserver.feeds.events.membership import Membership, member_from_hostname, membership
 from feedserver.feeds.scratch import scratch_root, sweep
 from feedserver.metrics import Metrics
+from feedserver.sources.eventstreams import StreamStats, check_since
+from feedserver.sources.follow import follow
+from feedserver.sources.mediawiki import ActionApiClient
 from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import connect
 from feedserver.storage.eventlog import Outgoing, now_ms, open_event_log
+
+log = logging.getLogger(__name__)
 
 LOAD_BATCH = 500
 
 
 def register(sub: Any) -> None:
-    events = sub.add_parser("events", help="live change events: load, consume")
+    events = sub.add_parser("events", help="live change events: load, follow, consume")
     cmds = events.add_subparsers(dest="events_command", required=True, metavar="SUBCOMMAND")
 
     load = cmds.add_parser("load", help="append raw page_change events (JSON lines) to a topic")
@@ -42,6 +48,26 @@ def register(sub: Any) -> None:
     load.add_argument("--partitions", type=int, default=1,
                       help="partitions when the topic is created (default 1)")
     bind(load, cmd_load)
+
+    follower = cmds.add_parser(
+        "follow", help="follow Wikimedia EventStreams into the input topic "
+                       "(FEEDSERVER_EVENTSTREAMS_TOPIC), exactly once, until stopped")
+    follower.add_argument("--stream", action="append",
+                          help="stream to read (repeat for several; default: "
+                               "FEEDSERVER_EVENTSTREAMS_STREAMS)")
+    follower.add_argument("--url", help="EventStreams base URL (default: "
+                                        "FEEDSERVER_EVENTSTREAMS_URL)")
+    follower.add_argument("--wiki", action="append",
+                          help="keep only this wiki's events (repeat; default: "
+                               "FEEDSERVER_EVENTSTREAMS_WIKIS, empty = all)")
+    follower.add_argument("--since", help="ISO-8601 time or epoch milliseconds to start from "
+                                          "on the very first run (afterwards the stored "
+                                          "position wins)")
+    follower.add_argument("--batch-size", type=int, default=500,
+                          help="events per durable append (default 500)")
+    follower.add_argument("--metrics-port", type=int,
+                          help="serve Prometheus /metrics on this port")
+    bind(follower, cmd_follow)
 
     consume = cmds.add_parser("consume", help="consume input topics into state + article topic")
     consume.add_argument("--once", action="store_true", help="stop when caught up")
@@ -117,6 +143,70 @@ async def _load(settings: Settings, topic: str, partitions: int, lines: list[byt
         db.close()
 
 
+def cmd_follow(settings: Settings, *, stream: list[str] | None = None, url: str | None = None,
+               wiki: list[str] | None = None, since: str | None = None,
+               batch_size: int = 500, metrics_port: int | None = None) -> int:
+    # Checked before anything starts: a follower whose topic no consumer reads would store
+    # events nobody turns into articles.
+    topic = settings.eventstreams_topic
+    if topic not in settings.event_topics:
+        raise BadRequest(
+            f"FEEDSERVER_EVENTSTREAMS_TOPIC {topic!r} is not among FEEDSERVER_EVENT_TOPICS "
+            f"({','.join(settings.event_topics)}): the consumer would never read what this "
+            f"follower stores; add it there (the consumer reads the same settings)")
+    if batch_size < 1:
+        raise BadRequest("--batch-size must be at least 1")
+    if since is not None:
+        check_since(since)
+    if not settings.content_source_url:
+        log.warning("FEEDSERVER_CONTENT_SOURCE_URL is not set: the consumer needs the wikis' "
+                    "Action API to turn what this follower stores into articles")
+    stats = asyncio.run(_follow(settings, streams=stream or settings.eventstreams_streams,
+                                url=url or settings.eventstreams_url,
+                                wikis=wiki or settings.eventstreams_wikis, since=since,
+                                batch_size=batch_size, metrics_port=metrics_port))
+    print(f"followed EventStreams: {stats.received} events received, {stats.duplicates} "
+          f"duplicates, {stats.other_wiki} of other wikis, {stats.dead_lettered} "
+          f"dead-lettered, {stats.reconnects} reconnects")
+    return 0
+
+
+async def _follow(settings: Settings, *, streams: list[str], url: str, wikis: list[str],
+                  since: str | None, batch_size: int, metrics_port: int | None
+                  ) -> StreamStats:
+    metrics = _metrics(settings, metrics_port)
+    db = connect(settings.database)
+    event_log = open_event_log(settings, db)
+    try:
+        return await follow(event_log, db, url=url, streams=streams,
+                            topic=settings.eventstreams_topic, user_agent=settings.user_agent,
+                            wikis=wikis, since=since, dead_letter_topic=settings.dead_letter_topic,
+                            metrics=metrics, batch_size=batch_size,
+                            timeout=settings.eventstreams_timeout, stop=_stop_on_signals())
+    finally:
+        await event_log.close()
+        db.close()
+
+
+def _metrics(settings: Settings, port: int | None) -> Metrics:
+    metrics = Metrics()
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr=settings.host, registry=metrics.registry)
+    return metrics
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGTERM and SIGINT set: the loops end at their next safe point."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 def _membership(members: str, member: str) -> Membership:
     try:
         count = int(members)
@@ -157,23 +247,16 @@ def cmd_consume(settings: Settings, *, once: bool = False, max_events: int | Non
 
 async def _consume(settings: Settings, member: Membership, *, once: bool,
                    max_events: int | None, batch_size: int, metrics_port: int | None,
-                   seal: bool) -> Any:
-    metrics = Metrics()
-    if metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
+                   seal: bool) -> ConsumerStats:
+    metrics = _metrics(settings, metrics_port)
     db = connect(settings.database)
     event_log = open_event_log(settings, db)
-    content = open_content_source(settings.content_source_url)
+    # The wiki's Action API: text the events do not carry, and the pages recentchange names.
+    content = ActionApiClient.from_settings(settings, metrics=metrics)
     consumer = EventConsumer.from_settings(settings, event_log, db, content=content,
                                            metrics=metrics, batch_size=batch_size,
                                            member=member.member, members=member.members)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     bounded = once or max_events is not None
     sealer = None
     if seal:
@@ -188,6 +271,7 @@ async def _consume(settings: Settings, member: Membership, *, once: bool,
             sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sealer
-        await content.close()
+        if content is not None:
+            await content.close()
         await event_log.close()
         db.close()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PREFIXES = ("snapshot-build-", "snapshot-update-", "diff-build-")
+PREFIXES = ("snapshot-build-", "snapshot-update-", "diff-build-", "parquet-export-")
 LOCK_SUFFIX = ".lock"
 
 

@@ -111,12 +111,15 @@ class ParquetShardWriter:
         self._ratio = _FIRST_RATIO
         self.shards: list[ShardInfo] = []
 
-    def add(self, article: Article, line: bytes | None = None) -> None:
+    def add(self, article: Article, line: bytes | None = None, *,
+            text: str | None = None) -> None:
         """Append an article; ``line``: its NDJSON line as stored (hashed for
-        ``article_sha256``; re-encoded from ``article`` when not given)."""
+        ``article_sha256``; re-encoded from ``article`` when not given); ``text``: its clean
+        text when already computed (elsewhere, in parallel), else ``clean_text(article)``."""
         if self.kind != "articles":
             raise ValueError("a diff writer takes entries (add_entry)")
-        self._columns.add_article(article, self.clean_text(article), line=line)
+        self._columns.add_article(article, self.clean_text(article) if text is None else text,
+                                  line=line)
         self._maybe_flush()
 
     def add_entry(self, entry: DiffEntry, line: bytes | None = None) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import msgspec
 
 from feedserver.errors import InvalidEvent, InvalidParameter
-from feedserver.ingest.envelope import input_kind
+from feedserver.ingest.envelope import decode_envelope
 from feedserver.ingest.events import ArticleChange, changes_from_json
 from feedserver.ingest.recentchange import TitleChange, title_changes_from_json
 from feedserver.sources.mediawiki import ActionApiClient
@@ -40,10 +40,12 @@ async def map_input(records: Sequence[LogRecord], *, client: ActionApiClient | N
     for record in records:
         outputs: list[tuple[int, ArticleChange]] = []
         try:
-            if input_kind(record.value) == "recentchange":
+            # The shared envelope first: garbage and unknown schemas get the same reason
+            # (json, schema, unsupported) whichever kind they pretend to be.
+            if decode_envelope(record.value).kind == "recentchange":
                 for j, title_change in enumerate(title_changes_from_json(record.value)):
                     pending.append((record, j, title_change))
-            else:  # page_change, or garbage that its decoder rejects with the right reason
+            else:
                 outputs.extend(enumerate(changes_from_json(record.value)))
         except InvalidEvent as exc:
             out.invalid.append((record, exc))

@@ -49,9 +49,9 @@ def _article_count(output: str) -> int:
 def check_printed_examples(output: str, base: str, workdir: Path) -> str:
     """Run every printed request and check what it answered; returns the API key used."""
     commands = printed_commands(output)
-    assert len(commands) == 5, commands
+    assert len(commands) == 6, commands
     ran = {r.command: r for r in run_printed(commands, workdir)}
-    listing, download, ondemand, realtime = ran.values()
+    listing, download, ondemand, structured, realtime = ran.values()
 
     assert listing.returncode == 0
     assert ARTICLES in {s["identifier"] for s in json.loads(listing.stdout)}
@@ -67,6 +67,12 @@ def check_printed_examples(output: str, base: str, workdir: Path) -> str:
     assert title
     found = json.loads(ondemand.stdout)
     assert [a["name"] for a in found] == [unquote(title.group(1))]
+
+    # The same article as Structured Contents: the demo's enterprise plan has the feed.
+    assert structured.returncode == 0
+    (parsed,) = json.loads(structured.stdout)
+    assert parsed["name"] == unquote(title.group(1))
+    assert parsed["sections"][0]["name"] == "Abstract" and "article_body" not in parsed
 
     assert realtime.returncode == 28  # curl's "time limit reached": the stream stays open
     events = [json.loads(line) for line in realtime.stdout.splitlines() if line.strip()]

@@ -47,11 +47,12 @@ def _declared_metrics() -> set[str]:
 METRICS = _declared_metrics()
 EVENTS_CONSUMERS = {"events-consumer-0", "events-consumer-1"}  # one compose service per member
 FEEDSERVER_SERVICES = {
-    "api", "usage-consumer", "snapshot-builder", "diff-builder", "batches-builder",
+    "api", "events-follow", "usage-consumer", "snapshot-builder", "diff-builder",
+    "batches-builder",
 } | EVENTS_CONSUMERS
 BATCH_SERVICES = {"snapshot-builder", "diff-builder", "batches-builder"}
 # Long-running services and the path each serves metrics on (None: serves no HTTP at all).
-METRICS_PATHS = {"api": "/metrics", "usage-consumer": "/metrics",
+METRICS_PATHS = {"api": "/metrics", "usage-consumer": "/metrics", "events-follow": "/metrics",
                  **{name: "/metrics" for name in EVENTS_CONSUMERS}}
 # Kinds whose pods run feedserver.
 WORKLOADS = ("Deployment", "StatefulSet", "CronJob")
@@ -213,6 +214,30 @@ def test_usage_consumer_replicas_may_overlap() -> None:
     assert usage["spec"]["strategy"]["type"] == "RollingUpdate"
 
 
+def test_events_follower_is_one_pod_never_two() -> None:
+    # Two followers of one stored position would append the same events twice: one replica,
+    # and Recreate (a rolling update would run the old and the new pod side by side).
+    follow = _k8s("Deployment", "feedserver-events-follow")
+    assert follow["spec"]["replicas"] == 1
+    assert follow["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = _pod_spec(follow)["containers"]
+    assert container["args"][:2] == ["events", "follow"]
+
+
+def test_the_followed_topic_is_read_by_the_consumers(compose: dict[str, Any]) -> None:
+    # `events follow` refuses to start otherwise; the consumers share the same settings.
+    config = _k8s("ConfigMap", "feedserver-config")["data"]
+    secret = _k8s("Secret", "feedserver-secrets")["stringData"]
+    k8s = load_settings(env={**config, **secret})
+    env = {k: _interpolate(str(v))
+           for k, v in compose["services"]["events-follow"]["environment"].items()}
+    for settings in (k8s, load_settings(env=env)):
+        assert settings.eventstreams_topic in settings.event_topics
+        assert settings.content_source_url and "{domain}" in settings.content_source_url
+    init = " ".join(compose["services"]["kafka-init"]["command"])
+    assert f"t {k8s.eventstreams_topic} 1" in init  # one partition: the stream's order
+
+
 def _flag_value(args: list[str], flag: str) -> str | None:
     for i, arg in enumerate(args):
         if arg == flag and i + 1 < len(args):
@@ -234,7 +259,7 @@ def test_k8s_probes_ports_and_scrape_annotations_match_what_each_process_serves(
         if args[0] == "serve":
             listening = int(_flag_value(args, "--port") or Settings().port)
             paths = {"/healthz", "/readyz", "/metrics"}
-        elif args[1:2] == ["consume"] and _flag_value(args, "--metrics-port"):
+        elif args[1:2] in (["consume"], ["follow"]) and _flag_value(args, "--metrics-port"):
             # prometheus_client's exporter: /metrics is the one path it is meant to serve.
             listening, paths = int(_flag_value(args, "--metrics-port") or 0), {"/metrics"}
         else:
@@ -382,6 +407,8 @@ def test_compose_services_images_and_profiles(compose: dict[str, Any]) -> None:
     for name in EVENTS_CONSUMERS:
         assert services[name].get("deploy", {}).get("replicas", 1) == 1
     assert services["usage-consumer"]["command"][:2] == ["usage", "consume"]
+    assert services["events-follow"]["command"][:2] == ["events", "follow"]
+    assert services["events-follow"].get("deploy", {}).get("replicas", 1) == 1
     assert services["snapshot-builder"]["command"][:2] == ["snapshot", "build"]
     assert services["diff-builder"]["command"] == ["diff", "build"]
     assert services["batches-builder"]["command"] == ["batches", "build"]
@@ -416,7 +443,7 @@ def test_compose_healthchecks_probe_what_each_process_serves(compose: dict[str, 
     assert "http://127.0.0.1:8080/healthz" in " ".join(services["api"]["healthcheck"]["test"])
     assert _flag_value(services["api"]["command"], "--port") == "8080"
     # The consumers serve only /metrics, on their --metrics-port.
-    for name in ("usage-consumer", *sorted(EVENTS_CONSUMERS)):
+    for name in ("usage-consumer", "events-follow", *sorted(EVENTS_CONSUMERS)):
         port = _flag_value(services[name]["command"], "--metrics-port")
         test = " ".join(services[name]["healthcheck"]["test"])
         assert port and f"http://127.0.0.1:{port}/metrics" in test, name

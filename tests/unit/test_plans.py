@@ -91,3 +91,17 @@ def test_max_streams_is_a_plan_setting() -> None:
     for bad in (b"0", b"-1"):
         with pytest.raises(InvalidParameter, match="max_streams"):
             decode_plan(b'{"feeds": ["realtime"], "max_streams": ' + bad + b"}", name="rt")
+
+
+def test_format_flag() -> None:
+    # No ``formats``: every format (plans stored before the flag keep what they could read).
+    _plan("any").entitlements.check_format("parquet")
+    assert decode_plan(b'{"name": "old", "feeds": ["snapshots"]}').formats is None
+    only = decode_plan(b'{"name": "ndjson", "feeds": ["snapshots"], "formats": []}')
+    with pytest.raises(Forbidden, match="Parquet"):
+        only.entitlements.check_format("parquet")
+    decode_plan(b'{"name": "pq", "feeds": ["snapshots"], "formats": ["parquet"]}'
+                ).entitlements.check_format("parquet")
+    for bad in (b'["parquet", "parquet"]', b'["csv"]'):
+        with pytest.raises(InvalidParameter):
+            decode_plan(b'{"name": "x", "feeds": ["snapshots"], "formats": ' + bad + b"}")

@@ -22,8 +22,8 @@ from litestar.di import NamedDependency, Provide
 
 from feedserver.accounts.service import Accounts
 from feedserver.api.portal.session import SessionTokens, read_session
-from feedserver.api.services import Accounts as AccountsProtocol
-from feedserver.api.services import Injected
+from feedserver.api.protocols import Accounts as AccountsProtocol
+from feedserver.api.protocols import Injected
 from feedserver.config import Settings
 from feedserver.errors import FeedError, Forbidden, Unauthorized, Unavailable
 from feedserver.metering.customers import CustomerDirectory, customer_directory

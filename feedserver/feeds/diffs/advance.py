@@ -16,6 +16,9 @@ sealing, atomic publish) with ``events_until = until``; its lines are staged as 
 unchanged records stay byte-identical to N's, and the diff N → N+1 is built right
 after. Memory stays flat: changes are spilled to a scratch SQLite file, only their page ids
 are held in memory, and N is streamed.
+
+When the namespace is in ``settings.structured_namespaces``, the Structured Contents version
+advances from the same spilled changes (``diffs.structured``): only changed pages are parsed.
 """
 
 from __future__ import annotations
@@ -31,17 +34,20 @@ from feedserver.config import Settings
 from feedserver.errors import Conflict, InvalidParameter
 from feedserver.feeds.diffs.apply import probe
 from feedserver.feeds.diffs.build import build_diff
+from feedserver.feeds.diffs.changes import CHANGES_SCHEMA, merged, spill_changes
 from feedserver.feeds.diffs.manifest import DiffManifest
+from feedserver.feeds.diffs.structured import advance_structured
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.scratch import scratch_db, scratch_dir
 from feedserver.feeds.snapshots import sealing, staging
-from feedserver.feeds.snapshots.chunks import ARTICLE_DECODER, ChunkWriter
+from feedserver.feeds.snapshots.chunks import ChunkWriter
+from feedserver.feeds.snapshots.extras import build_extras
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
 from feedserver.feeds.snapshots.store import SnapshotStore
-from feedserver.formats.hashing import ENCODER
 from feedserver.identifiers import SNAPSHOT_RE, check_snapshot_identifier
 from feedserver.ingest.dump import DumpInfo
+from feedserver.metrics import Metrics
 from feedserver.storage.blobs import BlobStore
 
 _BATCH = 1000
@@ -55,59 +61,7 @@ class Advanced(msgspec.Struct, kw_only=True):
     since: datetime
     until: datetime
     changes: int  # state-store rows seen in the window
-
-
-_SCHEMA = """
-CREATE TABLE changes (id INTEGER PRIMARY KEY, deleted INTEGER NOT NULL, rev INTEGER NOT NULL,
-    visibility INTEGER NOT NULL, article BLOB NOT NULL, used INTEGER NOT NULL DEFAULT 0)
-"""
-
-
-def _spill_changes(conn: sqlite3.Connection, state: StateStore, project: str, namespace: int,
-                   since: datetime, until: datetime) -> set[int]:
-    ids: set[int] = set()
-    rows: list[tuple[int, int, int, int, bytes]] = []
-    conn.execute("BEGIN")
-    for stored in state.iter_changed(project, namespace, since, until):
-        ids.add(stored.key.identifier)
-        rows.append((stored.key.identifier, int(stored.deleted), stored.revision,
-                     int(stored.article.visibility is not None),
-                     ENCODER.encode(stored.article)))
-        if len(rows) >= _BATCH:
-            conn.executemany("INSERT OR REPLACE INTO changes (id, deleted, rev, visibility, "
-                             "article) VALUES (?,?,?,?,?)", rows)
-            rows.clear()
-    conn.executemany("INSERT OR REPLACE INTO changes (id, deleted, rev, visibility, article) "
-                     "VALUES (?,?,?,?,?)", rows)
-    conn.execute("COMMIT")
-    return ids
-
-
-def _merged(conn: sqlite3.Connection, lines: Iterator[bytes], changed: set[int]
-            ) -> Iterator[bytes]:
-    """Version N's lines with the spilled changes applied, then the added pages' lines.
-    Unchanged lines are copied byte for byte: re-encoding a decoded record is not always
-    byte-identical (an integral float written as ``1`` comes back as ``1.0``)."""
-    for line in lines:
-        page = probe(line)
-        if page.identifier not in changed:
-            yield line
-            continue
-        row = conn.execute("SELECT deleted, rev, visibility, article FROM changes WHERE id = ?",
-                           (page.identifier,)).fetchone()
-        deleted, rev, visibility, blob = row
-        conn.execute("UPDATE changes SET used = 1 WHERE id = ?", (page.identifier,))
-        base_rev = page.revision or 0
-        if rev < base_rev or (rev == base_rev and not deleted and not visibility):
-            yield line  # the state store lags this version
-        elif not deleted:
-            new = ARTICLE_DECODER.decode(blob)
-            if not new.redirects:
-                new.redirects = ARTICLE_DECODER.decode(line).redirects
-            yield ENCODER.encode(new)
-    for (blob,) in conn.execute("SELECT article FROM changes WHERE used = 0 AND deleted = 0 "
-                                "ORDER BY id"):
-        yield bytes(blob)
+    structured: Manifest | None = None  # the Structured Contents version N+1, if built
 
 
 def _stage(conn: sqlite3.Connection, lines: Iterator[bytes], folder: Path, namespace: int,
@@ -154,9 +108,11 @@ def _info(manifest: Manifest, wiki: str, source: str) -> DumpInfo:
 def advance_snapshot(
     blobs: BlobStore, settings: Settings, state: StateStore, identifier: str, *,
     since: datetime | None = None, until: datetime | None = None,
+    metrics: Metrics | None = None,
 ) -> Advanced | None:
     """Publish version N+1 of ``identifier`` from its current version N plus the state
-    store's changes in ``[since, until)``, and the diff N → N+1. None when nothing changed."""
+    store's changes in ``[since, until)``, and the diff N → N+1 (and the Structured Contents
+    version N+1, for ``settings.structured_namespaces``). None when nothing changed."""
     match = SNAPSHOT_RE.match(check_snapshot_identifier(identifier))
     assert match is not None
     wiki = match.group(1)
@@ -173,11 +129,11 @@ def advance_snapshot(
         changes = scratch_db(folder / "changes.sqlite")
         index = staging.open_db(folder / "index.sqlite")
         try:
-            changes.execute(_SCHEMA)
-            changed = _spill_changes(changes, state, project, namespace, since, until)
+            changes.execute(CHANGES_SCHEMA)
+            changed = spill_changes(changes, state, project, namespace, since, until)
             if not changed:
                 return None
-            _stage(index, _merged(changes, snapshots.iter_lines(base), changed), folder,
+            _stage(index, merged(changes, snapshots.iter_lines(base), changed), folder,
                    namespace, settings)
             if index.execute("SELECT count(*) FROM pages").fetchone()[0] == 0:
                 raise Conflict(f"applying the changes would leave {identifier} empty; "
@@ -188,14 +144,25 @@ def advance_snapshot(
             source = (f"{identifier} version {base.version} + events "
                       f"[{since.isoformat()}, {until.isoformat()})")
             info = _info(base, wiki, source)
+            # The clean text gets the namespace names N's was given: same record, same text.
+            names = base.parquet.namespaces if base.parquet is not None else info.namespaces
+            extras = build_extras(sealed, identifier=identifier, folder=folder,
+                                  settings=settings, namespaces=names)
             new = publish(blobs, sealed, identifier=identifier, info=info, sources=[info],
                           lock_dir=settings.data_path / "locks",
-                          retention=settings.retention_versions, events_until=until)
+                          retention=settings.retention_versions, events_until=until,
+                          extras=extras)
+            # The diff first: the article feed is complete before Structured Contents start.
+            built = build_diff(blobs, settings, identifier, version=new.version,
+                               base_version=base.version)
+            assert built is not None
+            structured = None
+            if namespace in settings.structured_namespaces:
+                structured = advance_structured(
+                    blobs, settings, changes, changed, base=base, new=new, info=info,
+                    folder=folder / "structured", metrics=metrics)
         finally:
             changes.close()
             index.close()
-    built = build_diff(blobs, settings, identifier, version=new.version,
-                       base_version=base.version)
-    assert built is not None
     return Advanced(manifest=new, diff=built[0], since=since, until=until,
-                    changes=len(changed))
+                    changes=len(changed), structured=structured)

@@ -43,14 +43,18 @@ from feedserver.feeds.diffs.manifest import (
 )
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.scratch import scratch_db, scratch_dir
-from feedserver.feeds.snapshots.chunks import ChunkWriter, StagedChunk
+from feedserver.feeds.snapshots.chunks import ARTICLE_DECODER, ChunkWriter, StagedChunk
+from feedserver.feeds.snapshots.extras import parquet_options
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest, chunk_identifier
+from feedserver.feeds.snapshots.parquet import BuiltParquet, shard_writer
 from feedserver.feeds.snapshots.publish import build_lock
+from feedserver.feeds.snapshots.shards import CLEANER
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.formats.checksums import checksum_file
 from feedserver.formats.hashing import RootHasher, line_digest
+from feedserver.formats.parquet import ParquetShardWriter, ShardInfo
 from feedserver.identifiers import check_snapshot_identifier
-from feedserver.models import ArticleKey, Size
+from feedserver.models import ArticleKey, DiffAdd, DiffDelete, DiffUpdate, Size
 from feedserver.storage.blobs import BlobStore
 
 _BATCH = 5000
@@ -71,6 +75,7 @@ class ComputedDiff(msgspec.Struct, kw_only=True):
     article_count: int
     base_content_root_hash: str
     content_root_hash: str
+    parquet: list[ShardInfo] | None = None  # the entries as Parquet shards, when asked for
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -129,9 +134,11 @@ def compute_diff(
     *,
     chunk_size: int,
     level: int,
+    parquet: ParquetShardWriter | None = None,
 ) -> ComputedDiff:
     """Stage the diff base → new into ``folder``. ``new_lines`` is called twice and must give
-    the same lines both times (a published version does)."""
+    the same lines both times (a published version does). With ``parquet`` (a ``kind="diff"``
+    writer) every entry also becomes a Parquet row, in the same order; it is closed here."""
     conn = _open(folder / "diff.sqlite")
     writer = ChunkWriter(folder, chunk_size=chunk_size, level=level, prefix="diff")
     counts = DiffCounts()
@@ -139,8 +146,10 @@ def compute_diff(
         base_root = _spill(conn, "base", base_lines(), "the base version")
         new_root = _spill(conn, "new", new_lines(), "the new version")
         for project, ns, page_id, name, rev in conn.execute(_DELETES):
-            writer.add(0, RawDelete(key=ArticleKey(project, ns, page_id), name=name,
-                                    previous_revision=rev))
+            key = ArticleKey(project, ns, page_id)
+            writer.add(0, RawDelete(key=key, name=name, previous_revision=rev))
+            if parquet is not None:
+                parquet.add_entry(DiffDelete(key=key, name=name, previous_revision=rev))
             counts.delete += 1
         wanted = conn.execute(_CHANGES)
         nxt = wanted.fetchone()
@@ -153,23 +162,32 @@ def compute_diff(
             key = ArticleKey(project, ns, page_id)
             if added:
                 writer.add(0, RawAdd(key=key, article=msgspec.Raw(line)))
+                if parquet is not None:
+                    parquet.add_entry(DiffAdd(key=key, article=ARTICLE_DECODER.decode(line)),
+                                      line)
                 counts.add += 1
             else:
                 writer.add(0, RawUpdate(key=key, article=msgspec.Raw(line), previous_revision=rev))
+                if parquet is not None:
+                    parquet.add_entry(DiffUpdate(key=key, article=ARTICLE_DECODER.decode(line),
+                                                 previous_revision=rev), line)
                 counts.update += 1
             nxt = wanted.fetchone()
         if nxt is not None:
             raise IntegrityError("the new version changed while the diff was built")
         chunks = writer.close()
+        shards = parquet.close() if parquet is not None else None
     except BaseException:
         writer.abort()
+        if parquet is not None:
+            parquet.abort()
         raise
     finally:
         conn.close()
     return ComputedDiff(
         chunks=chunks, counts=counts, base_article_count=base_root.count,
         article_count=new_root.count, base_content_root_hash=base_root.hexdigest(),
-        content_root_hash=new_root.hexdigest(),
+        content_root_hash=new_root.hexdigest(), parquet=shards,
     )
 
 
@@ -186,9 +204,10 @@ def _leftovers(blobs: BlobStore, identifier: str, keep: set[str]) -> list[str]:
 
 def publish_diff(
     blobs: BlobStore, computed: ComputedDiff, *, base: Manifest, new: Manifest,
-    lock_dir: Path, retention: int,
+    lock_dir: Path, retention: int, parquet: BuiltParquet | None = None,
 ) -> DiffManifest:
-    """Upload a staged diff and list it in the pointer (last); keep ``retention`` diffs."""
+    """Upload a staged diff (and its Parquet shards) and list it in the pointer (last); keep
+    ``retention`` diffs."""
     identifier = new.identifier
     with build_lock(lock_dir, identifier):
         store = DiffStore(blobs)
@@ -223,6 +242,11 @@ def publish_diff(
             size=Size(value=offset, unit_text="B"), uncompressed_size=uncompressed,
             chunks=chunks, sha256=whole.hexdigest(),
         )
+        if parquet is not None:
+            prefix = diff_prefix(identifier, base.version, new.version)
+            for name, path in parquet.files():
+                blobs.put_file(prefix + name, path)
+            manifest.parquet = parquet.parquet_set(prefix)
         blobs.put_bytes(manifest_key(identifier, base.version, new.version),
                         ENCODER.encode(manifest))
         listed = sorted([*refs, ref], key=lambda r: (r.version, r.base_version))
@@ -263,13 +287,25 @@ def build_diff(
     base = snapshots.manifest(identifier, base_version)
     new = snapshots.manifest(identifier, version)
     with scratch_dir(settings.data_path, "diff-build-") as tmp:
+        # Parquet when version N has it, with the text function and namespace names N's rows
+        # were made with (else the rows of base + diff would not equal N's).
+        writer = None
+        if new.parquet is not None and new.parquet.text == CLEANER:
+            writer = shard_writer(Path(tmp) / "parquet", identifier, kind="diff",
+                                  namespaces=new.parquet.namespaces,
+                                  options=parquet_options(settings))
         computed = compute_diff(
             lambda: snapshots.iter_lines(base), lambda: snapshots.iter_lines(new), Path(tmp),
-            chunk_size=settings.chunk_size, level=settings.zstd_level)
+            chunk_size=settings.chunk_size, level=settings.zstd_level, parquet=writer)
         _check_roots(computed, base, new)
+        built = None
+        if writer is not None and computed.parquet is not None and new.parquet is not None:
+            built = BuiltParquet(writer.folder, identifier, computed.parquet, kind="diff",
+                                 namespaces=new.parquet.namespaces,
+                                 options=parquet_options(settings))
         manifest = publish_diff(blobs, computed, base=base, new=new,
                                 lock_dir=settings.data_path / "locks" / "diffs",
-                                retention=settings.retention_versions)
+                                retention=settings.retention_versions, parquet=built)
     return manifest, True
 
 

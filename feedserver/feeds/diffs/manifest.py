@@ -17,6 +17,10 @@ Layout in any ``BlobStore``::
     diffs/{identifier}/index.json                      publish pointer (written last)
     diffs/{identifier}/{base}-{version}/manifest.json
     diffs/{identifier}/{base}-{version}/{identifier}_chunk_{k}.ndjson.zst
+    diffs/{identifier}/{base}-{version}/parquet/{identifier}_shard_{k}.parquet   (optional)
+
+A diff of a version published with Parquet is published with Parquet too: the same entries as
+rows (``op`` first, the key ``(wiki, namespace, id)``; ``feedserver.formats.parquet_rows``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from feedserver.feeds.snapshots.manifest import (
     chunk_identifier,
     find_chunk,
 )
+from feedserver.feeds.snapshots.shards import ParquetSet
 from feedserver.identifiers import check_snapshot_identifier
 from feedserver.models import ArticleKey, DiffEntry, Namespace, Project, Size
 
@@ -101,6 +106,7 @@ class DiffManifest(msgspec.Struct, kw_only=True):
     uncompressed_size: int
     chunks: list[ChunkInfo]
     sha256: str  # of the whole download (all chunks back to back)
+    parquet: ParquetSet | None = None  # the entries as Parquet rows, when N has Parquet
 
     @property
     def name(self) -> str:

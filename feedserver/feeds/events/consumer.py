@@ -1,14 +1,19 @@
-"""The events consumer: source page_change topics -> state store + article topic.
+"""The events consumer: input topics (page_change, recentchange) -> state + article topic.
 
 One batch at a time (that bound is the backpressure: at most ``batch_size`` source records are
 in flight, and nothing is read ahead while a batch is being applied):
 
 1. poll up to ``batch_size`` records from the input topics;
-2. decode and map each (``ingest.events``: every field range-checked); an invalid one goes to
-   the dead-letter store with its reason and raw bytes, and consumption moves past it;
+2. decode and map each (``sources.inputs.map_input``: page_change by ``ingest.events``,
+   recentchange by ``ingest.recentchange`` with its pages resolved through the Action API;
+   every field range-checked); an invalid one goes to the dead-letter store with its reason
+   and raw bytes, and consumption moves past it;
 3. complete the articles: missing revision text from the state store when it holds the same
-   revision, else from the content source; what the page's previous record knows (creation
-   date, redirects, the previous revision's size: ``ingest.events.inherit``);
+   revision, else from the wiki's Action API (``sources.mediawiki.ActionApiClient``, many
+   revisions per request; what the wiki says at fetch time wins: ``ingest.revision.fill_change``
+   turns a revision hidden since its event into the visibility record); what the page's
+   previous record knows (creation date, redirects, the previous revision's size:
+   ``ingest.events.inherit``);
 4. apply every change to the state store in ONE transaction (durable on commit). If the
    database refuses a value (``UnstorableValue``: the data's fault, not an outage), the batch
    is applied again one source record per transaction and only the records it refuses are
@@ -38,19 +43,15 @@ from dataclasses import dataclass, field
 import msgspec
 
 from feedserver.config import Settings
-from feedserver.errors import FeedError, InvalidEvent, UnstorableValue
-from feedserver.feeds.content import ContentSource, NoContentSource
+from feedserver.errors import InvalidEvent, Unavailable, UnstorableValue
 from feedserver.feeds.events.membership import membership, related_checkpoint
 from feedserver.feeds.events.state import StateStore, StoredArticle, unstorable
-from feedserver.ingest.events import (
-    ArticleChange,
-    changes_from_json,
-    inherit,
-    with_body,
-    with_parent_text,
-)
+from feedserver.ingest.events import ArticleChange, inherit, with_body, with_parent_text
+from feedserver.ingest.revision import WikiRevision, fill_change
 from feedserver.metrics import Metrics
 from feedserver.models import Article
+from feedserver.sources.inputs import map_input
+from feedserver.sources.mediawiki import ActionApiClient
 from feedserver.storage.db import Database
 from feedserver.storage.eventlog import (
     EventLog,
@@ -125,7 +126,7 @@ class EventConsumer:
         article_partitions: int,
         dead_letter_topic: str,
         dead_letters_in_db: bool,
-        content: ContentSource | None = None,
+        content: ActionApiClient | None = None,
         metrics: Metrics | None = None,
         batch_size: int = 500,
         poll_timeout: float = 1.0,
@@ -143,7 +144,7 @@ class EventConsumer:
         self.article_partitions = article_partitions
         self.dead_letter_topic = dead_letter_topic
         self.dead_letters_in_db = dead_letters_in_db
-        self.content = content or NoContentSource()
+        self.content = content
         self.metrics = metrics
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
@@ -159,7 +160,7 @@ class EventConsumer:
 
     @classmethod
     def from_settings(cls, settings: Settings, event_log: EventLog, db: Database, *,
-                      content: ContentSource | None = None, metrics: Metrics | None = None,
+                      content: ActionApiClient | None = None, metrics: Metrics | None = None,
                       batch_size: int = 500, member: int = 0, members: int = 1
                       ) -> EventConsumer:
         return cls(event_log, db, topics=settings.event_topics, group=settings.consumer_group,
@@ -258,20 +259,13 @@ class EventConsumer:
         result = BatchResult(consumed=len(records))
         if not records:
             return result
-        changes: list[tuple[LogRecord, int, ArticleChange]] = []
-        invalid: list[tuple[LogRecord, InvalidEvent]] = []
-        for record in records:
-            if self.metrics:
+        if self.metrics:
+            for record in records:
                 self.metrics.events_consumed.labels(record.topic).inc()
-            try:
-                mapped = changes_from_json(record.value)
-                problem = next(filter(None, map(unstorable, mapped)), None)
-                if problem is not None:
-                    raise InvalidEvent(problem, reason="unstorable")
-            except InvalidEvent as exc:
-                invalid.append((record, exc))
-                continue
-            changes.extend((record, i, c) for i, c in enumerate(mapped))
+        mapped = await map_input(records, client=self.content, state=self.state)
+        if mapped.unresolved and self.metrics:
+            self.metrics.events_unresolved.inc(mapped.unresolved)
+        changes, invalid = _storable(mapped.changes, mapped.invalid)
         await self._complete([c for _, _, c in changes])
         result.applied, refused = await asyncio.to_thread(self._apply, changes)
         if refused:
@@ -350,23 +344,25 @@ class EventConsumer:
                     and (before is None or before.revision != parent.identifier)):
                 wanted.setdefault((k.project, base), set()).add(parent.identifier)
             made.add((k.project, change.revision))
-        texts: dict[tuple[str, int], str] = {}
-        for (project, base), revisions in wanted.items():
-            fetched = await self.content.fetch(project, base, sorted(revisions))
-            texts.update({(project, rev): text for rev, text in fetched.items()})
+        fetched: dict[tuple[str, int], WikiRevision] = {}
+        if self.content is not None:
+            for (project, base), revisions in wanted.items():
+                found = await self.content.revisions(project, base, revisions)
+                fetched.update(((project, rev), answer) for rev, answer in found.items())
         latest: dict[tuple[str, int, int], Article] = {
             key: s.article for key, s in stored.items() if not s.deleted}
         for change in changes:
             k = change.key
             key = (k.project, k.namespace, k.identifier)
-            text = texts.get((k.project, change.revision))
-            if change.needs_body and text is not None:
-                with_body(change.article, text)
-                change.needs_body = False
+            if change.needs_body and self.content is not None:
+                # What the wiki says now is final, even "hidden since" or "no such revision":
+                # never an error, never asked again.
+                fill_change(change, fetched.get((k.project, change.revision)))
             inherit(change.article, latest.get(key))
             parent = change.article.previous_version
-            if parent is not None and (k.project, parent.identifier) in texts:
-                with_parent_text(change.article, texts[(k.project, parent.identifier)])
+            parent_rev = fetched.get((k.project, parent.identifier)) if parent else None
+            if parent_rev is not None and parent_rev.text is not None:
+                with_parent_text(change.article, parent_rev.text)
             if change.type != "delete":
                 latest[key] = change.article
 
@@ -464,9 +460,11 @@ class EventConsumer:
                   max_retry_delay: float = 30.0,
                   max_failures: int | None = None) -> ConsumerStats:
         """Consume until ``stop`` is set; with ``once``, until caught up; with ``max_events``,
-        until that many source records were handled. Storage or content-source failures
-        restart from the committed offsets after a growing delay; after ``max_failures``
-        failures in a row the error is raised."""
+        until that many source records were handled. Outages (``Unavailable``: the storage,
+        the Action API) restart from the committed offsets after a growing delay; after
+        ``max_failures`` failures in a row the error is raised. Any other error (a
+        configuration error such as recentchange input without an Action API) is raised at
+        once: retrying cannot mend it."""
         delay = retry_delay
         failures = 0
         try:
@@ -479,7 +477,7 @@ class EventConsumer:
                 try:
                     result = await self.run_batch(remaining)
                     await self.update_lag()
-                except FeedError as exc:
+                except Unavailable as exc:
                     failures += 1
                     if max_failures is not None and failures >= max_failures:
                         raise
@@ -495,3 +493,20 @@ class EventConsumer:
         finally:
             await self.stop()
         return self.stats
+
+
+def _storable(changes: list[tuple[LogRecord, int, ArticleChange]],
+              invalid: list[tuple[LogRecord, InvalidEvent]]
+              ) -> tuple[list[tuple[LogRecord, int, ArticleChange]],
+                         list[tuple[LogRecord, InvalidEvent]]]:
+    """Set aside every source record with a change the database could not hold (reason
+    ``unstorable``), all of its changes with it, before anything is applied."""
+    refused: dict[int, tuple[LogRecord, InvalidEvent]] = {}
+    for record, _, change in changes:
+        problem = unstorable(change)
+        if problem is not None and id(record) not in refused:
+            refused[id(record)] = (record, InvalidEvent(problem, reason="unstorable"))
+    if not refused:
+        return changes, invalid
+    return ([c for c in changes if id(c[0]) not in refused],
+            [*invalid, *refused.values()])

@@ -1,10 +1,14 @@
-"""Build snapshot versions from dumps (``build_snapshots``) or records (``build_from_records``).
+"""Build snapshot versions from dumps (``build_dumps``, ``build_snapshots``) or records
+(``build_from_records``).
 
 A build runs in three steps, all in a scratch folder under ``data_dir/tmp`` that is removed
 whatever happens (if the process is killed, by the next build: ``feeds.scratch``): *stage*
 (records to zstd chunks + a SQLite page index; one process per dump file with
-``workers > 1``), *seal* (dedupe, attach redirects, hash), *publish* (upload, then the
-pointer). See ``docs/snapshots.md``.
+``workers > 1``), *seal* (dedupe, attach redirects, hash), the optional formats from the sealed
+chunks (``extras``: Parquet), *publish* (upload, then the pointer). The namespaces in
+``settings.structured_namespaces`` also get a Structured Contents version, staged from the same
+records in the same processes (``structured``) and published after the articles. See
+``docs/snapshots.md``.
 """
 
 from __future__ import annotations
@@ -17,20 +21,31 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from tqdm import tqdm
 
 from feedserver.config import Settings
 from feedserver.feeds.scratch import scratch_dir
 from feedserver.feeds.snapshots import sealing, staging
+from feedserver.feeds.snapshots.extras import build_extras
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
+from feedserver.feeds.snapshots.structured import StructuredStaging, publish_structured
 from feedserver.identifiers import check_project, snapshot_identifier
 from feedserver.ingest.dump import DumpInfo
 from feedserver.ingest.multistream import DumpSlice, split_multistream
+from feedserver.metrics import Metrics
 from feedserver.models import Article, Redirect
 from feedserver.storage.blobs import BlobStore
 
-__all__ = ["build_from_records", "build_snapshots"]
+__all__ = ["Built", "build_dumps", "build_from_records", "build_snapshots"]
+
+
+class Built(msgspec.Struct, kw_only=True):
+    """The versions one build published: articles, and Structured Contents."""
+
+    articles: list[Manifest]
+    structured: list[Manifest] = msgspec.field(default_factory=list)
 
 
 def _scratch(settings: Settings) -> AbstractContextManager[Path]:
@@ -48,23 +63,45 @@ def build_snapshots(
     progress: bool = False,
     workers: int = 1,
 ) -> list[Manifest]:
-    """Build and publish one new version per namespace found in ``dumps``."""
+    """Build and publish one new version per namespace found in ``dumps``; the article
+    versions are returned (``build_dumps`` returns the Structured Contents ones too)."""
+    return build_dumps(dumps, blobs, settings, wiki=wiki, namespaces=namespaces,
+                       progress=progress, workers=workers).articles
+
+
+def build_dumps(
+    dumps: Sequence[Path],
+    blobs: BlobStore,
+    settings: Settings,
+    *,
+    wiki: str | None = None,
+    namespaces: set[int] | None = None,
+    progress: bool = False,
+    workers: int = 1,
+    metrics: Metrics | None = None,
+) -> Built:
+    """Build and publish one new version per namespace found in ``dumps``, and a Structured
+    Contents version of each namespace in ``settings.structured_namespaces`` (its parse
+    outcome counted in ``metrics``)."""
     if wiki is not None:
         check_project(wiki)
     paths = [Path(p) for p in dumps]
     with _scratch(settings) as tmp:
         folder = Path(tmp)
         conn = staging.open_db(folder / "index.sqlite")
+        structured = StructuredStaging.of(settings, folder)
         try:
             bar = _progress(paths, progress)
             units = _plan(paths, workers)
-            # One pool for staging and sealing: forked once, reused for the chunk rewrites.
-            pool = _pool(min(workers, len(units))) if workers > 1 and len(units) > 1 else None
+            # One pool for staging and sealing: forked once, reused for the chunk rewrites and
+            # the clean texts of Parquet shards (which use every worker even for one file).
+            size = workers if settings.parquet_enabled else min(workers, len(units))
+            pool = _pool(size) if workers > 1 and size > 1 else None
             try:
                 try:
-                    if pool is not None:
+                    if pool is not None and len(units) > 1:
                         results = _stage_parallel(pool, units, folder, settings, wiki,
-                                                  namespaces, bar)
+                                                  namespaces, bar, structured)
                         for result in results:
                             staging.merge_part(conn, result)
                     else:
@@ -73,7 +110,7 @@ def build_snapshots(
                             results.append(staging.stage_dump(
                                 path, folder, part=part, chunk_size=settings.chunk_size,
                                 level=settings.zstd_level, wiki=wiki, namespaces=namespaces,
-                                conn=conn))
+                                conn=conn, tee=structured))
                             if bar is not None:
                                 bar.update(path.stat().st_size)
                 finally:
@@ -82,8 +119,14 @@ def build_snapshots(
                 info = staging.check_same_wiki(results)
                 # The slices of one multistream file are one source.
                 sources = list({r.info.source: r.info for r in results}.values())
-                return _seal_and_publish(conn, folder, blobs, settings, info, sources,
-                                         mapper=pool.map if pool is not None else None)
+                mapper = pool.map if pool is not None else None
+                built = Built(articles=_seal_and_publish(conn, folder, blobs, settings, info,
+                                                         sources, pool=pool))
+                if structured is not None:
+                    built.structured = publish_structured(
+                        structured, [r.part for r in results], blobs, settings, info,
+                        sources, built.articles, mapper=mapper, metrics=metrics)
+                return built
             finally:
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -97,22 +140,28 @@ def build_from_records(
     blobs: BlobStore,
     settings: Settings,
 ) -> list[Manifest]:
-    """Build from an already-open record stream (tests, other producers)."""
+    """Build from an already-open record stream (tests, other producers); Structured
+    Contents as ``build_dumps`` does; returns the article versions."""
     check_project(info.wiki)
     with _scratch(settings) as tmp:
         folder = Path(tmp)
         conn = staging.open_db(folder / "index.sqlite")
+        structured = StructuredStaging.of(settings, folder)
         try:
             staging.stage_records(info, records, conn, folder, part=0,
-                                  chunk_size=settings.chunk_size, level=settings.zstd_level)
-            return _seal_and_publish(conn, folder, blobs, settings, info, [info])
+                                  chunk_size=settings.chunk_size, level=settings.zstd_level,
+                                  tee=structured(info, 0) if structured is not None else None)
+            articles = _seal_and_publish(conn, folder, blobs, settings, info, [info])
+            if structured is not None:
+                publish_structured(structured, [0], blobs, settings, info, [info], articles)
+            return articles
         finally:
             conn.close()
 
 
 def _seal_and_publish(
     conn: sqlite3.Connection, folder: Path, blobs: BlobStore, settings: Settings,
-    info: DumpInfo, sources: list[DumpInfo], mapper: sealing.Mapper | None = None,
+    info: DumpInfo, sources: list[DumpInfo], pool: ProcessPoolExecutor | None = None,
 ) -> list[Manifest]:
     sealing.prepare(conn)
     dropped = sealing.dropped_redirects(conn)
@@ -120,10 +169,15 @@ def _seal_and_publish(
     for ns in sealing.namespaces(conn):
         identifier = snapshot_identifier(info.wiki, ns)
         sealed = sealing.seal_namespace(conn, ns, folder, level=settings.zstd_level,
-                                        dropped=dropped.get(ns, 0), mapper=mapper)
+                                        dropped=dropped.get(ns, 0),
+                                        mapper=pool.map if pool is not None else None)
+        extras = build_extras(sealed, identifier=identifier, folder=folder, settings=settings,
+                              namespaces=info.namespaces,
+                              mapper=pool.map if pool is not None else None)
         manifests.append(publish(
             blobs, sealed, identifier=identifier, info=info, sources=sources,
             lock_dir=settings.data_path / "locks", retention=settings.retention_versions,
+            extras=extras,
         ))
     return manifests
 
@@ -159,12 +213,13 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 def _stage_parallel(
     pool: ProcessPoolExecutor, units: list[Unit], folder: Path, settings: Settings,
     wiki: str | None, namespaces: set[int] | None, bar: tqdm[Any] | None,
+    structured: StructuredStaging | None,
 ) -> list[staging.StageResult]:
     futures: list[Future[staging.StageResult]] = [
         pool.submit(staging.stage_dump, path, folder, part=part,
                     chunk_size=settings.chunk_size, level=settings.zstd_level, wiki=wiki,
                     namespaces=namespaces, db_path=folder / f"part{part}.sqlite",
-                    piece=piece)
+                    piece=piece, tee=structured)
         for part, (path, piece) in enumerate(units)
     ]
     try:

@@ -5,6 +5,10 @@ Layout in any ``BlobStore``::
     snapshots/{identifier}/index.json          publish pointer (written last)
     snapshots/{identifier}/{version}/manifest.json
     snapshots/{identifier}/{version}/{identifier}_chunk_{k}.ndjson.zst
+    snapshots/{identifier}/{version}/parquet/{identifier}_shard_{k}.parquet   (optional)
+
+Structured Contents snapshots have the same layout under ``structured-contents/`` (their own
+versions, manifests with ``structured`` set, and chunks of ``StructuredContent`` records).
 
 A version exists for readers only once ``index.json`` lists it. Identifiers are checked
 (``feedserver.plans``) before any key is built, so no request can reach other keys.
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Final, Literal
 
 import msgspec
 
 from feedserver.errors import InvalidIdentifier, NotFound
+from feedserver.feeds.snapshots.shards import ParquetSet
 from feedserver.identifiers import (
     SNAPSHOT_RE,
     ascii_index,
@@ -27,7 +33,10 @@ from feedserver.identifiers import (
 from feedserver.models import Language, Namespace, Project, Size
 from feedserver.storage.blobs import BlobStore
 
-PREFIX = "snapshots"
+# The blob prefixes snapshot versions are published under: articles, Structured Contents.
+Prefix = Literal["snapshots", "structured-contents"]
+PREFIX: Final = "snapshots"
+STRUCTURED_PREFIX: Final = "structured-contents"
 CHUNK_SUFFIX = ".ndjson.zst"
 
 class ChunkInfo(msgspec.Struct, kw_only=True):
@@ -44,6 +53,21 @@ class ChunkInfo(msgspec.Struct, kw_only=True):
 class SourceInfo(msgspec.Struct, kw_only=True):
     dumps: list[str]
     schema_versions: list[str]
+
+
+class StructuredInfo(msgspec.Struct, kw_only=True):
+    """How a Structured Contents version was made (set on those manifests only).
+
+    ``parsed`` pages were parsed from wikitext for this version: every page for a build from
+    dumps, only the changed pages for ``diff advance`` (the others are copied from the
+    previous version). ``degraded`` of them had broken wikitext somewhere (their records hold
+    what could be parsed); ``problems`` counts pages per problem kind.
+    """
+
+    article_version: int | None = None  # the article snapshot version built from the same input
+    parsed: int = 0
+    degraded: int = 0
+    problems: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class Manifest(msgspec.Struct, kw_only=True):
@@ -68,6 +92,10 @@ class Manifest(msgspec.Struct, kw_only=True):
     # Built from the previous version plus state-store changes up to (excluding) this event
     # time (``feedserver snapshot update``); the next update starts from here.
     events_until: datetime | None = None
+    # Parquet shards of this version, when it was built with them (``shards.py``).
+    parquet: ParquetSet | None = None
+    # Set on Structured Contents versions (their own prefix): what the parse made of the pages.
+    structured: StructuredInfo | None = None
 
     def chunk_identifiers(self) -> list[str]:
         """The WME ``chunks`` field: chunk identifiers only."""
@@ -113,20 +141,21 @@ def chunk_identifier(identifier: str, index: int) -> str:
     return f"{identifier}_chunk_{index}"
 
 
-def index_key(identifier: str) -> str:
-    return f"{PREFIX}/{check_snapshot_identifier(identifier)}/index.json"
+def index_key(identifier: str, prefix: Prefix = PREFIX) -> str:
+    return f"{prefix}/{check_snapshot_identifier(identifier)}/index.json"
 
 
-def version_prefix(identifier: str, version: int) -> str:
-    return f"{PREFIX}/{check_snapshot_identifier(identifier)}/{check_version(version)}/"
+def version_prefix(identifier: str, version: int, prefix: Prefix = PREFIX) -> str:
+    return f"{prefix}/{check_snapshot_identifier(identifier)}/{check_version(version)}/"
 
 
-def manifest_key(identifier: str, version: int) -> str:
-    return version_prefix(identifier, version) + "manifest.json"
+def manifest_key(identifier: str, version: int, prefix: Prefix = PREFIX) -> str:
+    return version_prefix(identifier, version, prefix) + "manifest.json"
 
 
-def chunk_key(identifier: str, version: int, index: int) -> str:
-    return version_prefix(identifier, version) + chunk_identifier(identifier, index) + CHUNK_SUFFIX
+def chunk_key(identifier: str, version: int, index: int, prefix: Prefix = PREFIX) -> str:
+    return (version_prefix(identifier, version, prefix) + chunk_identifier(identifier, index)
+            + CHUNK_SUFFIX)
 
 
 def published_identifiers(blobs: BlobStore, prefix: str) -> list[str]:

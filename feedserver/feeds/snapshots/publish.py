@@ -1,30 +1,34 @@
 """Atomic publication of a sealed snapshot version, retention, and the build lock.
 
-Order of writes: chunks, then ``manifest.json``, then the pointer ``index.json`` LAST. Until
-the pointer names a version no reader sees it, so a crash at any point leaves the previous
-version current; the folders such crashes leave behind are deleted by the next publish of
-the same identifier (under the lock). Retention rewrites the pointer before deleting blobs,
-so a reader never follows the pointer to a deleted version.
+Order of writes: chunks and the files of optional formats (``extras``), then
+``manifest.json``, then the pointer ``index.json`` LAST. Until the pointer names a version no
+reader sees it, so a crash at any point leaves the previous version current; the folders such
+crashes leave behind are deleted by the next publish of the same identifier (under the lock).
+Retention rewrites the pointer before deleting blobs, so a reader never follows the pointer to
+a deleted version.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from feedserver.errors import BlobNotFound, Conflict
+from feedserver.feeds.snapshots.extras import Extra
 from feedserver.feeds.snapshots.manifest import (
     INDEX_DECODER,
     MANIFEST_ENCODER,
     PREFIX,
     ChunkInfo,
     Manifest,
+    Prefix,
     SnapshotIndex,
     SourceInfo,
+    StructuredInfo,
     chunk_identifier,
     chunk_key,
     index_key,
@@ -57,19 +61,20 @@ def build_lock(lock_dir: Path, identifier: str) -> Iterator[None]:
         os.close(fd)
 
 
-def read_index(blobs: BlobStore, identifier: str) -> SnapshotIndex | None:
+def read_index(blobs: BlobStore, identifier: str, prefix: Prefix = PREFIX
+               ) -> SnapshotIndex | None:
     try:
-        return INDEX_DECODER.decode(blobs.get_bytes(index_key(identifier)))
+        return INDEX_DECODER.decode(blobs.get_bytes(index_key(identifier, prefix)))
     except BlobNotFound:
         return None
 
 
-def _leftovers(blobs: BlobStore, identifier: str, keep: set[int]) -> list[str]:
+def _leftovers(blobs: BlobStore, identifier: str, keep: set[int], prefix: Prefix) -> list[str]:
     """Keys of version folders the pointer does not list (crashed or retired builds)."""
-    prefix = f"{PREFIX}/{identifier}/"
+    folder_prefix = f"{prefix}/{identifier}/"
     out = []
-    for key in blobs.list(prefix):
-        folder = key[len(prefix):].split("/", 1)[0]
+    for key in blobs.list(folder_prefix):
+        folder = key[len(folder_prefix):].split("/", 1)[0]
         if folder.isascii() and folder.isdigit() and int(folder) not in keep:
             out.append(key)
     return out
@@ -90,16 +95,23 @@ def publish(
     lock_dir: Path,
     retention: int,
     events_until: datetime | None = None,
+    extras: Sequence[Extra] = (),
+    prefix: Prefix = PREFIX,
+    structured: StructuredInfo | None = None,
 ) -> Manifest:
-    """Upload ``sealed`` as the next version of ``identifier`` and make it current."""
+    """Upload ``sealed`` (and the files ``extras`` built beside it) as the next version of
+    ``identifier`` under ``prefix`` (article snapshots, or Structured Contents with
+    ``structured`` set) and make it current."""
+    if prefix != PREFIX:  # each prefix has its own versions, so its own lock
+        lock_dir = lock_dir / prefix
     with build_lock(lock_dir, identifier):
-        index = read_index(blobs, identifier)
+        index = read_index(blobs, identifier, prefix)
         published = list(index.versions) if index else []
-        blobs.delete(_leftovers(blobs, identifier, set(published)))
+        blobs.delete(_leftovers(blobs, identifier, set(published), prefix))
         version = max(published, default=0) + 1
         chunks = []
         for k, chunk in enumerate(sealed.chunks):
-            key = chunk_key(identifier, version, k)
+            key = chunk_key(identifier, version, k, prefix)
             blobs.put_file(key, Path(chunk.path))
             chunks.append(ChunkInfo(
                 identifier=chunk_identifier(identifier, k), index=k, key=key,
@@ -129,13 +141,19 @@ def publish(
             ),
             previous_version=index.current if index else None,
             events_until=events_until,
+            structured=structured,
         )
-        blobs.put_bytes(manifest_key(identifier, version), MANIFEST_ENCODER.encode(manifest))
+        for extra in extras:
+            for name, path in extra.files():
+                blobs.put_file(version_prefix(identifier, version, prefix) + name, path)
+            manifest = extra.record(manifest)
+        blobs.put_bytes(manifest_key(identifier, version, prefix),
+                        MANIFEST_ENCODER.encode(manifest))
         versions = [*published, version]
         keep = versions[-max(1, retention):]
         # The pointer is the commit point; retired versions are deleted only after it moved.
-        blobs.put_bytes(index_key(identifier), MANIFEST_ENCODER.encode(
+        blobs.put_bytes(index_key(identifier, prefix), MANIFEST_ENCODER.encode(
             SnapshotIndex(identifier=identifier, current=version, versions=keep)))
         for old in versions[: len(versions) - len(keep)]:
-            blobs.delete(list(blobs.list(version_prefix(identifier, old))))
+            blobs.delete(list(blobs.list(version_prefix(identifier, old, prefix))))
         return manifest

@@ -4,13 +4,18 @@ Memory stays flat whatever the dump size: records go straight to zstd chunk file
 sealing needs later (page id, revision, name and position of every article; every redirect)
 goes to SQLite on disk in batches. One ``part`` per dump file; several parts can be staged in
 worker processes (``stage_dump``) and merged into the parent's database (``merge_part``).
+
+A ``RecordTee`` sees every article as it streams past (Structured Contents are staged that way,
+``feeds.snapshots.structured``): what else a build makes of the records costs no second pass
+over the dump, and runs in the same worker process as the part it belongs to.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
@@ -39,6 +44,19 @@ CREATE TABLE IF NOT EXISTS chunks (
 """
 
 
+class RecordTee(Protocol):
+    """Sees each article a stage writes; closed when the stage commits, aborted if it fails."""
+
+    def add(self, article: Article) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+# Makes the tee of one part from the dump's info and the part number. It goes to worker
+# processes with the part, so it must pickle (a module-level class or a msgspec Struct).
+TeeFactory = Callable[[DumpInfo, int], RecordTee]
+
+
 class StageResult(msgspec.Struct, kw_only=True):
     part: int
     info: DumpInfo
@@ -62,8 +80,10 @@ def stage_records(
     part: int,
     chunk_size: int,
     level: int,
+    tee: RecordTee | None = None,
 ) -> StageResult:
-    """Write ``records`` to chunk files in ``folder`` and index them in ``conn``."""
+    """Write ``records`` to chunk files in ``folder`` and index them in ``conn``; ``tee``
+    sees every article too."""
     writer = ChunkWriter(folder, chunk_size=chunk_size, level=level, prefix=f"p{part}")
     pages: list[tuple[int, int, int, int, int, int, str]] = []
     redirects: list[tuple[int, str, str, str | None]] = []
@@ -80,6 +100,8 @@ def stage_records(
                 continue
             ns = record.namespace.identifier
             seq, line, _ = writer.add(ns, record)
+            if tee is not None:
+                tee.add(record)
             rev = record.version.identifier if record.version is not None else 0
             pages.append((part, ns, seq, line, record.identifier, rev, record.name))
             articles += 1
@@ -96,9 +118,13 @@ def stage_records(
             [(part, c.namespace, c.seq, c.path, c.hashes_path, c.article_count,
               c.uncompressed_size) for c in staged],
         )
+        if tee is not None:
+            tee.close()
         conn.execute("COMMIT")
     except BaseException:
         writer.abort()
+        if tee is not None:
+            tee.abort()
         conn.execute("ROLLBACK")
         raise
     return StageResult(part=part, info=info, db_path="", articles=articles,
@@ -117,9 +143,10 @@ def stage_dump(
     db_path: Path | None = None,
     conn: sqlite3.Connection | None = None,
     piece: DumpSlice | None = None,
+    tee: TeeFactory | None = None,
 ) -> StageResult:
     """Stage one dump file (or one ``piece`` of a multistream one); in a worker process pass
-    ``db_path`` (a fresh SQLite file)."""
+    ``db_path`` (a fresh SQLite file). ``tee`` makes the part's ``RecordTee``."""
     info, records = read_dump(path, wiki=wiki, namespaces=namespaces, part=piece)
     own = conn is None
     if conn is None:
@@ -128,7 +155,7 @@ def stage_dump(
         conn = open_db(db_path)
     try:
         result = stage_records(info, records, conn, folder, part=part, chunk_size=chunk_size,
-                               level=level)
+                               level=level, tee=tee(info, part) if tee is not None else None)
     finally:
         records.close()
         if own:

@@ -15,12 +15,14 @@ from feedserver.feeds.snapshots.manifest import (
     MANIFEST_DECODER,
     PREFIX,
     Manifest,
+    Prefix,
     SnapshotIndex,
     check_version,
     index_key,
     manifest_key,
     published_identifiers,
 )
+from feedserver.feeds.snapshots.parquet import verify_parquet
 from feedserver.formats.hashing import RootHasher
 from feedserver.identifiers import check_snapshot_identifier
 from feedserver.models import Article
@@ -28,16 +30,18 @@ from feedserver.storage.blobs import BlobStore
 
 
 class SnapshotStore:
-    """Read published snapshots from any BlobStore. Identifiers are validated first."""
+    """Read published snapshots from any BlobStore. Identifiers are validated first.
+    ``prefix``: article snapshots (``snapshots``) or Structured Contents ones."""
 
-    def __init__(self, blobs: BlobStore) -> None:
+    def __init__(self, blobs: BlobStore, prefix: Prefix = PREFIX) -> None:
         self.blobs = blobs
+        self.prefix: Prefix = prefix
 
     def identifiers(self) -> list[str]:
-        return published_identifiers(self.blobs, PREFIX)
+        return published_identifiers(self.blobs, self.prefix)
 
     def _index(self, identifier: str) -> SnapshotIndex:
-        key = index_key(check_snapshot_identifier(identifier))
+        key = index_key(check_snapshot_identifier(identifier), self.prefix)
         try:
             return INDEX_DECODER.decode(self.blobs.get_bytes(key))
         except BlobNotFound:
@@ -55,7 +59,7 @@ class SnapshotStore:
             version = index.current
         elif check_version(version) not in index.versions:
             raise SnapshotNotFound(identifier, version)
-        key = manifest_key(identifier, version)
+        key = manifest_key(identifier, version, self.prefix)
         try:
             return MANIFEST_DECODER.decode(self.blobs.get_bytes(key))
         except BlobNotFound:
@@ -73,7 +77,8 @@ class SnapshotStore:
             yield ARTICLE_DECODER.decode(line)
 
     def verify(self, manifest: Manifest) -> None:
-        """Re-hash every chunk, the whole download and the content root; raise IntegrityError."""
+        """Re-hash every chunk, the whole download and the content root, and the Parquet shards
+        (bytes, rows, per-article hashes) when the version has them; raise IntegrityError."""
         whole = hashlib.sha256()
         root = RootHasher()
         offset = articles = 0
@@ -109,4 +114,7 @@ class SnapshotStore:
                                  f"manifest says {manifest.article_count}")
         if root.hexdigest() != manifest.content_root_hash:
             raise IntegrityError(f"{manifest.identifier} content root hash does not match")
+        if manifest.parquet is not None:
+            verify_parquet(self.blobs, manifest.parquet, rows=manifest.article_count,
+                           content_root_hash=manifest.content_root_hash)
 

@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import re
 
-from feedserver.ingest.structured.inline import caption_of, finish, image_record, markup
+from feedserver.ingest.structured.inline import (
+    caption_of,
+    finish,
+    image_record,
+    markup,
+    text_of,
+)
 from feedserver.ingest.structured.records import Image, Part, TableReference
 from feedserver.ingest.structured.scan import HEADING, IMAGE, IMAGE_END, TABLE
 from feedserver.ingest.structured.state import ImageRef, PageState
 
 LEAD_NAME = "Abstract"
 _HEADING = re.compile(r"^(=+)(.*?)(=+)[ \t]*$")
-_HEADING_LINE = re.compile("\n\ue00b[^\n]*")  # literal first characters: a fast scan
+# A marked line that is a heading (``_HEADING`` on the line): literal first characters, a fast
+# scan. A marked line that does not match stays text of its section.
+_HEADING_LINE = re.compile("\n\ue00b(=+)(.*?)(=+)[ \t]*(?=\n|\\Z)")
 # A heading is decided on the wikitext line, before links and tags are taken out: MediaWiki
 # does not read "==A==[[Category:B]]" as a heading.
-_HEADING_CANDIDATE = re.compile(r"\n(?==[^\n]*=[ \t]*(?:\n|$))")
+_HEADING_CANDIDATE = re.compile(r"\n=(?=[^\n]*=[ \t]*(?:\n|$))")
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n|$)")
 # Lines that are not paragraph text: list items, tables, rules.
 _BLOCK_MARK = re.compile("\n(?:[*#:;]|[ \t]*(?:\ue002|----))")
@@ -28,7 +36,8 @@ _LIST = re.compile(r"^[*#:;]+")
 _BLOCK_FIRST = frozenset("*#:; \t-\ue002")
 _TABLE_LINE = re.compile("^\ue002(\\d+)\ue003$")
 _IMAGE = re.compile("\ue004(\\d+)\ue005")
-_GALLERY = re.compile(r"<gallery\b[^>]*>(.*?)(?:</gallery\s*>|\Z)", re.S | re.I)
+_GALLERY = re.compile(r"<gallery\b[^>]*>((?:[^<]++|<(?!/gallery\s*>))*+)(?:</gallery\s*>|\Z)",
+                      re.I)  # (possessive runs: see references._REF)
 _MAX_LIST_DEPTH = 20
 
 
@@ -56,7 +65,7 @@ def mark_headings(text: str) -> str:
     """Mark the heading lines (see ``_HEADING_CANDIDATE``); ``build_sections`` reads them."""
     if "=" not in text:
         return text
-    return _HEADING_CANDIDATE.sub("\n" + HEADING, "\n" + text)[1:]
+    return _HEADING_CANDIDATE.sub("\n" + HEADING + "=", "\n" + text)[1:]
 
 
 def heading(line: str) -> tuple[int, str] | None:
@@ -103,6 +112,16 @@ class _Blocks:
             stripped = stripped.lstrip("-")
         self.para.append(stripped)
 
+    def paragraph(self, raw: str) -> None:
+        """One paragraph's text (lines joined), as a part."""
+        if IMAGE in raw:
+            raw = self._lift_images(raw)
+        rendered = finish(raw, self.state)
+        if rendered.value or rendered.citations or rendered.links or rendered.images:
+            self.parts.append(Part(type="paragraph", value=rendered.value or None,
+                                   links=rendered.links, citations=rendered.citations,
+                                   images=rendered.images))
+
     def flush(self) -> list[Part]:
         self.flush_paragraph()
         self.flush_list()
@@ -125,13 +144,7 @@ class _Blocks:
             return
         raw = " ".join(self.para)
         self.para = []
-        if IMAGE in raw:
-            raw = self._lift_images(raw)
-        rendered = finish(raw, self.state)
-        if rendered.value or rendered.citations or rendered.links or rendered.images:
-            self.parts.append(Part(type="paragraph", value=rendered.value or None,
-                                   links=rendered.links, citations=rendered.citations,
-                                   images=rendered.images))
+        self.paragraph(raw)
 
     def _lift_images(self, raw: str) -> str:
         """Thumbnails and gallery images become image parts of their own, before the text."""
@@ -203,13 +216,16 @@ def build_sections(text: str, state: PageState) -> list[Part]:
     text = "\n" + text
     position = 0
     for match in _HEADING_LINE.finditer(text):
-        found = heading(match.group()[2:])
-        if found is None:
+        left, inner, right = match.groups()
+        level = len(left)
+        if level != len(right):  # "=== A ==": level 2, name "= A"
+            level = min(level, len(right))
+            inner = "=" * (len(left) - level) + inner + "=" * (len(right) - level)
+        if not inner.strip():
             continue
         _body(text[position:match.start()], current, blocks)
         position = match.end()
-        level, inner = found
-        name = finish(markup(inner, state), state, with_images=False).value
+        name = text_of(inner, state)
         current = Part(type="section", name=name or None)
         while stack and stack[-1][0] >= level:
             stack.pop()
@@ -220,13 +236,13 @@ def build_sections(text: str, state: PageState) -> list[Part]:
 
 
 def _body(body: str, section: Part, blocks: _Blocks) -> None:
+    if body.isspace() or not body:  # between two headings
+        return
     for chunk in _BLANK_LINES.split(body):
         if not chunk or chunk.isspace():
             continue
         if chunk[0] not in _BLOCK_FIRST and _BLOCK_MARK.search(chunk) is None:
-            # one paragraph: the common case
-            blocks.para.append(chunk)
-            blocks.flush_paragraph()
+            blocks.paragraph(chunk)  # one paragraph: the common case
         else:
             for line in chunk.split("\n"):
                 blocks.line(line)

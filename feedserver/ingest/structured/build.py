@@ -39,7 +39,9 @@ from feedserver.ingest.structured.tables import take_tables
 from feedserver.ingest.structured.templates import expand
 
 # "=== {{By air}} ===": a heading that is one parameterless template shows its name.
-_HEADING_TEMPLATE = re.compile(r"^(=+)[ \t]*\{\{([^{}|\n]+)\}\}[ \t]*\1[ \t]*$", re.M)
+# (searched in "\n" + text: a literal first character, where "^" with re.M would try a match
+# at every position)
+_HEADING_TEMPLATE = re.compile(r"\n(=+)[ \t]*\{\{([^{}|\n]+)\}\}[ \t]*\1[ \t]*(?=\n|\Z)")
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".svg", ".gif", ".tif", ".tiff", ".webp")
 _MAX_REFERENCES = 10_000
 _FALLBACK_TEMPLATE = re.compile(r"\{\{(?:[^{}]|\{(?!\{)|\}(?!\}))*\}\}")
@@ -76,7 +78,7 @@ def parse_page(wikitext: str, profile: WikiProfile, title: str) -> ParsedPage:
 def _parse(text: str, state: PageState) -> ParsedPage:
     text = strip_raw(text)
     if "={{" in text or "= {{" in text:
-        text = _HEADING_TEMPLATE.sub(r"\1 \2 \1", text)
+        text = _HEADING_TEMPLATE.sub(r"\n\1 \2 \1", "\n" + text)[1:]
     text = take_refs(text, state)
     text = expand(text, state)
     text = take_galleries(text, state)

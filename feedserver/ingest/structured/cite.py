@@ -10,12 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from feedserver.ingest.structured.inline import link
+from feedserver.ingest.structured.inline import MARKUP_CHARS, link
 from feedserver.ingest.structured.state import PageState
 
 _WORK_KEYS = ("website", "work", "journal", "newspaper", "magazine", "periodical",
               "encyclopedia", "encyclopaedia", "dictionary", "series")
 _MAX_AUTHORS = 4
+# (index, last, author, surname, first, given) parameter names of the authors we render
+_AUTHOR_KEYS = tuple((index, f"last{index}", f"author{index}", f"surname{index}",
+                      f"first{index}", f"given{index}") for index in ("", "1", "2", "3", "4"))
 _URL = re.compile(r"^(?:https?:|ftp:|//)[^\s\[\]<>\"]+$", re.I)
 
 
@@ -30,37 +33,40 @@ def render_citation(lowered_name: str, named: dict[str, str], state: PageState,
     """The citation as text. Every parameter is made plain once (``plain``); those values
     are the reference's metadata, and the title links to ``url`` when there is one."""
     kind = citation_kind(lowered_name)
-    values = {key: text for key, text in ((k, plain(v)) for k, v in named.items() if k and v)
-              if text}
+    values: dict[str, str] = {}
+    for key, raw in named.items():
+        if key and raw:
+            # most parameters (dates, names, URLs) hold no markup: plain()'s own first test,
+            # without the call
+            text = " ".join(raw.split()) if MARKUP_CHARS.search(raw) is None else plain(raw)
+            if text:
+                values[key] = text
     if state.cite_capture is None:
         state.cite_capture = (kind, values)
-    get = values.get
-
-    def value(*keys: str) -> str:
-        for key in keys:
-            found = get(key)
-            if found:
-                return found
-        return ""
+    get = values.get  # every value is a non-empty string: "a or b" takes the first given
 
     authors: list[str] = []
-    for index in ("", "1", "2", "3", "4"):
+    for index, last_key, author_key, surname_key, first_key, given_key in _AUTHOR_KEYS:
         if index == "1" and authors:
             continue
-        last = get("last" + index) or get("author" + index) or get("surname" + index)
+        last = get(last_key) or get(author_key) or get(surname_key)
         if last:
-            first = get("first" + index) or get("given" + index)
+            first = get(first_key) or get(given_key)
             authors.append(f"{last}, {first}" if first else last)
     if not authors:
-        joined = value("authors", "vauthors", "people")
+        joined = get("authors") or get("vauthors") or get("people")
         authors = [joined] if joined else []
-    date = value("date", "year")
-    title = value("title", "script-title", "trans-title")
-    chapter = value("chapter", "contribution", "entry")
-    work = value(*_WORK_KEYS)
-    publisher = value("publisher", "institution")
-    pages = value("pages")
-    page = value("page", "at")
+    date = get("date") or get("year") or ""
+    title = get("title") or get("script-title") or get("trans-title") or ""
+    chapter = get("chapter") or get("contribution") or get("entry") or ""
+    work = ""
+    for key in _WORK_KEYS:
+        work = get(key) or ""
+        if work:
+            break
+    publisher = get("publisher") or get("institution") or ""
+    pages = get("pages") or ""
+    page = get("page") or get("at") or ""
     pieces: list[str] = []
     head = "; ".join(authors[:_MAX_AUTHORS])
     if head or date:
@@ -82,7 +88,7 @@ def render_citation(lowered_name: str, named: dict[str, str], state: PageState,
         found = get(key)
         if found:
             pieces.append(label + found)
-    retrieved = value("access-date", "accessdate")
+    retrieved = get("access-date") or get("accessdate")
     if retrieved:
         pieces.append(f"Retrieved {retrieved}")
     text = ". ".join(p.rstrip(".") for p in pieces if p)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+
+import msgspec
 
 from feedserver.ingest.structured.images import image
+from feedserver.ingest.structured.profile import TEXT_CACHE
 from feedserver.ingest.structured.records import Citation, Image, PartLink
 from feedserver.ingest.structured.scan import (
     CITE,
@@ -33,8 +35,8 @@ _EXTERNAL = re.compile(
     r"\[((?:https?:|ftps?:|mailto:|news:|ircs?:|gopher:|sftp:|ssh:|svn:|git:|tel:|telnet:|//)"
     r"[^\s\[\]<>\"]+)(?:[ \t\xa0]+([^\]\n]*))?\]", re.I)
 _INTERLANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[a-z]{1,8})*$")
-_QUOTES = re.compile(r"'{2,}")
-_BREAK = re.compile(r"<br\s*/?>|</br>", re.I)
+_QUOTES = re.compile(r"''+")  # (not '{2,}: a literal prefix makes the search fast)
+_BREAK = re.compile(r"<(?:br\s*/?|/br)>", re.I)
 _TAGS = re.compile(
     r"</?(?:span|div|small|big|sup|sub|b|i|u|s|em|strong|abbr|center|font|cite|blockquote|q|"
     r"poem|p|tt|kbd|var|samp|del|ins|mark|bdi|bdo|ruby|rt|rp|dfn|time|data|wbr|hr|li|ul|ol|dl|"
@@ -43,12 +45,12 @@ _TAGS = re.compile(
     r"graph|div\d*)\b[^>]*>", re.I)
 _SWITCH = re.compile(r"__[A-ZÀ-Ÿ_]+__")
 _LINK = re.compile("\ue006(\\d+)\ue007([^\ue006\ue008]*)\ue008")
-_LINK_MARKS = re.compile("\ue006\\d+\ue007|\ue008")
+_LINK_OPEN = re.compile("\ue006\\d+\ue007")
 _CITE = re.compile("\ue000(\\d+)\ue001")
 _IMAGE = re.compile("\ue004(\\d+)\ue005")
 _LEAK = re.compile(r"\{\{|\}\}|\[\[|\]\]|''|<\s*/?\s*ref|[\ue000-\ue00f]", re.I)
 _LINK_TEXT_SUSPECT = re.compile("[&{}\\[\\]'<(\ue000-\ue00f]| [,.;:!?)]")
-_MARKUP_CHARS = re.compile(r"[\[\]{}<>&'\ue000-\ue00f]")
+MARKUP_CHARS = re.compile(r"[\[\]{}<>&'\ue000-\ue00f]")
 _STRUCTURE_CHARS = re.compile(r"[\[\]{}<>\ue000-\ue00f]")
 _REF_TAG = re.compile(r"<\s*/?\s*ref", re.I)
 _EMPTY_PARENS = re.compile(r" ?\([ ;,]*\)")
@@ -70,8 +72,9 @@ _OPTION_PREFIXES = ("alt=", "link=", "page=", "class=", "lang=", "upright=", "th
 _LINK_PASSES = 4  # innermost links first: a file caption may hold links
 
 
-@dataclass(slots=True)
-class Rendered:
+class Rendered(msgspec.Struct):
+    """One block's final value and what it links to (a Struct: built in C, once per block)."""
+
     value: str
     links: list[PartLink] | None = None
     citations: list[Citation] | None = None
@@ -188,15 +191,42 @@ def finish(raw: str, state: PageState, *, with_images: bool = True) -> Rendered:
         for _ in range(_LINK_PASSES):  # more than one pass: a link inside a link's text
             links += [PartLink(url=state.links[int(index)], text=_link_text(text, state) or None)
                       for index, text in _LINK.findall(raw)]
-            raw = _LINK_MARKS.sub("", raw)  # a literal replacement: no per-match callback
+            # literal replacements (no per-match callback); the closing marks by str.replace:
+            # an alternation with them has no literal first character, a slow search
+            raw = _LINK_OPEN.sub("", raw).replace(LINK_END, "")
             if LINK not in raw:
                 break
     return Rendered(clean(raw, state), links or None, citations or None, images or None)
 
 
+def text_of(raw: str, state: PageState) -> str:
+    """``finish(markup(raw), with_images=False).value``: the plain value of a short fragment
+    (a heading); without markup or sentinels that is ``clean(raw)``, remembered per wiki."""
+    cache = state.profile.heading_texts
+    value = cache.get(raw)
+    if value is not None:
+        return value
+    if ("[" in raw or "''" in raw or "<" in raw or "__" in raw or CITE in raw or LINK in raw
+            or IMAGE in raw):
+        return finish(markup(raw, state), state, with_images=False).value
+    leaked = "markup_leak" in state.problems
+    value = clean(raw, state)
+    # nothing but the value came of it: reusable
+    if not leaked and "markup_leak" not in state.problems and len(cache) < TEXT_CACHE:
+        cache[raw] = value
+    return value
+
+
 def _link_text(raw: str, state: PageState) -> str:
+    cache = state.profile.link_texts
+    value = cache.get(raw)
+    if value is not None:
+        return value
     if _LINK_TEXT_SUSPECT.search(raw) is None:  # most link texts: words and spaces only
-        return " ".join(raw.split())
+        value = " ".join(raw.split())
+        if len(cache) < TEXT_CACHE:
+            cache[raw] = value
+        return value
     if CITE in raw or IMAGE in raw or LINK in raw:
         raw = _strip_sentinels(raw)
     return clean(raw, state)
@@ -204,7 +234,7 @@ def _link_text(raw: str, state: PageState) -> str:
 
 def plain(raw: str, state: PageState, expand: Callable[[str], str]) -> str:
     """A template parameter's plain text; most (dates, URLs, names) need no parser at all."""
-    if not _MARKUP_CHARS.search(raw):
+    if not MARKUP_CHARS.search(raw):
         return " ".join(raw.split())
     if not _STRUCTURE_CHARS.search(raw):  # entities and quotes only
         return clean(_QUOTES.sub("", raw), state)
@@ -215,14 +245,23 @@ def clean(raw: str, state: PageState) -> str:
     """Final text: entities decoded, whitespace collapsed, leftover markup removed."""
     if "&" in raw:
         raw = html.unescape(raw)
-    value = " ".join(raw.split())
-    if _ANY_EMPTY_PARENS.search(value):
+    # Speed: a printable string holds no whitespace but " " (every other whitespace character
+    # is a control or a separator) and no sentinel (private use): once stripped, it needs no
+    # split and join (one new string per word) unless it has two spaces in a row.
+    raw = raw.strip()
+    printable = raw.isprintable()
+    value = raw if printable and "  " not in raw else " ".join(raw.split())
+    if "(" in value and _ANY_EMPTY_PARENS.search(value):
         value = _EMPTY_PARENS.sub("", value)
     if _ANY_SPACE_BEFORE_PUNCT.search(value):
         value = _SPACE_BEFORE_PUNCT.sub("", value)
-    if ("{{" in value or "}}" in value or "[[" in value or "]]" in value or "''" in value
+    # Speed: one-character tests first (memchr); a two-character "in" or a regex character
+    # class costs several instructions per character of every value.
+    if ((("{" in value or "}" in value or "[" in value or "]" in value or "'" in value)
+         and ("{{" in value or "}}" in value or "[[" in value or "]]" in value or "''" in value))
             or ("<" in value and _REF_TAG.search(value))
-            or (not value.isascii() and SENTINELS.search(value))):
+            or (not printable and not value.isascii() and not value.isprintable()
+                and SENTINELS.search(value))):
         state.problems.add("markup_leak")
         value = " ".join(_LEAK.sub(" ", SENTINELS.sub("", value)).split())
     return value

@@ -41,7 +41,10 @@ _LINK_TRAILS = {
 }
 _DEFAULT_TRAIL = "[a-z]*"
 _URL_CACHE = 100_000
+TEXT_CACHE = 50_000  # entries per text cache; a full cache takes no more
 _URL_ESCAPES = str.maketrans({c: f"%{ord(c):02X}" for c in '%?"<>[]{}|\\^`#'})
+# (str.translate with a mapping costs ~500 instructions a character: only when needed)
+_URL_UNSAFE = re.compile(r'[%?"<>\[\]{}|\\^`#]')
 
 
 class WikiProfile:
@@ -67,6 +70,12 @@ class WikiProfile:
         self._urls: dict[str, str] = {}  # link targets recur across a wiki's pages
         # template name as written -> (what it leaves, key): filled by ``templates``
         self.template_kinds: dict[str, tuple[str, str]] = {}
+        # Plain values of fragments that leave nothing else on the page (no link, citation
+        # or problem): heading names and link texts recur on a wiki's pages. Text as
+        # written -> value; filled by ``inline`` up to ``TEXT_CACHE`` entries. (Citation
+        # parameters recur too rarely: the misses cost more than the hits save.)
+        self.heading_texts: dict[str, str] = {}
+        self.link_texts: dict[str, str] = {}
 
     def is_infobox(self, name: str) -> bool:
         return self._infobox is not None and self._infobox.match(name) is not None
@@ -80,7 +89,10 @@ class WikiProfile:
             return found
         page, hashmark, fragment = title.partition("#")
         page = "_".join(page.split())
-        url = f"{self.base_url}/wiki/{(page[:1].upper() + page[1:]).translate(_URL_ESCAPES)}"
+        page = page[:1].upper() + page[1:]
+        if _URL_UNSAFE.search(page):
+            page = page.translate(_URL_ESCAPES)
+        url = f"{self.base_url}/wiki/{page}"
         if hashmark:
             url += "#" + "_".join(fragment.split()).translate(_URL_ESCAPES)
         if len(self._urls) >= _URL_CACHE:

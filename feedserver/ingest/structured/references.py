@@ -15,9 +15,13 @@ from feedserver.ingest.structured.records import Citation
 from feedserver.ingest.structured.scan import CITE, CITE_END
 from feedserver.ingest.structured.state import PageState, RefEntry
 
-_REFERENCES = re.compile(r"<references\b([^>]*?)(?:/>|>(.*?)(?:</references\s*>|\Z))",
-                         re.S | re.I)
-_REF = re.compile(r"<ref(?=[\s>/])([^>]*?)(?:/>|>(.*?)</ref\s*>)", re.S | re.I)
+# Contents up to the first closing tag are matched as runs without "<" and single "<" not
+# opening that tag (possessive: no backtracking), the same span as a lazy ``(.*?)``, which
+# would try the closing tag after every character.
+_REFERENCES = re.compile(
+    r"<references\b([^>]*?)(?:/>|>((?:[^<]++|<(?!/references\s*>))*+)(?:</references\s*>|\Z))",
+    re.I)
+_REF = re.compile(r"<ref(?=[\s>/])([^>]*?)(?:/>|>((?:[^<]++|<(?!/ref\s*>))*+)</ref\s*>)", re.I)
 _OPEN_REF = re.compile(r"</?ref(?:\s[^>]*)?>", re.I)
 _ATTR = re.compile(r"""(name|group)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'/>]+))""", re.I)
 _ALPHA = "abcdefghijklmnopqrstuvwxyz"

@@ -19,8 +19,8 @@ LINK, LINK_MID, LINK_END = "\ue006", "\ue007", "\ue008"
 GALLERY, GALLERY_END = "\ue009", "\ue00a"
 HEADING = "\ue00b"  # starts a line that was a heading before inline markup was removed
 SENTINELS = re.compile("[\ue000-\ue00f]")
+_SENTINEL_CHARS = tuple(chr(code) for code in range(0xE000, 0xE010))
 
-_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
 # Blocks dropped with their content: not prose (formulas, scores, maps, template data) or
 # hidden on the page itself (includeonly).
 _DROPPED = ("math", "chem", "ce", "score", "timeline", "graph", "templatedata", "mapframe",
@@ -28,13 +28,14 @@ _DROPPED = ("math", "chem", "ce", "score", "timeline", "graph", "templatedata", 
             "imagemap", "phonos", "charinsert", "references-dummy")
 # Blocks whose content is literal text, not markup.
 _LITERAL = ("nowiki", "pre", "syntaxhighlight", "source")
-_RAW = re.compile(r"<(" + "|".join(_DROPPED + _LITERAL) + r")\b[^>]*?(?:/>|>(.*?)(?:</\1\s*>|\Z))",
-                  re.S | re.I)
+# (the content as runs without "<" and "<" not closing the block: a lazy ``(.*?)`` would try
+# the closing tag after every character)
+_RAW = re.compile(r"<(" + "|".join(_DROPPED + _LITERAL) + r")\b[^>]*?"
+                  r"(?:/>|>((?:[^<]++|<(?!/\1\s*>))*+)(?:</\1\s*>|\Z))", re.I)
 _LITERAL_SET = frozenset(_LITERAL)
 # Literal text keeps its characters as entities, decoded only once the value is final.
 _ESCAPES = str.maketrans({c: f"&#{ord(c)};" for c in "&<>[]{}|'=*#:;!~_-"})
 _BRACES = re.compile(r"\{\{+|\}\}+")
-_PAIRS = re.compile(r"\{\{|\}\}")
 MAX_DEPTH = 12  # template expansion nesting; deeper content is dropped (and counted)
 
 
@@ -44,13 +45,32 @@ def escape_literal(text: str) -> str:
 
 def strip_raw(text: str) -> str:
     """Comments removed, dropped blocks removed, literal blocks turned into inert text."""
-    if SENTINELS.search(text):
+    # Speed: sixteen one-character searches cost a fifth of the regex character class.
+    if not text.isascii() and any(char in text for char in _SENTINEL_CHARS):
         text = SENTINELS.sub("", text)
     if "<!--" in text:
-        text = _COMMENT.sub("", text)
+        text = _strip_comments(text)
     if "<" in text:
         text = _RAW.sub(_raw_block, text)
     return text
+
+
+def _strip_comments(text: str) -> str:
+    r"""Comments (``<!--`` to the first ``-->`` or the end) removed, by ``str.find``: the
+    regex ``<!--.*?(?:-->|\Z)`` tries its end after every character of every comment."""
+    out: list[str] = []
+    find = text.find
+    last = 0
+    start = find("<!--")
+    while start >= 0:
+        out.append(text[last:start])
+        end = find("-->", start + 4)
+        if end < 0:
+            return "".join(out)
+        last = end + 3
+        start = find("<!--", last)
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _raw_block(match: re.Match[str]) -> str:
@@ -99,22 +119,30 @@ def brace_spans(text: str) -> tuple[list[tuple[int, int, int]], bool]:
 
 def _simple_spans(text: str) -> list[tuple[int, int, int]] | None:
     """The common case, every run exactly two braces and all of them matched: one stack of
-    positions, no sorting. None sends the text to the general algorithm."""
+    positions, no sorting. None sends the text to the general algorithm.
+
+    Speed: ``str.find`` for each kind of pair (a fast substring search); a regex for either
+    pair has no literal first character and tests every character of the page."""
     spans: list[tuple[int, int, int]] = []
     depth = 0
     start = 0
-    for match in _PAIRS.finditer(text):
-        if match.group() == "{{":
+    find = text.find
+    opening = find("{{")
+    closing = find("}}")
+    while closing >= 0:
+        if 0 <= opening < closing:
             if depth == 0:
-                start = match.start()
+                start = opening
             depth += 1
+            opening = find("{{", opening + 2)
         elif depth == 0:
             return None  # a stray "}}"
         else:
             depth -= 1
             if depth == 0:
-                spans.append((start, match.end(), 2))
-    return None if depth else spans
+                spans.append((start, closing + 2, 2))
+            closing = find("}}", closing + 2)
+    return None if depth or opening >= 0 else spans
 
 
 def _outermost(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 
 from feedserver.ingest.structured.inline import finish, markup
 from feedserver.ingest.structured.records import Citation, Table, TableCell
 from feedserver.ingest.structured.scan import TABLE, TABLE_END
 from feedserver.ingest.structured.state import PageState
 
-_FENCE = re.compile(r"^[ \t:]*(\{\||\|\})", re.M)
+# A fence starts a line. "^" with re.M tries a match at every position of the page; a
+# pattern starting with "\n" is searched for that character first (the first line apart).
+_FENCE = re.compile(r"\n[ \t:]*(\{\||\|\})")
+_FIRST_FENCE = re.compile(r"[ \t:]*(\{\||\|\})")
 _SPAN = re.compile(r"""\b(rowspan|colspan)\s*=\s*["']?\s*(\d+)""", re.I)
 _NESTED = re.compile("\ue002(\\d+)\ue003")
 _MAX_COLSPAN = 1000
@@ -52,21 +56,30 @@ def _table_spans(text: str, state: PageState) -> list[tuple[int, int, int, int]]
     spans = []
     depth = 0
     start = body = 0
-    for match in _FENCE.finditer(text):
-        if match.group(1) == "{|":
+    for line_start, fence, fence_end in _fences(text):
+        if fence == "{|":
             if depth == 0:
-                start = match.start()
-                line_end = text.find("\n", match.end())
+                start = line_start
+                line_end = text.find("\n", fence_end)
                 body = len(text) if line_end < 0 else line_end
             depth += 1
         elif depth:
             depth -= 1
             if depth == 0:
-                spans.append((start, body, match.start(), match.end()))
+                spans.append((start, body, line_start, fence_end))
     if depth:
         state.problems.add("unclosed_table")
         spans.append((start, body, len(text), len(text)))
     return spans
+
+
+def _fences(text: str) -> Iterator[tuple[int, str, int]]:
+    """(start of the line, fence, end of the fence) of every line starting with a fence."""
+    first = _FIRST_FENCE.match(text)
+    if first is not None:
+        yield 0, first.group(1), first.end()
+    for match in _FENCE.finditer(text):
+        yield match.start() + 1, match.group(1), match.end()
 
 
 def _parse(body: str, state: PageState, opening: str) -> int | None:

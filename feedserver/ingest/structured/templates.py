@@ -33,6 +33,7 @@ _MAGIC = {"!": "|", "=": "=", "!!": "||", "(!": "{|", "!)": "|}", "!-": "|-", "'
           "snd": " \u2013 ", "spaced ndash": " \u2013 ", "ndash": "\u2013",
           "mdash": "\u2014", "nbsp": " ", "\u00b7": " \u00b7 ", "dot": " \u00b7 ",
           "middot": "\u00b7", "-": "", "clear": ""}
+_MAGIC_LENGTH = max(map(len, _MAGIC))
 # Templates that show one positional parameter (1-based), or the last one with -1.
 _TEXT_PARAM = {"lang": 2, "nowrap": 1, "nobr": 1, "nobreak": 1, "small": 1, "smaller": 1,
                "big": 1, "larger": 1, "resize": -1, "abbr": 1, "transl": -1, "nihongo": 1,
@@ -81,7 +82,11 @@ def expand(text: str, state: PageState, depth: int = 0) -> str:
             _, bar, default = inner.partition("|")
             out.append(expand(default, state, depth + 1) if bar else "")
         else:
-            out.append(_template(inner, state, depth))
+            # {{-}}, {{!}}, {{nbsp}} as written (a third of Wikivoyage's templates): what
+            # _template gives them, without classifying them again (a long body is no magic
+            # word: not worth hashing)
+            shown = _MAGIC.get(inner) if len(inner) <= _MAGIC_LENGTH else None
+            out.append(_template(inner, state, depth) if shown is None else shown)
         last = end
     out.append(text[last:])
     return "".join(out)

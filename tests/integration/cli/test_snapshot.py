@@ -26,11 +26,35 @@ def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_build_list_show_verify_export(tmp_path: Path, shared_data: Path) -> None:
     var = tmp_path / "var"
+    metrics = tmp_path / "build.prom"
     built = run(var, "snapshot", "build", "--dump", str(VOYAGE), "--chunk-size", "200000",
-                "--namespace", "0", "--namespace", "10", "--no-progress")
+                "--namespace", "0", "--namespace", "10", "--no-progress",
+                "--metrics-file", str(metrics))
     assert built.returncode == 0, built.stderr
     assert "elwikivoyage_namespace_0 version 1" in built.stdout
     assert "elwikivoyage_namespace_10 version 1" in built.stdout
+    # Namespace 0 (the default structured namespace) got Structured Contents in the same run;
+    # the broken pages of this real wiki are counted, the build goes on.
+    assert ("elwikivoyage_namespace_0 structured contents version 1: 1310 articles"
+            in built.stdout)
+    assert "elwikivoyage_namespace_10 structured" not in built.stdout
+    prom = metrics.read_text()
+    assert 'feedserver_structured_pages_total{result="degraded",source="build"}' in prom
+    assert 'feedserver_structured_problems_total{problem="markup_leak",source="build"}' in prom
+    assert run(var, "snapshot", "list", "--structured").stdout.split("\t")[0] \
+        == "elwikivoyage_namespace_0"
+    verified = run(var, "snapshot", "verify", "--structured", "elwikivoyage_namespace_0")
+    assert verified.returncode == 0 and "OK (1310 articles" in verified.stdout
+    shown = json.loads(run(var, "snapshot", "show", "--structured",
+                           "elwikivoyage_namespace_0").stdout)
+    assert shown["structured"]["article_version"] == 1 and shown["structured"]["degraded"] > 0
+    sc_out = tmp_path / "sc.ndjson"
+    assert run(var, "snapshot", "export", "--structured", "elwikivoyage_namespace_0", "-o",
+               str(sc_out)).returncode == 0
+    first = json.loads(sc_out.read_bytes().splitlines()[0])
+    assert first["sections"][0]["name"] == "Abstract" and "article_body" not in first
+    assert run(var, "snapshot", "show", "--structured",
+               "elwikivoyage_namespace_10").returncode != 0
     listed = run(var, "snapshot", "list")
     assert listed.returncode == 0
     assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == [
@@ -50,8 +74,10 @@ def test_build_list_show_verify_export(tmp_path: Path, shared_data: Path) -> Non
 
 def test_bad_real_dump_one_line_error(tmp_path: Path, shared_data: Path) -> None:
     var = tmp_path / "var"
-    assert run(var, "snapshot", "build", "--dump", str(TESTCORPUS), "--no-progress"
-               ).returncode == 0
+    built = run(var, "snapshot", "build", "--dump", str(TESTCORPUS), "--no-progress",
+                "--no-structured")
+    assert built.returncode == 0 and "structured" not in built.stdout
+    assert run(var, "snapshot", "list", "--structured").stdout == ""  # --no-structured
     bad = run(var, "snapshot", "build", "--dump", str(NO_SITEINFO), "--no-progress")
     assert bad.returncode != 0
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr

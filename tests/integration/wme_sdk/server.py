@@ -42,7 +42,7 @@ PASSWORD = "wme sdk integration password"
 PLAN = {
     "name": "wme",
     "description": "every feed, WME caps",
-    "feeds": ["snapshots", "diffs", "ondemand", "realtime", "batches"],
+    "feeds": ["snapshots", "diffs", "ondemand", "realtime", "batches", "structured_contents"],
     "projects": ["*"],
     "quotas": {"snapshot_downloads": 30, "chunk_downloads": 1500, "ondemand_lookups": 50000},
     "rate_limit": {"requests_per_second": 1000, "burst": 2000},
@@ -59,8 +59,10 @@ class WMEServer:
     data_dir: Path
     env: dict[str, str]
     api_key: str
-    # Snapshot identifiers built, and the hours batches were sealed for.
+    # Snapshot identifiers built (articles, Structured Contents), and the hours batches were
+    # sealed for.
     snapshots: list[str]
+    structured: list[str]
     batch_hours: list[datetime]
     # Wall-clock bounds of the realtime events' arrival (their record timestamps).
     events_from: datetime
@@ -76,6 +78,8 @@ def cli_env(data_dir: Path) -> dict[str, str]:
         "FEEDSERVER_TOKEN_SECRET": "wme-sdk-integration-secret-0123456789abcdef",
         "FEEDSERVER_LOG_LEVEL": "WARNING",
         "FEEDSERVER_LOG_FORMAT": "text",
+        # Structured Contents versions of the articles (namespace 0), as WME offers them.
+        "FEEDSERVER_STRUCTURED_NAMESPACES": "0",
     })
     return env
 
@@ -150,6 +154,11 @@ def running_server(tmp: Path) -> Iterator[WMEServer]:
     snapshots = [line.split("\t")[0] for line in cli(env, "snapshot", "list").splitlines()]
     for identifier in snapshots:
         cli(env, "snapshot", "load-state", identifier)
+    # The builds above made the Structured Contents snapshots in the same pass; each verifies.
+    structured = [line.split("\t")[0]
+                  for line in cli(env, "snapshot", "list", "--structured").splitlines()]
+    for identifier in structured:
+        cli(env, "snapshot", "verify", "--structured", identifier)
 
     events_from = datetime.now(UTC)
     cli(env, "events", "load", str(PAGE_CHANGE))
@@ -175,7 +184,8 @@ def running_server(tmp: Path) -> Iterator[WMEServer]:
         try:
             _wait_ready(url, proc, log_path)
             yield WMEServer(url=url, data_dir=data_dir, env=env, api_key=api_key,
-                            snapshots=snapshots, batch_hours=batch_hours,
+                            snapshots=snapshots, structured=structured,
+                            batch_hours=batch_hours,
                             events_from=events_from, events_until=events_until,
                             log_path=log_path)
         finally:

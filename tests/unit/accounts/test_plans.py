@@ -22,7 +22,9 @@ def test_builtin_plans_are_valid_and_round_trip() -> None:
     assert free.quotas.chunk_downloads == 1_500
     assert free.quotas.ondemand_lookups == 50_000
     assert set(_plan("enterprise").feeds) == {"snapshots", "diffs", "ondemand", "realtime",
-                                              "batches"}
+                                              "batches", "structured_contents"}
+    # Structured Contents is sold with the enterprise plan only.
+    assert "structured_contents" not in _plan("pro").feeds
 
 
 def test_enterprise_caps_open_streams() -> None:

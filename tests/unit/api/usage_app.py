@@ -12,7 +12,7 @@ from litestar.di import Provide
 from feedserver.accounts.models import Principal, TokenPair
 from feedserver.api import usage
 from feedserver.api.problems import handle_exception
-from feedserver.api.services import Accounts
+from feedserver.api.protocols import Accounts
 from feedserver.errors import Unauthorized
 from feedserver.metering.service import Metering
 from feedserver.plans import UNLIMITED

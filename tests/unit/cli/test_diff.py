@@ -87,10 +87,15 @@ def test_advance(var: Path, capsys: pytest.CaptureFixture[str]) -> None:
             changed_us=to_us(when)))
     finally:
         db.close()
-    assert main(["diff", "advance", ID, "--until",
-                 (when + timedelta(seconds=1)).isoformat()]) == 0
+    metrics = var.parent / "advance.prom"
+    assert main(["diff", "advance", ID, "--until", (when + timedelta(seconds=1)).isoformat(),
+                 "--metrics-file", str(metrics)]) == 0
     out = capsys.readouterr().out
     assert f"{ID} version 2" in out and "+0 ~1 -0" in out
+    # Namespace 0 has Structured Contents by default: advanced too, the edited page parsed.
+    assert f"{ID} structured contents version 2:" in out and "1 parsed, 0 degraded" in out
+    assert ('feedserver_structured_pages_total{result="ok",source="advance"} 1.0'
+            in metrics.read_text())
     v2 = SnapshotStore(blobs).manifest(ID)
     assert v2.version == 2 and v2.events_until == when + timedelta(seconds=1)
     article7 = next(a for a in SnapshotStore(blobs).iter_articles(v2) if a.identifier == 7)

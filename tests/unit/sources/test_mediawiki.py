@@ -10,7 +10,6 @@ import pytest
 
 from feedserver.config import load_settings
 from feedserver.errors import UpstreamError
-from feedserver.feeds.content import ContentSource
 from feedserver.ingest.events import changes_from_json
 from feedserver.ingest.revision import fill_change
 from feedserver.metrics import Metrics
@@ -235,18 +234,24 @@ def test_retry_after_forms() -> None:
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
 
 
-async def test_from_settings_and_content_source_shape(api: ActionApi,
+async def test_from_settings(api: ActionApi,
                                                       articles: list[Article]) -> None:
     assert ActionApiClient.from_settings(load_settings({})) is None
     settings = load_settings({"FEEDSERVER_CONTENT_SOURCE_URL": api.url,
                               "FEEDSERVER_USER_AGENT": UA, "FEEDSERVER_CONTENT_MAXLAG": "3"})
     client = ActionApiClient.from_settings(settings)
     assert client is not None
-    # The consumer holds a ContentSource: the new client drops in where the old one was.
-    source: ContentSource = client
     try:
-        texts = await source.fetch("enwiki", BASE, revids(articles, 2))
+        texts = await client.fetch("enwiki", BASE, revids(articles, 2))
     finally:
-        await source.close()
+        await client.close()
     assert len(texts) == 2
     assert api.requests[0].params["maxlag"] == "3" and api.requests[0].user_agent == UA
+
+
+def test_endpoint_template() -> None:
+    # One setting reaches every wiki's own API: the domain comes from the event's base URL.
+    c = ActionApiClient("https://{domain}/w/api.php", user_agent=UA)
+    assert c.endpoint("enwiki", "https://en.wikipedia.org") == \
+        "https://en.wikipedia.org/w/api.php"
+    assert c.endpoint("enwiki", None) == "https://enwiki/w/api.php"

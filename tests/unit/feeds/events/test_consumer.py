@@ -13,10 +13,11 @@ from prometheus_client import CollectorRegistry
 
 from feedserver.config import Settings, load_settings
 from feedserver.errors import StorageError
-from feedserver.feeds.content import StaticContentSource
 from feedserver.feeds.events.consumer import SOURCE_HEADER, EventConsumer
+from feedserver.ingest.events import changes_from_json, with_body
 from feedserver.metrics import Metrics
 from feedserver.models import Article
+from feedserver.sources.mediawiki import ActionApiClient
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import (
     EmbeddedEventLog,
@@ -27,6 +28,7 @@ from feedserver.storage.eventlog import (
     read,
 )
 from tests.conftest import EVENTS
+from tests.fixtures.action_api import serve_action_api
 
 REAL = EVENTS / "page_change" / "mediawiki.page_change.v1__wikidata-query-rdf.jsonl"
 EXAMPLE = EVENTS / "schema_examples" / "mediawiki.page_change.v1__schema-1.3.0-examples.jsonl"
@@ -169,23 +171,60 @@ async def test_in_process_retry_after_failure(settings: Settings, event_log: Emb
     _check_exactly_once(await _outputs(event_log, settings.article_topic))
 
 
-async def test_bodies_from_content_source_and_state(settings: Settings, db: SQLiteDatabase,
+async def test_bodies_from_the_action_api_and_state(settings: Settings, db: SQLiteDatabase,
                                                     tmp_path: Path) -> None:
     log = EmbeddedEventLog(db, poll_interval=0.05)
     edit = json.loads(REAL.read_bytes().splitlines()[0])
     await log.create_topic(INPUT, 1)
     text = "A fruit.\n{{Information|x=1}}\n[[Category:Iris foetidissima (fruit)]]"
-    content = StaticContentSource({("commonswiki", 934984984): text})
+    # The wiki knows the edited revision (its page and text); the event carries no text.
+    known = with_body(changes_from_json(json.dumps(edit))[0].article, text)
     vis = dict(edit, page_change_kind="visibility_change", dt="2024-10-08T00:00:00Z",
                meta=dict(edit["meta"], id="00000000-0000-4000-8000-000000000001"))
     await log.append(INPUT, [Outgoing(key=b"k", value=json.dumps(e).encode())
                              for e in (edit, vis)])
-    consumer = _consumer(settings, log, db, content=content)
-    await consumer.run(once=True)
+    with serve_action_api([known]) as api:
+        client = ActionApiClient(api.url, user_agent="feedserver-tests/1 (ops@example.org)")
+        try:
+            await _consumer(settings, log, db, content=client).run(once=True)
+        finally:
+            await client.close()
     first, second = [msgspec.json.decode(r.value, type=Article)
                      for r in await _outputs(log, settings.article_topic)]
     assert first.article_body and first.article_body.wikitext == text
     assert [c.name for c in first.categories or []] == ["Category:Iris foetidissima (fruit)"]
-    # The visibility change re-used the stored body of the same revision.
+    # The visibility change re-used the stored body of the same revision: one request only,
+    # which also asked for the parent revision (its size), in the same batch.
     assert second.article_body and second.article_body.wikitext == text
+    (request,) = api.revision_requests()
+    assert request.params["revids"] == f"{edit['revision']['rev_parent_id']}|934984984"
+    await log.close()
+
+
+async def test_revision_hidden_since_its_event_becomes_the_visibility_record(
+        settings: Settings, db: SQLiteDatabase) -> None:
+    """The wiki, asked at fetch time, says the revision's text and editor were deleted since
+    the (visible) edit event: the article goes out without them and says so, once, with no
+    error and no refetch loop."""
+    log = EmbeddedEventLog(db, poll_interval=0.05)
+    edit = json.loads(REAL.read_bytes().splitlines()[0])
+    await log.create_topic(INPUT, 1)
+    await log.append(INPUT, [Outgoing(key=b"k", value=json.dumps(edit).encode())])
+    known = with_body(changes_from_json(json.dumps(edit))[0].article, "secret text")
+    with serve_action_api([known]) as api:
+        api.hidden[934984984] = (True, True, False)
+        client = ActionApiClient(api.url, user_agent="feedserver-tests/1 (ops@example.org)")
+        try:
+            stats = await _consumer(settings, log, db, content=client).run(once=True)
+        finally:
+            await client.close()
+    assert stats.totals.produced == 1 and stats.totals.dead_lettered == 0
+    (article,) = [msgspec.json.decode(r.value, type=Article)
+                  for r in await _outputs(log, settings.article_topic)]
+    assert article.article_body is None and article.version is not None
+    assert article.version.editor is None and article.version.comment is not None
+    assert article.visibility is not None
+    assert (article.visibility.text, article.visibility.editor,
+            article.visibility.comment) == (False, False, True)
+    assert b"secret text" not in (await _outputs(log, settings.article_topic))[0].value
     await log.close()

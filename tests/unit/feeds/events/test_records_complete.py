@@ -4,10 +4,11 @@ revision (WME serves one record whatever path it took), on the real history dump
 For every revision k >= 2 of every page: the state holds the dump's record of revisions
 1..k-1 (as after a snapshot was loaded, or the previous event); revision k arrives as a
 ``mediawiki.page_change`` event carrying what MediaWiki's event carries (ids, times, editor,
-comment, sizes, visibility flags; no text), its text comes from a content source (the Action
-API's answer, here the dump's own text); the consumer must then store exactly the record the
-dump gives for revisions 1..k. A second pass starts from an empty state: only what the page's
-history alone can tell (creation date, namespace name) may be missing then.
+comment, sizes, visibility flags; no text), its text comes from the wiki's Action API (a
+loopback server answering, in the API's shape, what the dump says of revisions 1..k); the
+consumer must then store exactly the record the dump gives for revisions 1..k. A second pass
+starts from an empty state: only what the page's history alone can tell (creation date,
+namespace name) may be missing then.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import msgspec
 import pytest
 
 from feedserver.config import load_settings
-from feedserver.feeds.content import StaticContentSource
 from feedserver.feeds.events.consumer import EventConsumer
 from feedserver.feeds.events.state import StateStore
 from feedserver.ingest.dump import _open
@@ -30,9 +30,11 @@ from feedserver.ingest.pages import PageConverter, infer_model
 from feedserver.ingest.pagexml import PageHead, RevisionData
 from feedserver.ingest.siteinfo import DumpInfo, host_from_wiki
 from feedserver.models import Article
+from feedserver.sources.mediawiki import ActionApiClient
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import EmbeddedEventLog, Outgoing
 from tests.conftest import DUMPS
+from tests.fixtures.action_api import ActionApi, serve_action_api
 
 HISTORY = [
     DUMPS / "pywikibot" / "pair-0.10.xml",
@@ -120,7 +122,15 @@ def page_change(info: DumpInfo, head: PageHead, rev: RevisionData,
     return msgspec.json.encode(event)
 
 
-async def _consume(tmp_path: Path, info: DumpInfo, head: PageHead,
+@pytest.fixture(scope="module")
+def api() -> Iterator[ActionApi]:
+    # One server for the module (each case sets what it answers): starting and stopping one per
+    # case would cost more than the cases.
+    with serve_action_api([]) as server:
+        yield server
+
+
+async def _consume(tmp_path: Path, api: ActionApi, info: DumpInfo, head: PageHead,
                    revisions: list[RevisionData], seed: Article | None) -> Article:
     db = SQLiteDatabase(tmp_path / "feedserver.db")
     log = EmbeddedEventLog(db, poll_interval=0.05)
@@ -131,14 +141,22 @@ async def _consume(tmp_path: Path, info: DumpInfo, head: PageHead,
         rev, parent = revisions[-1], revisions[-2]
         await log.create_topic(TOPIC, 1)
         await log.append(TOPIC, [Outgoing(key=b"k", value=page_change(info, head, rev, parent))])
-        # The content source answers what the wiki's API would: visible texts only.
-        texts = {(info.wiki, r.id): r.text or "" for r in revisions if not r.text_deleted}
         settings = load_settings(env={}, data_dir=str(tmp_path), event_topics=[TOPIC],
                                  article_partitions=1)
-        consumer = EventConsumer.from_settings(settings, log, db,
-                                               content=StaticContentSource(texts))
-        consumer.poll_timeout = 0.1
-        await consumer.run(once=True)
+        # The Action API answers what the wiki would: every revision of the page so far, with
+        # what revision deletion hid left out.
+        api.by_revision.clear()
+        for i in range(1, len(revisions) + 1):
+            api.add(_record(info, head, revisions[:i]))
+        api.hidden = {r.id: (r.text_deleted, _editor_hidden(r), r.comment_deleted)
+                      for r in revisions}
+        client = ActionApiClient(api.url, user_agent="feedserver-tests/1 (ops@example.org)")
+        try:
+            consumer = EventConsumer.from_settings(settings, log, db, content=client)
+            consumer.poll_timeout = 0.1
+            await consumer.run(once=True)
+        finally:
+            await client.close()
         stored = state.get_stored(info.wiki, head.namespace, head.id)
         assert stored is not None and stored.revision == rev.id
         return msgspec.structs.replace(stored.article, event=None)
@@ -154,21 +172,23 @@ def _record(info: DumpInfo, head: PageHead, revisions: list[RevisionData]) -> Ar
 
 
 @pytest.mark.parametrize(("info", "head", "revisions"), list(_cases()))
-async def test_event_after_state_equals_dump_record(tmp_path: Path, info: DumpInfo,
+async def test_event_after_state_equals_dump_record(tmp_path: Path, api: ActionApi,
+                                                    info: DumpInfo,
                                                     head: PageHead,
                                                     revisions: list[RevisionData]) -> None:
     seed = _record(info, head, revisions[:-1])
-    got = await _consume(tmp_path, info, head, revisions, seed)
+    got = await _consume(tmp_path, api, info, head, revisions, seed)
     assert got == _record(info, head, revisions)
 
 
 @pytest.mark.parametrize(("info", "head", "revisions"), list(_cases()))
-async def test_event_alone_has_what_the_revision_tells(tmp_path: Path, info: DumpInfo,
+async def test_event_alone_has_what_the_revision_tells(tmp_path: Path, api: ActionApi,
+                                                       info: DumpInfo,
                                                        head: PageHead,
                                                        revisions: list[RevisionData]) -> None:
     """Nothing known of the page: the previous revision's size comes from its fetched text;
     only the creation date and the namespace's localised name need the page's history."""
-    got = await _consume(tmp_path, info, head, revisions, None)
+    got = await _consume(tmp_path, api, info, head, revisions, None)
     want = _record(info, head, revisions)
     assert msgspec.structs.replace(got, namespace=want.namespace,
                                    date_created=want.date_created) == want
