@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-PYTEST_ARGS ?=
+# Tests run in one process per core (pytest-xdist); each module stays on one worker, so its
+# module-scoped servers start once. PYTEST_ARGS="-n 0" runs them in this process.
+PYTEST_ARGS ?= -n auto --dist loadscope
 # The newest CPython >= 3.11 on this machine (PATH or pyenv); `make test` runs the unit and
 # demo tests on it too. Empty, or the same version as $(PYTHON): that step is skipped.
 NEWEST_PYTHON ?= $(shell bash scripts/newest-python.sh)
@@ -41,7 +43,7 @@ test-newest: ## The unit tests and the demo test on the newest Python this machi
 	else \
 		$(MAKE) --no-print-directory install PYTHON=$(NEWEST_PYTHON) VENV=$(NEWEST_VENV) && \
 		$(NEWEST_VENV)/bin/python --version && \
-		$(NEWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/e2e/test_demo.py; \
+		$(NEWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/e2e/test_demo.py; \
 	fi
 
 lint: install ## ruff

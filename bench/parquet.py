@@ -5,8 +5,11 @@ Input: namespace 0 of the real elwikivoyage sample dump, built by the real build
 filesystem blob store.
 
 * **bytes**: the version's Parquet shards vs its zstd NDJSON chunks (same records);
-* **build**: a build with Parquet vs the same build without it (best of ``REPEATS``, rounds
-  interleaved), and how much of the Parquet part is the clean text (the same build with the
+* **build**: the CPU time of a build with Parquet vs the same build without it (best of
+  ``REPEATS``, rounds interleaved), with Structured Contents on (the default) unless said:
+  Parquet with the article texts taken from the Structured Contents (the build's way) or
+  parsed a second time (as before the texts were shared), Parquet without Structured
+  Contents, and how much of the Parquet part is the clean text (the same build with the
   placeholder text function);
 * **range read**: one column (``text``) of one row group of a shard, median of ``READS``:
   (a) pyarrow on the local file vs pyarrow over an fsspec HTTP file against the API (uvicorn on
@@ -33,9 +36,11 @@ from prometheus_client import CollectorRegistry
 from feedserver.accounts.service import Accounts
 from feedserver.api.app import build_app
 from feedserver.config import Settings
+from feedserver.feeds.snapshots import build as snapshot_build
 from feedserver.feeds.snapshots import parquet as snapshot_parquet
 from feedserver.feeds.snapshots.build import build_from_records
-from feedserver.feeds.snapshots.manifest import Manifest
+from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, Manifest
+from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.formats.parquet_rows import ARTICLE_SCHEMA, wikitext_text
 from feedserver.ingest.dump import DumpInfo, read_dump
 from feedserver.models import Article
@@ -54,29 +59,44 @@ SHARD = 1_500_000
 ROW_GROUP = 300_000
 
 
-def _settings(folder: Path, parquet: bool) -> Settings:
+def _settings(folder: Path, parquet: bool, structured: bool = True) -> Settings:
     return Settings(data_dir=str(folder), chunk_size=4 * 1024 * 1024, parquet_enabled=parquet,
                     parquet_shard_size=SHARD, parquet_row_group_size=ROW_GROUP,
-                    metering_enabled=True, token_secret="bench-secret-0123456789abcdef")
+                    metering_enabled=True, token_secret="bench-secret-0123456789abcdef",
+                    structured_namespaces=[0] if structured else [])
 
 
-def _build(info: DumpInfo, articles: list[Article], parquet: bool) -> float:
+def _build(info: DumpInfo, articles: list[Article], parquet: bool,
+           structured: bool = True) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = _settings(Path(tmp), parquet)
-        start = time.perf_counter()
+        settings = _settings(Path(tmp), parquet, structured)
+        # CPU time of this process (the build runs in it, no pool): on a shared machine it
+        # moves far less with the load than the wall clock does.
+        start = time.process_time()
         build_from_records(info, articles, FilesystemBlobStore(Path(tmp) / "blobs"), settings)
-        return time.perf_counter() - start
+        return time.process_time() - start
 
 
 def _build_placeholder(info: DumpInfo, articles: list[Article]) -> float:
-    # The same build with the writer's placeholder text (the wikitext): what the clean text
-    # costs is the difference.
+    # The same build (without Structured Contents, which would lend their texts) with the
+    # writer's placeholder text (the wikitext): what the clean text costs is the difference.
     real = snapshot_parquet.clean_text
     snapshot_parquet.clean_text = lambda namespaces=None: wikitext_text  # type: ignore[attr-defined,assignment]
     try:
-        return _build(info, articles, True)
+        return _build(info, articles, True, structured=False)
     finally:
         snapshot_parquet.clean_text = real  # type: ignore[attr-defined]
+
+
+def _build_parsed_twice(info: DumpInfo, articles: list[Article]) -> float:
+    # The article shards parse every page again instead of taking the Structured Contents'
+    # texts (what the build did before they were shared).
+    real = snapshot_build.StructuredTexts
+    snapshot_build.StructuredTexts = lambda sealed: None  # type: ignore[assignment,misc]
+    try:
+        return _build(info, articles, True)
+    finally:
+        snapshot_build.StructuredTexts = real  # type: ignore[misc]
 
 
 def _median(fn: Callable[[], Any], n: int = READS) -> float:
@@ -149,16 +169,32 @@ def run() -> None:
               f"{len(m.parquet.shards)} Parquet shards")
         print(f"bytes: zstd NDJSON {ndjson / 1e6:.2f} MB, Parquet {m.parquet.size / 1e6:.2f} MB"
               f" = {m.parquet.size / ndjson:.2f}x")
+        sc = SnapshotStore(blobs, STRUCTURED_PREFIX).manifest(ID)
+        assert sc.parquet is not None
+        print(f"bytes, Structured Contents: zstd NDJSON {sc.size.value / 1e6:.2f} MB, Parquet "
+              f"{sc.parquet.size / 1e6:.2f} MB = {sc.parquet.size / sc.size.value:.2f}x")
 
-        off, on, placeholder = [], [], []
+        runs: dict[str, list[float]] = {}
+        cases: list[tuple[str, Callable[[], float]]] = [
+            ("without Parquet (baseline)", lambda: _build(info, articles, False)),
+            ("with Parquet, texts from the Structured Contents",
+             lambda: _build(info, articles, True)),
+            ("with Parquet, texts parsed again", lambda: _build_parsed_twice(info, articles)),
+            ("no Structured Contents: without Parquet",
+             lambda: _build(info, articles, False, structured=False)),
+            ("no Structured Contents: with Parquet",
+             lambda: _build(info, articles, True, structured=False)),
+            ("no Structured Contents: with Parquet, placeholder text",
+             lambda: _build_placeholder(info, articles)),
+        ]
         for _ in range(REPEATS):
-            off.append(_build(info, articles, False))
-            on.append(_build(info, articles, True))
-            placeholder.append(_build_placeholder(info, articles))
-        base = min(off)
-        print(f"build (best of {REPEATS}): without Parquet {base:.2f} s = 1.00x; with Parquet "
-              f"{min(on) / base:.2f}x; with Parquet, placeholder text "
-              f"{min(placeholder) / base:.2f}x")
+            for label, case in cases:
+                runs.setdefault(label, []).append(case())
+        base = min(runs[cases[0][0]])
+        print(f"build CPU time, Structured Contents on unless said (best of {REPEATS}; "
+              f"baseline {base:.2f} s):")
+        for label, _ in cases:
+            print(f"  {label:56s} {min(runs[label]) / base:5.2f}x")
 
         db = SQLiteDatabase(folder / "feedserver.db")
         try:

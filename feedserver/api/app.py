@@ -44,6 +44,7 @@ from feedserver.api import (
     realtime,
     snapshots,
     structured,
+    structured_parquet,
     structured_snapshots,
     usage,
 )
@@ -79,7 +80,7 @@ ROUTERS: tuple[Callable[[], Router], ...] = (health.router, usage.router, portal
 WME_ROUTERS: tuple[Callable[[], Router], ...] = (
     auth.router, metadata.router, snapshots.router, ondemand.router, diffs.router,
     parquet.router, realtime.router, batches.router, structured.router,
-    structured_snapshots.router,
+    structured_snapshots.router, structured_parquet.router,
 )
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")

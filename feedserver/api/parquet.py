@@ -65,7 +65,7 @@ class ShardMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     rows: int
     row_groups: int
     sha256: str
-    schema: str  # "articles/1" (snapshots) or "diff/1" (diffs: ``op`` column first)
+    schema: str  # "articles/1" (snapshots), "diff/1" (diffs: ``op`` first), "structured/1"
     snapshot: str
     version_number: int
     base_version: int | None = None  # diffs: the version the diff starts from
@@ -97,7 +97,7 @@ def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
                                          generate_examples=False)}
 
 
-_DOWNLOAD = {
+DOWNLOAD = {
     **DOWNLOAD_RESPONSES, **problem_specs(500),
     200: ResponseSpec(None, description="The shard (application/vnd.apache.parquet); ETag, "
                       "Repr-Digest, Accept-Ranges", media_type=MEDIA_TYPE),
@@ -106,7 +106,7 @@ _DOWNLOAD = {
 }
 
 
-def _entitle(principal: Principal, feed: ProductFeed, identifier: str) -> str:
+def entitle_parquet(principal: Principal, feed: ProductFeed, identifier: str) -> str:
     wiki, ns = parse_snapshot_identifier(identifier)
     entitle(principal, feed, wiki, ns)
     principal.plan.entitlements.check_format(FORMAT)
@@ -146,7 +146,7 @@ def _diff_not_built(m: DiffManifest) -> ParquetNotBuilt:
 
 async def _snapshot(snapshots: Snapshots, principal: Principal, identifier: str,
                     version: int | None) -> tuple[str, Manifest, ParquetSet]:
-    wiki = _entitle(principal, "snapshots", identifier)
+    wiki = entitle_parquet(principal, "snapshots", identifier)
 
     def load() -> tuple[Manifest, ParquetSet]:
         m = snapshots.manifest(identifier, version)
@@ -160,14 +160,14 @@ async def _snapshot(snapshots: Snapshots, principal: Principal, identifier: str,
 
 async def _diff(diffs: DiffStore, principal: Principal, identifier: str, version: int | None
                 ) -> tuple[str, DiffManifest, ParquetSet]:
-    wiki = _entitle(principal, "diffs", identifier)
+    wiki = entitle_parquet(principal, "diffs", identifier)
     m = await anyio.to_thread.run_sync(diffs.manifest, identifier, version)
     if m.parquet is None:
         raise _diff_not_built(m)
     return wiki, m, m.parquet
 
 
-def _shard(parquet: ParquetSet, m: Published, ref: str) -> ParquetShard:
+def find_shard(parquet: ParquetSet, m: Published, ref: str) -> ParquetShard:
     shard = parquet.shard(ref)
     if shard is None or not shard.identifier.startswith(m.identifier + "_shard_"):
         raise NotFound(f"Parquet shard {ref!r} not found in {m.identifier} "
@@ -175,32 +175,35 @@ def _shard(parquet: ParquetSet, m: Published, ref: str) -> ParquetShard:
     return shard
 
 
-async def _list(request: Request[Any, Any, Any], principal: Principal, metered: Metered,
+async def list_shards(request: Request[Any, Any, Any], principal: Principal, metered: Metered,
                 feed: Feed, wiki: str, m: Published, parquet: ParquetSet) -> Response[bytes]:
     query = check_paths(await read_query(request), SHARD_PATHS)
     items = select([shard_view(m, parquet, s) for s in parquet.shards], query)
     return await metered.metadata(request, principal, feed, wiki, items, many=True)
 
 
-async def _one(request: Request[Any, Any, Any], principal: Principal, metered: Metered,
+async def one_shard(request: Request[Any, Any, Any], principal: Principal, metered: Metered,
                feed: Feed, wiki: str, m: Published, parquet: ParquetSet, ref: str
                ) -> Response[bytes]:
     query = check_paths(await read_query(request), SHARD_PATHS)
-    item = project(msgspec.to_builtins(shard_view(m, parquet, _shard(parquet, m, ref))),
+    item = project(msgspec.to_builtins(shard_view(m, parquet, find_shard(parquet, m, ref))),
                    query.fields)
     return await metered.metadata(request, principal, feed, wiki, item, many=False)
 
 
-async def _download(request: Request[Any, Any, Any], principal: Principal, metered: Metered,
+async def download_shard(request: Request[Any, Any, Any], principal: Principal, metered: Metered,
                     verified: VerifiedBlobs, feed: Feed, wiki: str, m: Published,
-                    parquet: ParquetSet, ref: str, *, at: str) -> Response[Any]:
-    shard = _shard(parquet, m, ref)
+                    parquet: ParquetSet, ref: str, *, at: str, resource_prefix: str = ""
+                    ) -> Response[Any]:
+    """A shard file (``resource_prefix``: tells other shard kinds apart in the ledger)."""
+    shard = find_shard(parquet, m, ref)
     if request.method == "GET":  # HEAD sends no byte; its headers come from the manifest
         await verified.check(shard.key, shard.size, shard.sha256)
     return await metered.download(
         request, principal, feed, wiki, parts=[Part(shard.key, 0, shard.size)],
         size=shard.size, sha256=shard.sha256, last_modified=m.date_modified,
-        filename=f"{shard.identifier}_{at}.parquet", resource=f"{shard.filename}@{at}",
+        filename=f"{shard.identifier}_{at}.parquet",
+        resource=f"{resource_prefix}{shard.filename}@{at}",
         media_type=MEDIA_TYPE)
 
 
@@ -218,7 +221,7 @@ async def list_snapshot_shards(request: Request[Any, Any, Any], principal: Princ
     """Parquet shards of a snapshot version (``?version=N``); ``fields``, ``filters``,
     ``limit``. 404 ``parquet-not-built`` when the version has none."""
     wiki, m, parquet = await _snapshot(snapshots, principal, identifier, version)
-    return await _list(request, principal, metered, "snapshots", wiki, m, parquet)
+    return await list_shards(request, principal, metered, "snapshots", wiki, m, parquet)
 
 
 @route(_SNAPSHOT + "/{shard_id:str}", http_method=["GET", "POST"], status_code=200,
@@ -229,11 +232,11 @@ async def get_snapshot_shard(request: Request[Any, Any, Any], principal: Princip
                              version: VersionParam = None) -> Response[bytes]:
     """One shard's metadata, by index or identifier."""
     wiki, m, parquet = await _snapshot(snapshots, principal, identifier, version)
-    return await _one(request, principal, metered, "snapshots", wiki, m, parquet, shard_id)
+    return await one_shard(request, principal, metered, "snapshots", wiki, m, parquet, shard_id)
 
 
 @route(_SNAPSHOT + "/{shard_id:str}/download", http_method=["GET", "HEAD"],
-       dependencies=PRINCIPAL, responses=_DOWNLOAD)
+       dependencies=PRINCIPAL, responses=DOWNLOAD)
 async def download_snapshot_shard(request: Request[Any, Any, Any], principal: PrincipalDep,
                                   snapshots: Injected[Snapshots], metered: Injected[Metered],
                                   verified_blobs: Injected[VerifiedBlobs],
@@ -241,7 +244,7 @@ async def download_snapshot_shard(request: Request[Any, Any, Any], principal: Pr
                                   version: VersionParam = None) -> Response[Any]:
     """The shard file: Range (a footer, a column chunk), If-Range, If-None-Match, HEAD."""
     wiki, m, parquet = await _snapshot(snapshots, principal, identifier, version)
-    return await _download(request, principal, metered, verified_blobs, "chunks", wiki, m,
+    return await download_shard(request, principal, metered, verified_blobs, "chunks", wiki, m,
                            parquet, shard_id, at=f"v{m.version}")
 
 
@@ -258,7 +261,7 @@ async def list_diff_shards(request: Request[Any, Any, Any], principal: Principal
                            ) -> Response[bytes]:
     """Parquet shards of the diff ending at ``?version=N`` (default: the latest diff)."""
     wiki, m, parquet = await _diff(diffs, principal, identifier, version)
-    return await _list(request, principal, metered, "diffs", wiki, m, parquet)
+    return await list_shards(request, principal, metered, "diffs", wiki, m, parquet)
 
 
 @route(_DIFF + "/{shard_id:str}", http_method=["GET", "POST"], status_code=200,
@@ -268,18 +271,18 @@ async def get_diff_shard(request: Request[Any, Any, Any], principal: PrincipalDe
                          identifier: SnapshotId, shard_id: ShardId,
                          version: VersionParam = None) -> Response[bytes]:
     wiki, m, parquet = await _diff(diffs, principal, identifier, version)
-    return await _one(request, principal, metered, "diffs", wiki, m, parquet, shard_id)
+    return await one_shard(request, principal, metered, "diffs", wiki, m, parquet, shard_id)
 
 
 @route(_DIFF + "/{shard_id:str}/download", http_method=["GET", "HEAD"],
-       dependencies=PRINCIPAL, responses=_DOWNLOAD)
+       dependencies=PRINCIPAL, responses=DOWNLOAD)
 async def download_diff_shard(request: Request[Any, Any, Any], principal: PrincipalDep,
                               diffs: Injected[DiffStore], metered: Injected[Metered],
                               verified_blobs: Injected[VerifiedBlobs],
                               identifier: SnapshotId, shard_id: ShardId,
                               version: VersionParam = None) -> Response[Any]:
     wiki, m, parquet = await _diff(diffs, principal, identifier, version)
-    return await _download(request, principal, metered, verified_blobs, "diffs", wiki, m,
+    return await download_shard(request, principal, metered, verified_blobs, "diffs", wiki, m,
                            parquet, shard_id, at=f"diff_{m.name}")
 
 

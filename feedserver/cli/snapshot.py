@@ -25,6 +25,7 @@ from feedserver.feeds.snapshots.manifest import (
 )
 from feedserver.feeds.snapshots.parquet import convert_lines, copy_shard
 from feedserver.feeds.snapshots.store import SnapshotStore
+from feedserver.feeds.snapshots.structured_parquet import write_structured
 from feedserver.identifiers import check_snapshot_identifier
 from feedserver.metrics import Metrics
 from feedserver.storage.blobs import open_blob_store
@@ -167,8 +168,10 @@ def cmd_verify(settings: Settings, *, identifier: str, version: int | None = Non
     store = _store(settings, structured)
     manifest = store.manifest(check_snapshot_identifier(identifier), version)
     store.verify(manifest)
+    shards = (f", {len(manifest.parquet.shards)} Parquet shards"
+              if manifest.parquet is not None else "")
     print(f"{manifest.identifier} version {manifest.version}: OK "
-          f"({manifest.article_count} articles, {len(manifest.chunks)} chunks, "
+          f"({manifest.article_count} articles, {len(manifest.chunks)} chunks{shards}, "
           f"root {manifest.content_root_hash})")
     return 0
 
@@ -176,9 +179,6 @@ def cmd_verify(settings: Settings, *, identifier: str, version: int | None = Non
 def cmd_export(settings: Settings, *, identifier: str, output: Path,
                version: int | None = None, format: str = "ndjson",
                structured: bool = False) -> int:
-    if format == "parquet" and structured:
-        raise InvalidParameter("--format parquet exports article snapshots only, "
-                               "not --structured")
     store = _store(settings, structured)
     manifest = store.manifest(check_snapshot_identifier(identifier), version)
     if format == "parquet":
@@ -236,9 +236,15 @@ def _export_parquet(settings: Settings, store: SnapshotStore, manifest: Manifest
     else:
         names = {manifest.namespace.identifier: manifest.namespace.name or ""}
         with scratch_dir(settings.data_path, "parquet-export-") as tmp:
-            built = convert_lines(store.iter_lines(manifest), identifier=manifest.identifier,
-                                  folder=Path(tmp), options=parquet_options(settings),
-                                  namespaces=names)
+            if store.prefix == STRUCTURED_PREFIX:  # the records hold their texts' sections
+                built = write_structured(
+                    store.iter_lines(manifest), identifier=manifest.identifier,
+                    namespace=manifest.namespace.identifier, folder=Path(tmp),
+                    options=parquet_options(settings), namespaces=names)
+            else:
+                built = convert_lines(store.iter_lines(manifest),
+                                      identifier=manifest.identifier, folder=Path(tmp),
+                                      options=parquet_options(settings), namespaces=names)
             for _, path in built.files():
                 path.replace(folder / path.name)
             manifest = built.record(manifest)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import msgspec
 import pyarrow as pa
@@ -42,6 +42,21 @@ DEFAULT_ROW_GROUP_SIZE = 32 * 1024 * 1024
 ZSTD_LEVEL = 3
 _FIRST_RATIO = 0.5  # compressed bytes per estimated byte, before any row group was measured
 _FOOTER_PER_ROW_GROUP = 4096  # reserve for each row group's entry in the footer
+
+
+class RowBuffer(Protocol):
+    """Rows gathered column by column until they become one row group: ``table`` returns
+    them (and clears the buffer). ``weight`` is its size estimate (characters of the string
+    columns). Article and diff rows are ``parquet_rows.Columns``; other row kinds (Structured
+    Contents) bring their own."""
+
+    @property
+    def schema(self) -> pa.Schema: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def weight(self) -> int: ...
+    def table(self) -> pa.Table: ...
 
 
 class ShardInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,13 +104,15 @@ class _Shard:
 
 class ParquetShardWriter:
     """Write articles (``kind="articles"``, ``add``) or diff entries (``kind="diff"``,
-    ``add_entry``) to shards ``folder / name(k)``; ``close`` lists them in order."""
+    ``add_entry``) to shards ``folder / name(k)``; ``close`` lists them in order. Other row
+    kinds pass their own ``buffer``, fill it and call ``row_added`` after each row."""
 
     def __init__(self, folder: Path, name: Callable[[int], str], *, kind: Kind = "articles",
                  clean_text: CleanText = wikitext_text,
                  shard_size: int = DEFAULT_SHARD_SIZE,
                  row_group_size: int = DEFAULT_ROW_GROUP_SIZE, level: int = ZSTD_LEVEL,
-                 content_defined_chunking: bool = False) -> None:
+                 content_defined_chunking: bool = False,
+                 buffer: RowBuffer | None = None) -> None:
         if shard_size < 1 or row_group_size < 1:
             raise ValueError("shard_size and row_group_size must be positive")
         self.folder = folder
@@ -106,7 +123,10 @@ class ParquetShardWriter:
         self.row_group_size = row_group_size
         self.level = level
         self.cdc = content_defined_chunking
-        self._columns = Columns(kind)
+        self._articles: Columns | None = None
+        if buffer is None:
+            buffer = self._articles = Columns(kind)
+        self._columns: RowBuffer = buffer
         self._shard: _Shard | None = None
         self._ratio = _FIRST_RATIO
         self.shards: list[ShardInfo] = []
@@ -116,22 +136,26 @@ class ParquetShardWriter:
         """Append an article; ``line``: its NDJSON line as stored (hashed for
         ``article_sha256``; re-encoded from ``article`` when not given); ``text``: its clean
         text when already computed (elsewhere, in parallel), else ``clean_text(article)``."""
-        if self.kind != "articles":
+        if self.kind != "articles" or self._articles is None:
             raise ValueError("a diff writer takes entries (add_entry)")
-        self._columns.add_article(article, self.clean_text(article) if text is None else text,
+        self._articles.add_article(article, self.clean_text(article) if text is None else text,
                                   line=line)
         self._maybe_flush()
 
     def add_entry(self, entry: DiffEntry, line: bytes | None = None) -> None:
         """Append a diff entry; ``line``: the added/updated article's NDJSON line."""
-        if self.kind != "diff":
+        if self.kind != "diff" or self._articles is None:
             raise ValueError("an article writer takes articles (add)")
-        self._columns.add_entry(entry, self.clean_text, line=line)
+        self._articles.add_entry(entry, self.clean_text, line=line)
         self._maybe_flush()
 
     def add_all(self, articles: Iterable[Article]) -> None:
         for article in articles:
             self.add(article)
+
+    def row_added(self) -> None:
+        """A row went into the caller's ``buffer``: write the row group once it is full."""
+        self._maybe_flush()
 
     def _maybe_flush(self) -> None:
         if self._columns.weight >= self.row_group_size:

@@ -36,7 +36,7 @@ from feedserver.feeds.diffs.apply import probe
 from feedserver.feeds.diffs.build import build_diff
 from feedserver.feeds.diffs.changes import CHANGES_SCHEMA, merged, spill_changes
 from feedserver.feeds.diffs.manifest import DiffManifest
-from feedserver.feeds.diffs.structured import advance_structured
+from feedserver.feeds.diffs.structured import Prepared, prepare_structured
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.scratch import scratch_db, scratch_dir
 from feedserver.feeds.snapshots import sealing, staging
@@ -45,6 +45,7 @@ from feedserver.feeds.snapshots.extras import build_extras
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
 from feedserver.feeds.snapshots.store import SnapshotStore
+from feedserver.feeds.snapshots.structured_parquet import sealed_lines
 from feedserver.identifiers import SNAPSHOT_RE, check_snapshot_identifier
 from feedserver.ingest.dump import DumpInfo
 from feedserver.metrics import Metrics
@@ -128,6 +129,7 @@ def advance_snapshot(
         folder = Path(tmp)
         changes = scratch_db(folder / "changes.sqlite")
         index = staging.open_db(folder / "index.sqlite")
+        prepared: Prepared | None = None
         try:
             changes.execute(CHANGES_SCHEMA)
             changed = spill_changes(changes, state, project, namespace, since, until)
@@ -146,8 +148,16 @@ def advance_snapshot(
             info = _info(base, wiki, source)
             # The clean text gets the namespace names N's was given: same record, same text.
             names = base.parquet.namespaces if base.parquet is not None else info.namespaces
+            # Structured Contents N+1 first (only the changed pages parsed), so that the
+            # article shards of N+1 take their texts from it instead of parsing every page.
+            if namespace in settings.structured_namespaces:
+                prepared = prepare_structured(
+                    blobs, settings, changes, changed, base=base, info=info, names=names,
+                    article_lines=sealed_lines(sealed), folder=folder / "structured",
+                    metrics=metrics)
             extras = build_extras(sealed, identifier=identifier, folder=folder,
-                                  settings=settings, namespaces=names)
+                                  settings=settings, namespaces=names,
+                                  known=prepared.texts() if prepared is not None else None)
             new = publish(blobs, sealed, identifier=identifier, info=info, sources=[info],
                           lock_dir=settings.data_path / "locks",
                           retention=settings.retention_versions, events_until=until,
@@ -157,11 +167,11 @@ def advance_snapshot(
                                base_version=base.version)
             assert built is not None
             structured = None
-            if namespace in settings.structured_namespaces:
-                structured = advance_structured(
-                    blobs, settings, changes, changed, base=base, new=new, info=info,
-                    folder=folder / "structured", metrics=metrics)
+            if prepared is not None:
+                structured = prepared.publish(blobs, settings, new)
         finally:
+            if prepared is not None:
+                prepared.close()
             changes.close()
             index.close()
     return Advanced(manifest=new, diff=built[0], since=since, until=until,

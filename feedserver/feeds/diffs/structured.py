@@ -15,7 +15,7 @@ again, so their outcome is the previous versions' business).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -25,6 +25,8 @@ from feedserver.errors import SnapshotNotFound
 from feedserver.feeds.diffs.changes import merged
 from feedserver.feeds.snapshots.chunks import ARTICLE_DECODER, ChunkWriter
 from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, Manifest
+from feedserver.feeds.snapshots.sealing import SealedSnapshot
+from feedserver.feeds.snapshots.shards import CLEANER
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.feeds.snapshots.structured import (
     PARSED,
@@ -32,8 +34,10 @@ from feedserver.feeds.snapshots.structured import (
     open_db,
     parse,
     problems_text,
-    seal_and_publish,
+    publish_sealed,
+    seal_all,
 )
+from feedserver.feeds.snapshots.structured_parquet import StructuredTexts
 from feedserver.formats.hashing import ENCODER
 from feedserver.ingest.dump import DumpInfo
 from feedserver.metrics import Metrics
@@ -93,36 +97,75 @@ def _previous(store: SnapshotStore, identifier: str) -> Manifest | None:
         return None
 
 
-def advance_structured(
+class Prepared:
+    """The Structured Contents version N+1 sealed, not yet published: its sealed chunks can
+    lend their clean texts to the article shards of N+1 (``texts``) before both are
+    published; ``publish`` then names the article version and closes."""
+
+    def __init__(self, conn: sqlite3.Connection, folder: Path, info: DumpInfo, ns: int,
+                 sealed: dict[int, SealedSnapshot], parsed: int, lendable: bool) -> None:
+        self.conn = conn
+        self.folder = folder
+        self.info = info
+        self.ns = ns
+        self.sealed = sealed
+        self.parsed = parsed
+        self.lendable = lendable
+
+    def texts(self) -> StructuredTexts | None:
+        """The texts for the article shards, when every record was parsed with the names
+        those shards use (``lendable``)."""
+        sealed = self.sealed.get(self.ns)
+        return StructuredTexts(sealed) if sealed is not None and self.lendable else None
+
+    def publish(self, blobs: BlobStore, settings: Settings, new: Manifest) -> Manifest | None:
+        """Publish it as the Structured Contents of article version ``new``; None if empty."""
+        published = publish_sealed(
+            self.conn, self.sealed, self.folder, blobs, settings, self.info, [self.info],
+            {self.ns: new.version}, events_until=new.events_until,
+            parsed={self.ns: self.parsed})
+        return published[0] if published else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def prepare_structured(
     blobs: BlobStore, settings: Settings, changes: sqlite3.Connection, changed: set[int], *,
-    base: Manifest, new: Manifest, info: DumpInfo, folder: Path,
-    metrics: Metrics | None = None,
-) -> Manifest | None:
-    """Publish the Structured Contents version made from article version ``new`` (built from
-    ``base`` plus the ``changes`` spilled by ``advance_snapshot``); None if it is empty."""
+    base: Manifest, info: DumpInfo, names: dict[int, str], article_lines: Iterable[bytes],
+    folder: Path, metrics: Metrics | None = None,
+) -> Prepared:
+    """Stage and seal the Structured Contents version made from article version N+1 (``base``
+    plus the ``changes`` spilled by ``advance_snapshot``; ``article_lines``: N+1's sealed
+    article lines, read only when every page must be parsed). Pages are parsed with
+    ``names``, the namespace names the article shards of N+1 use."""
     folder.mkdir(exist_ok=True)
     store = SnapshotStore(blobs, STRUCTURED_PREFIX)
+    info = msgspec.structs.replace(info, namespaces=dict(names))
     parser = _Parser(info)
-    previous = _previous(store, new.identifier)
+    previous = _previous(store, base.identifier)
     lines: Iterator[bytes]
     if (previous is not None and previous.structured is not None
             and previous.structured.article_version == base.version):
         lines = merged(changes, store.iter_lines(previous), changed, page=_page,
                        replace=parser.replace, add=parser.line)
+        # The copied records were parsed with the names their own shards record.
+        lendable = (previous.parquet is not None and previous.parquet.text == CLEANER
+                    and previous.parquet.namespaces == names)
     else:
-        lines = (parser.line(line) for line in SnapshotStore(blobs).iter_lines(new))
-    ns = new.namespace.identifier
+        lines = (parser.line(line) for line in article_lines)
+        lendable = True
+    ns = base.namespace.identifier
     conn = open_db(folder / "index.sqlite")
     try:
         _stage(conn, lines, folder, ns, settings, parser.problems)
         parser.outcome.count(metrics, "advance")
         parsed = parser.outcome.counts.get(ns)
-        published = seal_and_publish(
-            conn, folder, blobs, settings, info, [info], {ns: new.version},
-            events_until=new.events_until, parsed={ns: parsed[PARSED] if parsed else 0})
-    finally:
+        sealed = seal_all(conn, folder, settings)
+    except BaseException:
         conn.close()
-    return published[0] if published else None
+        raise
+    return Prepared(conn, folder, info, ns, sealed, parsed[PARSED] if parsed else 0, lendable)
 
 
 def _stage(conn: sqlite3.Connection, lines: Iterator[bytes], folder: Path, ns: int,

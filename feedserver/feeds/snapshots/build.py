@@ -7,8 +7,9 @@ whatever happens (if the process is killed, by the next build: ``feeds.scratch``
 ``workers > 1``), *seal* (dedupe, attach redirects, hash), the optional formats from the sealed
 chunks (``extras``: Parquet), *publish* (upload, then the pointer). The namespaces in
 ``settings.structured_namespaces`` also get a Structured Contents version, staged from the same
-records in the same processes (``structured``) and published after the articles. See
-``docs/snapshots.md``.
+records in the same processes (``structured``), sealed BEFORE the articles (so that the
+article Parquet shards take their clean texts from them: ``structured_parquet``) and published
+after them (with their own Parquet shards when enabled). See ``docs/snapshots.md``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from feedserver.feeds.snapshots import sealing, staging
 from feedserver.feeds.snapshots.extras import build_extras
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
-from feedserver.feeds.snapshots.structured import StructuredStaging, publish_structured
+from feedserver.feeds.snapshots.structured import (
+    StructuredStaging,
+    merge_parts,
+    publish_sealed,
+    seal_all,
+)
+from feedserver.feeds.snapshots.structured_parquet import StructuredTexts
 from feedserver.identifiers import check_project, snapshot_identifier
 from feedserver.ingest.dump import DumpInfo
 from feedserver.ingest.multistream import DumpSlice, split_multistream
@@ -119,14 +126,8 @@ def build_dumps(
                 info = staging.check_same_wiki(results)
                 # The slices of one multistream file are one source.
                 sources = list({r.info.source: r.info for r in results}.values())
-                mapper = pool.map if pool is not None else None
-                built = Built(articles=_seal_and_publish(conn, folder, blobs, settings, info,
-                                                         sources, pool=pool))
-                if structured is not None:
-                    built.structured = publish_structured(
-                        structured, [r.part for r in results], blobs, settings, info,
-                        sources, built.articles, mapper=mapper, metrics=metrics)
-                return built
+                return _seal_both(conn, folder, blobs, settings, info, sources, structured,
+                                  [r.part for r in results], pool=pool, metrics=metrics)
             finally:
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -151,17 +152,42 @@ def build_from_records(
             staging.stage_records(info, records, conn, folder, part=0,
                                   chunk_size=settings.chunk_size, level=settings.zstd_level,
                                   tee=structured(info, 0) if structured is not None else None)
-            articles = _seal_and_publish(conn, folder, blobs, settings, info, [info])
-            if structured is not None:
-                publish_structured(structured, [0], blobs, settings, info, [info], articles)
-            return articles
+            return _seal_both(conn, folder, blobs, settings, info, [info], structured,
+                              [0]).articles
         finally:
             conn.close()
+
+
+def _seal_both(
+    conn: sqlite3.Connection, folder: Path, blobs: BlobStore, settings: Settings,
+    info: DumpInfo, sources: list[DumpInfo], structured: StructuredStaging | None,
+    parts: list[int], *, pool: ProcessPoolExecutor | None = None,
+    metrics: Metrics | None = None,
+) -> Built:
+    """Seal the Structured Contents first (so that the article Parquet shards take their
+    clean texts from them instead of parsing every page again), then seal and publish the
+    articles, then publish the Structured Contents (which name the article versions)."""
+    if structured is None:
+        return Built(articles=_seal_and_publish(conn, folder, blobs, settings, info, sources,
+                                                pool=pool))
+    mapper = pool.map if pool is not None else None
+    sconn = merge_parts(structured, parts, metrics=metrics)
+    try:
+        sfolder = Path(structured.folder)
+        sealed = seal_all(sconn, sfolder, settings, mapper=mapper)
+        articles = _seal_and_publish(conn, folder, blobs, settings, info, sources, pool=pool,
+                                     texts=sealed)
+        return Built(articles=articles, structured=publish_sealed(
+            sconn, sealed, sfolder, blobs, settings, info, sources,
+            {m.namespace.identifier: m.version for m in articles}))
+    finally:
+        sconn.close()
 
 
 def _seal_and_publish(
     conn: sqlite3.Connection, folder: Path, blobs: BlobStore, settings: Settings,
     info: DumpInfo, sources: list[DumpInfo], pool: ProcessPoolExecutor | None = None,
+    texts: dict[int, sealing.SealedSnapshot] | None = None,
 ) -> list[Manifest]:
     sealing.prepare(conn)
     dropped = sealing.dropped_redirects(conn)
@@ -171,9 +197,11 @@ def _seal_and_publish(
         sealed = sealing.seal_namespace(conn, ns, folder, level=settings.zstd_level,
                                         dropped=dropped.get(ns, 0),
                                         mapper=pool.map if pool is not None else None)
+        known = (texts or {}).get(ns)
         extras = build_extras(sealed, identifier=identifier, folder=folder, settings=settings,
                               namespaces=info.namespaces,
-                              mapper=pool.map if pool is not None else None)
+                              mapper=pool.map if pool is not None else None,
+                              known=StructuredTexts(known) if known is not None else None)
         manifests.append(publish(
             blobs, sealed, identifier=identifier, info=info, sources=sources,
             lock_dir=settings.data_path / "locks", retention=settings.retention_versions,

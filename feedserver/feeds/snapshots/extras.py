@@ -15,7 +15,12 @@ from typing import Protocol
 
 from feedserver.config import Settings
 from feedserver.feeds.snapshots.manifest import Manifest
-from feedserver.feeds.snapshots.parquet import ParquetOptions, TextMapper, build_parquet
+from feedserver.feeds.snapshots.parquet import (
+    KnownText,
+    ParquetOptions,
+    TextMapper,
+    build_parquet,
+)
 from feedserver.feeds.snapshots.sealing import SealedSnapshot
 
 
@@ -35,13 +40,15 @@ def parquet_options(settings: Settings) -> ParquetOptions:
 
 
 def build_extras(sealed: SealedSnapshot, *, identifier: str, folder: Path, settings: Settings,
-                 namespaces: Mapping[int, str], mapper: TextMapper | None = None
-                 ) -> list[Extra]:
+                 namespaces: Mapping[int, str], mapper: TextMapper | None = None,
+                 known: KnownText | None = None) -> list[Extra]:
     """Build every enabled format of ``sealed`` under ``folder`` (the build's scratch).
-    ``namespaces``: the wiki's namespace names (what the clean text recognises)."""
+    ``namespaces``: the wiki's namespace names (what the clean text recognises); ``known``:
+    clean texts the build computed already (``structured_parquet.StructuredTexts``)."""
     extras: list[Extra] = []
     if settings.parquet_enabled and sealed.chunks:
         extras.append(build_parquet(
             sealed, identifier=identifier, folder=folder / f"parquet_{sealed.namespace}",
-            options=parquet_options(settings), namespaces=namespaces, mapper=mapper))
+            options=parquet_options(settings), namespaces=namespaces, mapper=mapper,
+            known=known))
     return extras

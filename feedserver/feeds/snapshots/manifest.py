@@ -8,7 +8,8 @@ Layout in any ``BlobStore``::
     snapshots/{identifier}/{version}/parquet/{identifier}_shard_{k}.parquet   (optional)
 
 Structured Contents snapshots have the same layout under ``structured-contents/`` (their own
-versions, manifests with ``structured`` set, and chunks of ``StructuredContent`` records).
+versions, manifests with ``structured`` set, chunks of ``StructuredContent`` records, and
+Parquet shards of schema ``structured/1``).
 
 A version exists for readers only once ``index.json`` lists it. Identifiers are checked
 (``feedserver.plans``) before any key is built, so no request can reach other keys.

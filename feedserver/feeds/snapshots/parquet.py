@@ -28,7 +28,7 @@ import zstandard
 
 from feedserver.errors import IntegrityError
 from feedserver.feeds.snapshots.chunks import ARTICLE_DECODER, iter_file_lines
-from feedserver.feeds.snapshots.manifest import Manifest, version_prefix
+from feedserver.feeds.snapshots.manifest import PREFIX, Manifest, Prefix, version_prefix
 from feedserver.feeds.snapshots.sealing import SealedSnapshot
 from feedserver.feeds.snapshots.shards import (
     CLEANER,
@@ -39,9 +39,11 @@ from feedserver.feeds.snapshots.shards import (
     clean_text,
     shard_identifier,
 )
+from feedserver.feeds.snapshots.structured_rows import HASH_COLUMN as STRUCTURED_HASH_COLUMN
 from feedserver.formats.hashing import RootHasher
 from feedserver.formats.parquet import ParquetShardWriter, ShardInfo
 from feedserver.formats.parquet_rows import Kind, schema_of
+from feedserver.models import Article
 from feedserver.storage.blobs import BlobStore
 
 _TEXTS = msgspec.msgpack.Decoder(list[str])
@@ -63,6 +65,9 @@ class TextJob(msgspec.Struct, frozen=True, kw_only=True):
 
 # Runs text jobs, possibly in other processes; results in job order (like Executor.map).
 TextMapper = Callable[[Callable[[TextJob], int], Iterable[TextJob]], Iterable[int]]
+# The clean text of the next sealed record, when another build step already computed it
+# (``structured_parquet.StructuredTexts``); None: compute it here.
+KnownText = Callable[[Article], str | None]
 
 
 def chunk_texts(job: TextJob) -> int:
@@ -80,7 +85,13 @@ def _read_texts(path: Path) -> list[str]:
     return texts
 
 
-def shard_set(shards: list[ShardInfo], prefix: str, identifier: str, *, kind: Kind,
+def schema_name(schema: pa.Schema) -> str:
+    """The ``feedserver.format`` metadata of a row schema: "articles/1", "structured/1"..."""
+    meta: dict[bytes, bytes] = schema.metadata or {}
+    return meta.get(b"feedserver.format", b"").decode()
+
+
+def shard_set(shards: list[ShardInfo], prefix: str, identifier: str, *, schema: str,
               namespaces: Mapping[int, str], options: ParquetOptions) -> ParquetSet:
     """The manifest's record of ``shards`` stored under ``prefix + "parquet/"``."""
     listed = [ParquetShard(
@@ -88,9 +99,8 @@ def shard_set(shards: list[ShardInfo], prefix: str, identifier: str, *, kind: Ki
         key=prefix + FOLDER + shard_identifier(identifier, k) + SUFFIX, rows=s.rows,
         row_groups=s.row_groups, size=s.checksums.size, sha256=s.checksums.sha256)
         for k, s in enumerate(shards)]
-    meta = schema_of(kind).metadata or {}
     return ParquetSet(
-        schema=meta.get(b"feedserver.format", b"").decode(), shards=listed,
+        schema=schema, shards=listed,
         rows=sum(s.rows for s in listed), size=sum(s.size for s in listed),
         pyarrow=pa.__version__, text=CLEANER, namespaces=dict(namespaces),
         shard_size=options.shard_size, row_group_size=options.row_group_size)
@@ -110,37 +120,43 @@ class BuiltParquet:
 
     def __init__(self, folder: Path, identifier: str, shards: list[ShardInfo], *,
                  namespaces: Mapping[int, str], options: ParquetOptions,
-                 kind: Kind = "articles") -> None:
+                 kind: Kind = "articles", schema: str | None = None,
+                 prefix: Prefix = PREFIX) -> None:
         self.folder = folder
         self.identifier = identifier
         self.shards = shards
         self.namespaces = dict(namespaces)
         self.options = options
-        self.kind: Kind = kind
+        # "articles/1", "diff/1", or another row kind's ("structured/1")
+        self.schema = schema if schema is not None else schema_name(schema_of(kind))
+        self.prefix: Prefix = prefix  # where the version is published
 
     def files(self) -> list[tuple[str, Path]]:
         """(name under the version's folder, local file) of every shard."""
         return [(FOLDER + s.name, self.folder / s.name) for s in self.shards]
 
     def parquet_set(self, prefix: str) -> ParquetSet:
-        return shard_set(self.shards, prefix, self.identifier, kind=self.kind,
+        return shard_set(self.shards, prefix, self.identifier, schema=self.schema,
                          namespaces=self.namespaces, options=self.options)
 
     def record(self, manifest: Manifest) -> Manifest:
-        prefix = version_prefix(manifest.identifier, manifest.version)
+        prefix = version_prefix(manifest.identifier, manifest.version, self.prefix)
         return msgspec.structs.replace(manifest, parquet=self.parquet_set(prefix))
 
 
 def build_parquet(sealed: SealedSnapshot, *, identifier: str, folder: Path,
                   options: ParquetOptions, namespaces: Mapping[int, str],
-                  mapper: TextMapper | None = None) -> BuiltParquet:
-    """Shards of every record of ``sealed``, in chunk order, under ``folder``."""
+                  mapper: TextMapper | None = None, known: KnownText | None = None
+                  ) -> BuiltParquet:
+    """Shards of every record of ``sealed``, in chunk order, under ``folder``. ``known``:
+    the texts another step of the build computed already (then nothing is parsed for the
+    records it knows, and ``mapper`` is not needed)."""
     writer = shard_writer(folder, identifier, kind="articles", namespaces=namespaces,
                           options=options)
     jobs = [TextJob(src=c.path, dst=str(folder / f"texts_{k}.msgpack.zst"),
                     namespaces=dict(namespaces)) for k, c in enumerate(sealed.chunks)]
     done: Iterator[int] | None = None
-    if mapper is not None and len(jobs) > 1:
+    if mapper is not None and known is None and len(jobs) > 1:
         done = iter(mapper(chunk_texts, jobs))
     try:
         for job in jobs:
@@ -149,8 +165,11 @@ def build_parquet(sealed: SealedSnapshot, *, identifier: str, folder: Path,
                 next(done)
                 texts = iter(_read_texts(Path(job.dst)))
             for line in iter_file_lines(Path(job.src)):
-                writer.add(ARTICLE_DECODER.decode(line), line,
-                           text=None if texts is None else next(texts))
+                article = ARTICLE_DECODER.decode(line)
+                text = next(texts) if texts is not None else None
+                if known is not None:
+                    text = known(article)
+                writer.add(article, line, text=text)
         shards = writer.close()
     except BaseException:
         writer.abort()
@@ -177,6 +196,11 @@ def _fetch_checked(blobs: BlobStore, shard: ParquetShard, out: IO[bytes]) -> Non
                              f"sha256 {shard.sha256})", identifier=shard.identifier)
 
 
+def hash_column(schema: str) -> str:
+    """The column of a row schema holding each row's record hash."""
+    return STRUCTURED_HASH_COLUMN if schema.startswith("structured/") else "article_sha256"
+
+
 def verify_parquet(blobs: BlobStore, parquet: ParquetSet, *, rows: int,
                    content_root_hash: str | None = None) -> None:
     """Every shard's bytes, row counts and (for article rows, ``content_root_hash`` given)
@@ -185,6 +209,7 @@ def verify_parquet(blobs: BlobStore, parquet: ParquetSet, *, rows: int,
     Python file object: pyarrow may release its buffers on its own threads at exit)."""
     root = RootHasher()
     total = 0
+    hashed = hash_column(parquet.schema)
     for shard in parquet.shards:
         with tempfile.NamedTemporaryFile(suffix=SUFFIX) as tmp:
             _fetch_checked(blobs, shard, tmp)
@@ -193,7 +218,7 @@ def verify_parquet(blobs: BlobStore, parquet: ParquetSet, *, rows: int,
                 with pq.ParquetFile(tmp.name) as meta:
                     count = meta.metadata.num_rows
                     for group in range(meta.num_row_groups if content_root_hash else 0):
-                        column = meta.read_row_group(group, columns=["article_sha256"])
+                        column = meta.read_row_group(group, columns=[hashed])
                         for digest in column.column(0).to_pylist():
                             root.add(digest)
             except (OSError, pa.ArrowException) as exc:
@@ -206,7 +231,7 @@ def verify_parquet(blobs: BlobStore, parquet: ParquetSet, *, rows: int,
     if total != rows or total != parquet.rows:
         raise IntegrityError(f"the Parquet shards hold {total} rows, manifest says {rows}")
     if content_root_hash is not None and root.hexdigest() != content_root_hash:
-        raise IntegrityError("the Parquet rows' article_sha256 do not hash to the content "
+        raise IntegrityError(f"the Parquet rows' {hashed} do not hash to the content "
                              "root hash")
 
 

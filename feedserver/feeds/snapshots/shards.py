@@ -11,9 +11,10 @@ Blob layout, beside the chunks::
 
     snapshots/{identifier}/{version}/parquet/{identifier}_shard_{k}.parquet
     diffs/{identifier}/{base}-{version}/parquet/{identifier}_shard_{k}.parquet
+    structured-contents/{identifier}/{version}/parquet/{identifier}_shard_{k}.parquet
 
-Other row kinds (Structured Contents snapshots) get their own ``schema`` value and columns
-(``feedserver.formats.parquet_rows``); the set, layout, serving and verification stay the same.
+Structured Contents versions have their own row schema (``structured/1``,
+``feeds.snapshots.structured_rows``) in the same set, layout, serving and verification.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class ParquetShard(msgspec.Struct, kw_only=True):
 class ParquetSet(msgspec.Struct, kw_only=True):
     """The Parquet shards of one version (or diff), in row order."""
 
-    schema: str  # the files' ``feedserver.format`` metadata: "articles/1", "diff/1"
+    schema: str  # the files' ``feedserver.format`` metadata: "articles/1", "diff/1", "structured/1"
     shards: list[ParquetShard]
     rows: int
     size: int

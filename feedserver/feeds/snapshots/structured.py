@@ -28,8 +28,10 @@ import msgspec
 from feedserver.config import Settings
 from feedserver.feeds.snapshots import sealing, staging
 from feedserver.feeds.snapshots.chunks import ChunkWriter
+from feedserver.feeds.snapshots.extras import Extra, parquet_options
 from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, Manifest, StructuredInfo
 from feedserver.feeds.snapshots.publish import publish
+from feedserver.feeds.snapshots.structured_parquet import build_structured_parquet
 from feedserver.identifiers import snapshot_identifier
 from feedserver.ingest.dump import DumpInfo
 from feedserver.ingest.structured import StructuredResult, structured_content
@@ -211,13 +213,10 @@ def version_info(conn: sqlite3.Connection, ns: int, *, parsed: int,
                           problems=dict(sorted(problems.items())))
 
 
-def publish_structured(
-    options: StructuredStaging, parts: Iterable[int], blobs: BlobStore, settings: Settings,
-    info: DumpInfo, sources: list[DumpInfo], articles: list[Manifest], *,
-    mapper: sealing.Mapper | None = None, metrics: Metrics | None = None,
-) -> list[Manifest]:
-    """Merge the staged parts, seal and publish one Structured Contents version per
-    namespace; ``articles`` are the article versions built from the same records."""
+def merge_parts(options: StructuredStaging, parts: Iterable[int], *,
+                metrics: Metrics | None = None) -> sqlite3.Connection:
+    """The index of every staged part, merged (the caller closes it); the parse outcome
+    counted in ``metrics``."""
     folder = Path(options.folder)
     conn = open_db(folder / "index.sqlite")
     try:
@@ -225,11 +224,64 @@ def publish_structured(
             if options.part_db(part).is_file():
                 _merge(conn, options.part_db(part))
         _outcome(conn).count(metrics, "build")
-        return seal_and_publish(conn, folder, blobs, settings, info, sources,
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def publish_structured(
+    options: StructuredStaging, parts: Iterable[int], blobs: BlobStore, settings: Settings,
+    info: DumpInfo, sources: list[DumpInfo], articles: list[Manifest], *,
+    mapper: sealing.Mapper | None = None, metrics: Metrics | None = None,
+) -> list[Manifest]:
+    """Merge the staged parts, seal and publish one Structured Contents version per
+    namespace; ``articles`` are the article versions built from the same records."""
+    conn = merge_parts(options, parts, metrics=metrics)
+    try:
+        return seal_and_publish(conn, Path(options.folder), blobs, settings, info, sources,
                                 {m.namespace.identifier: m.version for m in articles},
                                 mapper=mapper)
     finally:
         conn.close()
+
+
+def seal_all(conn: sqlite3.Connection, folder: Path, settings: Settings, *,
+             mapper: sealing.Mapper | None = None) -> dict[int, sealing.SealedSnapshot]:
+    """Seal every namespace staged in ``conn`` (chunks in ``folder``), not yet published."""
+    sealing.prepare(conn)
+    return {ns: sealing.seal_namespace(conn, ns, folder, level=settings.zstd_level,
+                                       dropped=0, mapper=mapper)
+            for ns in sealing.namespaces(conn)}
+
+
+def publish_sealed(
+    conn: sqlite3.Connection, sealed_all: dict[int, sealing.SealedSnapshot], folder: Path,
+    blobs: BlobStore, settings: Settings, info: DumpInfo, sources: list[DumpInfo],
+    article_versions: dict[int, int], *, events_until: datetime | None = None,
+    parsed: dict[int, int] | None = None,
+) -> list[Manifest]:
+    """Publish the namespaces ``seal_all`` sealed, with their Parquet shards when
+    ``settings.parquet_enabled``. ``parsed``: pages parsed per namespace for this version
+    (default: all it holds)."""
+    manifests = []
+    for ns, sealed in sealed_all.items():
+        identifier = snapshot_identifier(info.wiki, ns)
+        extras: list[Extra] = []
+        if settings.parquet_enabled and sealed.chunks:
+            extras.append(build_structured_parquet(
+                sealed, identifier=identifier, folder=folder / f"parquet_{ns}",
+                options=parquet_options(settings), namespaces=info.namespaces))
+        count = sealed.article_count if parsed is None else parsed.get(ns, 0)
+        manifests.append(publish(
+            blobs, sealed, identifier=identifier, info=info,
+            sources=sources, lock_dir=settings.data_path / "locks",
+            retention=settings.retention_versions, prefix=STRUCTURED_PREFIX,
+            structured=version_info(conn, ns, parsed=count,
+                                    article_version=article_versions.get(ns)),
+            events_until=events_until, extras=extras,
+        ))
+    return manifests
 
 
 def seal_and_publish(
@@ -240,18 +292,6 @@ def seal_and_publish(
 ) -> list[Manifest]:
     """Seal and publish every namespace staged in ``conn`` (chunks in ``folder``).
     ``parsed``: pages parsed per namespace for this version (default: all it holds)."""
-    sealing.prepare(conn)
-    manifests = []
-    for ns in sealing.namespaces(conn):
-        sealed = sealing.seal_namespace(conn, ns, folder, level=settings.zstd_level,
-                                        dropped=0, mapper=mapper)
-        count = sealed.article_count if parsed is None else parsed.get(ns, 0)
-        manifests.append(publish(
-            blobs, sealed, identifier=snapshot_identifier(info.wiki, ns), info=info,
-            sources=sources, lock_dir=settings.data_path / "locks",
-            retention=settings.retention_versions, prefix=STRUCTURED_PREFIX,
-            structured=version_info(conn, ns, parsed=count,
-                                    article_version=article_versions.get(ns)),
-            events_until=events_until,
-        ))
-    return manifests
+    sealed_all = seal_all(conn, folder, settings, mapper=mapper)
+    return publish_sealed(conn, sealed_all, folder, blobs, settings, info, sources,
+                          article_versions, events_until=events_until, parsed=parsed)
