@@ -12,7 +12,7 @@ NEWEST_PYTHON ?= $(shell bash scripts/newest-python.sh)
 NEWEST_VENV ?= .venv-newest
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run serve test test-newest lint typecheck schemas bench lock clean
+.PHONY: help install system-deps run serve test test-newest lint typecheck schemas bench bench-busy lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ schemas: install ## Regenerate schemas/ (JSON Schema of the records, OpenAPI of 
 
 bench: install ## Benchmarks: ratios against baselines measured in the same run
 	$(PY) -m bench
+
+bench-busy: install ## The benchmarks again while another process keeps one core busy
+	$(PY) -m bench --busy
 
 lock: install ## Rewrite constraints.txt from the venv (after changing dependencies)
 	{ echo '# Versions `make install` installs (pip -c): what CI tested. `make lock` rewrites it from the venv.'; \

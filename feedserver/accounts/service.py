@@ -10,9 +10,11 @@ signature check plus one primary-key query, and that answer is cached for ``cach
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 import threading
 import time
+from typing import Literal
 
 from feedserver.accounts import keys, repository, tokens
 from feedserver.accounts.admin import AccountAdmin, Clock, normalise_username
@@ -122,6 +124,27 @@ class Accounts(AccountAdmin):
         return TokenPair(id_token=mint("id"), access_token=mint("access"), expires_in=ttl)
 
     # --- who is calling ------------------------------------------------------------------------
+    def cached_principal(self, kind: Literal["bearer", "api_key"], secret: str
+                         ) -> Principal | None:
+        """The caller when memory alone decides, without I/O (the event loop's fast path): a
+        key or token whose principal is cached and nothing is due to be written. None: ask
+        ``authenticate_api_key`` / ``authenticate_bearer`` (in a worker thread). Raises
+        ``Unauthorized`` for a malformed key or an invalid or expired token (pure checks)."""
+        now = self.clock()
+        if kind == "api_key" or keys.looks_like_key(secret):
+            prefix, key_secret = keys.split_key(secret)
+            cached = self.key_cache.get(prefix, now)
+            if cached is None or not hmac.compare_digest(cached[0], tokens.digest(key_secret)):
+                return None
+            with self._touch_lock:
+                key_id = cached[1].api_key_id
+                if key_id is not None and now - self._touched.get(key_id, -math.inf) \
+                        >= TOUCH_EVERY:
+                    return None  # last_used_at is due: the worker-thread path writes it
+            return cached[1]
+        claims = tokens.verify(self._secret, secret, now=now, kind="access")
+        return self.token_cache.get(claims.rid, now)
+
     def authenticate_bearer(self, token: str) -> Principal:
         """An access token, or an API key sent as a bearer token (``fs_...``)."""
         if keys.looks_like_key(token):

@@ -58,6 +58,7 @@ from feedserver.api.protocols import Accounts, ArticleState, Snapshots
 from feedserver.api.realtime_metering import StreamMetering
 from feedserver.api.services import Billing, Services, new_request_id
 from feedserver.api.verified import VerifiedBlobs
+from feedserver.api.zerocopy import ZEROCOPY
 from feedserver.config import Settings, load_settings
 from feedserver.errors import Unavailable
 from feedserver.feeds.diffs.store import DiffStore
@@ -134,6 +135,9 @@ class FeedApp(Litestar):
                                                   (b"x-request-id", rid.encode())]}
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
+            elif message["type"] == ZEROCOPY:  # a file piece sent with sendfile
+                count = message.get("count")
+                sent += count if isinstance(count, int) else 0
             await send(message)
 
         try:

@@ -11,9 +11,11 @@ still bills it.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
@@ -21,8 +23,9 @@ from litestar import Request, Response
 from litestar.response import Redirect, Stream
 
 from feedserver.api import ranges
-from feedserver.api.body_bytes import count_body_bytes
+from feedserver.api.body_bytes import BodyMeter, count_body_bytes, metered
 from feedserver.api.ranges import ByteRange, Part
+from feedserver.api.zerocopy import FileBody, FileSegment, supports_zerocopy
 from feedserver.errors import IntegrityError
 from feedserver.storage.blobs import BlobStore
 
@@ -42,6 +45,12 @@ def _take(it: Iterator[bytes]) -> list[bytes]:
     return out
 
 
+def _close_after(it: Generator[bytes, None, None], read: asyncio.Future[list[bytes]]) -> None:
+    if not read.cancelled():
+        read.exception()  # retrieved: a failed read-ahead of a body that ended is not news
+    it.close()
+
+
 async def _blocks(blobs: BlobStore, segments: Sequence[ranges.Segment]) -> AsyncIterator[bytes]:
     for seg in segments:
         if seg.data:
@@ -49,17 +58,51 @@ async def _blocks(blobs: BlobStore, segments: Sequence[ranges.Segment]) -> Async
             continue
         it = await anyio.to_thread.run_sync(blobs.open_range, seg.key, seg.start, seg.stop)
         got = 0
+        # Read ahead: the next batch is read in a worker thread while this one is sent, so a
+        # remote store (S3) and the client's socket work at the same time rather than in
+        # turn (at most two batches per connection in memory).
+        ahead = asyncio.ensure_future(anyio.to_thread.run_sync(_take, it))
         try:
-            while batch := await anyio.to_thread.run_sync(_take, it):
+            while batch := await ahead:
+                ahead = asyncio.ensure_future(anyio.to_thread.run_sync(_take, it))
                 # One ASGI message per batch: the per-message cost of the server dominates.
                 data = batch[0] if len(batch) == 1 else b"".join(batch)
                 got += len(data)
                 yield data
         finally:
-            it.close()
+            # The worker thread may still be inside ``it`` (a cut or cancelled body): close
+            # it once that read is over, never under the thread's feet.
+            ahead.add_done_callback(partial(_close_after, it))
         if got != seg.stop - seg.start:
             # Headers already promised this many bytes: abort the connection, never pad.
             raise IntegrityError(f"blob {seg.key} is shorter than its manifest says")
+
+
+def _redirectable(request: Request[Any, Any, Any], wanted: list[ByteRange] | None) -> bool:
+    """A GET the store may answer itself: the whole object, or ONE range written exactly as
+    the presigned URL signs it (``bytes=first-last``), since the client repeats its own Range
+    header when it follows the redirect; anything else the API serves."""
+    if wanted is None:
+        return True
+    rng = wanted[0]
+    return len(wanted) == 1 and (request.headers.get("range") or "").replace(" ", "") \
+        == f"bytes={rng.start}-{rng.stop - 1}"
+
+
+def _local_files(blobs: BlobStore, segments: Sequence[ranges.Segment]
+                 ) -> list[FileSegment] | None:
+    """The segments as local files (literal bytes as they are) when the store keeps every
+    stored one on this machine."""
+    out = []
+    for seg in segments:
+        if seg.data:
+            out.append(FileSegment(None, seg.start, seg.stop, seg.data))
+            continue
+        path = blobs.local_path(seg.key)
+        if path is None:
+            return None
+        out.append(FileSegment(path, seg.start, seg.stop))
+    return out
 
 
 async def _multipart_body(blobs: BlobStore, parts: Sequence[Part], rngs: Sequence[ByteRange],
@@ -124,28 +167,35 @@ async def serve(
     if ranges.if_range_allows(request.headers.get("if-range"), etag, last_modified):
         wanted = ranges.parse_range(request.headers.get("range"), size)
     headers.update(await admit())
-    if presign_seconds and len(parts) == 1 and not parts[0].data and wanted is None:
-        url = await anyio.to_thread.run_sync(blobs.presign, parts[0].key, presign_seconds)
+    if presign_seconds and len(parts) == 1 and not parts[0].data \
+            and _redirectable(request, wanted):
+        bound = None if wanted is None else (wanted[0].start, wanted[0].stop)
+        url = await anyio.to_thread.run_sync(blobs.presign, parts[0].key, presign_seconds,
+                                             bound)
         if url:
-            on_sent(0)
+            # Metered as delivered: the URL serves these bytes (and only these: the range is
+            # signed) to whoever follows it within ``presign_seconds``.
+            on_sent(size if wanted is None else wanted[0].length)
             return Redirect(url, status_code=307, headers=headers)
-    if wanted is None:
-        body = _blocks(blobs, ranges.segments(parts, ByteRange(0, size)))
-        status, length = 200, size
-        media = media_type
-    elif len(wanted) == 1:
-        rng = wanted[0]
-        body = _blocks(blobs, ranges.segments(parts, rng))
-        status, length = 206, rng.length
-        media = media_type
-        headers["content-range"] = rng.content_range(size)
-    else:
-        layout = ranges.multipart(wanted, size, media_type, secrets.token_hex(16))
-        body = _multipart_body(blobs, parts, wanted, layout)
-        status, length = 206, layout.length
-        media = layout.content_type
-    headers["content-length"] = str(length)
-    counted = count_body_bytes(body, on_sent, checkpoint=on_progress,
-                               checkpoint_bytes=checkpoint_bytes,
+    if wanted is None or len(wanted) == 1:
+        rng = ByteRange(0, size) if wanted is None else wanted[0]
+        segments = ranges.segments(parts, rng)
+        status, length = (200, size) if wanted is None else (206, rng.length)
+        if wanted is not None:
+            headers["content-range"] = rng.content_range(size)
+        headers["content-length"] = str(length)
+        files = _local_files(blobs, segments) if supports_zerocopy(request.scope) else None
+        meter = BodyMeter(on_sent, checkpoint=on_progress, checkpoint_bytes=checkpoint_bytes,
+                          checkpoint_seconds=checkpoint_seconds)
+        if files is not None:
+            # sendfile: the kernel moves the bytes, Python never sees them
+            return FileBody(files, meter, piece=BATCH_BYTES,
+                            status_code=status, media_type=media_type, headers=headers)
+        return Stream(metered(_blocks(blobs, segments), meter), status_code=status,
+                      media_type=media_type, headers=headers)
+    layout = ranges.multipart(wanted, size, media_type, secrets.token_hex(16))
+    headers["content-length"] = str(layout.length)
+    counted = count_body_bytes(_multipart_body(blobs, parts, wanted, layout), on_sent,
+                               checkpoint=on_progress, checkpoint_bytes=checkpoint_bytes,
                                checkpoint_seconds=checkpoint_seconds)
-    return Stream(counted, status_code=status, media_type=media, headers=headers)
+    return Stream(counted, status_code=206, media_type=layout.content_type, headers=headers)

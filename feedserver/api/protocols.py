@@ -8,7 +8,7 @@ Lowest module of ``api/``: route modules, the portal and ``services`` (which bui
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Protocol, TypeAlias, TypeVar
+from typing import Annotated, Literal, Protocol, TypeAlias, TypeVar
 
 from litestar.di import Dependency
 from litestar.params import SkipValidationMarker
@@ -40,6 +40,11 @@ class Accounts(Protocol):
     def revoke(self, refresh_token: str) -> None:
         """Raises ``Unauthorized`` (unknown token)."""
 
+    def cached_principal(self, kind: Literal["bearer", "api_key"], secret: str
+                         ) -> Principal | None:
+        """Without I/O (called on the event loop): the principal when memory alone decides,
+        else None (then ``authenticate_*`` in a worker thread). Raises ``Unauthorized``."""
+
     def authenticate_bearer(self, token: str) -> Principal:
         """An access token or an API key. Raises ``Unauthorized``, ``Forbidden``."""
 
@@ -56,7 +61,12 @@ class Snapshots(Protocol):
 
 
 class ArticleState(Protocol):
-    """The latest revision of every page (``feeds.events.state.StateStore`` fits)."""
+    """The latest revision of every page (``feeds.events.state.StateStore`` fits).
+    ``local_reads``: its reads never wait on a writer or the network (SQLite), so a handler
+    may call them on the event loop rather than pay a worker-thread hop."""
+
+    @property
+    def local_reads(self) -> bool: ...
 
     def find_by_name(self, name: str, projects: Sequence[str] | None = None, *,
                      limit: int = 100) -> list[Article]: ...

@@ -50,19 +50,19 @@ def new_request_id(given: str) -> str:
 def request_id(request: Request[Any, Any, Any]) -> str:
     """The request's correlation id (``new_request_id``), memoised on the request's state;
     the app assigns it before routing so it can also be sent back as ``X-Request-Id``."""
-    rid: str | None = request.state.get("request_id")
+    state = request.scope.setdefault("state", {})  # the dict itself: ``request.state`` wraps it
+    rid: str | None = state.get("request_id")
     if rid is None:
-        rid = new_request_id(request.headers.get("x-request-id", ""))
-        request.state["request_id"] = rid
+        rid = state["request_id"] = new_request_id(request.headers.get("x-request-id", ""))
     return rid
 
 
 def response_id(request: Request[Any, Any, Any]) -> str:
     """The server's own id of this response (memoised): what usage ids derive from."""
-    sid: str | None = request.state.get("response_id")
+    state = request.scope.setdefault("state", {})
+    sid: str | None = state.get("response_id")
     if sid is None:
-        sid = new_response_id()
-        request.state["response_id"] = sid
+        sid = state["response_id"] = new_response_id()
     return sid
 
 

@@ -2,7 +2,9 @@
 
 With ``--workers N`` uvicorn starts N processes, each building its own app (and its own
 Prometheus registry: scrape each worker, or run one worker per container) from the same
-``FEEDSERVER_*`` settings through ``feedserver.api.app:app_from_env``.
+``FEEDSERVER_*`` settings through ``feedserver.api.app:app_from_env``. The HTTP protocol is
+uvicorn's h11 one with the ASGI zero-copy extension (``api/zerocopy_server.py``), so file
+downloads are sent with ``sendfile(2)``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
           workers: int = 1) -> int:
     import uvicorn
 
+    from feedserver.api.zerocopy_server import ZeroCopyH11Protocol
+
     if workers < 1:
         raise ValueError("--workers must be at least 1")
     sweep(scratch_root(settings.data_path))  # scratch of builds killed earlier
@@ -40,5 +44,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         # Logging is feedserver.logs' (JSON or text, request ids); the app logs each request.
         log_config=None, access_log=False,
         proxy_headers=True, server_header=False, timeout_graceful_shutdown=10,
+        # uvicorn's h11 protocol plus the ASGI zero-copy extension: file downloads go out
+        # with sendfile(2) (feedserver.api.zerocopy)
+        http=ZeroCopyH11Protocol,
     )
     return 0

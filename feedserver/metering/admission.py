@@ -24,12 +24,14 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import anyio.to_thread
 import msgspec
 
 from feedserver.errors import RateLimited
 from feedserver.metering.months import month_bounds, month_of
+from feedserver.metering.quota_leases import QuotaLeases
 from feedserver.metering.quotas import QuotaCounters, quota_exceeded
 from feedserver.metering.ratelimit import RateDecision, RateLimiter
 from feedserver.metering.records import MeteredPrincipal, download_id
@@ -76,6 +78,10 @@ def rate_headers(
 
 
 class Admitter:
+    """Admission decisions. Everything that can be decided from memory is decided on the
+    event loop (rate limit from ``limiter.try_hit``, leased lookup units, claims this process
+    made, a fresh bytes figure); the rest, in order, in ONE worker-thread hop."""
+
     def __init__(
         self,
         counters: QuotaCounters,
@@ -86,6 +92,7 @@ class Admitter:
     ) -> None:
         self.counters = counters
         self.limiter = limiter
+        self.leases = QuotaLeases(counters)
         self.clock = clock
         self.bytes_cache_seconds = bytes_cache_seconds
         self._bytes_cache: dict[tuple[str, str], tuple[float, int]] = {}
@@ -112,67 +119,79 @@ class Admitter:
         month = month_of(now)
         customer = principal.customer_id
         dl = download_id(customer, resource, now) if resource else ""
-        # Hop to a worker thread only when the database is really needed: a thread hop costs
-        # more than everything else admission does.
-        needs_db = (
-            (terms.rate_limit.requests_per_second > 0 and self.limiter.shared)
-            or (quota is not None
-                and (quota == "ondemand_lookups" or (customer, month, dl) not in self._claimed))
-            or (feed in BYTE_FEEDS and terms.quotas.bytes is not None
-                and not self._bytes_fresh(customer, month, now_s))
-        )
-        args = (customer, feed, terms, quota, dl, now_s, now, month)
-        if needs_db:
-            return await anyio.to_thread.run_sync(self._admit, *args)
-        return self._admit(*args)
-
-    def _admit(
-        self, customer: str, feed: Feed, terms: Plan, quota: QuotaName | None, dl: str,
-        now_s: float, now: datetime, month: str,
-    ) -> Admission:
+        req = _Request(customer, feed, terms, quota, dl, now_s, now, month)
+        # A thread hop costs more than everything else admission does (milliseconds on a
+        # loaded machine): decide in memory when possible, hop once otherwise.
         decision = None
         if terms.rate_limit.requests_per_second > 0:
-            decision = self.limiter.hit(f"rate:{customer}", terms.rate_limit, now_s)
-            if not decision.allowed:
-                retry = max(1, math.ceil(decision.retry_after))
-                raise RateLimited(
-                    f"more than {terms.rate_limit.requests_per_second:g} requests per second "
-                    f"(burst {terms.rate_limit.burst}); retry in {retry}s",
-                    retry_after=retry,
-                    headers=rate_headers("default", terms, decision, None),
-                )
+            decision = self.limiter.try_hit(f"rate:{customer}", terms.rate_limit, now_s)
+            if decision is None:
+                return await anyio.to_thread.run_sync(self._admit, req, None)
+            _check_rate(terms, decision)
         if feed in BYTE_FEEDS and terms.quotas.bytes is not None:
+            if not self._bytes_fresh(customer, month, now_s):
+                return await anyio.to_thread.run_sync(self._admit, req, decision)
             self._check_bytes(customer, month, terms.quotas.bytes, now, now_s)
+        used = self._try_consume(req)
+        if quota is not None and used is None:
+            return await anyio.to_thread.run_sync(self._admit, req, decision, True)
+        return self._admit(req, decision, True, used)
+
+    def _admit(self, req: _Request, decision: RateDecision | None, bytes_checked: bool = False,
+               used: int | None = None) -> Admission:
+        """The whole decision, in order, blocking on the database where needed; ``decision``,
+        ``bytes_checked`` and ``used`` say what the event loop already did."""
+        terms, customer, month = req.terms, req.customer, req.month
+        if decision is None and terms.rate_limit.requests_per_second > 0:
+            decision = self.limiter.hit(f"rate:{customer}", terms.rate_limit, req.now_s)
+            _check_rate(terms, decision)
+        if req.feed in BYTE_FEEDS and terms.quotas.bytes is not None and not bytes_checked:
+            self._check_bytes(customer, month, terms.quotas.bytes, req.now, req.now_s)
         header_quota = None
-        used = 0
+        quota = req.quota
         if quota is not None:
             limit = terms.quotas.limit(quota)
-            used = self._consume(customer, month, quota, limit, now, dl)
+            if used is None:
+                used = self._consume(req, limit)
             if limit is not None:
                 start, end = month_bounds(month)
                 header_quota = (
                     quota, limit, limit - used, (end - start).total_seconds(),
-                    (end - now).total_seconds(),
+                    (end - req.now).total_seconds(),
                 )
         return Admission(
             headers=rate_headers("default", terms, decision, header_quota),
-            download_id=dl, quota=quota or "", quota_used=used,
+            download_id=req.dl, quota=quota or "", quota_used=used or 0,
         )
 
-    def _consume(self, customer: str, month: str, quota: QuotaName, limit: int | None,
-                 now: datetime, dl: str) -> int:
-        if quota == "ondemand_lookups":
-            return self.counters.consume(customer, month, quota, limit, now)
+    def _try_consume(self, req: _Request) -> int | None:
+        """The quota unit when memory decides it: a leased lookup unit, a download this
+        process already claimed; else None."""
+        if req.quota is None:
+            return None
+        if req.quota == "ondemand_lookups":
+            return self.leases.try_spend(req.customer, req.month, req.quota)
+        return self._claimed.get((req.customer, req.month, req.dl))
+
+    def _consume(self, req: _Request, limit: int | None) -> int:
+        assert req.quota is not None
+        if req.quota == "ondemand_lookups":
+            return self.leases.spend(req.customer, req.month, req.quota, limit, req.now)
         # A download already claimed by this process (the other Range requests of it) is
         # counted; the database claim makes this exact across processes as well.
-        key = (customer, month, dl)
+        key = (req.customer, req.month, req.dl)
         used = self._claimed.get(key)
         if used is None:
-            used = self.counters.consume(customer, month, quota, limit, now, claim=dl)
+            used = self.counters.consume(req.customer, req.month, req.quota, limit, req.now,
+                                         claim=req.dl)
             if len(self._claimed) >= _CLAIMS_KEPT:
                 self._claimed.clear()
             self._claimed[key] = used
         return used
+
+    def release(self) -> int:
+        """Give back the lookup units leased and not spent (blocks; the server stopping)."""
+        return self.leases.give_back()
 
     def _bytes_fresh(self, customer: str, month: str, now_s: float) -> bool:
         cached = self._bytes_cache.get((customer, month))
@@ -190,3 +209,25 @@ class Admitter:
             self._bytes_cache[key] = cached
         if cached[1] >= limit:
             raise quota_exceeded("bytes", limit, now)
+
+
+class _Request(NamedTuple):
+    customer: str
+    feed: Feed
+    terms: Plan
+    quota: QuotaName | None
+    dl: str
+    now_s: float
+    now: datetime
+    month: str
+
+
+def _check_rate(terms: Plan, decision: RateDecision) -> None:
+    if not decision.allowed:
+        retry = max(1, math.ceil(decision.retry_after))
+        raise RateLimited(
+            f"more than {terms.rate_limit.requests_per_second:g} requests per second "
+            f"(burst {terms.rate_limit.burst}); retry in {retry}s",
+            retry_after=retry,
+            headers=rate_headers("default", terms, decision, None),
+        )

@@ -18,7 +18,9 @@ MIN_YEAR, MAX_YEAR = 1970, 9998
 
 
 def month_of(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m")
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    return f"{ts.year:04d}-{ts.month:02d}"  # strftime costs microseconds (admission runs this)
 
 
 def parse_month(month: str) -> tuple[int, int]:

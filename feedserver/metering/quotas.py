@@ -73,6 +73,40 @@ class QuotaCounters:
                 raise quota_exceeded(quota, limit, now)
             return self._used(cur, customer_id, month, quota)
 
+    def lease(self, customer_id: str, month: str, quota: QuotaName, limit: int | None,
+              now: datetime, want: int) -> tuple[int, int]:
+        """Count up to ``want`` units at once, at least one: ``(granted, used)``, ``used``
+        including the grant. Never beyond ``limit``: raises QuotaExceeded when not even one
+        unit is left."""
+        with self.db.transaction() as cur:
+            cur.execute(
+                "INSERT INTO quota_usage (customer_id, month, meter, used) VALUES (?, ?, ?, 0) "
+                "ON CONFLICT (customer_id, month, meter) DO NOTHING",
+                (customer_id, month, quota),
+            )
+            grant = max(1, want)
+            if limit is not None:
+                grant = min(grant, limit - self._used(cur, customer_id, month, quota))
+            # conditional, so a concurrent writer between the read and here cannot push the
+            # counter past the limit (PostgreSQL reads committed data)
+            for n in dict.fromkeys((grant, 1)):
+                if n >= 1 and cur.execute(
+                    "UPDATE quota_usage SET used = used + ? "
+                    "WHERE customer_id = ? AND month = ? AND meter = ? AND used + ? <= ?",
+                    (n, customer_id, month, quota, n, limit if limit is not None else 2**62),
+                ).rowcount:
+                    return n, self._used(cur, customer_id, month, quota)
+            assert limit is not None
+            raise quota_exceeded(quota, limit, now)
+
+    def give_back(self, customer_id: str, month: str, quota: QuotaName, units: int) -> None:
+        """Return leased units never spent (a server stopping)."""
+        self.db.execute(
+            "UPDATE quota_usage SET used = CASE WHEN used > ? THEN used - ? ELSE 0 END "
+            "WHERE customer_id = ? AND month = ? AND meter = ?",
+            (units, units, customer_id, month, quota),
+        )
+
     @staticmethod
     def _used(cur: Cursor, customer_id: str, month: str, quota: str) -> int:
         row = cur.execute(

@@ -5,11 +5,22 @@ request at ``now`` is allowed when ``max(tat, now) + T - now <= b*T``; the bucke
 new ``tat``. One number per bucket, so the shared-database variant is ONE atomic conditional
 ``UPDATE ... RETURNING`` per request, correct across any number of server processes.
 
-``DatabaseRateLimiter`` keeps it in the database (``rate_limit_state``), shared by every
-process: it is what the server uses, on SQLite too (``serve --workers N`` is N processes on one
-file). It relies on the processes' clocks agreeing (one host, or NTP). ``LocalRateLimiter``
-keeps the same state in process memory: exact for ONE process only (N processes would each
-allow the full rate), so it is for tests and embedding, never chosen by ``Metering``.
+Which limiter a server uses (``metering.service.open_limiter``), all sharing ONE bucket per
+customer between every process that serves it:
+
+* SQLite (one host: ``serve --workers N`` is N processes on one file): ``HostRateLimiter``
+  (``hostbuckets.py``), the bucket in a memory-mapped file next to the database; a few
+  microseconds on the event loop, no database.
+* PostgreSQL (any number of hosts): ``LeasedRateLimiter`` over ``DatabaseRateLimiter``: the
+  bucket is a row (``rate_limit_state``), updated with one atomic conditional ``UPDATE``; each
+  process takes up to ``lease_tokens(policy)`` tokens per update and spends them within
+  ``LEASE_SECONDS``, so the database sees one update per lease, not per request.
+
+Both rely on the processes' clocks agreeing (one host, or NTP). ``LocalRateLimiter`` keeps the
+state in process memory: exact for ONE process only, so it is for tests and embedding.
+
+``try_hit`` decides without blocking I/O, or returns None when only ``hit`` (which may wait on
+the database: call it off the event loop) can decide.
 """
 
 from __future__ import annotations
@@ -44,14 +55,14 @@ def decide(tat: float, now: float, policy: RateLimit) -> tuple[RateDecision, flo
 
 
 class RateLimiter(Protocol):
-    shared: bool  # state in the database: the call blocks on I/O
+    def try_hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision | None:
+        """The decision when it needs no blocking I/O (event loop), else None."""
 
-    def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision: ...
+    def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
+        """The decision; may block on the database (call it in a worker thread)."""
 
 
 class LocalRateLimiter:
-    shared = False
-
     def __init__(self) -> None:
         self._tat: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -62,10 +73,11 @@ class LocalRateLimiter:
             self._tat[bucket] = tat
             return decision
 
+    def try_hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
+        return self.hit(bucket, policy, now)
+
 
 class DatabaseRateLimiter:
-    shared = True
-
     def __init__(self, db: Database) -> None:
         self.db = db
         greatest = "GREATEST" if db.dialect == "postgresql" else "MAX"
@@ -75,26 +87,38 @@ class DatabaseRateLimiter:
             f"WHERE bucket = ? AND {greatest}(tat, ?) + ? - ? <= ? RETURNING tat"
         )
 
+    def try_hit(self, bucket: str, policy: RateLimit, now: float) -> None:
+        del bucket, policy, now  # always a database round trip
+
     def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
+        return self.take(bucket, policy, now, 1)[1]
+
+    def take(self, bucket: str, policy: RateLimit, now: float,
+             tokens: int) -> tuple[int, RateDecision]:
+        """Take ``tokens`` requests' worth at once when the bucket holds them, else one, in one
+        transaction; returns how many were taken (0 when denied) and the decision for the
+        first. ``remaining`` counts what the bucket holds after the take."""
         interval = 1.0 / policy.requests_per_second
         capacity = max(1, policy.burst) * interval
         for _ in range(5):
             with self.db.transaction() as cur:
-                row = cur.execute(
-                    self._update,
-                    (now, interval, bucket, now, interval, now, capacity + 1e-9),
-                ).fetchone()
-                if row is not None:
-                    ahead = float(row[0]) - now
-                    remaining = math.floor((capacity - ahead) / interval + 1e-9)
-                    return RateDecision(True, max(0, remaining), ahead, 0.0)
+                for n in dict.fromkeys((max(1, tokens), 1)):
+                    cost = n * interval
+                    row = cur.execute(
+                        self._update,
+                        (now, cost, bucket, now, cost, now, capacity + 1e-9),
+                    ).fetchone()
+                    if row is not None:
+                        ahead = float(row[0]) - now
+                        remaining = math.floor((capacity - ahead) / interval + 1e-9)
+                        return n, RateDecision(True, max(0, remaining), ahead, 0.0)
                 current = cur.execute(
                     "SELECT tat FROM rate_limit_state WHERE bucket = ?", (bucket,)
                 ).fetchone()
                 if current is not None:
                     decision = decide(float(current[0]), now, policy)[0]
                     if not decision.allowed:
-                        return decision
+                        return 0, decision
                     # The row was created by another replica after our UPDATE looked: an
                     # "allowed" here was never recorded, so take the conditional update again.
                     continue
@@ -105,4 +129,58 @@ class DatabaseRateLimiter:
                 )
         # Not reached in practice (each round either records, denies, or creates the row);
         # never allow what was not recorded.
-        return RateDecision(False, 0, interval, interval)  # pragma: no cover
+        return 0, RateDecision(False, 0, interval, interval)  # pragma: no cover
+
+
+# A leased token is spent within this long of its lease or dropped, so in any window the
+# processes together admit at most ``requests_per_second * LEASE_SECONDS`` more than one exact
+# bucket would (none for plans slower than 20 requests/s: their lease is one token).
+LEASE_SECONDS = 0.05
+MAX_LEASE = 64
+
+
+def lease_tokens(policy: RateLimit) -> int:
+    """Tokens one database update leases: what the plan's rate allows in ``LEASE_SECONDS``,
+    at least 1, at most ``MAX_LEASE`` and a quarter of the burst."""
+    fair = math.floor(policy.requests_per_second * LEASE_SECONDS)
+    return max(1, min(fair, MAX_LEASE, max(1, policy.burst) // 4))
+
+
+class _Lease(msgspec.Struct):
+    tokens: int
+    until: float
+    remaining: int  # the bucket's own count after the lease was taken
+    reset: float  # seconds to full, as of the lease
+
+
+class LeasedRateLimiter:
+    """A ``DatabaseRateLimiter`` bucket spent in leases: one database update per
+    ``lease_tokens`` requests per process (PostgreSQL deployments, many hosts)."""
+
+    def __init__(self, database: DatabaseRateLimiter) -> None:
+        self.database = database
+        self._leases: dict[str, _Lease] = {}
+        self._lock = threading.Lock()
+
+    def try_hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision | None:
+        with self._lock:
+            lease = self._leases.get(bucket)
+            if lease is None or lease.tokens <= 0 or now >= lease.until:
+                return None
+            lease.tokens -= 1
+            return RateDecision(True, lease.remaining + lease.tokens, lease.reset, 0.0)
+
+    def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
+        decided = self.try_hit(bucket, policy, now)
+        if decided is not None:
+            return decided
+        taken, decision = self.database.take(bucket, policy, now, lease_tokens(policy))
+        if taken > 1:
+            with self._lock:
+                if len(self._leases) >= 100_000:
+                    self._leases.clear()
+                self._leases[bucket] = _Lease(tokens=taken - 1, until=now + LEASE_SECONDS,
+                                              remaining=decision.remaining,
+                                              reset=decision.reset)
+            return RateDecision(True, decision.remaining + taken - 1, decision.reset, 0.0)
+        return decision

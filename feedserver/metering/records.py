@@ -16,6 +16,8 @@ Duplicates are dropped by the ledger inside the transaction that writes the rows
 from __future__ import annotations
 
 import hashlib
+import itertools
+import secrets
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -85,11 +87,17 @@ def utcnow() -> datetime:
 def derive_id(*parts: str) -> str:
     """``str(uuid.uuid5(_NAMESPACE, "\\x1f".join(parts)))``, without building UUID objects
     (this runs several times per response)."""
-    d = bytearray(hashlib.sha1(_NS_BYTES + "\x1f".join(parts).encode()).digest()[:16])  # noqa: S324
-    d[6] = (d[6] & 0x0F) | 0x50  # version 5
-    d[8] = (d[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = d.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _uuid5_text(hashlib.sha1(_NS_BYTES + "\x1f".join(parts).encode()))  # noqa: S324
+
+
+def _uuid5_text(hasher: hashlib._Hash) -> str:
+    """The RFC 4122 text of a name-based (version 5) UUID from its SHA-1: version nibble 5,
+    variant bits 10 (the high two bits of character 16)."""
+    h = hasher.hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def download_id(customer_id: str, resource: str, when: datetime) -> str:
@@ -105,8 +113,14 @@ def response_usage_id(customer_id: str, api_key_id: str, response_id: str, meter
 
 
 def new_response_id() -> str:
-    """A fresh server-side id for one response or stream (128 random bits)."""
-    return uuid.uuid4().hex
+    """A fresh server-side id for one response or stream: 128 bits, unique across processes
+    and restarts (96 random bits drawn once per process, then a counter: this runs for
+    every response, and a system call per id costs more than the rest of it)."""
+    return f"{_PROCESS_PREFIX}{next(_RESPONSES):08x}"
+
+
+_PROCESS_PREFIX = secrets.token_hex(12)
+_RESPONSES = itertools.count(1)
 
 
 class Usage(TypedDict, total=False):
@@ -134,36 +148,36 @@ def response_records(
     the download id, so all parallel Range requests of that resource that day collapse to one.
     """
     ts = ts or utcnow()
-    response_id, resource = usage["response_id"], usage.get("resource")
+    response_id, resource = usage["response_id"], usage.get("resource") or ""
     if not response_id:
         raise ValueError("usage needs the server-assigned response id")
-    key = principal.api_key_id or ""
-    dl = (download_id(principal.customer_id, resource, ts)
-          if usage.get("download") and resource else "")
-    base = UsageRecord(
-        usage_id="", ts=ts, customer_id=principal.customer_id, meter="requests", quantity=1,
-        feed=usage["feed"], api_key_id=key,
-        user=principal.user or "", project=usage["project"] or "",
-        request_id=usage.get("request_id") or response_id, resource=resource or "",
-        download_id=dl,
-    )
-    quantities: list[tuple[Meter, int]] = [
-        ("requests", 1),
-        ("bytes", usage.get("bytes_sent", 0)),
-        ("articles", usage.get("articles", 0)),
-        ("stream_seconds", usage.get("stream_seconds", 0)),
+    customer, key = principal.customer_id, principal.api_key_id or ""
+    dl = download_id(customer, resource, ts) if usage.get("download") and resource else ""
+    feed, project = usage["feed"], usage["project"] or ""
+    user, request = principal.user or "", usage.get("request_id") or response_id
+    # ``response_usage_id`` for each meter: the common prefix hashed once (this runs per
+    # response, on the event loop).
+    prefix = hashlib.sha1(  # noqa: S324
+        _NS_BYTES + f"response\x1f{customer}\x1f{key}\x1f{response_id}\x1f".encode())
+    out = []
+    quantities: tuple[tuple[Meter, int], ...] = (
+        ("requests", 1), ("bytes", usage.get("bytes_sent", 0)),
+        ("articles", usage.get("articles", 0)), ("stream_seconds", usage.get("stream_seconds", 0)),
         ("stream_events", usage.get("stream_events", 0)),
-    ]
-    out = [
-        msgspec.structs.replace(
-            base, usage_id=response_usage_id(principal.customer_id, key, response_id, meter),
-            meter=meter, quantity=q
-        )
-        for meter, q in quantities
-        if q or meter == "requests"
-    ]
+    )
+    for meter, quantity in quantities:
+        if quantity:
+            h = prefix.copy()
+            h.update(meter.encode())
+            out.append(UsageRecord(
+                usage_id=_uuid5_text(h), ts=ts, customer_id=customer, meter=meter,
+                quantity=quantity, feed=feed, api_key_id=key, user=user, project=project,
+                request_id=request, resource=resource, download_id=dl))
     if dl:
-        out.append(msgspec.structs.replace(base, usage_id=dl, meter="downloads", quantity=1))
+        out.append(UsageRecord(
+            usage_id=dl, ts=ts, customer_id=customer, meter="downloads", quantity=1, feed=feed,
+            api_key_id=key, user=user, project=project, request_id=request, resource=resource,
+            download_id=dl))
     return out
 
 

@@ -7,26 +7,35 @@
 
 Choices derived from ``Settings`` (no extra settings): usage goes to the usage topic of the
 event log when ``mode = "distributed"`` and the event log is Kafka, else straight to the
-ledger; the rate limiter's state is always in the shared database (SQLite or PostgreSQL), so
-every process (``serve --workers N``, replicas) draws from ONE bucket per customer.
+ledger; the rate limiter is shared by every process that shares the database, so every
+process (``serve --workers N``, replicas) draws from ONE bucket per customer (``open_limiter``:
+a memory-mapped file next to a SQLite database, leases of a database row on PostgreSQL).
 ``metering_enabled = false`` turns admission and recording into no-ops.
 """
 
 from __future__ import annotations
 
+import anyio.to_thread
+
 from feedserver.config import Settings
 from feedserver.metering.admission import Admission, Admitter
 from feedserver.metering.customers import CustomerDirectory, customer_directory
+from feedserver.metering.hostbuckets import HostRateLimiter
 from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import NEVER_CLOSES, Ledger
 from feedserver.metering.periods import Periods
 from feedserver.metering.quotas import QuotaCounters
-from feedserver.metering.ratelimit import DatabaseRateLimiter, RateLimiter
+from feedserver.metering.ratelimit import (
+    DatabaseRateLimiter,
+    LeasedRateLimiter,
+    LocalRateLimiter,
+    RateLimiter,
+)
 from feedserver.metering.records import MeteredPrincipal, NullSink, UsageSink
 from feedserver.metering.usage_topic import EventLogDestination
 from feedserver.metering.writer import Destination, LedgerDestination, UsageRecorder
 from feedserver.plans import Feed
-from feedserver.storage.db import Database
+from feedserver.storage.db import Database, SQLiteDatabase
 from feedserver.storage.eventlog import EventLog
 
 JOURNAL_DIR = "usage-journal"
@@ -51,9 +60,12 @@ class Metering:
         self.ledger = Ledger(db, periods=periods)
         self.counters = QuotaCounters(db)
         self._directory = directory
+        self._host_limiter: HostRateLimiter | None = None
         if limiter is None:
             # Never per process: uvicorn workers on one SQLite file are several processes too.
-            limiter = DatabaseRateLimiter(db)
+            limiter = open_limiter(db)
+            if isinstance(limiter, HostRateLimiter):
+                self._host_limiter = limiter
         self.admitter = Admitter(self.counters, limiter)
         self.recorder: UsageRecorder | None = None
         if enabled:
@@ -76,8 +88,13 @@ class Metering:
             await self.recorder.start()
 
     async def stop(self) -> None:
-        if self.recorder is not None:
-            await self.recorder.stop()
+        try:
+            await anyio.to_thread.run_sync(self.admitter.release)  # lookup units not spent
+            if self.recorder is not None:
+                await self.recorder.stop()
+        finally:
+            if self._host_limiter is not None:
+                self._host_limiter.close()
 
     async def flush(self) -> None:
         if self.recorder is not None:
@@ -97,6 +114,18 @@ class Metering:
         return await self.admitter.admit(
             principal, feed, project, resource=resource, download=download
         )
+
+
+def open_limiter(db: Database) -> RateLimiter:
+    """One bucket per customer for every process sharing ``db``: SQLite is one host, so a
+    memory-mapped file next to it (``<file>-ratelimit``); PostgreSQL serves many hosts, so its
+    ``rate_limit_state`` rows, spent in short leases; an in-memory SQLite database has one
+    process."""
+    if isinstance(db, SQLiteDatabase):
+        if db.path == ":memory:":
+            return LocalRateLimiter()
+        return HostRateLimiter(db.path + "-ratelimit")
+    return LeasedRateLimiter(DatabaseRateLimiter(db))
 
 
 def open_metering(

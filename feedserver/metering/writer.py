@@ -69,7 +69,16 @@ class UsageRecorder:
         self.batch_size = max(1, batch_size)
         self.flush_seconds = flush_seconds
         self.max_backoff = max_backoff
-        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        # Records waiting for the writer task. Per response: a list append and, at most, an
+        # event set; the task wakes once per batch (a timer per batch, not per record).
+        self._pending: list[_Item] = []
+        self._pending_records = 0
+        self._arrived = asyncio.Event()  # something is pending
+        self._full = asyncio.Event()  # a whole batch is pending (or stopping)
+        self._done = asyncio.Condition()  # a batch was delivered (``flush``)
+        self._recorded = 0
+        self._delivered = 0
+        self._stopping = False
         self._open: dict[str, Counter[int]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -88,9 +97,12 @@ class UsageRecorder:
         return len(recovered.records)
 
     async def stop(self) -> None:
-        """Flush everything queued, then close the journal (deleting it when all is committed)."""
+        """Flush everything recorded, then close the journal (deleting it when all is
+        committed)."""
         if self._task is not None:
-            self._queue.put_nowait(None)
+            self._stopping = True
+            self._arrived.set()
+            self._full.set()
             await self._task
             self._task = None
         await self.destination.close()
@@ -98,7 +110,11 @@ class UsageRecorder:
 
     async def flush(self) -> None:
         """Wait until everything recorded so far is delivered (tests, reports, shutdown)."""
-        await self._queue.join()
+        target = self._recorded
+        if self._pending:
+            self._full.set()  # no reason to wait for the timer
+        async with self._done:
+            await self._done.wait_for(lambda: self._delivered >= target or self._task is None)
 
     # --- UsageSink -----------------------------------------------------------------------------
     def record(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None:
@@ -113,32 +129,26 @@ class UsageRecorder:
         refs[self.journal.append(records)] += len(records)
         if final:  # checkpoints stay journal-only; the final records release their lines too
             del self._open[response_id]
-            self._queue.put_nowait((records, dict(refs)))
+            self._pending.append((records, dict(refs)))
+            self._pending_records += len(records)
+            self._recorded += 1
+            if not self._arrived.is_set():
+                self._arrived.set()
+            if self._pending_records >= self.batch_size and not self._full.is_set():
+                self._full.set()
 
     # --- the writer task -----------------------------------------------------------------------
-    async def _next_batch(self) -> tuple[list[_Item], bool]:
-        first = await self._queue.get()
-        if first is None:
-            return [], True
-        items, size = [first], len(first[0])
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.flush_seconds
-        while size < self.batch_size:
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except TimeoutError:
-                    break
-            if item is None:
-                return items, True
-            items.append(item)
-            size += len(item[0])
-        return items, False
+    async def _next_batch(self) -> list[_Item]:
+        """What is pending once a batch is full or ``flush_seconds`` after the first of it."""
+        await self._arrived.wait()
+        if not self._full.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self.flush_seconds)
+        items, self._pending, self._pending_records = self._pending, [], 0
+        self._arrived.clear()
+        if not self._stopping:
+            self._full.clear()
+        return items
 
     async def _deliver(self, items: list[_Item]) -> None:
         records = [rec for recs, _ in items for rec in recs]
@@ -158,24 +168,18 @@ class UsageRecorder:
         self.journal.release(counts)
 
     async def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            items, stopping = await self._next_batch()
-            if items:
-                try:
-                    await self._deliver(items)
-                finally:
-                    for _ in items:
-                        self._queue.task_done()
-            if stopping:
-                self._queue.task_done()
-                # drain what raced in after the sentinel
-                rest: list[_Item] = []
-                while not self._queue.empty():
-                    item = self._queue.get_nowait()
-                    self._queue.task_done()
-                    if item is not None:
-                        rest.append(item)
-                if rest:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._deliver(rest)
+        try:
+            while True:
+                items = await self._next_batch()
+                if items:
+                    try:
+                        await self._deliver(items)
+                    finally:
+                        async with self._done:
+                            self._delivered += len(items)
+                            self._done.notify_all()
+                if self._stopping and not self._pending:
+                    return
+        finally:
+            async with self._done:
+                self._done.notify_all()

@@ -157,6 +157,8 @@ def test_hostile_keys_rejected(store: BlobStore, key: str, tmp_path: Path) -> No
         lambda: store.open_range(key),
         lambda: store.delete([key]),
         lambda: store.presign(key, 60),
+        lambda: store.presign(key, 60, (0, 1)),
+        lambda: store.local_path(key),
     ]
     for call in calls:
         with pytest.raises(InvalidIdentifier):
@@ -225,3 +227,22 @@ def test_presign(store: BlobStore) -> None:
     resp = httpx.get(url, timeout=10.0)
     assert resp.status_code == 200
     assert resp.content == b"direct download"
+
+
+def test_presign_bound_to_a_range(store: BlobStore) -> None:
+    store.put_bytes("p/ranged", b"0123456789")
+    url = store.presign("p/ranged", 60, (2, 6))
+    if url is None:
+        return
+    # The range is signed: the URL is followed with exactly that Range header.
+    resp = httpx.get(url, headers={"Range": "bytes=2-5"}, timeout=10.0)
+    assert resp.status_code == 206
+    assert resp.content == b"2345"
+
+
+def test_local_path_is_the_object_or_none(store: BlobStore) -> None:
+    store.put_bytes("p/local", b"zero copy")
+    path = store.local_path("p/local")
+    if path is None:  # S3: nothing on this machine; downloads are streamed
+        return
+    assert path.read_bytes() == b"zero copy"  # what sendfile would send

@@ -127,6 +127,11 @@ class StateStore:
         self.db = db
         db.migrate("feeds.state.1", MIGRATION)
 
+    @property
+    def local_reads(self) -> bool:
+        """Reads are local calls that never wait (``Database.local_reads``)."""
+        return self.db.local_reads
+
     def _row(self, article: Article, revision: int, changed_us: int, deleted: bool) -> tuple[
         Any, ...
     ]:

@@ -76,6 +76,14 @@ class BlobStore(Protocol):
         """Delete keys; missing ones are ignored. Raises ``InvalidIdentifier``,
         ``StorageError``."""
 
-    def presign(self, key: str, seconds: int) -> str | None:
-        """A short-lived direct URL, or None when the store cannot give one.
-        Raises ``InvalidIdentifier``, ``StorageError``."""
+    def presign(self, key: str, seconds: int,
+                byte_range: tuple[int, int] | None = None) -> str | None:
+        """A short-lived direct URL, or None when the store cannot give one. With
+        ``byte_range`` ``(start, stop)`` the URL is bound to those bytes: it answers them and
+        nothing else (the range is part of the signature). Raises ``InvalidIdentifier``,
+        ``StorageError``."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The object as a file on this machine (zero-copy serving with ``sendfile``), or
+        None when the store keeps no local file (S3). The file may be missing: opening it
+        then fails. Raises ``InvalidIdentifier``."""

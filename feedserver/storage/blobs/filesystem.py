@@ -137,6 +137,10 @@ class FilesystemBlobStore:
                     parent.rmdir()
                     parent = parent.parent
 
-    def presign(self, key: str, seconds: int) -> str | None:
+    def presign(self, key: str, seconds: int,
+                byte_range: tuple[int, int] | None = None) -> str | None:
         check_key(key)  # same contract as S3: a hostile key is an error, not a silent None
         return None
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)

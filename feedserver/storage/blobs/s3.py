@@ -260,11 +260,20 @@ class S3BlobStore:
             _raise(exc, None, "list")
         return iter(sorted(keys))
 
-    def presign(self, key: str, seconds: int) -> str | None:
+    def presign(self, key: str, seconds: int,
+                byte_range: tuple[int, int] | None = None) -> str | None:
         name = self._key(key)
+        params = {"Bucket": self.bucket, "Key": name}
+        if byte_range is not None:
+            # A signed header (X-Amz-SignedHeaders=host;range): S3 answers the URL only with
+            # this exact Range header, so it serves these bytes and nothing else.
+            params["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
         try:
-            return self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": name}, ExpiresIn=seconds
-            )
+            return self.client.generate_presigned_url("get_object", Params=params,
+                                                      ExpiresIn=seconds)
         except _VENDOR_ERRORS as exc:
             _raise(exc, None, f"presign {key!r} in")
+
+    def local_path(self, key: str) -> None:
+        check_key(key)  # same contract as the filesystem store
+        return None

@@ -43,6 +43,10 @@ class Cursor(Protocol):
 
 class Database(Protocol):
     dialect: Dialect
+    # True when a read is a local call that never waits on a writer or the network (SQLite in
+    # WAL mode, on this machine's disk): an event loop may run ``fetchone``/``fetchall``
+    # inline, which costs less than the worker-thread hop. False for PostgreSQL.
+    local_reads: bool
 
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement in its own transaction; returns the row count.
@@ -78,6 +82,7 @@ class BaseDatabase:
     """What both implementations share, built on their ``transaction()``."""
 
     dialect: Dialect
+    local_reads: bool = False
 
     def transaction(self) -> AbstractContextManager[Cursor]:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from feedserver.errors import Conflict, StorageError, UnstorableValue
-from feedserver.storage.db.base import BaseDatabase, Dialect
+from feedserver.storage.db.base import BaseDatabase, Dialect, Params, Row
 
 
 def _enable_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
@@ -34,6 +34,7 @@ class SQLiteDatabase(BaseDatabase):
     """One connection per thread, WAL journal so readers never block the single writer."""
 
     dialect: Dialect = "sqlite"
+    local_reads = True  # WAL: readers never wait for the writer
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -83,6 +84,22 @@ class SQLiteDatabase(BaseDatabase):
             raise
         finally:
             cur.close()
+
+    def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        """A read in its own implicit read transaction: no write lock (``transaction()``
+        takes one), so it never waits behind a writer."""
+        try:
+            row: Row | None = self._conn().execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(f"database error: {exc}") from exc
+        return row
+
+    def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            rows: list[Row] = self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"database error: {exc}") from exc
+        return rows
 
     def close(self) -> None:
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import msgspec
@@ -78,10 +79,45 @@ def test_redirect_to_presigned_url(s3_settings: Settings) -> None:
         assert location.startswith(settings.s3_endpoint_url or "")
         body = httpx.get(location, timeout=30).content
         assert hashlib.sha256(body).hexdigest() == chunk.sha256
-        # A Range request is served by the API itself (no redirect).
+        # One Range: redirected too, to a URL signed for exactly that Range header (the
+        # client repeats its Range when it follows the redirect).
         r = client.get(f"/v2/snapshots/{SNAP}/chunks/0/download",
                        headers={**auth, "Range": "bytes=0-3"}, follow_redirects=False)
-        assert r.status_code == 206 and r.content == body[:4]
+        assert r.status_code == 307
+        ranged = r.headers["location"]
+        signed = parse_qs(urlsplit(ranged).query)["X-Amz-SignedHeaders"][0].split(";")
+        assert "range" in signed
+        got = httpx.get(ranged, headers={"Range": "bytes=0-3"}, timeout=30)
+        assert got.status_code == 206 and got.content == body[:4]
+        # A Range the URL cannot sign as written (several ranges, a suffix) is served by
+        # the API itself.
+        for spec in ("bytes=0-1,4-5", "bytes=-4"):
+            r = client.get(f"/v2/snapshots/{SNAP}/chunks/0/download",
+                           headers={**auth, "Range": spec}, follow_redirects=False)
+            assert r.status_code == 206, spec
         # HEAD never redirects.
         r = client.head(f"/v2/snapshots/{SNAP}/chunks/0/download", headers=auth)
         assert r.status_code == 200 and int(r.headers["content-length"]) == chunk.size
+
+
+def test_redirect_is_metered_as_the_bytes_the_url_serves(s3_settings: Settings) -> None:
+    """The 307 is billed at once: the presigned URL hands out the object (or the one range it
+    is bound to) to whoever follows it, and the API never sees those bytes go."""
+    settings = msgspec.structs.replace(s3_settings, s3_redirect_downloads=True,
+                                       presign_seconds=60)
+    client, auth, m = _client(settings)
+    chunk = m.chunks[0]
+    with client:
+        r = client.get(f"/v2/snapshots/{SNAP}/chunks/0/download", headers=auth,
+                       follow_redirects=False)
+        assert r.status_code == 307
+        r = client.get(f"/v2/snapshots/{SNAP}/chunks/0/download",
+                       headers={**auth, "Range": "bytes=10-19"}, follow_redirects=False)
+        assert r.status_code == 307
+    # The lifespan ended: the usage writer flushed every record to the ledger.
+    db = SQLiteDatabase(settings.data_path / "feedserver.db")
+    try:
+        row = db.fetchone("SELECT SUM(quantity) FROM usage_ledger WHERE meter = 'bytes'")
+    finally:
+        db.close()
+    assert row is not None and int(row[0]) == chunk.size + 10

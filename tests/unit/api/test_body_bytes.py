@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from feedserver.api.body_bytes import count_body_bytes
+from feedserver.api.body_bytes import BodyMeter, count_body_bytes
 
 
 async def test_counts_only_what_was_taken() -> None:
@@ -39,3 +39,49 @@ async def test_checkpoints_by_time_as_well() -> None:
                                     clock=lambda: now[0]):
         pass
     assert marks == [30, 60] and seen == [60]
+
+
+def test_meter_checkpoints_ahead_of_a_zero_copy_piece() -> None:
+    """A piece handed to the kernel whole is journaled (when a checkpoint is due) BEFORE it
+    goes, with the piece included: a kill mid-piece never bills less than what arrives."""
+    marks: list[int] = []
+    seen: list[int] = []
+    meter = BodyMeter(seen.append, checkpoint=marks.append, checkpoint_bytes=25)
+    meter.ahead(10)  # total 10 < 25: nothing due
+    meter.sent(10)
+    meter.ahead(20)  # would reach 30 >= 25: checkpoint 30 first
+    assert marks == [30]
+    meter.sent(20)  # the piece left: counted, no second checkpoint of the same total
+    assert marks == [30] and meter.total == 30
+    meter.ahead(10)
+    meter.sent(4)  # the peer went away after 4 bytes of it
+    meter.done()
+    meter.done()  # idempotent: one final report whatever ends the body
+    assert seen == [34]
+
+
+def test_meter_without_checkpoints_never_calls_one() -> None:
+    marks: list[int] = []
+    seen: list[int] = []
+    meter = BodyMeter(seen.append, checkpoint=marks.append)  # no interval set
+    meter.ahead(10**9)
+    meter.sent(10**9)
+    meter.done()
+    assert marks == [] and seen == [10**9]
+
+
+async def test_a_cut_body_closes_its_source_at_once() -> None:
+    """The source's clean-up (an open blob read) must not wait for the garbage collector."""
+    closed: list[bool] = []
+
+    async def source() -> AsyncIterator[bytes]:
+        try:
+            for _ in range(3):
+                yield b"x"
+        finally:
+            closed.append(True)
+
+    stream = count_body_bytes(source(), lambda _n: None)
+    await stream.__anext__()
+    await stream.aclose()
+    assert closed == [True]

@@ -47,6 +47,10 @@ class TokenAccounts:
 
     authenticate_api_key = authenticate_bearer
 
+    def cached_principal(self, kind: str, secret: str) -> Principal | None:
+        del kind, secret  # nothing cached: every request takes the worker-thread path
+        return None
+
 
 def usage_app(metering: Metering, tokens: Mapping[str, Principal]) -> Litestar:
     accounts: Accounts = TokenAccounts(tokens)

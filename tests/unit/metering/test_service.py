@@ -6,7 +6,8 @@ import pytest
 
 from feedserver.cli import main
 from feedserver.config import load_settings
-from feedserver.metering.ratelimit import DatabaseRateLimiter
+from feedserver.metering.hostbuckets import HostRateLimiter
+from feedserver.metering.ratelimit import DatabaseRateLimiter, LeasedRateLimiter
 from feedserver.metering.records import NullSink
 from feedserver.metering.service import open_metering
 from feedserver.metering.usage_topic import EventLogDestination
@@ -21,8 +22,13 @@ def test_settings_choose_the_destination_and_limiter(db: Database, tmp_path: Pat
     embedded = open_metering(load_settings({}, data_dir=str(tmp_path)), db, events)
     assert isinstance(embedded.recorder, UsageRecorder)
     assert isinstance(embedded.recorder.destination, LedgerDestination)
-    # Shared on every backend: several processes may serve one SQLite file (issue 11 item 6).
-    assert isinstance(embedded.admitter.limiter, DatabaseRateLimiter)
+    # Shared on every backend: several processes may serve one SQLite file (issue 11 item 6),
+    # through a file next to it; PostgreSQL (several hosts) through leases of its rows.
+    if db.dialect == "sqlite":
+        assert isinstance(embedded.admitter.limiter, HostRateLimiter)
+    else:
+        assert isinstance(embedded.admitter.limiter, LeasedRateLimiter)
+        assert isinstance(embedded.admitter.limiter.database, DatabaseRateLimiter)
     distributed = open_metering(load_settings(
         {}, data_dir=str(tmp_path), mode="distributed", kafka_bootstrap_servers="127.0.0.1:1"),
         db, events)

@@ -1,0 +1,129 @@
+"""``http.response.zerocopysend`` for uvicorn: the server side of zero-copy file bodies.
+
+uvicorn does not implement the ASGI zero-copy extension, so ``ZeroCopyH11Protocol`` adds it
+to uvicorn's h11 protocol (``feedserver serve`` runs with it): it advertises the extension in
+``scope["extensions"]`` and performs each message with ``loop.sendfile``, which waits for the
+transport's buffer (the status line and headers) to drain, then calls ``os.sendfile`` until
+``count`` bytes are in the socket. h11 still frames the body: the file is handed to it as an
+object whose ``len()`` is the count (``Connection.send_with_data_passthrough``, h11's own
+sendfile support), so ``Content-Length`` is enforced as for bytes. A failure raises
+``SendfileInterrupted`` with the bytes that left (``loop.sendfile`` keeps the file position
+exact even when it raises) and closes the connection (``feedserver.api.zerocopy``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import IO, Any
+
+import h11
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
+from uvicorn.server import ServerState
+
+from feedserver.api.zerocopy import ZEROCOPY, SendfileInterrupted
+
+_App = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+class _Span:
+    """What h11 frames instead of bytes: a length (``Content-Length`` accounting)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class ZeroCopyH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol plus ``http.response.zerocopysend`` (``uvicorn.run(...,
+    http=ZeroCopyH11Protocol)``)."""
+
+    def __init__(self, config: Config, server_state: ServerState,
+                 app_state: dict[str, Any], _loop: asyncio.AbstractEventLoop | None = None
+                 ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.app = self._with_zerocopy(self.app)
+
+    def _with_zerocopy(self, inner: _App) -> _App:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            cycle = self.cycle
+            # The cycle uvicorn made for THIS request (h11 reads no further request on the
+            # connection until it is complete).
+            if scope["type"] != "http" or cycle is None or cycle.scope is not scope:
+                await inner(scope, receive, send)
+                return
+            scope["extensions"] = {**(scope.get("extensions") or {}), ZEROCOPY: {}}
+
+            async def zerocopy_send(message: Any) -> None:
+                if message["type"] == ZEROCOPY:
+                    await send_file(cycle, message)
+                else:
+                    await send(message)
+
+            await inner(scope, receive, zerocopy_send)
+
+        return app
+
+
+async def send_file(cycle: RequestResponseCycle, message: Any) -> None:
+    """Perform one ``http.response.zerocopysend`` message on uvicorn's ``cycle``."""
+    if not cycle.response_started or cycle.response_complete:
+        raise RuntimeError(f"unexpected ASGI message {ZEROCOPY!r}")
+    if cycle.flow.write_paused and not cycle.disconnected:
+        await cycle.flow.drain()
+    if cycle.disconnected:
+        raise SendfileInterrupted(0)
+    file: IO[bytes] = message["file"]
+    offset = int(message.get("offset") or 0)
+    count = message.get("count")
+    if count is None:
+        count = max(0, file_size(file) - offset)
+    more_body = bool(message.get("more_body", False))
+    if cycle.scope["method"] == "HEAD":
+        count = 0
+    # h11 documents non-bytes data for exactly this (len() = bytes that will be written)
+    span = h11.Data(data=_Span(count))  # type: ignore[arg-type]
+    for part in cycle.conn.send_with_data_passthrough(span) or ():
+        if not isinstance(part, _Span):
+            cycle.transport.write(part)  # framing (chunked encoding), never with a length
+            continue
+        if part.count:
+            await _sendfile(cycle, file, offset, part.count)
+    if not more_body:
+        cycle.response_complete = True
+        cycle.message_event.set()
+        cycle.transport.write(cycle.conn.send(h11.EndOfMessage()) or b"")
+        if cycle.conn.our_state is h11.MUST_CLOSE or not cycle.keep_alive:
+            cycle.conn.send(h11.ConnectionClosed())
+            cycle.transport.close()
+        cycle.on_response()
+
+
+async def _sendfile(cycle: RequestResponseCycle, file: IO[bytes], offset: int,
+                    count: int) -> None:
+    loop = asyncio.get_running_loop()
+    file.seek(offset)  # loop.sendfile leaves the position after the last byte sent
+    try:
+        sent = await loop.sendfile(cycle.transport, file, offset, count)
+    except (OSError, RuntimeError) as exc:  # peer gone (EPIPE, ECONNRESET), transport closing
+        _abort(cycle)
+        raise SendfileInterrupted(max(0, file.tell() - offset)) from exc
+    if sent < count:  # the file ended early: headers promised more; never pad
+        _abort(cycle)
+        raise SendfileInterrupted(sent, short=True)
+
+
+def _abort(cycle: RequestResponseCycle) -> None:
+    cycle.disconnected = True  # uvicorn then expects no complete response
+    cycle.message_event.set()
+    cycle.transport.close()
+
+
+def file_size(file: IO[bytes]) -> int:
+    return os.fstat(file.fileno()).st_size

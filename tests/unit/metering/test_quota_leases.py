@@ -1,0 +1,63 @@
+"""On-demand lookup units leased a few at a time (``quota_leases``): the quota is never
+exceeded, whatever the number of processes, and unspent units go back when a server stops."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from feedserver.errors import QuotaExceeded
+from feedserver.metering.ledger import migrate
+from feedserver.metering.quota_leases import MAX_UNITS, QuotaLeases, units_for
+from feedserver.metering.quotas import QuotaCounters
+from feedserver.storage.db import Database
+
+NOW = datetime(2026, 11, 5, 12, tzinfo=UTC)
+MONTH = "2026-11"
+
+
+def test_three_processes_never_exceed_the_quota(db: Database) -> None:
+    # Three QuotaLeases on one database stand for three server processes: each leases units
+    # ahead, yet exactly the limit is served and the counter never passes it.
+    migrate(db)
+    processes = [QuotaLeases(QuotaCounters(db)) for _ in range(3)]
+    served = 0
+    for i in range(2_000):
+        try:
+            processes[i % 3].spend("acme", MONTH, "ondemand_lookups", 1_000, NOW)
+            served += 1
+        except QuotaExceeded:
+            pass
+    assert served == 1_000
+    assert QuotaCounters(db).used("acme", MONTH, "ondemand_lookups") == 1_000
+
+
+def test_units_are_spent_in_memory_and_given_back(db: Database) -> None:
+    migrate(db)
+    counters = QuotaCounters(db)
+    leases = QuotaLeases(counters)
+    assert leases.try_spend("acme", MONTH, "ondemand_lookups") is None  # nothing held yet
+    leases.spend("acme", MONTH, "ondemand_lookups", 10_000, NOW)  # the first lease: one unit
+    leases.spend("acme", MONTH, "ondemand_lookups", 10_000, NOW)  # then a larger one
+    held = counters.used("acme", MONTH, "ondemand_lookups")
+    assert held > 2  # leased ahead
+    assert leases.try_spend("acme", MONTH, "ondemand_lookups") == 3  # no database
+    assert leases.give_back() == held - 3
+    assert counters.used("acme", MONTH, "ondemand_lookups") == 3  # exactly what was served
+
+
+def test_lease_sizes_shrink_near_the_limit() -> None:
+    assert units_for(None, 0) == MAX_UNITS
+    assert units_for(1_000_000, 0) == MAX_UNITS
+    assert units_for(1_000, 990) == 1  # 10 left: one by one
+    assert units_for(1_000, 500) == 31
+
+
+def test_a_lease_is_refused_only_when_nothing_is_left(db: Database) -> None:
+    migrate(db)
+    counters = QuotaCounters(db)
+    assert counters.lease("acme", MONTH, "ondemand_lookups", 5, NOW, 64) == (5, 5)
+    with pytest.raises(QuotaExceeded):
+        counters.lease("acme", MONTH, "ondemand_lookups", 5, NOW, 1)
+    assert counters.lease("acme", MONTH, "ondemand_lookups", None, NOW, 64) == (64, 69)
