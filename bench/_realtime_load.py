@@ -1,10 +1,10 @@
-"""Load for ``bench.realtime``: article records, producers, the bare-consumer baseline and the
-HTTP subscribers.
+"""Load for ``bench.realtime``: article records, producers and the bare-consumer baseline (the
+subscribers are ``bench._realtime_clients``).
 
 Records are Article JSON built from the real page_change sample (about 1 KB each), renamed per
 index, with one extra top-level field ``bench_sent_ns`` (wall clock, ns) stamped just before
-the record is handed to the log; the hub passes unknown fields through, so a subscriber
-computes produce -> receive latency from the bytes it gets.
+the record is handed to the log (the record's last field); the hub passes unknown fields
+through, so a subscriber computes produce -> receive latency from the bytes it gets.
 
 Tansu advances a partition's high watermark by one per produced batch, so the Kafka producer
 sends one record per request per partition (a sequential sender per partition, partitions in
@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 
 from feedserver.ingest.events import changes_from_json
@@ -34,7 +32,6 @@ from feedserver.ingest.events import changes_from_json
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = (ROOT.parent / "shared/data/events/page_change"
           / "mediawiki.page_change.v1__wikidata-query-rdf.jsonl")
-SENT = re.compile(rb'"bench_sent_ns":(\d+)')
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -166,47 +163,6 @@ async def bare_consume(target: str, topic: str, partitions: int, count: int,
     if got < count:
         raise RuntimeError(f"bare consumer read {got} of {count} records in {timeout}s")
     return elapsed
-
-
-class Subscriber:
-    """One NDJSON stream of ``/v2/articles``: counts messages and, from each record's
-    ``bench_sent_ns``, produce -> receive latencies (ns, stamped when the bytes arrive)."""
-
-    def __init__(self, url: str, key: str, body: dict[str, Any]) -> None:
-        self.url = url
-        self.headers = {"Authorization": f"Bearer {key}", "Accept": "application/x-ndjson"}
-        self.body = body
-        self.received = 0
-        self.latencies: list[int] = []
-        self.closed = False  # the server ended the stream (cut for lag, or shutdown)
-        self.connected = asyncio.Event()
-
-    async def run(self, client: httpx.AsyncClient, *, until: int, timeout: float,
-                  measure: bool = True) -> None:
-        """Read until ``until`` messages arrived, the stream ends, or ``timeout`` passes."""
-        async with asyncio.timeout(timeout), client.stream(
-                "POST", f"{self.url}/v2/articles", json=self.body, headers=self.headers) as resp:
-            if resp.status_code != 200:
-                await resp.aread()
-                raise RuntimeError(f"subscribe: {resp.status_code} {resp.text}")
-            self.connected.set()
-            rest = b""
-            async for chunk in resp.aiter_raw():
-                now = time.time_ns()
-                data = rest + chunk
-                cut = data.rfind(b"\n") + 1
-                data, rest = data[:cut], data[cut:]
-                if measure:
-                    stamps = SENT.findall(data)
-                    self.latencies.extend(now - int(s) for s in stamps)
-                    self.received += len(stamps)
-                else:
-                    self.received += data.count(b"\n")  # no heartbeat within a run
-                if b"stream-closed" in data:
-                    self.closed = True
-                    return
-                if self.received >= until:
-                    return
 
 
 def main(argv: list[str]) -> int:

@@ -1,23 +1,24 @@
-"""Realtime stream: end-to-end latency under fan-out, and single-subscriber throughput as a ratio
-to a bare aiokafka consumer measured in the same run.
+"""Realtime stream: end-to-end latency under fan-out, single-subscriber throughput as a ratio to
+a bare aiokafka consumer measured in the same run, and the memory of idle subscribers.
 
 Setup: a REAL Tansu broker on 127.0.0.1 (``_realtime_broker``; without it, the embedded log and
-the run says so), ``feedserver serve`` in its own process with an API key on a realtime plan,
-the article topic with ``PARTITIONS`` partitions. Every process is torn down at the end.
+the run says so), ``feedserver serve`` in its own process per phase with an API key on a
+realtime plan, a fresh article topic per phase (``phase_topics``) with ``PARTITIONS``
+partitions. Every process is torn down at the end.
 
 (a) throughput: ``THROUGHPUT_RECORDS`` articles pre-produced; the time for a bare aiokafka
-    consumer (assign + seek 0 + getmany, no decoding) to read them all, versus one HTTP
-    subscriber streaming them all from offset 0 as NDJSON (the server decodes each record's
-    routing fields, stamps ``event.partition/offset`` into its bytes, frames it and writes it
-    to the socket; the client only counts lines). Best of ``REPEATS``, interleaved. Target >= 0.5x.
-(b) latency: one NDJSON stream alone (the pipeline's own latency), then ``SUBSCRIBERS``
-    streams, from the tail; for each, a producer in its own process appends ``RATE``
-    articles/s for ``SECONDS`` s, each stamped with its send time, and every subscriber computes
+    consumer (connect, assign, seek 0, getmany, no decoding) to read them all, versus one HTTP
+    subscriber streaming them all from offset 0 as NDJSON over a raw socket (the server opens a
+    catch-up reader, stamps ``event.partition/offset`` into each record, frames and writes it;
+    the client only counts records). Best of ``REPEATS``, interleaved. Target >= 0.8x.
+(b) latency: NDJSON streams from the tail (1, then ``SUBSCRIBERS``, then ``WIDE_SUBSCRIBERS``
+    across ``serve --workers 2``), spread over ``CLIENT_PROCESSES`` processes of cheap
+    raw-socket clients (``_realtime_clients``); a producer in its own process appends ``RATE``
+    articles/s for ``SECONDS`` s, each stamped with its send time, and every client computes
     produce -> receive latency from the bytes it gets. Printed: p50 / p99 / max over every
-    (record, subscriber) pair, records delivered / expected, subscribers the server cut for
-    lag, and the CPU the server and the subscribers' process used. Broker, server, producer
-    and the 200 clients share the machine's cores (the subscribers' process alone uses more CPU
-    than the server), so the fan-out figure is an upper bound of what the server adds.
+    (record, subscriber) pair, records delivered / expected, streams ended by the server, and
+    the CPU used by the server, the clients and the broker during the phase.
+(c) memory: the server's RSS before and with ``IDLE_SUBSCRIBERS`` idle streams.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import msgspec
 
 from bench._realtime_broker import TansuBroker, free_port, start_tansu
-from bench._realtime_load import Subscriber, bare_consume
+from bench._realtime_clients import BUCKET_NS, Result
+from bench._realtime_load import bare_consume
 from feedserver.accounts.service import Accounts
 from feedserver.config import load_settings
 from feedserver.plans import Plan
@@ -51,6 +54,9 @@ SECRET = "bench-secret-0123456789abcdef0123"
 THROUGHPUT_RECORDS = 20_000
 REPEATS = 2
 SUBSCRIBERS = 200
+WIDE_SUBSCRIBERS = 1000  # across serve --workers 2
+IDLE_SUBSCRIBERS = 1000
+CLIENT_PROCESSES = 4
 RATE = 1000
 SECONDS = 5
 DRAIN_TIMEOUT = 20.0
@@ -68,30 +74,31 @@ def prepare(data_dir: Path) -> str:
         db.close()
 
 
-async def create_topic(target: str, db_path: Path) -> None:
+async def create_topic(target: str, db_path: Path, topic: str) -> None:
     kind, _, where = target.partition(":")
     if kind == "kafka":
         from feedserver.storage.eventlog.kafka import KafkaEventLog
 
         kafka = KafkaEventLog(where)
         try:
-            await kafka.create_topic(TOPIC, PARTITIONS)
+            await kafka.create_topic(topic, PARTITIONS)
         finally:
             await kafka.close()
     else:
-        await EmbeddedEventLog(SQLiteDatabase(db_path)).create_topic(TOPIC, PARTITIONS)
+        await EmbeddedEventLog(SQLiteDatabase(db_path)).create_topic(topic, PARTITIONS)
 
 
-def producer_args(target: str, start: int, count: int, rate: float) -> list[str]:
-    return [sys.executable, "-m", "bench._realtime_load", "produce", target, TOPIC,
+def producer_args(target: str, topic: str, start: int, count: int, rate: float) -> list[str]:
+    return [sys.executable, "-m", "bench._realtime_load", "produce", target, topic,
             str(PARTITIONS), str(start), str(count), str(rate)]
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
+def server(env: dict[str, str], port: int, workers: int = 1) -> Iterator[tuple[str, int]]:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen([sys.executable, "-m", "feedserver", "serve", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "feedserver", "serve", "--port", str(port),
+                                 "--workers", str(workers)],
                                 env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 30
@@ -117,91 +124,211 @@ def _tail(out: IO[bytes]) -> str:
     return out.read().decode(errors="replace")[-2000:]
 
 
-async def http_stream_seconds(url: str, key: str, count: int) -> float:
-    sub = Subscriber(url, key, {"offsets": {str(p): 0 for p in range(PARTITIONS)}})
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
-        start = time.perf_counter()
-        await sub.run(client, until=count, timeout=120, measure=False)
+async def http_stream_seconds(port: int, key: str, count: int) -> float:
+    """One NDJSON stream from offset 0 over a raw socket; the client only counts records."""
+    body = json.dumps({"offsets": {str(p): 0 for p in range(PARTITIONS)}}).encode()
+    start = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"POST /v2/articles HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: Bearer {key}\r\nAccept: application/x-ndjson\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                     f"\r\n".encode() + body)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n", 1)[0]:
+            raise RuntimeError(f"subscribe: {head[:200]!r}")
+        got = 0
+        rest = b""
+        async with asyncio.timeout(120):
+            while got < count:
+                chunk = await reader.read(256 * 1024)
+                if not chunk:
+                    break
+                data = rest + chunk  # a read may end inside a record: count whole lines
+                cut = data.rfind(b"\n") + 1
+                got += data.count(b'"bench_sent_ns"', 0, cut)
+                rest = data[cut:]
         elapsed = time.perf_counter() - start
-    if sub.received < count:
-        raise RuntimeError(f"HTTP subscriber got {sub.received} of {count} records")
+    finally:
+        writer.close()
+    if got < count:
+        raise RuntimeError(f"HTTP subscriber got {got} of {count} records")
     return elapsed
 
 
-def throughput(url: str, key: str, target: str, db_path: Path) -> None:
+def throughput(port: int, key: str, target: str, topic: str) -> float:
     bare, ours = [], []
     for _ in range(REPEATS):
-        bare.append(asyncio.run(bare_consume(target, TOPIC, PARTITIONS, THROUGHPUT_RECORDS,
+        bare.append(asyncio.run(bare_consume(target, topic, PARTITIONS, THROUGHPUT_RECORDS,
                                              timeout=120)))
-        ours.append(asyncio.run(http_stream_seconds(url, key, THROUGHPUT_RECORDS)))
+        ours.append(asyncio.run(http_stream_seconds(port, key, THROUGHPUT_RECORDS)))
     bare_rate, our_rate = THROUGHPUT_RECORDS / min(bare), THROUGHPUT_RECORDS / min(ours)
+    ratio = our_rate / bare_rate
     print(f"throughput, {THROUGHPUT_RECORDS} records from offset 0: bare consumer "
           f"{bare_rate:,.0f} rec/s, one HTTP NDJSON subscriber {our_rate:,.0f} rec/s, ratio "
-          f"{our_rate / bare_rate:.2f}x (target >= 0.5x)", flush=True)
+          f"{ratio:.2f}x (target >= 0.8x)", flush=True)
+    return ratio
+
+
+class Pids(msgspec.Struct, frozen=True):
+    server: int
+    broker: int  # 0: none (embedded log)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of process ``pid`` and its children (Linux /proc); 0 for 0."""
+    total = 0.0
+    if not pid:
+        return total
+    for one in family(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-async def latency(url: str, key: str, target: str, server_pid: int, *, subscribers: int,
-                  start: int) -> None:
-    server_cpu, own_cpu, wall = cpu_seconds(server_pid), time.process_time(), time.monotonic()
-    subs = [Subscriber(url, key, {}) for _ in range(subscribers)]
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0)) as client:
-        total = SECONDS + 30 + DRAIN_TIMEOUT
-        tasks = [asyncio.create_task(s.run(client, until=10**12, timeout=total)) for s in subs]
+def family(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn ``--workers``: the workers)."""
+    out, todo = [], [pid]
+    while todo:
+        one = todo.pop()
+        out.append(one)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{one}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants."""
+    total = 0
+    for one in family(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+class Clients:
+    """Subscribers spread over ``CLIENT_PROCESSES`` processes of ``bench._realtime_clients``."""
+
+    def __init__(self, port: int, key: str, subscribers: int, timeout: float) -> None:
+        self.args = [str(port), key]
+        self.counts = [subscribers // CLIENT_PROCESSES + (i < subscribers % CLIENT_PROCESSES)
+                       for i in range(min(CLIENT_PROCESSES, subscribers))]
+        self.timeout = timeout
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    async def __aenter__(self) -> Clients:
+        for n in self.counts:
+            self.procs.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench._realtime_clients", "127.0.0.1", *self.args,
+                str(n), str(self.timeout), cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE))
+        async with asyncio.timeout(90):
+            for proc in self.procs:
+                assert proc.stdout is not None
+                line = await proc.stdout.readline()
+                if line.strip() != b"connected":
+                    raise RuntimeError(f"subscribers did not connect ({line[:200]!r})")
+        return self
+
+    async def finish(self, expect: int) -> list[Result]:
+        """Tell every process how many records to wait for; their results."""
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(f"expect {expect}\n".encode())
+            await proc.stdin.drain()
+        results = []
+        async with asyncio.timeout(self.timeout + 60):
+            for proc in self.procs:
+                out, _ = await proc.communicate()
+                results.append(msgspec.json.decode(out.splitlines()[-1], type=Result))
+        return results
+
+    async def __aexit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+def percentile(histogram: dict[int, int], q: float) -> float:
+    """The ``q`` quantile of a 0.1 ms histogram, in ms."""
+    total = sum(histogram.values())
+    rank = min(total - 1, int(q * total))
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen > rank:
+            return bucket * BUCKET_NS / 1e6
+    return 0.0
+
+
+async def latency(port: int, key: str, target: str, topic: str, pids: Pids, *,
+                  subscribers: int, label: str) -> tuple[float, float, bool]:
+    """(p50 ms, p99 ms, everything delivered and nobody cut)."""
+    async with Clients(port, key, subscribers, DRAIN_TIMEOUT) as clients:
+        server_cpu, broker_cpu = cpu_seconds(pids.server), cpu_seconds(pids.broker)
+        wall = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            *producer_args(target, topic, 0, RATE * SECONDS, RATE),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE)
         try:
-            async with asyncio.timeout(30):
-                for sub, task in zip(subs, tasks, strict=True):
-                    waiter = asyncio.ensure_future(sub.connected.wait())
-                    await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                    if task.done():
-                        task.result()  # raises what went wrong
-            proc = await asyncio.create_subprocess_exec(
-                *producer_args(target, start, RATE * SECONDS, RATE),
-                cwd=ROOT, stdout=asyncio.subprocess.PIPE)
-            try:
-                out, _ = await asyncio.wait_for(proc.communicate(), 3 * SECONDS + 30)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-            produced = json.loads(out)
-            sent = int(produced["sent"])
-            deadline = time.monotonic() + DRAIN_TIMEOUT
-            while time.monotonic() < deadline and not all(
-                    s.received >= sent or s.closed or t.done() for s, t in zip(subs, tasks,
-                                                                                strict=True)):
-                await asyncio.sleep(0.1)
-            server_cpu = cpu_seconds(server_pid) - server_cpu
-            own_cpu = time.process_time() - own_cpu
-            wall = time.monotonic() - wall
+            out, _ = await asyncio.wait_for(proc.communicate(), 3 * SECONDS + 30)
         finally:
-            for task in tasks:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-    errors = [r for r in results if isinstance(r, BaseException)
-              and not isinstance(r, asyncio.CancelledError)]
-    samples = sorted(x for s in subs for x in s.latencies)
-    got = sum(s.received for s in subs)
-    if not samples:
-        raise RuntimeError(f"no record reached a subscriber ({errors[:1]})")
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        produced = json.loads(out)
+        sent = int(produced["sent"])
+        results = await clients.finish(sent)
+        server_cpu = cpu_seconds(pids.server) - server_cpu
+        broker_cpu = cpu_seconds(pids.broker) - broker_cpu
+        wall = time.monotonic() - wall
+    histogram: dict[int, int] = {}
+    for r in results:
+        for bucket, n in r.histogram.items():
+            histogram[bucket] = histogram.get(bucket, 0) + n
+    got = sum(sum(r.received) for r in results)
+    cut = sum(r.closed for r in results)
+    errors = sum(len(r.errors) for r in results)
+    client_cpu = sum(r.cpu_seconds for r in results)
+    if not histogram:
+        raise RuntimeError("no record reached a subscriber")
+    p50, p99 = percentile(histogram, 0.5), percentile(histogram, 0.99)
+    print(f"latency, {label}, {sent} records at {sent / produced['seconds']:,.0f}/s "
+          f"(target {RATE}/s): p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+          f"max {max(histogram) * BUCKET_NS / 1e6:.1f} ms; delivered {got:,} of "
+          f"{sent * subscribers:,}; cut {cut}, errors {errors}", flush=True)
+    print(f"  CPU over the {wall:.1f} s phase: server {server_cpu:.1f} s, subscribers "
+          f"{client_cpu:.1f} s in {len(results)} process(es), broker {broker_cpu:.1f} s",
+          flush=True)
+    return p50, p99, got == sent * subscribers and cut == 0 and errors == 0
 
-    def pct(q: float) -> float:
-        return samples[min(len(samples) - 1, int(q * len(samples)))] / 1e6
 
-    print(f"latency, {subscribers} subscriber(s), {sent} records at "
-          f"{sent / produced['seconds']:,.0f}/s (target {RATE}/s): p50 {pct(0.5):.1f} ms, "
-          f"p99 {pct(0.99):.1f} ms, max {samples[-1] / 1e6:.1f} ms; delivered {got:,} of "
-          f"{sent * subscribers:,}; cut {sum(s.closed for s in subs)}, "
-          f"errors {len(errors)}", flush=True)
-    print(f"  CPU over the {wall:.1f} s phase: server {server_cpu:.1f} s, the subscribers' "
-          f"process {own_cpu:.1f} s (2 cores shared with broker and producer)", flush=True)
+async def idle_memory(port: int, key: str, server_pid: int) -> float:
+    """MB the server's RSS grows by with ``IDLE_SUBSCRIBERS`` idle streams."""
+    before = rss_bytes(server_pid)
+    async with Clients(port, key, IDLE_SUBSCRIBERS, 5.0) as clients:
+        await asyncio.sleep(1.0)  # every stream has its slot and subscription
+        after = rss_bytes(server_pid)
+        await clients.finish(0)
+    grown = (after - before) / 2**20
+    print(f"memory: server RSS {before / 2**20:.0f} MB -> {after / 2**20:.0f} MB with "
+          f"{IDLE_SUBSCRIBERS} idle subscribers, +{grown:.1f} MB (target < 50 MB)", flush=True)
+    return grown
+
+
+def phase_topics(target: str, db_path: Path) -> dict[str, str]:
+    """A fresh article topic per phase: Tansu's in-memory engine gets slower per fetch as a
+    topic holds more batches (see docs/realtime.md), which would charge the records of one
+    phase to the next one's latency."""
+    topics = {name: f"{TOPIC}.{name}" for name in ("throughput", "one", "fan", "wide")}
+    for topic in topics.values():
+        asyncio.run(create_topic(target, db_path, topic))
+    return topics
 
 
 def run() -> None:
@@ -214,29 +341,47 @@ def run() -> None:
             if broker is None:
                 target = f"embedded:{db_path}"
                 print("Tansu not available: embedded event log (SQLite, polled by the server "
-                      "every 0.2 s), not Kafka", flush=True)
+                      "every 0.05 s), not Kafka", flush=True)
             else:
                 target = f"kafka:{broker.bootstrap}"
                 print(f"Tansu broker on {broker.bootstrap}", flush=True)
-            asyncio.run(create_topic(target, db_path))
-            produced = subprocess.run(producer_args(target, 0, THROUGHPUT_RECORDS, 0), cwd=ROOT,
-                                      check=True, capture_output=True, timeout=120)
+            topics = phase_topics(target, db_path)
+            produced = subprocess.run(
+                producer_args(target, topics["throughput"], 0, THROUGHPUT_RECORDS, 0),
+                cwd=ROOT, check=True, capture_output=True, timeout=120)
             stats = json.loads(produced.stdout)
             print(f"pre-produced {stats['sent']} records at "
                   f"{stats['sent'] / stats['seconds']:,.0f}/s", flush=True)
             env = {**os.environ, "PYTHONPATH": str(ROOT), "FEEDSERVER_DATA_DIR": str(data_dir),
                    "FEEDSERVER_TOKEN_SECRET": SECRET, "FEEDSERVER_LOG_LEVEL": "WARNING",
-                   "FEEDSERVER_ARTICLE_TOPIC": TOPIC,
                    "FEEDSERVER_ARTICLE_PARTITIONS": str(PARTITIONS)}
             if broker is not None:
                 env["FEEDSERVER_KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
-            with server(env, free_port()) as (url, pid):
-                throughput(url, key, target, db_path)
+            broker_pid = (broker.pid or 0) if broker is not None else 0
+
+            def on(topic: str) -> dict[str, str]:
+                return {**env, "FEEDSERVER_ARTICLE_TOPIC": topics[topic]}
+
+            port = free_port()
+            with server(on("throughput"), port) as (_url, _pid):
+                throughput(port, key, target, topics["throughput"])
+            port = free_port()
+            with server(on("one"), port) as (_url, pid):
                 # One subscriber first: the pipeline's own latency, the reference for the
-                # fan-out figure.
-                for i, count in enumerate((1, SUBSCRIBERS)):
-                    asyncio.run(latency(url, key, target, pid, subscribers=count,
-                                        start=THROUGHPUT_RECORDS + i * RATE * SECONDS))
+                # fan-out figure; then the memory of idle subscribers on the same server.
+                asyncio.run(latency(port, key, target, topics["one"], Pids(pid, broker_pid),
+                                    subscribers=1, label="1 subscriber"))
+                asyncio.run(idle_memory(port, key, pid))
+            port = free_port()
+            with server(on("fan"), port) as (_url, pid):
+                asyncio.run(latency(port, key, target, topics["fan"], Pids(pid, broker_pid),
+                                    subscribers=SUBSCRIBERS,
+                                    label=f"{SUBSCRIBERS} subscribers"))
+            port = free_port()
+            with server(on("wide"), port, workers=2) as (_url, pid):
+                asyncio.run(latency(port, key, target, topics["wide"], Pids(pid, broker_pid),
+                                    subscribers=WIDE_SUBSCRIBERS,
+                                    label=f"{WIDE_SUBSCRIBERS} subscribers, serve --workers 2"))
         finally:
             if broker is not None:
                 broker.stop()

@@ -52,6 +52,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     # --- events ------------------------------------------------------------------------------
     kafka_bootstrap_servers: str | None = None
+    kafka_fetch_wait_ms: int = 20
+    eventlog_poll_seconds: float = 0.05
     event_topics: list[str] = msgspec.field(
         default_factory=lambda: ["mediawiki.page_change.v1", "mediawiki.page_content_change.v1"]
     )
@@ -72,7 +74,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     eventstreams_topic: str = "feedserver.eventstreams"
     eventstreams_timeout: float = 60.0
     realtime_max_subscriber_lag: int = 10_000
-    realtime_subscriber_queue: int = 1_000
+    realtime_buffer_bytes: int = 64 * 1024 * 1024
     stream_lease_seconds: float = 30.0
     batch_retention_hours: int = 48
 

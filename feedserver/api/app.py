@@ -297,8 +297,8 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
         stack.push_async_callback(metering.stop)
         usage = usage or metering.sink
     realtime = Realtime(events, settings.article_topic, partitions=settings.article_partitions,
-                        queue_size=settings.realtime_subscriber_queue,
-                        max_lag=settings.realtime_max_subscriber_lag, heartbeat=heartbeat)
+                        max_lag=settings.realtime_max_subscriber_lag,
+                        buffer_bytes=settings.realtime_buffer_bytes, heartbeat=heartbeat)
     stack.push_async_callback(realtime.close)
     stream_metering = StreamMetering(db, settings)
     stack.push_async_callback(stream_metering.close)

@@ -89,6 +89,28 @@ class StreamItem:
             self._data = _DECODER.decode(self.raw)
         return self._data
 
+    def forget(self) -> None:
+        """Drop the decoded dict (``data`` decodes ``raw`` again when asked)."""
+        self._data = None
+
+
+class Chunk:
+    """Items rendered for one view: the bytes to write (``data``: ``frames`` frames), one
+    record per frame for billing (``marks``, packed by the caller) and, for SSE, the id of the
+    last frame (``last_id``, empty otherwise). Shared by every stream of that view."""
+
+    __slots__ = ("data", "frames", "last_id", "marks")
+
+    def __init__(self, data: bytes, frames: int, marks: bytes, last_id: bytes = b"") -> None:
+        self.data = data
+        self.frames = frames
+        self.marks = marks
+        self.last_id = last_id
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + len(self.marks)
+
 
 def to_item(record: LogRecord) -> StreamItem:
     """The item for ``record``, with its log position stamped into ``event``."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from feedserver.errors import Unavailable
-from feedserver.feeds.realtime.hub import Hub
+from feedserver.feeds.realtime.hub import BUFFER_BYTES, Hub
 from feedserver.storage.eventlog import EventLog
 
 HEARTBEAT_SECONDS = 15.0
@@ -19,13 +19,13 @@ class Realtime:
     sends a keep-alive."""
 
     def __init__(self, events: EventLog, topic: str, *, partitions: int = 10,
-                 queue_size: int = 1000, max_lag: int = 10_000,
+                 max_lag: int = 10_000, buffer_bytes: int = BUFFER_BYTES,
                  heartbeat: float = HEARTBEAT_SECONDS) -> None:
         self.events = events
         self.topic = topic
         self.partitions = partitions
-        self.queue_size = queue_size
         self.max_lag = max_lag
+        self.buffer_bytes = buffer_bytes
         self.heartbeat = heartbeat
         self._hub: Hub | None = None
         self._lock = asyncio.Lock()
@@ -45,7 +45,7 @@ class Realtime:
                 raise Unavailable("the server is shutting down")
             if self._hub is None:
                 hub = Hub(self.events, self.topic, partitions=self.partitions,
-                          queue_size=self.queue_size, max_lag=self.max_lag)
+                          max_lag=self.max_lag, max_bytes=self.buffer_bytes)
                 await hub.start()
                 self._hub = hub
         return self._hub

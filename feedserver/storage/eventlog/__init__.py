@@ -34,5 +34,6 @@ def open_event_log(settings: Settings, db: Database) -> EventLog:
         # Imported here so embedded deployments never load aiokafka.
         from feedserver.storage.eventlog.kafka import KafkaEventLog
 
-        return KafkaEventLog(settings.kafka_bootstrap_servers)
-    return EmbeddedEventLog(db)
+        return KafkaEventLog(settings.kafka_bootstrap_servers,
+                             fetch_wait_ms=settings.kafka_fetch_wait_ms)
+    return EmbeddedEventLog(db, poll_interval=settings.eventlog_poll_seconds)

@@ -42,7 +42,7 @@ class EmbeddedEventLog:
     """Topics in a database table. Readers in this process wake as soon as a record is
     appended; readers in other processes poll every ``poll_interval`` seconds."""
 
-    def __init__(self, db: Database, *, poll_interval: float = 0.2) -> None:
+    def __init__(self, db: Database, *, poll_interval: float = 0.05) -> None:
         self.db = db
         self.poll_interval = poll_interval
         db.migrate("storage.eventlog.1", MIGRATION)

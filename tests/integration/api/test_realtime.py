@@ -133,7 +133,7 @@ async def test_ndjson_parts_and_validation(world: World) -> None:
 
 async def test_slow_client_is_cut_with_position_and_shutdown_ends_streams(
         tmp_path: Path) -> None:
-    w = World(tmp_path, realtime_subscriber_queue=8, realtime_max_subscriber_lag=20)
+    w = World(tmp_path, realtime_max_subscriber_lag=20)
     await w.consumer.start()
     try:
         with serve(w.settings, w.db, w.accounts, events=w.server_log) as srv:

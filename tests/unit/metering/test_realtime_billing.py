@@ -10,6 +10,7 @@ from feedserver.metering.realtime_billing import (
     Covered,
     Edges,
     billable,
+    pack_frame,
     stream_ranges,
     view_key,
 )
@@ -84,3 +85,34 @@ def test_ranges_are_per_customer_and_view_and_forgotten_after_a_day(db: Database
     billed.ended("s1", "acme", VIEW, {0: (0, 100)})  # a repeat is harmless
     clock.now += 2 * 24 * 3600
     assert (0, 50) not in billed.covered("acme", VIEW)
+
+
+@given(frames_st, st.lists(st.integers(1, 7), max_size=30), st.integers(1, 12),
+       st.integers(1, 2000))
+def test_edges_keep_the_same_frames_when_they_arrive_in_runs(
+        frames: list[tuple[int, int, int]], runs: list[int], max_frames: int,
+        max_bytes: int) -> None:
+    # Streams hand whole written batches over (one packed run each, shared between streams of
+    # one view); what is remembered must not depend on how the frames were grouped.
+    one = Edges(max_frames=max_frames, max_bytes=max_bytes)
+    grouped = Edges(max_frames=max_frames, max_bytes=max_bytes)
+    for frame in frames:
+        one.add(*frame)
+    at = 0
+    for length in [*runs, len(frames)]:
+        run = frames[at:at + length]
+        at += len(run)
+        grouped.add_frames(b"".join(pack_frame(*f) for f in run), len(run),
+                           sum(f[2] for f in run))
+    assert list(grouped.frames()) == list(one.frames())
+
+
+def test_edges_stay_bounded_under_a_trickle_of_single_frames() -> None:
+    # A quiet stream writes one frame per batch for hours: its runs are joined, never kept
+    # one object per frame.
+    edges = Edges(max_frames=100, max_bytes=10**9)
+    for offset in range(5000):
+        edges.add_frames(pack_frame(0, offset, 10), 1, 10)
+    kept = list(edges.frames())
+    assert [f[1] for f in kept] == [*range(100), *range(4900, 5000)]
+    assert len(edges._tail) <= 257 and len(edges._head) <= 257

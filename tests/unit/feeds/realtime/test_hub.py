@@ -1,5 +1,6 @@
 """The realtime fan-out hub on the embedded event log: tail, catch-up join without loss or
-duplicates, slow subscribers cut with a resumable position, shutdown."""
+duplicates, laggards served from the shared ring (never from a reader of their own), slow
+subscribers cut with a resumable position, shutdown."""
 
 from __future__ import annotations
 
@@ -40,9 +41,8 @@ async def produce(log: EmbeddedEventLog, start: int, count: int) -> None:
                              for i in range(start, start + count)])
 
 
-async def make_hub(log: EmbeddedEventLog, queue: int = 100, max_lag: int = 1000) -> Hub:
-    hub = Hub(log, TOPIC, partitions=PARTS, queue_size=queue, max_lag=max_lag,
-              poll_timeout=0.05, batch=50)
+async def make_hub(log: EmbeddedEventLog, max_lag: int = 1000, batch: int = 50) -> Hub:
+    hub = Hub(log, TOPIC, partitions=PARTS, max_lag=max_lag, poll_timeout=0.05, batch=batch)
     await hub.start()
     await hub.ready(5)
     return hub
@@ -53,9 +53,9 @@ async def collect(sub: Subscription, count: int, timeout: float = 10.0) -> list[
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while len(got) < count and loop.time() < deadline:
-        item = await sub.next(0.2)
-        if item is not None:
-            got.append(item)
+        batch = await sub.next_batch(0.2)
+        if batch is not None:
+            got.extend(batch)
     return got
 
 
@@ -97,7 +97,7 @@ async def test_tail_subscriber_gets_only_new_records(log: EmbeddedEventLog) -> N
 
 async def test_catch_up_joins_live_without_loss_or_duplicates(log: EmbeddedEventLog) -> None:
     await produce(log, 0, 300)
-    hub = await make_hub(log, queue=40)
+    hub = await make_hub(log, max_lag=40)
     try:
         sub = hub.subscribe(dict.fromkeys(range(PARTS), 0))
 
@@ -120,40 +120,62 @@ async def test_catch_up_joins_live_without_loss_or_duplicates(log: EmbeddedEvent
 
 
 async def test_slow_subscriber_is_cut_and_resumes(log: EmbeddedEventLog) -> None:
-    hub = await make_hub(log, queue=10, max_lag=30)
+    hub = await make_hub(log, max_lag=30, batch=5)
     try:
         fast = hub.subscribe(hub.tail())
         slow = hub.subscribe(hub.tail())
-        first = await asyncio.gather(collect(fast, 1, 0.5), produce(log, 0, 5))
-        assert len(first[0]) == 1
+        first = (await asyncio.gather(collect(fast, 1, 0.5), produce(log, 0, 5)))[0]
+        assert first
         slow_got = await collect(slow, 2)  # reads a little, then stops reading
         await produce(log, 5, 100)
-        fast_got = first[0] + await collect(fast, 104)
+        fast_got = first + await collect(fast, 105 - len(first))
         assert sorted(ids(fast_got)) == list(range(105))
         with pytest.raises(SubscriptionClosed) as cut:
             await collect(slow, 1000, timeout=5)
         assert cut.value.reason == "slow"
         assert hub.cut == 1 and hub.subscribers == 1
         resume = hub.subscribe(cut.value.positions)
-        rest = await collect(resume, 103)
+        rest = await collect(resume, 105 - len(slow_got))
         assert sorted(ids(slow_got) + ids(rest)) == list(range(105))
     finally:
         await hub.close()
 
 
-async def test_overflow_falls_back_to_own_reader_then_rejoins(log: EmbeddedEventLog) -> None:
-    hub = await make_hub(log, queue=10, max_lag=1000)
+async def test_a_laggard_reads_the_ring_not_the_log(log: EmbeddedEventLog) -> None:
+    hub = await make_hub(log, max_lag=1000)
     try:
-        sub = hub.subscribe(hub.tail())
-        for n in range(0, 200, 20):  # bursts while the subscriber does not read
+        subs = [hub.subscribe(hub.tail()) for _ in range(5)]
+        for n in range(0, 200, 20):  # bursts while nobody reads
             await produce(log, n, 20)
             await asyncio.sleep(0.02)
-        assert hub.fell_back >= 1 and hub.cut == 0
-        got = await collect(sub, 200)
-        assert sorted(ids(got)) == list(range(200))
+        for sub in subs:
+            got = await collect(sub, 200)
+            assert sorted(ids(got)) == list(range(200))
+        # Behind by up to 200 records each, none opened a reader of its own or was cut.
+        assert hub.readers == 0 and hub.cut == 0
         await produce(log, 200, 3)  # live again
-        assert sorted(ids(await collect(sub, 3))) == [200, 201, 202]
-        assert sub._live_ready
+        assert sorted(ids(await collect(subs[0], 3))) == [200, 201, 202]
+    finally:
+        await hub.close()
+
+
+async def test_join_from_inside_the_ring_is_exact(log: EmbeddedEventLog) -> None:
+    hub = await make_hub(log, max_lag=1000, batch=7)
+    try:
+        first = hub.subscribe(hub.tail())
+        await produce(log, 0, 100)
+        got = await collect(first, 100)
+        # Resume from positions in the middle of ticks (every 13th record delivered):
+        # the ring serves the rest, skipping what was delivered, then whole ticks.
+        for cut_at in range(0, 100, 13):
+            positions = dict.fromkeys(range(PARTS), 0)
+            for item in got[:cut_at]:
+                positions[item.partition] = item.offset + 1
+            resumed = hub.subscribe(positions)
+            assert not resumed.catching_up
+            rest = await collect(resumed, 100 - cut_at)
+            assert sorted(ids(got[:cut_at]) + ids(rest)) == list(range(100))
+        assert hub.readers == 0
     finally:
         await hub.close()
 
@@ -165,6 +187,6 @@ async def test_close_ends_streams_with_positions(log: EmbeddedEventLog) -> None:
     assert len(await collect(sub, 3)) == 3
     await hub.close()
     with pytest.raises(SubscriptionClosed) as closed:
-        await sub.next(1)
+        await sub.next_batch(1)
     assert closed.value.reason == "shutdown"
     assert sum(closed.value.positions.values()) == 3
