@@ -1,11 +1,13 @@
 """HTTP API throughput, as ratios to plain baselines measured in the same run.
 
-(a) download: an authenticated GET of a snapshot (several chunk files back to back, metering
-    on) from ``feedserver serve``, versus the same bytes as one file from a plain litestar
-    static-files app under the same uvicorn (the same HTTP protocol class, which offers the
-    zero-copy extension; litestar's static files do not use it). Target >= 0.9x. Also
-    reported: ``python -m http.server`` (it writes synchronously, without asyncio or h11).
-    MB/s, best of ``REPEATS``, runs interleaved.
+(a) download, in each representation: an authenticated GET of a snapshot (metering on)
+    from ``feedserver serve`` as zstd NDJSON (``Accept: application/zstd``: several chunk
+    files back to back, sent with ``sendfile``) versus the same bytes as one file from a plain
+    litestar static-files app under the same uvicorn (the same HTTP protocol class, which
+    offers the zero-copy extension; litestar's static files do not use it). Target >= 0.9x.
+    Also reported: WME's tar.gz (the default: rebuilt tar headers and stored parts, streamed)
+    against its static file, and ``python -m http.server`` (it writes synchronously, without
+    asyncio or h11). MB/s, best of ``REPEATS``, runs interleaved.
 (b) on-demand: sequential ``GET /v2/articles/{name}`` lookups/s with an API key, versus an
     unauthenticated litestar "hello" endpoint under the same uvicorn. Target >= 0.6x: the gap
     is authentication, entitlements, admission, the state-store query and the usage record.
@@ -41,7 +43,8 @@ from feedserver.accounts.service import Accounts
 from feedserver.config import Settings, load_settings
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.snapshots.build import build_from_records
-from feedserver.feeds.snapshots.manifest import Manifest
+from feedserver.feeds.snapshots.manifest import Manifest, wme_archive
+from feedserver.formats.wme_layout import read_range, snapshot_archive
 from feedserver.ingest.siteinfo import DumpInfo
 from feedserver.models import Article, ArticleBody, Namespace, Project, Version
 from feedserver.plans import Plan, Quotas, RateLimit
@@ -195,7 +198,7 @@ def run() -> None:
         db = SQLiteDatabase(settings.data_path / "feedserver.db")
         key = seed(db, settings)
         db.close()
-        # The baseline file: the exact bytes of the snapshot download.
+        # The baseline files: the exact bytes of each representation of the download.
         static = root / "static"
         static.mkdir()
         whole = static / "snapshot.ndjson.zst"
@@ -204,9 +207,21 @@ def run() -> None:
                 for block in blobs.open_range(chunk.key):
                     out.write(block)
         assert hashlib.sha256(whole.read_bytes()).hexdigest() == manifest.sha256
+        archive = static / "snapshot.tar.gz"
+        wme = wme_archive(manifest.representations)
+        assert wme is not None
+        with archive.open("wb") as out:
+            for block in read_range(
+                    snapshot_archive(manifest.identifier, [c.wme.part for c in manifest.chunks
+                                                           if c.wme is not None]),
+                    lambda i, start, stop: blobs.open_range(
+                        manifest.chunks[i].wme.key, start, stop)):  # type: ignore[union-attr]
+                out.write(block)
+        assert hashlib.sha256(archive.read_bytes()).hexdigest() == wme.archive.sha256
+
         env = {**os.environ, "FEEDSERVER_DATA_DIR": str(settings.data_path),
                "FEEDSERVER_TOKEN_SECRET": SECRET, "FEEDSERVER_LOG_LEVEL": "WARNING"}
-        compare(env, key, manifest, whole, "sqlite")
+        compare(env, key, manifest, whole, archive, wme.archive.size, "sqlite")
         if not _postgres.available():
             print("postgresql: not installed (make system-deps); distributed pass skipped")
             return
@@ -216,16 +231,17 @@ def run() -> None:
                 key = seed(pg, msgspec.structs.replace(settings, database_url=url))
             finally:
                 pg.close()
-            compare({**env, "FEEDSERVER_DATABASE_URL": url}, key, manifest, whole,
-                    "postgresql")
+            compare({**env, "FEEDSERVER_DATABASE_URL": url}, key, manifest, whole, archive,
+                    wme.archive.size, "postgresql")
 
 
-def compare(env: dict[str, str], key: str, manifest: Manifest, whole: Path,
-            database: str) -> None:
+def compare(env: dict[str, str], key: str, manifest: Manifest, whole: Path, archive: Path,
+            gz_size: int, database: str) -> None:
     size = whole.stat().st_size
     api_port, static_port, hello_port = free_port(), free_port(), free_port()
     api = f"http://127.0.0.1:{api_port}"
     auth = {"Authorization": f"Bearer {key}"}
+    zstd = {**auth, "Accept": "application/zstd"}
     feedserver = [sys.executable, "-m", "feedserver", "serve", "--port", str(api_port)]
     with process(feedserver, f"{api}/healthz", env) as ours_proc, \
             process([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
@@ -237,19 +253,25 @@ def compare(env: dict[str, str], key: str, manifest: Manifest, whole: Path,
         plain_url = f"http://127.0.0.1:{hello_port}/static/{whole.name}"
         cpu = {ours_proc.pid: 0.0, plain_proc.pid: 0.0}
         ours, plain = best_of_interleaved(
-            lambda: cpu_counted(cpu, ours_proc.pid, lambda: download_mbps(dl, auth, size)),
+            lambda: cpu_counted(cpu, ours_proc.pid, lambda: download_mbps(dl, zstd, size)),
             lambda: cpu_counted(cpu, plain_proc.pid,
                                 lambda: download_mbps(plain_url, {}, size)))
         gb = REPEATS * size / 1e9
-        print(f"[{database}] download {size / 1e6:.1f} MB in {len(manifest.chunks)} chunks: "
-              f"feedserver {ours:.0f} MB/s, litestar static files {plain:.0f} MB/s; server CPU "
-              f"{cpu[ours_proc.pid] / gb:.2f} s/GB vs {cpu[plain_proc.pid] / gb:.2f} s/GB",
-              flush=True)
+        print(f"[{database}] download zstd NDJSON {size / 1e6:.1f} MB in "
+              f"{len(manifest.chunks)} chunks: feedserver {ours:.0f} MB/s, litestar static "
+              f"files {plain:.0f} MB/s; server CPU {cpu[ours_proc.pid] / gb:.2f} s/GB vs "
+              f"{cpu[plain_proc.pid] / gb:.2f} s/GB", flush=True)
         check("authenticated snapshot download vs litestar static files", ours / plain, 0.9,
               database=database)
+        gz_url = f"http://127.0.0.1:{hello_port}/static/{archive.name}"
+        ours_gz, plain_gz = best_of_interleaved(lambda: download_mbps(dl, auth, gz_size),
+                                                lambda: download_mbps(gz_url, {}, gz_size))
+        print(f"[{database}] download WME tar.gz {gz_size / 1e6:.1f} MB (default, streamed): "
+              f"feedserver {ours_gz:.0f} MB/s, litestar static files {plain_gz:.0f} MB/s, "
+              f"ratio {ours_gz / plain_gz:.2f}x", flush=True)
         if database == "sqlite":
             ours, simple = best_of_interleaved(
-                lambda: download_mbps(dl, auth, size),
+                lambda: download_mbps(dl, zstd, size),
                 lambda: download_mbps(f"http://127.0.0.1:{static_port}/{whole.name}", {},
                                       size))
             print(f"download vs python -m http.server: feedserver {ours:.0f} MB/s, "

@@ -84,6 +84,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     retention_versions: int = 7
     ingest_workers: int = 1
     default_wiki: str = "simplewiki"
+    # WME's archive format (``<id>.tar.gz``, ``chunk_<k>.tar.gz``) built beside the zstd chunks
+    # of every snapshot version and hourly batch; the default download on WME paths.
+    wme_archives: bool = True
+    wme_gzip_level: int = 6
     # Parquet shards beside the chunks of every new version (and of its diff): off by default,
     # as they add build time (the clean text) and storage (text + wikitext); docs/formats.md.
     parquet_enabled: bool = False

@@ -51,6 +51,14 @@ class NotFound(FeedError):
     slug = "not-found"
 
 
+class NotAcceptable(FeedError):
+    """A representation was asked for that this resource does not have (``?format=``)."""
+
+    status = 406
+    title = "Not acceptable"
+    slug = "not-acceptable"
+
+
 class Conflict(FeedError):
     status = 409
     title = "Conflict"

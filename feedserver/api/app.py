@@ -12,6 +12,7 @@ and one line here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import threading
@@ -27,7 +28,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import Message
+from litestar.types import ASGIApp, Message
 from prometheus_client import CollectorRegistry
 
 from feedserver import __version__
@@ -73,15 +74,16 @@ from feedserver.storage.blobs import BlobStore, open_blob_store
 from feedserver.storage.db import Database, connect
 from feedserver.storage.eventlog import EventLog, open_event_log
 
-# The route table, in the order the OpenAPI document lists them. The WME routers answer CORS
-# as WME does (``settings.cors_allow_origins``; their paths' automatic OPTIONS handlers too);
-# the operational endpoints, the usage report and the portal do not.
+# The route table, in the order the OpenAPI document lists them. CORS is one middleware around
+# the whole app (``FeedApp``, ``settings.cors_allow_origins``), unknown paths included; the
+# portal's pages (``CORS_EXCLUDED``) are left out.
 ROUTERS: tuple[Callable[[], Router], ...] = (health.router, usage.router, portal.router)
 WME_ROUTERS: tuple[Callable[[], Router], ...] = (
     auth.router, metadata.router, snapshots.router, ondemand.router, diffs.router,
     parquet.router, realtime.router, batches.router, structured.router,
     structured_snapshots.router, structured_parquet.router,
 )
+CORS_EXCLUDED = ("/usage",)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("feedserver.api")
 access = logging.getLogger("feedserver.access")
@@ -94,6 +96,8 @@ class FeedApp(Litestar):
 
     metrics: Metrics
     running: Services | None = None
+    # The app behind its CORS middleware (set by ``build_app``).
+    cors: ASGIApp | None = None
 
     @property
     def services(self) -> Services:
@@ -137,7 +141,10 @@ class FeedApp(Litestar):
             await send(message)
 
         try:
-            await super().__call__(scope, receive, send_wrapper)
+            if self.cors is None:
+                await super().__call__(scope, receive, send_wrapper)
+            else:
+                await self.cors(scope, receive, send_wrapper)
         finally:
             self.metrics.http_requests.labels(route(), method, str(status)).inc()
             if sent:
@@ -179,8 +186,7 @@ def build_app(settings: Settings, *, blobs: BlobStore | None = None, db: Databas
     feed_app = FeedApp(
         route_handlers=[
             *(make() for make in ROUTERS),
-            Router("/", route_handlers=[make() for make in WME_ROUTERS],
-                   middleware=[cors_middleware(settings.cors_allow_origins)]),
+            Router("/", route_handlers=[make() for make in WME_ROUTERS]),
         ],
         dependencies=_dependencies(lambda: feed_app.services),
         lifespan=[lifespan],
@@ -205,6 +211,8 @@ def build_app(settings: Settings, *, blobs: BlobStore | None = None, db: Databas
         logging_config=None,
     )
     feed_app.metrics = metrics
+    feed_app.cors = cors_middleware(settings.cors_allow_origins, exclude=CORS_EXCLUDED)(
+        functools.partial(Litestar.__call__, feed_app))
     return feed_app
 
 

@@ -5,7 +5,10 @@ code: ``downloads.serve`` gives HEAD, ETag/304, single and multiple Ranges, and 
 307 redirect when snapshots use it). ``date`` is ``YYYY-MM-DD`` and ``hour`` ``00``..``23``
 (UTC); the hour is the time the Article events entered the feed (see
 ``feeds/batches/hours.py``). The metadata object is a snapshot's without ``chunks`` (as WME),
-plus ``date``, ``hour`` and ``event_counts``.
+plus ``date``, ``hour`` and ``event_counts``. As for snapshots, the download is WME's
+``<id>.tar.gz`` by default (when built) or zstd NDJSON (``Accept: application/zstd`` or
+``?format=zstd``), and ``version``/``size``/``size_bytes``/``sha256`` describe the default one
+(``version`` = MD5 of the tar.gz, as WME's); ``formats`` lists both.
 
 A malformed date, hour or identifier is a 422 before anything is read (the patterns are in the
 OpenAPI document; a well-formed date that does not exist, 2026-02-30, is a 404); entitlement (feed
@@ -26,16 +29,23 @@ from litestar.openapi import ResponseSpec
 from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.fields import PathSet, check_paths
-from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
+from feedserver.api.metered import ARCHIVE_RESPONSES, Metered
+from feedserver.api.negotiation import (
+    FormatParam,
+    archive_downloads,
+    negotiate,
+    zstd_download,
+)
 from feedserver.api.params import BatchDate, BatchHour, SnapshotId
 from feedserver.api.problems import problem_specs
 from feedserver.api.protocols import Injected
 from feedserver.api.query import project, read_query, select
-from feedserver.api.ranges import Part
-from feedserver.api.snapshots import NamespaceRef, Ref, SizeMB
+from feedserver.api.snapshots import FormatInfo, NamespaceRef, Ref, SizeMB, formats_info
 from feedserver.errors import InvalidParameter, NotFound
 from feedserver.feeds.batches.hours import label, parse_date_hour
 from feedserver.feeds.batches.store import BatchManifest, read_batch, read_hour
+from feedserver.feeds.snapshots.manifest import wme_archive
+from feedserver.formats.checksums import Checksums
 from feedserver.identifiers import parse_snapshot_identifier
 from feedserver.storage.blobs import BlobStore
 
@@ -46,7 +56,7 @@ class BatchMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     """WME batch metadata (a snapshot's without ``chunks``), plus sizes and checksums."""
 
     identifier: str
-    version: str  # the content root hash, as for snapshots
+    version: str  # MD5 of the tar.gz, as WME's (without it: the content root hash)
     date_modified: datetime
     is_part_of: Ref
     in_language: Ref | None = None
@@ -58,23 +68,28 @@ class BatchMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     uncompressed_size: int
     article_count: int
     event_counts: dict[str, int]
-    sha256: str  # of the download bytes; the ETag
+    sha256: str  # of the default download's bytes; its ETag
     content_root_hash: str
+    formats: list[FormatInfo] = msgspec.field(default_factory=list)
 
 
 BATCH_PATHS = PathSet.of(BatchMetadata)
 
 
 def batch_view(m: BatchManifest) -> BatchMetadata:
-    size = int(m.size.value)
+    wme = wme_archive(m.representations)
+    formats = formats_info(None if wme is None else wme.archive,
+                           Checksums(size=int(m.size.value), sha256=m.sha256))
+    default = formats[0]
     return BatchMetadata(
-        identifier=m.identifier, version=m.content_root_hash, date_modified=m.date_modified,
-        is_part_of=Ref(m.is_part_of.identifier),
+        identifier=m.identifier, version=default.md5 or m.content_root_hash,
+        date_modified=m.date_modified, is_part_of=Ref(m.is_part_of.identifier),
         in_language=None if m.in_language is None else Ref(m.in_language.identifier),
-        namespace=NamespaceRef(m.namespace.identifier), size=SizeMB(round(size / 1e6, 3)),
-        date=m.date, hour=m.hour, size_bytes=size, uncompressed_size=m.uncompressed_size,
-        article_count=m.article_count, event_counts=m.event_counts, sha256=m.sha256,
-        content_root_hash=m.content_root_hash,
+        namespace=NamespaceRef(m.namespace.identifier),
+        size=SizeMB(round(default.size_bytes / 1e6, 3)), date=m.date, hour=m.hour,
+        size_bytes=default.size_bytes, uncompressed_size=m.uncompressed_size,
+        article_count=m.article_count, event_counts=m.event_counts, sha256=default.sha256,
+        content_root_hash=m.content_root_hash, formats=formats,
     )
 
 
@@ -132,18 +147,22 @@ async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 
 @route("/{date:str}/{hour:str}/{identifier:str}/download", http_method=["GET", "HEAD"],
-       dependencies=PRINCIPAL, responses=DOWNLOAD_RESPONSES)
+       dependencies=PRINCIPAL, responses=ARCHIVE_RESPONSES)
 async def download_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
                          blobs: Injected[BlobStore], metered: Injected[Metered],
-                         date: BatchDate, hour: BatchHour, identifier: SnapshotId
-                         ) -> Response[Any]:
-    """The batch file (NDJSON, zstd); Range, If-Range, If-None-Match, HEAD."""
+                         date: BatchDate, hour: BatchHour, identifier: SnapshotId,
+                         fmt: FormatParam = None) -> Response[Any]:
+    """The batch: WME's ``<id>.tar.gz`` (the default when built) or zstd NDJSON
+    (``Accept: application/zstd`` or ``?format=zstd``); Range, If-Range, If-None-Match, HEAD."""
     wiki, when, m = await _manifest(blobs, principal, date, hour, identifier)
-    return await metered.download(
-        request, principal, FEED, wiki, parts=[Part(c.key, c.offset, c.size) for c in m.chunks],
-        size=int(m.size.value), sha256=m.sha256, last_modified=m.date_modified,
-        filename=f"{m.identifier}_{label(when)}.ndjson.zst",
-        resource=f"{m.identifier}@{label(when)}")
+    zstd = zstd_download(m.chunks, Checksums(size=int(m.size.value), sha256=m.sha256),
+                         f"{m.identifier}_{label(when)}.ndjson.zst")
+    downloads = archive_downloads(m.identifier, m.chunks, m.representations, zstd=zstd,
+                                  filename=f"{m.identifier}.tar.gz")
+    chosen = negotiate(downloads, request.headers.get("accept"), fmt)
+    return await metered.representation(request, principal, FEED, wiki, chosen,
+                                        last_modified=m.date_modified,
+                                        resource=f"{m.identifier}@{label(when)}")
 
 
 def router() -> Router:

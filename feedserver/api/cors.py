@@ -6,7 +6,10 @@ with ``Access-Control-Allow-Origin: *``; a list of origins echoes an origin on i
 CORS headers. A preflight (``OPTIONS`` with ``Access-Control-Request-Method``) is answered
 here with 204, before authentication, as WME's middleware does.
 
-``cors_headers`` is pure; ``cors_middleware`` wraps an ASGI app (a router's routes).
+``cors_headers`` is pure; ``cors_middleware`` wraps an ASGI app. ``build_app`` wraps the whole
+application once (``FeedApp``), so every answer carries the headers, 404s and 405s of unknown
+paths included, except the web portal's pages (``/usage``...): a same-origin app signed in
+with a session cookie, which CORS gives nothing.
 """
 
 from __future__ import annotations
@@ -55,14 +58,20 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def cors_middleware(allowed: Sequence[str]) -> Callable[[ASGIApp], ASGIApp]:
-    """Litestar middleware (router or app level) adding ``cors_headers`` for the ``allowed``
-    origins (``settings.cors_allow_origins``; ``build_app`` puts it on the data routers)."""
+def _excluded(path: str, prefixes: Sequence[str]) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
+
+def cors_middleware(allowed: Sequence[str], *, exclude: Sequence[str] = ()
+                    ) -> Callable[[ASGIApp], ASGIApp]:
+    """ASGI middleware adding ``cors_headers`` for the ``allowed`` origins
+    (``settings.cors_allow_origins``) to every answer, except under the ``exclude`` path
+    prefixes."""
 
     def wrap(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             origin = _header(scope, b"origin") if scope["type"] == ScopeType.HTTP else None
-            if origin is None:
+            if origin is None or _excluded(str(scope.get("path", "")), exclude):
                 await app(scope, receive, send)
                 return
             wanted = _header(scope, b"access-control-request-method")

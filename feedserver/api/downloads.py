@@ -1,10 +1,12 @@
-"""Serve a download made of stored parts (chunk files) laid back to back: HEAD and GET with
+"""Serve a download made of parts laid back to back (stored blobs such as chunk files or WME
+parts, and literal bytes such as a WME archive's rebuilt tar headers): HEAD and GET with
 ETag / conditional requests / single and multiple Ranges, streamed in blocks.
 
-The body is never held in memory: each part is read with ``BlobStore.open_range`` one block at
-a time, in a worker thread (the stores are synchronous). Bytes actually delivered are counted
-by ``count_body_bytes`` and reported once, when the body ends (complete, cut or cancelled), with
-cumulative checkpoints on the way (journal only), so a server killed mid-body still bills it.
+The body is never held in memory: each stored part is read with ``BlobStore.open_range`` one
+block at a time, in a worker thread (the stores are synchronous). Bytes actually delivered are
+counted by ``count_body_bytes`` and reported once, when the body ends (complete, cut or
+cancelled), with cumulative checkpoints on the way (journal only), so a server killed mid-body
+still bills it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from feedserver.api.zerocopy import FileBody, FileSegment, supports_zerocopy
 from feedserver.errors import IntegrityError
 from feedserver.storage.blobs import BlobStore
 
-CONTENT_TYPE = "application/zstd"
+CONTENT_TYPE = "application/zstd"  # the native format (zstd NDJSON)
 # Bytes read per worker-thread hop: fewer hops per MB, bounded memory per connection.
 BATCH_BYTES = 4 * 1024 * 1024
 
@@ -51,6 +53,9 @@ def _close_after(it: Generator[bytes, None, None], read: asyncio.Future[list[byt
 
 async def _blocks(blobs: BlobStore, segments: Sequence[ranges.Segment]) -> AsyncIterator[bytes]:
     for seg in segments:
+        if seg.data:
+            yield seg.data[seg.start : seg.stop]
+            continue
         it = await anyio.to_thread.run_sync(blobs.open_range, seg.key, seg.start, seg.stop)
         got = 0
         # Read ahead: the next batch is read in a worker thread while this one is sent, so a
@@ -89,6 +94,8 @@ def _local_files(blobs: BlobStore, segments: Sequence[ranges.Segment]
     """The segments as local files when the store keeps every one on this machine."""
     out = []
     for seg in segments:
+        if seg.data:  # bytes built in memory (tar headers): the streamed path sends them
+            return None
         path = blobs.local_path(seg.key)
         if path is None:
             return None
@@ -114,6 +121,8 @@ async def serve(
     sha256: str,
     last_modified: datetime,
     filename: str,
+    media_type: str = CONTENT_TYPE,
+    vary: str | None = None,
     admit: Callable[[], Awaitable[dict[str, str]]],
     on_sent: Callable[[int], None],
     not_modified: Callable[[], Awaitable[dict[str, str]]] | None = None,
@@ -121,7 +130,6 @@ async def serve(
     on_progress: Callable[[int], None] | None = None,
     checkpoint_bytes: int = 0,
     checkpoint_seconds: float = 0.0,
-    media_type: str = CONTENT_TYPE,
 ) -> Response[Any]:
     """The response for HEAD or GET of the download ``parts`` (of ``media_type``).
 
@@ -131,6 +139,8 @@ async def serve(
     headers it returns. ``presign_seconds`` set and a single part: GET answers 307 to a
     presigned URL when the store can make one. ``on_progress`` gets the cumulative bytes
     delivered while the body streams, every ``checkpoint_bytes`` or ``checkpoint_seconds``.
+    ``media_type`` is the representation's; ``vary`` names the request headers that chose it
+    (``Accept``: the resource has several representations, each with its own ETag).
     """
     etag = ranges.strong_etag(sha256)
     headers = {
@@ -141,11 +151,13 @@ async def serve(
         "content-disposition": f'attachment; filename="{filename}"',
         **{k.lower(): v for k, v in ranges.digest_headers(sha256).items()},
     }
+    if vary:
+        headers["vary"] = vary
     if ranges.none_match(request.headers.get("if-none-match"), etag):
         extra = await not_modified() if not_modified is not None else {}
         return Response(b"", status_code=304, headers={
             **{k: v for k, v in headers.items()
-               if k in {"etag", "last-modified", "cache-control"}}, **extra})
+               if k in {"etag", "last-modified", "cache-control", "vary"}}, **extra})
     if request.method == "HEAD":
         return Response(b"", media_type=media_type,
                         headers={**headers, "content-length": str(size)})
@@ -153,7 +165,8 @@ async def serve(
     if ranges.if_range_allows(request.headers.get("if-range"), etag, last_modified):
         wanted = ranges.parse_range(request.headers.get("range"), size)
     headers.update(await admit())
-    if presign_seconds and len(parts) == 1 and _redirectable(request, wanted):
+    if presign_seconds and len(parts) == 1 and not parts[0].data \
+            and _redirectable(request, wanted):
         bound = None if wanted is None else (wanted[0].start, wanted[0].stop)
         url = await anyio.to_thread.run_sync(blobs.presign, parts[0].key, presign_seconds,
                                              bound)

@@ -17,6 +17,7 @@ from litestar.openapi import ResponseSpec
 
 from feedserver.accounts.models import Principal
 from feedserver.api import downloads
+from feedserver.api.negotiation import VARY, Download
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import render_list, render_one
 from feedserver.api.ranges import Part
@@ -34,6 +35,20 @@ DOWNLOAD_RESPONSES: dict[int, ResponseSpec] = {
                       "Repr-Digest, Accept-Ranges", media_type="application/zstd"),
     206: ResponseSpec(None, description="One range (Content-Range) or several "
                       "(multipart/byteranges)", media_type="application/zstd"),
+    304: ResponseSpec(None, description="Not modified (If-None-Match)"),
+    307: ResponseSpec(None, description="Redirect to a presigned URL (S3 store with "
+                      "s3_redirect_downloads, single-file downloads without Range)"),
+}
+# The WME downloads (snapshots, chunks, batches): WME's tar.gz by default, or zstd NDJSON.
+ARCHIVE_RESPONSES: dict[int, ResponseSpec] = {
+    **problem_specs(400, 401, 403, 404, 406, 416, 422, 429),
+    200: ResponseSpec(None, description="The whole file: WME's tar.gz (application/gzip, "
+                      "the default when built) or zstd NDJSON (application/zstd: "
+                      "``Accept`` or ``format``); ETag, Repr-Digest, Accept-Ranges, "
+                      "Vary: Accept", media_type="application/gzip"),
+    206: ResponseSpec(None, description="One range (Content-Range) or several "
+                      "(multipart/byteranges) of the chosen representation",
+                      media_type="application/gzip"),
     304: ResponseSpec(None, description="Not modified (If-None-Match)"),
     307: ResponseSpec(None, description="Redirect to a presigned URL (S3 store with "
                       "s3_redirect_downloads, single-file downloads without Range)"),
@@ -64,8 +79,9 @@ class Metered:
     async def download(self, request: Request[Any, Any, Any], principal: Principal, feed: Feed,
                        project: str, *, parts: Sequence[Part], size: int, sha256: str,
                        last_modified: datetime, filename: str, resource: str,
-                       media_type: str = downloads.CONTENT_TYPE) -> Response[Any]:
-        """HEAD or GET of the blob ``parts`` laid back to back (Range, ETag, 304, presigned
+                       media_type: str = downloads.CONTENT_TYPE, vary: str | None = None
+                       ) -> Response[Any]:
+        """HEAD or GET of the ``parts`` laid back to back (Range, ETag, 304, presigned
         redirect on S3), admitted as a download of ``resource`` and reported as delivered."""
         billing = self.billing
         get = request.method == "GET"
@@ -93,15 +109,27 @@ class Metered:
             billing.report(request, principal, feed=feed, project=project)
         response = await downloads.serve(
             request, blobs=self.blobs, parts=parts, size=size, sha256=sha256,
-            last_modified=last_modified, filename=filename, admit=admit, on_sent=on_sent,
+            last_modified=last_modified, filename=filename, media_type=media_type, vary=vary,
+            admit=admit, on_sent=on_sent,
             not_modified=not_modified if get else None,  # HEAD: admitted and reported above
             presign_seconds=self.presign_seconds, on_progress=on_progress,
             checkpoint_bytes=self.checkpoint_bytes, checkpoint_seconds=self.checkpoint_seconds,
-            media_type=media_type,
         )
         if not get:
             response.headers.update(head_headers)
         return response
+
+    async def representation(self, request: Request[Any, Any, Any], principal: Principal,
+                             feed: Feed, project: str, download: Download, *,
+                             last_modified: datetime, resource: str) -> Response[Any]:
+        """One negotiated representation (``negotiation``) of ``resource``: each has its own
+        ETag and bytes, and the bytes of whichever is sent are billed. Both representations
+        of one resource are the same download for the download count."""
+        return await self.download(
+            request, principal, feed, project, parts=download.parts,
+            size=download.checksums.size, sha256=download.checksums.sha256,
+            last_modified=last_modified, filename=download.filename, resource=resource,
+            media_type=download.media_type, vary=VARY)
 
     async def chunks(self, request: Request[Any, Any, Any], principal: Principal, feed: Feed,
                      project: str, chunks: Sequence[ChunkInfo], *, last_modified: datetime,

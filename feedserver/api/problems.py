@@ -51,6 +51,7 @@ class Problem(msgspec.Struct, kw_only=True):
 _DESCRIPTIONS = {
     400: "Malformed request (bad JSON, hostile Range)", 401: "Missing or invalid credentials",
     403: "The plan does not cover this feed, project or namespace", 404: "Not found",
+    406: "The format asked for (``format``) is not built for this resource",
     413: "Request body too large", 416: "Range not satisfiable",
     422: "Invalid parameter", 429: "Rate limit or monthly quota reached",
 }

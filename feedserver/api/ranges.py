@@ -45,17 +45,23 @@ class ByteRange(NamedTuple):
 
 
 class Segment(NamedTuple):
-    """A slice ``[start, stop)`` of one stored part (a chunk file) of a composed download."""
+    """A slice ``[start, stop)`` of one part of a composed download: a stored blob (``key``)
+    or literal bytes (``data``)."""
 
     key: str
     start: int
     stop: int
+    data: bytes = b""
 
 
 class Part(NamedTuple):
+    """``size`` bytes at ``offset`` of a download: the blob ``key``, or, when ``data`` is set,
+    those bytes themselves (a WME archive's rebuilt tar headers and end blocks)."""
+
     key: str
     offset: int
     size: int
+    data: bytes = b""
 
 
 def parse_range(header: str | None, size: int) -> list[ByteRange] | None:
@@ -116,7 +122,7 @@ def segments(parts: Sequence[Part], rng: ByteRange) -> list[Segment]:
         lo = max(rng.start, part.offset)
         hi = min(rng.stop, part.offset + part.size)
         if lo < hi:
-            out.append(Segment(part.key, lo - part.offset, hi - part.offset))
+            out.append(Segment(part.key, lo - part.offset, hi - part.offset, part.data))
     return out
 
 

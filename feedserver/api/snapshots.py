@@ -1,13 +1,17 @@
 """Snapshot feed endpoints: list, metadata, chunks and downloads (``/v2/snapshots``).
 
-The WME metadata object keeps WME's names; where our data is richer it adds fields:
+Downloads come in two representations (``negotiation``): WME's tar.gz, the default whenever
+the version was built with it, and the native zstd NDJSON (``Accept: application/zstd`` or
+``?format=zstd``). The WME metadata object keeps WME's names and describes the default
+download; where our data is richer it adds fields:
 
-* ``version`` (string, as in WME) is the snapshot's **content root hash** (a checksum of the
-  content independent of chunking and compression); ``version_number`` is our integer
-  version, usable as ``?version=N``; ``sha256`` is the checksum of the download bytes (the
-  ETag).
-* ``size`` is ``{value: MB (bytes / 1e6, 3 decimals), unit_text: "MB"}`` as in WME; the exact
-  byte count is ``size_bytes``.
+* ``version`` (string, as in WME) is the **MD5 of the tar.gz** (``<id>.tar.gz``, or the
+  chunk's ``chunk_<k>.tar.gz``), as WME's; for a version built without the WME format, the
+  **content root hash** (a checksum of the records independent of chunking and compression).
+  ``version_number`` is our integer version, usable as ``?version=N``.
+* ``size`` is ``{value: MB (bytes / 1e6, 3 decimals), unit_text: "MB"}`` as in WME, of the
+  default download; its exact byte count is ``size_bytes`` and its SHA-256 ``sha256`` (the
+  ETag). ``formats`` lists every representation with its size and checksums.
 
 Entitlement is checked from the identifier (``{wiki}_namespace_{n}``) before anything is read,
 so a caller learns nothing about snapshots outside its plan (403 whether or not they exist).
@@ -27,13 +31,24 @@ from feedserver.accounts.models import Principal
 from feedserver.api import chunks
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.fields import PathSet, check_paths
-from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
+from feedserver.api.metered import ARCHIVE_RESPONSES, Metered
+from feedserver.api.negotiation import (
+    MEDIA_TYPES,
+    Download,
+    Format,
+    FormatParam,
+    archive_downloads,
+    chunk_downloads,
+    negotiate,
+    zstd_download,
+)
 from feedserver.api.params import ChunkId, SnapshotId
 from feedserver.api.problems import problem_specs
 from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam, project, read_query, select
 from feedserver.errors import SnapshotNotFound
-from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest
+from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest, wme_archive
+from feedserver.formats.checksums import Checksums
 from feedserver.identifiers import parse_snapshot_identifier
 
 FEED: Final = "snapshots"
@@ -52,11 +67,21 @@ class SizeMB(msgspec.Struct):
     unit_text: str = "MB"
 
 
+class FormatInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One representation of a download (``?format=`` or ``Accept`` picks it)."""
+
+    format: Format
+    media_type: str
+    size_bytes: int
+    sha256: str  # its ETag
+    md5: str | None = None  # tar.gz: WME's ``version``
+
+
 class SnapshotMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     """WME snapshot metadata, plus our exact sizes and checksums."""
 
     identifier: str
-    version: str  # the content root hash (WME: a content checksum string)
+    version: str  # MD5 of the tar.gz as WME's (without it: the content root hash)
     version_number: int
     date_modified: datetime
     is_part_of: Ref
@@ -67,16 +92,17 @@ class SnapshotMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     size_bytes: int
     uncompressed_size: int
     article_count: int
-    sha256: str  # of the download bytes; the ETag
+    sha256: str  # of the default download's bytes; its ETag
     content_root_hash: str
     previous_version: int | None = None
     versions: list[int] | None = None
+    formats: list[FormatInfo] = msgspec.field(default_factory=list)
     parquet: list[str] | None = None  # Parquet shard identifiers, when the version has them
 
 
 class ChunkMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     identifier: str
-    version: str  # the chunk's SHA-256
+    version: str  # MD5 of chunk_<k>.tar.gz as WME's (without it: the zstd chunk's SHA-256)
     date_modified: datetime
     is_part_of: Ref
     in_language: Ref | None = None
@@ -86,10 +112,11 @@ class ChunkMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
     size_bytes: int
     uncompressed_size: int
     article_count: int
-    sha256: str
-    offset: int  # where this chunk starts in the whole-snapshot download
+    sha256: str  # of the default download's bytes; its ETag
+    offset: int  # where this chunk's zstd file starts in the whole zstd download
     snapshot: str
     version_number: int
+    formats: list[FormatInfo] = msgspec.field(default_factory=list)
 
 
 SNAPSHOT_PATHS = PathSet.of(SnapshotMetadata)
@@ -104,28 +131,46 @@ def _language(m: Manifest) -> Ref | None:
     return None if m.in_language is None else Ref(m.in_language.identifier)
 
 
+def formats_info(wme: Checksums | None, zstd: Checksums) -> list[FormatInfo]:
+    """The representations of a download, the default (tar.gz, when built) first."""
+    out = [] if wme is None else [FormatInfo(
+        format="tar.gz", media_type=MEDIA_TYPES["tar.gz"][0], size_bytes=wme.size,
+        sha256=wme.sha256, md5=wme.md5)]
+    out.append(FormatInfo(format="zstd", media_type=MEDIA_TYPES["zstd"][0],
+                          size_bytes=zstd.size, sha256=zstd.sha256))
+    return out
+
+
 def snapshot_view(m: Manifest, versions: list[int] | None = None) -> SnapshotMetadata:
-    size = int(m.size.value)
+    wme = wme_archive(m.representations)
+    formats = formats_info(None if wme is None else wme.archive,
+                           Checksums(size=int(m.size.value), sha256=m.sha256))
+    default = formats[0]
     return SnapshotMetadata(
-        identifier=m.identifier, version=m.content_root_hash, version_number=m.version,
-        date_modified=m.date_modified, is_part_of=Ref(m.is_part_of.identifier),
-        in_language=_language(m), namespace=NamespaceRef(m.namespace.identifier),
-        size=_mb(size), chunks=m.chunk_identifiers(), size_bytes=size,
-        uncompressed_size=m.uncompressed_size, article_count=m.article_count, sha256=m.sha256,
-        content_root_hash=m.content_root_hash, previous_version=m.previous_version,
-        versions=versions,
+        identifier=m.identifier, version=default.md5 or m.content_root_hash,
+        version_number=m.version, date_modified=m.date_modified,
+        is_part_of=Ref(m.is_part_of.identifier), in_language=_language(m),
+        namespace=NamespaceRef(m.namespace.identifier), size=_mb(default.size_bytes),
+        chunks=m.chunk_identifiers(), size_bytes=default.size_bytes,
+        uncompressed_size=m.uncompressed_size, article_count=m.article_count,
+        sha256=default.sha256, content_root_hash=m.content_root_hash,
+        previous_version=m.previous_version, versions=versions, formats=formats,
         parquet=None if m.parquet is None else [s.identifier for s in m.parquet.shards],
     )
 
 
 def chunk_view(m: Manifest, c: ChunkInfo) -> ChunkMetadata:
+    formats = formats_info(None if c.wme is None else c.wme.archive,
+                           Checksums(size=c.size, sha256=c.sha256))
+    default = formats[0]
     return ChunkMetadata(
-        identifier=c.identifier, version=c.sha256, date_modified=m.date_modified,
-        is_part_of=Ref(m.is_part_of.identifier), in_language=_language(m),
-        namespace=NamespaceRef(m.namespace.identifier), size=_mb(c.size), index=c.index,
-        size_bytes=c.size, uncompressed_size=c.uncompressed_size,
-        article_count=c.article_count, sha256=c.sha256, offset=c.offset,
-        snapshot=m.identifier, version_number=m.version,
+        identifier=c.identifier, version=default.md5 or c.sha256,
+        date_modified=m.date_modified, is_part_of=Ref(m.is_part_of.identifier),
+        in_language=_language(m), namespace=NamespaceRef(m.namespace.identifier),
+        size=_mb(default.size_bytes), index=c.index, size_bytes=default.size_bytes,
+        uncompressed_size=c.uncompressed_size, article_count=c.article_count,
+        sha256=default.sha256, offset=c.offset, snapshot=m.identifier,
+        version_number=m.version, formats=formats,
     )
 
 
@@ -183,19 +228,28 @@ async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
     return await metered.metadata(request, principal, FEED, wiki, item, many=False)
 
 
+def snapshot_downloads(m: Manifest) -> list[Download]:
+    """``<id>.tar.gz`` (when built), then the zstd chunk files back to back."""
+    zstd = zstd_download(m.chunks, Checksums(size=int(m.size.value), sha256=m.sha256),
+                         f"{m.identifier}_v{m.version}.ndjson.zst")
+    return archive_downloads(m.identifier, m.chunks, m.representations, zstd=zstd,
+                             filename=f"{m.identifier}.tar.gz")
+
+
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL,
-       responses=DOWNLOAD_RESPONSES)
+       responses=ARCHIVE_RESPONSES)
 async def download_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
                             snapshots: Injected[Snapshots], metered: Injected[Metered],
-                            identifier: SnapshotId, version: VersionParam = None
-                            ) -> Response[Any]:
-    """The snapshot: its chunk files back to back (NDJSON, zstd). Range, If-Range,
+                            identifier: SnapshotId, version: VersionParam = None,
+                            fmt: FormatParam = None) -> Response[Any]:
+    """The snapshot: WME's ``<id>.tar.gz`` (the default when built) or its zstd chunk files
+    back to back (``Accept: application/zstd`` or ``?format=zstd``). Range, If-Range,
     If-None-Match; ``?version=N``."""
     wiki, m = await _manifest(snapshots, principal, identifier, version)
-    return await metered.chunks(
-        request, principal, FEED, wiki, m.chunks, last_modified=m.date_modified,
-        resource=f"{m.identifier}@{m.version}", sha256=m.sha256,
-        filename=f"{m.identifier}_v{m.version}.ndjson.zst")
+    chosen = negotiate(snapshot_downloads(m), request.headers.get("accept"), fmt)
+    return await metered.representation(request, principal, FEED, wiki, chosen,
+                                        last_modified=m.date_modified,
+                                        resource=f"{m.identifier}@{m.version}")
 
 
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
@@ -225,18 +279,21 @@ async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
-       dependencies=PRINCIPAL, responses=DOWNLOAD_RESPONSES)
+       dependencies=PRINCIPAL, responses=ARCHIVE_RESPONSES)
 async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                          snapshots: Injected[Snapshots], metered: Injected[Metered],
-                         identifier: SnapshotId, chunk_id: ChunkId, version: VersionParam = None
-                         ) -> Response[Any]:
-    """One chunk file (NDJSON, zstd); same Range and ETag support as the snapshot."""
+                         identifier: SnapshotId, chunk_id: ChunkId, version: VersionParam = None,
+                         fmt: FormatParam = None) -> Response[Any]:
+    """One chunk: WME's ``chunk_<k>.tar.gz`` (the default when built) or its zstd file;
+    same negotiation, Range and ETag support as the snapshot."""
     wiki, m = await _manifest(snapshots, principal, identifier, version)
     chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
-    return await metered.chunks(
-        request, principal, "chunks", wiki, [chunk], last_modified=m.date_modified,
-        resource=f"{chunk.identifier}@{m.version}", sha256=chunk.sha256,
-        filename=f"{chunk.identifier}_v{m.version}.ndjson.zst")
+    zstd = zstd_download([chunk], Checksums(size=chunk.size, sha256=chunk.sha256),
+                         f"{chunk.identifier}_v{m.version}.ndjson.zst")
+    chosen = negotiate(chunk_downloads(chunk, zstd=zstd), request.headers.get("accept"), fmt)
+    return await metered.representation(request, principal, "chunks", wiki, chosen,
+                                        last_modified=m.date_modified,
+                                        resource=f"{chunk.identifier}@{m.version}")
 
 
 def router() -> Router:

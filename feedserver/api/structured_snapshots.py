@@ -3,10 +3,12 @@
 snapshots) ``/{identifier}/chunks[/{chunk}[/download]]``.
 
 Versions of ``{wiki}_namespace_{ns}`` made of ``StructuredContent`` records (zstd NDJSON
-chunks, manifest, checksums: ``feeds.snapshots.structured``). The metadata is the article
-snapshot's (``api.snapshots.snapshot_view``: WME's fields plus our exact sizes, checksums and
-``version_number``) plus ``structured``: the article version built alongside and the parse
-outcome. ``name`` is accepted in ``fields`` and yields nothing: the SDK's example asks for it.
+chunks, manifest, checksums: ``feeds.snapshots.structured``), downloaded as WME's tar.gz by
+default or zstd NDJSON by negotiation, as article snapshots (``negotiation``). The metadata
+is the article snapshot's (``api.snapshots.snapshot_view``: WME's fields plus our exact
+sizes, checksums and ``version_number``) plus ``structured``: the article version built
+alongside and the parse outcome. ``name`` is accepted in ``fields`` and yields nothing: the
+SDK's example asks for it.
 
 Entitlement: the plan feed ``structured_contents`` (project and namespace from the identifier,
 403 before anything is read). Usage: metered like article snapshots (feed ``snapshots``, and
@@ -27,7 +29,14 @@ from feedserver.accounts.models import Principal
 from feedserver.api import chunks
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.fields import PathSet, check_paths
-from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
+from feedserver.api.metered import ARCHIVE_RESPONSES, Metered
+from feedserver.api.negotiation import (
+    FormatParam,
+    archive_downloads,
+    chunk_downloads,
+    negotiate,
+    zstd_download,
+)
 from feedserver.api.params import ChunkId, SnapshotId
 from feedserver.api.problems import problem_specs
 from feedserver.api.protocols import Injected, Snapshots
@@ -36,6 +45,7 @@ from feedserver.api.snapshots import CHUNK_PATHS, ChunkMetadata, SnapshotMetadat
 from feedserver.api.snapshots import snapshot_view as article_snapshot_view
 from feedserver.errors import SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, Manifest, StructuredInfo
+from feedserver.formats.checksums import Checksums
 from feedserver.identifiers import parse_snapshot_identifier
 
 FEED: Final = "structured_contents"
@@ -118,18 +128,23 @@ async def get_structured(request: Request[Any, Any, Any], principal: PrincipalDe
 
 
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL,
-       responses=DOWNLOAD_RESPONSES)
+       responses=ARCHIVE_RESPONSES)
 async def download_structured(request: Request[Any, Any, Any], principal: PrincipalDep,
                               structured_snapshots: Injected[Snapshots],
                               metered: Injected[Metered], identifier: SnapshotId,
-                              version: VersionParam = None) -> Response[Any]:
-    """The Structured Contents snapshot: its chunks back to back (NDJSON, zstd). Range,
-    If-Range, If-None-Match; ``?version=N``."""
+                              version: VersionParam = None, fmt: FormatParam = None
+                              ) -> Response[Any]:
+    """The Structured Contents snapshot: WME's ``<id>.tar.gz`` (the default when built) or
+    its zstd chunk files back to back (``Accept: application/zstd`` or ``?format=zstd``).
+    Range, If-Range, If-None-Match; ``?version=N``."""
     wiki, m = await _manifest(structured_snapshots, principal, identifier, version)
-    return await metered.chunks(
-        request, principal, USAGE, wiki, m.chunks, last_modified=m.date_modified,
-        resource=resource(m), sha256=m.sha256,
-        filename=f"{m.identifier}_structured_v{m.version}.ndjson.zst")
+    zstd = zstd_download(m.chunks, Checksums(size=int(m.size.value), sha256=m.sha256),
+                         f"{m.identifier}_structured_v{m.version}.ndjson.zst")
+    downloads = archive_downloads(m.identifier, m.chunks, m.representations, zstd=zstd,
+                                  filename=f"{m.identifier}.tar.gz")
+    chosen = negotiate(downloads, request.headers.get("accept"), fmt)
+    return await metered.representation(request, principal, USAGE, wiki, chosen,
+                                        last_modified=m.date_modified, resource=resource(m))
 
 
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
@@ -161,19 +176,22 @@ async def get_structured_chunk(request: Request[Any, Any, Any], principal: Princ
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
-       dependencies=PRINCIPAL, responses=DOWNLOAD_RESPONSES)
+       dependencies=PRINCIPAL, responses=ARCHIVE_RESPONSES)
 async def download_structured_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                                     structured_snapshots: Injected[Snapshots],
                                     metered: Injected[Metered], identifier: SnapshotId,
-                                    chunk_id: ChunkId, version: VersionParam = None
-                                    ) -> Response[Any]:
-    """One chunk file (NDJSON, zstd); same Range and ETag support as the snapshot."""
+                                    chunk_id: ChunkId, version: VersionParam = None,
+                                    fmt: FormatParam = None) -> Response[Any]:
+    """One chunk: ``chunk_<k>.tar.gz`` (the default when built) or its zstd file; same
+    negotiation, Range and ETag support as the snapshot."""
     wiki, m = await _manifest(structured_snapshots, principal, identifier, version)
     chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
-    return await metered.chunks(
-        request, principal, "chunks", wiki, [chunk], last_modified=m.date_modified,
-        resource=f"{STRUCTURED_PREFIX}/{chunk.identifier}@{m.version}", sha256=chunk.sha256,
-        filename=f"{chunk.identifier}_structured_v{m.version}.ndjson.zst")
+    zstd = zstd_download([chunk], Checksums(size=chunk.size, sha256=chunk.sha256),
+                         f"{chunk.identifier}_structured_v{m.version}.ndjson.zst")
+    chosen = negotiate(chunk_downloads(chunk, zstd=zstd), request.headers.get("accept"), fmt)
+    return await metered.representation(
+        request, principal, "chunks", wiki, chosen, last_modified=m.date_modified,
+        resource=f"{STRUCTURED_PREFIX}/{chunk.identifier}@{m.version}")
 
 
 def router() -> Router:

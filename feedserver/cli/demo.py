@@ -118,7 +118,7 @@ def _snapshots(settings: Settings, dump: Path, rebuild: bool) -> dict[str, int]:
     try:
         state = StateStore(db)  # newer event state wins over what a snapshot seeds
         for manifest in manifests:
-            state.load_articles(store.iter_articles(manifest))
+            state.load_lines(store.iter_lines(manifest))
     finally:
         db.close()
     return {m.identifier: m.article_count for m in manifests}
@@ -213,7 +213,7 @@ def example_requests(base: str, title: str, credentials: Path) -> list[str]:
     return [
         f"KEY=$(sed -n 's/^api_key=//p' {credentials})",
         f"curl {auth} {base}/v2/snapshots",
-        f"curl {auth} -o demo.ndjson.zst {base}/v2/snapshots/{ARTICLES}/download",
+        f"curl {auth} -o demo.tar.gz {base}/v2/snapshots/{ARTICLES}/download",
         f"curl {auth} {base}/v2/articles/{quote(title)}",
         f"curl {auth} {base}/v2/structured-contents/{quote(title)}",
         f'curl -N {auth} -H "Accept: application/x-ndjson" '

@@ -1,6 +1,10 @@
 """`feedserver snapshot build|list|show|verify|export|load-state`: build and inspect snapshot
 versions, hand one over offline (NDJSON or Parquet), and seed the on-demand state store.
-``--structured`` reads the Structured Contents snapshots instead of the article ones."""
+``--structured`` reads the Structured Contents snapshots instead of the article ones.
+
+``build`` seeds the state store itself once a version is published (``--no-load-state`` skips
+it), so on-demand lookups find what was built with no further step; events newer than the
+snapshot still win (``StateStore`` orders rows by revision, then time)."""
 
 from __future__ import annotations
 
@@ -52,6 +56,8 @@ def register(sub: Any) -> None:
     build.add_argument("--parquet", action=argparse.BooleanOptionalAction, default=None,
                        help="also publish Parquet shards (default: settings.parquet_enabled)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument("--no-load-state", action="store_true",
+                       help="do not seed the on-demand state store from the new versions")
     build.add_argument("--no-structured", action="store_true",
                        help="no Structured Contents versions (default: one for each namespace "
                             "in settings.structured_namespaces)")
@@ -89,7 +95,7 @@ def cmd_build(settings: Settings, *, dump: list[Path], wiki: str | None = None,
               namespace: list[int] | None = None, chunk_size: int | None = None,
               workers: int | None = None, parquet: bool | None = None,
               no_progress: bool = False, no_structured: bool = False,
-              metrics_file: Path | None = None) -> int:
+              metrics_file: Path | None = None, no_load_state: bool = False) -> int:
     if parquet is not None:
         settings = msgspec.structs.replace(settings, parquet_enabled=parquet)
     if no_structured:
@@ -119,6 +125,9 @@ def cmd_build(settings: Settings, *, dump: list[Path], wiki: str | None = None,
         print(structured_summary(m))
     if not built.articles:
         print("no articles found: nothing published", file=sys.stderr)
+    elif not no_load_state:
+        for m in built.articles:
+            _load_state(settings, m)
     write_metrics(metrics, metrics_file)
     return 0
 
@@ -198,19 +207,24 @@ def cmd_export(settings: Settings, *, identifier: str, output: Path,
 
 
 def cmd_load_state(settings: Settings, *, identifier: str, version: int | None = None) -> int:
+    store = SnapshotStore(open_blob_store(settings))
+    _load_state(settings, store.manifest(check_snapshot_identifier(identifier), version))
+    return 0
+
+
+def _load_state(settings: Settings, manifest: Manifest) -> None:
+    """Seed the state store (on-demand lookups) from ``manifest``; newer state wins."""
     from feedserver.feeds.events.state import StateStore
     from feedserver.storage.db import connect
 
     store = SnapshotStore(open_blob_store(settings))
-    manifest = store.manifest(check_snapshot_identifier(identifier), version)
     db = connect(settings.database)
     try:
-        count = StateStore(db).load_articles(store.iter_articles(manifest))
+        count = StateStore(db).load_lines(store.iter_lines(manifest))
     finally:
         db.close()
     print(f"{manifest.identifier} version {manifest.version}: {count} articles loaded "
           "into the state store", file=sys.stderr)
-    return 0
 
 
 def _write_lines(store: SnapshotStore, manifest: Any, out: Any) -> int:

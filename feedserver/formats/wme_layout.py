@@ -1,8 +1,9 @@
-"""Where each byte of a WME download comes from: rebuilt headers, stored parts, end blocks.
+"""Where each byte of a WME download comes from: rebuilt headers, stored parts, the tail.
 
 A WME download (``chunk_<k>.tar.gz`` or ``<id>.tar.gz``) is never stored whole. It is a list
-of ``Segment``s: literal bytes rebuilt on demand (a tar header in a stored gzip member, the
-end-of-archive member) or a reference to a stored part (``wme_tar.TarGzPart``). From the
+of ``Segment``s: literal bytes rebuilt on demand (the gzip header, each tar header as a stored
+block, the end-of-archive block and gzip trailer) or a reference to a stored part
+(``wme_tar.TarGzPart``). From the
 segments a server knows the download's size, serves any byte range by reading only the parts
 it overlaps (``plan_range`` / ``read_range``), and a build computes the download's MD5 and
 SHA-256 without writing it (``archive_checksums``, ``SnapshotArchiveBuilder``).
@@ -15,14 +16,17 @@ from typing import IO
 
 import msgspec
 
+from feedserver.errors import IntegrityError
 from feedserver.formats.checksums import Checksums, Digester
+from feedserver.formats.gzip_pieces import HEADER
 from feedserver.formats.wme_tar import (
     DEFAULT_LEVEL,
-    END_OF_ARCHIVE,
-    HEADER_MEMBER_SIZE,
+    ENTRY_HEADER_SIZE,
+    TAIL_SIZE,
     TarGzPart,
+    archive_tail,
     chunk_entry_name,
-    header_member,
+    entry_header,
     snapshot_entry_name,
     write_part,
 )
@@ -48,27 +52,28 @@ class RangePiece(msgspec.Struct, frozen=True, kw_only=True):
     stop: int
 
 
-def _layout(entries: Iterable[tuple[str, int, TarGzPart]]) -> list[Segment]:
-    segments: list[Segment] = []
-    offset = 0
-    for name, index, part in entries:
-        head = header_member(name, part.data_size)
+def _layout(entries: Sequence[tuple[str, TarGzPart]]) -> list[Segment]:
+    segments = [Segment(offset=0, size=len(HEADER), data=HEADER)]
+    offset = len(HEADER)
+    for index, (name, part) in enumerate(entries):
+        head = entry_header(name, part.data_size)
         segments.append(Segment(offset=offset, size=len(head), data=head))
         offset += len(head)
         segments.append(Segment(offset=offset, size=part.checksums.size, part=index))
         offset += part.checksums.size
-    segments.append(Segment(offset=offset, size=len(END_OF_ARCHIVE), data=END_OF_ARCHIVE))
+    tail = archive_tail(entries)
+    segments.append(Segment(offset=offset, size=len(tail), data=tail))
     return segments
 
 
 def chunk_archive(index: int, part: TarGzPart) -> list[Segment]:
     """``chunk_<index>.tar.gz``: one entry ``chunk_<index>.ndjson``; its part is number 0."""
-    return _layout([(chunk_entry_name(index), 0, part)])
+    return _layout([(chunk_entry_name(index), part)])
 
 
 def snapshot_archive(identifier: str, parts: Sequence[TarGzPart]) -> list[Segment]:
     """``<identifier>.tar.gz``: entry ``<identifier>_<n>.ndjson`` for part n, in order."""
-    return _layout((snapshot_entry_name(identifier, n), n, part) for n, part in enumerate(parts))
+    return _layout([(snapshot_entry_name(identifier, n), part) for n, part in enumerate(parts)])
 
 
 def archive_size(segments: Sequence[Segment]) -> int:
@@ -78,8 +83,8 @@ def archive_size(segments: Sequence[Segment]) -> int:
 
 def snapshot_archive_size(parts: Sequence[TarGzPart]) -> int:
     """Size of a snapshot (or chunk) archive from its parts alone."""
-    return (sum(HEADER_MEMBER_SIZE + part.checksums.size for part in parts)
-            + len(END_OF_ARCHIVE))
+    return (len(HEADER) + sum(ENTRY_HEADER_SIZE + part.checksums.size for part in parts)
+            + TAIL_SIZE)
 
 
 def plan_range(segments: Sequence[Segment], start: int, stop: int) -> list[RangePiece]:
@@ -132,26 +137,51 @@ class SnapshotArchiveBuilder:
         self.level = level
         self.parts: list[TarGzPart] = []
         self._whole = Digester(md5=True)
+        self._whole.update(HEADER)
         self._done = False
 
-    def add_chunk(self, blocks: Iterable[bytes], out: IO[bytes], *,
-                  data_size: int) -> WmeChunk:
-        """Deflate chunk ``len(parts)``'s NDJSON ``blocks`` (``data_size`` bytes) to ``out``."""
+    def _start(self, data_size: int) -> tuple[int, Digester]:
+        """Open chunk ``len(parts)``: its archive's digest, both headers hashed."""
         if self._done:
             raise ValueError("snapshot archive already finished")
         index = len(self.parts)
         chunk = Digester(md5=True)
-        chunk.update(header_member(chunk_entry_name(index), data_size))
-        self._whole.update(header_member(snapshot_entry_name(self.identifier, index), data_size))
-        part = write_part(blocks, out, data_size=data_size, level=self.level,
-                          also=(chunk, self._whole))
-        chunk.update(END_OF_ARCHIVE)
+        chunk.update(HEADER)
+        chunk.update(entry_header(chunk_entry_name(index), data_size))
+        self._whole.update(entry_header(snapshot_entry_name(self.identifier, index), data_size))
+        return index, chunk
+
+    def _end(self, index: int, chunk: Digester, part: TarGzPart) -> WmeChunk:
+        chunk.update(archive_tail([(chunk_entry_name(index), part)]))
         self.parts.append(part)
         return WmeChunk(part=part, archive=chunk.result())
+
+    def add_chunk(self, blocks: Iterable[bytes], out: IO[bytes], *,
+                  data_size: int) -> WmeChunk:
+        """Deflate chunk ``len(parts)``'s NDJSON ``blocks`` (``data_size`` bytes) to ``out``."""
+        index, chunk = self._start(data_size)
+        part = write_part(blocks, out, data_size=data_size, level=self.level,
+                          also=(chunk, self._whole))
+        return self._end(index, chunk, part)
+
+    def add_part(self, part: TarGzPart, blocks: Iterable[bytes]) -> WmeChunk:
+        """Take chunk ``len(parts)``'s part already written elsewhere (e.g. by ``write_part``
+        in another process): its stored ``blocks`` are hashed, not deflated again."""
+        index, chunk = self._start(part.data_size)
+        size = 0
+        for block in blocks:
+            chunk.update(block)
+            self._whole.update(block)
+            size += len(block)
+        if size != part.checksums.size:
+            raise IntegrityError(f"part {index} holds {size} bytes, recorded "
+                                 f"{part.checksums.size}")
+        return self._end(index, chunk, part)
 
     def finish(self) -> Checksums:
         """Checksums of the whole snapshot archive."""
         if not self._done:
-            self._whole.update(END_OF_ARCHIVE)
+            self._whole.update(archive_tail(
+                [(snapshot_entry_name(self.identifier, k), p) for k, p in enumerate(self.parts)]))
             self._done = True
         return self._whole.result()

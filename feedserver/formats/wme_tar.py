@@ -4,19 +4,19 @@ WME serves a snapshot as ``<id>.tar.gz`` whose tar entries are ``<id>_<n>.ndjson
 before it passes 100,000,000 bytes uncompressed, and a chunk as ``chunk_<n>.tar.gz`` holding
 one ``chunk_<n>.ndjson``; a chunk's ``version`` is the MD5 of its compressed bytes.
 
-Every tar entry here is written as TWO gzip members: its 512-byte tar header in a *stored*
-member (``header_member``: bytes fixed by the specifications, rebuildable at any time), then
-its data plus the zero padding to a 512-byte boundary, deflated by zlib-ng as one member
-(a *part*). The archive ends with the two zero blocks of end-of-archive in one more stored
-member (``END_OF_ARCHIVE``). Concatenated gzip members are one gzip stream, and tar entries
-back to back followed by one end-of-archive are one tar stream, so:
+An archive here is ONE gzip member (``gzip_pieces``) whose deflate stream is laid out from
+pieces: each tar entry's 512-byte header as a *stored* block (``entry_header``: bytes fixed by
+the specifications, rebuildable at any time), then the entry's data plus the zero padding to a
+512-byte boundary, deflated by zlib-ng on its own and ended with a sync flush (a *part*); the
+two zero blocks of end-of-archive close the stream as a final stored block, and the gzip
+trailer follows (``archive_tail``: its CRC-32 combined from the parts' recorded CRCs). So:
 
-    chunk_<k>.tar.gz  = header_member("chunk_<k>.ndjson")   + part_k + END_OF_ARCHIVE
-    <id>.tar.gz       = header_member("<id>_0.ndjson") + part_0 + ... + part_n + END_OF_ARCHIVE
+    chunk_<k>.tar.gz = HEADER + entry_header("chunk_<k>.ndjson") + part_k + tail
+    <id>.tar.gz      = HEADER + entry_header("<id>_0.ndjson") + part_0 + ... + part_n + tail
 
-The parts (the only big bytes) are compressed once and stored once; the headers differ only in
-the entry name and are rebuilt on demand (``wme_layout``). Fixed tar fields: mode 0644,
-uid/gid 0, no user or group names, mtime 0, ustar format.
+The parts (the only big bytes) are compressed once and stored once; everything else is small
+and rebuilt on demand (``wme_layout``). Fixed tar fields: mode 0644, uid/gid 0, no user or
+group names, mtime 0, ustar format.
 
 A tar header needs the entry's size first. ``write_part`` takes it from the caller (a sealed
 chunk knows its uncompressed size); ``TarGzWriter`` takes bare lines and spools each entry's
@@ -37,23 +37,40 @@ import msgspec
 
 from feedserver.errors import IntegrityError
 from feedserver.formats.checksums import Checksums, Digester, HashingWriter
-from feedserver.formats.gzip_members import DeflateMember, stored_member, stored_member_size
+from feedserver.formats.gzip_pieces import (
+    HEADER,
+    TRAILER_SIZE,
+    DeflatePiece,
+    crc32,
+    crc32_combine,
+    stored_blocks,
+    stored_blocks_size,
+    trailer,
+)
 
 ENTRY_LIMIT = 100_000_000  # WME cuts an entry before it passes this many uncompressed bytes
 DEFAULT_LEVEL = 6  # gzip's (and WME's pgzip's) default; zlib-ng runs it ~3x faster than zlib
 BLOCK = tarfile.BLOCKSIZE
-END_OF_ARCHIVE = stored_member(bytes(2 * BLOCK))
-HEADER_MEMBER_SIZE = stored_member_size(BLOCK)
+_END_BLOCKS = bytes(2 * BLOCK)
+END_OF_ARCHIVE = stored_blocks(_END_BLOCKS, final=True)  # the deflate stream's final block
+ENTRY_HEADER_SIZE = stored_blocks_size(BLOCK)
+TAIL_SIZE = len(END_OF_ARCHIVE) + TRAILER_SIZE
 _FLUSH_AT = 1 << 20
 _NAME_MAX = 100  # ustar name field; our names never need the prefix field or pax
 
 
 class TarGzPart(msgspec.Struct, frozen=True, kw_only=True):
-    """One tar entry's data as a stored gzip member (padding included)."""
+    """One tar entry's data (padding included), deflated as a piece of an archive's stream."""
 
     data_size: int  # the entry's size in its tar header: NDJSON bytes, newlines included
     lines: int
-    checksums: Checksums  # of the member's bytes; ``checksums.size`` is its compressed size
+    crc32: int  # of the data plus its padding (the archive's gzip trailer combines these)
+    checksums: Checksums  # of the part's bytes; ``checksums.size`` is its compressed size
+
+
+def padded(data_size: int) -> int:
+    """Bytes of an entry's data in the tar stream: its size rounded up to a 512-byte block."""
+    return data_size + (-data_size % BLOCK)
 
 
 def tar_header(name: str, size: int) -> bytes:
@@ -71,9 +88,20 @@ def tar_header(name: str, size: int) -> bytes:
     return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="strict")
 
 
-def header_member(name: str, size: int) -> bytes:
-    """The stored gzip member holding ``tar_header(name, size)`` (``HEADER_MEMBER_SIZE`` bytes)."""
-    return stored_member(tar_header(name, size))
+def entry_header(name: str, size: int) -> bytes:
+    """``tar_header(name, size)`` as a stored deflate block (``ENTRY_HEADER_SIZE`` bytes)."""
+    return stored_blocks(tar_header(name, size), final=False)
+
+
+def archive_tail(entries: Iterable[tuple[str, TarGzPart]]) -> bytes:
+    """The end of the archive of ``entries`` (names and parts, in order): the end-of-archive
+    blocks (final) and the gzip trailer, whose CRC-32 and size cover the whole tar stream."""
+    crc = size = 0
+    for name, part in entries:
+        crc = crc32(tar_header(name, part.data_size), crc)
+        crc = crc32_combine(crc, part.crc32, padded(part.data_size))
+        size += BLOCK + padded(part.data_size)
+    return END_OF_ARCHIVE + trailer(crc32(_END_BLOCKS, crc), size + len(_END_BLOCKS))
 
 
 def snapshot_entry_name(identifier: str, n: int) -> str:
@@ -85,7 +113,7 @@ def chunk_entry_name(n: int) -> str:
 
 
 class PartWriter:
-    """Deflate one tar entry's data, then its padding, into one gzip member written to ``out``.
+    """Deflate one tar entry's data, then its padding, into one part written to ``out``.
 
     Every byte written to ``out`` also goes to the digesters in ``also`` (e.g. the running
     checksums of the archives this part belongs to)."""
@@ -93,7 +121,7 @@ class PartWriter:
     def __init__(self, out: IO[bytes], *, level: int = DEFAULT_LEVEL,
                  also: Sequence[Digester] = ()) -> None:
         self._out = out
-        self._member = DeflateMember(level)
+        self._member = DeflatePiece(level)
         self._digest = Digester(md5=True)
         self._also = also
         self._buf = bytearray()
@@ -139,7 +167,8 @@ class PartWriter:
         self._buf += bytes(-size % BLOCK)
         self._flush(final=True)
         self._emit(self._member.finish())
-        return TarGzPart(data_size=size, lines=self.lines, checksums=self._digest.result())
+        return TarGzPart(data_size=size, lines=self.lines, crc32=self._member.crc,
+                         checksums=self._digest.result())
 
 
 def check_line(line: bytes) -> None:
@@ -165,7 +194,7 @@ def write_part(blocks: Iterable[bytes], out: IO[bytes], *, data_size: int | None
 
 class ArchiveEntry(msgspec.Struct, frozen=True, kw_only=True):
     name: str
-    offset: int  # of the entry's header member in the archive
+    offset: int  # of the entry's header block in the archive
     part: TarGzPart
 
 
@@ -188,6 +217,7 @@ class TarGzWriter:
         if entry_limit < 1:
             raise ValueError("entry_limit must be positive")
         self._out = HashingWriter(out, md5=True)
+        self._out.write(HEADER)
         self._name = entry_name
         self._limit = entry_limit
         self._level = level
@@ -218,7 +248,7 @@ class TarGzWriter:
         self._part = None
         name = self._name(len(self._entries))
         self._entries.append(ArchiveEntry(name=name, offset=self._out.tell(), part=part))
-        self._out.write(header_member(name, part.data_size))
+        self._out.write(entry_header(name, part.data_size))
         self._spool.seek(0)
         shutil.copyfileobj(self._spool, self._out, _FLUSH_AT)
         self._spool.seek(0)
@@ -227,7 +257,7 @@ class TarGzWriter:
     def close(self) -> TarGzArchive:
         try:
             self.cut()
-            self._out.write(END_OF_ARCHIVE)
+            self._out.write(archive_tail((e.name, e.part) for e in self._entries))
         finally:
             self._spool.close()
         return TarGzArchive(entries=self._entries, checksums=self._out.digest.result())

@@ -104,7 +104,8 @@ async def build_hour(event_log: EventLog, blobs: BlobStore, settings: Settings,
         raise Conflict(f"hour {hours.label(hour)} is not complete: partitions {late} of "
                        f"{topic} were not read past it")
     files = batch_files(picked.values(), chunk_size=settings.chunk_size,
-                        level=settings.zstd_level)
+                        level=settings.zstd_level,
+                        wme_level=settings.wme_gzip_level if settings.wme_archives else None)
     index = await asyncio.to_thread(publish, blobs, hour, files)
     log.info("batch hour %s published: %d batches, %d articles", hours.label(hour),
              len(index.batches), sum(b.article_count for b in index.batches))

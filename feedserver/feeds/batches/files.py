@@ -9,12 +9,15 @@ records of one article sit on different partitions, then the later record timest
 The lines are the record values as stored (the consumer's canonical msgspec encoding, the
 same bytes the realtime stream sends), sorted by page id, compressed one zstd frame per chunk
 with a one-shot compressor: identical records give identical bytes, so a rebuild of an hour
-is idempotent down to the byte.
+is idempotent down to the byte. With ``wme_level`` set, each chunk's NDJSON is also deflated
+into its WME tar.gz part (``formats.wme_tar``; in memory, batches are small), from which the
+batch's ``<id>.tar.gz`` is laid out, with its checksums.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -22,7 +25,10 @@ from datetime import UTC, datetime
 import msgspec
 import zstandard
 
+from feedserver.feeds.snapshots.manifest import WmeArchive
+from feedserver.formats.gzip_pieces import DEFLATE_VERSION
 from feedserver.formats.hashing import article_hash, root_hash
+from feedserver.formats.wme_layout import SnapshotArchiveBuilder, WmeChunk
 from feedserver.identifiers import PROJECT_RE, SNAPSHOT_RE
 from feedserver.models import ArticleKey
 from feedserver.storage.eventlog import LogRecord
@@ -72,6 +78,8 @@ class BatchChunk(msgspec.Struct, frozen=True, kw_only=True):
     article_count: int
     uncompressed_size: int
     sha256: str
+    wme_data: bytes = b""  # the chunk's WME tar.gz part (when built)
+    wme: WmeChunk | None = None
 
 
 class BatchFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,6 +97,7 @@ class BatchFile(msgspec.Struct, frozen=True, kw_only=True):
     content_root_hash: str
     date_modified: datetime  # the latest record timestamp included: deterministic
     chunks: list[BatchChunk]
+    wme: WmeArchive | None = None  # the batch's <id>.tar.gz (when built)
 
 
 def pick(record: LogRecord) -> Picked | None:
@@ -142,7 +151,8 @@ def latest(records: Iterable[LogRecord], start_ms: int, end_ms: int) -> dict[Art
     return out
 
 
-def _chunks(lines: list[bytes], chunk_size: int, level: int) -> list[BatchChunk]:
+def _chunks(lines: list[bytes], chunk_size: int, level: int,
+            wme: SnapshotArchiveBuilder | None) -> list[BatchChunk]:
     compressor = zstandard.ZstdCompressor(level=level)
     out: list[BatchChunk] = []
     buf = bytearray()
@@ -150,8 +160,12 @@ def _chunks(lines: list[bytes], chunk_size: int, level: int) -> list[BatchChunk]
 
     def close() -> None:
         data = compressor.compress(bytes(buf))
+        part, built = io.BytesIO(), None
+        if wme is not None:
+            built = wme.add_chunk([bytes(buf)], part, data_size=len(buf))
         out.append(BatchChunk(data=data, article_count=n, uncompressed_size=len(buf),
-                              sha256=hashlib.sha256(data).hexdigest()))
+                              sha256=hashlib.sha256(data).hexdigest(),
+                              wme_data=part.getvalue(), wme=built))
 
     for line in lines:
         buf += line
@@ -166,8 +180,10 @@ def _chunks(lines: list[bytes], chunk_size: int, level: int) -> list[BatchChunk]
     return out
 
 
-def batch_files(picked: Iterable[Picked], *, chunk_size: int, level: int) -> list[BatchFile]:
-    """One ``BatchFile`` per identifier, sorted by identifier; records sorted by page id."""
+def batch_files(picked: Iterable[Picked], *, chunk_size: int, level: int,
+                wme_level: int | None = None) -> list[BatchFile]:
+    """One ``BatchFile`` per identifier, sorted by identifier; records sorted by page id.
+    ``wme_level``: also build the WME tar.gz parts, deflated at that gzip level."""
     groups: dict[tuple[str, int], list[Picked]] = {}
     for p in picked:
         groups.setdefault((p.key.project, p.key.namespace), []).append(p)
@@ -175,7 +191,9 @@ def batch_files(picked: Iterable[Picked], *, chunk_size: int, level: int) -> lis
     for (project, ns), items in sorted(groups.items()):
         items.sort(key=lambda p: p.key.identifier)
         lines = [p.line for p in items]
-        chunks = _chunks(lines, max(1, chunk_size), level)
+        identifier = f"{project}_namespace_{ns}"
+        wme = None if wme_level is None else SnapshotArchiveBuilder(identifier, level=wme_level)
+        chunks = _chunks(lines, max(1, chunk_size), level, wme)
         whole = hashlib.sha256()
         for chunk in chunks:
             whole.update(chunk.data)
@@ -184,7 +202,7 @@ def batch_files(picked: Iterable[Picked], *, chunk_size: int, level: int) -> lis
             counts[p.event_type] = counts.get(p.event_type, 0) + 1
         language = next((p.language for p in items if p.language), None)
         files.append(BatchFile(
-            identifier=f"{project}_namespace_{ns}", project=project, namespace=ns,
+            identifier=identifier, project=project, namespace=ns,
             language=language, article_count=len(items),
             event_counts=dict(sorted(counts.items())),
             uncompressed_size=sum(c.uncompressed_size for c in chunks),
@@ -192,6 +210,7 @@ def batch_files(picked: Iterable[Picked], *, chunk_size: int, level: int) -> lis
             content_root_hash=root_hash(article_hash(line) for line in lines),
             date_modified=datetime.fromtimestamp(
                 max(p.timestamp_ms for p in items) / 1000, tz=UTC),
-            chunks=chunks,
+            chunks=chunks, wme=None if wme is None else WmeArchive(
+                archive=wme.finish(), level=wme.level, zlib_ng=DEFLATE_VERSION),
         ))
     return files

@@ -5,6 +5,7 @@ Layout in any ``BlobStore``::
     batches/{YYYY-MM-DD}/{HH}/index.json                                  pointer (written last)
     batches/{YYYY-MM-DD}/{HH}/{identifier}/{content}/manifest.json
     batches/{YYYY-MM-DD}/{HH}/{identifier}/{content}/{identifier}_chunk_{k}.ndjson.zst
+    batches/{YYYY-MM-DD}/{HH}/{identifier}/{content}/wme/part_{k}.gz      WME tar.gz part
 
 ``{content}`` is the first 16 hex digits of the batch's SHA-256, so a rebuild with identical
 input writes the identical keys and bytes, and a rebuild with different input (say, a log
@@ -27,7 +28,14 @@ import msgspec
 from feedserver.errors import BlobNotFound, InvalidParameter, NotFound
 from feedserver.feeds.batches.files import BatchFile
 from feedserver.feeds.batches.hours import date_text, hour_text, parse_date_hour
-from feedserver.feeds.snapshots.manifest import CHUNK_SUFFIX, ChunkInfo, chunk_identifier
+from feedserver.feeds.snapshots.manifest import (
+    CHUNK_SUFFIX,
+    WME_FOLDER,
+    ChunkInfo,
+    Representation,
+    WmeChunkFiles,
+    chunk_identifier,
+)
 from feedserver.identifiers import check_snapshot_identifier
 from feedserver.models import Language, Namespace, Project, Size
 from feedserver.storage.blobs import BlobStore
@@ -62,6 +70,8 @@ class BatchManifest(msgspec.Struct, kw_only=True):
     sha256: str  # of the download: the chunks back to back
     content_root_hash: str
     chunks: list[ChunkInfo]
+    # Other formats of the batch (the WME tar.gz: ``ChunkInfo.wme`` holds each chunk's part).
+    representations: list[Representation] = msgspec.field(default_factory=list)
 
 
 class HourIndex(msgspec.Struct, kw_only=True):
@@ -102,11 +112,14 @@ def manifest_of(hour: datetime, f: BatchFile) -> BatchManifest:
     chunks, offset = [], 0
     for k, c in enumerate(f.chunks):
         name = chunk_identifier(f.identifier, k)
+        wme = None if c.wme is None else WmeChunkFiles(
+            key=f"{prefix}{WME_FOLDER}part_{k}.gz", part=c.wme.part, archive=c.wme.archive)
         chunks.append(ChunkInfo(identifier=name, index=k, key=prefix + name + CHUNK_SUFFIX,
                                 article_count=c.article_count, size=len(c.data),
                                 uncompressed_size=c.uncompressed_size, sha256=c.sha256,
-                                offset=offset))
+                                offset=offset, wme=wme))
         offset += len(c.data)
+    representations: list[Representation] = [] if f.wme is None else [f.wme]
     return BatchManifest(
         identifier=f.identifier, date=date_text(hour), hour=hour_text(hour),
         date_modified=f.date_modified, is_part_of=Project(identifier=f.project),
@@ -114,7 +127,8 @@ def manifest_of(hour: datetime, f: BatchFile) -> BatchManifest:
         namespace=Namespace(identifier=f.namespace), article_count=f.article_count,
         event_counts=f.event_counts, size=Size(value=f.size, unit_text="B"),
         uncompressed_size=f.uncompressed_size, sha256=f.sha256,
-        content_root_hash=f.content_root_hash, chunks=chunks)
+        content_root_hash=f.content_root_hash, chunks=chunks,
+        representations=representations)
 
 
 # --- I/O ---------------------------------------------------------------------------------------
@@ -127,6 +141,8 @@ def publish(blobs: BlobStore, hour: datetime, files: Iterable[BatchFile]) -> Hou
         m = manifest_of(hour, f)
         for chunk, info in zip(f.chunks, m.chunks, strict=True):
             blobs.put_bytes(info.key, chunk.data)
+            if info.wme is not None:
+                blobs.put_bytes(info.wme.key, chunk.wme_data)
         blobs.put_bytes(content_prefix(hour, f.identifier, f.sha256) + "manifest.json",
                         ENCODER.encode(m))
         manifests.append(m)
@@ -136,6 +152,7 @@ def publish(blobs: BlobStore, hour: datetime, files: Iterable[BatchFile]) -> Hou
     for m in manifests:
         keep.add(content_prefix(hour, m.identifier, m.sha256) + "manifest.json")
         keep.update(c.key for c in m.chunks)
+        keep.update(c.wme.key for c in m.chunks if c.wme is not None)
     blobs.delete([k for k in blobs.list(hour_prefix(hour)) if k not in keep])
     return index
 

@@ -39,7 +39,7 @@ from feedserver.feeds.diffs.manifest import DiffManifest
 from feedserver.feeds.diffs.structured import Prepared, prepare_structured
 from feedserver.feeds.events.state import StateStore
 from feedserver.feeds.scratch import scratch_db, scratch_dir
-from feedserver.feeds.snapshots import sealing, staging
+from feedserver.feeds.snapshots import sealing, staging, wme
 from feedserver.feeds.snapshots.chunks import ChunkWriter
 from feedserver.feeds.snapshots.extras import build_extras
 from feedserver.feeds.snapshots.manifest import Manifest
@@ -114,6 +114,7 @@ def advance_snapshot(
     """Publish version N+1 of ``identifier`` from its current version N plus the state
     store's changes in ``[since, until)``, and the diff N → N+1 (and the Structured Contents
     version N+1, for ``settings.structured_namespaces``). None when nothing changed."""
+    wme.check_settings(settings)
     match = SNAPSHOT_RE.match(check_snapshot_identifier(identifier))
     assert match is not None
     wiki = match.group(1)

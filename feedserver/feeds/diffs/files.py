@@ -1,17 +1,20 @@
 """Client-side files for ``diff apply``: a downloaded snapshot and diff, as ``.zst`` or NDJSON.
 
-Accepted forms of the base: a whole-snapshot download (``.zst``: zstd frames back to back),
-an NDJSON file, or a folder of chunk files (``*_chunk_{k}.ndjson.zst`` / ``.ndjson``, taken in
-chunk order). The diff: a whole-diff download (``.zst``) or its NDJSON. The output is
-written to ``OUT.part`` and renamed to ``OUT`` only once verified, so a failed check never
-leaves a plausible-looking file behind.
+Accepted forms of the base: a whole-snapshot download (WME's ``.tar.gz``, the default
+download, or ``.zst``: zstd frames back to back), an NDJSON file, or a folder of chunk files
+(``*_chunk_{k}.ndjson.zst`` / ``.ndjson``, taken in chunk order). The diff: a whole-diff
+download (``.zst``) or its NDJSON. The output is written to ``OUT.part`` and renamed to
+``OUT`` only once verified, so a failed check never leaves a plausible-looking file behind.
 """
 
 from __future__ import annotations
 
 import re
+import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import msgspec
 
@@ -34,15 +37,39 @@ def _is_zstd(path: Path) -> bool:
         return fh.read(4) == b"\x28\xb5\x2f\xfd"
 
 
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _tar_lines(path: Path) -> Iterator[bytes]:
+    """The NDJSON lines of every entry of a tar.gz, in order (read as a stream)."""
+    try:
+        with tarfile.open(path, mode="r|gz") as tar:
+            for member in tar:
+                entry = tar.extractfile(member) if member.isfile() else None
+                if entry is not None:
+                    yield from _lines(entry)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise IntegrityError(f"{path.name} is not a readable tar.gz: {exc}") from exc
+
+
+def _lines(fh: IO[bytes]) -> Iterator[bytes]:
+    for raw in fh:
+        line = raw.rstrip(b"\r\n")
+        if line:
+            yield line
+
+
 def _file_lines(path: Path) -> Iterator[bytes]:
     if _is_zstd(path):
         yield from iter_file_lines(path)
         return
+    if _is_gzip(path):
+        yield from _tar_lines(path)
+        return
     with path.open("rb") as fh:
-        for raw in fh:
-            line = raw.rstrip(b"\r\n")
-            if line:
-                yield line
+        yield from _lines(fh)
 
 
 def _chunk_order(path: Path) -> tuple[int, str]:

@@ -5,7 +5,8 @@ A build runs in three steps, all in a scratch folder under ``data_dir/tmp`` that
 whatever happens (if the process is killed, by the next build: ``feeds.scratch``): *stage*
 (records to zstd chunks + a SQLite page index; one process per dump file with
 ``workers > 1``), *seal* (dedupe, attach redirects, hash), the optional formats from the sealed
-chunks (``extras``: Parquet), *publish* (upload, then the pointer). The namespaces in
+chunks (``extras``: with ``settings.wme_archives`` the WME tar.gz parts, ``feeds.snapshots.wme``;
+Parquet), *publish* (upload, then the pointer). The namespaces in
 ``settings.structured_namespaces`` also get a Structured Contents version, staged from the same
 records in the same processes (``structured``), sealed BEFORE the articles (so that the
 article Parquet shards take their clean texts from them: ``structured_parquet``) and published
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from feedserver.config import Settings
 from feedserver.feeds.scratch import scratch_dir
-from feedserver.feeds.snapshots import sealing, staging
+from feedserver.feeds.snapshots import sealing, staging, wme
 from feedserver.feeds.snapshots.extras import build_extras
 from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.feeds.snapshots.publish import publish
@@ -90,6 +91,7 @@ def build_dumps(
     """Build and publish one new version per namespace found in ``dumps``, and a Structured
     Contents version of each namespace in ``settings.structured_namespaces`` (its parse
     outcome counted in ``metrics``)."""
+    wme.check_settings(settings)
     if wiki is not None:
         check_project(wiki)
     paths = [Path(p) for p in dumps]
@@ -143,6 +145,7 @@ def build_from_records(
 ) -> list[Manifest]:
     """Build from an already-open record stream (tests, other producers); Structured
     Contents as ``build_dumps`` does; returns the article versions."""
+    wme.check_settings(settings)
     check_project(info.wiki)
     with _scratch(settings) as tmp:
         folder = Path(tmp)
@@ -201,6 +204,7 @@ def _seal_and_publish(
         extras = build_extras(sealed, identifier=identifier, folder=folder, settings=settings,
                               namespaces=info.namespaces,
                               mapper=pool.map if pool is not None else None,
+                              part_mapper=pool.map if pool is not None else None,
                               known=StructuredTexts(known) if known is not None else None)
         manifests.append(publish(
             blobs, sealed, identifier=identifier, info=info, sources=sources,

@@ -3,7 +3,8 @@
 After a namespace is sealed, every optional format the settings enable builds its files from
 the sealed chunks (never from the dump again) into the build's scratch folder, and hands
 ``publish`` an ``Extra``: the files to upload under the version's folder (before the
-manifest) and the section it adds to the manifest. Parquet shards are one
+manifest) and the section it adds to the manifest. The WME tar.gz parts are one
+(``wme.build_parts``, with ``settings.wme_archives``), Parquet shards another
 (``parquet.build_parquet``); another format joins by adding its builder to ``build_extras``.
 """
 
@@ -22,6 +23,7 @@ from feedserver.feeds.snapshots.parquet import (
     build_parquet,
 )
 from feedserver.feeds.snapshots.sealing import SealedSnapshot
+from feedserver.feeds.snapshots.wme import PartMapper, build_parts
 
 
 class Extra(Protocol):
@@ -41,11 +43,16 @@ def parquet_options(settings: Settings) -> ParquetOptions:
 
 def build_extras(sealed: SealedSnapshot, *, identifier: str, folder: Path, settings: Settings,
                  namespaces: Mapping[int, str], mapper: TextMapper | None = None,
-                 known: KnownText | None = None) -> list[Extra]:
+                 part_mapper: PartMapper | None = None, known: KnownText | None = None
+                 ) -> list[Extra]:
     """Build every enabled format of ``sealed`` under ``folder`` (the build's scratch).
-    ``namespaces``: the wiki's namespace names (what the clean text recognises); ``known``:
-    clean texts the build computed already (``structured_parquet.StructuredTexts``)."""
+    ``namespaces``: the wiki's namespace names (what the clean text recognises); the
+    mappers run jobs in other processes (e.g. a pool's ``map``); ``known``: clean texts the
+    build computed already (``structured_parquet.StructuredTexts``)."""
     extras: list[Extra] = []
+    if settings.wme_archives:
+        extras.append(build_parts(sealed, identifier, folder, level=settings.wme_gzip_level,
+                                  mapper=part_mapper))
     if settings.parquet_enabled and sealed.chunks:
         extras.append(build_parquet(
             sealed, identifier=identifier, folder=folder / f"parquet_{sealed.namespace}",

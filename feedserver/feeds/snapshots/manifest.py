@@ -5,7 +5,14 @@ Layout in any ``BlobStore``::
     snapshots/{identifier}/index.json          publish pointer (written last)
     snapshots/{identifier}/{version}/manifest.json
     snapshots/{identifier}/{version}/{identifier}_chunk_{k}.ndjson.zst
+    snapshots/{identifier}/{version}/wme/part_{k}.gz     WME tar.gz part of chunk k (optional)
     snapshots/{identifier}/{version}/parquet/{identifier}_shard_{k}.parquet   (optional)
+
+Besides its zstd chunks (the native format, always there) a version may carry other
+*representations* of the same records, each listed in ``Manifest.representations`` with what it
+needs (e.g. the WME tar.gz archive: per chunk a stored deflate part, ``ChunkInfo.wme``), and
+Parquet shards (``Manifest.parquet``). A manifest written before a format existed simply lacks
+it (every such field has a default), and readers serve what is listed.
 
 Structured Contents snapshots have the same layout under ``structured-contents/`` (their own
 versions, manifests with ``structured`` set, chunks of ``StructuredContent`` records, and
@@ -25,6 +32,8 @@ import msgspec
 
 from feedserver.errors import InvalidIdentifier, NotFound
 from feedserver.feeds.snapshots.shards import ParquetSet
+from feedserver.formats.checksums import Checksums
+from feedserver.formats.wme_tar import DEFAULT_LEVEL, ENTRY_LIMIT, TarGzPart
 from feedserver.identifiers import (
     SNAPSHOT_RE,
     ascii_index,
@@ -39,6 +48,18 @@ Prefix = Literal["snapshots", "structured-contents"]
 PREFIX: Final = "snapshots"
 STRUCTURED_PREFIX: Final = "structured-contents"
 CHUNK_SUFFIX = ".ndjson.zst"
+WME_FOLDER = "wme/"
+
+
+class WmeChunkFiles(msgspec.Struct, frozen=True, kw_only=True):
+    """A chunk in the WME format: its stored part (the chunk's NDJSON deflated as one piece
+    of the archives' deflate stream, ``formats.wme_tar``) and the checksums of
+    ``chunk_<k>.tar.gz`` built from it."""
+
+    key: str  # blob key of the part
+    part: TarGzPart
+    archive: Checksums  # of chunk_<k>.tar.gz; ``md5`` is WME's chunk ``version``
+
 
 class ChunkInfo(msgspec.Struct, kw_only=True):
     identifier: str
@@ -48,7 +69,29 @@ class ChunkInfo(msgspec.Struct, kw_only=True):
     size: int
     uncompressed_size: int
     sha256: str
-    offset: int  # byte offset of this chunk inside the whole-snapshot download
+    offset: int  # byte offset of this chunk inside the whole-snapshot (zstd) download
+    wme: WmeChunkFiles | None = None  # set when the version has a ``WmeArchive``
+
+
+class WmeArchive(msgspec.Struct, frozen=True, kw_only=True, tag="wme-tar-gz",
+                 tag_field="format"):
+    """The WME tar.gz representation of a version (``<id>.tar.gz`` and ``chunk_<k>.tar.gz``,
+    laid out from the chunks' parts by ``formats.wme_layout``)."""
+
+    archive: Checksums  # of <id>.tar.gz; ``md5`` is WME's snapshot ``version``
+    level: int = DEFAULT_LEVEL  # gzip level of the parts
+    entry_limit: int = ENTRY_LIMIT  # WME cuts entries before this many NDJSON bytes
+    zlib_ng: str = ""  # version of the zlib-ng library that deflated the parts
+
+
+# Every representation a version may carry besides its zstd chunks (a tagged union: each
+# format adds its struct here, tagged by ``format``).
+Representation = WmeArchive
+
+
+def wme_archive(representations: Sequence[Representation]) -> WmeArchive | None:
+    """The WME tar.gz representation among ``representations``, if built."""
+    return next((r for r in representations if isinstance(r, WmeArchive)), None)
 
 
 class SourceInfo(msgspec.Struct, kw_only=True):
@@ -93,6 +136,8 @@ class Manifest(msgspec.Struct, kw_only=True):
     # Built from the previous version plus state-store changes up to (excluding) this event
     # time (``feedserver snapshot update``); the next update starts from here.
     events_until: datetime | None = None
+    # Other formats of this version's records (the zstd chunks are always there).
+    representations: list[Representation] = msgspec.field(default_factory=list)
     # Parquet shards of this version, when it was built with them (``shards.py``).
     parquet: ParquetSet | None = None
     # Set on Structured Contents versions (their own prefix): what the parse made of the pages.
@@ -157,6 +202,15 @@ def manifest_key(identifier: str, version: int, prefix: Prefix = PREFIX) -> str:
 def chunk_key(identifier: str, version: int, index: int, prefix: Prefix = PREFIX) -> str:
     return (version_prefix(identifier, version, prefix) + chunk_identifier(identifier, index)
             + CHUNK_SUFFIX)
+
+
+def wme_part_name(index: int) -> str:
+    """A WME part's name under its version's folder."""
+    return f"{WME_FOLDER}part_{index}.gz"
+
+
+def wme_part_key(identifier: str, version: int, index: int, prefix: Prefix = PREFIX) -> str:
+    return version_prefix(identifier, version, prefix) + wme_part_name(index)
 
 
 def published_identifiers(blobs: BlobStore, prefix: str) -> list[str]:

@@ -23,6 +23,7 @@ from feedserver.feeds.snapshots.manifest import (
     published_identifiers,
 )
 from feedserver.feeds.snapshots.parquet import verify_parquet
+from feedserver.feeds.snapshots.wme import verify_parts
 from feedserver.formats.hashing import RootHasher
 from feedserver.identifiers import check_snapshot_identifier
 from feedserver.models import Article
@@ -77,11 +78,13 @@ class SnapshotStore:
             yield ARTICLE_DECODER.decode(line)
 
     def verify(self, manifest: Manifest) -> None:
-        """Re-hash every chunk, the whole download and the content root, and the Parquet shards
-        (bytes, rows, per-article hashes) when the version has them; raise IntegrityError."""
+        """Re-hash every chunk, the whole download and the content root, then the other
+        formats: the WME parts and archives, and the Parquet shards (bytes, rows, per-article
+        hashes) when the version has them; raise IntegrityError."""
         whole = hashlib.sha256()
         root = RootHasher()
         offset = articles = 0
+        contents: list[str] = []  # SHA-256 of each chunk's NDJSON, for the other formats
         for chunk in manifest.chunks:
             digest = hashlib.sha256()
             sizes = [0]
@@ -95,9 +98,13 @@ class SnapshotStore:
                     yield block
 
             count = 0
+            content = hashlib.sha256()
             for line in iter_lines(tee(self.blobs.open_range(chunk.key))):
                 root.add_digest(hashlib.sha256(line).digest())
+                content.update(line)
+                content.update(b"\n")
                 count += 1
+            contents.append(content.hexdigest())
             size = sizes[0]
             if size != chunk.size or digest.hexdigest() != chunk.sha256 or chunk.offset != offset:
                 raise IntegrityError(f"chunk {chunk.identifier} does not match its checksum",
@@ -114,6 +121,7 @@ class SnapshotStore:
                                  f"manifest says {manifest.article_count}")
         if root.hexdigest() != manifest.content_root_hash:
             raise IntegrityError(f"{manifest.identifier} content root hash does not match")
+        verify_parts(self.blobs, manifest, contents)
         if manifest.parquet is not None:
             verify_parquet(self.blobs, manifest.parquet, rows=manifest.article_count,
                            content_root_hash=manifest.content_root_hash)

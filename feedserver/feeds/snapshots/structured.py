@@ -26,7 +26,7 @@ from pathlib import Path
 import msgspec
 
 from feedserver.config import Settings
-from feedserver.feeds.snapshots import sealing, staging
+from feedserver.feeds.snapshots import sealing, staging, wme
 from feedserver.feeds.snapshots.chunks import ChunkWriter
 from feedserver.feeds.snapshots.extras import Extra, parquet_options
 from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, Manifest, StructuredInfo
@@ -261,13 +261,18 @@ def publish_sealed(
     article_versions: dict[int, int], *, events_until: datetime | None = None,
     parsed: dict[int, int] | None = None,
 ) -> list[Manifest]:
-    """Publish the namespaces ``seal_all`` sealed, with their Parquet shards when
-    ``settings.parquet_enabled``. ``parsed``: pages parsed per namespace for this version
-    (default: all it holds)."""
+    """Publish the namespaces ``seal_all`` sealed, with their WME tar.gz parts when
+    ``settings.wme_archives`` and their Parquet shards when ``settings.parquet_enabled``.
+    ``parsed``: pages parsed per namespace for this version (default: all it holds)."""
     manifests = []
     for ns, sealed in sealed_all.items():
         identifier = snapshot_identifier(info.wiki, ns)
         extras: list[Extra] = []
+        if settings.wme_archives and sealed.chunks:
+            # WME serves Structured Contents snapshots as tar.gz too: parts as for articles.
+            extras.append(wme.build_parts(sealed, identifier, folder,
+                                          level=settings.wme_gzip_level,
+                                          prefix=STRUCTURED_PREFIX))
         if settings.parquet_enabled and sealed.chunks:
             extras.append(build_structured_parquet(
                 sealed, identifier=identifier, folder=folder / f"parquet_{ns}",

@@ -164,7 +164,7 @@ class CountingFile(io.RawIOBase):
 
 
 def ndjson_articles(world: World, client: httpx.Client, version: int) -> list[Article]:
-    r = client.get(f"/v2/snapshots/{ID}/download", params={"version": version},
+    r = client.get(f"/v2/snapshots/{ID}/download", params={"version": version, "format": "zstd"},
                    headers=world.auth)
     assert r.status_code == 200, r.text
     with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(r.content),

@@ -17,6 +17,7 @@ from feedserver.accounts.service import Accounts
 from feedserver.api.app import build_app
 from feedserver.config import Settings
 from feedserver.feeds.snapshots.build import build_snapshots
+from feedserver.feeds.snapshots.manifest import wme_archive
 from feedserver.storage.blobs import open_blob_store
 from feedserver.storage.db import SQLiteDatabase
 from tests.conftest import DUMPS
@@ -44,11 +45,18 @@ def test_streamed_from_s3(s3_settings: Settings) -> None:
     client, auth, m = _client(settings)
     with client:
         assert client.get("/readyz").status_code == 200
+        # WME's tar.gz (the default): rebuilt headers and parts read from S3.
+        wme = wme_archive(m.representations)
+        assert wme is not None
         r = client.get(f"/v2/snapshots/{SNAP}/download", headers=auth)
+        assert r.status_code == 200
+        assert hashlib.sha256(r.content).hexdigest() == wme.archive.sha256
+        native = {**auth, "Accept": "application/zstd"}
+        r = client.get(f"/v2/snapshots/{SNAP}/download", headers=native)
         assert r.status_code == 200
         assert hashlib.sha256(r.content).hexdigest() == m.sha256
         r = client.get(f"/v2/snapshots/{SNAP}/download",
-                       headers={**auth, "Range": f"bytes=3-{m.chunks[0].size + 3}"})
+                       headers={**native, "Range": f"bytes=3-{m.chunks[0].size + 3}"})
         assert r.status_code == 206 and len(r.content) == m.chunks[0].size + 1
 
 
@@ -58,6 +66,12 @@ def test_redirect_to_presigned_url(s3_settings: Settings) -> None:
     client, auth, m = _client(settings)
     with client:
         chunk = m.chunks[0]
+        # The default chunk_0.tar.gz is laid out from several pieces: served, not redirected.
+        r = client.get(f"/v2/snapshots/{SNAP}/chunks/0/download", headers=auth,
+                       follow_redirects=False)
+        assert r.status_code == 200 and r.content[:2] == b"\x1f\x8b"
+        # The zstd chunk is one stored object: redirected.
+        auth = {**auth, "Accept": "application/zstd"}
         r = client.get(f"/v2/snapshots/{SNAP}/chunks/0/download", headers=auth,
                        follow_redirects=False)
         assert r.status_code == 307
@@ -92,6 +106,7 @@ def test_redirect_is_metered_as_the_bytes_the_url_serves(s3_settings: Settings) 
     settings = msgspec.structs.replace(s3_settings, s3_redirect_downloads=True,
                                        presign_seconds=60)
     client, auth, m = _client(settings)
+    auth = {**auth, "Accept": "application/zstd"}  # the stored object (tar.gz is streamed)
     chunk = m.chunks[0]
     with client:
         r = client.get(f"/v2/snapshots/{SNAP}/chunks/0/download", headers=auth,

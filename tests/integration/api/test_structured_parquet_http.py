@@ -100,7 +100,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def ndjson_records(world: World, client: httpx.Client) -> list[StructuredContent]:
-    r = client.get(f"{BASE}/download", headers=world.auth)
+    # The native zstd NDJSON (the default download is WME's tar.gz).
+    r = client.get(f"{BASE}/download", headers={**world.auth, "Accept": "application/zstd"})
     assert r.status_code == 200, r.text
     with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(r.content),
                                                     read_across_frames=True) as reader:

@@ -176,10 +176,11 @@ def test_real_dump_diffs_over_http_reproduce_each_version(
     assert v3.events_until == when + timedelta(seconds=1)
 
     # Client side, over HTTP: base v1, diffs 1->2 (in two Range requests) and 2->3.
-    base = tmp_path / "client" / "v1.zst"
+    # The base as served by default: WME's tar.gz (diff apply reads it as it reads .zst).
+    base = tmp_path / "client" / "v1.tar.gz"
     base.parent.mkdir()
     status, body, _ = server.get(f"/v2/snapshots/{ID}/download?version=1")
-    assert status == 200
+    assert status == 200 and body[:2] == b"\x1f\x8b"
     base.write_bytes(body)
     d12_file = _download_in_ranges(server, f"/v2/diffs/{ID}/download?version=2", d12,
                                    tmp_path / "client" / "d12.zst")

@@ -43,9 +43,11 @@ def served(server: WMEServer, token: str, path: str, body: dict[str, Any] | None
     return r.json()
 
 
-def raw_download(server: WMEServer, token: str, path: str) -> httpx.Response:
+def raw_download(server: WMEServer, token: str, path: str, accept: str | None = None
+                 ) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}", **({"Accept": accept} if accept else {})}
     r = httpx.get(f"{server.url}/v2/{path}", timeout=60, follow_redirects=True,
-                  headers={"Authorization": f"Bearer {token}"})
+                  headers=headers)
     assert r.status_code == 200, (path, r.status_code, r.text[:300])
     return r
 

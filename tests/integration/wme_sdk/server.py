@@ -1,7 +1,7 @@
 """A real feedserver for the official WME Python SDK, built the way an operator builds one.
 
 Every piece of data comes from the shared real dumps and events, through the CLI a deployment
-uses (``feedserver snapshot build``, ``snapshot load-state``, ``events load`` + ``events
+uses (``feedserver snapshot build``, which also seeds on-demand, ``events load`` + ``events
 consume``, ``plans``/``customers``/``users``/``keys create``), then ``feedserver serve`` runs as
 its own process on a free 127.0.0.1 port. The SDK is imported unmodified from
 ``../shared/clients/wme-sdk-python`` and only its base URLs are pointed at that server.
@@ -151,9 +151,8 @@ def running_server(tmp: Path) -> Iterator[WMEServer]:
     # Greek Wikivoyage: articles and templates, many titles containing "/".
     cli(env, "snapshot", "build", "--dump", str(VOYAGE), "--namespace", "0", "--namespace", "10",
         "--chunk-size", "262144", "--no-progress")
+    # No load-state step: a build seeds on-demand with what it published.
     snapshots = [line.split("\t")[0] for line in cli(env, "snapshot", "list").splitlines()]
-    for identifier in snapshots:
-        cli(env, "snapshot", "load-state", identifier)
     # The builds above made the Structured Contents snapshots in the same pass; each verifies.
     structured = [line.split("\t")[0]
                   for line in cli(env, "snapshot", "list", "--structured").splitlines()]

@@ -1,6 +1,7 @@
 """The SDK's snapshot and chunk calls: list, info, HEAD, download (its HEAD + parallel Range
 GETs), read. Metadata must equal what was sent and describe what was built; downloads must be
-byte for byte what the server sends, and hold exactly the snapshot's records."""
+byte for byte what the server sends (WME's tar.gz, its MD5 the metadata's ``version``), and
+hold exactly the snapshot's records; what the SDK reads from them is what was built."""
 
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ from tests.integration.wme_sdk.server import WMEServer
 pytestmark = pytest.mark.integration
 
 NS0 = "enwiki_namespace_0"
-NO_TAR_GZ = ("WME tar.gz archives at WME paths are not served yet (the snapshot/chunk/batch "
-             "download is zstd NDJSON): the formats branch builds the WME tar.gz writer")
+
+
+def md5(data: bytes) -> str:
+    """WME's download checksum (its ``version``), not a security measure."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def _store(server: WMEServer) -> SnapshotStore:
@@ -65,6 +69,10 @@ def test_snapshot_info_describes_the_build(api: Any, wme_server: WMEServer, toke
             ) == ("enwiki", "en", 0)
     assert got.size.unit_text == "MB" and got.size.value > 0
     assert got.date_modified == manifest.date_modified
+    # WME's version: the MD5 of the tar.gz the SDK downloads.
+    data = raw_download(wme_server, token, f"snapshots/{NS0}/download").content
+    assert is_wme_archive(data) and got.version == md5(data)
+    assert got.size.value == round(len(data) / 1e6, 3)
 
 
 def test_head_snapshot(api: Any, wme_server: WMEServer, token: str) -> None:
@@ -92,18 +100,20 @@ def test_download_snapshot(wme_server: WMEServer, token: str, sdk_path: Path,
     assert [json.loads(line) for line in archive_lines(data)] == [json.loads(w) for w in want]
 
 
-def test_read_snapshot(api: Any, wme_server: WMEServer, token: str) -> None:
-    data = raw_download(wme_server, token, f"snapshots/{NS0}/download").content
-    if not is_wme_archive(data):
-        pytest.skip(NO_TAR_GZ)
+@pytest.mark.parametrize("identifier", [NS0, "elwikivoyage_namespace_10"])
+def test_read_snapshot(api: Any, wme_server: WMEServer, token: str, identifier: str) -> None:
+    data = raw_download(wme_server, token, f"snapshots/{identifier}/download").content
+    assert is_wme_archive(data)
     got: list[Any] = []
-    api.read_snapshot(NS0, lambda item: got.append(item) or True)
-    lines = archive_lines(data)
-    assert len(got) == len(lines)
+    api.read_snapshot(identifier, lambda item: got.append(item) or True)
+    store = _store(wme_server)
+    built = [json.loads(line) for line in store.iter_lines(store.manifest(identifier))]
+    assert [json.loads(line) for line in archive_lines(data)] == built
+    assert len(got) == len(built) > 0
     # The SDK parses each article line with its Snapshot model (its own choice); what it
-    # read must still be what was sent.
-    for obj, line in zip(got, lines, strict=True):
-        assert_parsed(obj, json.loads(line))
+    # read must still be what was built.
+    for obj, record in zip(got, built, strict=True):
+        assert_parsed(obj, record)
 
 
 def test_chunks(api: Any, wme_server: WMEServer, token: str) -> None:
@@ -133,12 +143,18 @@ def test_head_download_and_read_chunk(api: Any, wme_server: WMEServer, token: st
     assert out.getvalue() == data
     lines = archive_lines(data)
     assert len(lines) == chunk.article_count
-    if not is_wme_archive(data):
-        # Native format: the chunk is its zstd file, checksum in the metadata.
-        assert hashlib.sha256(data).hexdigest() == chunk.sha256
-        pytest.skip(NO_TAR_GZ)
+    # WME's chunk_<k>.tar.gz, its MD5 the chunk metadata's version.
+    assert is_wme_archive(data)
+    assert api.get_chunk(NS0, chunk.identifier).version == md5(data)
+    # The native format is a header away: the chunk's zstd file, checksum in the manifest.
+    native = raw_download(wme_server, token, path, accept="application/zstd").content
+    assert hashlib.sha256(native).hexdigest() == chunk.sha256
+    assert archive_lines(native) == lines
     got: list[Any] = []
     api.read_chunk(NS0, chunk.identifier, lambda item: got.append(item) or True)
-    assert len(got) == len(lines)
-    for obj, line in zip(got, lines, strict=True):
-        assert_parsed(obj, json.loads(line))
+    built = [json.loads(line) for line in store.iter_lines(manifest)][
+        sum(c.article_count for c in manifest.chunks[:chunk.index]):][:chunk.article_count]
+    assert [json.loads(line) for line in lines] == built
+    assert len(got) == len(built)
+    for obj, record in zip(got, built, strict=True):
+        assert_parsed(obj, record)

@@ -4,6 +4,8 @@ from an embedded event log, with entitlements, metering seam and hostile inputs.
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,28 +116,48 @@ def test_metadata_shaped_like_snapshot(client: TestClient[Any], bworld: BatchWor
     assert r.status_code == 200
     data = r.json()
     assert "chunks" not in data and "key" not in str(data)
-    assert data["identifier"] == EN and data["version"] == m.content_root_hash
+    wme = m.representations[0].archive  # the default download: WME's tar.gz
+    assert data["identifier"] == EN and data["version"] == wme.md5  # as WME
+    assert data["content_root_hash"] == m.content_root_hash
     assert data["is_part_of"] == {"identifier": "enwiki"}
     assert data["in_language"] == {"identifier": "en"}
     assert data["namespace"] == {"identifier": 0}
-    assert data["size"] == {"value": round(m.size.value / 1e6, 3), "unit_text": "MB"}
+    assert data["size"] == {"value": round(wme.size / 1e6, 3), "unit_text": "MB"}
     assert (data["date"], data["hour"], data["article_count"]) == ("2026-03-01", "10", 30)
-    assert data["sha256"] == m.sha256
+    assert data["sha256"] == wme.sha256 and data["size_bytes"] == wme.size
+    assert [(f["format"], f["sha256"]) for f in data["formats"]] == [
+        ("tar.gz", wme.sha256), ("zstd", m.sha256)]
     r = client.post(f"{BASE}/{EN}", headers=bworld.h(bworld.key_en),
                     json={"fields": ["identifier"]})
     assert r.json() == {"identifier": EN}
 
 
+def ndjson_of(body: bytes) -> bytes:
+    """The NDJSON of a download in either representation."""
+    if body[:2] == b"\x1f\x8b":
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+            return b"".join(tar.extractfile(m).read()  # type: ignore[union-attr]
+                            for m in tar.getmembers())
+    return unzstd(body)
+
+
+@pytest.mark.parametrize("accept", [None, "application/zstd"])
 def test_download_range_etag_head(client: TestClient[Any], bworld: BatchWorld,
-                                  sink: Recorder) -> None:
+                                  sink: Recorder, accept: str | None) -> None:
+    """The default (WME's tar.gz) and the native zstd: each its own bytes, checksums and
+    ETag; ranges, 304 and HEAD on either; the bytes sent are billed."""
     m = bworld.manifests[EN]
     url = f"{BASE}/{EN}/download"
-    h = bworld.h(bworld.key_en)
+    h = bworld.h(bworld.key_en, **({"Accept": accept} if accept else {}))
     full = client.get(url, headers=h)
     assert full.status_code == 200
     body = full.content
-    assert hashlib.sha256(body).hexdigest() == m.sha256 and len(body) == m.size.value
-    lines = unzstd(body).splitlines()
+    want = m.representations[0].archive if accept is None else m
+    assert hashlib.sha256(body).hexdigest() == want.sha256
+    assert len(body) == (want.size if accept is None else m.size.value)
+    assert full.headers["vary"] == "Accept"
+    assert full.headers["content-type"] == (accept or "application/gzip")
+    lines = ndjson_of(body).splitlines()
     assert [msgspec.json.decode(x)["identifier"] for x in lines] == list(range(1, 31))
     part = client.get(url, headers={**h, "Range": "bytes=10-99"})
     assert part.status_code == 206 and part.content == body[10:100]

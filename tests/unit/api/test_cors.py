@@ -80,3 +80,36 @@ def test_cors_can_be_turned_off(no_cors: TestClient[Any], world: World) -> None:
     pre = no_cors.options("/v2/snapshots", headers={"Origin": ORIGIN,
                                                     "Access-Control-Request-Method": "GET"})
     assert "access-control-allow-origin" not in pre.headers
+
+
+def test_one_middleware_for_the_whole_app(any_origin: TestClient[Any], world: World) -> None:
+    """CORS wraps the application, not routers: an unknown path's 404 and a wrong method's
+    405 carry the headers too (a browser must be able to read those problems), as do the
+    operational endpoints and the usage report."""
+    for method, path in (("GET", "/v2/nowhere"), ("GET", "/no/such/path"),
+                         ("DELETE", "/v2/snapshots"), ("GET", "/healthz"),
+                         ("GET", "/v1/usage")):
+        r = any_origin.request(method, path, headers={**world.headers(world.key_a),
+                                                     "Origin": ORIGIN})
+        assert r.headers["access-control-allow-origin"] == "*", (method, path, r.status_code)
+    r = any_origin.get("/v2/nowhere", headers={"Origin": ORIGIN})
+    assert r.status_code == 404 and r.headers["access-control-allow-origin"] == "*"
+    pre = any_origin.options("/v2/nowhere", headers={"Origin": ORIGIN,
+                                                      "Access-Control-Request-Method": "GET"})
+    assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == "*"
+
+
+def test_portal_pages_are_left_out(any_origin: TestClient[Any]) -> None:
+    # The portal is a same-origin app signed in with a session cookie: no CORS there.
+    r = any_origin.get("/usage/login", headers={"Origin": ORIGIN})
+    assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+
+
+def test_listed_origins_only(world: World) -> None:
+    for c in _client(world, [ORIGIN]):
+        ok = c.get("/v2/nowhere", headers={"Origin": ORIGIN})
+        assert ok.status_code == 404
+        assert ok.headers["access-control-allow-origin"] == ORIGIN
+        assert ok.headers["vary"] == "Origin"
+        other = c.get("/v2/nowhere", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers

@@ -22,10 +22,13 @@ def unzstd(data: bytes) -> bytes:
         return reader.read()
 
 DL = f"/v2/snapshots/{EN}/download"
+# These tests exercise the native format (zstd NDJSON), asked for as a client does; the WME
+# tar.gz default is tested in test_wme_downloads.py.
+ZSTD = {"Accept": "application/zstd"}
 
 
 def full(client: TestClient[Any], world: World, path: str = DL, **headers: str) -> Any:
-    return client.get(path, headers=world.headers(world.key_a, **headers))
+    return client.get(path, headers=world.headers(world.key_a, **{**ZSTD, **headers}))
 
 
 def test_list_only_entitled(client: TestClient[Any], world: World) -> None:
@@ -59,15 +62,22 @@ def test_metadata_object(client: TestClient[Any], world: World) -> None:
     assert r.status_code == 200
     data = r.json()
     assert data["identifier"] == EN
-    assert data["version"] == m.content_root_hash
+    wme = m.representations[0].archive  # the default download: WME's tar.gz
+    assert data["version"] == wme.md5  # as WME: the MD5 of the tar.gz
+    assert data["content_root_hash"] == m.content_root_hash
     assert data["version_number"] == 1
     assert data["is_part_of"] == {"identifier": "enwiki"}
     assert data["in_language"] == {"identifier": "en"}
     assert data["namespace"] == {"identifier": 0}
-    assert data["size"] == {"value": round(m.size.value / 1e6, 3), "unit_text": "MB"}
-    assert data["size_bytes"] == m.size.value
+    assert data["size"] == {"value": round(wme.size / 1e6, 3), "unit_text": "MB"}
+    assert data["size_bytes"] == wme.size
     assert data["chunks"] == [f"{EN}_chunk_{k}" for k in range(len(m.chunks))]
-    assert data["sha256"] == m.sha256
+    assert data["sha256"] == wme.sha256
+    assert data["formats"] == [
+        {"format": "tar.gz", "media_type": "application/gzip", "size_bytes": wme.size,
+         "sha256": wme.sha256, "md5": wme.md5},
+        {"format": "zstd", "media_type": "application/zstd", "size_bytes": m.size.value,
+         "sha256": m.sha256}]
     assert "key" not in str(data)  # storage keys never leak
 
 
@@ -102,7 +112,7 @@ def test_download_whole(client: TestClient[Any], world: World) -> None:
 
 def test_head(client: TestClient[Any], world: World) -> None:
     m = world.manifests[EN]
-    r = client.head(DL, headers=world.headers(world.key_a))
+    r = client.head(DL, headers=world.headers(world.key_a, **ZSTD))
     assert r.status_code == 200 and r.content == b""
     assert int(r.headers["content-length"]) == m.size.value
     assert r.headers["etag"] == f'"sha256:{m.sha256}"'
@@ -167,14 +177,16 @@ def test_chunks(client: TestClient[Any], world: World) -> None:
     c1 = m.chunks[1]
     by_index = client.get(f"{base}/1", headers=world.headers(world.key_a)).json()
     by_id = client.post(f"{base}/{c1.identifier}", headers=world.headers(world.key_a),
-                        json={"fields": ["identifier", "sha256"]}).json()
+                        json={"fields": ["identifier", "offset"]}).json()
     assert by_index["identifier"] == c1.identifier and by_index["offset"] == c1.offset
-    assert by_id == {"identifier": c1.identifier, "sha256": c1.sha256}
-    r = client.get(f"{base}/1/download", headers=world.headers(world.key_a))
+    assert by_id == {"identifier": c1.identifier, "offset": c1.offset}
+    assert by_index["formats"][1] == {"format": "zstd", "media_type": "application/zstd",
+                                      "size_bytes": c1.size, "sha256": c1.sha256}
+    r = client.get(f"{base}/1/download?format=zstd", headers=world.headers(world.key_a))
     assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == c1.sha256
     assert r.headers["etag"] == f'"sha256:{c1.sha256}"'
     r = client.get(f"{base}/{c1.identifier}/download",
-                   headers=world.headers(world.key_a, Range="bytes=2-5"))
+                   headers=world.headers(world.key_a, Range="bytes=2-5", **ZSTD))
     whole = full(client, world).content
     assert r.status_code == 206 and r.content == whole[c1.offset + 2:c1.offset + 6]
     assert client.get(f"{base}/99", headers=world.headers(world.key_a)).status_code == 404

@@ -4,6 +4,8 @@ under ``/v2/snapshots/structured-contents`` (the world's builds made them: names
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +13,7 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX
+from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, wme_archive
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.ingest.structured import structured_content
 from feedserver.models import Article, ArticleBody, Language, Namespace, Project, Version
@@ -98,8 +100,16 @@ def test_snapshot_list_and_metadata(client: TestClient[Any], world: World, key_s
     assert [s["identifier"] for s in r.json()] == [EN]
     manifest = SnapshotStore(world.blobs, STRUCTURED_PREFIX).manifest(EN)
     data = client.post(f"{SC}/{EN}", headers=h, json={}).json()
-    assert (data["version"], data["version_number"]) == (manifest.content_root_hash, 1)
-    assert data["size"]["unit_text"] == "MB" and data["size_bytes"] == manifest.size.value
+    # As article snapshots: version, size and sha256 are the default tar.gz download's;
+    # ``formats`` also gives the zstd NDJSON's (the manifest's).
+    wme = wme_archive(manifest.representations)
+    assert wme is not None
+    assert (data["version"], data["version_number"]) == (wme.archive.md5, 1)
+    assert data["size"]["unit_text"] == "MB" and data["size_bytes"] == wme.archive.size
+    assert data["content_root_hash"] == manifest.content_root_hash
+    assert [(f["format"], f["size_bytes"], f["sha256"]) for f in data["formats"]] == [
+        ("tar.gz", wme.archive.size, wme.archive.sha256),
+        ("zstd", manifest.size.value, manifest.sha256)]
     assert data["structured"] == {"article_version": world.manifests[EN].version,
                                   "parsed": 40, "degraded": 0, "problems": {}}
     # The SDK's own example asks for "name": valid, and yields nothing.
@@ -128,17 +138,38 @@ def test_snapshot_download_and_chunks(client: TestClient[Any], world: World, key
     h = world.headers(key_sc)
     store = SnapshotStore(world.blobs, STRUCTURED_PREFIX)
     manifest = store.manifest(EN)
-    r = client.get(f"{SC}/{EN}/download", headers=h)
+    # zstd NDJSON by negotiation: the manifest's checksums.
+    zstd = {**h, "Accept": "application/zstd"}
+    r = client.get(f"{SC}/{EN}/download", headers=zstd)
     assert r.status_code == 200 and r.headers["etag"] == f'"sha256:{manifest.sha256}"'
     assert hashlib.sha256(r.content).hexdigest() == manifest.sha256
     assert unzstd(r.content).splitlines() == list(store.iter_lines(manifest))
-    head = client.head(f"{SC}/{EN}/download", headers=h)
+    head = client.head(f"{SC}/{EN}/download", headers=zstd)
     assert int(head.headers["content-length"]) == len(r.content)
-    part = client.get(f"{SC}/{EN}/download", headers={**h, "Range": "bytes=0-99"})
+    part = client.get(f"{SC}/{EN}/download", headers={**zstd, "Range": "bytes=0-99"})
     assert part.status_code == 206 and part.content == r.content[:100]
+    # WME's tar.gz by default, as for article snapshots: its MD5 is the metadata's version,
+    # its entries hold the same lines, Ranges and resumes work on it too.
+    gz = client.get(f"{SC}/{EN}/download", headers=h)
+    assert gz.status_code == 200 and gz.headers["content-type"] == "application/gzip"
+    assert gz.headers["etag"] != r.headers["etag"] and gz.headers["vary"] == "Accept"
+    with tarfile.open(fileobj=io.BytesIO(gz.content), mode="r|gz") as tar:
+        names, lines = [], []
+        for member in tar:
+            names.append(member.name)
+            lines += tar.extractfile(member).read().splitlines()  # type: ignore[union-attr]
+    assert names == [f"{EN}_{k}.ndjson" for k in range(len(manifest.chunks))]
+    assert lines == list(store.iter_lines(manifest))
+    meta = client.get(f"{SC}/{EN}", headers=h).json()
+    assert meta["version"] == hashlib.md5(gz.content, usedforsecurity=False).hexdigest()
+    tail = client.get(f"{SC}/{EN}/download", headers={**h, "Range": "bytes=100-"})
+    assert tail.status_code == 206 and tail.content == gz.content[100:]
     chunks = client.get(f"{SC}/{EN}/chunks", headers=h).json()
     assert [c["identifier"] for c in chunks] == manifest.chunk_identifiers()
     assert len(chunks) > 1
-    one = client.get(f"{SC}/{EN}/chunks/1/download", headers=h)
+    one = client.get(f"{SC}/{EN}/chunks/1/download", headers=zstd)
     assert hashlib.sha256(one.content).hexdigest() == manifest.chunks[1].sha256
+    one_gz = client.get(f"{SC}/{EN}/chunks/1/download", headers=h)
+    with tarfile.open(fileobj=io.BytesIO(one_gz.content), mode="r|gz") as tar:
+        assert [m.name for m in tar] == ["chunk_1.ndjson"]
     assert client.get(f"{SC}/{EN}/chunks/{EN}_chunk_1", headers=h).json()["index"] == 1

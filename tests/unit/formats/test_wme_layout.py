@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import tarfile
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,21 @@ def test_any_range_reads_the_same_bytes_as_the_whole(start: int, length: int) ->
     assert got == whole[start : start + length]
     pieces = plan_range(segments, start, start + length)
     assert sum(p.stop - p.start for p in pieces) == len(got)
+
+
+def test_archive_is_one_gzip_member(article_lines: list[bytes], tmp_path: Path) -> None:
+    """The assembled download is ONE gzip member, as WME's (pgzip) are: readers that stop
+    after the first member read it all. Python's ``tarfile`` in stream mode (``r|gz``, the
+    usual way to read an HTTP body as it arrives) is one of them; Rust's ``GzDecoder``
+    another. A single-member decode (zlib, wbits 31) ends exactly at the end of the file."""
+    chunks = chunked(article_lines, 1_500_000)
+    builder, _, read_part = build_parts(tmp_path, chunks)
+    builder.finish()
+    data = b"".join(read_range(snapshot_archive(ID, builder.parts), read_part))
+    one = zlib.decompressobj(wbits=31)
+    tar_stream = one.decompress(data)
+    assert one.eof and one.unused_data == b""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as tar:
+        got = b"".join(tar.extractfile(m).read() for m in tar)  # type: ignore[union-attr]
+    assert got == b"".join(chunks)
+    assert tar_stream.endswith(bytes(1024))

@@ -3,7 +3,9 @@ deterministic files."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import tarfile
 from datetime import UTC, datetime
 
 import msgspec
@@ -13,6 +15,7 @@ import zstandard
 from feedserver.errors import InvalidParameter
 from feedserver.feeds.batches import hours
 from feedserver.feeds.batches.files import batch_files, latest, pick
+from feedserver.formats.wme_layout import read_range, snapshot_archive
 from feedserver.models import Article, Event, Namespace, Project
 from feedserver.storage.eventlog import LogRecord
 
@@ -29,6 +32,11 @@ def record(page: int, ts: int, *, offset: int, partition: int = 0, wiki: str = "
                       event=Event(identifier=f"e{offset}", type=kind))  # type: ignore[arg-type]
     return LogRecord(topic="t", partition=partition, offset=offset, timestamp_ms=ts,
                      key=f"{wiki}/{ns}/{page}".encode(), value=msgspec.json.encode(article))
+
+
+def md5(data: bytes) -> str:
+    """WME's checksum (its ``version``), not a security measure."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def test_hour_of_boundaries() -> None:
@@ -132,3 +140,27 @@ def test_batch_files_deterministic_and_chunked() -> None:
     assert [msgspec.json.decode(line)["identifier"] for line in lines] == list(range(1, 31))
     assert en.size == len(data) and en.date_modified == datetime.fromtimestamp(
         (START + 30) / 1000, tz=UTC)
+
+
+def test_batch_files_wme_archive() -> None:
+    """With a gzip level, each batch chunk also gets its WME part; ``<id>.tar.gz`` laid out
+    from them holds the same NDJSON as the zstd chunks, one ``<id>_<n>.ndjson`` per chunk,
+    and its recorded MD5 (the batch ``version``) is the archive's."""
+    recs = [record(i, START + i, offset=i, text="x" * 200) for i in range(1, 31)]
+    (plain,) = batch_files(latest(recs, START, END).values(), chunk_size=1000, level=3)
+    (en,) = batch_files(latest(recs, START, END).values(), chunk_size=1000, level=3,
+                        wme_level=6)
+    assert plain.wme is None and en.wme is not None and en.wme.level == 6
+    assert [c.data for c in en.chunks] == [c.data for c in plain.chunks]  # zstd unchanged
+    parts = [c.wme.part for c in en.chunks if c.wme is not None]
+    data = b"".join(read_range(snapshot_archive(en.identifier, parts),
+                               lambda i, start, stop: [en.chunks[i].wme_data[start:stop]]))
+    assert md5(data) == en.wme.archive.md5
+    assert len(data) == en.wme.archive.size
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        names = tar.getnames()
+        ndjson = b"".join(tar.extractfile(n).read() for n in names)  # type: ignore[union-attr]
+    assert names == [f"enwiki_namespace_0_{k}.ndjson" for k in range(len(en.chunks))]
+    with zstandard.ZstdDecompressor().stream_reader(
+            io.BytesIO(b"".join(c.data for c in en.chunks)), read_across_frames=True) as r:
+        assert ndjson == r.read()

@@ -88,7 +88,8 @@ def test_advance_builds_next_version_and_a_verifiable_diff(settings: Settings, t
     assert articles[2].version is not None and articles[2].version.identifier == 5
     assert articles[2].redirects == v1_records[1].redirects  # kept from v1
     assert articles[6].version is not None and articles[6].version.identifier == 1
-    store.verify(v2)
+    store.verify(v2)  # the WME parts too: advance builds them like a dump build
+    assert v2.representations and all(c.wme is not None for c in v2.chunks)
 
     base = tmp_path / "v1.zst"
     base.write_bytes(b"".join(blobs.get_bytes(c.key) for c in v1.chunks))

@@ -26,6 +26,7 @@ from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.snapshots.build import build_from_records
 from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.formats.hashing import ENCODER, article_hash, root_hash
+from feedserver.formats.wme_layout import read_range, snapshot_archive
 from feedserver.ingest.dump import DumpInfo
 from feedserver.models import (
     Article,
@@ -164,6 +165,20 @@ def test_build_diff_then_apply_reproduces_the_new_version(
     report, problems = apply_files(base_file, diff_file, manifest, out)
     assert problems == [] and report is not None
     assert sorted(read_lines(out)) == sorted(snapshots.iter_lines(v2))
+    # The base as WME's tar.gz (the default snapshot download) applies the same way.
+    parts = [c.wme.part for c in v1.chunks if c.wme is not None]
+    archive = tmp_path / "v1.tar.gz"
+    archive.write_bytes(b"".join(read_range(
+        snapshot_archive("testwiki_namespace_0", parts),
+        lambda i, start, stop: blobs.open_range(v1.chunks[i].wme.key,  # type: ignore[union-attr]
+                                                start, stop))))
+    report, problems = apply_files(archive, diff_file, manifest, tmp_path / "again.ndjson")
+    assert problems == [] and report is not None
+    assert (tmp_path / "again.ndjson").read_bytes() == out.read_bytes()
+    truncated = tmp_path / "cut.tar.gz"
+    truncated.write_bytes(archive.read_bytes()[:200])
+    with pytest.raises(IntegrityError, match=r"tar\.gz"):
+        list(read_lines(truncated))
 
 
 def test_build_is_idempotent_and_skips_single_versions(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 
 from feedserver.feeds.events.state import StateStore
 from feedserver.ingest.events import changes_from_json
 from feedserver.models import Article, Namespace, Project, Version
-from feedserver.storage.db import Database
+from feedserver.storage.db import Database, SQLiteDatabase
 from tests.conftest import EVENTS
 
 REAL = EVENTS / "page_change" / "mediawiki.page_change.v1__wikidata-query-rdf.jsonl"
@@ -110,3 +111,29 @@ def test_apply_many_is_one_transaction(database: Database) -> None:
     changes = [c for line in _real() for c in changes_from_json(line)]
     assert store.apply_many(changes) == store.apply_many([]) + 11
     assert store.apply_many(changes) == 0
+
+
+def test_load_lines_equals_load_articles(database: Database, tmp_path: Path) -> None:
+    """The raw-line seed (what ``snapshot build`` runs) keeps the same rows as decoding each
+    record: same keys, order columns and articles; and newer events still win over it."""
+    from tests.unit.api.conftest import make_articles
+
+    records = make_articles("enwiki", "en", 0, 25) + make_articles("dewiki", "de", 10, 5)
+    lines = [msgspec.json.encode(a) for a in records]
+    other = StateStore(SQLiteDatabase(tmp_path / "other.db"))
+    store = StateStore(database)
+    assert store.load_lines(lines, batch_size=7) == other.load_articles(records) == 30
+    rows = "SELECT project, namespace, page_id, name, revision, changed_us, date_modified, " \
+           "deleted FROM article_state ORDER BY project, namespace, page_id"
+    assert database.fetchall(rows) == other.db.fetchall(rows)
+    for a in records:
+        assert store.get(a.is_part_of.identifier, a.namespace.identifier, a.identifier) == a
+    for c in changes_from_json(_real()[0]):
+        store.apply(c)
+    stale = Article(name="File:Iris foetidissima fruit (05).jpg", identifier=114491269,
+                    namespace=Namespace(identifier=6), is_part_of=Project(identifier="commonswiki"),
+                    version=Version(identifier=830021987),
+                    date_modified=datetime(2023, 12, 11, tzinfo=UTC))
+    store.load_lines([msgspec.json.encode(stale)])
+    current = store.get("commonswiki", 6, 114491269)
+    assert current and current.version and current.version.identifier == 934984984

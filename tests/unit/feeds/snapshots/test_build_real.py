@@ -79,6 +79,7 @@ def test_truncated_real_dump_publishes_nothing(tmp_path: Path, shared_data: Path
     assert sorted(blobs.list("snapshots/enwiki_namespace_0/")) == [
         "snapshots/enwiki_namespace_0/1/enwiki_namespace_0_chunk_0.ndjson.zst",
         "snapshots/enwiki_namespace_0/1/manifest.json",
+        "snapshots/enwiki_namespace_0/1/wme/part_0.gz",
         "snapshots/enwiki_namespace_0/index.json",
     ]
     assert not any((settings.data_path / "tmp").iterdir())
