@@ -2,7 +2,7 @@
 
 (a) download, in each representation: an authenticated GET of a snapshot (metering on) from
     ``feedserver serve`` as zstd NDJSON (``Accept: application/zstd``: several chunk files
-    back to back) and as WME's tar.gz (the default: rebuilt tar headers and stored parts),
+    back to back) and as WME's tar.gz (the default: stored parts and rebuilt tar headers),
     each versus the same bytes as one file from a plain litestar static-files app under the
     same uvicorn (the same HTTP protocol class, which offers the zero-copy extension;
     litestar's static files do not use it). Targets: zstd >= 0.9x, tar.gz >= 0.8x. Also
