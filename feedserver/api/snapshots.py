@@ -19,6 +19,7 @@ so a caller learns nothing about snapshots outside its plan (403 whether or not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
@@ -50,8 +51,7 @@ from feedserver.errors import SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest, wme_archive
 from feedserver.formats.checksums import Checksums
 from feedserver.identifiers import parse_snapshot_identifier
-
-FEED: Final = "snapshots"
+from feedserver.plans import ProductFeed
 
 
 class Ref(msgspec.Struct):
@@ -182,12 +182,125 @@ def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
                                          generate_examples=False)}
 
 
-async def _manifest(snapshots: Snapshots, principal: Principal, identifier: str, version: int | None
-                    ) -> tuple[str, Manifest]:
+class SnapshotFeed(msgspec.Struct, frozen=True, kw_only=True):
+    """What tells apart the snapshot feeds served alike (article and Structured Contents
+    snapshots): entitlement, where they are served, their metadata and ledger names. Both
+    are metered under ``snapshots`` (``chunks`` for one chunk's download)."""
+
+    feed: ProductFeed  # the plan feed entitled
+    base: str  # the route prefix, e.g. "/v2/snapshots"
+    title: str  # what a problem calls one version, e.g. "snapshot"
+    view: Callable[[Manifest, list[int] | None], SnapshotMetadata]
+    paths: PathSet  # what ``fields`` and ``filters`` may name
+    zstd_infix: str = ""  # zstd download names: {id}{infix}_v{N}.ndjson.zst
+    ledger_prefix: str = ""  # the ledger's resource names: {prefix}{id}@{N}
+    export_flag: str = ""  # the offline export's flag for this feed, e.g. " --structured"
+
+
+USAGE: Final = "snapshots"  # the usage feed of metadata and whole downloads
+
+
+async def _manifest(feed: SnapshotFeed, store: Snapshots, principal: Principal,
+                    identifier: str, version: int | None) -> tuple[str, Manifest]:
     wiki, ns = parse_snapshot_identifier(identifier)
-    entitle(principal, FEED, wiki, ns)
-    m = await anyio.to_thread.run_sync(snapshots.manifest, identifier, version)
+    entitle(principal, feed.feed, wiki, ns)
+    m = await anyio.to_thread.run_sync(store.manifest, identifier, version)
     return wiki, m
+
+
+async def list_versions(feed: SnapshotFeed, store: Snapshots, request: Request[Any, Any, Any],
+                        principal: Principal, metered: Metered) -> Response[bytes]:
+    """The latest version of every snapshot the plan covers; ``fields``, ``filters``,
+    ``limit``."""
+    query = check_paths(await read_query(request), feed.paths)
+
+    def views() -> list[SnapshotMetadata]:
+        out = []
+        for identifier in sorted(store.identifiers()):
+            wiki, ns = parse_snapshot_identifier(identifier)
+            if not allowed(principal, feed.feed, wiki, ns):
+                continue
+            try:
+                out.append(feed.view(store.manifest(identifier), None))
+            except SnapshotNotFound:  # removed while listing
+                continue
+        return out
+
+    items = select(await anyio.to_thread.run_sync(views), query)
+    return await metered.metadata(request, principal, USAGE, None, items, many=True)
+
+
+async def one_version(feed: SnapshotFeed, store: Snapshots, request: Request[Any, Any, Any],
+                      principal: Principal, metered: Metered, identifier: str,
+                      version: int | None) -> Response[bytes]:
+    """One version's metadata with the versions retained; ``fields``."""
+    query = check_paths(await read_query(request), feed.paths)
+    wiki, m = await _manifest(feed, store, principal, identifier, version)
+    versions = await anyio.to_thread.run_sync(store.versions, identifier)
+    item = project(msgspec.to_builtins(feed.view(m, versions)), query.fields)
+    return await metered.metadata(request, principal, USAGE, wiki, item, many=False)
+
+
+def snapshot_downloads(m: Manifest, zstd_infix: str = "") -> list[Download]:
+    """``<id>.tar.gz`` (when built), then the zstd chunk files back to back."""
+    zstd = zstd_download(m.chunks, Checksums(size=int(m.size.value), sha256=m.sha256),
+                         f"{m.identifier}{zstd_infix}_v{m.version}.ndjson.zst")
+    return archive_downloads(m.identifier, m.chunks, m.representations, zstd=zstd,
+                             filename=f"{m.identifier}.tar.gz")
+
+
+async def download_version(feed: SnapshotFeed, store: Snapshots,
+                           request: Request[Any, Any, Any], principal: Principal,
+                           metered: Metered, identifier: str, version: int | None,
+                           fmt: Format | None) -> Response[Any]:
+    """A version, in the representation negotiated."""
+    wiki, m = await _manifest(feed, store, principal, identifier, version)
+    chosen = negotiate(snapshot_downloads(m, feed.zstd_infix), request.headers.get("accept"),
+                       fmt)
+    return await metered.representation(request, principal, USAGE, wiki, chosen,
+                                        last_modified=m.date_modified,
+                                        resource=f"{feed.ledger_prefix}{m.identifier}@{m.version}")
+
+
+async def list_version_chunks(feed: SnapshotFeed, store: Snapshots,
+                              request: Request[Any, Any, Any], principal: Principal,
+                              metered: Metered, identifier: str, version: int | None
+                              ) -> Response[bytes]:
+    """A version's chunk metadata; ``fields``, ``filters``, ``limit``."""
+    query = check_paths(await read_query(request), CHUNK_PATHS)
+    wiki, m = await _manifest(feed, store, principal, identifier, version)
+    return await chunks.list_chunks(request, principal, metered, USAGE, wiki, m, query,
+                                    chunk_view)
+
+
+async def one_version_chunk(feed: SnapshotFeed, store: Snapshots,
+                            request: Request[Any, Any, Any], principal: Principal,
+                            metered: Metered, identifier: str, chunk_id: str,
+                            version: int | None) -> Response[bytes]:
+    """One chunk's metadata, by identifier or index; ``fields``."""
+    query = check_paths(await read_query(request), CHUNK_PATHS)
+    wiki, m = await _manifest(feed, store, principal, identifier, version)
+    return await chunks.get_chunk(request, principal, metered, USAGE, wiki, m, query, chunk_id,
+                                  chunk_view, SnapshotNotFound)
+
+
+async def download_version_chunk(feed: SnapshotFeed, store: Snapshots,
+                                 request: Request[Any, Any, Any], principal: Principal,
+                                 metered: Metered, identifier: str, chunk_id: str,
+                                 version: int | None, fmt: Format | None) -> Response[Any]:
+    """One chunk, in the representation negotiated; metered as a chunk download."""
+    wiki, m = await _manifest(feed, store, principal, identifier, version)
+    chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
+    zstd = zstd_download([chunk], Checksums(size=chunk.size, sha256=chunk.sha256),
+                         f"{chunk.identifier}{feed.zstd_infix}_v{m.version}.ndjson.zst")
+    chosen = negotiate(chunk_downloads(chunk, zstd=zstd), request.headers.get("accept"), fmt)
+    return await metered.representation(
+        request, principal, "chunks", wiki, chosen, last_modified=m.date_modified,
+        resource=f"{feed.ledger_prefix}{chunk.identifier}@{m.version}")
+
+
+ARTICLES: Final = SnapshotFeed(feed="snapshots", base="/v2/snapshots", title="snapshot",
+                               view=snapshot_view, paths=SNAPSHOT_PATHS)
 
 
 @route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
@@ -197,22 +310,7 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDe
                          ) -> Response[bytes]:
     """List snapshots; ``fields``, ``filters`` (namespace.identifier, is_part_of.identifier,
     in_language.identifier), ``limit``."""
-    query = check_paths(await read_query(request), SNAPSHOT_PATHS)
-
-    def views() -> list[SnapshotMetadata]:
-        out = []
-        for identifier in sorted(snapshots.identifiers()):
-            wiki, ns = parse_snapshot_identifier(identifier)
-            if not allowed(principal, FEED, wiki, ns):
-                continue
-            try:
-                out.append(snapshot_view(snapshots.manifest(identifier)))
-            except SnapshotNotFound:  # removed while listing
-                continue
-        return out
-
-    items = select(await anyio.to_thread.run_sync(views), query)
-    return await metered.metadata(request, principal, FEED, None, items, many=True)
+    return await list_versions(ARTICLES, snapshots, request, principal, metered)
 
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
@@ -221,19 +319,8 @@ async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
                        snapshots: Injected[Snapshots], metered: Injected[Metered],
                        identifier: SnapshotId, version: VersionParam = None) -> Response[bytes]:
     """One snapshot's metadata; ``?version=N`` for an older version; ``fields``."""
-    query = check_paths(await read_query(request), SNAPSHOT_PATHS)
-    wiki, m = await _manifest(snapshots, principal, identifier, version)
-    versions = await anyio.to_thread.run_sync(snapshots.versions, identifier)
-    item = project(msgspec.to_builtins(snapshot_view(m, versions)), query.fields)
-    return await metered.metadata(request, principal, FEED, wiki, item, many=False)
-
-
-def snapshot_downloads(m: Manifest) -> list[Download]:
-    """``<id>.tar.gz`` (when built), then the zstd chunk files back to back."""
-    zstd = zstd_download(m.chunks, Checksums(size=int(m.size.value), sha256=m.sha256),
-                         f"{m.identifier}_v{m.version}.ndjson.zst")
-    return archive_downloads(m.identifier, m.chunks, m.representations, zstd=zstd,
-                             filename=f"{m.identifier}.tar.gz")
+    return await one_version(ARTICLES, snapshots, request, principal, metered, identifier,
+                             version)
 
 
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL,
@@ -245,11 +332,8 @@ async def download_snapshot(request: Request[Any, Any, Any], principal: Principa
     """The snapshot: WME's ``<id>.tar.gz`` (the default when built) or its zstd chunk files
     back to back (``Accept: application/zstd`` or ``?format=zstd``). Range, If-Range,
     If-None-Match; ``?version=N``."""
-    wiki, m = await _manifest(snapshots, principal, identifier, version)
-    chosen = negotiate(snapshot_downloads(m), request.headers.get("accept"), fmt)
-    return await metered.representation(request, principal, FEED, wiki, chosen,
-                                        last_modified=m.date_modified,
-                                        resource=f"{m.identifier}@{m.version}")
+    return await download_version(ARTICLES, snapshots, request, principal, metered,
+                                  identifier, version, fmt)
 
 
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
@@ -258,10 +342,8 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
                       snapshots: Injected[Snapshots], metered: Injected[Metered],
                       identifier: SnapshotId, version: VersionParam = None) -> Response[bytes]:
     """Chunk metadata of a snapshot version; ``fields``, ``filters``, ``limit``."""
-    query = check_paths(await read_query(request), CHUNK_PATHS)
-    wiki, m = await _manifest(snapshots, principal, identifier, version)
-    return await chunks.list_chunks(request, principal, metered, FEED, wiki, m, query,
-                                    chunk_view)
+    return await list_version_chunks(ARTICLES, snapshots, request, principal, metered,
+                                     identifier, version)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
@@ -272,10 +354,8 @@ async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                     identifier: SnapshotId, chunk_id: ChunkId, version: VersionParam = None
                     ) -> Response[bytes]:
     """One chunk, by identifier or index."""
-    query = check_paths(await read_query(request), CHUNK_PATHS)
-    wiki, m = await _manifest(snapshots, principal, identifier, version)
-    return await chunks.get_chunk(request, principal, metered, FEED, wiki, m, query, chunk_id,
-                                  chunk_view, SnapshotNotFound)
+    return await one_version_chunk(ARTICLES, snapshots, request, principal, metered,
+                                   identifier, chunk_id, version)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
@@ -286,14 +366,8 @@ async def download_chunk(request: Request[Any, Any, Any], principal: PrincipalDe
                          fmt: FormatParam = None) -> Response[Any]:
     """One chunk: WME's ``chunk_<k>.tar.gz`` (the default when built) or its zstd file;
     same negotiation, Range and ETag support as the snapshot."""
-    wiki, m = await _manifest(snapshots, principal, identifier, version)
-    chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
-    zstd = zstd_download([chunk], Checksums(size=chunk.size, sha256=chunk.sha256),
-                         f"{chunk.identifier}_v{m.version}.ndjson.zst")
-    chosen = negotiate(chunk_downloads(chunk, zstd=zstd), request.headers.get("accept"), fmt)
-    return await metered.representation(request, principal, "chunks", wiki, chosen,
-                                        last_modified=m.date_modified,
-                                        resource=f"{chunk.identifier}@{m.version}")
+    return await download_version_chunk(ARTICLES, snapshots, request, principal, metered,
+                                        identifier, chunk_id, version, fmt)
 
 
 def router() -> Router:

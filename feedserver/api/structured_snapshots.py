@@ -20,36 +20,31 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
 
-from feedserver.accounts.models import Principal
-from feedserver.api import chunks
-from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
-from feedserver.api.fields import PathSet, check_paths
+from feedserver.api.auth import PRINCIPAL, PrincipalDep
+from feedserver.api.fields import PathSet
 from feedserver.api.metered import ARCHIVE_RESPONSES, Metered
-from feedserver.api.negotiation import (
-    FormatParam,
-    archive_downloads,
-    chunk_downloads,
-    negotiate,
-    zstd_download,
-)
+from feedserver.api.negotiation import FormatParam
 from feedserver.api.params import ChunkId, SnapshotId
 from feedserver.api.problems import problem_specs
 from feedserver.api.protocols import Injected, Snapshots
-from feedserver.api.query import VersionParam, project, read_query, select
-from feedserver.api.snapshots import CHUNK_PATHS, ChunkMetadata, SnapshotMetadata, chunk_view
+from feedserver.api.query import VersionParam
+from feedserver.api.snapshots import (
+    ChunkMetadata,
+    SnapshotFeed,
+    SnapshotMetadata,
+    download_version,
+    download_version_chunk,
+    list_version_chunks,
+    list_versions,
+    one_version,
+    one_version_chunk,
+)
 from feedserver.api.snapshots import snapshot_view as article_snapshot_view
-from feedserver.errors import SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, Manifest, StructuredInfo
-from feedserver.formats.checksums import Checksums
-from feedserver.identifiers import parse_snapshot_identifier
-
-FEED: Final = "structured_contents"
-USAGE: Final = "snapshots"  # the usage feed of metadata and whole downloads
 
 
 class StructuredSnapshotMetadata(SnapshotMetadata, kw_only=True, omit_defaults=True):
@@ -67,9 +62,10 @@ def snapshot_view(m: Manifest, versions: list[int] | None = None) -> StructuredS
     return StructuredSnapshotMetadata(**msgspec.structs.asdict(base), structured=m.structured)
 
 
-def resource(m: Manifest) -> str:
-    return f"{STRUCTURED_PREFIX}/{m.identifier}@{m.version}"
-
+STRUCTURED: Final = SnapshotFeed(
+    feed="structured_contents", base="/v2/snapshots/structured-contents",
+    title="Structured Contents snapshot", view=snapshot_view, paths=PATHS,
+    zstd_infix="_structured", ledger_prefix=f"{STRUCTURED_PREFIX}/", export_flag=" --structured")
 
 _ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
 
@@ -77,13 +73,6 @@ _ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
 def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
     return {**_ERRORS, 200: ResponseSpec(kind, description=description,
                                          generate_examples=False)}
-
-
-async def _manifest(store: Snapshots, principal: Principal, identifier: str,
-                    version: int | None) -> tuple[str, Manifest]:
-    wiki, ns = parse_snapshot_identifier(identifier)
-    entitle(principal, FEED, wiki, ns)
-    return wiki, await anyio.to_thread.run_sync(store.manifest, identifier, version)
 
 
 @route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
@@ -94,22 +83,7 @@ async def list_structured(request: Request[Any, Any, Any], principal: PrincipalD
                           ) -> Response[bytes]:
     """List Structured Contents snapshots; ``fields``, ``filters`` (namespace.identifier,
     is_part_of.identifier, in_language.identifier), ``limit``."""
-    query = check_paths(await read_query(request), PATHS)
-
-    def views() -> list[StructuredSnapshotMetadata]:
-        out = []
-        for identifier in sorted(structured_snapshots.identifiers()):
-            wiki, ns = parse_snapshot_identifier(identifier)
-            if not allowed(principal, FEED, wiki, ns):
-                continue
-            try:
-                out.append(snapshot_view(structured_snapshots.manifest(identifier)))
-            except SnapshotNotFound:  # removed while listing
-                continue
-        return out
-
-    items = select(await anyio.to_thread.run_sync(views), query)
-    return await metered.metadata(request, principal, USAGE, None, items, many=True)
+    return await list_versions(STRUCTURED, structured_snapshots, request, principal, metered)
 
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
@@ -120,11 +94,8 @@ async def get_structured(request: Request[Any, Any, Any], principal: PrincipalDe
                          identifier: SnapshotId, version: VersionParam = None
                          ) -> Response[bytes]:
     """One Structured Contents snapshot's metadata; ``?version=N``; ``fields``."""
-    query = check_paths(await read_query(request), PATHS)
-    wiki, m = await _manifest(structured_snapshots, principal, identifier, version)
-    versions = await anyio.to_thread.run_sync(structured_snapshots.versions, identifier)
-    item = project(msgspec.to_builtins(snapshot_view(m, versions)), query.fields)
-    return await metered.metadata(request, principal, USAGE, wiki, item, many=False)
+    return await one_version(STRUCTURED, structured_snapshots, request, principal, metered,
+                             identifier, version)
 
 
 @route("/{identifier:str}/download", http_method=["GET", "HEAD"], dependencies=PRINCIPAL,
@@ -137,14 +108,8 @@ async def download_structured(request: Request[Any, Any, Any], principal: Princi
     """The Structured Contents snapshot: WME's ``<id>.tar.gz`` (the default when built) or
     its zstd chunk files back to back (``Accept: application/zstd`` or ``?format=zstd``).
     Range, If-Range, If-None-Match; ``?version=N``."""
-    wiki, m = await _manifest(structured_snapshots, principal, identifier, version)
-    zstd = zstd_download(m.chunks, Checksums(size=int(m.size.value), sha256=m.sha256),
-                         f"{m.identifier}_structured_v{m.version}.ndjson.zst")
-    downloads = archive_downloads(m.identifier, m.chunks, m.representations, zstd=zstd,
-                                  filename=f"{m.identifier}.tar.gz")
-    chosen = negotiate(downloads, request.headers.get("accept"), fmt)
-    return await metered.representation(request, principal, USAGE, wiki, chosen,
-                                        last_modified=m.date_modified, resource=resource(m))
+    return await download_version(STRUCTURED, structured_snapshots, request, principal,
+                                  metered, identifier, version, fmt)
 
 
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
@@ -155,10 +120,8 @@ async def list_structured_chunks(request: Request[Any, Any, Any], principal: Pri
                                  version: VersionParam = None) -> Response[bytes]:
     """Chunk metadata of a Structured Contents snapshot version; ``fields``, ``filters``,
     ``limit``."""
-    query = check_paths(await read_query(request), CHUNK_PATHS)
-    wiki, m = await _manifest(structured_snapshots, principal, identifier, version)
-    return await chunks.list_chunks(request, principal, metered, USAGE, wiki, m, query,
-                                    chunk_view)
+    return await list_version_chunks(STRUCTURED, structured_snapshots, request, principal,
+                                     metered, identifier, version)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
@@ -169,10 +132,8 @@ async def get_structured_chunk(request: Request[Any, Any, Any], principal: Princ
                                chunk_id: ChunkId, version: VersionParam = None
                                ) -> Response[bytes]:
     """One chunk, by identifier or index."""
-    query = check_paths(await read_query(request), CHUNK_PATHS)
-    wiki, m = await _manifest(structured_snapshots, principal, identifier, version)
-    return await chunks.get_chunk(request, principal, metered, USAGE, wiki, m, query,
-                                  chunk_id, chunk_view, SnapshotNotFound)
+    return await one_version_chunk(STRUCTURED, structured_snapshots, request, principal,
+                                   metered, identifier, chunk_id, version)
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}/download", http_method=["GET", "HEAD"],
@@ -184,14 +145,8 @@ async def download_structured_chunk(request: Request[Any, Any, Any], principal: 
                                     fmt: FormatParam = None) -> Response[Any]:
     """One chunk: ``chunk_<k>.tar.gz`` (the default when built) or its zstd file; same
     negotiation, Range and ETag support as the snapshot."""
-    wiki, m = await _manifest(structured_snapshots, principal, identifier, version)
-    chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
-    zstd = zstd_download([chunk], Checksums(size=chunk.size, sha256=chunk.sha256),
-                         f"{chunk.identifier}_structured_v{m.version}.ndjson.zst")
-    chosen = negotiate(chunk_downloads(chunk, zstd=zstd), request.headers.get("accept"), fmt)
-    return await metered.representation(
-        request, principal, "chunks", wiki, chosen, last_modified=m.date_modified,
-        resource=f"{STRUCTURED_PREFIX}/{chunk.identifier}@{m.version}")
+    return await download_version_chunk(STRUCTURED, structured_snapshots, request, principal,
+                                        metered, identifier, chunk_id, version, fmt)
 
 
 def router() -> Router:
