@@ -37,7 +37,7 @@ from feedserver.api.problems import problem_specs
 from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam, project, read_query, select
 from feedserver.api.ranges import Part
-from feedserver.api.snapshots import NamespaceRef, Ref, SizeMB
+from feedserver.api.snapshots import ARTICLES, NamespaceRef, Ref, SizeMB, SnapshotFeed
 from feedserver.api.verified import VerifiedBlobs
 from feedserver.errors import NotFound
 from feedserver.feeds.diffs.manifest import DiffManifest
@@ -124,16 +124,16 @@ def _versions_with_parquet(snapshots: Snapshots, identifier: str) -> list[int]:
     return out
 
 
-def _not_built(snapshots: Snapshots, m: Manifest) -> ParquetNotBuilt:
-    others = _versions_with_parquet(snapshots, m.identifier)
+def _not_built(feed: SnapshotFeed, store: Snapshots, m: Manifest) -> ParquetNotBuilt:
+    others = _versions_with_parquet(store, m.identifier)
     where = (f"Versions with Parquet: {', '.join(map(str, others))} (?version=N). " if others
              else "No retained version has Parquet. ")
     how = (f"{where}The same records are served as zstd NDJSON at "
-           f"/v2/snapshots/{m.identifier}/download?version={m.version}. Parquet is published "
+           f"{feed.base}/{m.identifier}/download?version={m.version}. Parquet is published "
            "for each version built with FEEDSERVER_PARQUET_ENABLED=true (ask your provider); "
-           f"`feedserver snapshot export {m.identifier} --version {m.version} --format "
-           "parquet -o DIR` converts a version offline.")
-    return ParquetNotBuilt(f"snapshot {m.identifier} version {m.version}", how=how,
+           f"`feedserver snapshot export {m.identifier}{feed.export_flag} --version {m.version} "
+           "--format parquet -o DIR` converts a version offline.")
+    return ParquetNotBuilt(f"{feed.title} {m.identifier} version {m.version}", how=how,
                            identifier=m.identifier, version=m.version)
 
 
@@ -144,14 +144,14 @@ def _diff_not_built(m: DiffManifest) -> ParquetNotBuilt:
                            version=m.version)
 
 
-async def _snapshot(snapshots: Snapshots, principal: Principal, identifier: str,
-                    version: int | None) -> tuple[str, Manifest, ParquetSet]:
-    wiki = entitle_parquet(principal, "snapshots", identifier)
+async def _snapshot(feed: SnapshotFeed, store: Snapshots, principal: Principal,
+                    identifier: str, version: int | None) -> tuple[str, Manifest, ParquetSet]:
+    wiki = entitle_parquet(principal, feed.feed, identifier)
 
     def load() -> tuple[Manifest, ParquetSet]:
-        m = snapshots.manifest(identifier, version)
+        m = store.manifest(identifier, version)
         if m.parquet is None:
-            raise _not_built(snapshots, m)
+            raise _not_built(feed, store, m)
         return m, m.parquet
 
     m, parquet = await anyio.to_thread.run_sync(load)
@@ -207,6 +207,35 @@ async def download_shard(request: Request[Any, Any, Any], principal: Principal, 
         media_type=MEDIA_TYPE)
 
 
+async def list_version_shards(feed: SnapshotFeed, store: Snapshots,
+                              request: Request[Any, Any, Any], principal: Principal,
+                              metered: Metered, identifier: str, version: int | None
+                              ) -> Response[bytes]:
+    """The Parquet shards of a snapshot version of ``feed``, metered under ``snapshots``."""
+    wiki, m, parquet = await _snapshot(feed, store, principal, identifier, version)
+    return await list_shards(request, principal, metered, "snapshots", wiki, m, parquet)
+
+
+async def one_version_shard(feed: SnapshotFeed, store: Snapshots,
+                            request: Request[Any, Any, Any], principal: Principal,
+                            metered: Metered, identifier: str, shard_id: str,
+                            version: int | None) -> Response[bytes]:
+    """One shard's metadata of a snapshot version of ``feed``."""
+    wiki, m, parquet = await _snapshot(feed, store, principal, identifier, version)
+    return await one_shard(request, principal, metered, "snapshots", wiki, m, parquet, shard_id)
+
+
+async def download_version_shard(feed: SnapshotFeed, store: Snapshots,
+                                 request: Request[Any, Any, Any], principal: Principal,
+                                 metered: Metered, verified: VerifiedBlobs, identifier: str,
+                                 shard_id: str, version: int | None) -> Response[Any]:
+    """A shard file of a snapshot version of ``feed``, metered as a chunk download."""
+    wiki, m, parquet = await _snapshot(feed, store, principal, identifier, version)
+    return await download_shard(request, principal, metered, verified, "chunks", wiki, m,
+                                parquet, shard_id, at=f"v{m.version}",
+                                resource_prefix=feed.ledger_prefix)
+
+
 # --- snapshots ---------------------------------------------------------------------------------
 
 _SNAPSHOT = "/snapshots/{identifier:str}/parquet"
@@ -220,8 +249,8 @@ async def list_snapshot_shards(request: Request[Any, Any, Any], principal: Princ
                                ) -> Response[bytes]:
     """Parquet shards of a snapshot version (``?version=N``); ``fields``, ``filters``,
     ``limit``. 404 ``parquet-not-built`` when the version has none."""
-    wiki, m, parquet = await _snapshot(snapshots, principal, identifier, version)
-    return await list_shards(request, principal, metered, "snapshots", wiki, m, parquet)
+    return await list_version_shards(ARTICLES, snapshots, request, principal, metered,
+                                     identifier, version)
 
 
 @route(_SNAPSHOT + "/{shard_id:str}", http_method=["GET", "POST"], status_code=200,
@@ -231,8 +260,8 @@ async def get_snapshot_shard(request: Request[Any, Any, Any], principal: Princip
                              identifier: SnapshotId, shard_id: ShardId,
                              version: VersionParam = None) -> Response[bytes]:
     """One shard's metadata, by index or identifier."""
-    wiki, m, parquet = await _snapshot(snapshots, principal, identifier, version)
-    return await one_shard(request, principal, metered, "snapshots", wiki, m, parquet, shard_id)
+    return await one_version_shard(ARTICLES, snapshots, request, principal, metered,
+                                   identifier, shard_id, version)
 
 
 @route(_SNAPSHOT + "/{shard_id:str}/download", http_method=["GET", "HEAD"],
@@ -243,9 +272,8 @@ async def download_snapshot_shard(request: Request[Any, Any, Any], principal: Pr
                                   identifier: SnapshotId, shard_id: ShardId,
                                   version: VersionParam = None) -> Response[Any]:
     """The shard file: Range (a footer, a column chunk), If-Range, If-None-Match, HEAD."""
-    wiki, m, parquet = await _snapshot(snapshots, principal, identifier, version)
-    return await download_shard(request, principal, metered, verified_blobs, "chunks", wiki, m,
-                           parquet, shard_id, at=f"v{m.version}")
+    return await download_version_shard(ARTICLES, snapshots, request, principal, metered,
+                                        verified_blobs, identifier, shard_id, version)
 
 
 # --- diffs -------------------------------------------------------------------------------------

@@ -16,35 +16,26 @@ before its first byte is served (``verified``). A version published without Parq
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
-import anyio.to_thread
 from litestar import Request, Response, Router, route
 from litestar.openapi import ResponseSpec
 
-from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep
 from feedserver.api.metered import Metered
 from feedserver.api.params import ShardId, SnapshotId
 from feedserver.api.parquet import (
     DOWNLOAD,
     ShardMetadata,
-    download_shard,
-    entitle_parquet,
-    list_shards,
-    one_shard,
+    download_version_shard,
+    list_version_shards,
+    one_version_shard,
 )
 from feedserver.api.problems import problem_specs
 from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam
+from feedserver.api.structured_snapshots import STRUCTURED
 from feedserver.api.verified import VerifiedBlobs
-from feedserver.errors import NotFound
-from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, Manifest
-from feedserver.feeds.snapshots.shards import ParquetNotBuilt, ParquetSet
-
-FEED: Final = "structured_contents"
-USAGE: Final = "snapshots"  # metadata, as the other Structured Contents snapshot endpoints
-BASE: Final = "/v2/snapshots/structured-contents"
 
 _ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
 
@@ -52,39 +43,6 @@ _ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
 def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
     return {**_ERRORS, 200: ResponseSpec(kind, description=description,
                                          generate_examples=False)}
-
-
-def _not_built(store: Snapshots, m: Manifest) -> ParquetNotBuilt:
-    others = []
-    for version in store.versions(m.identifier):
-        try:
-            if store.manifest(m.identifier, version).parquet is not None:
-                others.append(version)
-        except NotFound:  # retired while looking
-            continue
-    where = (f"Versions with Parquet: {', '.join(map(str, others))} (?version=N). " if others
-             else "No retained version has Parquet. ")
-    how = (f"{where}The same records are served as zstd NDJSON at "
-           f"{BASE}/{m.identifier}/download?version={m.version}. Parquet is published for "
-           "each version built with FEEDSERVER_PARQUET_ENABLED=true (ask your provider); "
-           f"`feedserver snapshot export {m.identifier} --structured --version {m.version} "
-           "--format parquet -o DIR` converts a version offline.")
-    return ParquetNotBuilt(f"Structured Contents snapshot {m.identifier} version {m.version}",
-                           how=how, identifier=m.identifier, version=m.version)
-
-
-async def _load(store: Snapshots, principal: Principal, identifier: str,
-                version: int | None) -> tuple[str, Manifest, ParquetSet]:
-    wiki = entitle_parquet(principal, FEED, identifier)
-
-    def load() -> tuple[Manifest, ParquetSet]:
-        m = store.manifest(identifier, version)
-        if m.parquet is None:
-            raise _not_built(store, m)
-        return m, m.parquet
-
-    m, parquet = await anyio.to_thread.run_sync(load)
-    return wiki, m, parquet
 
 
 _PATH = "/{identifier:str}/parquet"
@@ -98,8 +56,8 @@ async def list_structured_shards(request: Request[Any, Any, Any], principal: Pri
                                  version: VersionParam = None) -> Response[bytes]:
     """Parquet shards of a Structured Contents version (``?version=N``); ``fields``,
     ``filters``, ``limit``. 404 ``parquet-not-built`` when the version has none."""
-    wiki, m, parquet = await _load(structured_snapshots, principal, identifier, version)
-    return await list_shards(request, principal, metered, USAGE, wiki, m, parquet)
+    return await list_version_shards(STRUCTURED, structured_snapshots, request, principal,
+                                     metered, identifier, version)
 
 
 @route(_PATH + "/{shard_id:str}", http_method=["GET", "POST"], status_code=200,
@@ -110,8 +68,8 @@ async def get_structured_shard(request: Request[Any, Any, Any], principal: Princ
                                shard_id: ShardId, version: VersionParam = None
                                ) -> Response[bytes]:
     """One shard's metadata, by index or identifier."""
-    wiki, m, parquet = await _load(structured_snapshots, principal, identifier, version)
-    return await one_shard(request, principal, metered, USAGE, wiki, m, parquet, shard_id)
+    return await one_version_shard(STRUCTURED, structured_snapshots, request, principal,
+                                   metered, identifier, shard_id, version)
 
 
 @route(_PATH + "/{shard_id:str}/download", http_method=["GET", "HEAD"],
@@ -123,13 +81,11 @@ async def download_structured_shard(request: Request[Any, Any, Any], principal: 
                                     identifier: SnapshotId, shard_id: ShardId,
                                     version: VersionParam = None) -> Response[Any]:
     """The shard file: Range (a footer, a column chunk), If-Range, If-None-Match, HEAD."""
-    wiki, m, parquet = await _load(structured_snapshots, principal, identifier, version)
-    return await download_shard(request, principal, metered, verified_blobs, "chunks", wiki,
-                                m, parquet, shard_id, at=f"v{m.version}",
-                                resource_prefix=f"{STRUCTURED_PREFIX}/")
+    return await download_version_shard(STRUCTURED, structured_snapshots, request, principal,
+                                        metered, verified_blobs, identifier, shard_id, version)
 
 
 def router() -> Router:
-    return Router(BASE, route_handlers=[
+    return Router(STRUCTURED.base, route_handlers=[
         list_structured_shards, get_structured_shard, download_structured_shard,
     ], tags=["structured contents", "parquet"])
