@@ -14,28 +14,19 @@ the diff between them by the real diff builder; the app runs under uvicorn with 
 
 from __future__ import annotations
 
-import hashlib
 import io
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
-import fsspec
 import httpx
 import msgspec
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import pytest
 import zstandard
-from prometheus_client import CollectorRegistry
 
-from feedserver.accounts.service import Accounts
-from feedserver.api.app import build_app
-from feedserver.config import Settings
 from feedserver.feeds.diffs.build import build_diff
 from feedserver.feeds.snapshots.build import build_from_records
 from feedserver.feeds.snapshots.chunks import ARTICLE_DECODER
@@ -49,13 +40,19 @@ from feedserver.plans import Plan
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
 from tests.conftest import DUMPS
-from tests.fixtures.asgi import serve_in_thread
+from tests.fixtures.parquet_http import (
+    billed_bytes,
+    download_shards,
+    read_one_column,
+    serve_lab,
+    small_shard_settings,
+)
 
 pytestmark = pytest.mark.integration
 
 SAMPLE = DUMPS / "operations-dumps-mwbzutils" / "sample-pages-articles.xml.bz2"
 ID = "elwikivoyage_namespace_0"
-BILLED_WAIT = 30.0
+MEDIA_TYPE = "application/vnd.apache.parquet"
 
 
 @dataclass
@@ -94,12 +91,7 @@ def two_versions(info: DumpInfo) -> tuple[list[Article], list[Article]]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("parquet-http")
-    # Small shards and row groups, so the version is several shards of several row groups,
-    # as a big wiki is at the defaults (256 MiB, 32 Mi characters).
-    settings = Settings(data_dir=str(tmp), chunk_size=2 * 1024 * 1024, metering_enabled=True,
-                        ledger_flush_seconds=0.05, parquet_enabled=True,
-                        parquet_shard_size=1_500_000, parquet_row_group_size=300_000,
-                        token_secret="integration-secret-0123456789abcdef")
+    settings = small_shard_settings(tmp)
     blobs = FilesystemBlobStore(tmp / "blobs")
     db = SQLiteDatabase(tmp / "feedserver.db")
     info, _ = read_dump(SAMPLE)
@@ -110,57 +102,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     assert built is not None and built[0].parquet is not None
     assert v1.parquet is not None and len(v1.parquet.shards) >= 3
     assert max(s.row_groups for s in v1.parquet.shards) >= 3
-    accounts = Accounts(db, settings)
-    accounts.create_plan(Plan(name="labs", feeds=["snapshots", "diffs"],
-                              projects=["elwikivoyage"]))
-    accounts.create_customer("lab", "labs")
-    key = accounts.create_api_key("lab")[1]
-    app = build_app(settings, blobs=blobs, db=db, accounts=accounts,
-                    registry=CollectorRegistry())
+    plan = Plan(name="labs", feeds=["snapshots", "diffs"], projects=["elwikivoyage"])
     try:
-        with serve_in_thread(app) as url:
+        with serve_lab(settings, blobs, db, plan) as (url, key):
             yield World(url, key, db, info, v1, v2)
     finally:
         db.close()
-
-
-def billed_bytes(db: SQLiteDatabase, resource: str, *, at_least: int) -> int:
-    """The ledger's bytes for ``resource`` once the writer flushed them (bounded wait)."""
-    deadline = time.monotonic() + BILLED_WAIT
-    while True:
-        row = db.fetchone("SELECT COALESCE(SUM(quantity), 0) FROM usage_ledger "
-                          "WHERE meter = 'bytes' AND resource = ?", (resource,))
-        got = int(row[0]) if row else 0
-        if got >= at_least or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
-
-
-class CountingFile(io.RawIOBase):
-    """What the reader really pulled through the HTTP file: the bytes of its range reads."""
-
-    def __init__(self, inner: Any) -> None:
-        super().__init__()
-        self.inner = inner
-        self.received = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return int(self.inner.seek(offset, whence))
-
-    def tell(self) -> int:
-        return int(self.inner.tell())
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.inner.read(len(buffer))
-        buffer[: len(data)] = data
-        self.received += len(data)
-        return len(data)
 
 
 def ndjson_articles(world: World, client: httpx.Client, version: int) -> list[Article]:
@@ -172,37 +119,12 @@ def ndjson_articles(world: World, client: httpx.Client, version: int) -> list[Ar
         return [ARTICLE_DECODER.decode(line) for line in reader.read().splitlines()]
 
 
-def download_shards(world: World, client: httpx.Client, base: str, folder: Path,
-                    params: dict[str, int]) -> list[dict[str, Any]]:
-    folder.mkdir()
-    listed = client.get(base, params=params, headers=world.auth)
-    assert listed.status_code == 200, listed.text
-    for shard in listed.json():
-        r = client.get(f"{base}/{shard['index']}/download", params=params, headers=world.auth)
-        assert r.status_code == 200, r.text
-        assert r.headers["content-type"] == "application/vnd.apache.parquet"
-        assert hashlib.sha256(r.content).hexdigest() == shard["sha256"]
-        (folder / shard["filename"]).write_bytes(r.content)
-    shards: list[dict[str, Any]] = listed.json()
-    return shards
-
-
 def test_one_column_of_one_row_group_bills_only_that_read(world: World) -> None:
     shard = world.v1.parquet.shards[1] if world.v1.parquet else None
     assert shard is not None
     url = f"{world.url}/v2/snapshots/{ID}/parquet/{shard.index}/download?version=1"
-    # fsspec's HTTP file, Bearer header on every request; no read-ahead cache, so each read
-    # pyarrow makes is one Range request of exactly its size.
-    fs = fsspec.filesystem("http", headers=world.auth, skip_instance_cache=True)
-    with fs.open(url, "rb", cache_type="none") as remote:
-        counted = CountingFile(remote)
-        with pq.ParquetFile(counted, pre_buffer=False) as parquet:
-            meta = parquet.metadata
-            group = meta.num_row_groups // 2
-            texts = parquet.read_row_group(group, columns=["text"],
-                                           use_threads=False).column(0).to_pylist()
-            offset = sum(meta.row_group(g).num_rows for g in range(group))
-        received = counted.received
+    texts, meta, group, received = read_one_column(url, world.auth, "text")
+    offset = sum(meta.row_group(g).num_rows for g in range(group))
     chunk = meta.row_group(group).column(ARTICLE_SCHEMA.names.index("text"))
     assert 0 < received < shard.size / 3  # a small part of the file...
     # ...made of the footer (pyarrow reads the tail, then the footer it names) and the
@@ -221,8 +143,8 @@ def test_one_column_of_one_row_group_bills_only_that_read(world: World) -> None:
 
 def test_downloaded_shards_equal_the_ndjson_snapshot(world: World, tmp_path: Path) -> None:
     with httpx.Client(base_url=world.url, timeout=60) as client:
-        shards = download_shards(world, client, f"/v2/snapshots/{ID}/parquet", tmp_path / "v2",
-                                 {"version": 2})
+        shards = download_shards(client, world.auth, f"/v2/snapshots/{ID}/parquet",
+                                 tmp_path / "v2", {"version": 2}, media_type=MEDIA_TYPE)
         articles = ndjson_articles(world, client, 2)
         meta = client.get(f"/v2/snapshots/{ID}", params={"version": 2},
                           headers=world.auth).json()
@@ -252,12 +174,12 @@ def test_downloaded_shards_equal_the_ndjson_snapshot(world: World, tmp_path: Pat
 
 def test_base_plus_diff_is_the_next_version(world: World, tmp_path: Path) -> None:
     with httpx.Client(base_url=world.url, timeout=60) as client:
-        download_shards(world, client, f"/v2/snapshots/{ID}/parquet", tmp_path / "base",
-                        {"version": 1})
-        download_shards(world, client, f"/v2/snapshots/{ID}/parquet", tmp_path / "next",
-                        {"version": 2})
-        diff = download_shards(world, client, f"/v2/diffs/{ID}/parquet", tmp_path / "diff",
-                               {"version": 2})
+        download_shards(client, world.auth, f"/v2/snapshots/{ID}/parquet", tmp_path / "base",
+                        {"version": 1}, media_type=MEDIA_TYPE)
+        download_shards(client, world.auth, f"/v2/snapshots/{ID}/parquet", tmp_path / "next",
+                        {"version": 2}, media_type=MEDIA_TYPE)
+        diff = download_shards(client, world.auth, f"/v2/diffs/{ID}/parquet",
+                               tmp_path / "diff", {"version": 2}, media_type=MEDIA_TYPE)
     assert {s["schema"] for s in diff} == {"diff/1"} and diff[0]["base_version"] == 1
     base, nxt, changes = (f"'{tmp_path / name}/*.parquet'" for name in ("base", "next", "diff"))
     keys = ", ".join(KEY)

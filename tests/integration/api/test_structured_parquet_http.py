@@ -15,26 +15,18 @@ on); the app runs under uvicorn with metering on:
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
-import fsspec
 import httpx
 import msgspec
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import pytest
 import zstandard
-from prometheus_client import CollectorRegistry
 
-from feedserver.accounts.service import Accounts
-from feedserver.api.app import build_app
-from feedserver.config import Settings
 from feedserver.errors import IntegrityError
 from feedserver.feeds.snapshots.build import build_dumps
 from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX, Manifest
@@ -46,8 +38,13 @@ from feedserver.plans import Plan
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
 from tests.conftest import DUMPS
-from tests.fixtures.asgi import serve_in_thread
-from tests.integration.api.test_parquet_http import CountingFile, billed_bytes
+from tests.fixtures.parquet_http import (
+    billed_bytes,
+    download_shards,
+    read_one_column,
+    serve_lab,
+    small_shard_settings,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -73,27 +70,17 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("structured-parquet-http")
-    # Small shards and row groups, so the version is several shards of several row groups,
-    # as a big wiki is at the defaults (256 MiB, 32 Mi characters).
-    settings = Settings(data_dir=str(tmp), chunk_size=2 * 1024 * 1024, metering_enabled=True,
-                        ledger_flush_seconds=0.05, parquet_enabled=True,
-                        parquet_shard_size=1_500_000, parquet_row_group_size=300_000,
-                        token_secret="integration-secret-0123456789abcdef")
+    settings = small_shard_settings(tmp)
     blobs = FilesystemBlobStore(tmp / "blobs")
     db = SQLiteDatabase(tmp / "feedserver.db")
     built = build_dumps([SAMPLE], blobs, settings, namespaces={0})
     (m,) = built.structured
     assert m.parquet is not None and len(m.parquet.shards) >= 3
     assert max(s.row_groups for s in m.parquet.shards) >= 3
-    accounts = Accounts(db, settings)
-    accounts.create_plan(Plan(name="labs", feeds=["structured_contents"],
-                              projects=["elwikivoyage"], formats=["parquet"]))
-    accounts.create_customer("lab", "labs")
-    key = accounts.create_api_key("lab")[1]
-    app = build_app(settings, blobs=blobs, db=db, accounts=accounts,
-                    registry=CollectorRegistry())
+    plan = Plan(name="labs", feeds=["structured_contents"], projects=["elwikivoyage"],
+                formats=["parquet"])
     try:
-        with serve_in_thread(app) as url:
+        with serve_lab(settings, blobs, db, plan) as (url, key):
             yield World(url, key, db, blobs, m)
     finally:
         db.close()
@@ -112,16 +99,7 @@ def test_one_column_of_one_row_group_bills_only_that_read(world: World) -> None:
     assert world.manifest.parquet is not None
     shard = world.manifest.parquet.shards[1]
     url = f"{world.url}{BASE}/parquet/{shard.index}/download"
-    # No read-ahead cache: each read pyarrow makes is one Range request of its size.
-    fs = fsspec.filesystem("http", headers=world.auth, skip_instance_cache=True)
-    with fs.open(url, "rb", cache_type="none") as remote:
-        counted = CountingFile(remote)
-        with pq.ParquetFile(counted, pre_buffer=False) as parquet:
-            meta = parquet.metadata
-            group = meta.num_row_groups // 2
-            titles = parquet.read_row_group(group, columns=["title"],
-                                            use_threads=False).column(0).to_pylist()
-        received = counted.received
+    titles, meta, group, received = read_one_column(url, world.auth, "title")
     chunk = meta.row_group(group).column(SCHEMA.names.index("title"))
     assert titles and 0 < received < shard.size / 3
     assert received <= chunk.total_compressed_size + meta.serialized_size + 64 * 1024 + 8
@@ -131,22 +109,9 @@ def test_one_column_of_one_row_group_bills_only_that_read(world: World) -> None:
         "SELECT feed, meter, resource, SUM(quantity) FROM usage_ledger GROUP BY 1, 2, 3")
 
 
-def download(world: World, client: httpx.Client, folder: Path) -> list[dict[str, Any]]:
-    folder.mkdir()
-    listed = client.get(f"{BASE}/parquet", headers=world.auth)
-    assert listed.status_code == 200, listed.text
-    for shard in listed.json():
-        r = client.get(f"{BASE}/parquet/{shard['index']}/download", headers=world.auth)
-        assert r.status_code == 200, r.text
-        assert hashlib.sha256(r.content).hexdigest() == shard["sha256"]
-        (folder / shard["filename"]).write_bytes(r.content)
-    shards: list[dict[str, Any]] = listed.json()
-    return shards
-
-
 def test_downloaded_shards_equal_the_ndjson_version(world: World, tmp_path: Path) -> None:
     with httpx.Client(base_url=world.url, timeout=60) as client:
-        shards = download(world, client, tmp_path / "v1")
+        shards = download_shards(client, world.auth, f"{BASE}/parquet", tmp_path / "v1")
         records = ndjson_records(world, client)
     table = ds.dataset(tmp_path / "v1", format="parquet").to_table()
     assert table.num_rows == len(records) == sum(s["rows"] for s in shards) > 1000
