@@ -24,7 +24,6 @@ from typing import Any, Final
 import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
-from litestar.openapi import ResponseSpec
 
 from feedserver.accounts.models import Principal
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
@@ -37,7 +36,7 @@ from feedserver.api.negotiation import (
     zstd_download,
 )
 from feedserver.api.params import BatchDate, BatchHour, SnapshotId
-from feedserver.api.problems import problem_specs
+from feedserver.api.problems import feed_responses
 from feedserver.api.protocols import Injected
 from feedserver.api.query import project, read_query, select
 from feedserver.api.snapshots import FormatInfo, NamespaceRef, Ref, SizeMB, formats_info
@@ -110,17 +109,10 @@ async def _manifest(blobs: BlobStore, principal: Principal, date: str, hour: str
     return wiki, when, m
 
 
-_ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
-
-
-def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
-    return {**_ERRORS, 200: ResponseSpec(kind, description=description,
-                                         generate_examples=False)}
-
-
 @route("/{date:str}/{hour:str}", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL,
-       responses=_ok(list[BatchMetadata], "The hour's batches the plan covers (JSON or NDJSON)"))
+       responses=feed_responses(list[BatchMetadata],
+                                "The hour's batches the plan covers (JSON or NDJSON)"))
 async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
                        blobs: Injected[BlobStore], metered: Injected[Metered], date: BatchDate,
                        hour: BatchHour) -> Response[bytes]:
@@ -135,7 +127,8 @@ async def list_batches(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 
 @route("/{date:str}/{hour:str}/{identifier:str}", http_method=["GET", "POST"],
-       status_code=200, dependencies=PRINCIPAL, responses=_ok(BatchMetadata, "Batch metadata"))
+       status_code=200, dependencies=PRINCIPAL, responses=feed_responses(BatchMetadata,
+                                                                         "Batch metadata"))
 async def get_batch(request: Request[Any, Any, Any], principal: PrincipalDep,
                     blobs: Injected[BlobStore], metered: Injected[Metered], date: BatchDate,
                     hour: BatchHour, identifier: SnapshotId) -> Response[bytes]:

@@ -27,7 +27,7 @@ from feedserver.api import chunks
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
 from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
 from feedserver.api.params import ChunkId, Pair, SnapshotId
-from feedserver.api.problems import problem_specs
+from feedserver.api.problems import FEED_ERRORS, feed_responses
 from feedserver.api.protocols import Injected
 from feedserver.api.query import VersionParam, project, read_query, select
 from feedserver.api.snapshots import NamespaceRef, Ref, SizeMB
@@ -117,17 +117,9 @@ def chunk_view(m: DiffManifest, c: ChunkInfo) -> DiffChunkMetadata:
         entry_count=c.article_count, sha256=c.sha256, offset=c.offset, diff=m.identifier)
 
 
-_ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
-
-
-def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
-    return {**_ERRORS, 200: ResponseSpec(kind, description=description,
-                                         generate_examples=False)}
-
-
 # The stored DiffManifest, byte for byte. Its JSON Schema is schemas/diff_manifest.json: the
 # OpenAPI generator would write its ``int | float`` sizes as a oneOf that 265 matches twice.
-_MANIFEST = {**_ERRORS, 200: ResponseSpec(
+_MANIFEST = {**FEED_ERRORS, 200: ResponseSpec(
     None, media_type="application/json", description="The full diff manifest (input of "
     "`feedserver diff apply`; JSON Schema: schemas/diff_manifest.json)")}
 
@@ -153,7 +145,7 @@ async def _pair_manifest(diffs: DiffStore, principal: Principal, identifier: str
 
 
 @route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
-       responses=_ok(list[DiffMetadata], "Every retained diff the plan covers"))
+       responses=feed_responses(list[DiffMetadata], "Every retained diff the plan covers"))
 async def list_diffs(request: Request[Any, Any, Any], principal: PrincipalDep,
                      diffs: Injected[DiffStore], metered: Injected[Metered]) -> Response[bytes]:
     """Every published diff the caller may see (all retained pairs, oldest first)."""
@@ -177,7 +169,8 @@ async def list_diffs(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL, responses=_ok(DiffMetadata, "The latest diff, or ?version="))
+       dependencies=PRINCIPAL, responses=feed_responses(DiffMetadata,
+                                                        "The latest diff, or ?version="))
 async def get_diff(request: Request[Any, Any, Any], principal: PrincipalDep,
                    diffs: Injected[DiffStore], metered: Injected[Metered], identifier: SnapshotId,
                    version: VersionParam = None) -> Response[bytes]:
@@ -215,7 +208,7 @@ async def download_diff(request: Request[Any, Any, Any], principal: PrincipalDep
 
 
 @route("/{identifier:str}/{pair:str}", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL, responses=_ok(DiffMetadata, "The diff {base}-{version}"))
+       dependencies=PRINCIPAL, responses=feed_responses(DiffMetadata, "The diff {base}-{version}"))
 async def get_pair(request: Request[Any, Any, Any], principal: PrincipalDep,
                    diffs: Injected[DiffStore], metered: Injected[Metered], identifier: SnapshotId,
                    pair: Pair) -> Response[bytes]:
@@ -258,7 +251,8 @@ def _missing(chunk_id: str) -> NotFound:
 
 
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL, responses=_ok(list[DiffChunkMetadata], "The diff's chunks"))
+       dependencies=PRINCIPAL, responses=feed_responses(list[DiffChunkMetadata],
+                                                        "The diff's chunks"))
 async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
                       diffs: Injected[DiffStore], metered: Injected[Metered],
                       identifier: SnapshotId, version: VersionParam = None) -> Response[bytes]:
@@ -270,7 +264,7 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
        status_code=200, dependencies=PRINCIPAL,
-       responses=_ok(DiffChunkMetadata, "One chunk of the diff"))
+       responses=feed_responses(DiffChunkMetadata, "One chunk of the diff"))
 async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                     diffs: Injected[DiffStore], metered: Injected[Metered], identifier: SnapshotId,
                     chunk_id: ChunkId, version: VersionParam = None) -> Response[bytes]:

@@ -33,7 +33,7 @@ from feedserver.api.auth import PRINCIPAL, PrincipalDep, entitle
 from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.metered import DOWNLOAD_RESPONSES, Metered
 from feedserver.api.params import ShardId, SnapshotId
-from feedserver.api.problems import problem_specs
+from feedserver.api.problems import feed_responses, problem_specs
 from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam, project, read_query, select
 from feedserver.api.ranges import Part
@@ -87,14 +87,6 @@ def shard_view(m: Published, parquet: ParquetSet, s: ParquetShard) -> ShardMetad
         size_bytes=s.size, rows=s.rows, row_groups=s.row_groups, sha256=s.sha256,
         schema=parquet.schema, snapshot=m.identifier, version_number=m.version,
         base_version=_base(m))
-
-
-_ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
-
-
-def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
-    return {**_ERRORS, 200: ResponseSpec(kind, description=description,
-                                         generate_examples=False)}
 
 
 DOWNLOAD = {
@@ -242,7 +234,7 @@ _SNAPSHOT = "/snapshots/{identifier:str}/parquet"
 
 
 @route(_SNAPSHOT, http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
-       responses=_ok(list[ShardMetadata], "The version's Parquet shards"))
+       responses=feed_responses(list[ShardMetadata], "The version's Parquet shards"))
 async def list_snapshot_shards(request: Request[Any, Any, Any], principal: PrincipalDep,
                                snapshots: Injected[Snapshots], metered: Injected[Metered],
                                identifier: SnapshotId, version: VersionParam = None
@@ -254,7 +246,7 @@ async def list_snapshot_shards(request: Request[Any, Any, Any], principal: Princ
 
 
 @route(_SNAPSHOT + "/{shard_id:str}", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL, responses=_ok(ShardMetadata, "One Parquet shard"))
+       dependencies=PRINCIPAL, responses=feed_responses(ShardMetadata, "One Parquet shard"))
 async def get_snapshot_shard(request: Request[Any, Any, Any], principal: PrincipalDep,
                              snapshots: Injected[Snapshots], metered: Injected[Metered],
                              identifier: SnapshotId, shard_id: ShardId,
@@ -282,7 +274,7 @@ _DIFF = "/diffs/{identifier:str}/parquet"
 
 
 @route(_DIFF, http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
-       responses=_ok(list[ShardMetadata], "The diff's Parquet shards"))
+       responses=feed_responses(list[ShardMetadata], "The diff's Parquet shards"))
 async def list_diff_shards(request: Request[Any, Any, Any], principal: PrincipalDep,
                            diffs: Injected[DiffStore], metered: Injected[Metered],
                            identifier: SnapshotId, version: VersionParam = None
@@ -293,7 +285,8 @@ async def list_diff_shards(request: Request[Any, Any, Any], principal: Principal
 
 
 @route(_DIFF + "/{shard_id:str}", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL, responses=_ok(ShardMetadata, "One Parquet shard of the diff"))
+       dependencies=PRINCIPAL, responses=feed_responses(ShardMetadata,
+                                                        "One Parquet shard of the diff"))
 async def get_diff_shard(request: Request[Any, Any, Any], principal: PrincipalDep,
                          diffs: Injected[DiffStore], metered: Injected[Metered],
                          identifier: SnapshotId, shard_id: ShardId,

@@ -66,6 +66,16 @@ def problem_specs(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
+FEED_ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
+
+
+def feed_responses(kind: Any, description: str) -> dict[int, ResponseSpec]:
+    """OpenAPI ``responses`` of an entitled feed's JSON route: ``kind`` at 200, and the
+    problems every such route may answer (403: outside the plan)."""
+    return {**FEED_ERRORS, 200: ResponseSpec(kind, description=description,
+                                             generate_examples=False)}
+
+
 def _safe(value: object) -> bool:
     return isinstance(value, str | int | float | bool) and not (
         isinstance(value, str) and len(value) > 512

@@ -26,7 +26,6 @@ from typing import Any, Final
 import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, route
-from litestar.openapi import ResponseSpec
 
 from feedserver.accounts.models import Principal
 from feedserver.api import chunks
@@ -44,7 +43,7 @@ from feedserver.api.negotiation import (
     zstd_download,
 )
 from feedserver.api.params import ChunkId, SnapshotId
-from feedserver.api.problems import problem_specs
+from feedserver.api.problems import feed_responses
 from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam, project, read_query, select
 from feedserver.errors import SnapshotNotFound
@@ -174,14 +173,6 @@ def chunk_view(m: Manifest, c: ChunkInfo) -> ChunkMetadata:
     )
 
 
-_ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
-
-
-def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
-    return {**_ERRORS, 200: ResponseSpec(kind, description=description,
-                                         generate_examples=False)}
-
-
 class SnapshotFeed(msgspec.Struct, frozen=True, kw_only=True):
     """What tells apart the snapshot feeds served alike (article and Structured Contents
     snapshots): entitlement, where they are served, their metadata and ledger names. Both
@@ -304,7 +295,8 @@ ARTICLES: Final = SnapshotFeed(feed="snapshots", base="/v2/snapshots", title="sn
 
 
 @route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
-       responses=_ok(list[SnapshotMetadata], "Snapshots the plan covers (JSON or NDJSON)"))
+       responses=feed_responses(list[SnapshotMetadata],
+                                "Snapshots the plan covers (JSON or NDJSON)"))
 async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDep,
                          snapshots: Injected[Snapshots], metered: Injected[Metered]
                          ) -> Response[bytes]:
@@ -314,7 +306,7 @@ async def list_snapshots(request: Request[Any, Any, Any], principal: PrincipalDe
 
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL, responses=_ok(SnapshotMetadata, "Snapshot metadata"))
+       dependencies=PRINCIPAL, responses=feed_responses(SnapshotMetadata, "Snapshot metadata"))
 async def get_snapshot(request: Request[Any, Any, Any], principal: PrincipalDep,
                        snapshots: Injected[Snapshots], metered: Injected[Metered],
                        identifier: SnapshotId, version: VersionParam = None) -> Response[bytes]:
@@ -337,7 +329,8 @@ async def download_snapshot(request: Request[Any, Any, Any], principal: Principa
 
 
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL, responses=_ok(list[ChunkMetadata], "The snapshot's chunks"))
+       dependencies=PRINCIPAL, responses=feed_responses(list[ChunkMetadata],
+                                                        "The snapshot's chunks"))
 async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
                       snapshots: Injected[Snapshots], metered: Injected[Metered],
                       identifier: SnapshotId, version: VersionParam = None) -> Response[bytes]:
@@ -348,7 +341,7 @@ async def list_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
        status_code=200, dependencies=PRINCIPAL,
-       responses=_ok(ChunkMetadata, "Chunk metadata"))
+       responses=feed_responses(ChunkMetadata, "Chunk metadata"))
 async def get_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                     snapshots: Injected[Snapshots], metered: Injected[Metered],
                     identifier: SnapshotId, chunk_id: ChunkId, version: VersionParam = None

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, Router, route
-from litestar.openapi import ResponseSpec
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep
 from feedserver.api.metered import Metered
@@ -31,25 +30,17 @@ from feedserver.api.parquet import (
     list_version_shards,
     one_version_shard,
 )
-from feedserver.api.problems import problem_specs
+from feedserver.api.problems import feed_responses
 from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam
 from feedserver.api.structured_snapshots import STRUCTURED
 from feedserver.api.verified import VerifiedBlobs
 
-_ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
-
-
-def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
-    return {**_ERRORS, 200: ResponseSpec(kind, description=description,
-                                         generate_examples=False)}
-
-
 _PATH = "/{identifier:str}/parquet"
 
 
 @route(_PATH, http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
-       responses=_ok(list[ShardMetadata], "The version's Parquet shards (structured/1)"))
+       responses=feed_responses(list[ShardMetadata], "The version's Parquet shards (structured/1)"))
 async def list_structured_shards(request: Request[Any, Any, Any], principal: PrincipalDep,
                                  structured_snapshots: Injected[Snapshots],
                                  metered: Injected[Metered], identifier: SnapshotId,
@@ -61,7 +52,7 @@ async def list_structured_shards(request: Request[Any, Any, Any], principal: Pri
 
 
 @route(_PATH + "/{shard_id:str}", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL, responses=_ok(ShardMetadata, "One Parquet shard"))
+       dependencies=PRINCIPAL, responses=feed_responses(ShardMetadata, "One Parquet shard"))
 async def get_structured_shard(request: Request[Any, Any, Any], principal: PrincipalDep,
                                structured_snapshots: Injected[Snapshots],
                                metered: Injected[Metered], identifier: SnapshotId,

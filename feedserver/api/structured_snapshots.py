@@ -22,14 +22,13 @@ from typing import Any, Final
 
 import msgspec
 from litestar import Request, Response, Router, route
-from litestar.openapi import ResponseSpec
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep
 from feedserver.api.fields import PathSet
 from feedserver.api.metered import ARCHIVE_RESPONSES, Metered
 from feedserver.api.negotiation import FormatParam
 from feedserver.api.params import ChunkId, SnapshotId
-from feedserver.api.problems import problem_specs
+from feedserver.api.problems import feed_responses
 from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam
 from feedserver.api.snapshots import (
@@ -67,16 +66,9 @@ STRUCTURED: Final = SnapshotFeed(
     title="Structured Contents snapshot", view=snapshot_view, paths=PATHS,
     zstd_infix="_structured", ledger_prefix=f"{STRUCTURED_PREFIX}/", export_flag=" --structured")
 
-_ERRORS = problem_specs(400, 401, 403, 404, 413, 422, 429)
-
-
-def _ok(kind: Any, description: str) -> dict[int, ResponseSpec]:
-    return {**_ERRORS, 200: ResponseSpec(kind, description=description,
-                                         generate_examples=False)}
-
 
 @route("/", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
-       responses=_ok(list[StructuredSnapshotMetadata],
+       responses=feed_responses(list[StructuredSnapshotMetadata],
                      "Structured Contents snapshots the plan covers (JSON or NDJSON)"))
 async def list_structured(request: Request[Any, Any, Any], principal: PrincipalDep,
                           structured_snapshots: Injected[Snapshots], metered: Injected[Metered]
@@ -88,7 +80,8 @@ async def list_structured(request: Request[Any, Any, Any], principal: PrincipalD
 
 @route("/{identifier:str}", http_method=["GET", "POST"], status_code=200,
        dependencies=PRINCIPAL,
-       responses=_ok(StructuredSnapshotMetadata, "Structured Contents snapshot metadata"))
+       responses=feed_responses(StructuredSnapshotMetadata,
+                                "Structured Contents snapshot metadata"))
 async def get_structured(request: Request[Any, Any, Any], principal: PrincipalDep,
                          structured_snapshots: Injected[Snapshots], metered: Injected[Metered],
                          identifier: SnapshotId, version: VersionParam = None
@@ -113,7 +106,8 @@ async def download_structured(request: Request[Any, Any, Any], principal: Princi
 
 
 @route("/{identifier:str}/chunks", http_method=["GET", "POST"], status_code=200,
-       dependencies=PRINCIPAL, responses=_ok(list[ChunkMetadata], "The snapshot's chunks"))
+       dependencies=PRINCIPAL, responses=feed_responses(list[ChunkMetadata],
+                                                        "The snapshot's chunks"))
 async def list_structured_chunks(request: Request[Any, Any, Any], principal: PrincipalDep,
                                  structured_snapshots: Injected[Snapshots],
                                  metered: Injected[Metered], identifier: SnapshotId,
@@ -125,7 +119,8 @@ async def list_structured_chunks(request: Request[Any, Any, Any], principal: Pri
 
 
 @route("/{identifier:str}/chunks/{chunk_id:str}", http_method=["GET", "POST"],
-       status_code=200, dependencies=PRINCIPAL, responses=_ok(ChunkMetadata, "Chunk metadata"))
+       status_code=200, dependencies=PRINCIPAL, responses=feed_responses(ChunkMetadata,
+                                                                         "Chunk metadata"))
 async def get_structured_chunk(request: Request[Any, Any, Any], principal: PrincipalDep,
                                structured_snapshots: Injected[Snapshots],
                                metered: Injected[Metered], identifier: SnapshotId,
