@@ -1,13 +1,13 @@
 """HTTP API throughput, as ratios to plain baselines measured in the same run.
 
-(a) download, in each representation: an authenticated GET of a snapshot (metering on)
-    from ``feedserver serve`` as zstd NDJSON (``Accept: application/zstd``: several chunk
-    files back to back, sent with ``sendfile``) versus the same bytes as one file from a plain
-    litestar static-files app under the same uvicorn (the same HTTP protocol class, which
-    offers the zero-copy extension; litestar's static files do not use it). Target >= 0.9x.
-    Also reported: WME's tar.gz (the default: rebuilt tar headers and stored parts, streamed)
-    against its static file, and ``python -m http.server`` (it writes synchronously, without
-    asyncio or h11). MB/s, best of ``REPEATS``, runs interleaved.
+(a) download, in each representation: an authenticated GET of a snapshot (metering on) from
+    ``feedserver serve`` as zstd NDJSON (``Accept: application/zstd``: several chunk files
+    back to back) and as WME's tar.gz (the default: stored parts and rebuilt tar headers),
+    each versus the same bytes as one file from a plain litestar static-files app under the
+    same uvicorn (the same HTTP protocol class, which offers the zero-copy extension;
+    litestar's static files do not use it). Targets: zstd >= 0.9x, tar.gz >= 0.8x. Also
+    reported: ``python -m http.server`` (it writes synchronously, without asyncio or h11).
+    MB/s, best of ``REPEATS``, runs interleaved.
 (b) on-demand: sequential ``GET /v2/articles/{name}`` lookups/s with an API key, versus an
     unauthenticated litestar "hello" endpoint under the same uvicorn. Target >= 0.6x: the gap
     is authentication, entitlements, admission, the state-store query and the usage record.
@@ -221,7 +221,7 @@ def run() -> None:
 
         env = {**os.environ, "FEEDSERVER_DATA_DIR": str(settings.data_path),
                "FEEDSERVER_TOKEN_SECRET": SECRET, "FEEDSERVER_LOG_LEVEL": "WARNING"}
-        compare(env, key, manifest, whole, archive, wme.archive.size, "sqlite")
+        compare(env, key, manifest, whole, archive, "sqlite")
         if not _postgres.available():
             print("postgresql: not installed (make system-deps); distributed pass skipped")
             return
@@ -232,11 +232,11 @@ def run() -> None:
             finally:
                 pg.close()
             compare({**env, "FEEDSERVER_DATABASE_URL": url}, key, manifest, whole, archive,
-                    wme.archive.size, "postgresql")
+                    "postgresql")
 
 
 def compare(env: dict[str, str], key: str, manifest: Manifest, whole: Path, archive: Path,
-            gz_size: int, database: str) -> None:
+            database: str) -> None:
     size = whole.stat().st_size
     api_port, static_port, hello_port = free_port(), free_port(), free_port()
     api = f"http://127.0.0.1:{api_port}"
@@ -263,13 +263,17 @@ def compare(env: dict[str, str], key: str, manifest: Manifest, whole: Path, arch
               f"{cpu[plain_proc.pid] / gb:.2f} s/GB", flush=True)
         check("authenticated snapshot download vs litestar static files", ours / plain, 0.9,
               database=database)
-        gz_url = f"http://127.0.0.1:{hello_port}/static/{archive.name}"
-        ours_gz, plain_gz = best_of_interleaved(lambda: download_mbps(dl, auth, gz_size),
-                                                lambda: download_mbps(gz_url, {}, gz_size))
-        print(f"[{database}] download WME tar.gz {gz_size / 1e6:.1f} MB (default, streamed): "
-              f"feedserver {ours_gz:.0f} MB/s, litestar static files {plain_gz:.0f} MB/s, "
-              f"ratio {ours_gz / plain_gz:.2f}x", flush=True)
         if database == "sqlite":
+            gz_size = archive.stat().st_size
+            gz_url = f"http://127.0.0.1:{hello_port}/static/{archive.name}"
+            ours_gz, plain_gz = best_of_interleaved(
+                lambda: download_mbps(dl, auth, gz_size),
+                lambda: download_mbps(gz_url, {}, gz_size))
+            print(f"[{database}] download WME tar.gz {gz_size / 1e6:.1f} MB (the default): "
+                  f"feedserver {ours_gz:.0f} MB/s, litestar static files {plain_gz:.0f} MB/s; "
+                  f"zstd NDJSON / tar.gz through feedserver {ours / ours_gz:.2f}x", flush=True)
+            check("authenticated WME tar.gz download vs litestar static files",
+                  ours_gz / plain_gz, 0.8, database=database)
             ours, simple = best_of_interleaved(
                 lambda: download_mbps(dl, zstd, size),
                 lambda: download_mbps(f"http://127.0.0.1:{static_port}/{whole.name}", {},

@@ -91,11 +91,13 @@ def _redirectable(request: Request[Any, Any, Any], wanted: list[ByteRange] | Non
 
 def _local_files(blobs: BlobStore, segments: Sequence[ranges.Segment]
                  ) -> list[FileSegment] | None:
-    """The segments as local files when the store keeps every one on this machine."""
+    """The segments as local files (literal bytes as they are) when the store keeps every
+    stored one on this machine."""
     out = []
     for seg in segments:
-        if seg.data:  # bytes built in memory (tar headers): the streamed path sends them
-            return None
+        if seg.data:
+            out.append(FileSegment(None, seg.start, seg.stop, seg.data))
+            continue
         path = blobs.local_path(seg.key)
         if path is None:
             return None

@@ -11,7 +11,8 @@ the bytes that left: ``SendfileInterrupted.sent`` is how many bytes of the messa
 socket before the peer went away, or before the file ended early (``short``); the server has
 closed the connection.
 
-``FileBody`` is the litestar response: the segments of local files laid back to back, sent in
+``FileBody`` is the litestar response: the segments of local files (and the few literal bytes
+between them of a composed download) laid back to back, sent in
 pieces of at most ``piece`` bytes (never across a segment). When a checkpoint is due
 (``usage_checkpoint_bytes`` / ``_seconds``) it is journaled *before* the piece is handed over,
 with the piece included (``BodyMeter.ahead``), and the piece is counted once it left. A server
@@ -66,9 +67,13 @@ def supports_zerocopy(scope: Any) -> bool:
 
 
 class FileSegment(NamedTuple):
-    path: Path
+    """``[start, stop)`` of the local file ``path``, or of ``data`` when ``path`` is None (the
+    literal bytes of a composed download: a WME archive's rebuilt tar headers)."""
+
+    path: Path | None
     start: int
     stop: int
+    data: bytes = b""
 
 
 class _ASGIFileBody(ASGIResponse):
@@ -87,7 +92,13 @@ class _ASGIFileBody(ASGIResponse):
         # litestar's Send type lists only the standard events; this server takes the extension
         send_any = cast("Callable[[dict[str, object]], Awaitable[None]]", send)
         try:
-            for path, start, stop in self.segments:
+            for path, start, stop, data in self.segments:
+                if path is None:  # a few literal bytes between stored parts
+                    body = data[start:stop]
+                    meter.ahead(len(body))
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    meter.sent(len(body))
+                    continue
                 with path.open("rb") as fh:  # a local file: microseconds, on the loop
                     pos = start
                     while pos < stop:

@@ -215,21 +215,35 @@ def build_sections(text: str, state: PageState) -> list[Part]:
     current = lead
     text = "\n" + text
     position = 0
+    names = state.profile.heading_texts  # (what text_of remembers; looked up here first)
+    # Speed: Wikivoyage pages hold ~20 headings each, many of them with an empty body; the
+    # loop does no more per heading than it must.
     for match in _HEADING_LINE.finditer(text):
         left, inner, right = match.groups()
         level = len(left)
         if level != len(right):  # "=== A ==": level 2, name "= A"
             level = min(level, len(right))
             inner = "=" * (len(left) - level) + inner + "=" * (len(right) - level)
-        if not inner.strip():
+        if not inner or inner.isspace():
             continue
-        _body(text[position:match.start()], current, blocks)
+        start = match.start()
+        if start - position > 1:  # a body longer than "\n" (or nothing)
+            _body(text[position:start], current, blocks)
         position = match.end()
-        name = text_of(inner, state)
+        name = names.get(inner)
+        if name is None:
+            name = text_of(inner, state)
         current = Part(type="section", name=name or None)
         while stack and stack[-1][0] >= level:
             stack.pop()
-        (_children(stack[-1][1]) if stack else sections).append(current)
+        if stack:
+            parent = stack[-1][1]
+            if parent.has_parts is None:
+                parent.has_parts = [current]
+            else:
+                parent.has_parts.append(current)
+        else:
+            sections.append(current)
         stack.append((level, current))
     _body(text[position:], current, blocks)
     return [lead, *sections] if lead.has_parts else sections

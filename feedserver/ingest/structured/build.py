@@ -151,7 +151,7 @@ def _references(state: PageState) -> list[Reference]:
 def _main_image(infoboxes: list[Part], sections: list[Part],
                 state: PageState) -> Image | None:
     """The infobox's first image, else the first image in the text, else any file link."""
-    for part in (*_walk(infoboxes), *_walk(sections)):
+    for part in _walk([*infoboxes, *sections]):
         for found in part.images or ():
             if found.content_url:
                 return Image(content_url=found.content_url)
@@ -164,9 +164,14 @@ def _main_image(infoboxes: list[Part], sections: list[Part],
 
 
 def _walk(parts: list[Part]) -> Iterator[Part]:
-    for part in parts:
+    """The parts in document order (each before its children), lazily: the caller stops at
+    the first image. One explicit stack, not a generator per level (most parts are leaves)."""
+    stack = parts[::-1]
+    while stack:
+        part = stack.pop()
         yield part
-        yield from _walk(part.has_parts or [])
+        if part.has_parts:
+            stack.extend(reversed(part.has_parts))
 
 
 def _fallback_sections(text: str, state: PageState) -> list[Part]:

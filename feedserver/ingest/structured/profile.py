@@ -120,8 +120,18 @@ def _cached(base_url: str, language: str, infobox_names: tuple[str, ...],
     return WikiProfile(base_url, language, infobox_names, dict(namespaces))
 
 
+# The last profile asked for, with its arguments: a build asks for the same wiki's profile
+# on every page, and comparing the namespace names costs a fifth of sorting them into a key.
+_last: list[tuple[tuple[str, str, tuple[str, ...]], dict[int, str], WikiProfile]] = []
+
+
 def profile_for(*, base_url: str, language: str, infobox_names: Sequence[str],
                 namespaces: Mapping[int, str] | None = None) -> WikiProfile:
     """The (cached) profile of a wiki."""
-    ns = tuple(sorted((namespaces or {}).items()))
-    return _cached(base_url, language, tuple(infobox_names), ns)
+    key = (base_url, language, tuple(infobox_names))
+    if _last and _last[0][0] == key and _last[0][1] == (namespaces or {}):
+        return _last[0][2]
+    names = dict(namespaces or {})  # a copy: the caller's mapping may change later
+    found = _cached(*key, tuple(sorted(names.items())))
+    _last[:] = [(key, names, found)]
+    return found

@@ -3,7 +3,8 @@ files go out with ``sendfile``), as clients see them and as the ledger bills the
 
 1. The bytes are right: whole snapshot, one chunk, a Range across a chunk boundary, HEAD,
    several requests on one keep-alive connection (the protocol must leave the connection
-   ready for the next request).
+   ready for the next request), in both representations: zstd NDJSON (chunk files only) and
+   WME's tar.gz (stored deflate parts with literal rebuilt headers between them).
 2. Usage equals the bytes the clients received, under 300 concurrent requests: whole
    snapshots, chunks and Ranges at once, then a graceful stop flushes the ledger.
 """
@@ -13,18 +14,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import os
+import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+import zstandard
 
 from feedserver.accounts.admin import AccountAdmin
 from feedserver.config import Settings
 from feedserver.feeds.snapshots.build import build_from_records
-from feedserver.feeds.snapshots.manifest import Manifest
+from feedserver.feeds.snapshots.manifest import Manifest, wme_archive
 from feedserver.ingest.siteinfo import DumpInfo
 from feedserver.metering.ledger import Ledger
 from feedserver.models import Article, ArticleBody, Language, Namespace, Project, Version
@@ -97,8 +101,6 @@ def _billed_bytes(data_dir: Path) -> int:
 def test_bytes_are_right_and_connections_stay_usable(world: World) -> None:
     server = ServerProcess(server_env(world.data_dir)).start()
     try:
-        # The zstd representation: stored files only, the zero-copy one (the WME tar.gz,
-        # the default, carries rebuilt headers from memory and is streamed).
         auth = {"Authorization": f"Bearer {world.key}", "Accept": "application/zstd"}
         whole, first = world.whole, world.manifest.chunks[0]
         base = f"{server.url}/v2/snapshots/{SNAPSHOT}"
@@ -121,6 +123,22 @@ def test_bytes_are_right_and_connections_stay_usable(world: World) -> None:
             assert r.status_code == 206 and whole[:2] in r.content and whole[-2:] in r.content
             r = http.get(f"{base}/download", headers={"Range": "bytes=1-2"})
             assert r.content == whole[1:3]  # the connection still answers correctly
+            # WME's tar.gz: its checksum, the NDJSON inside equals the zstd download's, and a
+            # Range over the literal header bytes and into the first stored part.
+            gz = wme_archive(world.manifest.representations)
+            assert gz is not None
+            r = http.get(f"{base}/download", headers={"Accept": "application/gzip"})
+            assert r.status_code == 200
+            archive = r.content
+            assert hashlib.sha256(archive).hexdigest() == gz.archive.sha256
+            with tarfile.open(fileobj=io.BytesIO(archive), mode="r|gz") as tar:
+                inside = b"".join(tar.extractfile(m).read() for m in tar)  # type: ignore[union-attr]
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(whole),
+                                                                read_across_frames=True)
+            assert inside == reader.read()
+            r = http.get(f"{base}/download", headers={"Accept": "application/gzip",
+                                                      "Range": "bytes=5-4999"})
+            assert r.status_code == 206 and r.content == archive[5:5000]
     finally:
         server.stop()
 
@@ -129,8 +147,6 @@ def test_usage_equals_bytes_received_under_300_concurrent_requests(world: World)
     server = ServerProcess(server_env(world.data_dir)).start()
     received = 0
     try:
-        # The zstd representation: stored files only, the zero-copy one (the WME tar.gz,
-        # the default, carries rebuilt headers from memory and is streamed).
         auth = {"Authorization": f"Bearer {world.key}", "Accept": "application/zstd"}
         base = f"{server.url}/v2/snapshots/{SNAPSHOT}"
         size = len(world.whole)

@@ -91,6 +91,22 @@ async def test_a_short_file_is_an_integrity_error_and_billed_as_sent(tmp_path: P
     assert seen == [7 + 2]
 
 
+async def test_literal_bytes_between_files_go_as_body_messages(tmp_path: Path) -> None:
+    # A WME tar.gz is stored deflate parts with rebuilt tar headers between them: the headers
+    # are literal bytes, sent as ordinary body messages in order and metered like the rest.
+    seen: list[int] = []
+    send = Recorder()
+    a, b = _files(tmp_path)
+    head = FileSegment(None, 2, 5, b"HEADER")
+    await _send_body([head, a, head, b], BodyMeter(seen.append), send, piece=8)
+    order = [(m["type"], m["body"] if m["type"] == "http.response.body"
+              else (m["file"], m["offset"], m["count"])) for m in send.messages]
+    assert order == [("http.response.body", b"ADE"), (ZEROCOPY, (str(tmp_path / "a"), 3, 7)),
+                     ("http.response.body", b"ADE"), (ZEROCOPY, (str(tmp_path / "b"), 0, 7)),
+                     ("http.response.body", b"")]
+    assert seen == [3 + 7 + 3 + 7]
+
+
 def test_supports_zerocopy_reads_the_scope_extensions() -> None:
     assert supports_zerocopy({"extensions": {ZEROCOPY: {}}})
     assert not supports_zerocopy({"extensions": None})

@@ -193,3 +193,14 @@ def test_clean_text_alone() -> None:
     text = clean_text("'''Bold''' start.<ref>x</ref>\n{{Infobox|a=b}}\n== H ==\n* item\n"
                       '{| class="wikitable"\n| cell\n|}')
     assert text == "Bold start.\n\nH\n\nitem"
+
+
+def test_sentinels_in_the_page_are_removed_whatever_the_string_kind() -> None:
+    # The page may not forge the parser's private-use sentinels; the check that looks for
+    # them works on the UTF-16 bytes, so try every sentinel in ASCII-with-one, Greek (2-byte)
+    # and astral (4-byte, surrogate pairs) strings, beside characters whose UTF-16 holds the
+    # same E0 byte (U+00E0, U+03E0, U+E0E0) and must stay.
+    for code in range(0xE000, 0xE010):
+        for prose in ("plain", "ελληνικά", "emoji \U0001F600"):
+            page = f"{prose} à Ϡ \ue0e0 {chr(code)}[[Link]] end"
+            assert clean_text(page) == f"{prose} à Ϡ \ue0e0 Link end"
