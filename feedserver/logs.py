@@ -93,6 +93,19 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler this module installed, so a second setup replaces it."""
 
 
+class _StderrHandler(_Handler):
+    """Writes to ``sys.stderr`` as it is when each record is written, not as it was at setup:
+    whoever swapped it since (a test runner's capture, a supervisor) gets the lines, and a
+    stream closed meanwhile is never written to (as ``logging.lastResort`` does)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+
 def setup_logging(settings: Settings, stream: IO[str] | None = None) -> logging.Handler:
     """Configure the root logger from ``settings.log_format`` and ``settings.log_level``."""
     return configure(settings.log_format, settings.log_level, stream)
@@ -103,7 +116,7 @@ def configure(log_format: LogFormat, level: str = "INFO",
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
-    handler = _Handler(stream if stream is not None else sys.stderr)
+    handler = _Handler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(_RequestIdFilter())
     root.addHandler(handler)

@@ -77,6 +77,22 @@ def test_text_when_asked_and_setup_never_stacks_handlers() -> None:
         json.loads(line)
 
 
+def test_default_stream_is_stderr_as_it_is_when_a_line_is_written(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Set up once, then stderr is swapped (a test runner's capture, a supervisor) and the old
+    # one closed: lines go to the new one; none is written to the closed one (which printed
+    # "--- Logging error ---" from in-process servers once a test's capture had ended).
+    old = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", old)
+    configure("json")
+    old.close()
+    new = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", new)
+    logging.getLogger("feedserver.test").warning("after the swap")
+    (line,) = _lines(new)
+    assert line["message"] == "after the swap"
+
+
 def test_api_logs_each_request_with_its_request_id(tmp_path: Path) -> None:
     out = io.StringIO()
     setup_logging(Settings(), out)
