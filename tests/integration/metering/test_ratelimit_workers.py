@@ -16,11 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from feedserver.accounts.admin import AccountAdmin
 from feedserver.plans import Plan, RateLimit
-from feedserver.storage.db import Database, SQLiteDatabase
-from feedserver.storage.db.postgres import PostgresDatabase
-from tests.fixtures.serve_proc import ServerProcess, server_env
+from tests.fixtures.serve_proc import ServerProcess, customer_env
 
 pytestmark = pytest.mark.integration
 
@@ -32,22 +29,7 @@ PLAN = Plan(name="burst-10", feeds=["snapshots"],
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
-    settings: dict[str, str] = {}
-    db: Database
-    if request.param == "sqlite":
-        db = SQLiteDatabase(tmp_path / "feedserver.db")
-    else:
-        url = request.getfixturevalue("fresh_postgres_url")
-        db = PostgresDatabase(url, max_size=2)
-        settings["database_url"] = url
-    try:
-        admin = AccountAdmin(db)
-        admin.create_plan(PLAN)
-        admin.create_customer("Acme", plan=PLAN.name)
-        key = admin.create_api_key("Acme")[1]
-    finally:
-        db.close()
-    yield server_env(tmp_path, **settings), key
+    yield customer_env(request, tmp_path, PLAN)
 
 
 async def _burst(url: str, key: str) -> Counter[int]:
