@@ -81,7 +81,9 @@ def run() -> None:
             env = {"FEEDSERVER_DATA_DIR": str(settings.data_path),
                    "FEEDSERVER_TOKEN_SECRET": SECRET, "FEEDSERVER_LOG_LEVEL": "WARNING",
                    **{f"FEEDSERVER_{k.upper()}": v for k, v in s3.items()}}
-            auth = {"Authorization": f"Bearer {key}"}
+            # zstd NDJSON: the stored chunk objects themselves, what boto3 reads directly (and
+            # the one representation a presigned redirect can serve).
+            auth = {"Authorization": f"Bearer {key}", "Accept": "application/zstd"}
             port = free_port()
             api = f"http://127.0.0.1:{port}"
             cmd = [sys.executable, "-m", "feedserver", "serve", "--port", str(port)]
