@@ -10,12 +10,9 @@ download that was still in the dead process's buffers.
 
 from __future__ import annotations
 
-import base64
-import os
 import socket
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -26,10 +23,10 @@ from feedserver.config import Settings
 from feedserver.feeds.snapshots.build import build_from_records
 from feedserver.ingest.siteinfo import DumpInfo
 from feedserver.metering.ledger import Ledger
-from feedserver.models import Article, ArticleBody, Language, Namespace, Project, Version
 from feedserver.plans import Plan
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
+from tests.fixtures.articles import random_articles
 from tests.fixtures.serve_proc import ServerProcess, server_env
 
 pytestmark = pytest.mark.integration
@@ -41,21 +38,9 @@ READ_BEFORE_STALL = 2 * 1024 * 1024
 # message (one chunk file here) plus what asyncio's transport still buffered below its mark.
 TRANSPORT_SLACK = 64 * 1024
 
-
-def _articles(count: int) -> list[Article]:
-    # Random text: incompressible, so the snapshot is far bigger than the socket buffers
-    # and the server is really mid-body when it dies.
-    return [
-        Article(
-            name=f"Page {i}", identifier=i, date_modified=datetime(2024, 1, 1, tzinfo=UTC),
-            url=f"https://en.wikipedia.org/wiki/Page_{i}", namespace=Namespace(identifier=0),
-            in_language=Language(identifier="en"),
-            is_part_of=Project(identifier="enwiki", url="https://en.wikipedia.org"),
-            article_body=ArticleBody(wikitext=base64.b64encode(os.urandom(450_000)).decode()),
-            version=Version(identifier=1000 + i),
-        )
-        for i in range(1, count + 1)
-    ]
+# Random text: incompressible, so the snapshot is far bigger than the socket buffers
+# and the server is really mid-body when it dies.
+ARTICLE_BYTES = 450_000
 
 
 @dataclass
@@ -69,7 +54,8 @@ def world(tmp_path: Path) -> World:
     settings = Settings(data_dir=str(tmp_path), chunk_size=1024 * 1024)
     info = DumpInfo(wiki="enwiki", site_name="Wikipedia", base_url="https://en.wikipedia.org",
                     language="en", namespaces={0: ""}, schema_version="0.11", source="synthetic")
-    build_from_records(info, _articles(40), FilesystemBlobStore(tmp_path / "blobs"), settings)
+    build_from_records(info, random_articles(40, random_bytes=ARTICLE_BYTES),
+                       FilesystemBlobStore(tmp_path / "blobs"), settings)
     db = SQLiteDatabase(tmp_path / "feedserver.db")
     try:
         admin = AccountAdmin(db)

@@ -12,13 +12,10 @@ files go out with ``sendfile``), as clients see them and as the ledger bills the
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import io
-import os
 import tarfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -31,31 +28,18 @@ from feedserver.feeds.snapshots.build import build_from_records
 from feedserver.feeds.snapshots.manifest import Manifest, wme_archive
 from feedserver.ingest.siteinfo import DumpInfo
 from feedserver.metering.ledger import Ledger
-from feedserver.models import Article, ArticleBody, Language, Namespace, Project, Version
 from feedserver.plans import Plan
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
+from tests.fixtures.articles import random_articles
 from tests.fixtures.serve_proc import ServerProcess, server_env
 
 pytestmark = pytest.mark.integration
 
 SNAPSHOT = "enwiki_namespace_0"
 CONCURRENT = 300
-
-
-def _articles(count: int) -> list[Article]:
-    # Random text: incompressible, so every chunk file is about ``chunk_size`` bytes.
-    return [
-        Article(
-            name=f"Page {i}", identifier=i, date_modified=datetime(2024, 1, 1, tzinfo=UTC),
-            url=f"https://en.wikipedia.org/wiki/Page_{i}", namespace=Namespace(identifier=0),
-            in_language=Language(identifier="en"),
-            is_part_of=Project(identifier="enwiki", url="https://en.wikipedia.org"),
-            article_body=ArticleBody(wikitext=base64.b64encode(os.urandom(60_000)).decode()),
-            version=Version(identifier=1000 + i),
-        )
-        for i in range(1, count + 1)
-    ]
+# Random text: incompressible, so every chunk file is about ``chunk_size`` bytes.
+ARTICLE_BYTES = 60_000
 
 
 @dataclass
@@ -72,7 +56,8 @@ def world(tmp_path: Path) -> World:
     info = DumpInfo(wiki="enwiki", site_name="Wikipedia", base_url="https://en.wikipedia.org",
                     language="en", namespaces={0: ""}, schema_version="0.11", source="synthetic")
     blobs = FilesystemBlobStore(tmp_path / "blobs")
-    (manifest,) = build_from_records(info, _articles(12), blobs, settings)
+    (manifest,) = build_from_records(info, random_articles(12, random_bytes=ARTICLE_BYTES),
+                                     blobs, settings)
     assert len(manifest.chunks) >= 3  # Ranges across chunk files need several
     whole = b"".join(blobs.get_bytes(c.key) for c in manifest.chunks)
     db = SQLiteDatabase(tmp_path / "feedserver.db")
