@@ -31,19 +31,6 @@ from tests.fixtures.asgi import serve_in_thread
 REAL_EVENTS = EVENTS / "page_change" / "mediawiki.page_change.v1__wikidata-query-rdf.jsonl"
 
 
-class RecordingSink:
-    """A UsageSink that keeps what it was told (thread-safe enough: list appends)."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def record(self, principal: Any, **kw: Any) -> None:
-        self.records.append({"customer_id": principal.customer_id, **kw})
-
-    def progress(self, principal: Any, **kw: Any) -> None:
-        del principal, kw
-
-
 @dataclass
 class Keys:
     everything: str

@@ -16,9 +16,9 @@ from feedserver.feeds.events.consumer import EventConsumer
 from feedserver.ingest.events import changes_from_json
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import EmbeddedEventLog, Outgoing
+from tests.fixtures.usage import RecordingSink
 from tests.integration.realtime_harness import (
     Keys,
-    RecordingSink,
     StreamClient,
     encode,
     make_accounts,

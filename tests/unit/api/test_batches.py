@@ -24,6 +24,7 @@ from feedserver.feeds.batches.store import BatchManifest, read_hour
 from feedserver.metering.records import UsageSink
 from feedserver.plans import Plan
 from feedserver.storage.eventlog import EmbeddedEventLog, Outgoing
+from tests.fixtures.usage import RecordingSink
 from tests.unit.api.conftest import World, build_world, make_articles
 from tests.unit.api.test_snapshots import unzstd
 
@@ -70,24 +71,13 @@ async def bworld(tmp_path_factory: pytest.TempPathFactory) -> BatchWorld:
     return BatchWorld(world, key_en, key_all, manifests)
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def record(self, principal: Any, **kw: Any) -> None:
-        self.records.append(kw)
-
-    def progress(self, principal: Any, **kw: Any) -> None:
-        del principal, kw
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
 
 
 @pytest.fixture
-def sink() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def client(bworld: BatchWorld, sink: Recorder) -> Iterator[TestClient[Any]]:
+def client(bworld: BatchWorld, sink: RecordingSink) -> Iterator[TestClient[Any]]:
     w = bworld.world
     usage: UsageSink = sink  # type: ignore[assignment]
     app = build_app(w.settings, blobs=w.blobs, db=w.db, accounts=w.accounts, state=w.state,
@@ -143,7 +133,7 @@ def ndjson_of(body: bytes) -> bytes:
 
 @pytest.mark.parametrize("accept", [None, "application/zstd"])
 def test_download_range_etag_head(client: TestClient[Any], bworld: BatchWorld,
-                                  sink: Recorder, accept: str | None) -> None:
+                                  sink: RecordingSink, accept: str | None) -> None:
     """The default (WME's tar.gz) and the native zstd: each its own bytes, checksums and
     ETag; ranges, 304 and HEAD on either; the bytes sent are billed."""
     m = bworld.manifests[EN]

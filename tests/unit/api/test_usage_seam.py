@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from litestar.testing import TestClient
@@ -12,18 +11,8 @@ from prometheus_client import CollectorRegistry
 from feedserver.api.app import build_app
 from feedserver.metering.service import open_metering
 from feedserver.storage.eventlog import EmbeddedEventLog
+from tests.fixtures.usage import RecordingSink
 from tests.unit.api.conftest import World
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def record(self, principal: Any, **kw: Any) -> None:
-        self.records.append({"customer": principal.customer_id, **kw})
-
-    def progress(self, principal: Any, **kw: Any) -> None:
-        del principal, kw
 
 
 def test_download_and_lookup_reported(world: World) -> None:

@@ -22,6 +22,7 @@ from feedserver.feeds.snapshots.store import SnapshotStore
 from feedserver.formats.gzip_pieces import HEADER
 from feedserver.formats.wme_tar import ENTRY_HEADER_SIZE, TAIL_SIZE
 from feedserver.metering.records import UsageSink
+from tests.fixtures.usage import RecordingSink
 from tests.unit.api.conftest import World, build_world
 from tests.unit.api.test_snapshots import unzstd
 
@@ -46,24 +47,13 @@ def entries(data: bytes) -> list[tuple[str, bytes]]:
                 for m in tar.getmembers()]
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def record(self, principal: Any, **kw: Any) -> None:
-        self.records.append(kw)
-
-    def progress(self, principal: Any, **kw: Any) -> None:
-        del principal, kw
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
 
 
 @pytest.fixture
-def sink() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def client(world: World, sink: Recorder) -> Iterator[TestClient[Any]]:
+def client(world: World, sink: RecordingSink) -> Iterator[TestClient[Any]]:
     usage: UsageSink = sink  # type: ignore[assignment]
     app = build_app(world.settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
                      state=world.state, registry=CollectorRegistry(), usage=usage)
@@ -76,7 +66,7 @@ def get(client: TestClient[Any], world: World, path: str = DL, **headers: str) -
 
 
 def test_snapshot_download_is_wme_tar_gz_by_default(client: TestClient[Any], world: World,
-                                                    sink: Recorder) -> None:
+                                                    sink: RecordingSink) -> None:
     m = world.manifests[EN]
     meta = get(client, world, f"/v2/snapshots/{EN}").json()
     r = get(client, world)
