@@ -51,24 +51,23 @@ def local_path(value: str, *, default: str, prefix: str = "/usage") -> str:
     return value
 
 
-class LoginForm(msgspec.Struct, kw_only=True):
+class CsrfForm(msgspec.Struct, kw_only=True):
+    """Every form the portal posts carries the session's CSRF token."""
+
     csrf: str = ""
+
+
+class LoginForm(CsrfForm, kw_only=True):
     username: str = ""
     password: str = ""
     next: str = ""
 
 
-class CsrfForm(msgspec.Struct, kw_only=True):
-    csrf: str = ""
-
-
-class MonthForm(msgspec.Struct, kw_only=True):
-    csrf: str = ""
+class MonthForm(CsrfForm, kw_only=True):
     month: str = ""
 
 
-class CorrectionForm(msgspec.Struct, kw_only=True):
-    csrf: str = ""
+class CorrectionForm(CsrfForm, kw_only=True):
     kind: str = ""
     usage_id: str = ""
     quantity: str = ""
@@ -80,13 +79,11 @@ class CorrectionForm(msgspec.Struct, kw_only=True):
     return_to: str = ""
 
 
-class KeyForm(msgspec.Struct, kw_only=True):
-    csrf: str = ""
+class KeyForm(CsrfForm, kw_only=True):
     name: str = ""
 
 
-class PasswordForm(msgspec.Struct, kw_only=True):
-    csrf: str = ""
+class PasswordForm(CsrfForm, kw_only=True):
     current: str = ""
     new: str = ""
     confirm: str = ""
