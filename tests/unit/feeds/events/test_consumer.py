@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
-from feedserver.config import Settings, load_settings
+from feedserver.config import Settings
 from feedserver.errors import StorageError
 from feedserver.feeds.events.consumer import SOURCE_HEADER, EventConsumer
 from feedserver.ingest.events import changes_from_json, with_body
@@ -29,10 +29,10 @@ from feedserver.storage.eventlog import (
 )
 from tests.conftest import EVENTS
 from tests.fixtures.action_api import serve_action_api
+from tests.unit.feeds.events.conftest import INPUT
 
 REAL = EVENTS / "page_change" / "mediawiki.page_change.v1__wikidata-query-rdf.jsonl"
 EXAMPLE = EVENTS / "schema_examples" / "mediawiki.page_change.v1__schema-1.3.0-examples.jsonl"
-INPUT = "mediawiki.page_change.v1"
 # 13 real events (one move -> 2 articles) + the schema example.
 EXPECTED_ARTICLES = 15
 
@@ -42,17 +42,6 @@ def _events() -> list[bytes]:
     example = EXAMPLE.read_bytes().strip()
     # One broken line in the middle: it must be dead-lettered, not block the rest.
     return [*lines[:6], b'{"not": "an event"', *lines[6:], example]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(env={}, data_dir=str(tmp_path), event_topics=[INPUT],
-                         article_partitions=3)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> SQLiteDatabase:
-    return SQLiteDatabase(tmp_path / "feedserver.db")
 
 
 @pytest.fixture

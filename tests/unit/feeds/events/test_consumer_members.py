@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
-from feedserver.config import Settings, load_settings
+from feedserver.config import Settings
 from feedserver.errors import InvalidParameter, StorageError
 from feedserver.feeds.events.consumer import SOURCE_HEADER, EventConsumer
 from feedserver.metrics import Metrics
@@ -29,9 +29,9 @@ from feedserver.storage.eventlog import (
     read,
 )
 from tests.conftest import EVENTS
+from tests.unit.feeds.events.conftest import INPUT
 
 REAL = EVENTS / "page_change" / "mediawiki.page_change.v1__wikidata-query-rdf.jsonl"
-INPUT = "mediawiki.page_change.v1"
 SYNTHETIC = 40
 BROKEN = b'{"not": "an event"'
 # 13 real events (one move -> 2 articles) + synthetic edits of distinct pages.
@@ -74,17 +74,6 @@ def all_events() -> list[bytes]:
 async def load(log: EventLog, partitions: int = 4) -> None:
     await log.create_topic(INPUT, partitions)
     await log.append(INPUT, [Outgoing(key=page_key(v), value=v) for v in all_events()])
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(env={}, data_dir=str(tmp_path), event_topics=[INPUT],
-                         article_partitions=3)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> SQLiteDatabase:
-    return SQLiteDatabase(tmp_path / "feedserver.db")
 
 
 @pytest.fixture

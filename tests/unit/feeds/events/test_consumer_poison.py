@@ -12,12 +12,11 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from feedserver.config import Settings, load_settings
+from feedserver.config import Settings
 from feedserver.errors import UnstorableValue
 from feedserver.feeds.events.consumer import EventConsumer
 from feedserver.feeds.events.state import StateStore
@@ -25,9 +24,9 @@ from feedserver.ingest.events import ArticleChange
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import EmbeddedEventLog, Outgoing
 from tests.conftest import EVENTS
+from tests.unit.feeds.events.conftest import INPUT
 
 REAL = EVENTS / "page_change" / "mediawiki.page_change.v1__wikidata-query-rdf.jsonl"
-INPUT = "mediawiki.page_change.v1"
 VALID = 200
 
 Mutation = Callable[[dict[str, Any]], None]
@@ -78,17 +77,6 @@ def _stream() -> tuple[list[bytes], dict[str, str]]:
         events.insert(7 + k * 20, bad)
         reasons[f"poison-{k}"] = reason
     return [json.dumps(e).encode() for e in events], reasons
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(env={}, data_dir=str(tmp_path), event_topics=[INPUT],
-                         article_partitions=3)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> SQLiteDatabase:
-    return SQLiteDatabase(tmp_path / "feedserver.db")
 
 
 @pytest.fixture
