@@ -33,16 +33,26 @@ def _worker_pids(master: int) -> list[int]:
             if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
-def _sockets_of(pid: int) -> set[str]:
+def _server_ends(port: int, client_ports: set[int]) -> set[str]:
+    """The socket inodes of the server's ends of our connections (``/proc/net/tcp``: local
+    port ``port``, remote port one of ``client_ports``), as ``socket:[inode]`` links."""
     out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if int(local.split(":")[1], 16) == port and int(remote.split(":")[1], 16) in client_ports:
+            out.add(f"socket:[{inode}]")
+    return out
+
+
+def _held_by(pid: int, ends: set[str]) -> int:
+    held = 0
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
-            target = fd.readlink()
+            held += str(fd.readlink()) in ends
         except OSError:
             continue  # closed meanwhile
-        if str(target).startswith("socket:"):
-            out.add(str(target))
-    return out
+    return held
 
 
 def test_connections_spread_over_the_workers(tmp_path: Path) -> None:
@@ -51,14 +61,15 @@ def test_connections_spread_over_the_workers(tmp_path: Path) -> None:
         assert server.proc is not None
         workers = _worker_pids(server.proc.pid)
         assert len(workers) == 2
-        baseline = {pid: len(_sockets_of(pid)) for pid in workers}
         conns = [socket.create_connection(("127.0.0.1", server.port), timeout=10)
                  for _ in range(CONNECTIONS)]
+        client_ports = {c.getsockname()[1] for c in conns}
         try:
             # Accepting is asynchronous: wait (bounded) until every connection is held.
             deadline = time.monotonic() + SETTLE_TIMEOUT
             while True:
-                held = {pid: len(_sockets_of(pid)) - baseline[pid] for pid in workers}
+                ends = _server_ends(server.port, client_ports)
+                held = {pid: _held_by(pid, ends) for pid in workers}
                 if sum(held.values()) >= CONNECTIONS or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
