@@ -11,7 +11,7 @@ the listening workers by a hash of the client's address and port: an even share 
 The parent holds the port with a bound socket that never listens (so it never receives a
 connection, and a port in use fails at once, before any worker starts), starts the workers
 (spawned processes, like uvicorn's), restarts a worker that dies, and on SIGINT / SIGTERM
-passes the signal on (each worker shuts down gracefully: streams end with their offsets) and
+sends each worker SIGTERM (each shuts down gracefully: streams end with their offsets) and
 waits for them, killing a worker that outlives ``STOP_TIMEOUT``.
 """
 
@@ -48,6 +48,7 @@ def listener(host: str, port: int, *, listen: int | None) -> socket.socket:
 
 
 def _worker(config: uvicorn.Config) -> None:  # in the worker process
+    config.configure_logging()  # as uvicorn's workers do (the parent's setup is not inherited)
     sock = listener(config.host, config.port, listen=config.backlog)
     uvicorn.Server(config).run(sockets=[sock])
 
@@ -78,7 +79,9 @@ def run_workers(config: uvicorn.Config, workers: int) -> int:
                 procs[i] = _start(config)  # a dead worker is replaced
         return 0
     finally:
-        _stop(procs, stopping[0] if stopping else signal.SIGTERM)
+        # SIGTERM, whatever the parent got (as uvicorn's supervisor does): a worker that also
+        # got the terminal's SIGINT would take a second SIGINT as "exit now, not gracefully".
+        _stop(procs)
         hold.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -90,10 +93,10 @@ def _start(config: uvicorn.Config) -> BaseProcess:
     return proc
 
 
-def _stop(procs: list[BaseProcess], sig: int) -> None:
+def _stop(procs: list[BaseProcess]) -> None:
     for proc in procs:
         if proc.is_alive() and proc.pid is not None:
-            os.kill(proc.pid, sig)
+            os.kill(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     for proc in procs:
         proc.join(max(0.0, deadline - time.monotonic()))
