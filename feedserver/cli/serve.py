@@ -1,10 +1,11 @@
 """``feedserver serve``: run the HTTP API under uvicorn.
 
-With ``--workers N`` uvicorn starts N processes, each building its own app (and its own
-Prometheus registry: scrape each worker, or run one worker per container) from the same
-``FEEDSERVER_*`` settings through ``feedserver.api.app:app_from_env``. The HTTP protocol is
-uvicorn's h11 one with the ASGI zero-copy extension (``api/zerocopy_server.py``), so file
-downloads are sent with ``sendfile(2)``.
+With ``--workers N`` N processes each build their own app (and their own Prometheus
+registry: scrape each worker, or run one worker per container) from the same ``FEEDSERVER_*``
+settings through ``feedserver.api.app:app_from_env``, each listening on a socket of its own
+(``SO_REUSEPORT``, ``cli/workers.py``) so that the kernel spreads connections evenly. The
+HTTP protocol is uvicorn's h11 one with the ASGI zero-copy extension
+(``api/zerocopy_server.py``), so file downloads are sent with ``sendfile(2)``.
 """
 
 from __future__ import annotations
@@ -33,14 +34,15 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     import uvicorn
 
     from feedserver.api.zerocopy_server import ZeroCopyH11Protocol
+    from feedserver.cli.workers import run_workers
 
     if workers < 1:
         raise ValueError("--workers must be at least 1")
     sweep(scratch_root(settings.data_path))  # scratch of builds killed earlier
-    uvicorn.run(
-        "feedserver.api.app:app_from_env", factory=True,
+    options: dict[str, Any] = dict(
+        app="feedserver.api.app:app_from_env", factory=True,
         host=host or settings.host, port=port or settings.port,
-        workers=workers, log_level=settings.log_level.lower(),
+        log_level=settings.log_level.lower(),
         # Logging is feedserver.logs' (JSON or text, request ids); the app logs each request.
         log_config=None, access_log=False,
         proxy_headers=True, server_header=False, timeout_graceful_shutdown=10,
@@ -48,4 +50,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         # with sendfile(2) (feedserver.api.zerocopy)
         http=ZeroCopyH11Protocol,
     )
-    return 0
+    if workers == 1:
+        uvicorn.run(**options)
+        return 0
+    # A listening socket per worker: connections spread evenly (cli/workers.py).
+    return run_workers(uvicorn.Config(**options), workers)

@@ -25,7 +25,9 @@ resume). Memory is the ring (shared) plus a few objects per subscriber, whatever
 
 The reader survives broker outages: a failing poll closes it and it reopens, after a growing
 delay, exactly where it stopped. After each tick it waits ``linger`` seconds, so that under a
-steady flow subscribers wake (and write) once per ``linger``, not once per record.
+steady flow subscribers wake (and write) once per ``linger``, not once per record; with many
+subscribers the wait grows (``Hub.pause``) so that the wake-ups (one write each) per second stay
+about ``WAKEUPS_PER_SECOND`` per process, adding at most ``MAX_LINGER_SECONDS`` of latency.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ BUFFER_BYTES = 64 * 1024 * 1024
 TICK_BYTES = 64 * 1024  # a poll is published as ticks of about this size (one record at least)
 BATCH_BYTES = 64 * 1024  # what a subscriber takes at once, at most (one tick at least)
 LINGER_SECONDS = 0.005
+WAKEUPS_PER_SECOND = 20_000  # subscriber wake-ups (writes) per second the linger aims at
+MAX_LINGER_SECONDS = 0.05
 HOT_TICKS = 64  # ticks whose items keep their decoded dict (for filters / fields)
 
 
@@ -375,6 +379,14 @@ class Hub:
         return len(self._subs)
 
     @property
+    def pause(self) -> float:
+        """The reader's wait after a tick: ``linger``, or longer with so many subscribers
+        that a tick every ``linger`` would wake more than ``WAKEUPS_PER_SECOND`` of them per
+        second (each wake-up is a write), at most ``MAX_LINGER_SECONDS``."""
+        spread = len(self._subs) / WAKEUPS_PER_SECOND
+        return min(max(self.linger, spread), max(self.linger, MAX_LINGER_SECONDS))
+
+    @property
     def buffered(self) -> tuple[int, int]:
         """Records and bytes the ring holds."""
         return self._records, self._bytes
@@ -465,7 +477,7 @@ class Hub:
                 delay = self.retry_delay
                 if records and self._publish(records):
                     # Let subscribers write, and let the next records gather meanwhile.
-                    await asyncio.sleep(self.linger)
+                    await asyncio.sleep(self.pause)
         finally:
             if reader is not None:
                 with contextlib.suppress(FeedError):

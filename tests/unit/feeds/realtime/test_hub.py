@@ -11,7 +11,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from feedserver.feeds.realtime.hub import Hub, Subscription, SubscriptionClosed, partitions_of_parts
+from feedserver.feeds.realtime.hub import (
+    MAX_LINGER_SECONDS,
+    WAKEUPS_PER_SECOND,
+    Hub,
+    Subscription,
+    SubscriptionClosed,
+    partitions_of_parts,
+)
 from feedserver.feeds.realtime.items import StreamItem, to_item
 from feedserver.storage.db import SQLiteDatabase
 from feedserver.storage.eventlog import EmbeddedEventLog, LogRecord, Outgoing
@@ -80,6 +87,22 @@ def test_item_carries_partition_and_offset() -> None:
     bad = to_item(LogRecord(topic=TOPIC, partition=0, offset=1, timestamp_ms=1, key=None,
                             value=b"{not json"))
     assert bad.data is None
+
+
+async def test_linger_grows_with_subscribers_within_bounds(log: EmbeddedEventLog) -> None:
+    # The reader's wait after a tick bounds the wake-ups (one write each) per second: linger
+    # with few subscribers, longer with many, never longer than MAX_LINGER_SECONDS (the
+    # latency it may add). No hub task needed: it is a function of the subscriber count.
+    hub = Hub(log, TOPIC, partitions=PARTS, linger=0.005)
+    hub.next = {p: 0 for p in range(PARTS)}
+    assert hub.pause == 0.005
+    subs = [hub.subscribe(hub.tail()) for _ in range(WAKEUPS_PER_SECOND // 50)]
+    assert hub.pause == pytest.approx(len(subs) / WAKEUPS_PER_SECOND) and hub.pause > 0.005
+    subs += [hub.subscribe(hub.tail()) for _ in range(WAKEUPS_PER_SECOND)]
+    assert hub.pause == MAX_LINGER_SECONDS
+    for sub in subs:
+        hub.detach(sub)
+    assert hub.pause == 0.005
 
 
 async def test_tail_subscriber_gets_only_new_records(log: EmbeddedEventLog) -> None:
