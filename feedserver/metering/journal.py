@@ -158,10 +158,7 @@ class Journal:
     def append(self, records: Sequence[UsageRecord]) -> int:
         """Append with one copy into the mapped segment; returns the segment number to
         ``release`` after commit."""
-        buf = bytearray()
-        for rec in records:
-            _encoder.encode_into(rec, buf, len(buf))
-            buf += b"\n"
+        buf = _encoder.encode_lines(records)  # one NDJSON line each, newline-terminated
         for _ in range(2):  # a fresh segment holds at least ``buf``
             with self._lock:
                 seg = self._segments[self._current]
