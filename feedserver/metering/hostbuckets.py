@@ -33,7 +33,7 @@ import struct
 import threading
 from pathlib import Path
 
-from feedserver.metering.ratelimit import RateDecision, decide
+from feedserver.metering.ratelimit import RateDecision, take_tokens
 from feedserver.plans import RateLimit
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,13 @@ class HostRateLimiter:
         return self.hit(bucket, policy, now)
 
     def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
+        return self.take(bucket, policy, now, 1)[1]
+
+    def take(self, bucket: str, policy: RateLimit, now: float,
+             tokens: int) -> tuple[int, RateDecision]:
+        """``tokens`` requests' worth at once when the bucket holds them, else one (the
+        ``TokenBucket`` step ``LeasedRateLimiter`` leases from); returns how many were taken
+        (0 when denied) and the decision for the first."""
         known = self._where.get(bucket)
         key = known[0] if known is not None else _key(bucket)
         with self._lock:
@@ -97,10 +104,11 @@ class HostRateLimiter:
                         self._where.clear()
                     self._where[bucket] = (key, offset)
                 tat = _TAT.unpack_from(self._map, offset + 16)[0]
-                decision, new_tat = decide(tat, now, policy)  # a new slot's 0.0: a full bucket
+                # a new slot's 0.0: a full bucket
+                taken, decision, new_tat = take_tokens(tat, now, policy, tokens)
                 if new_tat != tat:
                     _TAT.pack_into(self._map, offset + 16, new_tat)
-                return decision
+                return taken, decision
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 

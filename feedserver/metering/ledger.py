@@ -75,8 +75,20 @@ CORRECTIONS_MIGRATION = (
 _encoder = msgspec.json.Encoder()
 _NO_OFFSET = timedelta(0)
 _IN_CHUNK = 400  # keeps ``IN (...)`` under SQLite's parameter limit
-_INSERT = (f"INSERT INTO usage_ledger ({', '.join(ALL_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(ALL_COLUMNS))})")
+# Rows per INSERT statement: 49 rows of 20 values stay under SQLite's oldest parameter limit
+# (999). One statement per slice instead of ``executemany`` (one step per row): the driver
+# gives up and retakes the GIL around every step, and the writer thread retaking it stalls
+# the event loop that serves requests, once per row.
+_INSERT_ROWS = 999 // len(ALL_COLUMNS)
+_ROW_MARKS = f"({', '.join('?' * len(ALL_COLUMNS))})"
+
+
+def _insert_sql(rows: int) -> str:
+    return (f"INSERT INTO usage_ledger ({', '.join(ALL_COLUMNS)}) VALUES "
+            + ", ".join([_ROW_MARKS] * rows))
+
+
+_INSERT_FULL = _insert_sql(_INSERT_ROWS)
 NEVER_CLOSES = Periods(None)
 
 
@@ -135,8 +147,11 @@ class Ledger:
         def build(_cur: Cursor) -> list[LedgerRow]:
             rows = []
             open_months: dict[str, bool] = {}
+            texts: dict[datetime, str] = {}  # the records of one response share their ts
             for rec in sorted(unique.values(), key=lambda r: (r.ts, r.usage_id)):
-                ts = ts_text(rec.ts)
+                ts = texts.get(rec.ts)
+                if ts is None:
+                    ts = texts[rec.ts] = ts_text(rec.ts)
                 row = from_record(rec, ts)
                 month = ts[:7]
                 is_open = open_months.get(month)
@@ -180,7 +195,10 @@ class Ledger:
                 if entry.meter == "bytes" and entry.quantity:
                     key = (entry.customer_id, entry.ts[:7])
                     bytes_by_month[key] = bytes_by_month.get(key, 0) + entry.quantity
-            cur.executemany(_INSERT, values)
+            for i in range(0, len(values), _INSERT_ROWS):
+                part = values[i : i + _INSERT_ROWS]
+                sql = _INSERT_FULL if len(part) == _INSERT_ROWS else _insert_sql(len(part))
+                cur.execute(sql, [v for row in part for v in row])
             for (customer, month), used in bytes_by_month.items():
                 cur.execute(
                     "INSERT INTO quota_usage (customer_id, month, meter, used) "

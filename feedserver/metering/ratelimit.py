@@ -54,6 +54,23 @@ def decide(tat: float, now: float, policy: RateLimit) -> tuple[RateDecision, flo
     return RateDecision(False, 0, max(tat, now) - now, ahead - capacity), tat
 
 
+def take_tokens(tat: float, now: float, policy: RateLimit,
+                tokens: int) -> tuple[int, RateDecision, float]:
+    """GCRA for ``tokens`` requests at once when the bucket holds them, else for one: how
+    many were taken (0 when denied), the decision for the first (``remaining`` counts what
+    the bucket holds after the take) and the tat to store."""
+    if tokens > 1:
+        interval = 1.0 / policy.requests_per_second
+        capacity = max(1, policy.burst) * interval
+        new_tat = max(tat, now) + tokens * interval
+        ahead = new_tat - now
+        if ahead <= capacity + 1e-9:
+            remaining = math.floor((capacity - ahead) / interval + 1e-9)
+            return tokens, RateDecision(True, max(0, remaining), ahead, 0.0), new_tat
+    decision, new_tat = decide(tat, now, policy)
+    return int(decision.allowed), decision, new_tat
+
+
 class RateLimiter(Protocol):
     def try_hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision | None:
         """The decision when it needs no blocking I/O (event loop), else None."""
@@ -153,28 +170,46 @@ class _Lease(msgspec.Struct):
     reset: float  # seconds to full, as of the lease
 
 
-class LeasedRateLimiter:
-    """A ``DatabaseRateLimiter`` bucket spent in leases: one database update per
-    ``lease_tokens`` requests per process (PostgreSQL deployments, many hosts)."""
+class TokenBucket(Protocol):
+    """A shared bucket that can hand out several requests' worth in one step."""
 
-    def __init__(self, database: DatabaseRateLimiter) -> None:
-        self.database = database
+    def take(self, bucket: str, policy: RateLimit, now: float,
+             tokens: int) -> tuple[int, RateDecision]:
+        """Take ``tokens`` when the bucket holds them, else one; returns how many were taken
+        (0 when denied) and the decision for the first (``remaining``: what the bucket holds
+        after the take)."""
+
+
+class LeasedRateLimiter:
+    """A shared bucket spent in leases: one step of the shared bucket per ``lease_tokens``
+    requests per process. ``source`` is the database (PostgreSQL deployments, many hosts:
+    a step is a database update, so ``try_hit`` without a lease answers None and admission
+    hops to a thread) or the host's memory-mapped buckets (``blocking=False``: a step is a
+    ``flock`` of a local file, taken on the event loop; leasing keeps that system call, which
+    hands the GIL to any waiting thread, off most requests)."""
+
+    def __init__(self, source: TokenBucket, *, blocking: bool = True) -> None:
+        self.source = source
+        self.blocking = blocking
         self._leases: dict[str, _Lease] = {}
         self._lock = threading.Lock()
 
     def try_hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision | None:
         with self._lock:
             lease = self._leases.get(bucket)
-            if lease is None or lease.tokens <= 0 or now >= lease.until:
-                return None
-            lease.tokens -= 1
-            return RateDecision(True, lease.remaining + lease.tokens, lease.reset, 0.0)
+            if lease is not None and lease.tokens > 0 and now < lease.until:
+                lease.tokens -= 1
+                return RateDecision(True, lease.remaining + lease.tokens, lease.reset, 0.0)
+        return None if self.blocking else self._take(bucket, policy, now)
 
     def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
         decided = self.try_hit(bucket, policy, now)
         if decided is not None:
             return decided
-        taken, decision = self.database.take(bucket, policy, now, lease_tokens(policy))
+        return self._take(bucket, policy, now)
+
+    def _take(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
+        taken, decision = self.source.take(bucket, policy, now, lease_tokens(policy))
         if taken > 1:
             with self._lock:
                 if len(self._leases) >= 100_000:

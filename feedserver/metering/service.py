@@ -64,8 +64,9 @@ class Metering:
         if limiter is None:
             # Never per process: uvicorn workers on one SQLite file are several processes too.
             limiter = open_limiter(db)
-            if isinstance(limiter, HostRateLimiter):
-                self._host_limiter = limiter
+            if isinstance(limiter, LeasedRateLimiter) \
+                    and isinstance(limiter.source, HostRateLimiter):
+                self._host_limiter = limiter.source
         self.admitter = Admitter(self.counters, limiter)
         self.recorder: UsageRecorder | None = None
         if enabled:
@@ -119,12 +120,12 @@ class Metering:
 def open_limiter(db: Database) -> RateLimiter:
     """One bucket per customer for every process sharing ``db``: SQLite is one host, so a
     memory-mapped file next to it (``<file>-ratelimit``); PostgreSQL serves many hosts, so its
-    ``rate_limit_state`` rows, spent in short leases; an in-memory SQLite database has one
-    process."""
+    ``rate_limit_state`` rows; both spent in short leases (``LeasedRateLimiter``); an
+    in-memory SQLite database has one process."""
     if isinstance(db, SQLiteDatabase):
         if db.path == ":memory:":
             return LocalRateLimiter()
-        return HostRateLimiter(db.path + "-ratelimit")
+        return LeasedRateLimiter(HostRateLimiter(db.path + "-ratelimit"), blocking=False)
     return LeasedRateLimiter(DatabaseRateLimiter(db))
 
 

@@ -125,17 +125,24 @@ class UsageRecorder:
 
     def _append(self, records: list[UsageRecord], response_id: str, *, final: bool) -> None:
         # Keyed by the server's response id: clients choose request ids, not these.
-        refs = self._open.setdefault(response_id, Counter())
-        refs[self.journal.append(records)] += len(records)
-        if final:  # checkpoints stay journal-only; the final records release their lines too
-            del self._open[response_id]
-            self._pending.append((records, dict(refs)))
-            self._pending_records += len(records)
-            self._recorded += 1
-            if not self._arrived.is_set():
-                self._arrived.set()
-            if self._pending_records >= self.batch_size and not self._full.is_set():
-                self._full.set()
+        segment = self.journal.append(records)
+        if not final:  # checkpoints stay journal-only, their lines held until the final record
+            self._open.setdefault(response_id, Counter())[segment] += len(records)
+            return
+        # The final records release their own lines and those of the response's checkpoints
+        # (most responses have none: no Counter for them, this runs per response).
+        lines = {segment: len(records)}
+        checkpoints = self._open.pop(response_id, None)
+        if checkpoints is not None:
+            checkpoints[segment] += len(records)
+            lines = dict(checkpoints)
+        self._pending.append((records, lines))
+        self._pending_records += len(records)
+        self._recorded += 1
+        if not self._arrived.is_set():
+            self._arrived.set()
+        if self._pending_records >= self.batch_size and not self._full.is_set():
+            self._full.set()
 
     # --- the writer task -----------------------------------------------------------------------
     async def _next_batch(self) -> list[_Item]:

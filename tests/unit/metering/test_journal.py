@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from feedserver.metering.journal import Journal, parse_segment
@@ -39,4 +40,35 @@ def test_live_segments_are_not_recovered(tmp_path: Path) -> None:
     recovered = other.recover()
     assert [r.usage_id for r in recovered.records] == [rec(1).usage_id]
     other.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dead_process_mapped_segment_is_recovered_without_its_zero_tail(
+        tmp_path: Path) -> None:
+    # Appends are copies into a mapped, sparse segment: a process that dies leaves the file
+    # at its mapped size, zeros after the last record. Recovery reads the records, and the
+    # zeros are neither garbage nor a torn tail.
+    j = Journal(tmp_path)
+    j.open()
+    j.append([rec(1), rec(2)])
+    j.append([rec(3)])
+    (segment,) = j._segments.values()
+    segment.map.close()  # what the kernel does to a killed process: the pages stay in the
+    os.close(segment.fd)  # page cache, the mapping and the flock go
+    assert segment.path.stat().st_size > segment.size
+    recovered = Journal(tmp_path).recover()
+    assert [r.usage_id for r in recovered.records] == [rec(i).usage_id for i in (1, 2, 3)]
+    assert (recovered.skipped_lines, recovered.torn_tail) == (0, 0)
+
+
+def test_a_full_segment_rotates_on_append(tmp_path: Path) -> None:
+    j = Journal(tmp_path, segment_bytes=1)
+    j.open()
+    first = j.append([rec(1)])
+    (segment,) = j._segments.values()
+    segment.size = segment.capacity - 10  # as if nearly full
+    second = j.append([rec(2)])
+    assert second != first and j.pending() == 2
+    j.release({first: 1, second: 1})
+    j.close()
     assert list(tmp_path.iterdir()) == []

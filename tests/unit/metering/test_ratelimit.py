@@ -20,12 +20,15 @@ from feedserver.storage.db import Database
 POLICY = RateLimit(requests_per_second=10, burst=3)
 
 
-@pytest.fixture(params=["local", "database", "host", "leased"])
+@pytest.fixture(params=["local", "database", "host", "leased", "leased-host"])
 def limiter(request: pytest.FixtureRequest, db: Database, tmp_path: Path) -> RateLimiter:
     if request.param == "local":
         return LocalRateLimiter()
     if request.param == "host":
         return HostRateLimiter(tmp_path / "buckets")
+    if request.param == "leased-host":
+        # what the server uses on SQLite (POLICY's lease is one token: exact)
+        return LeasedRateLimiter(HostRateLimiter(tmp_path / "buckets"), blocking=False)
     migrate(db)
     if request.param == "leased":
         # POLICY's lease is one token: a leased limiter then decides exactly as the database
@@ -106,3 +109,20 @@ def test_leased_tokens_expire_unspent(db: Database) -> None:
     assert limiter.hit("rate:acme", fast, now).allowed
     assert limiter.try_hit("rate:acme", fast, now) is not None  # a leased token, no I/O
     assert limiter.try_hit("rate:acme", fast, now + 1.0) is None  # expired: ask the database
+
+
+def test_leased_host_buckets_admit_exactly_the_burst_across_processes(tmp_path: Path) -> None:
+    # The server's SQLite limiter: host buckets spent in leases. Two openers of one file stand
+    # for two worker processes; at one instant they still admit exactly the burst, and
+    # try_hit always decides (a file lock never blocks on I/O), so admission never hops.
+    fast = RateLimit(requests_per_second=1000, burst=100)
+    a, b = (LeasedRateLimiter(HostRateLimiter(tmp_path / "buckets"), blocking=False)
+            for _ in range(2))
+    now = 1_000_000.0
+    decisions = [(a if i % 2 else b).try_hit("rate:acme", fast, now) for i in range(150)]
+    assert all(d is not None for d in decisions)
+    assert [d.allowed for d in decisions if d is not None].count(True) == fast.burst
+    # A lease is one step of the shared bucket: the first hit took lease_tokens at once.
+    assert a.hit("rate:acme", fast, now + 1.0).allowed
+    assert a.try_hit("rate:acme", fast, now + 1.0) is not None
+    assert b.hit("rate:acme", fast, now + 1.0).allowed

@@ -23,12 +23,15 @@ def test_settings_choose_the_destination_and_limiter(db: Database, tmp_path: Pat
     assert isinstance(embedded.recorder, UsageRecorder)
     assert isinstance(embedded.recorder.destination, LedgerDestination)
     # Shared on every backend: several processes may serve one SQLite file (issue 11 item 6),
-    # through a file next to it; PostgreSQL (several hosts) through leases of its rows.
+    # through a file next to it; PostgreSQL (several hosts) through its rows; both leased.
+    limiter = embedded.admitter.limiter
+    assert isinstance(limiter, LeasedRateLimiter)
     if db.dialect == "sqlite":
-        assert isinstance(embedded.admitter.limiter, HostRateLimiter)
+        assert isinstance(limiter.source, HostRateLimiter)
+        assert not limiter.blocking  # a file lock: taken on the event loop
     else:
-        assert isinstance(embedded.admitter.limiter, LeasedRateLimiter)
-        assert isinstance(embedded.admitter.limiter.database, DatabaseRateLimiter)
+        assert isinstance(limiter.source, DatabaseRateLimiter)
+        assert limiter.blocking
     distributed = open_metering(load_settings(
         {}, data_dir=str(tmp_path), mode="distributed", kafka_bootstrap_servers="127.0.0.1:1"),
         db, events)
