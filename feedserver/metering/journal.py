@@ -9,7 +9,9 @@ that to power loss. No system call per append: a ``write`` gives up the GIL, and
 server the event loop then waits for whichever thread took it (measured: tens to hundreds of
 microseconds per response). A segment is deleted once every record in it is committed.
 
-A segment file is created at its mapped size (sparse: unused space takes no disk); records
+A segment file is created at its mapped size with its blocks allocated up front
+(``posix_fallocate``): a store into a mapped page the disk has no room for is a SIGBUS that
+kills the server, where a full disk must be an error at rotation instead. Records
 are written from its start, so what follows the last record is zero bytes, which readers
 drop (a record line never contains a NUL byte: JSON escapes it).
 
@@ -78,7 +80,7 @@ class _Segment:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(self.fd, capacity)
+            os.posix_fallocate(self.fd, 0, capacity)  # ENOSPC here, never a SIGBUS later
             self.map = mmap.mmap(self.fd, capacity)
         except BaseException:
             os.close(self.fd)

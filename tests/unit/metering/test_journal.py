@@ -72,3 +72,15 @@ def test_a_full_segment_rotates_on_append(tmp_path: Path) -> None:
     j.release({first: 1, second: 1})
     j.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_segment_owns_its_disk_blocks_before_the_first_append(tmp_path: Path) -> None:
+    # Appends are stores into a mapping: a page the disk could not back would be a SIGBUS that
+    # kills the server. Blocks allocated at creation make a full disk an error at rotation.
+    journal = Journal(tmp_path, segment_bytes=1024)
+    journal.open()
+    (segment,) = tmp_path.glob("*.journal")
+    stat = segment.stat()
+    assert stat.st_size >= 1024 * 1024
+    assert stat.st_blocks * 512 >= stat.st_size
+    journal.close()
