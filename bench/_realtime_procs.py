@@ -18,6 +18,7 @@ import httpx
 import msgspec
 
 from bench._realtime_clients import BUCKET_NS, Result
+from tests.fixtures.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 10
@@ -53,12 +54,7 @@ def server(env: dict[str, str], port: int, workers: int = 1) -> Iterator[tuple[s
                 time.sleep(0.1)
             yield url, proc.pid
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc, timeout=15)
 
 
 def _tail(out: IO[bytes]) -> str:

@@ -51,6 +51,7 @@ from feedserver.plans import Plan, Quotas, RateLimit
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import Database, SQLiteDatabase
 from feedserver.storage.db.postgres import PostgresDatabase
+from tests.fixtures.processes import stop_process
 
 REPEATS = 5
 ARTICLES = 4000
@@ -102,12 +103,7 @@ def process(args: list[str], url: str, env: dict[str, str] | None = None
                 time.sleep(0.1)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, timeout=10)
 
 
 def articles() -> Iterator[Article]:

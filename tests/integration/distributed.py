@@ -35,7 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tests.conftest import ROOT, free_port
 from tests.fixtures import postgres as pg_fixture
 from tests.fixtures.moto import MOTO_SERVER
-from tests.fixtures.tansu import stop_process
+from tests.fixtures.processes import stop_process
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0

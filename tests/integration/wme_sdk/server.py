@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import DUMPS, EVENTS, free_port
+from tests.fixtures.processes import stop_process
 
 ENWIKI = (DUMPS / "gensim-4.4.0"
           / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
@@ -188,12 +189,7 @@ def running_server(tmp: Path) -> Iterator[WMEServer]:
                             events_from=events_from, events_until=events_until,
                             log_path=log_path)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=20)
+            stop_process(proc, timeout=20)
 
 
 def article_records(server: WMEServer) -> list[Any]:
