@@ -23,6 +23,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
+from feedserver.api.body_writes import Framing, send_body
 from feedserver.api.zerocopy import ZEROCOPY, SendfileInterrupted
 
 _App = Callable[[Any, Any, Any], Awaitable[None]]
@@ -59,10 +60,13 @@ class ZeroCopyH11Protocol(H11Protocol):
                 await inner(scope, receive, send)
                 return
             scope["extensions"] = {**(scope.get("extensions") or {}), ZEROCOPY: {}}
+            framing = Framing()
 
             async def zerocopy_send(message: Any) -> None:
                 if message["type"] == ZEROCOPY:
                     await send_file(cycle, message)
+                elif message["type"] == "http.response.body" and message.get("more_body"):
+                    await send_body(cycle, message, framing)  # streamed pieces, never joined
                 else:
                     await send(message)
 

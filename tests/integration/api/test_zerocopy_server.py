@@ -7,6 +7,9 @@ files go out with ``sendfile``), as clients see them and as the ledger bills the
    WME's tar.gz (stored deflate parts with literal rebuilt headers between them).
 2. Usage equals the bytes the clients received, under 300 concurrent requests: whole
    snapshots, chunks and Ranges at once, then a graceful stop flushes the ledger.
+3. Streamed (chunked) bodies, whose pieces the protocol writes unjoined
+   (``feedserver.api.body_writes``): exact bytes read by a raw socket, keep-alive after
+   them, HTTP/1.0; a reader that stops reading stalls the stream with bounded buffers.
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ import io
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import h11
 import httpx
 import pytest
+import uvicorn
 import zstandard
 
 from feedserver.accounts.admin import AccountAdmin
+from feedserver.api.zerocopy_server import ZeroCopyH11Protocol
 from feedserver.config import Settings
 from feedserver.feeds.snapshots.build import build_from_records
 from feedserver.feeds.snapshots.manifest import Manifest, wme_archive
@@ -31,6 +38,7 @@ from feedserver.metering.ledger import Ledger
 from feedserver.plans import Plan
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
+from tests.conftest import free_port
 from tests.fixtures.articles import random_articles
 from tests.fixtures.serve_proc import ServerProcess, server_env
 
@@ -169,3 +177,141 @@ def test_usage_equals_bytes_received_under_300_concurrent_requests(world: World)
         server.stop()  # graceful: the writer flushes every final record to the ledger
     assert received > 0
     assert _billed_bytes(world.data_dir) == received
+
+
+# --- streamed (chunked) bodies: framing written by the protocol, h11 kept in step ----------
+
+# Sizes that cross every edge of the framing: one byte, an empty message (nothing on the
+# wire), hex lengths of one to six digits, the 60 KB of a realtime tick and several MB.
+STREAM_SIZES = (1, 0, 15, 16, 255, 4096, 60_000, 1 << 20, 3_000_001, 7)
+SLOW_PIECE = 64 * 1024
+SLOW_PIECES = 1_000  # 64 MB: far beyond what loopback socket buffers hold
+STALL_TIMEOUT = 60.0
+
+
+def _pieces() -> list[bytes]:
+    patterns = [bytes((i * 7 + j) % 251 for j in range(251)) for i in range(len(STREAM_SIZES))]
+    return [(p * (n // 251 + 1))[:n] for p, n in zip(patterns, STREAM_SIZES, strict=True)]
+
+
+class _Streams:
+    """ASGI app: ``/pieces`` streams ``_pieces()``; ``/slow`` streams SLOW_PIECES pieces of
+    SLOW_PIECE bytes and counts the sends that returned (what the server took)."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        slow = scope["path"] == "/slow"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        pieces = [bytes([i % 256]) * SLOW_PIECE for i in range(SLOW_PIECES)] if slow \
+            else _pieces()
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            self.taken += len(piece)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _serve(app: _Streams) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
+                                           log_level="warning", http=ZeroCopyH11Protocol))
+    task = asyncio.create_task(server.serve())
+    for _ in range(1_000):  # bounded: 20 s
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    assert server.started
+    return server, task, port
+
+
+async def _stop(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    await asyncio.wait_for(task, 30)
+
+
+def _h11_chunked(pieces: list[bytes]) -> bytes:
+    """h11's own framing of ``pieces`` as a chunked response body (the oracle)."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert isinstance(conn.next_event(), h11.Request)
+    conn.send(h11.Response(status_code=200, headers=[]))
+    wire = b"".join(conn.send(h11.Data(data=p)) or b"" for p in pieces)
+    return wire + (conn.send(h11.EndOfMessage()) or b"")
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One response: (head, body) with the chunked framing checked and removed."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    assert b"transfer-encoding: chunked" in head.lower()
+    body = bytearray()
+    for _ in range(100_000):  # bounded: far more chunks than any response here has
+        size = int(await asyncio.wait_for(reader.readuntil(b"\r\n"), 30), 16)
+        data = await asyncio.wait_for(reader.readexactly(size + 2), 30)
+        assert data.endswith(b"\r\n")
+        if size == 0:
+            return head, bytes(body)
+        body += data[:-2]
+    raise AssertionError("no last chunk")
+
+
+async def test_chunked_stream_bytes_are_exact_and_the_connection_stays_usable() -> None:
+    # The protocol writes a chunked body's framing itself after h11 framed the first piece;
+    # the bytes must be h11's, and h11 must still end the body and take the next request
+    # on the same connection (its state never saw a difference).
+    expected = b"".join(_pieces())
+    server, task, port = await _serve(_Streams())
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(3):
+            writer.write(b"GET /pieces HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            assert head.startswith(b"HTTP/1.1 200")
+            wire = _h11_chunked(_pieces())  # byte for byte what h11 alone would write
+            assert await asyncio.wait_for(reader.readexactly(len(wire)), 30) == wire
+        writer.close()
+        # HTTP/1.0: no chunked encoding; h11 frames by closing, the bytes are still exact.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /pieces HTTP/1.0\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), 30)
+        assert raw.split(b"\r\n\r\n", 1)[1] == expected
+        writer.close()
+    finally:
+        await _stop(server, task)
+
+
+async def test_a_reader_that_stops_reading_stalls_the_stream_with_bounded_buffers() -> None:
+    # A subscriber that never reads must not make the server buffer without bound: the
+    # transport pauses the protocol above its high-water mark and the next send waits.
+    app = _Streams()
+    server, task, port = await _serve(app)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        stalled, last = 0, -1
+        for _ in range(int(STALL_TIMEOUT / 0.05)):  # until the app stops making progress
+            await asyncio.sleep(0.05)
+            stalled = stalled + 1 if app.taken == last else 0
+            last = app.taken
+            if stalled >= 10:
+                break
+        assert stalled >= 10, "the server kept taking data from a reader that does not read"
+        # What the server holds: the kernel's socket buffers, plus the transport's buffer
+        # (at most its high-water mark plus one piece).
+        assert app.taken < SLOW_PIECES * SLOW_PIECE // 4
+        (protocol,) = server.server_state.connections
+        assert protocol.transport.get_write_buffer_size() <= 64 * 1024 + SLOW_PIECE
+        # Reading again resumes the stream; every byte arrives, in order.
+        _, body = await _read_response(reader)
+        assert len(body) == SLOW_PIECES * SLOW_PIECE
+        assert all(body[i * SLOW_PIECE] == i % 256 and body[(i + 1) * SLOW_PIECE - 1] == i % 256
+                   for i in range(SLOW_PIECES))
+        writer.close()
+    finally:
+        await _stop(server, task)
