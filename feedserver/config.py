@@ -53,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # --- events ------------------------------------------------------------------------------
     kafka_bootstrap_servers: str | None = None
     kafka_fetch_wait_ms: int = 20
+    kafka_catch_up_fetch_wait_ms: int = 500
     eventlog_poll_seconds: float = 0.05
     event_topics: list[str] = msgspec.field(
         default_factory=lambda: ["mediawiki.page_change.v1", "mediawiki.page_content_change.v1"]

@@ -284,7 +284,7 @@ class Subscription:
         if self._reader is None:
             topic = self.hub.topic
             self._reader = self.hub.log.reader(
-                {(topic, p): off for p, off in self.positions.items()})
+                {(topic, p): off for p, off in self.positions.items()}, catch_up=True)
             self.hub.readers += 1
         try:
             records = await self._reader.poll(max_records=self.hub.batch, timeout=timeout)

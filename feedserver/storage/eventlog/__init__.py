@@ -35,5 +35,6 @@ def open_event_log(settings: Settings, db: Database) -> EventLog:
         from feedserver.storage.eventlog.kafka import KafkaEventLog
 
         return KafkaEventLog(settings.kafka_bootstrap_servers,
-                             fetch_wait_ms=settings.kafka_fetch_wait_ms)
+                             fetch_wait_ms=settings.kafka_fetch_wait_ms,
+                             catch_up_fetch_wait_ms=settings.kafka_catch_up_fetch_wait_ms)
     return EmbeddedEventLog(db, poll_interval=settings.eventlog_poll_seconds)

@@ -68,8 +68,14 @@ class EventLog(Protocol):
         Raises ``NotFound`` (no such topic), ``StorageError``; ``ValueError`` for a record's
         partition out of range."""
 
-    def reader(self, positions: Mapping[TopicPartition, int]) -> LogReader:
-        """A reader starting at ``positions`` (no I/O until its first ``poll``)."""
+    def reader(self, positions: Mapping[TopicPartition, int], *,
+               catch_up: bool = False) -> LogReader:
+        """A reader starting at ``positions`` (no I/O until its first ``poll``).
+
+        ``catch_up``: the reader works through a backlog (a bounded read, a stream from an
+        old offset) rather than following the live end, so it need not learn of a new record
+        within milliseconds; a backend may then wait longer at the broker per empty fetch
+        (cheaper for the broker). Which records it returns does not change."""
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         """Per partition, the offset the next appended record will get.

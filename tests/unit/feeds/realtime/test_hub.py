@@ -5,7 +5,7 @@ subscribers cut with a resumable position, shutdown."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import msgspec
@@ -21,7 +21,13 @@ from feedserver.feeds.realtime.hub import (
 )
 from feedserver.feeds.realtime.items import StreamItem, to_item
 from feedserver.storage.db import SQLiteDatabase
-from feedserver.storage.eventlog import EmbeddedEventLog, LogRecord, Outgoing
+from feedserver.storage.eventlog import (
+    EmbeddedEventLog,
+    LogReader,
+    LogRecord,
+    Outgoing,
+    TopicPartition,
+)
 
 TOPIC = "articles"
 PARTS = 4
@@ -140,6 +146,38 @@ async def test_catch_up_joins_live_without_loss_or_duplicates(log: EmbeddedEvent
             assert offs == sorted(offs) == list(range(len(offs)))
     finally:
         await hub.close()
+
+
+class RecordingLog(EmbeddedEventLog):
+    """The embedded log, noting how each reader was asked for."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(SQLiteDatabase(path), poll_interval=0.02)
+        self.kinds: list[bool] = []
+
+    def reader(self, positions: Mapping[TopicPartition, int], *,
+               catch_up: bool = False) -> LogReader:
+        self.kinds.append(catch_up)
+        return super().reader(positions, catch_up=catch_up)
+
+
+async def test_only_the_catch_up_reader_is_a_catch_up_read(tmp_path: Path) -> None:
+    # The live reader must keep the short broker wait (it bounds live latency); a subscriber
+    # reading a backlog asks for a catch-up reader, which a broker may hold longer per empty
+    # fetch (issue 16: with the live wait, a slow catch-up re-fetched drained partitions
+    # every 20 ms and cost the broker more than a plain consumer).
+    event_log = RecordingLog(tmp_path / "log.db")
+    await event_log.create_topic(TOPIC, PARTS)
+    await produce(event_log, 0, 100)
+    hub = await make_hub(event_log)
+    try:
+        sub = hub.subscribe(dict.fromkeys(range(PARTS), 0))
+        assert len(await collect(sub, 100)) == 100
+        assert event_log.kinds[0] is False  # the hub's one live reader
+        assert event_log.kinds[1:] == [True]  # the subscriber's catch-up reader
+    finally:
+        await hub.close()
+        await event_log.close()
 
 
 async def test_slow_subscriber_is_cut_and_resumes(log: EmbeddedEventLog) -> None:
