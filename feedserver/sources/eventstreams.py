@@ -205,7 +205,9 @@ class EventStreamsClient:
                         item = await asyncio.wait_for(queue.get(), remaining)
                     except TimeoutError:
                         break
-                if moved != last:
+                # New events are yielded even under an unchanged position: resuming by
+                # timestamp re-sends that millisecond, whose next event carries the same id.
+                if events or moved != last:
                     last = moved
                     yield Batch(events=events, position=moved)
         finally:

@@ -265,3 +265,17 @@ async def test_stop_ends_an_idle_follow(store: Log) -> None:
         stop.set()
         await asyncio.wait_for(task, TIMEOUT)
     assert len(await store.records()) == len(distinct(frames))
+
+
+async def test_an_event_resent_under_the_last_position_still_reaches_the_log(
+        store: Log) -> None:
+    # Resuming by timestamp re-sends that millisecond: a new event can arrive under the very
+    # position the last batch ended on. One event per batch makes that batch hold only it; it
+    # must be appended even though the position did not move (it used to be dropped, and the
+    # dedup set then kept it from ever coming back).
+    frames = real_frames(EVENTS, 120)
+    want = distinct(frames)
+    # Every 7 frames a drop: some resume lands inside a millisecond with a new event left.
+    with serve_eventstreams(frames, drop_every=7, id_mode="timestamp") as server:
+        await run_follow(store, server.url, len(want), batch_size=1)
+    assert [r.value.decode() for r in await store.records()] == want
