@@ -42,15 +42,17 @@ class RateDecision(msgspec.Struct, frozen=True):
     retry_after: float  # seconds until a request would be allowed (0 when allowed)
 
 
-def decide(tat: float, now: float, policy: RateLimit) -> tuple[RateDecision, float]:
-    """Pure GCRA step: the decision and the tat to store (unchanged when denied)."""
+def decide(tat: float, now: float, policy: RateLimit,
+           tokens: int = 1) -> tuple[RateDecision, float]:
+    """Pure GCRA step for ``tokens`` requests at once: the decision and the tat to store
+    (unchanged when denied)."""
     interval = 1.0 / policy.requests_per_second
     capacity = max(1, policy.burst) * interval
-    new_tat = max(tat, now) + interval
+    new_tat = max(tat, now) + tokens * interval
     ahead = new_tat - now
     if ahead <= capacity + 1e-9:
         remaining = math.floor((capacity - ahead) / interval + 1e-9)
-        return RateDecision(True, remaining, ahead, 0.0), new_tat
+        return RateDecision(True, max(0, remaining), ahead, 0.0), new_tat
     return RateDecision(False, 0, max(tat, now) - now, ahead - capacity), tat
 
 
@@ -60,13 +62,9 @@ def take_tokens(tat: float, now: float, policy: RateLimit,
     many were taken (0 when denied), the decision for the first (``remaining`` counts what
     the bucket holds after the take) and the tat to store."""
     if tokens > 1:
-        interval = 1.0 / policy.requests_per_second
-        capacity = max(1, policy.burst) * interval
-        new_tat = max(tat, now) + tokens * interval
-        ahead = new_tat - now
-        if ahead <= capacity + 1e-9:
-            remaining = math.floor((capacity - ahead) / interval + 1e-9)
-            return tokens, RateDecision(True, max(0, remaining), ahead, 0.0), new_tat
+        decision, new_tat = decide(tat, now, policy, tokens)
+        if decision.allowed:
+            return tokens, decision, new_tat
     decision, new_tat = decide(tat, now, policy)
     return int(decision.allowed), decision, new_tat
 
