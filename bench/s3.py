@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,9 +27,11 @@ import httpx
 
 from bench._targets import check
 from bench.api import (
+    REPEATS,
     SECRET,
     articles,
     best_of_interleaved,
+    cpu_seconds,
     download_mbps,
     free_port,
     process,
@@ -64,7 +67,7 @@ def run() -> None:
         moto_port = free_port()
         endpoint = f"http://127.0.0.1:{moto_port}"
         with process([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(moto_port)],
-                     f"{endpoint}/moto-api/"):
+                     f"{endpoint}/moto-api/") as moto:
             s3 = {"blob_backend": "s3", "s3_endpoint_url": endpoint, "s3_bucket": BUCKET,
                   "s3_access_key_id": "bench", "s3_secret_access_key": "bench"}
             settings = load_settings(env={}, data_dir=str(Path(tmp) / "data"),
@@ -87,16 +90,37 @@ def run() -> None:
             port = free_port()
             api = f"http://127.0.0.1:{port}"
             cmd = [sys.executable, "-m", "feedserver", "serve", "--port", str(port)]
-            with process(cmd, f"{api}/healthz", {**_base_env(), **env}):
+            with process(cmd, f"{api}/healthz", {**_base_env(), **env}) as server:
                 dl = f"{api}/v2/snapshots/{manifest.identifier}/download"
-                ours, direct = best_of_interleaved(lambda: download_mbps(dl, auth, size),
-                                                   lambda: boto3_mbps(endpoint, objects, size))
+                pids = {"moto": moto.pid, "server": server.pid}
+                cpu_ours: dict[str, float] = dict.fromkeys([*pids, "client"], 0.0)
+                cpu_direct = dict(cpu_ours)
+                ours, direct = best_of_interleaved(
+                    lambda: _cpu(cpu_ours, pids, lambda: download_mbps(dl, auth, size)),
+                    lambda: _cpu(cpu_direct, pids,
+                                 lambda: boto3_mbps(endpoint, objects, size)))
             print(f"S3 download {size / 1e6:.1f} MB in {len(manifest.chunks)} chunks: "
                   f"feedserver (proxied) {ours:.0f} MB/s, boto3 direct {direct:.0f} MB/s",
                   flush=True)
+            gb = REPEATS * size / 1e9
+            for name, cpu in (("proxied", cpu_ours), ("boto3 direct", cpu_direct)):
+                print(f"  CPU s/GB {name}: " + ", ".join(
+                    f"{who} {sec / gb:.2f}" for who, sec in cpu.items()), flush=True)
             check("S3 proxied download vs boto3 direct", ours / direct, 0.8)
             redirected(env, auth, manifest.identifier, manifest.chunks[0].size,
                        settings.data_path)
+
+
+def _cpu(cpu: dict[str, float], pids: dict[str, int], measure: Callable[[], float]) -> float:
+    """``measure()``, adding to ``cpu`` the CPU seconds moto, the server and this process
+    (the client) spent meanwhile: where the time of each arm goes, whatever the load."""
+    before = {who: cpu_seconds(pid) for who, pid in pids.items()}
+    mine = time.process_time()
+    value = measure()
+    cpu["client"] += time.process_time() - mine
+    for who, pid in pids.items():
+        cpu[who] += cpu_seconds(pid) - before[who]
+    return value
 
 
 def _base_env() -> dict[str, str]:
