@@ -1,14 +1,11 @@
 """Stream the stored parts of a download from a blob store, reading ahead of the sender.
 
 The stores are synchronous, so every read runs in a worker thread, one batch of blocks
-(``BATCH_BYTES``) per thread hop. Two things are in flight while a batch is sent, so the store
-(a remote S3) and the client's socket work at the same time rather than in turn:
-
-- the next batch of the same part (read-ahead);
-- once the part's last batch is being read, the opening of the next stored part (for S3 the
-  GET request, whose answer takes the store a while to start): the window is in order and
-  bounded, at most two batches and one opened part per body, and a part is opened only when
-  the previous one is nearly read, so an opened answer never waits long for its reader.
+(``BATCH_BYTES``) per thread hop. While a batch is sent, the next one is read, so the store
+(a remote S3) and the client's socket work at the same time rather than in turn. That holds
+across parts too: once a part's last batch is read, the next stored part is opened and its
+first batch read (for S3 the next GET, whose answer takes the store a while to start) while
+that last batch is sent. The window is in order and bounded: at most two batches per body.
 
 Blocks go to the server as the store gave them (at most ``READ_BLOCK`` each), never joined:
 a join is one more copy of every byte, and it costs more than the extra messages.
@@ -17,7 +14,7 @@ a join is one more copy of every byte, and it costs more than the extra messages
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
 from functools import partial
 
 import anyio.to_thread
@@ -47,9 +44,18 @@ def _read(it: Iterator[bytes]) -> asyncio.Future[list[bytes]]:
     return asyncio.ensure_future(anyio.to_thread.run_sync(_take, it))
 
 
-def _open(blobs: BlobStore, seg: Segment) -> asyncio.Future[_Blocks]:
-    return asyncio.ensure_future(
-        anyio.to_thread.run_sync(blobs.open_range, seg.key, seg.start, seg.stop))
+def _open_and_take(blobs: BlobStore, seg: Segment) -> tuple[_Blocks, list[bytes]]:
+    it = blobs.open_range(seg.key, seg.start, seg.stop)
+    try:
+        return it, _take(it)
+    except BaseException:
+        it.close()
+        raise
+
+
+def _first(blobs: BlobStore, seg: Segment) -> asyncio.Future[tuple[_Blocks, list[bytes]]]:
+    """``seg`` opened and its first batch read, in one worker-thread hop."""
+    return asyncio.ensure_future(anyio.to_thread.run_sync(_open_and_take, blobs, seg))
 
 
 def _close_after(it: _Blocks, read: asyncio.Future[list[bytes]]) -> None:
@@ -58,10 +64,10 @@ def _close_after(it: _Blocks, read: asyncio.Future[list[bytes]]) -> None:
     it.close()
 
 
-def _close_opened(opened: asyncio.Future[_Blocks]) -> None:
-    """A part opened ahead for a body that ended first: release its connection."""
-    if not opened.cancelled() and opened.exception() is None:
-        opened.result().close()
+def _close_first(first: asyncio.Future[tuple[_Blocks, list[bytes]]]) -> None:
+    """A part read ahead for a body that ended first: release its file or connection."""
+    if not first.cancelled() and first.exception() is None:
+        first.result()[0].close()
 
 
 def _next_stored(segments: Sequence[Segment], i: int) -> Segment | None:
@@ -69,38 +75,43 @@ def _next_stored(segments: Sequence[Segment], i: int) -> Segment | None:
 
 
 async def stream_segments(blobs: BlobStore, segments: Sequence[Segment]
-                          ) -> AsyncIterator[bytes]:
+                          ) -> AsyncGenerator[bytes, None]:
     """The bytes of ``segments`` in order: literal ones as they are, stored ones read from
     ``blobs`` with read-ahead. A stored part shorter than its segment raises
-    ``IntegrityError`` (headers already promised its length: the server aborts, never pads)."""
-    opening: asyncio.Future[_Blocks] | None = None
+    ``IntegrityError`` (headers already promised its length: the server aborts, never pads).
+    The store's errors (``BlobNotFound``) surface when their part is reached."""
+    first: asyncio.Future[tuple[_Blocks, list[bytes]]] | None = None
     try:
         for i, seg in enumerate(segments):
             if seg.data:
                 yield seg.data[seg.start : seg.stop]
                 continue
-            it = await (opening if opening is not None else _open(blobs, seg))
-            opening = None
+            it, batch = await (first if first is not None else _first(blobs, seg))
+            first = None
             want = seg.stop - seg.start
             read = sent = 0
-            ahead = _read(it)
+            ahead: asyncio.Future[list[bytes]] | None = None
             try:
-                while batch := await ahead:
-                    ahead = _read(it)
+                while batch:
                     read += sum(map(len, batch))
-                    if opening is None and read + BATCH_BYTES >= want:
-                        # The read just started is this part's last: open the next one now.
-                        nxt = _next_stored(segments, i)
-                        opening = _open(blobs, nxt) if nxt is not None else None
+                    if read < want:
+                        ahead = _read(it)
+                    elif (later := _next_stored(segments, i)) is not None:
+                        first = _first(blobs, later)  # this part is read: on to the next
                     for block in batch:
                         sent += len(block)
                         yield block
+                    batch = await ahead if ahead is not None else []
+                    ahead = None
             finally:
-                # The worker thread may still be inside ``it`` (a cut or cancelled body):
-                # close it once that read is over, never under the thread's feet.
-                ahead.add_done_callback(partial(_close_after, it))
+                if ahead is not None:
+                    # The worker thread may still be inside ``it`` (a cut or cancelled
+                    # body): close it once that read is over, never under the thread's feet.
+                    ahead.add_done_callback(partial(_close_after, it))
+                else:
+                    it.close()
             if sent != want:
                 raise IntegrityError(f"blob {seg.key} is shorter than its manifest says")
     finally:
-        if opening is not None:
-            opening.add_done_callback(_close_opened)
+        if first is not None:
+            first.add_done_callback(_close_first)
