@@ -29,13 +29,13 @@ BATCH_BYTES = 4 * 1024 * 1024
 _Blocks = Generator[bytes, None, None]
 
 
-def _take(it: Iterator[bytes]) -> list[bytes]:
+def _take(it: Iterator[bytes], limit: int = BATCH_BYTES) -> list[bytes]:
     out: list[bytes] = []
     size = 0
     for block in it:
         out.append(block)
         size += len(block)
-        if size >= BATCH_BYTES:
+        if size >= limit:
             break
     return out
 
@@ -44,18 +44,19 @@ def _read(it: Iterator[bytes]) -> asyncio.Future[list[bytes]]:
     return asyncio.ensure_future(anyio.to_thread.run_sync(_take, it))
 
 
-def _open_and_take(blobs: BlobStore, seg: Segment) -> tuple[_Blocks, list[bytes]]:
+def _open_and_take(blobs: BlobStore, seg: Segment, limit: int) -> tuple[_Blocks, list[bytes]]:
     it = blobs.open_range(seg.key, seg.start, seg.stop)
     try:
-        return it, _take(it)
+        return it, _take(it, limit)
     except BaseException:
         it.close()
         raise
 
 
-def _first(blobs: BlobStore, seg: Segment) -> asyncio.Future[tuple[_Blocks, list[bytes]]]:
-    """``seg`` opened and its first batch read, in one worker-thread hop."""
-    return asyncio.ensure_future(anyio.to_thread.run_sync(_open_and_take, blobs, seg))
+def _first(blobs: BlobStore, seg: Segment, limit: int = BATCH_BYTES
+           ) -> asyncio.Future[tuple[_Blocks, list[bytes]]]:
+    """``seg`` opened and its first batch (``limit`` bytes) read, in one worker-thread hop."""
+    return asyncio.ensure_future(anyio.to_thread.run_sync(_open_and_take, blobs, seg, limit))
 
 
 def _close_after(it: _Blocks, read: asyncio.Future[list[bytes]]) -> None:
@@ -86,7 +87,9 @@ async def stream_segments(blobs: BlobStore, segments: Sequence[Segment]
             if seg.data:
                 yield seg.data[seg.start : seg.stop]
                 continue
-            it, batch = await (first if first is not None else _first(blobs, seg))
+            # The body's first part starts with one block: the first bytes go out as soon as
+            # the store has them, and the read-ahead takes over from there.
+            it, batch = await (first if first is not None else _first(blobs, seg, 1))
             first = None
             want = seg.stop - seg.start
             read = sent = 0

@@ -67,9 +67,9 @@ async def test_a_short_part_aborts_the_body(tmp_path: Path) -> None:
 
 
 async def test_a_cut_body_releases_the_part_opened_ahead(tmp_path: Path) -> None:
-    # Small parts: the first batch is the whole first part, so the second is opened at once.
-    store, _ = _store(tmp_path, {"a": 3 * MiB, "b": 3 * MiB})
-    body = stream_segments(store, [Segment("a", 0, 3 * MiB), Segment("b", 0, 3 * MiB)])
+    # A first part of one block: its first read is all of it, so the second is opened at once.
+    store, _ = _store(tmp_path, {"a": 1000, "b": 3 * MiB})
+    body = stream_segments(store, [Segment("a", 0, 1000), Segment("b", 0, 3 * MiB)])
     await body.__anext__()
     await body.aclose()  # the client went away during the first part
     for _ in range(500):  # the reads still in worker threads finish, then are closed
