@@ -51,10 +51,6 @@ Positions = dict[int, int]
 BUFFER_BYTES = 64 * 1024 * 1024
 TICK_BYTES = 64 * 1024  # a poll is published as ticks of about this size (one record at least)
 BATCH_BYTES = 64 * 1024  # what a subscriber takes at once, at most (one tick at least)
-# What a catch-up (reading the log itself, one poll at a time) takes at once: its items are
-# its own (no other stream shares them), so fewer, larger writes cost less per record; a
-# poll holds at most ``Hub.batch`` records, which bounds it too.
-CATCH_UP_BATCH_BYTES = 1024 * 1024
 LINGER_SECONDS = 0.005
 WAKEUPS_PER_SECOND = 20_000  # subscriber wake-ups (writes) per second the linger aims at
 MAX_LINGER_SECONDS = 0.05
@@ -173,9 +169,8 @@ class Subscription:
             _release(self._waiter)
 
     async def next_batch(self, timeout: float, max_bytes: int = BATCH_BYTES) -> Batch | None:
-        """What there is to deliver (at least one tick or item, about ``max_bytes`` at most;
-        from a catch-up's own reader ``CATCH_UP_BATCH_BYTES``, if more), waiting up to
-        ``timeout`` seconds; None when nothing came. Raises
+        """What there is to deliver (at least one tick or item, about ``max_bytes`` at most),
+        waiting up to ``timeout`` seconds; None when nothing came. Raises
         ``SubscriptionClosed`` (slow, shutdown)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -185,7 +180,7 @@ class Subscription:
                 if self.hub._covers(self.positions):
                     await self._to_ring()
                     continue
-                batch = self._take_pending(max(max_bytes, CATCH_UP_BATCH_BYTES))
+                batch = self._take_pending(max_bytes)
                 if batch is not None:
                     return batch
                 remaining = deadline - loop.time()
