@@ -27,13 +27,14 @@ id is written once per download, not per request, and must not change within its
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import secrets
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal, Protocol, Required, TypedDict, Unpack
 
 import msgspec
@@ -115,8 +116,14 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 def download_id(customer_id: str, resource: str, when: datetime) -> str:
     """One download per customer, resource (snapshot id + version) and UTC day."""
-    day = when.astimezone(UTC).date().isoformat()
-    return derive_id("download", customer_id, resource, day)
+    return _download_id(customer_id, resource, when.astimezone(UTC).date())
+
+
+@functools.lru_cache(maxsize=4096)
+def _download_id(customer_id: str, resource: str, day: date) -> str:
+    # Memoised: every Range request of a download derives it twice (admission and its
+    # records), ~19k instructions each on the event loop; the same few ids recur all day.
+    return derive_id("download", customer_id, resource, day.isoformat())
 
 
 def response_usage_id(customer_id: str, api_key_id: str, response_id: str, meter: str) -> str:
@@ -125,13 +132,16 @@ def response_usage_id(customer_id: str, api_key_id: str, response_id: str, meter
     time-ordered by the response id's creation millisecond (``response_ms``)."""
     name = "\x1f".join(("response", customer_id, api_key_id, response_id, meter))
     h = hashlib.sha1(_NS_BYTES + name.encode())  # noqa: S324
-    return _ordered_prefix(response_ms(response_id)) + _ordered_tail(h.hexdigest())
+    return _stamp(response_id) + _ordered_tail(h.hexdigest())
 
 
-def _ordered_prefix(ms: int) -> str:
-    """The first 15 characters of a time-ordered id: 48 bits of milliseconds and version 8."""
-    t = f"{ms & 0xFFFFFFFFFFFF:012x}"
-    return f"{t[:8]}-{t[8:]}-8"
+def _stamp(response_id: str) -> str:
+    """The first 15 characters of a response's usage ids: the 48-bit millisecond the response
+    id starts with (``response_ms``, as text: no parse, this runs per response) and version 8."""
+    t = response_id[:12]
+    if len(response_id) >= _RESPONSE_ID_CHARS and _HEX.issuperset(t):
+        return f"{t[:8]}-{t[8:]}-8"
+    return "00000000-0000-8"
 
 
 def _ordered_tail(h: str) -> str:
@@ -140,14 +150,9 @@ def _ordered_tail(h: str) -> str:
 
 
 def response_ms(response_id: str) -> int:
-    """The millisecond (Unix time) a ``new_response_id`` was created, which it starts with;
-    0 for a response id of any other shape (the server makes none; tests do)."""
-    if len(response_id) == _RESPONSE_ID_CHARS and response_id.isalnum():
-        try:
-            return int(response_id[:12], 16)
-        except ValueError:
-            return 0
-    return 0
+    """The millisecond (Unix time) a ``new_response_id`` was created, which it starts with (12
+    hex digits); 0 for a response id of any other shape (the server makes none; tests do)."""
+    return int(_stamp(response_id)[:13].replace("-", ""), 16)
 
 
 def new_response_id() -> str:
@@ -156,10 +161,12 @@ def new_response_id() -> str:
     bits unique across processes and restarts (96 random bits drawn once per process, then a
     counter: this runs for every response, and a system call per id costs more than the rest
     of it)."""
-    return f"{time.time_ns() // 1_000_000:012x}{_PROCESS_PREFIX}{next(_RESPONSES) & 0xFFFFFFFF:08x}"
+    # (%-formatting: measured ~1.5k instructions cheaper than the f-string with format specs)
+    return "%012x%s%08x" % (time.time_ns() // 1_000_000, _PROCESS_PREFIX, next(_RESPONSES))  # noqa: UP031
 
 
-_RESPONSE_ID_CHARS = 44
+_RESPONSE_ID_CHARS = 44  # 45 after 2**32 responses of one process: still parsed
+_HEX = frozenset("0123456789abcdef")
 _PROCESS_PREFIX = secrets.token_hex(12)
 _RESPONSES = itertools.count(1)
 
@@ -200,7 +207,7 @@ def response_records(
     # response, on the event loop).
     prefix = hashlib.sha1(  # noqa: S324
         _NS_BYTES + f"response\x1f{customer}\x1f{key}\x1f{response_id}\x1f".encode())
-    stamp = _ordered_prefix(response_ms(response_id))
+    stamp = _stamp(response_id)
     out = []
     quantities: tuple[tuple[Meter, int], ...] = (
         ("requests", 1), ("bytes", usage.get("bytes_sent", 0)),
