@@ -37,6 +37,8 @@ KEY = b'"bench_sent_ns":'
 CLOSED = b"stream-closed"
 READ_BYTES = 256 * 1024
 BUCKET_NS = 100_000  # 0.1 ms
+WINDOW_NS = 500_000_000  # timeline: records grouped by send time, per 0.5 s
+COARSE_NS = 10_000_000  # timeline latency buckets: 10 ms
 CONNECT_TIMEOUT = 60.0
 
 
@@ -48,6 +50,9 @@ class Result(msgspec.Struct):
     histogram: dict[int, int]  # bucket (0.1 ms) -> samples
     records: int = 0  # records counted by every stream together
     cut: int = 0  # slow streams the server closed (stream-closed message or EOF)
+    # send-time window (``WINDOW_NS``, absolute) -> latency bucket (``COARSE_NS``) -> samples:
+    # how latency moves over the phase (a backlog building up, or stalls)
+    timeline: dict[int, dict[int, int]] = {}
 
 
 def stamps(data: bytes | bytearray, end: int) -> list[bytes]:
@@ -176,6 +181,20 @@ class Reader:
             at += count
         return dict(Counter(buckets))
 
+    def timeline(self) -> dict[int, dict[int, int]]:
+        """Every record's latency (10 ms buckets) per 0.5 s window of its send time."""
+        out: dict[int, Counter[int]] = {}
+        sent, reads, at = self.sent, self.reads, 0
+        for i in range(0, len(reads), 2):
+            now, count = reads[i], reads[i + 1]
+            for t in sent[at:at + count]:
+                window = out.get(t // WINDOW_NS)
+                if window is None:
+                    window = out[t // WINDOW_NS] = Counter()
+                window[(now - t) // COARSE_NS] += 1
+            at += count
+        return {w: dict(c) for w, c in out.items()}
+
 
 def slow_state(s: Stream) -> bool:
     """Whether the server closed a slow stream (checked once, at the end: it never reads)."""
@@ -226,7 +245,8 @@ def run(host: str, port: int, key: str, count: int, timeout: float, slow: int) -
         s.sock.close()
     return Result(received=[s.received for s in live], closed=sum(s.closed for s in live),
                   errors=[s.error for s in live if s.error], cpu_seconds=cpu,
-                  histogram=reader.histogram(), records=reader.records, cut=cut)
+                  histogram=reader.histogram(), records=reader.records, cut=cut,
+                  timeline=reader.timeline())
 
 
 if __name__ == "__main__":

@@ -67,12 +67,12 @@ class Pids(msgspec.Struct, frozen=True):
     broker: int  # 0: none (embedded log)
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
     """User + system CPU time of process ``pid`` and its children (Linux /proc); 0 for 0."""
     total = 0.0
     if not pid:
         return total
-    for one in family(pid):
+    for one in family(pid) if children else [pid]:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
