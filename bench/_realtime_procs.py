@@ -55,11 +55,13 @@ def server(env: dict[str, str], port: int, workers: int = 1) -> Iterator[tuple[s
             yield url, proc.pid
         finally:
             stop_process(proc, timeout=15)
+            if keep := os.environ.get("BENCH_SERVER_LOG"):  # the server's output, to look at
+                Path(keep).write_text(_tail(out, 200_000))
 
 
-def _tail(out: IO[bytes]) -> str:
+def _tail(out: IO[bytes], size: int = 2000) -> str:
     out.seek(0)
-    return out.read().decode(errors="replace")[-2000:]
+    return out.read().decode(errors="replace")[-size:]
 
 
 class Pids(msgspec.Struct, frozen=True):
