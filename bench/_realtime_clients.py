@@ -4,8 +4,10 @@
 ``/v2/articles`` over raw sockets (one HTTP/1.1 request each, no HTTP library, no asyncio),
 prints ``connected`` once all answered 200, then reads. The parent writes one line
 ``expect N`` on stdin once the producer is done (N records each stream should get; ``expect 0``
-for idle streams); the process stops when every stream has N records, was closed by the
-server, or TIMEOUT seconds passed since ``expect``, and prints one JSON line (``Result``).
+for idle streams); the process stops reading when every stream has N records, was closed by
+the server, or TIMEOUT seconds passed since ``expect``, prints ``done``, waits for a line
+``close`` (the parent reads the server's CPU in between), closes its streams and prints one
+JSON line (``Result``).
 SLOW (default 0) of the streams never read at all: they lag until the server cuts them
 (``bench.realtime``'s memory phase), and are left out of the latency figures.
 
@@ -252,6 +254,8 @@ def run(host: str, port: int, key: str, count: int, timeout: float, slow: int) -
             if all(s.received >= expect or s.closed or s.error for s in live):
                 break
     cpu = time.process_time() - cpu0  # the run's; building the histogram is after it
+    print("done", flush=True)  # the parent reads the server's CPU, then says "close"
+    sys.stdin.readline()
     cut = sum(slow_state(s) for s in streams if s.slow)
     for s in streams:
         s.sock.close()

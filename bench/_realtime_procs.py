@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -130,14 +130,28 @@ class Clients:
                     raise RuntimeError(f"subscribers did not connect ({line[:200]!r})")
         return self
 
-    async def finish(self, expect: int) -> list[Result]:
-        """Tell every process how many records to wait for; their results."""
+    async def finish(self, expect: int, done: Callable[[], None] | None = None
+                     ) -> list[Result]:
+        """Tell every process how many records to wait for; their results. ``done`` is called
+        once every process has its records and before any closes its streams (the server's
+        work of ending 1,000 streams is not delivery)."""
         for proc in self.procs:
             assert proc.stdin is not None
             proc.stdin.write(f"expect {expect}\n".encode())
             await proc.stdin.drain()
         results = []
         async with asyncio.timeout(self.timeout + 60):
+            for proc in self.procs:
+                assert proc.stdout is not None
+                line = await proc.stdout.readline()
+                if line.strip() != b"done":
+                    raise RuntimeError(f"subscribers did not finish ({line[:200]!r})")
+            if done is not None:
+                done()
+            for proc in self.procs:
+                assert proc.stdin is not None
+                proc.stdin.write(b"close\n")
+                await proc.stdin.drain()
             for proc in self.procs:
                 out, _ = await proc.communicate()
                 results.append(msgspec.json.decode(out.splitlines()[-1], type=Result))

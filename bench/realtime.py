@@ -186,9 +186,15 @@ async def latency(port: int, key: str, target: str, topic: str, pids: Pids, *,
                 await proc.wait()
         produced = json.loads(out)
         sent = int(produced["sent"])
-        results = await clients.finish(sent)
-        server_cpu = cpu_seconds(pids.server) - server_cpu
-        workers = {one: cpu_seconds(one, children=False) - cpu for one, cpu in workers.items()}
+        delivered_at: dict[int, float] = {}
+
+        def done() -> None:  # every record delivered, no stream closed yet
+            delivered_at.update({one: cpu_seconds(one, children=False) for one in workers})
+            delivered_at[0] = cpu_seconds(pids.server)
+
+        results = await clients.finish(sent, done)
+        server_cpu = delivered_at[0] - server_cpu
+        workers = {one: delivered_at[one] - cpu for one, cpu in workers.items()}
         broker_cpu = cpu_seconds(pids.broker) - broker_cpu
         wall = time.monotonic() - wall
     histogram: dict[int, int] = {}
@@ -206,7 +212,8 @@ async def latency(port: int, key: str, target: str, topic: str, pids: Pids, *,
           f"(target {RATE}/s): p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
           f"max {max(histogram) * BUCKET_NS / 1e6:.1f} ms; delivered {got:,} of "
           f"{sent * subscribers:,}; cut {cut}, errors {errors}", flush=True)
-    print(f"  CPU over the {wall:.1f} s phase: server {server_cpu:.1f} s, subscribers "
+    print(f"  CPU over the {wall:.1f} s phase: server {server_cpu:.1f} s (until the last record "
+          f"was in, before the streams ended), subscribers "
           f"{client_cpu:.1f} s in {len(results)} process(es) "
           f"({client_cpu / max(got, 1) * 1e6:.2f} s per million records), "
           f"broker {broker_cpu:.1f} s; load average {os.getloadavg()[0]:.1f}", flush=True)
