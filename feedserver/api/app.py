@@ -56,7 +56,7 @@ from feedserver.api.portal.context import Portals
 from feedserver.api.problems import handle_exception
 from feedserver.api.protocols import Accounts, ArticleState, Snapshots
 from feedserver.api.realtime_metering import StreamMetering
-from feedserver.api.services import Billing, Services, new_request_id
+from feedserver.api.services import Billing, Lookups, Services, new_request_id
 from feedserver.api.verified import VerifiedBlobs
 from feedserver.api.zerocopy import ZEROCOPY
 from feedserver.config import Settings, load_settings
@@ -271,6 +271,9 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
     def provide_verified_blobs() -> VerifiedBlobs:
         return services().verified_blobs
 
+    def provide_lookups() -> Lookups:
+        return services().lookups
+
     providers: dict[str, Callable[[], object]] = {
         "settings": provide_settings, "blobs": provide_blobs, "db": provide_db,
         "events": provide_events, "accounts": provide_accounts,
@@ -281,6 +284,7 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
         "metering": provide_metering, "realtime": provide_realtime,
         "stream_metering": provide_stream_metering, "portals": provide_portals,
         "metrics": provide_metrics, "verified_blobs": provide_verified_blobs,
+        "lookups": provide_lookups,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 
@@ -314,14 +318,16 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
     stack.push_async_callback(realtime.close)
     stream_metering = StreamMetering(db, settings)
     stack.push_async_callback(stream_metering.close)
+    billing = Billing(usage or NullSink(), metering)
     return Services(
         settings=settings, blobs=blobs, db=db, events=events, accounts=accounts,
         snapshots=snapshots or SnapshotStore(blobs), diffs=DiffStore(blobs), state=state,
         structured_snapshots=SnapshotStore(blobs, STRUCTURED_PREFIX),
-        billing=Billing(usage or NullSink(), metering), metering=metering, realtime=realtime,
+        billing=billing, metering=metering, realtime=realtime,
         stream_metering=stream_metering,
         portals=Portals(settings, db, accounts, metering), metrics=metrics,
-        verified_blobs=VerifiedBlobs(blobs))
+        verified_blobs=VerifiedBlobs(blobs),
+        lookups=Lookups(accounts=accounts, state=state, billing=billing))
 
 
 def _end_streams_on_signals(service: Realtime) -> Callable[[], None]:

@@ -108,6 +108,8 @@ def from_params(params: Mapping[str, Sequence[str]]) -> Query:
 async def read_query(request: Request[Any, Any, Any]) -> Query:
     if request.method == "POST":
         return from_body(await request.body())
+    if not request.scope["query_string"]:
+        return Query()  # the defaults, without building a multi-dict of nothing
     params = {k: list(v) for k, v in request.query_params.dict().items()}
     return from_params(params)
 

@@ -116,6 +116,17 @@ class Billing:
 
 
 @dataclass(frozen=True)
+class Lookups:
+    """What an on-demand lookup is served with, handed in as ONE dependency: litestar resolves
+    the dependencies of a handler that names several in an anyio task group, a task each,
+    which cost more per lookup than the state-store read (docs/api.md, "Benchmark")."""
+
+    accounts: Accounts
+    state: ArticleState
+    billing: Billing
+
+
+@dataclass(frozen=True)
 class Services:
     """Every component a running app serves with (opened or handed in by ``build_app``)."""
 
@@ -135,3 +146,4 @@ class Services:
     portals: Portals
     metrics: Metrics
     verified_blobs: VerifiedBlobs  # files hashed before any byte is served (Parquet shards)
+    lookups: Lookups  # accounts, state and billing together, for on-demand lookups
