@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from litestar import Litestar, Router
@@ -30,6 +30,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
 
 from feedserver import __version__
 from feedserver.accounts.service import Accounts as AccountsService
@@ -85,6 +86,7 @@ WME_ROUTERS: tuple[Callable[[], Router], ...] = (
 )
 CORS_EXCLUDED = ("/usage",)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+M = TypeVar("M", bound=MetricWrapperBase)
 log = logging.getLogger("feedserver.api")
 access = logging.getLogger("feedserver.access")
 
@@ -95,9 +97,21 @@ class FeedApp(Litestar):
     and the services of the running app."""
 
     metrics: Metrics
+    # ``labels(...)`` children of the request metrics, by metric and labels: the label sets
+    # are closed (route templates, methods, statuses) and prometheus_client validates them
+    # and takes a lock on every ``labels`` call (set by ``build_app``).
+    children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any]
     running: Services | None = None
     # The app behind its CORS middleware (set by ``build_app``).
     cors: ASGIApp | None = None
+
+    def child(self, metric: M, *labels: str) -> M:
+        """``metric.labels(*labels)``, memoised."""
+        key = (metric, labels)
+        found: M | None = self.children.get(key)
+        if found is None:
+            found = self.children[key] = metric.labels(*labels)
+        return found
 
     @property
     def services(self) -> Services:
@@ -128,7 +142,7 @@ class FeedApp(Litestar):
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                self.metrics.http_latency.labels(route(), method).observe(
+                self.child(self.metrics.http_latency, route(), method).observe(
                     time.perf_counter() - start)
                 # The correlation id stored with usage records: a client can quote it.
                 message = {**message, "headers": [*message.get("headers", ()),
@@ -146,11 +160,13 @@ class FeedApp(Litestar):
             else:
                 await self.cors(scope, receive, send_wrapper)
         finally:
-            self.metrics.http_requests.labels(route(), method, str(status)).inc()
+            self.child(self.metrics.http_requests, route(), method, str(status)).inc()
             if sent:
-                self.metrics.http_bytes.labels(route()).inc(sent)
-            access.info("%s %s %s", method, route(), status, extra={
-                "status": status, "bytes": sent, "seconds": round(time.perf_counter() - start, 6)})
+                self.child(self.metrics.http_bytes, route()).inc(sent)
+            if access.isEnabledFor(logging.INFO):
+                access.info("%s %s %s", method, route(), status, extra={
+                    "status": status, "bytes": sent,
+                    "seconds": round(time.perf_counter() - start, 6)})
             REQUEST_ID.reset(token)
 
 
@@ -211,6 +227,7 @@ def build_app(settings: Settings, *, blobs: BlobStore | None = None, db: Databas
         logging_config=None,
     )
     feed_app.metrics = metrics
+    feed_app.children = {}
     feed_app.cors = cors_middleware(settings.cors_allow_origins, exclude=CORS_EXCLUDED)(
         functools.partial(Litestar.__call__, feed_app))
     return feed_app

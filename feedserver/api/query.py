@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response
 from litestar.params import Parameter
+from litestar.response.base import ASGIResponse
 
 from feedserver.errors import BadRequest, InvalidParameter
 
@@ -162,8 +163,17 @@ def project(obj: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def header(request: Request[Any, Any, Any], name: bytes) -> str | None:
+    """The first ``name`` header (lower case, as ASGI gives them), read from the scope:
+    ``request.headers`` builds a multi-dict of every header first."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
 def wants_ndjson(request: Request[Any, Any, Any]) -> bool:
-    return NDJSON in request.headers.get("accept", "")
+    return NDJSON in (header(request, b"accept") or "")
 
 
 def select(items: Iterable[Any], query: Query) -> list[dict[str, Any]]:
@@ -186,6 +196,17 @@ def render_list(request: Request[Any, Any, Any], items: Sequence[Any],
         return Response(body, media_type=NDJSON, headers=dict(headers or {}))
     return Response(ENCODER.encode(list(items)), media_type="application/json",
                     headers=dict(headers or {}))
+
+
+def encoded_list(request: Request[Any, Any, Any], items: Sequence[Any],
+                 headers: dict[str, str] | None = None) -> ASGIResponse:
+    """``render_list`` as the ASGI response itself: a handler returning it skips litestar's
+    ``Response`` -> ``ASGIResponse`` step (its layers add no headers or cookies here)."""
+    if wants_ndjson(request):
+        body = b"".join(ENCODER.encode(item) + b"\n" for item in items)
+        return ASGIResponse(body=body, media_type=NDJSON, headers=headers)
+    return ASGIResponse(body=ENCODER.encode(items), media_type="application/json",
+                        headers=headers)
 
 
 def render_one(item: Any, headers: Mapping[str, str] | None = None) -> Response[bytes]:

@@ -53,10 +53,12 @@ def new_request_id(given: str) -> str:
     a busy server). A correlation id needs uniqueness, not secrecy."""
     if _REQUEST_ID.match(given):
         return given
-    return str(uuid.UUID(int=_REQUEST_PREFIX | (next(_REQUESTS) & 0xFFFFFFFF), version=4))
+    return f"{_REQUEST_PREFIX}{next(_REQUESTS) & 0xFFFFFFFF:08x}"
 
 
-_REQUEST_PREFIX = secrets.randbits(96) << 32
+# The id's text but its last 8 hex digits (the counter's 32 bits): formatting that part alone
+# gives the text ``str(uuid.UUID(int=prefix | n, version=4))`` gives, without a UUID object.
+_REQUEST_PREFIX = str(uuid.UUID(int=secrets.randbits(96) << 32, version=4))[:-8]
 _REQUESTS = itertools.count(1)
 
 

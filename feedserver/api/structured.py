@@ -20,8 +20,9 @@ from typing import Any, Final
 
 import anyio.to_thread
 import msgspec
-from litestar import Request, Response, Router, route
+from litestar import Request, Router, route
 from litestar.openapi import ResponseSpec
+from litestar.response.base import ASGIResponse
 
 from feedserver.api import ondemand
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, entitle
@@ -71,7 +72,7 @@ class Parser:
                                                 "entitled project")})
 async def lookup_structured(request: Request[Any, Any, Any], principal: PrincipalDep,
                             article_state: Injected[ArticleState], billing: Injected[Billing],
-                            metrics: Injected[Metrics], name: ArticleName) -> Response[bytes]:
+                            metrics: Injected[Metrics], name: ArticleName) -> ASGIResponse:
     """Structured Contents of the latest revision of ``name`` in every project that has it;
     ``fields``, ``filters``, ``limit`` (default 3, at most 10)."""
     entitle(principal, FEED)
