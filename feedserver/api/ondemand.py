@@ -26,7 +26,6 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, Router, route
 from litestar.openapi import ResponseSpec
-from litestar.response.base import ASGIResponse
 
 from feedserver.accounts.models import Principal
 from feedserver.api.auth import allowed, authenticate
@@ -34,7 +33,15 @@ from feedserver.api.fields import ARTICLE_PATHS, check_paths
 from feedserver.api.params import ArticleName
 from feedserver.api.problems import problem_specs
 from feedserver.api.protocols import ArticleState, Injected
-from feedserver.api.query import Filter, Query, encoded_list, matches, project, read_query
+from feedserver.api.query import (
+    EncodedResponse,
+    Filter,
+    Query,
+    encoded_list,
+    matches,
+    project,
+    read_query,
+)
 from feedserver.api.services import Billing, Lookups
 from feedserver.errors import InvalidParameter, NotFound
 from feedserver.identifiers import check_title
@@ -136,7 +143,7 @@ def find_records(article_state: ArticleState, principal: Principal, feed: Produc
 
 def answer(request: Request[Any, Any, Any], principal: Principal, billing: Billing,
            lookup: Lookup, found: Sequence[Article | dict[str, Any]], headers: dict[str, str]
-           ) -> ASGIResponse:
+           ) -> EncodedResponse:
     """The answer to an admitted lookup, billed once as an ``ondemand`` request, found or not
     (404 when nothing was)."""
     if not found:
@@ -155,7 +162,7 @@ def answer(request: Request[Any, Any, Any], principal: Principal, billing: Billi
                   200: ResponseSpec(list[Article], generate_examples=False,
                                     description="The article in each entitled project")})
 async def lookup_article(request: Request[Any, Any, Any], lookups: Injected[Lookups],
-                         name: ArticleName) -> ASGIResponse:
+                         name: ArticleName) -> EncodedResponse:
     """Latest revision of ``name`` in every project that has it; ``fields``, ``filters``,
     ``limit`` (default 3, at most 10)."""
     # One dependency, authentication called here: litestar would resolve a principal beside

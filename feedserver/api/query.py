@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response
 from litestar.params import Parameter
-from litestar.response.base import ASGIResponse
+from litestar.types import Receive, Scope, Send
 
 from feedserver.errors import BadRequest, InvalidParameter
 
@@ -198,15 +198,31 @@ def render_list(request: Request[Any, Any, Any], items: Sequence[Any],
                     headers=dict(headers or {}))
 
 
+class EncodedResponse:
+    """A 200 whose body is already encoded, as the ASGI app litestar sends: a handler returning
+    it skips litestar's ``Response`` -> ``ASGIResponse`` step and its header multi-dict (the
+    route's layers add no headers or cookies). ``headers`` come first, as litestar sends them."""
+
+    __slots__ = ("body", "headers")
+
+    def __init__(self, body: bytes, media_type: str, headers: Mapping[str, str]) -> None:
+        self.body = body
+        self.headers = [*((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+                        (b"content-type", media_type.encode("latin-1")),
+                        (b"content-length", b"%d" % len(body))]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
 def encoded_list(request: Request[Any, Any, Any], items: Sequence[Any],
-                 headers: dict[str, str] | None = None) -> ASGIResponse:
-    """``render_list`` as the ASGI response itself: a handler returning it skips litestar's
-    ``Response`` -> ``ASGIResponse`` step (its layers add no headers or cookies here)."""
+                 headers: Mapping[str, str]) -> EncodedResponse:
+    """``render_list`` as an ``EncodedResponse``."""
     if wants_ndjson(request):
-        body = b"".join(ENCODER.encode(item) + b"\n" for item in items)
-        return ASGIResponse(body=body, media_type=NDJSON, headers=headers)
-    return ASGIResponse(body=ENCODER.encode(items), media_type="application/json",
-                        headers=headers)
+        return EncodedResponse(b"".join(ENCODER.encode(item) + b"\n" for item in items),
+                               NDJSON, headers)
+    return EncodedResponse(ENCODER.encode(items), "application/json", headers)
 
 
 def render_one(item: Any, headers: Mapping[str, str] | None = None) -> Response[bytes]:
