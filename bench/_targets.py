@@ -1,8 +1,8 @@
-"""The serving targets the benchmarks check, and how each run says met / not met.
+"""The performance issues' targets the benchmarks check, and how each run says met or not.
 
 A benchmark measures a ratio against a baseline taken in the same run and calls ``check``;
 ``python -m bench`` prints every check of the run again at the end, so ``make bench`` ends
-with the targets of the issue as met or not met. ``--busy`` (``BENCH_BUSY=1``) runs the
+with the targets of the issues as met or not met. ``--busy`` (``BENCH_BUSY=1``) runs the
 benchmarks while another process keeps one core busy (``busy_core``): the serving path must
 hold its targets on a loaded machine too, not only on a quiet one.
 """
