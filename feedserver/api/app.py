@@ -50,6 +50,7 @@ from feedserver.api import (
     structured_snapshots,
     usage,
 )
+from feedserver.api.body_writes import BODY_PARTS
 from feedserver.api.cors import cors_middleware
 from feedserver.api.metered import Metered
 from feedserver.api.portal import TEMPLATES as PORTAL_TEMPLATES
@@ -149,6 +150,9 @@ class FeedApp(Litestar):
                                                   (b"x-request-id", rid.encode())]}
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
+                pieces = message.get(BODY_PARTS)  # the body as pieces (api/parts_stream.py)
+                if isinstance(pieces, tuple):
+                    sent += sum(len(piece) for piece in pieces)
             elif message["type"] == ZEROCOPY:  # a file piece sent with sendfile
                 count = message.get("count")
                 sent += count if isinstance(count, int) else 0
