@@ -4,21 +4,24 @@
 ``/v2/articles`` over raw sockets (one HTTP/1.1 request each, no HTTP library, no asyncio),
 prints ``connected`` once all answered 200, then reads. The parent writes one line
 ``expect N`` on stdin once the producer is done (N records each stream should get; ``expect 0``
-for idle streams); the process stops when every stream has N records, was closed by the
-server, or TIMEOUT seconds passed since ``expect``, and prints one JSON line (``Result``).
+for idle streams); the process stops reading when every stream has N records, was closed by
+the server, or TIMEOUT seconds passed since ``expect``, prints ``done``, waits for a line
+``close`` (the parent reads the server's CPU in between), closes its streams and prints one
+JSON line (``Result``).
 SLOW (default 0) of the streams never read at all: they lag until the server cuts them
 (``bench.realtime``'s memory phase), and are left out of the latency figures.
 
 The read path is one ``epoll`` loop over non-blocking sockets; per readable socket it does one
 ``recv_into`` a preallocated buffer, then takes the ``"bench_sent_ns":<digits>`` stamps (the
 producer's send time, the last field of each record) of the complete lines at a fixed offset
-before each newline (``stamps``: a C ``memchr`` per line, a slice per record) and converts
-them in bulk into an ``array('q')`` beside the read's receive time. Chunked-encoding framing
-sits between the server's writes, which hold whole lines, so it never splits a stamp; a line
-cut by the end of a read is carried over to the next. Every record's latency is kept (none is
-sampled); latencies become a histogram of 0.1 ms buckets only after the run, so that measuring
-costs the clients little CPU while the server is measured. ``Result.cpu_seconds`` is the CPU of the
-reading part (connect to last record), printed per million records by the parent.
+before each newline (``stamps``: a C ``memchr`` per line, a slice per record) and keeps their
+digits joined per read beside the read's receive time (numbers only after the run).
+Chunked-encoding framing sits between the server's writes, which hold whole lines, so it never
+splits a stamp; a line cut by the end of a read is carried over to the next. Every record's
+latency is kept (none is sampled); latencies become a histogram of 0.1 ms buckets only after
+the run, so that measuring costs the clients little CPU while the server is measured.
+``Result.cpu_seconds`` is the CPU of the reading part (connect to last record), printed per
+million records by the parent.
 """
 
 from __future__ import annotations
@@ -33,10 +36,13 @@ from collections import Counter
 import msgspec
 
 KEY = b'"bench_sent_ns":'
+STAMP_DIGITS = 19  # time.time_ns() until 2286
 
 CLOSED = b"stream-closed"
 READ_BYTES = 256 * 1024
 BUCKET_NS = 100_000  # 0.1 ms
+WINDOW_NS = 500_000_000  # timeline: records grouped by send time, per 0.5 s
+COARSE_NS = 10_000_000  # timeline latency buckets: 10 ms
 CONNECT_TIMEOUT = 60.0
 
 
@@ -48,9 +54,12 @@ class Result(msgspec.Struct):
     histogram: dict[int, int]  # bucket (0.1 ms) -> samples
     records: int = 0  # records counted by every stream together
     cut: int = 0  # slow streams the server closed (stream-closed message or EOF)
+    # send-time window (``WINDOW_NS``, absolute) -> latency bucket (``COARSE_NS``) -> samples:
+    # how latency moves over the phase (a backlog building up, or stalls)
+    timeline: dict[int, dict[int, int]] = {}
 
 
-def stamps(data: bytes | bytearray, end: int) -> list[bytes]:
+def stamps(data: bytes | bytearray, end: int) -> list[bytes | bytearray]:
     """The send stamps of the records in ``data[:end]``, in order.
 
     Each record line ends with ``"bench_sent_ns":<19 digits>}\n`` (the producer makes it the
@@ -59,7 +68,7 @@ def stamps(data: bytes | bytearray, end: int) -> list[bytes]:
     regex scanning every byte for the key. Anything else that ends in ``}\n`` (the closing
     message) fails the compare; a record whose stamp were not found would show as not
     delivered, never as a wrong latency."""
-    out: list[bytes] = []
+    out: list[bytes | bytearray] = []
     append = out.append
     find = data.find
     i = find(b"\n", 0, end)
@@ -67,7 +76,7 @@ def stamps(data: bytes | bytearray, end: int) -> list[bytes]:
         if data[i - 1] == 0x7D:  # "}"
             tail = data[i - 36:i - 1]
             if tail[:16] == KEY:
-                append(bytes(tail[16:]))
+                append(tail[16:])
         i = find(b"\n", i + 1, end)
     return out
 
@@ -109,7 +118,9 @@ class Reader:
                 self.poller.register(fd, select.EPOLLIN)
         self.buffer = bytearray(READ_BYTES)
         self.view = memoryview(self.buffer)
-        self.sent = array("q")  # every stamp, in arrival order
+        # every stamp, in arrival order: the stamps' digits (``STAMP_DIGITS`` each) joined per
+        # read, turned into numbers only after the run (``stamps_sent``)
+        self.digits: list[bytes] = []
         self.reads = array("q")  # (received ns, count) per read with stamps
         self.records = 0
 
@@ -155,7 +166,7 @@ class Reader:
         if found:
             s.received += len(found)
             self.records += len(found)
-            self.sent.extend(map(int, found))
+            self.digits.append(b"".join(found))
             self.reads.append(now)
             self.reads.append(len(found))
         # The closing message is the stream's last line: look for it at the end only.
@@ -166,15 +177,37 @@ class Reader:
     def _drop(self, s: Stream) -> None:
         self.poller.unregister(s.sock.fileno())
 
+    def stamps_sent(self) -> array[int]:
+        """Every record's send stamp (ns), in arrival order."""
+        out = array("q")
+        for digits in self.digits:
+            out.extend(int(digits[i:i + STAMP_DIGITS])
+                       for i in range(0, len(digits), STAMP_DIGITS))
+        return out
+
     def histogram(self) -> dict[int, int]:
         """Every record's latency, as 0.1 ms buckets."""
         buckets: list[int] = []
-        sent, reads, at = self.sent, self.reads, 0
+        sent, reads, at = self.stamps_sent(), self.reads, 0
         for i in range(0, len(reads), 2):
             now, count = reads[i], reads[i + 1]
             buckets.extend([(now - t) // BUCKET_NS for t in sent[at:at + count]])
             at += count
         return dict(Counter(buckets))
+
+    def timeline(self) -> dict[int, dict[int, int]]:
+        """Every record's latency (10 ms buckets) per 0.5 s window of its send time."""
+        out: dict[int, Counter[int]] = {}
+        sent, reads, at = self.stamps_sent(), self.reads, 0
+        for i in range(0, len(reads), 2):
+            now, count = reads[i], reads[i + 1]
+            for t in sent[at:at + count]:
+                window = out.get(t // WINDOW_NS)
+                if window is None:
+                    window = out[t // WINDOW_NS] = Counter()
+                window[(now - t) // COARSE_NS] += 1
+            at += count
+        return {w: dict(c) for w, c in out.items()}
 
 
 def slow_state(s: Stream) -> bool:
@@ -221,12 +254,15 @@ def run(host: str, port: int, key: str, count: int, timeout: float, slow: int) -
             if all(s.received >= expect or s.closed or s.error for s in live):
                 break
     cpu = time.process_time() - cpu0  # the run's; building the histogram is after it
+    print("done", flush=True)  # the parent reads the server's CPU, then says "close"
+    sys.stdin.readline()
     cut = sum(slow_state(s) for s in streams if s.slow)
     for s in streams:
         s.sock.close()
     return Result(received=[s.received for s in live], closed=sum(s.closed for s in live),
                   errors=[s.error for s in live if s.error], cpu_seconds=cpu,
-                  histogram=reader.histogram(), records=reader.records, cut=cut)
+                  histogram=reader.histogram(), records=reader.records, cut=cut,
+                  timeline=reader.timeline())
 
 
 if __name__ == "__main__":

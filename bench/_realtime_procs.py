@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -55,11 +55,13 @@ def server(env: dict[str, str], port: int, workers: int = 1) -> Iterator[tuple[s
             yield url, proc.pid
         finally:
             stop_process(proc, timeout=15)
+            if keep := os.environ.get("BENCH_SERVER_LOG"):  # the server's output, to look at
+                Path(keep).write_text(_tail(out, 200_000))
 
 
-def _tail(out: IO[bytes]) -> str:
+def _tail(out: IO[bytes], size: int = 2000) -> str:
     out.seek(0)
-    return out.read().decode(errors="replace")[-2000:]
+    return out.read().decode(errors="replace")[-size:]
 
 
 class Pids(msgspec.Struct, frozen=True):
@@ -67,12 +69,12 @@ class Pids(msgspec.Struct, frozen=True):
     broker: int  # 0: none (embedded log)
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
     """User + system CPU time of process ``pid`` and its children (Linux /proc); 0 for 0."""
     total = 0.0
     if not pid:
         return total
-    for one in family(pid):
+    for one in family(pid) if children else [pid]:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -128,14 +130,28 @@ class Clients:
                     raise RuntimeError(f"subscribers did not connect ({line[:200]!r})")
         return self
 
-    async def finish(self, expect: int) -> list[Result]:
-        """Tell every process how many records to wait for; their results."""
+    async def finish(self, expect: int, done: Callable[[], None] | None = None
+                     ) -> list[Result]:
+        """Tell every process how many records to wait for; their results. ``done`` is called
+        once every process has its records and before any closes its streams (the server's
+        work of ending 1,000 streams is not delivery)."""
         for proc in self.procs:
             assert proc.stdin is not None
             proc.stdin.write(f"expect {expect}\n".encode())
             await proc.stdin.drain()
         results = []
         async with asyncio.timeout(self.timeout + 60):
+            for proc in self.procs:
+                assert proc.stdout is not None
+                line = await proc.stdout.readline()
+                if line.strip() != b"done":
+                    raise RuntimeError(f"subscribers did not finish ({line[:200]!r})")
+            if done is not None:
+                done()
+            for proc in self.procs:
+                assert proc.stdin is not None
+                proc.stdin.write(b"close\n")
+                await proc.stdin.drain()
             for proc in self.procs:
                 out, _ = await proc.communicate()
                 results.append(msgspec.json.decode(out.splitlines()[-1], type=Result))

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from bench._realtime_broker import TansuBroker, free_port, start_tansu
-from bench._realtime_clients import BUCKET_NS
+from bench._realtime_clients import BUCKET_NS, COARSE_NS, WINDOW_NS, Result
 from bench._realtime_lag import FLAT_MB, LAG_RING, LAG_SLOW, lag_memory
 from bench._realtime_load import bare_consume
 from bench._realtime_procs import (
@@ -41,6 +41,7 @@ from bench._realtime_procs import (
     Clients,
     Pids,
     cpu_seconds,
+    family,
     percentile,
     producer_args,
     rss_bytes,
@@ -172,6 +173,7 @@ async def latency(port: int, key: str, target: str, topic: str, pids: Pids, *,
     """(p50 ms, p99 ms, everything delivered and nobody cut)."""
     async with Clients(port, key, subscribers, DRAIN_TIMEOUT) as clients:
         server_cpu, broker_cpu = cpu_seconds(pids.server), cpu_seconds(pids.broker)
+        workers = {one: cpu_seconds(one, children=False) for one in family(pids.server)}
         wall = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *producer_args(target, topic, 0, RATE * SECONDS, RATE),
@@ -184,8 +186,15 @@ async def latency(port: int, key: str, target: str, topic: str, pids: Pids, *,
                 await proc.wait()
         produced = json.loads(out)
         sent = int(produced["sent"])
-        results = await clients.finish(sent)
-        server_cpu = cpu_seconds(pids.server) - server_cpu
+        delivered_at: dict[int, float] = {}
+
+        def done() -> None:  # every record delivered, no stream closed yet
+            delivered_at.update({one: cpu_seconds(one, children=False) for one in workers})
+            delivered_at[0] = cpu_seconds(pids.server)
+
+        results = await clients.finish(sent, done)
+        server_cpu = delivered_at[0] - server_cpu
+        workers = {one: delivered_at[one] - cpu for one, cpu in workers.items()}
         broker_cpu = cpu_seconds(pids.broker) - broker_cpu
         wall = time.monotonic() - wall
     histogram: dict[int, int] = {}
@@ -203,11 +212,37 @@ async def latency(port: int, key: str, target: str, topic: str, pids: Pids, *,
           f"(target {RATE}/s): p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
           f"max {max(histogram) * BUCKET_NS / 1e6:.1f} ms; delivered {got:,} of "
           f"{sent * subscribers:,}; cut {cut}, errors {errors}", flush=True)
-    print(f"  CPU over the {wall:.1f} s phase: server {server_cpu:.1f} s, subscribers "
+    print(f"  CPU over the {wall:.1f} s phase: server {server_cpu:.1f} s (until the last record "
+          f"was in, before the streams ended), subscribers "
           f"{client_cpu:.1f} s in {len(results)} process(es) "
           f"({client_cpu / max(got, 1) * 1e6:.2f} s per million records), "
           f"broker {broker_cpu:.1f} s; load average {os.getloadavg()[0]:.1f}", flush=True)
+    producer_cpu = float(produced.get("cpu_seconds", 0.0))
+    per_million = 1e6 / max(got, 1)
+    print(f"  budget per million deliveries: server {server_cpu * per_million:.2f} CPU-s "
+          f"(per process: {' / '.join(f'{v:.1f}' for v in workers.values())} s), subscribers "
+          f"{client_cpu * per_million:.2f}, broker {broker_cpu * per_million:.2f}, producer "
+          f"{producer_cpu * per_million:.2f} ({producer_cpu:.1f} s); total "
+          f"{(server_cpu + client_cpu + broker_cpu + producer_cpu) * per_million:.2f}",
+          flush=True)
+    each = " / ".join(f"{percentile(r.histogram, 0.99) / 1000:.2f}" for r in results)
+    print(f"  p99 by send time (per {WINDOW_NS / 1e9:g} s): {timeline(results)}; p99 per "
+          f"subscriber process: {each} s", flush=True)
     return p50, p99, got == sent * subscribers and cut == 0 and errors == 0
+
+
+def timeline(results: list[Result]) -> str:
+    """p99 per send-time window, in s: growing = a backlog (capacity), spikes = stalls."""
+    windows: dict[int, dict[int, int]] = {}
+    for r in results:
+        for w, buckets in r.timeline.items():
+            merged = windows.setdefault(w, {})
+            for b, n in buckets.items():
+                merged[b] = merged.get(b, 0) + n
+    scale = COARSE_NS / BUCKET_NS  # percentile() reads 0.1 ms buckets
+    return " ".join(
+        f"{percentile({int(b * scale): n for b, n in windows[w].items()}, 0.99) / 1000:.2f}"
+        for w in sorted(windows))
 
 
 async def idle_memory(port: int, key: str, server_pid: int) -> float:

@@ -14,6 +14,7 @@ from feedserver.errors import InvalidIdentifier, Unauthorized
 KEY_PREFIX = "fs_"
 PREFIX_LENGTH = 8
 _ALPHABET = string.ascii_lowercase + string.digits
+_ALPHABET_SET = frozenset(_ALPHABET)
 
 
 def new_key() -> tuple[str, str, str]:
@@ -32,7 +33,7 @@ def split_key(key: str) -> tuple[str, str]:
     if not key.startswith(KEY_PREFIX):
         raise Unauthorized("invalid API key")
     prefix, sep, secret = key[len(KEY_PREFIX):].partition("_")
-    if (not sep or len(prefix) != PREFIX_LENGTH or not set(prefix) <= set(_ALPHABET)
+    if (not sep or len(prefix) != PREFIX_LENGTH or not _ALPHABET_SET.issuperset(prefix)
             or not 32 <= len(secret) <= 128):
         raise Unauthorized("invalid API key")
     return prefix, secret
@@ -41,6 +42,6 @@ def split_key(key: str) -> tuple[str, str]:
 def check_prefix(prefix: str) -> str:
     """A prefix as typed by an operator (``fs_abcd1234`` or ``abcd1234``)."""
     bare = prefix.removeprefix(KEY_PREFIX).split("_", 1)[0]
-    if len(bare) != PREFIX_LENGTH or not set(bare) <= set(_ALPHABET):
+    if len(bare) != PREFIX_LENGTH or not _ALPHABET_SET.issuperset(bare):
         raise InvalidIdentifier(f"not an API key prefix: {prefix!r}", prefix=prefix)
     return bare

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from litestar import Litestar, Router
@@ -30,6 +30,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
 
 from feedserver import __version__
 from feedserver.accounts.service import Accounts as AccountsService
@@ -49,6 +50,7 @@ from feedserver.api import (
     structured_snapshots,
     usage,
 )
+from feedserver.api.body_writes import BODY_PARTS
 from feedserver.api.cors import cors_middleware
 from feedserver.api.metered import Metered
 from feedserver.api.portal import TEMPLATES as PORTAL_TEMPLATES
@@ -56,7 +58,7 @@ from feedserver.api.portal.context import Portals
 from feedserver.api.problems import handle_exception
 from feedserver.api.protocols import Accounts, ArticleState, Snapshots
 from feedserver.api.realtime_metering import StreamMetering
-from feedserver.api.services import Billing, Services, new_request_id
+from feedserver.api.services import Billing, Lookups, Services, new_request_id
 from feedserver.api.verified import VerifiedBlobs
 from feedserver.api.zerocopy import ZEROCOPY
 from feedserver.config import Settings, load_settings
@@ -85,6 +87,7 @@ WME_ROUTERS: tuple[Callable[[], Router], ...] = (
 )
 CORS_EXCLUDED = ("/usage",)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+M = TypeVar("M", bound=MetricWrapperBase)
 log = logging.getLogger("feedserver.api")
 access = logging.getLogger("feedserver.access")
 
@@ -95,9 +98,21 @@ class FeedApp(Litestar):
     and the services of the running app."""
 
     metrics: Metrics
+    # ``labels(...)`` children of the request metrics, by metric and labels: the label sets
+    # are closed (route templates, methods, statuses) and prometheus_client validates them
+    # and takes a lock on every ``labels`` call (set by ``build_app``).
+    children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any]
     running: Services | None = None
     # The app behind its CORS middleware (set by ``build_app``).
     cors: ASGIApp | None = None
+
+    def child(self, metric: M, *labels: str) -> M:
+        """``metric.labels(*labels)``, memoised."""
+        key = (metric, labels)
+        found: M | None = self.children.get(key)
+        if found is None:
+            found = self.children[key] = metric.labels(*labels)
+        return found
 
     @property
     def services(self) -> Services:
@@ -128,13 +143,16 @@ class FeedApp(Litestar):
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                self.metrics.http_latency.labels(route(), method).observe(
+                self.child(self.metrics.http_latency, route(), method).observe(
                     time.perf_counter() - start)
                 # The correlation id stored with usage records: a client can quote it.
                 message = {**message, "headers": [*message.get("headers", ()),
                                                   (b"x-request-id", rid.encode())]}
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
+                pieces = message.get(BODY_PARTS)  # the body as pieces (api/parts_stream.py)
+                if isinstance(pieces, tuple):
+                    sent += sum(len(piece) for piece in pieces)
             elif message["type"] == ZEROCOPY:  # a file piece sent with sendfile
                 count = message.get("count")
                 sent += count if isinstance(count, int) else 0
@@ -146,11 +164,13 @@ class FeedApp(Litestar):
             else:
                 await self.cors(scope, receive, send_wrapper)
         finally:
-            self.metrics.http_requests.labels(route(), method, str(status)).inc()
+            self.child(self.metrics.http_requests, route(), method, str(status)).inc()
             if sent:
-                self.metrics.http_bytes.labels(route()).inc(sent)
-            access.info("%s %s %s", method, route(), status, extra={
-                "status": status, "bytes": sent, "seconds": round(time.perf_counter() - start, 6)})
+                self.child(self.metrics.http_bytes, route()).inc(sent)
+            if access.isEnabledFor(logging.INFO):
+                access.info("%s %s %s", method, route(), status, extra={
+                    "status": status, "bytes": sent,
+                    "seconds": round(time.perf_counter() - start, 6)})
             REQUEST_ID.reset(token)
 
 
@@ -211,6 +231,7 @@ def build_app(settings: Settings, *, blobs: BlobStore | None = None, db: Databas
         logging_config=None,
     )
     feed_app.metrics = metrics
+    feed_app.children = {}
     feed_app.cors = cors_middleware(settings.cors_allow_origins, exclude=CORS_EXCLUDED)(
         functools.partial(Litestar.__call__, feed_app))
     return feed_app
@@ -271,6 +292,9 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
     def provide_verified_blobs() -> VerifiedBlobs:
         return services().verified_blobs
 
+    def provide_lookups() -> Lookups:
+        return services().lookups
+
     providers: dict[str, Callable[[], object]] = {
         "settings": provide_settings, "blobs": provide_blobs, "db": provide_db,
         "events": provide_events, "accounts": provide_accounts,
@@ -281,6 +305,7 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
         "metering": provide_metering, "realtime": provide_realtime,
         "stream_metering": provide_stream_metering, "portals": provide_portals,
         "metrics": provide_metrics, "verified_blobs": provide_verified_blobs,
+        "lookups": provide_lookups,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 
@@ -314,14 +339,16 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
     stack.push_async_callback(realtime.close)
     stream_metering = StreamMetering(db, settings)
     stack.push_async_callback(stream_metering.close)
+    billing = Billing(usage or NullSink(), metering)
     return Services(
         settings=settings, blobs=blobs, db=db, events=events, accounts=accounts,
         snapshots=snapshots or SnapshotStore(blobs), diffs=DiffStore(blobs), state=state,
         structured_snapshots=SnapshotStore(blobs, STRUCTURED_PREFIX),
-        billing=Billing(usage or NullSink(), metering), metering=metering, realtime=realtime,
+        billing=billing, metering=metering, realtime=realtime,
         stream_metering=stream_metering,
         portals=Portals(settings, db, accounts, metering), metrics=metrics,
-        verified_blobs=VerifiedBlobs(blobs))
+        verified_blobs=VerifiedBlobs(blobs),
+        lookups=Lookups(accounts=accounts, state=state, billing=billing))
 
 
 def _end_streams_on_signals(service: Realtime) -> Callable[[], None]:

@@ -23,7 +23,7 @@ from litestar.params import JSONBody
 from feedserver.accounts.models import Principal, TokenPair
 from feedserver.api.problems import problem_specs
 from feedserver.api.protocols import Accounts, Injected
-from feedserver.api.query import ENCODER
+from feedserver.api.query import ENCODER, header
 from feedserver.errors import Unauthorized
 from feedserver.metering.months import month_of
 from feedserver.metering.service import Metering
@@ -75,7 +75,7 @@ class UserInfo(msgspec.Struct, kw_only=True):
 
 def credential(request: Request[Any, Any, Any]) -> tuple[Literal["bearer", "api_key"], str]:
     """``("bearer" | "api_key", secret)`` from the headers; raises Unauthorized."""
-    auth = request.headers.get("authorization")
+    auth = header(request, b"authorization")
     if auth:
         scheme, _, token = auth.strip().partition(" ")
         token = token.strip()
@@ -86,7 +86,7 @@ def credential(request: Request[Any, Any, Any]) -> tuple[Literal["bearer", "api_
         if len(token) > MAX_CREDENTIAL:
             raise Unauthorized("invalid credentials")
         return ("api_key" if token.startswith(API_KEY_PREFIX) else "bearer", token)
-    key = request.headers.get("x-api-key", "").strip()
+    key = (header(request, b"x-api-key") or "").strip()
     if key:
         if len(key) > MAX_CREDENTIAL:
             raise Unauthorized("invalid credentials")
@@ -104,7 +104,7 @@ async def authenticate(request: Request[Any, Any, Any], accounts: Injected[Accou
         method = (accounts.authenticate_api_key if kind == "api_key"
                   else accounts.authenticate_bearer)
         principal = await anyio.to_thread.run_sync(method, secret)
-    request.state["principal"] = principal
+    request.scope.setdefault("state", {})["principal"] = principal  # ``request.state`` wraps it
     return principal
 
 

@@ -18,22 +18,31 @@ neither.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
 from typing import Any, Final
 
 import anyio.to_thread
 import msgspec
-from litestar import Request, Response, Router, route
+from litestar import Request, Router, route
 from litestar.openapi import ResponseSpec
 
 from feedserver.accounts.models import Principal
-from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed
+from feedserver.api.auth import allowed, authenticate
 from feedserver.api.fields import ARTICLE_PATHS, check_paths
 from feedserver.api.params import ArticleName
 from feedserver.api.problems import problem_specs
 from feedserver.api.protocols import ArticleState, Injected
-from feedserver.api.query import Filter, Query, matches, project, read_query, render_list
-from feedserver.api.services import Billing
+from feedserver.api.query import (
+    EncodedResponse,
+    Filter,
+    Query,
+    encoded_list,
+    matches,
+    project,
+    read_query,
+)
+from feedserver.api.services import Billing, Lookups
 from feedserver.errors import InvalidParameter, NotFound
 from feedserver.identifiers import check_title
 from feedserver.ingest.siteinfo import language_of
@@ -93,13 +102,10 @@ def read_lookup(query: Query, name: str) -> Lookup:
                   fields=query.fields)
 
 
-def find(article_state: ArticleState, principal: Principal, feed: ProductFeed, lookup: Lookup,
-         view: Callable[[Article], dict[str, Any]] = msgspec.to_builtins
-         ) -> list[dict[str, Any]]:
-    """At most ``lookup.limit`` records of ``lookup.name`` from the projects the plan covers
-    for ``feed``: ``view`` of each article (the article itself by default), filtered, then
-    projected to the fields asked for. Blocking: call it in a worker thread."""
-    out = []
+def candidates(article_state: ArticleState, principal: Principal, feed: ProductFeed,
+               lookup: Lookup) -> Iterator[Article]:
+    """The articles named ``lookup.name`` in the projects the plan covers for ``feed`` (and
+    in the language asked for), before filters. Blocking: call it in a worker thread."""
     projects = [lookup.wiki] if lookup.wiki else None
     for article in article_state.find_by_name(lookup.name, projects, limit=CANDIDATES):
         if not allowed(principal, feed, article.is_part_of.identifier,
@@ -107,6 +113,17 @@ def find(article_state: ArticleState, principal: Principal, feed: ProductFeed, l
             continue
         if lookup.lang is not None and language(article) != lookup.lang:
             continue
+        yield article
+
+
+def find(article_state: ArticleState, principal: Principal, feed: ProductFeed, lookup: Lookup,
+         view: Callable[[Article], dict[str, Any]] = msgspec.to_builtins
+         ) -> list[dict[str, Any]]:
+    """At most ``lookup.limit`` records of ``lookup.name`` from the projects the plan covers
+    for ``feed``: ``view`` of each article (the article itself by default), filtered, then
+    projected to the fields asked for. Blocking: call it in a worker thread."""
+    out = []
+    for article in candidates(article_state, principal, feed, lookup):
         data = view(article)
         if matches(data, lookup.filters):
             out.append(project(data, lookup.fields))
@@ -115,9 +132,18 @@ def find(article_state: ArticleState, principal: Principal, feed: ProductFeed, l
     return out
 
 
+def find_records(article_state: ArticleState, principal: Principal, feed: ProductFeed,
+                 lookup: Lookup) -> list[Article] | list[dict[str, Any]]:
+    """``find``; without filters or fields, the articles themselves (msgspec encodes a struct
+    to the same JSON as its ``to_builtins`` dict, without building the dict first)."""
+    if lookup.filters or lookup.fields:
+        return find(article_state, principal, feed, lookup)
+    return list(islice(candidates(article_state, principal, feed, lookup), lookup.limit))
+
+
 def answer(request: Request[Any, Any, Any], principal: Principal, billing: Billing,
-           lookup: Lookup, found: list[dict[str, Any]], headers: dict[str, str]
-           ) -> Response[bytes]:
+           lookup: Lookup, found: Sequence[Article | dict[str, Any]], headers: dict[str, str]
+           ) -> EncodedResponse:
     """The answer to an admitted lookup, billed once as an ``ondemand`` request, found or not
     (404 when nothing was)."""
     if not found:
@@ -125,27 +151,31 @@ def answer(request: Request[Any, Any, Any], principal: Principal, billing: Billi
         # not (admission already took its quota unit; the lookup did the work).
         billing.report(request, principal, feed=FEED, project=lookup.wiki)
         raise NotFound(f"article {lookup.name[:100]!r} not found")
-    response = render_list(request, found, headers)
+    response = encoded_list(request, found, headers)
     billing.report(request, principal, feed=FEED, project=lookup.wiki,
-                   bytes_sent=len(response.content), articles=len(found))
+                   bytes_sent=len(response.body), articles=len(found))
     return response
 
 
-@route("/{name:path}", http_method=["GET", "POST"], status_code=200, dependencies=PRINCIPAL,
+@route("/{name:path}", http_method=["GET", "POST"], status_code=200,
        responses={**problem_specs(400, 401, 404, 413, 422, 429),
                   200: ResponseSpec(list[Article], generate_examples=False,
                                     description="The article in each entitled project")})
-async def lookup_article(request: Request[Any, Any, Any], principal: PrincipalDep,
-                         article_state: Injected[ArticleState], billing: Injected[Billing],
-                         name: ArticleName) -> Response[bytes]:
+async def lookup_article(request: Request[Any, Any, Any], lookups: Injected[Lookups],
+                         name: ArticleName) -> EncodedResponse:
     """Latest revision of ``name`` in every project that has it; ``fields``, ``filters``,
     ``limit`` (default 3, at most 10)."""
+    # One dependency, authentication called here: litestar would resolve a principal beside
+    # the services in a task group (docs/api.md, "Benchmark"). The same 401 first, then 4xx.
+    principal = await authenticate(request, lookups.accounts)
     lookup = read_lookup(check_paths(await read_query(request), ARTICLE_PATHS), name)
+    billing, article_state = lookups.billing, lookups.state
     headers = await billing.admit(principal, FEED, lookup.wiki)
     # SQLite: one indexed read, cheaper than the worker-thread hop (which costs milliseconds
     # on a loaded machine); PostgreSQL: a network round trip, off the event loop.
-    found = (find(article_state, principal, FEED, lookup) if article_state.local_reads
-             else await anyio.to_thread.run_sync(find, article_state, principal, FEED, lookup))
+    found = (find_records(article_state, principal, FEED, lookup) if article_state.local_reads
+             else await anyio.to_thread.run_sync(find_records, article_state, principal, FEED,
+                                                 lookup))
     return answer(request, principal, billing, lookup, found, headers)
 
 

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response
 from litestar.params import Parameter
+from litestar.types import Receive, Scope, Send
 
 from feedserver.errors import BadRequest, InvalidParameter
 
@@ -108,6 +109,8 @@ def from_params(params: Mapping[str, Sequence[str]]) -> Query:
 async def read_query(request: Request[Any, Any, Any]) -> Query:
     if request.method == "POST":
         return from_body(await request.body())
+    if not request.scope["query_string"]:
+        return Query()  # the defaults, without building a multi-dict of nothing
     params = {k: list(v) for k, v in request.query_params.dict().items()}
     return from_params(params)
 
@@ -160,8 +163,17 @@ def project(obj: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def header(request: Request[Any, Any, Any], name: bytes) -> str | None:
+    """The first ``name`` header (lower case, as ASGI gives them), read from the scope:
+    ``request.headers`` builds a multi-dict of every header first."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
 def wants_ndjson(request: Request[Any, Any, Any]) -> bool:
-    return NDJSON in request.headers.get("accept", "")
+    return NDJSON in (header(request, b"accept") or "")
 
 
 def select(items: Iterable[Any], query: Query) -> list[dict[str, Any]]:
@@ -184,6 +196,33 @@ def render_list(request: Request[Any, Any, Any], items: Sequence[Any],
         return Response(body, media_type=NDJSON, headers=dict(headers or {}))
     return Response(ENCODER.encode(list(items)), media_type="application/json",
                     headers=dict(headers or {}))
+
+
+class EncodedResponse:
+    """A 200 whose body is already encoded, as the ASGI app litestar sends: a handler returning
+    it skips litestar's ``Response`` -> ``ASGIResponse`` step and its header multi-dict (the
+    route's layers add no headers or cookies). ``headers`` come first, as litestar sends them."""
+
+    __slots__ = ("body", "headers")
+
+    def __init__(self, body: bytes, media_type: str, headers: Mapping[str, str]) -> None:
+        self.body = body
+        self.headers = [*((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+                        (b"content-type", media_type.encode("latin-1")),
+                        (b"content-length", b"%d" % len(body))]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+def encoded_list(request: Request[Any, Any, Any], items: Sequence[Any],
+                 headers: Mapping[str, str]) -> EncodedResponse:
+    """``render_list`` as an ``EncodedResponse``."""
+    if wants_ndjson(request):
+        return EncodedResponse(b"".join(ENCODER.encode(item) + b"\n" for item in items),
+                               NDJSON, headers)
+    return EncodedResponse(ENCODER.encode(items), "application/json", headers)
 
 
 def render_one(item: Any, headers: Mapping[str, str] | None = None) -> Response[bytes]:

@@ -31,6 +31,7 @@ from litestar.openapi import ResponseSpec
 from litestar.response import Stream
 
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, entitle
+from feedserver.api.parts_stream import PartsStream, Piece
 from feedserver.api.problems import problem_specs
 from feedserver.api.protocols import Injected
 from feedserver.api.query import wants_ndjson
@@ -65,25 +66,29 @@ class Delivered:
         self.end: Positions = dict(start)
 
 
-def _chunk(batch: Batch, view: View) -> tuple[bytes, list[Chunk]]:
-    """The bytes to write for ``batch`` and the chunks they are made of. Whole ticks are
-    rendered once per view (memoised on the tick); a single tick's bytes are not copied."""
+def _chunk(batch: Batch, view: View) -> tuple[Piece, int, list[Chunk]]:
+    """What to write for ``batch`` (one ``bytes``, or the ticks' shared bytes objects as one
+    piece: written in one ``writev``, never joined), its size and the chunks it is made of.
+    Whole ticks are rendered once per view (memoised on the tick)."""
     if batch.ticks:
         chunks = [tick.memo(view.key, view.render_tick) for tick in batch.ticks]
     else:
         chunks = [view.render(batch.items, batch.start)]
-    data = chunks[0].data if len(chunks) == 1 else b"".join(c.data for c in chunks)
-    return data, chunks
+    if len(chunks) == 1:
+        data = chunks[0].data
+        return data, len(data), chunks
+    pieces = tuple(c.data for c in chunks if c.data)
+    return pieces, sum(map(len, pieces)), chunks
 
 
 async def _frames(sub: Subscription, view: View, *, heartbeat: float,
-                  delivered: Delivered) -> AsyncIterator[bytes]:
+                  delivered: Delivered) -> AsyncIterator[Piece]:
     """The body; ``delivered`` is read by the caller's ``finally``.
 
     Everything waiting for the stream goes out in one write (one ASGI message, one socket
     send): a subscriber that keeps up writes once per hub tick, one that is behind takes
-    several ticks at once (``BATCH_BYTES``), so the cost per write is shared by more events
-    exactly when the server is busy."""
+    several ticks at once (``BATCH_BYTES``, the ticks' shared bytes unjoined), so the cost
+    per write is shared by more events exactly when the server is busy."""
     ndjson = view.ndjson
     sent_id = b""
     if not ndjson:
@@ -104,11 +109,11 @@ async def _frames(sub: Subscription, view: View, *, heartbeat: float,
                     + b"\n"
                 sent_id = now_id
             continue
-        data, chunks = _chunk(batch, view)
-        if not data:
+        data, size, chunks = _chunk(batch, view)
+        if not size:
             continue  # nothing this view shows (positions moved: the next heartbeat says so)
         yield data
-        delivered.bytes += len(data)
+        delivered.bytes += size
         for chunk in chunks:
             if chunk.frames:
                 delivered.events += chunk.frames
@@ -145,7 +150,7 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep,
                 view=view_id)
     stream = f"stream:{sid}"
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncIterator[Piece]:
         delivered = Delivered(positions)
         started = time.monotonic()
         last_progress = started
@@ -184,7 +189,7 @@ async def articles(request: Request[Any, Any, Any], principal: PrincipalDep,
                 await stream_metering.mark_billed(sid, principal.customer_id, view_id,
                                                   stream_ranges(positions, delivered.end))
 
-    return Stream(body(), media_type=NDJSON if ndjson else SSE, headers={
+    return PartsStream(body(), media_type=NDJSON if ndjson else SSE, headers={
         **headers, "Cache-Control": "no-cache", "Connection": "keep-alive",
         "X-Accel-Buffering": "no",
     })

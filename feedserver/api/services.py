@@ -53,10 +53,12 @@ def new_request_id(given: str) -> str:
     a busy server). A correlation id needs uniqueness, not secrecy."""
     if _REQUEST_ID.match(given):
         return given
-    return str(uuid.UUID(int=_REQUEST_PREFIX | (next(_REQUESTS) & 0xFFFFFFFF), version=4))
+    return f"{_REQUEST_PREFIX}{next(_REQUESTS) & 0xFFFFFFFF:08x}"
 
 
-_REQUEST_PREFIX = secrets.randbits(96) << 32
+# The id's text but its last 8 hex digits (the counter's 32 bits): formatting that part alone
+# gives the text ``str(uuid.UUID(int=prefix | n, version=4))`` gives, without a UUID object.
+_REQUEST_PREFIX = str(uuid.UUID(int=secrets.randbits(96) << 32, version=4))[:-8]
 _REQUESTS = itertools.count(1)
 
 
@@ -116,6 +118,17 @@ class Billing:
 
 
 @dataclass(frozen=True)
+class Lookups:
+    """What an on-demand lookup is served with, handed in as ONE dependency: litestar resolves
+    the dependencies of a handler that names several in an anyio task group, a task each,
+    which cost more per lookup than the state-store read (docs/api.md, "Benchmark")."""
+
+    accounts: Accounts
+    state: ArticleState
+    billing: Billing
+
+
+@dataclass(frozen=True)
 class Services:
     """Every component a running app serves with (opened or handed in by ``build_app``)."""
 
@@ -135,3 +148,4 @@ class Services:
     portals: Portals
     metrics: Metrics
     verified_blobs: VerifiedBlobs  # files hashed before any byte is served (Parquet shards)
+    lookups: Lookups  # accounts, state and billing together, for on-demand lookups

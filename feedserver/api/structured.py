@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import anyio.to_thread
 import msgspec
-from litestar import Request, Response, Router, route
+from litestar import Request, Router, route
 from litestar.openapi import ResponseSpec
 
 from feedserver.api import ondemand
@@ -29,7 +29,7 @@ from feedserver.api.fields import STRUCTURED_PATHS, check_paths
 from feedserver.api.params import ArticleName
 from feedserver.api.problems import problem_specs
 from feedserver.api.protocols import ArticleState, Injected
-from feedserver.api.query import Query, read_query
+from feedserver.api.query import EncodedResponse, Query, read_query
 from feedserver.api.services import Billing
 from feedserver.feeds.snapshots.structured import Outcome
 from feedserver.ingest.structured import StructuredContent, structured_content
@@ -71,7 +71,7 @@ class Parser:
                                                 "entitled project")})
 async def lookup_structured(request: Request[Any, Any, Any], principal: PrincipalDep,
                             article_state: Injected[ArticleState], billing: Injected[Billing],
-                            metrics: Injected[Metrics], name: ArticleName) -> Response[bytes]:
+                            metrics: Injected[Metrics], name: ArticleName) -> EncodedResponse:
     """Structured Contents of the latest revision of ``name`` in every project that has it;
     ``fields``, ``filters``, ``limit`` (default 3, at most 10)."""
     entitle(principal, FEED)

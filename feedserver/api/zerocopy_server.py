@@ -23,7 +23,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
-from feedserver.api.body_writes import Framing, send_body
+from feedserver.api.body_writes import BODY_PARTS, Framing, send_body
 from feedserver.api.zerocopy import ZEROCOPY, SendfileInterrupted
 
 _App = Callable[[Any, Any, Any], Awaitable[None]]
@@ -59,7 +59,8 @@ class ZeroCopyH11Protocol(H11Protocol):
             if scope["type"] != "http" or cycle is None or cycle.scope is not scope:
                 await inner(scope, receive, send)
                 return
-            scope["extensions"] = {**(scope.get("extensions") or {}), ZEROCOPY: {}}
+            scope["extensions"] = {**(scope.get("extensions") or {}), ZEROCOPY: {},
+                                   BODY_PARTS: {}}
             framing = Framing()
 
             async def zerocopy_send(message: Any) -> None:

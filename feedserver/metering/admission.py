@@ -20,6 +20,7 @@ raise ``RateLimited`` / ``QuotaExceeded`` with ``retry_after`` (seconds), which 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from feedserver.metering.quota_leases import QuotaLeases
 from feedserver.metering.quotas import QuotaCounters, quota_exceeded
 from feedserver.metering.ratelimit import RateDecision, RateLimiter
 from feedserver.metering.records import MeteredPrincipal, download_id
-from feedserver.plans import Feed, Plan, QuotaName
+from feedserver.plans import Feed, Plan, QuotaName, RateLimit
 
 BYTE_FEEDS: frozenset[str] = frozenset({"snapshots", "chunks", "diffs", "batches", "ondemand"})
 _DOWNLOAD_QUOTA: dict[str, QuotaName] = {
@@ -64,9 +65,7 @@ def rate_headers(
     policies: list[str] = []
     limits: list[str] = []
     if decision is not None:
-        r = terms.rate_limit
-        window = max(1, math.ceil(max(1, r.burst) / r.requests_per_second))
-        policies.append(f'"{policy_name}";q={max(1, r.burst)};w={window}')
+        policies.append(_rate_policy(policy_name, terms.rate_limit))
         limits.append(f'"{policy_name}";r={decision.remaining};t={math.ceil(decision.reset)}')
     if quota is not None:
         name, limit, remaining, window_s, reset = quota
@@ -75,6 +74,14 @@ def rate_headers(
     if not policies:
         return {}
     return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(limits)}
+
+
+@functools.lru_cache(maxsize=256)
+def _rate_policy(policy_name: str, r: RateLimit) -> str:
+    """The ``RateLimit-Policy`` item of a plan's rate limit (the same for every request of it:
+    memoised, admission runs on the event loop)."""
+    window = max(1, math.ceil(max(1, r.burst) / r.requests_per_second))
+    return f'"{policy_name}";q={max(1, r.burst)};w={window}'
 
 
 class Admitter:

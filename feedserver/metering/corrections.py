@@ -27,7 +27,7 @@ import msgspec
 
 from feedserver.errors import Conflict, InvalidParameter, NotFound
 from feedserver.metering.entries import ORIGINAL_KINDS, SELECT, LedgerRow, from_db
-from feedserver.metering.ledger import Ledger, ts_text
+from feedserver.metering.ledger import CORRECTED, Ledger, ts_text
 from feedserver.metering.records import derive_id
 from feedserver.storage.db import Cursor
 
@@ -92,8 +92,8 @@ def _check(c: Correction) -> None:
 
 
 def net_of(cur: Cursor, original: LedgerRow) -> int:
-    row = cur.execute("SELECT COALESCE(SUM(quantity), 0) FROM usage_ledger WHERE corrects = ?",
-                      (original.usage_id,)).fetchone()
+    row = cur.execute("SELECT COALESCE(SUM(quantity), 0) FROM usage_ledger "
+                      f"WHERE corrects = ? AND {CORRECTED}", (original.usage_id,)).fetchone()
     return original.quantity + (int(row[0]) if row else 0)
 
 

@@ -42,7 +42,7 @@ from feedserver.metering.records import UsageRecord, merge
 from feedserver.storage.db import Cursor, Database
 
 GENESIS = "0" * 64
-__all__ = ["COLUMNS", "GENESIS", "NEVER_CLOSES", "ChainHead", "Ledger", "VerifyResult",
+__all__ = ["COLUMNS", "CORRECTED", "GENESIS", "NEVER_CLOSES", "ChainHead", "Ledger", "VerifyResult",
            "row_hash", "ts_text"]
 
 MIGRATION = (
@@ -70,6 +70,15 @@ CORRECTIONS_MIGRATION = (
     "ALTER TABLE usage_ledger ADD COLUMN actor TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE usage_ledger ADD COLUMN original_ts TEXT NOT NULL DEFAULT ''",
     "CREATE INDEX usage_ledger_corrects ON usage_ledger (corrects)",
+)
+# Only correcting rows name an original: usage rows (nearly all) leave ``corrects`` empty, so
+# the index covers the others only (one index entry less per usage row: measured ~0.8 SQLite
+# page writes and ~20% of the append's CPU per response). Queries by ``corrects`` say
+# ``corrects <> ''`` so both databases can use it.
+CORRECTED = "corrects <> ''"
+CORRECTS_PARTIAL_MIGRATION = (
+    "DROP INDEX usage_ledger_corrects",
+    f"CREATE INDEX usage_ledger_corrects ON usage_ledger (corrects) WHERE {CORRECTED}",
 )
 
 _encoder = msgspec.json.Encoder()
@@ -106,6 +115,7 @@ def row_hash(prev_hash: str, row: Sequence[object]) -> str:
 def migrate(db: Database) -> None:
     db.migrate("metering-0001-ledger", MIGRATION)
     db.migrate("metering-0002-corrections", CORRECTIONS_MIGRATION)
+    db.migrate("metering-0003-corrects-partial", CORRECTS_PARTIAL_MIGRATION)
 
 
 class VerifyResult(msgspec.Struct, kw_only=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from datetime import UTC, datetime
 
@@ -32,8 +33,9 @@ def parse_month(month: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+@functools.lru_cache(maxsize=64)
 def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """[start, end) of a calendar month in UTC."""
+    """[start, end) of a calendar month in UTC (memoised: admission asks for every request)."""
     year, mon = parse_month(month)
     start = datetime(year, mon, 1, tzinfo=UTC)
     end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=UTC)

@@ -3,24 +3,38 @@
 A ``UsageRecord`` is one metered quantity (bytes, articles, requests, stream seconds, stream
 events or a download) for one customer. Its ``usage_id`` is the idempotency key: every stage
 (journal replay, ledger insert, Kafka consumer) drops a record whose id it has already seen, so
-replays and redeliveries never double-count.
+replays and redeliveries never double-count. The journal stores each record with its id, so a
+replay after a crash carries exactly the ids that were (or were not yet) committed.
 
 Every id is derived from what the SERVER assigns, never from the client alone: a response's
-records are ``uuid5("response", customer, api key, response_id, meter)`` where ``response_id``
-is a fresh server-generated id per response (the client's ``X-Request-Id`` is only stored, as
-``request_id``, for correlation); a *download* is ``uuid5(customer, resource, day)`` so the
-parallel Range requests of one snapshot version on one UTC day count as ONE download.
-Duplicates are dropped by the ledger inside the transaction that writes the rows.
+records are keyed by ``response_id``, a fresh server-generated id per response (the client's
+``X-Request-Id`` is only stored, as ``request_id``, for correlation); a *download* is
+``uuid5(customer, resource, day)`` so the parallel Range requests of one snapshot version on
+one UTC day count as ONE download. Duplicates are dropped by the ledger inside the
+transaction that writes the rows.
+
+A response's usage ids are TIME-ORDERED (``response_usage_id``): UUID version 8 text in the
+UUIDv7 layout, the first 48 bits the millisecond the server created the response id (which
+starts with it, ``new_response_id``), the other 74 free bits from the SHA-1 of the same
+inputs as the name-based ids before them (customer, API key, response id, meter). So they
+stay deterministic (every checkpoint and the final record of one response share them, as
+they share the response id) and unique, and new ledger rows land at the right edge of the
+``usage_id`` index instead of on a random page (which cost ~13 SQLite page writes per
+response). Ids stored earlier (UUIDv5, version nibble 5) keep theirs; the two kinds cannot
+collide (different version nibbles). Download ids and correction ids stay UUIDv5: a download
+id is written once per download, not per request, and must not change within its day.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import secrets
+import time
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal, Protocol, Required, TypedDict, Unpack
 
 import msgspec
@@ -102,23 +116,57 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 def download_id(customer_id: str, resource: str, when: datetime) -> str:
     """One download per customer, resource (snapshot id + version) and UTC day."""
-    day = when.astimezone(UTC).date().isoformat()
-    return derive_id("download", customer_id, resource, day)
+    return _download_id(customer_id, resource, when.astimezone(UTC).date())
+
+
+@functools.lru_cache(maxsize=4096)
+def _download_id(customer_id: str, resource: str, day: date) -> str:
+    # Memoised: every Range request of a download derives it twice (admission and its
+    # records), ~19k instructions each on the event loop; the same few ids recur all day.
+    return derive_id("download", customer_id, resource, day.isoformat())
 
 
 def response_usage_id(customer_id: str, api_key_id: str, response_id: str, meter: str) -> str:
     """The usage id of one meter of one response: scoped by customer and key, keyed by the
-    server's own response id (``new_response_id``), so no client input can collide it."""
-    return derive_id("response", customer_id, api_key_id, response_id, meter)
+    server's own response id (``new_response_id``), so no client input can collide it;
+    time-ordered by the response id's creation millisecond (``response_ms``)."""
+    name = "\x1f".join(("response", customer_id, api_key_id, response_id, meter))
+    h = hashlib.sha1(_NS_BYTES + name.encode())  # noqa: S324
+    return _stamp(response_id) + _ordered_tail(h.hexdigest())
+
+
+def _stamp(response_id: str) -> str:
+    """The first 15 characters of a response's usage ids: the 48-bit millisecond the response
+    id starts with (``response_ms``, as text: no parse, this runs per response) and version 8."""
+    t = response_id[:12]
+    if len(response_id) >= _RESPONSE_ID_CHARS and _HEX.issuperset(t):
+        return f"{t[:8]}-{t[8:]}-8"
+    return "00000000-0000-8"
+
+
+def _ordered_tail(h: str) -> str:
+    """The rest of a time-ordered id: 12 + 62 bits of the hash ``h`` (hex), variant bits 10."""
+    return f"{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
+
+
+def response_ms(response_id: str) -> int:
+    """The millisecond (Unix time) a ``new_response_id`` was created, which it starts with (12
+    hex digits); 0 for a response id of any other shape (the server makes none; tests do)."""
+    return int(_stamp(response_id)[:13].replace("-", ""), 16)
 
 
 def new_response_id() -> str:
-    """A fresh server-side id for one response or stream: 128 bits, unique across processes
-    and restarts (96 random bits drawn once per process, then a counter: this runs for
-    every response, and a system call per id costs more than the rest of it)."""
-    return f"{_PROCESS_PREFIX}{next(_RESPONSES):08x}"
+    """A fresh server-side id for one response or stream: its creation time in milliseconds
+    (12 hex digits, so response ids and the usage ids made from them sort by time), then 128
+    bits unique across processes and restarts (96 random bits drawn once per process, then a
+    counter: this runs for every response, and a system call per id costs more than the rest
+    of it)."""
+    # (%-formatting: measured ~1.5k instructions cheaper than the f-string with format specs)
+    return "%012x%s%08x" % (time.time_ns() // 1_000_000, _PROCESS_PREFIX, next(_RESPONSES))  # noqa: UP031
 
 
+_RESPONSE_ID_CHARS = 44  # 45 after 2**32 responses of one process: still parsed
+_HEX = frozenset("0123456789abcdef")
 _PROCESS_PREFIX = secrets.token_hex(12)
 _RESPONSES = itertools.count(1)
 
@@ -159,6 +207,7 @@ def response_records(
     # response, on the event loop).
     prefix = hashlib.sha1(  # noqa: S324
         _NS_BYTES + f"response\x1f{customer}\x1f{key}\x1f{response_id}\x1f".encode())
+    stamp = _stamp(response_id)
     out = []
     quantities: tuple[tuple[Meter, int], ...] = (
         ("requests", 1), ("bytes", usage.get("bytes_sent", 0)),
@@ -170,9 +219,9 @@ def response_records(
             h = prefix.copy()
             h.update(meter.encode())
             out.append(UsageRecord(
-                usage_id=_uuid5_text(h), ts=ts, customer_id=customer, meter=meter,
-                quantity=quantity, feed=feed, api_key_id=key, user=user, project=project,
-                request_id=request, resource=resource, download_id=dl))
+                usage_id=stamp + _ordered_tail(h.hexdigest()), ts=ts, customer_id=customer,
+                meter=meter, quantity=quantity, feed=feed, api_key_id=key, user=user,
+                project=project, request_id=request, resource=resource, download_id=dl))
     if dl:
         out.append(UsageRecord(
             usage_id=dl, ts=ts, customer_id=customer, meter="downloads", quantity=1, feed=feed,

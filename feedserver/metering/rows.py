@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 import msgspec
 
 from feedserver.metering.entries import ALL_COLUMNS, SELECT, LedgerRow, from_db
-from feedserver.metering.ledger import ts_text
+from feedserver.metering.ledger import CORRECTED, ts_text
 from feedserver.metering.months import month_bounds
 from feedserver.storage.db import Database
 
@@ -77,7 +77,7 @@ def corrections_of(db: Database, usage_ids: Iterable[str]) -> dict[str, list[Led
         part = ids[i : i + 400]
         marks = ", ".join("?" * len(part))
         for values in db.fetchall(f"SELECT {SELECT} FROM usage_ledger WHERE corrects IN "
-                                  f"({marks}) ORDER BY seq", part):
+                                  f"({marks}) AND {CORRECTED} ORDER BY seq", part):
             row = from_db(values)
             out.setdefault(row.corrects, []).append(row)
     return out

@@ -222,14 +222,15 @@ class StateStore:
     def find_by_name(self, name: str, projects: Sequence[str] | None = None, *,
                      limit: int = 100) -> list[Article]:
         """Live articles named ``name`` (spaces or underscores), across projects."""
-        sql = f"SELECT {_COLUMNS} FROM {TABLE} WHERE name = ? AND deleted = 0"
+        # Only the article column: on-demand's hot read (each other column is a Python object).
+        sql = f"SELECT article FROM {TABLE} WHERE name = ? AND deleted = 0"
         params: list[Any] = [name.replace("_", " ")]
         if projects:
             sql += f" AND project IN ({', '.join('?' for _ in projects)})"
             params.extend(projects)
         sql += " ORDER BY project, namespace, page_id LIMIT ?"
         params.append(limit)
-        return [_stored(row).article for row in self.db.fetchall(sql, params)]
+        return [_DECODER.decode(bytes(row[0])) for row in self.db.fetchall(sql, params)]
 
     def iter_changed(self, project: str, namespace: int, since: datetime, until: datetime, *,
                      page_size: int = 1000) -> Iterator[StoredArticle]:

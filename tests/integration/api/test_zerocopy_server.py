@@ -29,6 +29,7 @@ import uvicorn
 import zstandard
 
 from feedserver.accounts.admin import AccountAdmin
+from feedserver.api.body_writes import BODY_PARTS
 from feedserver.api.zerocopy_server import ZeroCopyH11Protocol
 from feedserver.config import Settings
 from feedserver.feeds.snapshots.build import build_from_records
@@ -210,12 +211,28 @@ class _Streams:
         slow = scope["path"] == "/slow"
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/octet-stream")]})
+        if scope["path"] == "/parts":
+            assert BODY_PARTS in scope["extensions"]  # advertised by the protocol
+            for group in _groups():
+                await send({"type": "http.response.body", "body": b"", BODY_PARTS: group,
+                            "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         pieces = [bytes([i % 256]) * SLOW_PIECE for i in range(SLOW_PIECES)] if slow \
             else _pieces()
         for piece in pieces:
             await send({"type": "http.response.body", "body": piece, "more_body": True})
             self.taken += len(piece)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _groups() -> list[tuple[bytes, ...]]:
+    """``_pieces()`` as body messages of several pieces each (one, two, three, ...)."""
+    pieces, groups, size = _pieces(), [], 1
+    while pieces:
+        groups.append(tuple(pieces[:size]))
+        pieces, size = pieces[size:], size + 1
+    return groups
 
 
 async def _serve(app: _Streams) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
@@ -281,6 +298,30 @@ async def test_chunked_stream_bytes_are_exact_and_the_connection_stays_usable() 
         writer.write(b"GET /pieces HTTP/1.0\r\n\r\n")
         raw = await asyncio.wait_for(reader.read(), 30)
         assert raw.split(b"\r\n\r\n", 1)[1] == expected
+        writer.close()
+    finally:
+        await _stop(server, task)
+
+
+async def test_a_message_of_several_pieces_is_one_chunk_of_exactly_their_bytes() -> None:
+    # The realtime stream hands over several shared ticks as one message (BODY_PARTS),
+    # written unjoined: on the wire each message must be exactly the chunk h11 would write
+    # for the pieces joined, and the connection must stay usable (h11's state unchanged).
+    server, task, port = await _serve(_Streams())
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        wire = _h11_chunked([b"".join(group) for group in _groups()])
+        for _ in range(2):
+            writer.write(b"GET /parts HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            assert head.startswith(b"HTTP/1.1 200")
+            assert await asyncio.wait_for(reader.readexactly(len(wire)), 30) == wire
+        writer.close()
+        # HTTP/1.0 (h11 frames by closing): the pieces joined, nothing else.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /parts HTTP/1.0\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), 30)
+        assert raw.split(b"\r\n\r\n", 1)[1] == b"".join(_pieces())
         writer.close()
     finally:
         await _stop(server, task)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -92,3 +93,21 @@ def test_ondemand_formats(client: TestClient[Any], world: World, accept: str) ->
                    params={"fields": "name"})
     assert r.headers["content-type"].startswith(accept)
     assert r.text.strip() in ('[{"name":"Page 1"}]', '{"name":"Page 1"}')
+
+
+@pytest.mark.parametrize("accept", ["application/json", "application/x-ndjson"])
+def test_ondemand_whole_articles_are_their_records(client: TestClient[Any], world: World,
+                                                   accept: str) -> None:
+    """Without fields or filters the articles are encoded as structs, without building their
+    dicts first (and sent without litestar's Response): the bytes must be those of the
+    records, with the same headers."""
+    r = client.get("/v2/articles/Page_3", headers=world.headers(world.key_a, Accept=accept))
+    assert r.status_code == 200 and r.headers["content-type"] == accept
+    records = [msgspec.to_builtins(a) for a in world.state.find_by_name("Page 3", ["enwiki"])]
+    assert len(records) == 1
+    if accept == "application/json":
+        assert r.content == msgspec.json.encode(records)
+    else:
+        assert r.content == b"".join(msgspec.json.encode(x) + b"\n" for x in records)
+    assert r.headers["content-length"] == str(len(r.content))
+    assert r.headers["x-request-id"]

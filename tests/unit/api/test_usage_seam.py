@@ -82,3 +82,27 @@ def test_quota_and_rate_limit_problems(world: World, tmp_path: Path) -> None:
         r = c.get(base, headers=world.headers(key_e))
         assert r.status_code == 429 and r.json()["type"].endswith("/rate-limited")
         assert "retry-after" in r.headers
+
+
+def test_ondemand_answers_carry_admission_headers(world: World, tmp_path: Path) -> None:
+    """On-demand answers are sent without litestar's Response (``EncodedResponse``): the
+    RateLimit headers of admission must still reach the client, and the quota still end."""
+    from feedserver.plans import Plan, Quotas, RateLimit
+
+    world.accounts.create_plan(Plan(name="two-lookups", feeds=["ondemand"],
+                                    quotas=Quotas(ondemand_lookups=2),
+                                    rate_limit=RateLimit(requests_per_second=100, burst=100)))
+    world.accounts.create_customer("zeta", "two-lookups")
+    key = world.accounts.create_api_key("zeta")[1]
+    settings = msgspec.structs.replace(world.settings, metering_enabled=True,
+                                       data_dir=str(tmp_path))
+    app = build_app(settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
+                    state=world.state, registry=CollectorRegistry())
+    with TestClient(app) as c:
+        for _ in range(2):
+            ok = c.get("/v2/articles/Page_3", headers=world.headers(key))
+            assert ok.status_code == 200 and ok.headers["content-type"] == "application/json"
+            assert '"ondemand_lookups";q=2' in ok.headers["ratelimit-policy"]
+            assert '"default"' in ok.headers["ratelimit"]
+        r = c.get("/v2/articles/Page_3", headers=world.headers(key))
+        assert r.status_code == 429 and r.json()["type"].endswith("/quota-exceeded")
