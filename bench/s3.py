@@ -18,17 +18,20 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import httpx
+import urllib3
 
 from bench._targets import check
 from bench.api import (
+    REPEATS,
     SECRET,
     articles,
-    best_of_interleaved,
+    cpu_seconds,
     download_mbps,
     free_port,
     process,
@@ -59,12 +62,43 @@ def boto3_mbps(endpoint: str, keys: list[str], size: int) -> float:
     return size / 1e6 / elapsed
 
 
+def urllib3_mbps(url: str, headers: dict[str, str], size: int) -> float:
+    """The proxied download read by urllib3, the HTTP client under boto3, in the blocks the
+    boto3 arm reads: the two arms then differ by the server alone, not by client library."""
+    pool = urllib3.PoolManager()
+    start = time.perf_counter()
+    got = 0
+    r = pool.request("GET", url, headers=headers, preload_content=False)
+    try:
+        if r.status != 200:
+            raise RuntimeError(f"{url}: status {r.status}")
+        while block := r.read(1 << 20):
+            got += len(block)
+    finally:
+        r.release_conn()
+    elapsed = time.perf_counter() - start
+    if got != size:
+        raise RuntimeError(f"{url}: got {got} bytes, expected {size}")
+    return size / 1e6 / elapsed
+
+
+def best_of_interleaved3(a: Callable[[], float], b: Callable[[], float],
+                         c: Callable[[], float]) -> tuple[float, float, float]:
+    """``best_of_interleaved`` for three arms."""
+    ra, rb, rc = [], [], []
+    for _ in range(REPEATS):
+        ra.append(a())
+        rb.append(b())
+        rc.append(c())
+    return max(ra), max(rb), max(rc)
+
+
 def run() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-s3-") as tmp:
         moto_port = free_port()
         endpoint = f"http://127.0.0.1:{moto_port}"
         with process([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(moto_port)],
-                     f"{endpoint}/moto-api/"):
+                     f"{endpoint}/moto-api/") as moto:
             s3 = {"blob_backend": "s3", "s3_endpoint_url": endpoint, "s3_bucket": BUCKET,
                   "s3_access_key_id": "bench", "s3_secret_access_key": "bench"}
             settings = load_settings(env={}, data_dir=str(Path(tmp) / "data"),
@@ -87,16 +121,42 @@ def run() -> None:
             port = free_port()
             api = f"http://127.0.0.1:{port}"
             cmd = [sys.executable, "-m", "feedserver", "serve", "--port", str(port)]
-            with process(cmd, f"{api}/healthz", {**_base_env(), **env}):
+            with process(cmd, f"{api}/healthz", {**_base_env(), **env}) as server:
                 dl = f"{api}/v2/snapshots/{manifest.identifier}/download"
-                ours, direct = best_of_interleaved(lambda: download_mbps(dl, auth, size),
-                                                   lambda: boto3_mbps(endpoint, objects, size))
+                pids = {"moto": moto.pid, "server": server.pid}
+                cpu_ours: dict[str, float] = dict.fromkeys([*pids, "client"], 0.0)
+                cpu_direct = dict(cpu_ours)
+                cpu_same = dict(cpu_ours)
+                ours, direct, same = best_of_interleaved3(
+                    lambda: _cpu(cpu_ours, pids, lambda: download_mbps(dl, auth, size)),
+                    lambda: _cpu(cpu_direct, pids,
+                                 lambda: boto3_mbps(endpoint, objects, size)),
+                    lambda: _cpu(cpu_same, pids, lambda: urllib3_mbps(dl, auth, size)))
             print(f"S3 download {size / 1e6:.1f} MB in {len(manifest.chunks)} chunks: "
                   f"feedserver (proxied) {ours:.0f} MB/s, boto3 direct {direct:.0f} MB/s",
                   flush=True)
+            print(f"  (information) proxied, read with urllib3 as boto3 reads: {same:.0f} MB/s, "
+                  f"{same / direct:.2f}x of boto3 direct", flush=True)
+            gb = REPEATS * size / 1e9
+            for name, cpu in (("proxied", cpu_ours), ("boto3 direct", cpu_direct),
+                              ("proxied, urllib3 client", cpu_same)):
+                print(f"  CPU s/GB {name}: " + ", ".join(
+                    f"{who} {sec / gb:.2f}" for who, sec in cpu.items()), flush=True)
             check("S3 proxied download vs boto3 direct", ours / direct, 0.8)
             redirected(env, auth, manifest.identifier, manifest.chunks[0].size,
                        settings.data_path)
+
+
+def _cpu(cpu: dict[str, float], pids: dict[str, int], measure: Callable[[], float]) -> float:
+    """``measure()``, adding to ``cpu`` the CPU seconds moto, the server and this process
+    (the client) spent meanwhile: where the time of each arm goes, whatever the load."""
+    before = {who: cpu_seconds(pid) for who, pid in pids.items()}
+    mine = time.process_time()
+    value = measure()
+    cpu["client"] += time.process_time() - mine
+    for who, pid in pids.items():
+        cpu[who] += cpu_seconds(pid) - before[who]
+    return value
 
 
 def _base_env() -> dict[str, str]:

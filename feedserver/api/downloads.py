@@ -11,11 +11,9 @@ still bills it.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import anyio.to_thread
@@ -23,59 +21,13 @@ from litestar import Request, Response
 from litestar.response import Redirect, Stream
 
 from feedserver.api import ranges
+from feedserver.api.blob_stream import BATCH_BYTES, stream_segments
 from feedserver.api.body_bytes import BodyMeter, count_body_bytes, metered
 from feedserver.api.ranges import ByteRange, Part
 from feedserver.api.zerocopy import FileBody, FileSegment, supports_zerocopy
-from feedserver.errors import IntegrityError
 from feedserver.storage.blobs import BlobStore
 
 CONTENT_TYPE = "application/zstd"  # the native format (zstd NDJSON)
-# Bytes read per worker-thread hop: fewer hops per MB, bounded memory per connection.
-BATCH_BYTES = 4 * 1024 * 1024
-
-
-def _take(it: Iterator[bytes]) -> list[bytes]:
-    out: list[bytes] = []
-    size = 0
-    for block in it:
-        out.append(block)
-        size += len(block)
-        if size >= BATCH_BYTES:
-            break
-    return out
-
-
-def _close_after(it: Generator[bytes, None, None], read: asyncio.Future[list[bytes]]) -> None:
-    if not read.cancelled():
-        read.exception()  # retrieved: a failed read-ahead of a body that ended is not news
-    it.close()
-
-
-async def _blocks(blobs: BlobStore, segments: Sequence[ranges.Segment]) -> AsyncIterator[bytes]:
-    for seg in segments:
-        if seg.data:
-            yield seg.data[seg.start : seg.stop]
-            continue
-        it = await anyio.to_thread.run_sync(blobs.open_range, seg.key, seg.start, seg.stop)
-        got = 0
-        # Read ahead: the next batch is read in a worker thread while this one is sent, so a
-        # remote store (S3) and the client's socket work at the same time rather than in
-        # turn (at most two batches per connection in memory).
-        ahead = asyncio.ensure_future(anyio.to_thread.run_sync(_take, it))
-        try:
-            while batch := await ahead:
-                ahead = asyncio.ensure_future(anyio.to_thread.run_sync(_take, it))
-                # One ASGI message per batch: the per-message cost of the server dominates.
-                data = batch[0] if len(batch) == 1 else b"".join(batch)
-                got += len(data)
-                yield data
-        finally:
-            # The worker thread may still be inside ``it`` (a cut or cancelled body): close
-            # it once that read is over, never under the thread's feet.
-            ahead.add_done_callback(partial(_close_after, it))
-        if got != seg.stop - seg.start:
-            # Headers already promised this many bytes: abort the connection, never pad.
-            raise IntegrityError(f"blob {seg.key} is shorter than its manifest says")
 
 
 def _redirectable(request: Request[Any, Any, Any], wanted: list[ByteRange] | None) -> bool:
@@ -109,7 +61,7 @@ async def _multipart_body(blobs: BlobStore, parts: Sequence[Part], rngs: Sequenc
                           layout: ranges.Multipart) -> AsyncIterator[bytes]:
     for head, rng in zip(layout.heads, rngs, strict=True):
         yield head
-        async for block in _blocks(blobs, ranges.segments(parts, rng)):
+        async for block in stream_segments(blobs, ranges.segments(parts, rng)):
             yield block
     yield layout.tail
 
@@ -191,7 +143,7 @@ async def serve(
             # sendfile: the kernel moves the bytes, Python never sees them
             return FileBody(files, meter, piece=BATCH_BYTES,
                             status_code=status, media_type=media_type, headers=headers)
-        return Stream(metered(_blocks(blobs, segments), meter), status_code=status,
+        return Stream(metered(stream_segments(blobs, segments), meter), status_code=status,
                       media_type=media_type, headers=headers)
     layout = ranges.multipart(wanted, size, media_type, secrets.token_hex(16))
     headers["content-length"] = str(layout.length)
