@@ -18,15 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from feedserver.accounts.admin import AccountAdmin
 from feedserver.config import Settings
 from feedserver.feeds.snapshots.build import build_from_records
-from feedserver.ingest.siteinfo import DumpInfo
 from feedserver.metering.ledger import Ledger
-from feedserver.plans import Plan
 from feedserver.storage.blobs import FilesystemBlobStore
 from feedserver.storage.db import SQLiteDatabase
 from tests.fixtures.articles import random_articles
+from tests.fixtures.downloads import (
+    SYNTHETIC_ENWIKI,
+    snapshot_customer_key,
+)
 from tests.fixtures.serve_proc import ServerProcess, server_env
 
 pytestmark = pytest.mark.integration
@@ -52,18 +53,9 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     settings = Settings(data_dir=str(tmp_path), chunk_size=1024 * 1024)
-    info = DumpInfo(wiki="enwiki", site_name="Wikipedia", base_url="https://en.wikipedia.org",
-                    language="en", namespaces={0: ""}, schema_version="0.11", source="synthetic")
-    build_from_records(info, random_articles(40, random_bytes=ARTICLE_BYTES),
+    build_from_records(SYNTHETIC_ENWIKI, random_articles(40, random_bytes=ARTICLE_BYTES),
                        FilesystemBlobStore(tmp_path / "blobs"), settings)
-    db = SQLiteDatabase(tmp_path / "feedserver.db")
-    try:
-        admin = AccountAdmin(db)
-        admin.create_plan(Plan(name="snap", feeds=["snapshots"]))
-        admin.create_customer("Acme", plan="snap")
-        key = admin.create_api_key("Acme")[1]
-    finally:
-        db.close()
+    key = snapshot_customer_key(tmp_path / "feedserver.db")
     return World(tmp_path, key)
 
 

@@ -28,19 +28,20 @@ import pytest
 import uvicorn
 import zstandard
 
-from feedserver.accounts.admin import AccountAdmin
 from feedserver.api.body_writes import BODY_PARTS
 from feedserver.api.zerocopy_server import ZeroCopyH11Protocol
 from feedserver.config import Settings
 from feedserver.feeds.snapshots.build import build_from_records
 from feedserver.feeds.snapshots.manifest import Manifest, wme_archive
-from feedserver.ingest.siteinfo import DumpInfo
-from feedserver.metering.ledger import Ledger
-from feedserver.plans import Plan
 from feedserver.storage.blobs import FilesystemBlobStore
-from feedserver.storage.db import SQLiteDatabase
 from tests.conftest import free_port
 from tests.fixtures.articles import random_articles
+from tests.fixtures.downloads import (
+    SYNTHETIC_ENWIKI,
+    billed_bytes,
+    fetch_concurrently,
+    snapshot_customer_key,
+)
 from tests.fixtures.serve_proc import ServerProcess, server_env
 
 pytestmark = pytest.mark.integration
@@ -62,34 +63,13 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     settings = Settings(data_dir=str(tmp_path), chunk_size=256 * 1024)
-    info = DumpInfo(wiki="enwiki", site_name="Wikipedia", base_url="https://en.wikipedia.org",
-                    language="en", namespaces={0: ""}, schema_version="0.11", source="synthetic")
     blobs = FilesystemBlobStore(tmp_path / "blobs")
-    (manifest,) = build_from_records(info, random_articles(12, random_bytes=ARTICLE_BYTES),
-                                     blobs, settings)
+    articles = random_articles(12, random_bytes=ARTICLE_BYTES)
+    (manifest,) = build_from_records(SYNTHETIC_ENWIKI, articles, blobs, settings)
     assert len(manifest.chunks) >= 3  # Ranges across chunk files need several
     whole = b"".join(blobs.get_bytes(c.key) for c in manifest.chunks)
-    db = SQLiteDatabase(tmp_path / "feedserver.db")
-    try:
-        admin = AccountAdmin(db)
-        admin.create_plan(Plan(name="snap", feeds=["snapshots"]))
-        admin.create_customer("Acme", plan="snap")
-        key = admin.create_api_key("Acme")[1]
-    finally:
-        db.close()
+    key = snapshot_customer_key(tmp_path / "feedserver.db")
     return World(tmp_path, key, manifest, whole)
-
-
-def _billed_bytes(data_dir: Path) -> int:
-    db = SQLiteDatabase(data_dir / "feedserver.db")
-    try:
-        assert Ledger(db).verify().ok
-        row = db.fetchone("SELECT COALESCE(SUM(quantity), 0) FROM usage_ledger "
-                          "WHERE meter = 'bytes'")
-        assert row is not None
-        return int(row[0])
-    finally:
-        db.close()
 
 
 def test_bytes_are_right_and_connections_stay_usable(world: World) -> None:
@@ -159,25 +139,11 @@ def test_usage_equals_bytes_received_under_300_concurrent_requests(world: World)
             hi = min(size - 1, lo + 100_000)
             return f"{base}/download", {"Range": f"bytes={lo}-{hi}"}, world.whole[lo:hi + 1]
 
-        async def run() -> int:
-            limits = httpx.Limits(max_connections=CONCURRENT)
-            async with httpx.AsyncClient(timeout=120, headers=auth, limits=limits) as http:
-                async def one(i: int) -> int:
-                    url, headers, want = request(i)
-                    r = await http.get(url, headers=headers)
-                    assert r.status_code in (200, 206), r.text
-                    assert r.content == want
-                    return len(r.content)
-
-                got = await asyncio.wait_for(
-                    asyncio.gather(*(one(i) for i in range(CONCURRENT))), 240)
-                return sum(got)
-
-        received = asyncio.run(run())
+        received = fetch_concurrently(request, auth, CONCURRENT)
     finally:
         server.stop()  # graceful: the writer flushes every final record to the ledger
     assert received > 0
-    assert _billed_bytes(world.data_dir) == received
+    assert billed_bytes(world.data_dir / "feedserver.db") == received
 
 
 # --- streamed (chunked) bodies: framing written by the protocol, h11 kept in step ----------
