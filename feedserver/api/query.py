@@ -189,13 +189,18 @@ def select(items: Iterable[Any], query: Query) -> list[dict[str, Any]]:
     return out
 
 
+def encode_list(request: Request[Any, Any, Any], items: Sequence[Any]) -> tuple[bytes, str]:
+    """``items`` as the body the client asked for (NDJSON or a JSON array), and its media
+    type."""
+    if wants_ndjson(request):
+        return b"".join(ENCODER.encode(item) + b"\n" for item in items), NDJSON
+    return ENCODER.encode(items), "application/json"
+
+
 def render_list(request: Request[Any, Any, Any], items: Sequence[Any],
                 headers: Mapping[str, str] | None = None) -> Response[bytes]:
-    if wants_ndjson(request):
-        body = b"".join(ENCODER.encode(item) + b"\n" for item in items)
-        return Response(body, media_type=NDJSON, headers=dict(headers or {}))
-    return Response(ENCODER.encode(list(items)), media_type="application/json",
-                    headers=dict(headers or {}))
+    body, media_type = encode_list(request, list(items))  # any iterable the caller has
+    return Response(body, media_type=media_type, headers=dict(headers or {}))
 
 
 class EncodedResponse:
@@ -219,10 +224,7 @@ class EncodedResponse:
 def encoded_list(request: Request[Any, Any, Any], items: Sequence[Any],
                  headers: Mapping[str, str]) -> EncodedResponse:
     """``render_list`` as an ``EncodedResponse``."""
-    if wants_ndjson(request):
-        return EncodedResponse(b"".join(ENCODER.encode(item) + b"\n" for item in items),
-                               NDJSON, headers)
-    return EncodedResponse(ENCODER.encode(items), "application/json", headers)
+    return EncodedResponse(*encode_list(request, items), headers)
 
 
 def render_one(item: Any, headers: Mapping[str, str] | None = None) -> Response[bytes]:
