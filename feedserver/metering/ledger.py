@@ -21,6 +21,7 @@ whose builder runs under the head lock, so it sees every earlier correction.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -76,10 +77,13 @@ CORRECTS_PARTIAL_MIGRATION = (
 _NO_OFFSET = timedelta(0)
 _IN_CHUNK = 400  # keeps ``IN (...)`` under SQLite's parameter limit
 NEVER_CLOSES = Periods(None)
+_TIME_ORDER = operator.attrgetter("ts", "usage_id")
 
 
 def ts_text(ts: datetime) -> str:
     """Fixed-width UTC text: sorts like time, so month ranges are plain string ranges."""
+    if ts.tzinfo is UTC:  # every record's (the ledger writer runs this per response)
+        return ts.isoformat(timespec="microseconds")[:-6] + "Z"
     if ts.utcoffset() != _NO_OFFSET:
         ts = ts.astimezone(UTC)
     return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"  # fast path
@@ -124,7 +128,7 @@ class Ledger:
         unique = merge(records)
         if not unique:
             return 0
-        unique.sort(key=_time_order)
+        unique.sort(key=_TIME_ORDER)
         now = self.periods.now()
         booked_now = ts_text(now)
         # Each record becomes its canonical body straight away (``sealing``): no row object.
@@ -235,10 +239,6 @@ class Ledger:
             return bad(n + 1, f"chain ends at seq {n} but the head records seq {head.seq}, "
                               f"{head.rows} rows: rows removed at the end")
         return VerifyResult(ok=True, rows=n, head_seq=head.seq, head_hash=head.row_hash)
-
-
-def _time_order(rec: UsageRecord) -> tuple[datetime, str]:
-    return rec.ts, rec.usage_id
 
 
 def _existing(cur: Cursor, ids: list[str]) -> list[str]:
