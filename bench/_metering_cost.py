@@ -7,7 +7,10 @@ requests + bytes records; ``chunk``: requests + bytes + one download per 50 resp
   (``UsageRecorder.record``: the records, the journal append, the queue);
 * ``build``: the records only; ``append``: the records, then ``Ledger.append`` of them in
   batches of 50 responses, on a copy of DB, a ledger already holding 20,000 responses (made
-  by ``prefill``). The ledger writer's part is ``append`` minus ``build``.
+  by ``prefill``). The ledger writer's part is ``append`` minus ``build``;
+* ``pipeline``: ``records`` and the writer task delivering them to that ledger (journal
+  fsync, thread hops, ``Ledger.append``, journal release), flushed every 50 responses: all
+  of metering but admission.
 
 Run each for N and 3N under ``valgrind --tool=cachegrind``: the difference divided by 2N is
 the cost per response (start-up and the pre-filled ledger cancel out). CPU microseconds per
@@ -16,6 +19,7 @@ response (this process, loaded machines make them noisy) go to stderr.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 import tempfile
@@ -57,6 +61,26 @@ def report(part: str, n: int, first: float, second: float) -> None:
           file=sys.stderr)
 
 
+def record(recorder: UsageRecorder, i: int, mix: str) -> None:
+    chunk = mix == "chunk"
+    recorder.record(PRINCIPAL, feed="snapshots" if chunk else "metadata", project="enwiki",
+                    response_id=new_response_id(), bytes_sent=150_000 if chunk else 2_345,
+                    resource=f"chunk_{i // BATCH}@1" if chunk else None, download=chunk)
+
+
+async def pipeline(ledger: Ledger, journal_dir: Path, n: int, mix: str) -> None:
+    recorder = UsageRecorder(Journal(journal_dir), LedgerDestination(ledger))
+    await recorder.start()
+    start = time.process_time()
+    for i in range(n):
+        record(recorder, i, mix)
+        if i % BATCH == BATCH - 1:
+            await recorder.flush()
+    await recorder.flush()
+    report("pipeline", n, time.process_time() - start, 0.0)
+    await recorder.stop()
+
+
 def main(part: str, n: int, mix: str, template: str) -> None:
     with tempfile.TemporaryDirectory(prefix="metering-cost-") as tmp:
         path = Path(tmp) / "feedserver.db"
@@ -66,6 +90,11 @@ def main(part: str, n: int, mix: str, template: str) -> None:
             append(Ledger(db), responses(PREFILL, mix, now - timedelta(hours=1)))
             db.close()
             shutil.copy(path, template)
+        elif part == "pipeline":
+            shutil.copy(template, path)
+            db = SQLiteDatabase(path)
+            asyncio.run(pipeline(Ledger(db), Path(tmp) / "journal", n, mix))
+            db.close()
         elif part in ("append", "build"):
             shutil.copy(template, path)
             db = SQLiteDatabase(path)
@@ -82,14 +111,9 @@ def main(part: str, n: int, mix: str, template: str) -> None:
             journal = Journal(Path(tmp) / "journal")
             journal.open()
             recorder = UsageRecorder(journal, LedgerDestination(Ledger(db)))
-            chunk = mix == "chunk"
             start = time.process_time()
             for i in range(n):
-                recorder.record(PRINCIPAL, feed="snapshots" if chunk else "metadata",
-                                project="enwiki", response_id=new_response_id(),
-                                bytes_sent=150_000 if chunk else 2_345,
-                                resource=f"chunk_{i // BATCH}@1" if chunk else None,
-                                download=chunk)
+                record(recorder, i, mix)
             report(part, n, time.process_time() - start, 0.0)
             journal.close(delete_if_empty=False)
             db.close()
