@@ -133,16 +133,16 @@ class Ledger:
         booked_now = ts_text(now)
         # Each record becomes its canonical body straight away (``sealing``): no row object.
         bodies: dict[str, list[Any]] = {}
-        open_months: dict[str, bool] = {}
-        texts: dict[datetime, str] = {}  # the records of one response share their ts
+        last: datetime | None = None
+        ts = month = ""
+        is_open = True
         for rec in unique:
-            ts = texts.get(rec.ts)
-            if ts is None:
-                ts = texts[rec.ts] = ts_text(rec.ts)
-            month = ts[:7]
-            is_open = open_months.get(month)
-            if is_open is None:
-                is_open = open_months[month] = self.periods.is_open(month, now)
+            if rec.ts is not last:  # sorted: the records of one response (one ts) are adjacent
+                last = rec.ts
+                ts = ts_text(last)
+                if ts[:7] != month:
+                    month = ts[:7]
+                    is_open = self.periods.is_open(month, now)
             body: list[Any] = [0, rec.usage_id, ts, rec.customer_id, rec.api_key_id,
                                rec.user, rec.feed, rec.project, rec.meter, rec.quantity,
                                rec.request_id, rec.resource, rec.download_id]
