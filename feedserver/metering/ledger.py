@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from feedserver.errors import Conflict
 from feedserver.metering.entries import COLUMNS, SELECT, LedgerRow, canonical, from_db
 from feedserver.metering.periods import Periods
 from feedserver.metering.records import UsageRecord, merge
@@ -150,10 +151,22 @@ class Ledger:
                 body[2] = booked_now
                 body += ["late", "", f"arrived after {month} closed", "ledger", ts]
             bodies[rec.usage_id] = body
+        try:
+            return self._seal(bodies, lookup=False)
+        except Conflict:
+            # A usage id is stored already (a journal replay, a redelivered message): the
+            # whole transaction rolled back; seal the batch again without the ids present.
+            return self._seal(bodies, lookup=True)
+
+    def _seal(self, bodies: dict[str, list[Any]], *, lookup: bool) -> int:
+        """One transaction: the bodies sealed after the head and inserted. Without ``lookup``
+        nothing is read first: the unique ``usage_id`` index refuses an id present (Conflict,
+        and nothing of the batch is kept); with it, the ids present are skipped."""
         with self.db.transaction() as cur:
             batch, count = self._head(cur)
-            for found in _existing(cur, list(bodies)):
-                del bodies[found]
+            if lookup:
+                for found in _existing(cur, list(bodies)):
+                    del bodies[found]
             for body in bodies.values():
                 batch.add(body)
             batch.write(cur, count)
