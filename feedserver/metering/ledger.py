@@ -31,7 +31,7 @@ import msgspec
 from feedserver.errors import Conflict
 from feedserver.metering.entries import COLUMNS, SELECT, LedgerRow, canonical, from_db
 from feedserver.metering.periods import Periods
-from feedserver.metering.records import UsageRecord, merge
+from feedserver.metering.records import RESPONSE_ID_VERSION, UsageRecord, merge
 from feedserver.metering.sealing import Batch, row_hash
 from feedserver.storage.db import Cursor, Database
 
@@ -151,22 +151,24 @@ class Ledger:
                 body[2] = booked_now
                 body += ["late", "", f"arrived after {month} closed", "ledger", ts]
             bodies[rec.usage_id] = body
+        # A response's usage ids are new unless its records are replayed or redelivered;
+        # a download id recurs with every Range request of the download that day. So only
+        # ids that are not a response's (not time-ordered) are looked up first.
         try:
-            return self._seal(bodies, lookup=False)
+            return self._seal(bodies, [i for i in bodies if i[14:15] != RESPONSE_ID_VERSION])
         except Conflict:
-            # A usage id is stored already (a journal replay, a redelivered message): the
-            # whole transaction rolled back; seal the batch again without the ids present.
-            return self._seal(bodies, lookup=True)
+            # A response's id is stored already (a journal replay, a redelivered message):
+            # the transaction rolled back; seal the batch again without every id present.
+            return self._seal(bodies, list(bodies))
 
-    def _seal(self, bodies: dict[str, list[Any]], *, lookup: bool) -> int:
-        """One transaction: the bodies sealed after the head and inserted. Without ``lookup``
-        nothing is read first: the unique ``usage_id`` index refuses an id present (Conflict,
-        and nothing of the batch is kept); with it, the ids present are skipped."""
+    def _seal(self, bodies: dict[str, list[Any]], lookup: list[str]) -> int:
+        """One transaction: the bodies sealed after the head and inserted, skipping those of
+        the ids in ``lookup`` that are present. An id present but not looked up makes the
+        unique ``usage_id`` index refuse the batch (Conflict; nothing of it is kept)."""
         with self.db.transaction() as cur:
             batch, count = self._head(cur)
-            if lookup:
-                for found in _existing(cur, list(bodies)):
-                    del bodies[found]
+            for found in _existing(cur, lookup):
+                del bodies[found]
             for body in bodies.values():
                 batch.add(body)
             batch.write(cur, count)

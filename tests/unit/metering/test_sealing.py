@@ -14,23 +14,38 @@ from hypothesis import strategies as st
 from feedserver.metering.entries import LedgerRow, canonical
 from feedserver.metering.ledger import Ledger, ts_text
 from feedserver.metering.periods import Periods
-from feedserver.metering.records import UsageRecord, derive_id, merge
+from feedserver.metering.records import (
+    RESPONSE_ID_VERSION,
+    UsageRecord,
+    derive_id,
+    merge,
+    new_response_id,
+    response_records,
+)
 from feedserver.metering.sealing import row_hash
 from feedserver.storage.db import Database, SQLiteDatabase
+from tests.unit.metering.conftest import FakePrincipal
 from tests.unit.metering.test_corrections import Clock
 
 NOW = datetime(2026, 11, 3, 0, 0, tzinfo=UTC)  # October closes at Nov 2, 00:00 (24 h grace)
 METERS = ("bytes", "requests", "articles", "downloads")
 
-records_st = st.lists(st.builds(
-    lambda n, meter, quantity, minutes, customer: UsageRecord(
+
+def _record(n: int, meter: str) -> UsageRecord:
+    # Everything but the id follows from ``n``, so a duplicate id is a replay of the same
+    # record (which batch keeps a *different* record of one id is not what is tested here).
+    return UsageRecord(
         usage_id=derive_id("prop", str(n), meter),
         # Some records fall in the closed October: they become ``late`` rows.
-        ts=NOW - timedelta(minutes=minutes), customer_id=customer, meter=meter,
-        quantity=quantity, feed="chunks", request_id=f"r{n}", resource="res@1" if n % 3 else "",
-        user="ü\x00\"" if n % 5 == 0 else "alice"),  # text JSON must escape, hashed as is
-    st.integers(0, 40), st.sampled_from(METERS), st.integers(1, 10**12),
-    st.integers(0, 4 * 24 * 60), st.sampled_from(("acme", "globex"))), max_size=60)
+        ts=NOW - timedelta(minutes=(n * 997) % (4 * 24 * 60)),
+        customer_id=("acme", "globex")[n % 2], meter=meter,  # type: ignore[arg-type]
+        quantity=(n * 7919) % 10**12 + 1, feed="chunks", request_id=f"r{n}",
+        resource="res@1" if n % 3 else "",
+        user="ü\x00\"" if n % 5 == 0 else "alice")  # text JSON must escape, hashed as is
+
+
+records_st = st.lists(st.builds(_record, st.integers(0, 400), st.sampled_from(METERS)),
+                      max_size=60)
 
 
 def reference_rows(records: list[UsageRecord], periods: Periods) -> list[LedgerRow]:
@@ -100,3 +115,22 @@ def test_one_batch_matches_the_row_model_row_for_row(db: Database) -> None:
     assert ledger.append(records) == len(records)
     assert list(ledger.rows()) == reference_rows(records, periods)
     assert {r.kind for r in ledger.rows()} == {"usage", "late"}
+
+
+def test_a_replayed_response_is_skipped_after_the_optimistic_insert_fails(db: Database) -> None:
+    # Response ids (time-ordered) are not looked up before the insert: a replayed one makes
+    # the unique index refuse the batch, which is then sealed again without it, and nothing
+    # of the refused attempt (rows, bytes counter, head) is left behind.
+    principal = FakePrincipal()
+    first = response_records(principal, feed="chunks", project="p", response_id=new_response_id(),
+                             bytes_sent=100, resource="chunk@1", download=True)
+    second = response_records(principal, feed="chunks", project="p",
+                              response_id=new_response_id(), bytes_sent=7, resource="chunk@1",
+                              download=True)
+    assert {r.usage_id[14] for r in first} == {RESPONSE_ID_VERSION, "5"}  # and a download id
+    ledger = Ledger(db)
+    assert ledger.append(first) == 3
+    assert ledger.append([*first, *second]) == 2  # second's requests and bytes
+    assert ledger.count() == 5 and ledger.head().rows == 5
+    assert ledger.verify().ok
+    assert db.fetchone("SELECT used FROM quota_usage WHERE meter = 'bytes'") == (107,)
