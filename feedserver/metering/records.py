@@ -145,8 +145,8 @@ def _stamp(response_id: str) -> str:
     id starts with (``response_ms``, as text: no parse, this runs per response) and version 8."""
     t = response_id[:12]
     if len(response_id) >= _RESPONSE_ID_CHARS and _HEX.issuperset(t):
-        return f"{t[:8]}-{t[8:]}-{RESPONSE_ID_VERSION}"
-    return f"00000000-0000-{RESPONSE_ID_VERSION}"
+        return f"{t[:8]}-{t[8:]}-8"  # RESPONSE_ID_VERSION
+    return "00000000-0000-8"
 
 
 def _ordered_tail(h: str) -> str:
