@@ -52,6 +52,7 @@ class Result(msgspec.Struct):
     cpu_seconds: float
     histogram: dict[int, int]  # bucket (0.1 ms) -> samples
     records: int = 0  # records counted by every stream together
+    reads: int = 0  # socket reads that returned records (one ``recv_into`` each)
     cut: int = 0  # slow streams the server closed (stream-closed message or EOF)
     # send-time window (``WINDOW_NS``, absolute) -> latency bucket (``COARSE_NS``) -> samples:
     # how latency moves over the phase (a backlog building up, or stalls)
@@ -264,6 +265,7 @@ def run(host: str, port: int, key: str, count: int, timeout: float, slow: int) -
     return Result(received=[s.received for s in live], closed=sum(s.closed for s in live),
                   errors=[s.error for s in live if s.error], cpu_seconds=cpu,
                   histogram=reader.histogram(), records=reader.records, cut=cut,
+                  reads=len(reader.reads) // 2,
                   timeline=reader.timeline())
 
 

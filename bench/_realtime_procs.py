@@ -81,6 +81,16 @@ def cpu_seconds(pid: int, *, children: bool = True) -> float:
     return total
 
 
+def write_calls(pid: int) -> int:
+    """Write-class system calls of process ``pid`` so far (``syscw`` in ``/proc/PID/io``:
+    ``write``/``writev`` on its sockets), 0 when unreadable."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("syscw:"):
+                return int(line.split()[1])
+    return 0
+
+
 def family(pid: int) -> list[int]:
     """``pid`` and its descendants (uvicorn ``--workers``: the workers)."""
     out, todo = [], [pid]
