@@ -53,6 +53,7 @@ class Result(msgspec.Struct):
     histogram: dict[int, int]  # bucket (0.1 ms) -> samples
     records: int = 0  # records counted by every stream together
     reads: int = 0  # socket reads that returned records (one ``recv_into`` each)
+    waited_seconds: float = 0.0  # runnable but not running (waiting for a CPU) while reading
     cut: int = 0  # slow streams the server closed (stream-closed message or EOF)
     # send-time window (``WINDOW_NS``, absolute) -> latency bucket (``COARSE_NS``) -> samples:
     # how latency moves over the phase (a backlog building up, or stalls)
@@ -228,8 +229,17 @@ def slow_state(s: Stream) -> bool:
     return True
 
 
+def waited() -> float:
+    """Seconds this process has been runnable but not running (``/proc/self/schedstat``)."""
+    try:
+        with open("/proc/self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def run(host: str, port: int, key: str, count: int, timeout: float, slow: int) -> Result:
-    cpu0 = time.process_time()
+    cpu0, waited0 = time.process_time(), waited()
     streams = [open_stream(host, port, key, slow=i < slow) for i in range(count)]
     reader = Reader(streams)
     deadline = time.monotonic() + CONNECT_TIMEOUT
@@ -257,6 +267,7 @@ def run(host: str, port: int, key: str, count: int, timeout: float, slow: int) -
             if all(s.received >= expect or s.closed or s.error for s in live):
                 break
     cpu = time.process_time() - cpu0  # the run's; building the histogram is after it
+    waited_s = waited() - waited0
     print("done", flush=True)  # the parent reads the server's CPU, then says "close"
     sys.stdin.readline()
     cut = sum(slow_state(s) for s in streams if s.slow)
@@ -265,7 +276,7 @@ def run(host: str, port: int, key: str, count: int, timeout: float, slow: int) -
     return Result(received=[s.received for s in live], closed=sum(s.closed for s in live),
                   errors=[s.error for s in live if s.error], cpu_seconds=cpu,
                   histogram=reader.histogram(), records=reader.records, cut=cut,
-                  reads=len(reader.reads) // 2,
+                  reads=len(reader.reads) // 2, waited_seconds=waited_s,
                   timeline=reader.timeline())
 
 

@@ -91,6 +91,17 @@ def write_calls(pid: int) -> int:
     return 0
 
 
+def runnable_seconds(pid: int) -> float:
+    """Seconds process ``pid``'s threads spent runnable but not running (waiting for a CPU:
+    the second field of ``/proc/PID/task/TID/schedstat``), 0 when unreadable."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def family(pid: int) -> list[int]:
     """``pid`` and its descendants (uvicorn ``--workers``: the workers)."""
     out, todo = [], [pid]
