@@ -42,6 +42,24 @@ MIGRATION = (
     f"CREATE INDEX IF NOT EXISTS {TABLE}_changed ON {TABLE} (project, namespace, changed_us)",
 )
 
+# PostgreSQL tells every listener which names changed, whoever wrote them (the events
+# consumer, a snapshot load, a diff's advance): each changed row notifies its name before and
+# after the change on CHANNEL, delivered when the writer commits; TRUNCATE notifies "" (all).
+CHANNEL = "article_state"
+NOTIFY_MIGRATION = (
+    f"CREATE OR REPLACE FUNCTION {TABLE}_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN "
+    "IF TG_OP = 'TRUNCATE' THEN PERFORM pg_notify('" + CHANNEL + "', ''); RETURN NULL; END IF; "
+    "IF TG_OP <> 'INSERT' THEN PERFORM pg_notify('" + CHANNEL + "', OLD.name); END IF; "
+    "IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.name <> OLD.name) THEN "
+    "PERFORM pg_notify('" + CHANNEL + "', NEW.name); END IF; "
+    "RETURN NULL; END $$",
+    f"CREATE TRIGGER {TABLE}_notify AFTER INSERT OR UPDATE OR DELETE ON {TABLE} "
+    f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_notify()",
+    f"CREATE TRIGGER {TABLE}_notify_all AFTER TRUNCATE ON {TABLE} "
+    f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_notify()",
+)
+
 _COLUMNS = ("project, namespace, page_id, name, revision, changed_us, date_modified, deleted,"
             " article")
 _NEWER = (
@@ -126,6 +144,8 @@ class StateStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.migrate("feeds.state.1", MIGRATION)
+        if db.dialect == "postgresql":
+            db.migrate("feeds.state.notify.1", NOTIFY_MIGRATION)
 
     @property
     def local_reads(self) -> bool:

@@ -8,13 +8,15 @@ are translated here: a constraint violation is ``Conflict``, a value the databas
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
 import psycopg_pool
+from psycopg import sql
 
 from feedserver.errors import Conflict, StorageError, UnstorableValue
 from feedserver.storage.db.base import BaseDatabase, Cursor, Dialect, Params, Row
@@ -60,6 +62,7 @@ class PostgresDatabase(BaseDatabase):
             self._pool.wait(timeout=30)
         except Exception as exc:
             raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        self._url = url
 
     def _lock_migrations(self, cur: Cursor) -> None:
         # Several processes starting at once would otherwise race on CREATE TABLE IF NOT EXISTS
@@ -78,5 +81,38 @@ class PostgresDatabase(BaseDatabase):
         except psycopg.Error as exc:
             raise StorageError(f"database error: {exc}") from exc
 
+    @asynccontextmanager
+    async def listen(self, channel: str, *, keepalive: float) -> AsyncIterator[
+        AsyncIterator[str]
+    ]:
+        """``LISTEN channel`` on a connection of its own (not the pool's), on the event loop:
+        once entered, every notification committed afterwards is among the payloads, in
+        commit order. A connection that stops answering is noticed within ``2 * keepalive``
+        seconds (a probe after each quiet ``keepalive``): the iteration then raises
+        ``StorageError``, as for any other failure, and nothing may be assumed about what was
+        sent meanwhile."""
+        try:
+            conn = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(self._url, autocommit=True), keepalive * 4)
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except (psycopg.Error, TimeoutError) as exc:
+            raise StorageError(f"cannot listen to {channel!r}: {exc}") from exc
+        try:
+            yield _payloads(conn, keepalive)
+        finally:
+            await conn.close()
+
     def close(self) -> None:
         self._pool.close()
+
+
+async def _payloads(conn: psycopg.AsyncConnection[Any], keepalive: float) -> AsyncIterator[str]:
+    while True:
+        try:
+            async for note in conn.notifies(timeout=keepalive):
+                yield note.payload
+            # Quiet for ``keepalive``: a round trip proves the connection (and so the stream
+            # of notifications) is still there; notifications meanwhile wait in its backlog.
+            await asyncio.wait_for(conn.execute("SELECT 1"), keepalive)
+        except (psycopg.Error, TimeoutError) as exc:
+            raise StorageError(f"notifications interrupted: {exc}") from exc
