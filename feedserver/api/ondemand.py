@@ -172,19 +172,14 @@ async def lookup_records(lookups: Lookups, principal: Principal, lookup: Lookup
                          ) -> list[Article] | list[dict[str, Any]]:
     """``find_records``, from where it is cheapest: SQLite inline (one indexed read costs
     less than the worker-thread hop, which costs milliseconds on a loaded machine); remote
-    state (PostgreSQL) from the process's cache, else a round trip in a worker thread whose
-    result the cache keeps (``StateCache``: the staleness bound)."""
-    state, cache = lookups.state, lookups.cache
+    state (PostgreSQL) on the event loop from the process's cache or one round trip
+    (``RemoteState``: docs/api.md has the staleness bound); a worker thread otherwise."""
+    state, remote = lookups.state, lookups.remote
     if state.local_reads:
         return find_records(state, principal, FEED, lookup)
-    if cache is None:
+    if remote is None:
         return await anyio.to_thread.run_sync(find_records, state, principal, FEED, lookup)
-    articles = cache.get(lookup.name, lookup.wiki)
-    if articles is None:
-        ticket = cache.ticket()
-        articles = await anyio.to_thread.run_sync(read, state, lookup)
-        if len(articles) < CANDIDATES:  # complete: the cache never answers with a cut list
-            cache.put(lookup.name, lookup.wiki, articles, ticket)
+    articles = await remote.find_by_name(lookup.name, lookup.wiki, limit=CANDIDATES)
     return records(entitled(articles, principal, FEED, lookup), lookup)
 
 

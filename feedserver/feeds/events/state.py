@@ -242,15 +242,7 @@ class StateStore:
     def find_by_name(self, name: str, projects: Sequence[str] | None = None, *,
                      limit: int = 100) -> list[Article]:
         """Live articles named ``name`` (spaces or underscores), across projects."""
-        # Only the article column: on-demand's hot read (each other column is a Python object).
-        sql = f"SELECT article FROM {TABLE} WHERE name = ? AND deleted = 0"
-        params: list[Any] = [name.replace("_", " ")]
-        if projects:
-            sql += f" AND project IN ({', '.join('?' for _ in projects)})"
-            params.extend(projects)
-        sql += " ORDER BY project, namespace, page_id LIMIT ?"
-        params.append(limit)
-        return [_DECODER.decode(bytes(row[0])) for row in self.db.fetchall(sql, params)]
+        return articles_of(self.db.fetchall(*by_name(name, projects, limit)))
 
     def iter_changed(self, project: str, namespace: int, since: datetime, until: datetime, *,
                      page_size: int = 1000) -> Iterator[StoredArticle]:
@@ -270,6 +262,24 @@ class StateStore:
             if len(rows) < page_size:
                 return
             after = (int(rows[-1][5]), int(rows[-1][2]))
+
+
+def by_name(name: str, projects: Sequence[str] | None, limit: int) -> tuple[str, list[Any]]:
+    """The query of ``find_by_name`` and its parameters (pure)."""
+    # Only the article column: on-demand's hot read (each other column is a Python object).
+    sql = f"SELECT article FROM {TABLE} WHERE name = ? AND deleted = 0"
+    params: list[Any] = [name.replace("_", " ")]
+    if projects:
+        sql += f" AND project IN ({', '.join('?' for _ in projects)})"
+        params.extend(projects)
+    sql += " ORDER BY project, namespace, page_id LIMIT ?"
+    params.append(limit)
+    return sql, params
+
+
+def articles_of(rows: Iterable[Sequence[Any]]) -> list[Article]:
+    """The articles of ``by_name``'s rows."""
+    return [_DECODER.decode(bytes(row[0])) for row in rows]
 
 
 def _stored(row: Sequence[Any]) -> StoredArticle:

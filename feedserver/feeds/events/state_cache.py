@@ -1,10 +1,12 @@
-"""A per-process cache of the state store's reads by name, for on-demand lookups on PostgreSQL.
+"""On-demand's reads of a remote state store (PostgreSQL): on the event loop, and cached.
 
-On PostgreSQL every lookup would otherwise be a network round trip in a worker thread; the
-state store is written by other processes (the events consumer, a snapshot load, a diff's
-advance). So the cache is invalidated by the database itself: a trigger on the state table
-notifies every changed name on ``state.CHANNEL`` (``state.NOTIFY_MIGRATION``) and ``follow``
-drops those names as the notifications arrive, on a ``LISTEN`` connection of its own.
+``RemoteState.find_by_name`` answers from a per-process cache of reads by name, else reads
+through ``AsyncReads`` (an autocommit connection on the event loop: no worker-thread hop,
+which cost more than the round trip itself). The state store is written by other processes
+(the events consumer, a snapshot load, a diff's advance), so the cache is invalidated by the
+database itself: a trigger on the state table notifies every changed name on
+``state.CHANNEL`` (``state.NOTIFY_MIGRATION``) and ``follow`` drops those names as the
+notifications arrive, on a ``LISTEN`` connection of its own.
 
 What a lookup may see (the bound docs/api.md promises):
 
@@ -35,8 +37,9 @@ import anyio
 import msgspec
 
 from feedserver.errors import StorageError
-from feedserver.feeds.events.state import CHANNEL
+from feedserver.feeds.events.state import CHANNEL, articles_of, by_name
 from feedserver.models import Article
+from feedserver.storage.db import Params, Row
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,17 @@ class Notifier(Protocol):
 
     def listen(self, channel: str, *, keepalive: float
                ) -> AbstractAsyncContextManager[AsyncIterator[str]]: ...
+
+
+class AsyncReader(Protocol):
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+
+@runtime_checkable
+class RemoteDatabase(Notifier, Protocol):
+    """A database read over the network that can ``LISTEN`` (``PostgresDatabase`` fits)."""
+
+    def async_reads(self) -> AbstractAsyncContextManager[AsyncReader]: ...
 
 
 class Ticket(msgspec.Struct, frozen=True):
@@ -125,6 +139,28 @@ class StateCache:
         """Listening (again): reads that start from now on may be kept."""
         self.generation += 1
         self.live = True
+
+
+class RemoteState:
+    """``find_by_name`` for one project or all, from ``cache`` or read through ``reads``."""
+
+    def __init__(self, cache: StateCache, reads: AsyncReader) -> None:
+        self.cache = cache
+        self.reads = reads
+
+    async def find_by_name(self, name: str, project: str | None, *, limit: int
+                           ) -> list[Article]:
+        """The live articles named ``name`` in ``project`` (or all), at most ``limit``.
+        Raises ``StorageError``."""
+        articles = self.cache.get(name, project)
+        if articles is None:
+            ticket = self.cache.ticket()
+            rows = await self.reads.fetchall(*by_name(name, [project] if project else None,
+                                                      limit))
+            articles = articles_of(rows)
+            if len(articles) < limit:  # complete: a cut list would answer a larger limit
+                self.cache.put(name, project, articles, ticket)
+        return articles[:limit]
 
 
 async def follow(cache: StateCache, db: Notifier, *, keepalive: float = KEEPALIVE,

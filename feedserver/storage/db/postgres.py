@@ -24,6 +24,28 @@ from feedserver.storage.db.base import BaseDatabase, Cursor, Dialect, Params, Ro
 _PLACEHOLDER = re.compile(r"\?")
 
 
+def _pg_sql(sql: str) -> str:
+    """Portable SQL (``?`` placeholders) as psycopg's (``%s``, literal ``%`` doubled)."""
+    return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+
+
+class AsyncReads:
+    """Reads on the event loop, from a pool of autocommit connections of their own: no
+    worker-thread hop, and no BEGIN/COMMIT round trips around a lone SELECT."""
+
+    def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        """Raises ``StorageError``."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_pg_sql(sql), tuple(params), binary=True)
+                return [tuple(r) for r in await cur.fetchall()]
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise StorageError(f"database error: {exc}") from exc
+
+
 class _PgCursor:
     """Adapts ``?`` placeholders to psycopg's ``%s`` (literal ``%`` doubled)."""
 
@@ -31,12 +53,11 @@ class _PgCursor:
         self._cur = cur
 
     def execute(self, sql: str, params: Params = (), /) -> _PgCursor:
-        self._cur.execute(_PLACEHOLDER.sub("%s", sql.replace("%", "%%")), tuple(params))
+        self._cur.execute(_pg_sql(sql), tuple(params))
         return self
 
     def executemany(self, sql: str, rows: Sequence[Params], /) -> _PgCursor:
-        self._cur.executemany(_PLACEHOLDER.sub("%s", sql.replace("%", "%%")),
-                              [tuple(row) for row in rows])
+        self._cur.executemany(_pg_sql(sql), [tuple(row) for row in rows])
         return self
 
     def fetchone(self) -> Row | None:
@@ -80,6 +101,23 @@ class PostgresDatabase(BaseDatabase):
             raise UnstorableValue(f"value rejected by the database: {exc}") from exc
         except psycopg.Error as exc:
             raise StorageError(f"database error: {exc}") from exc
+
+    @asynccontextmanager
+    async def async_reads(self, *, max_size: int = 4) -> AsyncIterator[AsyncReads]:
+        """``AsyncReads`` for the running event loop (their pool is closed on exit).
+        Raises ``StorageError``."""
+        pool = psycopg_pool.AsyncConnectionPool(
+            self._url, min_size=1, max_size=max_size, open=False, timeout=30,
+            kwargs={"autocommit": True})
+        try:
+            await pool.open(wait=True, timeout=30)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            await pool.close()
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        try:
+            yield AsyncReads(pool)
+        finally:
+            await pool.close()
 
     @asynccontextmanager
     async def listen(self, channel: str, *, keepalive: float) -> AsyncIterator[
