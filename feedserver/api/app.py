@@ -357,13 +357,13 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
 async def _remote_state(settings: Settings, db: Database, stack: AsyncExitStack
                         ) -> RemoteState | None:
     """On PostgreSQL, on-demand's reads on the event loop and their per-process cache, kept
-    in step by a listener task (unless ``ondemand_cache_entries`` is 0) until the app stops;
+    in step by a listener task (unless ``ondemand_cache_bytes`` is 0) until the app stops;
     None where reads are local (SQLite)."""
     if db.local_reads or not isinstance(db, RemoteDatabase):
         return None
     reads = await stack.enter_async_context(db.async_reads())
-    cache = StateCache(settings.ondemand_cache_entries, settings.ondemand_cache_seconds)
-    if settings.ondemand_cache_entries > 0:
+    cache = StateCache(settings.ondemand_cache_bytes, settings.ondemand_cache_seconds)
+    if settings.ondemand_cache_bytes > 0:
         task = asyncio.get_running_loop().create_task(follow(cache, db))
 
         async def stop() -> None:

@@ -21,7 +21,8 @@ What a lookup may see (the bound docs/api.md promises):
   began (the bound if a notification could still be missed in a way nobody noticed).
 
 The cache is used from the event loop only (the handler and ``follow`` are both there), so it
-needs no lock. Entries are lists of decoded ``Article`` that nobody mutates.
+needs no lock. Entries are lists of decoded ``Article`` that nobody mutates; they are counted
+by the bytes read (the encoded articles), which the decoded ones take about as much of.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import anyio
 import msgspec
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE = 5.0  # seconds of quiet before the listener proves its connection
 RETRY = 1.0  # seconds between attempts to listen again
+ENTRY_BYTES = 256  # counted for each entry besides its articles (a title not found is one)
 
 
 @runtime_checkable
@@ -78,16 +80,23 @@ def name_key(name: str) -> str:
     return name.replace("_", " ")
 
 
-class StateCache:
-    """``find_by_name`` results by (name, project or None), least recently used first out."""
+class _Entry(NamedTuple):
+    at: float  # when the read began
+    articles: list[Article]
+    size: int  # bytes read: what the cache counts against its capacity
 
-    def __init__(self, entries: int, max_age: float, *,
+
+class StateCache:
+    """``find_by_name`` results by (name, project or None), at most ``capacity`` bytes of
+    them (as read), least recently used title first out."""
+
+    def __init__(self, capacity: int, max_age: float, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.capacity = entries
+        self.capacity = capacity
         self.max_age = max_age
         self._clock = clock
-        self._names: OrderedDict[str, dict[str | None, tuple[float, list[Article]]]] = (
-            OrderedDict())
+        self._names: OrderedDict[str, dict[str | None, _Entry]] = OrderedDict()
+        self.size = 0
         self.generation = 0
         self.live = False  # listening: entries are kept and served only then
 
@@ -105,30 +114,42 @@ class StateCache:
         reads = self._names.get(key)
         if reads is None or (hit := reads.get(project)) is None:
             return None
-        if self._clock() - hit[0] > self.max_age:
+        if self._clock() - hit.at > self.max_age:
             del reads[project]
+            self.size -= hit.size
             return None
         self._names.move_to_end(key)
-        return hit[1]
+        return hit.articles
 
-    def put(self, name: str, project: str | None, articles: list[Article],
+    def put(self, name: str, project: str | None, articles: list[Article], size: int,
             ticket: Ticket) -> None:
-        """Keep what a read that took ``ticket`` found, unless something changed meanwhile."""
-        if not self.live or ticket.generation != self.generation or self.capacity <= 0:
+        """Keep what a read that took ``ticket`` found (``size`` bytes), unless something
+        changed meanwhile."""
+        size += ENTRY_BYTES
+        if not self.live or ticket.generation != self.generation or size > self.capacity:
             return
         key = name_key(name)
-        self._names.setdefault(key, {})[project] = (ticket.at, articles)
+        reads = self._names.setdefault(key, {})
+        old = reads.get(project)
+        reads[project] = _Entry(ticket.at, articles, size)
+        self.size += size - (old.size if old else 0)
         self._names.move_to_end(key)
-        while len(self._names) > self.capacity:
-            self._names.popitem(last=False)
+        while self.size > self.capacity:
+            self._drop(next(iter(self._names)))
+
+    def _drop(self, key: str) -> None:
+        reads = self._names.pop(key, None)
+        if reads:
+            self.size -= sum(entry.size for entry in reads.values())
 
     def invalidate(self, name: str) -> None:
         """``name`` changed (``""``: everything may have)."""
         self.generation += 1
         if name:
-            self._names.pop(name, None)
+            self._drop(name)
         else:
             self._names.clear()
+            self.size = 0
 
     def suspend(self) -> None:
         """Not listening: forget everything and keep nothing until ``resume``."""
@@ -159,8 +180,9 @@ class RemoteState:
                                                       limit))
             articles = articles_of(rows)
             if len(articles) < limit:  # complete: a cut list would answer a larger limit
-                self.cache.put(name, project, articles, ticket)
-        return articles[:limit]
+                size = sum(len(row[0]) for row in rows)
+                self.cache.put(name, project, articles, size, ticket)
+        return articles if len(articles) <= limit else articles[:limit]
 
 
 async def follow(cache: StateCache, db: Notifier, *, keepalive: float = KEEPALIVE,

@@ -142,7 +142,7 @@ async def test_a_lost_listener_empties_the_cache_until_listening_again(
         postgres_database: Database) -> None:
     db = pg(postgres_database)
     StateStore(db)  # the table and its trigger
-    cache = StateCache(8, 3600.0)
+    cache = StateCache(100_000, 3600.0)
     task = asyncio.create_task(follow(cache, db, keepalive=1.0, retry=0.1))
     try:
         async def until(condition: Callable[[], bool]) -> None:
@@ -151,7 +151,7 @@ async def test_a_lost_listener_empties_the_cache_until_listening_again(
                     await asyncio.sleep(0.01)
 
         await until(lambda: cache.live)
-        cache.put("Earth", None, [page("Earth", 1, 1)], cache.ticket())
+        cache.put("Earth", None, [page("Earth", 1, 1)], 1000, cache.ticket())
         # The server ends the listener's session (a restart, a failover, a network cut):
         # whatever was notified meanwhile is unknown, so the cache must forget everything.
         await anyio.to_thread.run_sync(db.execute, (
@@ -160,7 +160,7 @@ async def test_a_lost_listener_empties_the_cache_until_listening_again(
         await until(lambda: cache.get("Earth", None) is None)
         await until(lambda: cache.live)  # listening again on a new connection
         ticket = cache.ticket()
-        cache.put("Earth", None, [], ticket)
+        cache.put("Earth", None, [], 1000, ticket)
         await anyio.to_thread.run_sync(StateStore(db).load_articles, [page("Earth", 1, 2)])
         await until(lambda: cache.get("Earth", None) is None)  # the new session notifies
     finally:

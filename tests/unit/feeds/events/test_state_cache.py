@@ -10,14 +10,22 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from feedserver.errors import StorageError
 from feedserver.feeds.events.state import CHANNEL
-from feedserver.feeds.events.state_cache import Notifier, StateCache, follow
+from feedserver.feeds.events.state_cache import (
+    ENTRY_BYTES,
+    Notifier,
+    RemoteState,
+    StateCache,
+    follow,
+)
 from feedserver.models import Article, Namespace, Project
+from feedserver.storage.db import Params, Row
 
 
 def article(name: str, wiki: str = "enwiki", page_id: int = 1) -> Article:
@@ -33,16 +41,16 @@ class Clock:
         return self.now
 
 
-def live_cache(entries: int = 8, max_age: float = 60.0, clock: Clock | None = None
+def live_cache(capacity: int = 100_000, max_age: float = 60.0, clock: Clock | None = None
                ) -> StateCache:
-    cache = StateCache(entries, max_age, clock=clock or Clock())
+    cache = StateCache(capacity, max_age, clock=clock or Clock())
     cache.resume()
     return cache
 
 
 def test_nothing_is_kept_or_served_before_listening() -> None:
-    cache = StateCache(8, 60.0)
-    cache.put("Earth", None, [article("Earth")], cache.ticket())
+    cache = StateCache(100_000, 60.0)
+    cache.put("Earth", None, [article("Earth")], 1000, cache.ticket())
     assert cache.get("Earth", None) is None
     cache.resume()
     # A read that began before LISTEN may have missed a change: still not kept.
@@ -52,20 +60,20 @@ def test_nothing_is_kept_or_served_before_listening() -> None:
 def test_a_read_is_kept_per_title_and_project() -> None:
     cache = live_cache()
     found = [article("Earth")]
-    cache.put("Earth", "enwiki", found, cache.ticket())
+    cache.put("Earth", "enwiki", found, 1000, cache.ticket())
     assert cache.get("Earth", "enwiki") is found
     assert cache.get("Earth", None) is None  # all projects is another read
     # Spaces and underscores are the same title (as the state store compares them).
     assert cache.get("Earth", "enwiki") is cache.get("Earth", "enwiki")
-    cache.put("New_York", None, [article("New York")], cache.ticket())
+    cache.put("New_York", None, [article("New York")], 1000, cache.ticket())
     assert cache.get("New York", None) is not None
 
 
 def test_a_notification_drops_every_read_of_that_title() -> None:
     cache = live_cache()
     for project in (None, "enwiki", "dewiki"):
-        cache.put("New York", project, [], cache.ticket())
-    cache.put("Paris", None, [], cache.ticket())
+        cache.put("New York", project, [], 1000, cache.ticket())
+    cache.put("Paris", None, [], 1000, cache.ticket())
     cache.invalidate("New York")  # names are notified as stored: with spaces
     assert [cache.get("New_York", p) for p in (None, "enwiki", "dewiki")] == [None] * 3
     assert cache.get("Paris", None) == []
@@ -77,19 +85,19 @@ def test_a_read_racing_a_notification_is_not_kept() -> None:
     cache = live_cache()
     ticket = cache.ticket()
     cache.invalidate("Unrelated")  # any notification: the read may predate a change
-    cache.put("Earth", None, [article("Earth")], ticket)
+    cache.put("Earth", None, [article("Earth")], 1000, ticket)
     assert cache.get("Earth", None) is None
 
 
 def test_suspend_forgets_and_keeps_nothing_until_resumed() -> None:
     cache = live_cache()
-    cache.put("Earth", None, [], cache.ticket())
+    cache.put("Earth", None, [], 1000, cache.ticket())
     ticket = cache.ticket()
     cache.suspend()
     assert cache.get("Earth", None) is None
-    cache.put("Earth", None, [], cache.ticket())
+    cache.put("Earth", None, [], 1000, cache.ticket())
     cache.resume()
-    cache.put("Earth", None, [], ticket)  # began before the connection was lost
+    cache.put("Earth", None, [], 1000, ticket)  # began before the connection was lost
     assert cache.get("Earth", None) is None
 
 
@@ -98,7 +106,7 @@ def test_an_entry_is_served_at_most_max_age_after_its_read_began() -> None:
     cache = live_cache(max_age=5.0, clock=clock)
     ticket = cache.ticket()
     clock.now += 2.0  # the read itself took 2 s: counted
-    cache.put("Earth", None, [], ticket)
+    cache.put("Earth", None, [], 1000, ticket)
     clock.now += 3.0
     assert cache.get("Earth", None) == []
     clock.now += 0.01
@@ -106,19 +114,36 @@ def test_an_entry_is_served_at_most_max_age_after_its_read_began() -> None:
 
 
 def test_least_recently_used_titles_go_first() -> None:
-    cache = live_cache(entries=2)
+    cache = live_cache(capacity=2 * (1000 + ENTRY_BYTES))  # room for two reads
     for name in ("A", "B"):
-        cache.put(name, None, [], cache.ticket())
+        cache.put(name, None, [], 1000, cache.ticket())
     assert cache.get("A", None) == []  # A is now the most recently used
-    cache.put("C", None, [], cache.ticket())
+    cache.put("C", None, [], 1000, cache.ticket())
     assert cache.get("B", None) is None
     assert cache.get("A", None) == [] and cache.get("C", None) == []
 
 
-def test_zero_entries_keeps_nothing() -> None:
-    cache = live_cache(entries=0)
-    cache.put("A", None, [], cache.ticket())
+def test_zero_bytes_keeps_nothing() -> None:
+    cache = live_cache(capacity=0)
+    cache.put("A", None, [], 0, cache.ticket())
     assert cache.get("A", None) is None
+
+
+def test_the_bytes_kept_are_counted_and_bounded() -> None:
+    cache = live_cache(capacity=10_000)
+    cache.put("Big", None, [], 10_000, cache.ticket())  # more than the whole cache: not kept
+    assert cache.get("Big", None) is None and cache.size == 0
+    cache.put("Missing", None, [], 0, cache.ticket())  # a title not found costs its entry
+    cache.put("A", "enwiki", [], 3000, cache.ticket())
+    cache.put("A", None, [], 3000, cache.ticket())
+    cache.put("A", None, [], 2000, cache.ticket())  # read again: replaces, not adds
+    assert cache.size == 3 * ENTRY_BYTES + 5000
+    cache.invalidate("A")
+    assert cache.size == ENTRY_BYTES
+    for name in "BCDEFG":  # 6 x (2000 + ENTRY_BYTES) > 10,000: the oldest go
+        cache.put(name, None, [], 2000, cache.ticket())
+        assert cache.size <= cache.capacity
+    assert cache.get("Missing", None) is None and cache.get("G", None) == []
 
 
 # One step of a run: a write of a title (its notification handled), the start of a read, the
@@ -146,7 +171,7 @@ def test_a_lookup_never_sees_an_overwritten_state(steps: list[tuple[str, object]
             reads.append((str(arg), db[str(arg)], cache.ticket()))
         elif op == "end" and reads:
             name, version, ticket = reads.pop(int(str(arg)) % len(reads))
-            cache.put(name, None, [article(name, page_id=version + 1)], ticket)  # type: ignore[arg-type]
+            cache.put(name, None, [article(name, page_id=version + 1)], 1000, ticket)  # type: ignore[arg-type]
         elif op == "get":
             hit = cache.get(str(arg), None)
             assert hit is None or hit[0].identifier == db[str(arg)] + 1
@@ -180,7 +205,7 @@ class Listener:
 
 
 async def test_follow_invalidates_and_suspends_while_the_connection_is_down() -> None:
-    cache = StateCache(8, 60.0)
+    cache = StateCache(100_000, 60.0)
     seen: list[bool] = []
 
     class Recording(Listener):
@@ -190,7 +215,7 @@ async def test_follow_invalidates_and_suspends_while_the_connection_is_down() ->
         ]:
             seen.append(cache.live)  # never live between two connections
             async with super().listen(channel, keepalive=keepalive) as names:
-                cache.put("Kept", None, [], cache.ticket())  # before resume: not kept
+                cache.put("Kept", None, [], 1000, cache.ticket())  # before resume: not kept
                 yield names
 
     listener = Recording([["Earth"], [""]])
@@ -204,3 +229,35 @@ async def test_follow_invalidates_and_suspends_while_the_connection_is_down() ->
             await task
     assert listener.opened == 2 and seen == [False, False, False]
     assert not cache.live and len(cache) == 0
+
+
+class Reads:
+    """An ``AsyncReader`` over fixed rows of encoded articles, counting the reads."""
+
+    def __init__(self, articles: list[Article]) -> None:
+        self.rows = [(msgspec.json.encode(a),) for a in articles]
+        self.queries: list[list[object]] = []
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        assert sql.startswith("SELECT article FROM article_state WHERE name = ?")
+        self.queries.append(list(params))
+        return list(self.rows)
+
+
+async def test_remote_state_reads_once_per_title_and_project() -> None:
+    reads = Reads([article("Earth", "dewiki"), article("Earth", "enwiki")])
+    remote = RemoteState(live_cache(), reads)
+    first = await remote.find_by_name("Earth", None, limit=200)
+    assert [a.is_part_of.identifier for a in first] == ["dewiki", "enwiki"]
+    assert await remote.find_by_name("Earth", None, limit=200) is first
+    await remote.find_by_name("Earth", "enwiki", limit=200)  # another read: its own query
+    assert reads.queries == [["Earth", 200], ["Earth", "enwiki", 200]]
+
+
+async def test_remote_state_never_keeps_a_cut_list() -> None:
+    # As many rows as the limit: there may be more, which a larger limit would want.
+    reads = Reads([article("Earth", "dewiki"), article("Earth", "enwiki")])
+    remote = RemoteState(live_cache(), reads)
+    for _ in range(2):
+        assert len(await remote.find_by_name("Earth", None, limit=2)) == 2
+    assert len(reads.queries) == 2
