@@ -10,6 +10,13 @@ Before the timed samples, each arm is downloaded once into a file and its SHA-25
 both arms are known to move identical bytes. The samples alternate between the arms
 (``REPEATS`` pairs), so load from other processes hits both alike; the value checked is the
 median of the per-pair ratios, and the spread (lowest and highest pair) is printed with it.
+
+During the samples the servers run on one core and curl on the other (``pinned``), the same
+for both arms, as a client on another machine would. Left to the scheduler, the two shared a
+core whenever other work held the second one, and on one core curl's CPU per GB of a
+``sendfile`` stream over loopback doubled (its kernel then does the sender's ACK processing and
+releases the page-cache pages the socket buffers held): the ratio flipped between ~0.8x and
+~2x from run to run with the placement, not with the servers.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -28,6 +37,7 @@ import msgspec
 TRANSFERS = 12  # downloads per sample: 12 x ~36 MB = ~430 MB
 REPEATS = 9  # interleaved samples per arm
 CURL = shutil.which("curl")
+SERVER_CPU, CLIENT_CPU = 0, 1
 
 
 class Arm(msgspec.Struct, frozen=True):
@@ -69,7 +79,8 @@ class Comparison(msgspec.Struct, frozen=True):
         r, a, b = self.ratios, self.ours, self.base
         return (f"{ours} {statistics.median(a.mbps):.0f} MB/s, {base} "
                 f"{statistics.median(b.mbps):.0f} MB/s (medians of {len(r)} interleaved "
-                f"samples of {TRANSFERS} downloads, curl); ratio {self.ratio:.2f}x, pairs "
+                f"samples of {TRANSFERS} downloads, curl; server and client pinned to a core "
+                f"each); ratio {self.ratio:.2f}x, pairs "
                 f"{min(r):.2f}-{max(r):.2f}x; CPU s/GB server {a.server_s_per_gb():.2f} vs "
                 f"{b.server_s_per_gb():.2f}, client (curl) {a.client_s_per_gb():.2f} vs "
                 f"{b.client_s_per_gb():.2f}, both {a.server_s_per_gb() + a.client_s_per_gb():.2f}"
@@ -78,6 +89,34 @@ class Comparison(msgspec.Struct, frozen=True):
 
 def available() -> bool:
     return CURL is not None
+
+
+def _threads(pid: int) -> list[int]:
+    return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+
+
+@contextmanager
+def pinned(pids: list[int]) -> Iterator[None]:
+    """Every thread of the servers ``pids`` on core ``SERVER_CPU`` for the duration (threads
+    they start meanwhile inherit it), curl on ``CLIENT_CPU`` (``_curl``); nothing pinned on a
+    machine with one core."""
+    if len(os.sched_getaffinity(0)) < 2:
+        yield
+        return
+    before = {tid: os.sched_getaffinity(tid) for pid in pids for tid in _threads(pid)}
+    for tid in before:
+        os.sched_setaffinity(tid, {SERVER_CPU})
+    try:
+        yield
+    finally:
+        for pid in pids:
+            for tid in _threads(pid):
+                os.sched_setaffinity(tid, before.get(tid) or os.sched_getaffinity(0))
+
+
+def _client_core() -> None:
+    if len(os.sched_getaffinity(0)) >= 2:
+        os.sched_setaffinity(0, {CLIENT_CPU})
 
 
 def _curl(arm: Arm, outputs: list[str]) -> list[tuple[int, int, float]]:
@@ -90,7 +129,8 @@ def _curl(arm: Arm, outputs: list[str]) -> list[tuple[int, int, float]]:
         args += ["--header", f"{name}: {value}"]
     for out in outputs:
         args += ["--output", out, arm.url]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False,
+                          preexec_fn=_client_core)
     if done.returncode != 0:
         raise RuntimeError(f"curl {arm.url}: exit {done.returncode}: {done.stderr.strip()}")
     rows = [line.split() for line in done.stdout.splitlines() if line.strip()]
@@ -137,8 +177,9 @@ def compare(ours: Arm, base: Arm, size: int, sha256: str) -> Comparison:
     verify(ours, size, sha256)
     verify(base, size, sha256)
     a, b = Side(), Side()
-    for i in range(REPEATS):  # alternate which arm goes first: neither always follows the other
-        order = [(ours, a), (base, b)] if i % 2 == 0 else [(base, b), (ours, a)]
-        for arm, side in order:
-            sample(arm, size, side)
+    with pinned([ours.pid, base.pid]):
+        for i in range(REPEATS):  # alternate which arm goes first: neither always follows
+            order = [(ours, a), (base, b)] if i % 2 == 0 else [(base, b), (ours, a)]
+            for arm, side in order:
+                sample(arm, size, side)
     return Comparison(a, b)
