@@ -81,6 +81,27 @@ def cpu_seconds(pid: int, *, children: bool = True) -> float:
     return total
 
 
+def write_calls(pid: int) -> int:
+    """Write-class system calls of process ``pid`` so far (``syscw`` in ``/proc/PID/io``:
+    ``write``/``writev`` on its sockets), 0 when unreadable."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("syscw:"):
+                return int(line.split()[1])
+    return 0
+
+
+def runnable_seconds(pid: int) -> float:
+    """Seconds process ``pid``'s threads spent runnable but not running (waiting for a CPU:
+    the second field of ``/proc/PID/task/TID/schedstat``), 0 when unreadable."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def family(pid: int) -> list[int]:
     """``pid`` and its descendants (uvicorn ``--workers``: the workers)."""
     out, todo = [], [pid]

@@ -45,7 +45,9 @@ from bench._realtime_procs import (
     percentile,
     producer_args,
     rss_bytes,
+    runnable_seconds,
     server,
+    write_calls,
 )
 from bench._targets import check
 from feedserver.accounts.service import Accounts
@@ -174,6 +176,8 @@ async def latency(port: int, key: str, target: str, topic: str, pids: Pids, *,
     async with Clients(port, key, subscribers, DRAIN_TIMEOUT) as clients:
         server_cpu, broker_cpu = cpu_seconds(pids.server), cpu_seconds(pids.broker)
         workers = {one: cpu_seconds(one, children=False) for one in family(pids.server)}
+        writes = sum(write_calls(one) for one in workers)
+        queued = {one: runnable_seconds(one) for one in workers}
         wall = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *producer_args(target, topic, 0, RATE * SECONDS, RATE),
@@ -191,9 +195,12 @@ async def latency(port: int, key: str, target: str, topic: str, pids: Pids, *,
         def done() -> None:  # every record delivered, no stream closed yet
             delivered_at.update({one: cpu_seconds(one, children=False) for one in workers})
             delivered_at[0] = cpu_seconds(pids.server)
+            delivered_at[-1] = sum(write_calls(one) for one in workers)
+            queued.update({one: runnable_seconds(one) - at for one, at in queued.items()})
 
         results = await clients.finish(sent, done)
         server_cpu = delivered_at[0] - server_cpu
+        writes = int(delivered_at[-1]) - writes
         workers = {one: delivered_at[one] - cpu for one, cpu in workers.items()}
         broker_cpu = cpu_seconds(pids.broker) - broker_cpu
         wall = time.monotonic() - wall
@@ -225,6 +232,13 @@ async def latency(port: int, key: str, target: str, topic: str, pids: Pids, *,
           f"{producer_cpu * per_million:.2f} ({producer_cpu:.1f} s); total "
           f"{(server_cpu + client_cpu + broker_cpu + producer_cpu) * per_million:.2f}",
           flush=True)
+    reads = sum(r.reads for r in results)
+    print(f"  server socket writes {writes:,} ({got / max(writes, 1):.1f} deliveries each), "
+          f"subscriber reads with records {reads:,} ({got / max(reads, 1):.1f} each)",
+          flush=True)
+    print(f"  waiting for a CPU (runnable, not running) in the phase: server processes "
+          f"{' / '.join(f'{v:.1f}' for v in queued.values())} s, subscriber processes "
+          f"{' / '.join(f'{r.waited_seconds:.1f}' for r in results)} s", flush=True)
     each = " / ".join(f"{percentile(r.histogram, 0.99) / 1000:.2f}" for r in results)
     print(f"  p99 by send time (per {WINDOW_NS / 1e9:g} s): {timeline(results)}; p99 per "
           f"subscriber process: {each} s", flush=True)

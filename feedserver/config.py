@@ -77,6 +77,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     realtime_max_subscriber_lag: int = 10_000
     realtime_buffer_bytes: int = 64 * 1024 * 1024
     stream_lease_seconds: float = 30.0
+    ondemand_cache_bytes: int = 64 * 1024 * 1024
+    ondemand_cache_seconds: float = 60.0
     batch_retention_hours: int = 48
 
     # --- snapshots ---------------------------------------------------------------------------

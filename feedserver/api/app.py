@@ -12,6 +12,7 @@ and one line here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import signal
@@ -65,6 +66,7 @@ from feedserver.config import Settings, load_settings
 from feedserver.errors import Unavailable
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.events.state import StateStore
+from feedserver.feeds.events.state_cache import RemoteDatabase, RemoteState, StateCache, follow
 from feedserver.feeds.realtime.service import HEARTBEAT_SECONDS, Realtime
 from feedserver.feeds.snapshots.manifest import STRUCTURED_PREFIX
 from feedserver.feeds.snapshots.store import SnapshotStore
@@ -348,7 +350,29 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
         stream_metering=stream_metering,
         portals=Portals(settings, db, accounts, metering), metrics=metrics,
         verified_blobs=VerifiedBlobs(blobs),
-        lookups=Lookups(accounts=accounts, state=state, billing=billing))
+        lookups=Lookups(accounts=accounts, state=state, billing=billing,
+                        remote=await _remote_state(settings, db, stack)))
+
+
+async def _remote_state(settings: Settings, db: Database, stack: AsyncExitStack
+                        ) -> RemoteState | None:
+    """On PostgreSQL, on-demand's reads on the event loop and their per-process cache, kept
+    in step by a listener task (unless ``ondemand_cache_bytes`` is 0) until the app stops;
+    None where reads are local (SQLite)."""
+    if db.local_reads or not isinstance(db, RemoteDatabase):
+        return None
+    reads = await stack.enter_async_context(db.async_reads())
+    cache = StateCache(settings.ondemand_cache_bytes, settings.ondemand_cache_seconds)
+    if settings.ondemand_cache_bytes > 0:
+        task = asyncio.get_running_loop().create_task(follow(cache, db))
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        stack.push_async_callback(stop)
+    return RemoteState(cache, reads)
 
 
 def _end_streams_on_signals(service: Realtime) -> Callable[[], None]:

@@ -18,7 +18,7 @@ neither.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any, Final
 
@@ -102,12 +102,11 @@ def read_lookup(query: Query, name: str) -> Lookup:
                   fields=query.fields)
 
 
-def candidates(article_state: ArticleState, principal: Principal, feed: ProductFeed,
-               lookup: Lookup) -> Iterator[Article]:
-    """The articles named ``lookup.name`` in the projects the plan covers for ``feed`` (and
-    in the language asked for), before filters. Blocking: call it in a worker thread."""
-    projects = [lookup.wiki] if lookup.wiki else None
-    for article in article_state.find_by_name(lookup.name, projects, limit=CANDIDATES):
+def entitled(articles: Iterable[Article], principal: Principal, feed: ProductFeed,
+             lookup: Lookup) -> Iterator[Article]:
+    """Those of ``articles`` (named ``lookup.name``) in the projects the plan covers for
+    ``feed`` and in the language asked for, before filters (pure)."""
+    for article in articles:
         if not allowed(principal, feed, article.is_part_of.identifier,
                        article.namespace.identifier):
             continue
@@ -116,14 +115,36 @@ def candidates(article_state: ArticleState, principal: Principal, feed: ProductF
         yield article
 
 
+def read(article_state: ArticleState, lookup: Lookup) -> list[Article]:
+    """The live articles named ``lookup.name`` (in ``lookup.wiki`` when asked). Blocking: a
+    worker thread's job, unless ``article_state.local_reads``."""
+    projects = [lookup.wiki] if lookup.wiki else None
+    return article_state.find_by_name(lookup.name, projects, limit=CANDIDATES)
+
+
+def candidates(article_state: ArticleState, principal: Principal, feed: ProductFeed,
+               lookup: Lookup) -> Iterator[Article]:
+    """The articles named ``lookup.name`` in the projects the plan covers for ``feed`` (and
+    in the language asked for), before filters. Blocking: call it in a worker thread."""
+    return entitled(read(article_state, lookup), principal, feed, lookup)
+
+
 def find(article_state: ArticleState, principal: Principal, feed: ProductFeed, lookup: Lookup,
          view: Callable[[Article], dict[str, Any]] = msgspec.to_builtins
          ) -> list[dict[str, Any]]:
     """At most ``lookup.limit`` records of ``lookup.name`` from the projects the plan covers
     for ``feed``: ``view`` of each article (the article itself by default), filtered, then
     projected to the fields asked for. Blocking: call it in a worker thread."""
+    return select(candidates(article_state, principal, feed, lookup), lookup, view)
+
+
+def select(found: Iterable[Article], lookup: Lookup,
+           view: Callable[[Article], dict[str, Any]] = msgspec.to_builtins
+           ) -> list[dict[str, Any]]:
+    """At most ``lookup.limit`` of ``view`` of each of ``found`` that passes the filters,
+    projected to the fields asked for (pure)."""
     out = []
-    for article in candidates(article_state, principal, feed, lookup):
+    for article in found:
         data = view(article)
         if matches(data, lookup.filters):
             out.append(project(data, lookup.fields))
@@ -136,9 +157,30 @@ def find_records(article_state: ArticleState, principal: Principal, feed: Produc
                  lookup: Lookup) -> list[Article] | list[dict[str, Any]]:
     """``find``; without filters or fields, the articles themselves (msgspec encodes a struct
     to the same JSON as its ``to_builtins`` dict, without building the dict first)."""
+    return records(candidates(article_state, principal, feed, lookup), lookup)
+
+
+def records(found: Iterator[Article], lookup: Lookup) -> list[Article] | list[dict[str, Any]]:
+    """At most ``lookup.limit`` of the entitled articles ``found``, filtered and projected
+    (pure)."""
     if lookup.filters or lookup.fields:
-        return find(article_state, principal, feed, lookup)
-    return list(islice(candidates(article_state, principal, feed, lookup), lookup.limit))
+        return select(found, lookup)
+    return list(islice(found, lookup.limit))
+
+
+async def lookup_records(lookups: Lookups, principal: Principal, lookup: Lookup
+                         ) -> list[Article] | list[dict[str, Any]]:
+    """``find_records``, from where it is cheapest: SQLite inline (one indexed read costs
+    less than the worker-thread hop, which costs milliseconds on a loaded machine); remote
+    state (PostgreSQL) on the event loop from the process's cache or one round trip
+    (``RemoteState``: docs/api.md has the staleness bound); a worker thread otherwise."""
+    state, remote = lookups.state, lookups.remote
+    if state.local_reads:
+        return find_records(state, principal, FEED, lookup)
+    if remote is None:
+        return await anyio.to_thread.run_sync(find_records, state, principal, FEED, lookup)
+    articles = await remote.find_by_name(lookup.name, lookup.wiki, limit=CANDIDATES)
+    return records(entitled(articles, principal, FEED, lookup), lookup)
 
 
 def answer(request: Request[Any, Any, Any], principal: Principal, billing: Billing,
@@ -169,13 +211,9 @@ async def lookup_article(request: Request[Any, Any, Any], lookups: Injected[Look
     # the services in a task group (docs/api.md, "Benchmark"). The same 401 first, then 4xx.
     principal = await authenticate(request, lookups.accounts)
     lookup = read_lookup(check_paths(await read_query(request), ARTICLE_PATHS), name)
-    billing, article_state = lookups.billing, lookups.state
+    billing = lookups.billing
     headers = await billing.admit(principal, FEED, lookup.wiki)
-    # SQLite: one indexed read, cheaper than the worker-thread hop (which costs milliseconds
-    # on a loaded machine); PostgreSQL: a network round trip, off the event loop.
-    found = (find_records(article_state, principal, FEED, lookup) if article_state.local_reads
-             else await anyio.to_thread.run_sync(find_records, article_state, principal, FEED,
-                                                 lookup))
+    found = await lookup_records(lookups, principal, lookup)
     return answer(request, principal, billing, lookup, found, headers)
 
 

@@ -31,6 +31,7 @@ from feedserver.api.realtime_metering import StreamMetering
 from feedserver.api.verified import VerifiedBlobs
 from feedserver.config import Settings
 from feedserver.feeds.diffs.store import DiffStore
+from feedserver.feeds.events.state_cache import RemoteState
 from feedserver.feeds.realtime.service import Realtime
 from feedserver.metering.records import UsageSink, new_response_id
 from feedserver.metering.service import Metering
@@ -126,6 +127,8 @@ class Lookups:
     accounts: Accounts
     state: ArticleState
     billing: Billing
+    # The state store's reads on the event loop, cached, when it is remote (PostgreSQL).
+    remote: RemoteState | None = None
 
 
 @dataclass(frozen=True)

@@ -164,10 +164,16 @@ class StreamClient:
             self.positions.update({int(p): o for p, o in obj["offsets"].items()})
 
     async def read_until(self, client: httpx.AsyncClient, count: int, *, timeout: float,
-                         connection_time: float = 5.0) -> None:
-        """Reconnect (from saved positions) until ``count`` messages arrived in total."""
+                         connection_time: float = 5.0, stall: float | None = None) -> None:
+        """Reconnect (from saved positions) until ``count`` messages arrived in total, for at
+        most ``timeout`` seconds, or (with ``stall``) until none arrived for ``stall`` seconds."""
         deadline = time.monotonic() + timeout
+        seen, progress = len(self.received), time.monotonic()
         while len(self.received) < count and time.monotonic() < deadline:
+            if len(self.received) > seen:
+                seen, progress = len(self.received), time.monotonic()
+            elif stall is not None and time.monotonic() - progress > stall:
+                return
             with contextlib.suppress(httpx.HTTPError):
                 async for _kind, _ in self.messages(client, stop_after=connection_time):
                     if len(self.received) >= count:

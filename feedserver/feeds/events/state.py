@@ -42,6 +42,24 @@ MIGRATION = (
     f"CREATE INDEX IF NOT EXISTS {TABLE}_changed ON {TABLE} (project, namespace, changed_us)",
 )
 
+# PostgreSQL tells every listener which names changed, whoever wrote them (the events
+# consumer, a snapshot load, a diff's advance): each changed row notifies its name before and
+# after the change on CHANNEL, delivered when the writer commits; TRUNCATE notifies "" (all).
+CHANNEL = "article_state"
+NOTIFY_MIGRATION = (
+    f"CREATE OR REPLACE FUNCTION {TABLE}_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN "
+    "IF TG_OP = 'TRUNCATE' THEN PERFORM pg_notify('" + CHANNEL + "', ''); RETURN NULL; END IF; "
+    "IF TG_OP <> 'INSERT' THEN PERFORM pg_notify('" + CHANNEL + "', OLD.name); END IF; "
+    "IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.name <> OLD.name) THEN "
+    "PERFORM pg_notify('" + CHANNEL + "', NEW.name); END IF; "
+    "RETURN NULL; END $$",
+    f"CREATE TRIGGER {TABLE}_notify AFTER INSERT OR UPDATE OR DELETE ON {TABLE} "
+    f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_notify()",
+    f"CREATE TRIGGER {TABLE}_notify_all AFTER TRUNCATE ON {TABLE} "
+    f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_notify()",
+)
+
 _COLUMNS = ("project, namespace, page_id, name, revision, changed_us, date_modified, deleted,"
             " article")
 _NEWER = (
@@ -126,6 +144,8 @@ class StateStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.migrate("feeds.state.1", MIGRATION)
+        if db.dialect == "postgresql":
+            db.migrate("feeds.state.notify.1", NOTIFY_MIGRATION)
 
     @property
     def local_reads(self) -> bool:
@@ -222,15 +242,7 @@ class StateStore:
     def find_by_name(self, name: str, projects: Sequence[str] | None = None, *,
                      limit: int = 100) -> list[Article]:
         """Live articles named ``name`` (spaces or underscores), across projects."""
-        # Only the article column: on-demand's hot read (each other column is a Python object).
-        sql = f"SELECT article FROM {TABLE} WHERE name = ? AND deleted = 0"
-        params: list[Any] = [name.replace("_", " ")]
-        if projects:
-            sql += f" AND project IN ({', '.join('?' for _ in projects)})"
-            params.extend(projects)
-        sql += " ORDER BY project, namespace, page_id LIMIT ?"
-        params.append(limit)
-        return [_DECODER.decode(bytes(row[0])) for row in self.db.fetchall(sql, params)]
+        return articles_of(self.db.fetchall(*by_name(name, projects, limit)))
 
     def iter_changed(self, project: str, namespace: int, since: datetime, until: datetime, *,
                      page_size: int = 1000) -> Iterator[StoredArticle]:
@@ -250,6 +262,24 @@ class StateStore:
             if len(rows) < page_size:
                 return
             after = (int(rows[-1][5]), int(rows[-1][2]))
+
+
+def by_name(name: str, projects: Sequence[str] | None, limit: int) -> tuple[str, list[Any]]:
+    """The query of ``find_by_name`` and its parameters (pure)."""
+    # Only the article column: on-demand's hot read (each other column is a Python object).
+    sql = f"SELECT article FROM {TABLE} WHERE name = ? AND deleted = 0"
+    params: list[Any] = [name.replace("_", " ")]
+    if projects:
+        sql += f" AND project IN ({', '.join('?' for _ in projects)})"
+        params.extend(projects)
+    sql += " ORDER BY project, namespace, page_id LIMIT ?"
+    params.append(limit)
+    return sql, params
+
+
+def articles_of(rows: Iterable[Sequence[Any]]) -> list[Article]:
+    """The articles of ``by_name``'s rows."""
+    return [_DECODER.decode(bytes(row[0])) for row in rows]
 
 
 def _stored(row: Sequence[Any]) -> StoredArticle:

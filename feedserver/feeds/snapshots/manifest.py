@@ -156,11 +156,16 @@ class Manifest(msgspec.Struct, kw_only=True):
 
 
 class SnapshotIndex(msgspec.Struct, kw_only=True):
-    """The publish pointer: which versions exist, newest last, and which is current."""
+    """The publish pointer: which versions exist, newest last, and which is current.
+    ``lineage``: a random token minted when the pointer is first written and kept by every
+    later publish; a snapshot deleted and published again from version 1 gets a new one, so
+    ``(identifier, lineage, version)`` names one manifest for good (``manifest_cache``).
+    Pointers written before it existed have ``""``."""
 
     identifier: str
     current: int
     versions: list[int]
+    lineage: str = ""
 
 
 MANIFEST_ENCODER = msgspec.json.Encoder()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -152,8 +153,11 @@ def publish(
         versions = [*published, version]
         keep = versions[-max(1, retention):]
         # The pointer is the commit point; retired versions are deleted only after it moved.
+        lineage = index.lineage if index is not None and index.lineage \
+            else secrets.token_hex(8)  # a new pointer: version numbers start over
         blobs.put_bytes(index_key(identifier, prefix), MANIFEST_ENCODER.encode(
-            SnapshotIndex(identifier=identifier, current=version, versions=keep)))
+            SnapshotIndex(identifier=identifier, current=version, versions=keep,
+                          lineage=lineage)))
         for old in versions[: len(versions) - len(keep)]:
             blobs.delete(list(blobs.list(version_prefix(identifier, old, prefix))))
         return manifest

@@ -22,6 +22,7 @@ from feedserver.feeds.snapshots.manifest import (
     manifest_key,
     published_identifiers,
 )
+from feedserver.feeds.snapshots.manifest_cache import ManifestCache
 from feedserver.feeds.snapshots.parquet import verify_parquet
 from feedserver.feeds.snapshots.wme import verify_parts
 from feedserver.formats.hashing import RootHasher
@@ -32,11 +33,18 @@ from feedserver.storage.blobs import BlobStore
 
 class SnapshotStore:
     """Read published snapshots from any BlobStore. Identifiers are validated first.
-    ``prefix``: article snapshots (``snapshots``) or Structured Contents ones."""
+    ``prefix``: article snapshots (``snapshots``) or Structured Contents ones.
 
-    def __init__(self, blobs: BlobStore, prefix: Prefix = PREFIX) -> None:
+    The publish pointer is read on every call (it moves when a version is published or
+    retired); the manifests of published versions are immutable and are kept in ``cache``
+    (``manifest_cache``), so a download or a listing reads one object per snapshot, not two.
+    """
+
+    def __init__(self, blobs: BlobStore, prefix: Prefix = PREFIX,
+                 cache: ManifestCache | None = None) -> None:
         self.blobs = blobs
         self.prefix: Prefix = prefix
+        self.cache = cache if cache is not None else ManifestCache()
 
     def identifiers(self) -> list[str]:
         return published_identifiers(self.blobs, self.prefix)
@@ -60,13 +68,22 @@ class SnapshotStore:
             version = index.current
         elif check_version(version) not in index.versions:
             raise SnapshotNotFound(identifier, version)
+        cached = (self.prefix, identifier, index.lineage, version)
+        if (manifest := self.cache.get(cached)) is not None:
+            return manifest
         key = manifest_key(identifier, version, self.prefix)
         try:
-            return MANIFEST_DECODER.decode(self.blobs.get_bytes(key))
+            raw = self.blobs.get_bytes(key)
+            manifest = MANIFEST_DECODER.decode(raw)
         except BlobNotFound:
             raise SnapshotNotFound(identifier, version) from None
         except msgspec.DecodeError as exc:
             raise IntegrityError(f"corrupt manifest {key}: {exc}") from exc
+        if manifest.identifier != identifier or manifest.version != version:
+            raise IntegrityError(f"manifest {key} names {manifest.identifier} version "
+                                 f"{manifest.version}")
+        self.cache.put(cached, manifest, len(raw))
+        return manifest
 
     def iter_lines(self, manifest: Manifest) -> Iterator[bytes]:
         """Raw NDJSON lines (without newline) of every chunk in order."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from feedserver.config import Settings
 from feedserver.feeds.events.consumer import EventConsumer
 from feedserver.ingest.events import changes_from_json
 from feedserver.storage.db import SQLiteDatabase
-from feedserver.storage.eventlog import Outgoing
+from feedserver.storage.eventlog import Outgoing, read
 from feedserver.storage.eventlog.kafka import KafkaEventLog
 from tests.fixtures.kafka import TansuBroker
 from tests.integration.realtime_harness import (
@@ -37,6 +38,8 @@ from tests.integration.realtime_harness import (
 )
 
 pytestmark = pytest.mark.integration
+STALL = 60.0  # seconds without a new event: the stream is stuck, not slow
+READ_CAP = 600.0  # the whole read, whatever the load
 
 
 def _settings(tmp_path: Path, bootstrap: str, **overrides: object) -> Settings:
@@ -113,8 +116,12 @@ async def test_stream_survives_consumer_kill_and_broker_restart(
         with serve(settings, db, accounts) as srv:
             client.url = srv.url
             async with httpx.AsyncClient() as http:
+                # Bounded by progress, not by a fixed budget: at load ~12 the consumer on
+                # Tansu-over-moto upstream of the hub is several times slower than at rest
+                # (a 150 s budget ran out with 5 events to go, twice), so the read fails when
+                # nothing arrives for STALL seconds (a loss or a hang), within READ_CAP.
                 reading = asyncio.create_task(client.read_until(
-                    http, len(expected), timeout=150, connection_time=3.0))
+                    http, len(expected), timeout=READ_CAP, connection_time=3.0, stall=STALL))
                 async with consumer_task(settings, db):
                     await produce(producer, source, phases[0])
                     for _ in range(100):  # until the client saw some of it
@@ -132,12 +139,28 @@ async def test_stream_survives_consumer_kill_and_broker_restart(
                     await asyncio.sleep(1.0)
                     await asyncio.to_thread(restartable_kafka.start)
                     await produce(producer, source, phases[2])
-                    await asyncio.wait_for(reading, 160)
+                    await asyncio.wait_for(reading, READ_CAP + 30)
+        missing = expected - {m["event"]["identifier"] for m in client.received}
+        if missing:  # say where they are: a loss on the way, or not produced yet
+            in_topic = await article_ids(producer, settings.article_topic) & missing
+            raise AssertionError(
+                f"{len(missing)} events not delivered: {len(in_topic)} of them are in the "
+                f"article topic (lost between the topic and the client), "
+                f"{len(missing - in_topic)} are not (the consumer had not produced them)")
     finally:
         await producer.close()
         db.close()
     assert_exactly_once(client, expected)
     assert client.connections >= 2  # it did resume from saved positions
+
+
+async def article_ids(log: KafkaEventLog, topic: str) -> set[str]:
+    """The event identifiers of every Article in ``topic`` (a bounded read to its end)."""
+    ends = await log.end_offsets(topic)
+    ids = set()
+    async for record in read(log, {(topic, p): 0 for p in ends}, follow=False):
+        ids.add(json.loads(record.value)["event"]["identifier"])
+    return ids
 
 
 async def test_fifty_subscribers_and_one_slow(kafka_broker: str, tmp_path: Path) -> None:
