@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## Create the venv and install feedserver with its test tools
 
-system-deps: ## Install PostgreSQL and Chromium from Debian when missing (tests need them)
+system-deps: ## Install PostgreSQL, Chromium and curl from Debian when missing (tests and benches need them)
 	bash scripts/system-deps.sh
 
 run: install ## Demo: generate a small dump, build its snapshot, create a demo key, serve on :8080
@@ -55,10 +55,10 @@ typecheck: install ## mypy --strict
 schemas: install ## Regenerate schemas/ (JSON Schema of the records, OpenAPI of the API)
 	$(PY) -m feedserver.schemas
 
-bench: install ## Benchmarks: ratios against baselines measured in the same run
+bench: install system-deps ## Benchmarks: ratios against baselines measured in the same run
 	$(PY) -m bench
 
-bench-busy: install ## The benchmarks again while another process keeps one core busy
+bench-busy: install system-deps ## The benchmarks again while another process keeps one core busy
 	$(PY) -m bench --busy
 
 lock: install ## Rewrite constraints.txt from the venv (after changing dependencies)

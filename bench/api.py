@@ -7,7 +7,8 @@
     same uvicorn (the same HTTP protocol class, which offers the zero-copy extension;
     litestar's static files do not use it). Targets: zstd >= 0.9x, tar.gz >= 0.8x. Also
     reported: ``python -m http.server`` (it writes synchronously, without asyncio or h11).
-    MB/s, best of ``REPEATS``, runs interleaved.
+    Both arms of each pair are read by the same client, curl, whose own CPU is printed;
+    method, sample sizes and spread: ``bench/_downloads.py``.
 (b) on-demand: sequential ``GET /v2/articles/{name}`` lookups/s with an API key, versus an
     unauthenticated litestar "hello" endpoint under the same uvicorn. Target >= 0.6x: the gap
     is authentication, entitlements, admission, the state-store query and the usage record.
@@ -39,7 +40,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from bench import _postgres
+from bench import _downloads, _postgres
 from bench._targets import check
 from feedserver.accounts.service import Accounts
 from feedserver.config import Settings, load_settings
@@ -250,40 +251,40 @@ def compare(env: dict[str, str], key: str, manifest: Manifest, whole: Path, arch
     with process(feedserver, f"{api}/healthz", env) as ours_proc, \
             process([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
                      "--directory", str(whole.parent), str(static_port)],
-                    f"http://127.0.0.1:{static_port}/"), \
+                    f"http://127.0.0.1:{static_port}/") as simple_proc, \
             process([sys.executable, "-c", PLAIN_APP, str(hello_port), str(whole.parent)],
                     f"http://127.0.0.1:{hello_port}/hello") as plain_proc:
         dl = f"{api}/v2/snapshots/{manifest.identifier}/download"
-        plain_url = f"http://127.0.0.1:{hello_port}/static/{whole.name}"
-        cpu = {ours_proc.pid: 0.0, plain_proc.pid: 0.0}
-        ours, plain = best_of_interleaved(
-            lambda: cpu_counted(cpu, ours_proc.pid, lambda: download_mbps(dl, zstd, size)),
-            lambda: cpu_counted(cpu, plain_proc.pid,
-                                lambda: download_mbps(plain_url, {}, size)))
-        gb = REPEATS * size / 1e9
-        print(f"[{database}] download zstd NDJSON {size / 1e6:.1f} MB in "
-              f"{len(manifest.chunks)} chunks: feedserver {ours:.0f} MB/s, litestar static "
-              f"files {plain:.0f} MB/s; server CPU {cpu[ours_proc.pid] / gb:.2f} s/GB vs "
-              f"{cpu[plain_proc.pid] / gb:.2f} s/GB", flush=True)
-        check("authenticated snapshot download vs litestar static files", ours / plain, 0.9,
-              database=database)
-        if database == "sqlite":
-            gz_size = archive.stat().st_size
-            gz_url = f"http://127.0.0.1:{hello_port}/static/{archive.name}"
-            ours_gz, plain_gz = best_of_interleaved(
-                lambda: download_mbps(dl, auth, gz_size),
-                lambda: download_mbps(gz_url, {}, gz_size))
-            print(f"[{database}] download WME tar.gz {gz_size / 1e6:.1f} MB (the default): "
-                  f"feedserver {ours_gz:.0f} MB/s, litestar static files {plain_gz:.0f} MB/s; "
-                  f"zstd NDJSON / tar.gz through feedserver {ours / ours_gz:.2f}x", flush=True)
-            check("authenticated WME tar.gz download vs litestar static files",
-                  ours_gz / plain_gz, 0.8, database=database)
-            ours, simple = best_of_interleaved(
-                lambda: download_mbps(dl, zstd, size),
-                lambda: download_mbps(f"http://127.0.0.1:{static_port}/{whole.name}", {},
-                                      size))
-            print(f"download vs python -m http.server: feedserver {ours:.0f} MB/s, "
-                  f"http.server {simple:.0f} MB/s, ratio {ours / simple:.2f}x", flush=True)
+        static_url = f"http://127.0.0.1:{hello_port}/static"
+        if not _downloads.available():
+            print("curl: not installed; download comparisons skipped", flush=True)
+        else:
+            ours = _downloads.Arm(dl, zstd, ours_proc.pid)
+            zst = _downloads.compare(
+                ours, _downloads.Arm(f"{static_url}/{whole.name}", {}, plain_proc.pid),
+                size, manifest.sha256)
+            print(f"[{database}] download zstd NDJSON {size / 1e6:.1f} MB in "
+                  f"{len(manifest.chunks)} chunks: "
+                  + zst.line("feedserver", "litestar static files"), flush=True)
+            check("authenticated snapshot download vs litestar static files", zst.ratio, 0.9,
+                  database=database)
+            if database == "sqlite":
+                wme = wme_archive(manifest.representations)
+                assert wme is not None
+                gz_size = archive.stat().st_size
+                gz = _downloads.compare(
+                    _downloads.Arm(dl, auth, ours_proc.pid),
+                    _downloads.Arm(f"{static_url}/{archive.name}", {}, plain_proc.pid),
+                    gz_size, wme.archive.sha256)
+                print(f"[{database}] download WME tar.gz {gz_size / 1e6:.1f} MB (the default): "
+                      + gz.line("feedserver", "litestar static files"), flush=True)
+                check("authenticated WME tar.gz download vs litestar static files", gz.ratio,
+                      0.8, database=database)
+                simple = _downloads.compare(
+                    ours, _downloads.Arm(f"http://127.0.0.1:{static_port}/{whole.name}", {},
+                                         simple_proc.pid), size, manifest.sha256)
+                print("download zstd NDJSON vs python -m http.server: "
+                      + simple.line("feedserver", "http.server"), flush=True)
         paths = [f"/v2/articles/Page_{1 + i % ARTICLES}" for i in range(LOOKUPS)]
         looked, hello = best_of_interleaved(
             lambda: lookups_per_s(api, auth, paths),
