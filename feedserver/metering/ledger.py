@@ -21,24 +21,18 @@ whose builder runs under the head lock, so it sees every earlier correction.
 
 from __future__ import annotations
 
-import hashlib
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 
-from feedserver.metering.entries import (
-    ALL_COLUMNS,
-    COLUMNS,
-    SELECT,
-    LedgerRow,
-    canonical,
-    from_db,
-    from_record,
-    insert_values,
-)
+from feedserver.errors import Conflict
+from feedserver.metering.entries import COLUMNS, SELECT, LedgerRow, canonical, from_db
 from feedserver.metering.periods import Periods
-from feedserver.metering.records import UsageRecord, merge
+from feedserver.metering.records import RESPONSE_ID_VERSION, UsageRecord, merge
+from feedserver.metering.sealing import Batch, row_hash
 from feedserver.storage.db import Cursor, Database
 
 GENESIS = "0" * 64
@@ -81,35 +75,19 @@ CORRECTS_PARTIAL_MIGRATION = (
     f"CREATE INDEX usage_ledger_corrects ON usage_ledger (corrects) WHERE {CORRECTED}",
 )
 
-_encoder = msgspec.json.Encoder()
 _NO_OFFSET = timedelta(0)
 _IN_CHUNK = 400  # keeps ``IN (...)`` under SQLite's parameter limit
-# Rows per INSERT statement: 49 rows of 20 values stay under SQLite's oldest parameter limit
-# (999). One statement per slice instead of ``executemany`` (one step per row): the driver
-# gives up and retakes the GIL around every step, and the writer thread retaking it stalls
-# the event loop that serves requests, once per row.
-_INSERT_ROWS = 999 // len(ALL_COLUMNS)
-_ROW_MARKS = f"({', '.join('?' * len(ALL_COLUMNS))})"
-
-
-def _insert_sql(rows: int) -> str:
-    return (f"INSERT INTO usage_ledger ({', '.join(ALL_COLUMNS)}) VALUES "
-            + ", ".join([_ROW_MARKS] * rows))
-
-
-_INSERT_FULL = _insert_sql(_INSERT_ROWS)
 NEVER_CLOSES = Periods(None)
+_TIME_ORDER = operator.attrgetter("ts", "usage_id")
 
 
 def ts_text(ts: datetime) -> str:
     """Fixed-width UTC text: sorts like time, so month ranges are plain string ranges."""
+    if ts.tzinfo is UTC:  # every record's (the ledger writer runs this per response)
+        return ts.isoformat(timespec="microseconds")[:-6] + "Z"
     if ts.utcoffset() != _NO_OFFSET:
         ts = ts.astimezone(UTC)
     return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"  # fast path
-
-
-def row_hash(prev_hash: str, row: Sequence[object]) -> str:
-    return hashlib.sha256(prev_hash.encode() + b"\n" + _encoder.encode(list(row))).hexdigest()
 
 
 def migrate(db: Database) -> None:
@@ -148,80 +126,76 @@ class Ledger:
 
     def append(self, records: Sequence[UsageRecord]) -> int:
         """Append the records not yet in the ledger; returns how many were new."""
-        unique = {rec.usage_id: rec for rec in merge(records)}
+        unique = merge(records)
         if not unique:
             return 0
+        unique.sort(key=_TIME_ORDER)
         now = self.periods.now()
         booked_now = ts_text(now)
+        # Each record becomes its canonical body straight away (``sealing``): no row object.
+        bodies: dict[str, list[Any]] = {}
+        last: datetime | None = None
+        ts = month = ""
+        is_open = True
+        for rec in unique:
+            if rec.ts is not last:  # sorted: the records of one response (one ts) are adjacent
+                last = rec.ts
+                ts = ts_text(last)
+                if ts[:7] != month:
+                    month = ts[:7]
+                    is_open = self.periods.is_open(month, now)
+            body: list[Any] = [0, rec.usage_id, ts, rec.customer_id, rec.api_key_id,
+                               rec.user, rec.feed, rec.project, rec.meter, rec.quantity,
+                               rec.request_id, rec.resource, rec.download_id]
+            if not is_open:  # booked now, as a late row (its kind and columns hashed too)
+                body[2] = booked_now
+                body += ["late", "", f"arrived after {month} closed", "ledger", ts]
+            bodies[rec.usage_id] = body
+        # A response's usage ids are new unless its records are replayed or redelivered;
+        # a download id recurs with every Range request of the download that day. So only
+        # ids that are not a response's (not time-ordered) are looked up first.
+        try:
+            return self._seal(bodies, [i for i in bodies if i[14:15] != RESPONSE_ID_VERSION])
+        except Conflict:
+            # A response's id is stored already (a journal replay, a redelivered message):
+            # the transaction rolled back; seal the batch again without every id present.
+            return self._seal(bodies, list(bodies))
 
-        def build(_cur: Cursor) -> list[LedgerRow]:
-            rows = []
-            open_months: dict[str, bool] = {}
-            texts: dict[datetime, str] = {}  # the records of one response share their ts
-            for rec in sorted(unique.values(), key=lambda r: (r.ts, r.usage_id)):
-                ts = texts.get(rec.ts)
-                if ts is None:
-                    ts = texts[rec.ts] = ts_text(rec.ts)
-                row = from_record(rec, ts)
-                month = ts[:7]
-                is_open = open_months.get(month)
-                if is_open is None:
-                    is_open = open_months[month] = self.periods.is_open(month, now)
-                if not is_open:
-                    row = msgspec.structs.replace(
-                        row, ts=booked_now, kind="late", original_ts=ts, actor="ledger",
-                        reason=f"arrived after {ts[:7]} closed")
-                rows.append(row)
-            return rows
-
-        return self._append(build, keep=False)[0]
+    def _seal(self, bodies: dict[str, list[Any]], lookup: list[str]) -> int:
+        """One transaction: the bodies sealed after the head and inserted, skipping those of
+        the ids in ``lookup`` that are present. An id present but not looked up makes the
+        unique ``usage_id`` index refuse the batch (Conflict; nothing of it is kept)."""
+        with self.db.transaction() as cur:
+            batch, count = self._head(cur)
+            for found in _existing(cur, lookup):
+                del bodies[found]
+            for body in bodies.values():
+                batch.add(body)
+            batch.write(cur, count)
+        return batch.rows
 
     def append_entries(self, build: EntryBuilder) -> list[LedgerRow]:
         """Append what ``build`` returns, ``build`` running inside the transaction that holds
         the chain head (so what it reads cannot change before the rows are written). Rows
         whose ``usage_id`` is already present are skipped. Returns the rows appended."""
-        return self._append(build, keep=True)[1]
-
-    def _append(self, build: EntryBuilder, *, keep: bool) -> tuple[int, list[LedgerRow]]:
         with self.db.transaction() as cur:
-            head = cur.execute(self._lock_head).fetchone()
-            assert head is not None, "usage_chain_head row missing"
-            seq, prev, count = int(head[0]), str(head[1]), int(head[2])
+            batch, count = self._head(cur)
             entries = {row.usage_id: row for row in build(cur)}
             for found in _existing(cur, list(entries)):
-                entries.pop(found, None)
-            sealed: list[LedgerRow] = []
-            values = []
-            bytes_by_month: dict[tuple[str, str], int] = {}
+                del entries[found]
+            sealed = []
             for entry in entries.values():
-                seq += 1
-                body = canonical(entry, seq)
-                digest = row_hash(prev, body)
-                values.append(insert_values(entry, body, prev, digest))
-                if keep:
-                    sealed.append(msgspec.structs.replace(entry, seq=seq, prev_hash=prev,
-                                                          row_hash=digest))
-                prev = digest
-                if entry.meter == "bytes" and entry.quantity:
-                    key = (entry.customer_id, entry.ts[:7])
-                    bytes_by_month[key] = bytes_by_month.get(key, 0) + entry.quantity
-            for i in range(0, len(values), _INSERT_ROWS):
-                part = values[i : i + _INSERT_ROWS]
-                sql = _INSERT_FULL if len(part) == _INSERT_ROWS else _insert_sql(len(part))
-                cur.execute(sql, [v for row in part for v in row])
-            for (customer, month), used in bytes_by_month.items():
-                cur.execute(
-                    "INSERT INTO quota_usage (customer_id, month, meter, used) "
-                    "VALUES (?, ?, 'bytes', ?) ON CONFLICT (customer_id, month, meter) "
-                    "DO UPDATE SET used = quota_usage.used + excluded.used",
-                    (customer, month, used),
-                )
-            if values:
-                cur.execute(
-                    "UPDATE usage_chain_head SET seq = ?, row_hash = ?, row_count = ? "
-                    "WHERE id = 1", (seq, prev, count + len(values)),
-                )
-        return len(values), sealed
+                seq, prev, digest = batch.add(canonical(entry, 0))
+                sealed.append(msgspec.structs.replace(entry, seq=seq, prev_hash=prev,
+                                                      row_hash=digest))
+            batch.write(cur, count)
+        return sealed
+
+    def _head(self, cur: Cursor) -> tuple[Batch, int]:
+        """Lock the chain head; a batch to seal after it, and its row count."""
+        head = cur.execute(self._lock_head).fetchone()
+        assert head is not None, "usage_chain_head row missing"
+        return Batch(int(head[0]), str(head[1])), int(head[2])
 
     def count(self) -> int:
         row = self.db.fetchone("SELECT COUNT(*) FROM usage_ledger")

@@ -135,12 +135,17 @@ def response_usage_id(customer_id: str, api_key_id: str, response_id: str, meter
     return _stamp(response_id) + _ordered_tail(h.hexdigest())
 
 
+# The version character (index 14) of a response's usage ids; download ids, correction ids
+# and response ids of the earlier scheme have 5 there.
+RESPONSE_ID_VERSION = "8"
+
+
 def _stamp(response_id: str) -> str:
     """The first 15 characters of a response's usage ids: the 48-bit millisecond the response
     id starts with (``response_ms``, as text: no parse, this runs per response) and version 8."""
     t = response_id[:12]
     if len(response_id) >= _RESPONSE_ID_CHARS and _HEX.issuperset(t):
-        return f"{t[:8]}-{t[8:]}-8"
+        return f"{t[:8]}-{t[8:]}-8"  # RESPONSE_ID_VERSION
     return "00000000-0000-8"
 
 
