@@ -80,13 +80,6 @@ def canonical(row: LedgerRow, seq: int | None = None) -> list[Any]:
     return values
 
 
-def insert_values(row: LedgerRow, body: list[Any], prev_hash: str,
-                  row_hash: str) -> tuple[Any, ...]:
-    """Values in ``ALL_COLUMNS`` order, from the row and its ``canonical`` body."""
-    return (*body[:13], row.kind, row.corrects, row.reason, row.actor, row.original_ts,
-            prev_hash, row_hash)
-
-
 def from_db(values: Sequence[Any]) -> LedgerRow:
     """A row selected with ``SELECT``."""
     (seq, usage_id, ts, customer_id, api_key_id, user_name, feed, project, meter, quantity,
@@ -103,10 +96,18 @@ def from_db(values: Sequence[Any]) -> LedgerRow:
     )
 
 
-def from_record(rec: UsageRecord, ts: str) -> LedgerRow:
-    return LedgerRow(
-        usage_id=rec.usage_id, ts=ts, customer_id=rec.customer_id, api_key_id=rec.api_key_id,
-        user_name=rec.user, feed=rec.feed, project=rec.project, meter=rec.meter,
-        quantity=rec.quantity, request_id=rec.request_id, resource=rec.resource,
-        download_id=rec.download_id,
-    )
+def record_body(rec: UsageRecord, ts: str) -> list[Any]:
+    """``canonical`` of the usage row that ``rec`` becomes when booked at ``ts`` (``seq`` 0
+    until sealed), built straight from the record: the ledger writer's per-response path
+    makes no ``LedgerRow``."""
+    return [0, rec.usage_id, ts, rec.customer_id, rec.api_key_id, rec.user, rec.feed,
+            rec.project, rec.meter, rec.quantity, rec.request_id, rec.resource,
+            rec.download_id]
+
+
+def booked_late(body: list[Any], booked: str) -> None:
+    """Turn ``record_body``'s ``body`` into ``canonical`` of its late row: booked at
+    ``booked`` because its month had closed, its own time kept as ``original_ts``."""
+    original = body[2]
+    body[2] = booked
+    body += ["late", "", f"arrived after {original[:7]} closed", "ledger", original]

@@ -29,7 +29,15 @@ from typing import Any
 import msgspec
 
 from feedserver.errors import Conflict
-from feedserver.metering.entries import COLUMNS, SELECT, LedgerRow, canonical, from_db
+from feedserver.metering.entries import (
+    COLUMNS,
+    SELECT,
+    LedgerRow,
+    booked_late,
+    canonical,
+    from_db,
+    record_body,
+)
 from feedserver.metering.periods import Periods
 from feedserver.metering.records import RESPONSE_ID_VERSION, UsageRecord, merge
 from feedserver.metering.sealing import Batch, row_hash
@@ -144,12 +152,9 @@ class Ledger:
                 if ts[:7] != month:
                     month = ts[:7]
                     is_open = self.periods.is_open(month, now)
-            body: list[Any] = [0, rec.usage_id, ts, rec.customer_id, rec.api_key_id,
-                               rec.user, rec.feed, rec.project, rec.meter, rec.quantity,
-                               rec.request_id, rec.resource, rec.download_id]
+            body = record_body(rec, ts)
             if not is_open:  # booked now, as a late row (its kind and columns hashed too)
-                body[2] = booked_now
-                body += ["late", "", f"arrived after {month} closed", "ledger", ts]
+                booked_late(body, booked_now)
             bodies[rec.usage_id] = body
         # A response's usage ids are new unless its records are replayed or redelivered;
         # a download id recurs with every Range request of the download that day. So only
