@@ -264,11 +264,16 @@ class StateStore:
             after = (int(rows[-1][5]), int(rows[-1][2]))
 
 
+def name_key(name: str) -> str:
+    """A title as the state store holds it (spaces, not underscores)."""
+    return name.replace("_", " ")
+
+
 def by_name(name: str, projects: Sequence[str] | None, limit: int) -> tuple[str, list[Any]]:
     """The query of ``find_by_name`` and its parameters (pure)."""
     # Only the article column: on-demand's hot read (each other column is a Python object).
     sql = f"SELECT article FROM {TABLE} WHERE name = ? AND deleted = 0"
-    params: list[Any] = [name.replace("_", " ")]
+    params: list[Any] = [name_key(name)]
     if projects:
         sql += f" AND project IN ({', '.join('?' for _ in projects)})"
         params.extend(projects)

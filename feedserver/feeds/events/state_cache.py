@@ -38,7 +38,7 @@ import anyio
 import msgspec
 
 from feedserver.errors import StorageError
-from feedserver.feeds.events.state import CHANNEL, articles_of, by_name
+from feedserver.feeds.events.state import CHANNEL, articles_of, by_name, name_key
 from feedserver.models import Article
 from feedserver.storage.db import Params, Row
 
@@ -73,11 +73,6 @@ class Ticket(msgspec.Struct, frozen=True):
 
     generation: int
     at: float
-
-
-def name_key(name: str) -> str:
-    """The title as the state store holds it (spaces, not underscores)."""
-    return name.replace("_", " ")
 
 
 class _Entry(NamedTuple):
