@@ -7,6 +7,12 @@ across parts too: once a part's last batch is read, the next stored part is open
 first batch read (for S3 the next GET, whose answer takes the store a while to start) while
 that last batch is sent. The window is in order and bounded: at most two batches per body.
 
+A body's first part may also be opened before the body is even decided (``open_ahead``):
+a download opens the first part of the version it expects while it reads the publish pointer,
+and hands the ``Ahead`` to ``stream_segments`` only if the pointer agrees. Whoever holds an
+``Ahead`` closes it or hands it on; ``stream_segments`` uses it for its first stored segment
+when that is exactly the segment opened, and closes it otherwise.
+
 Blocks go to the server as the store gave them (at most ``READ_BLOCK`` each), never joined:
 a join is one more copy of every byte, and it costs more than the extra messages.
 """
@@ -71,16 +77,49 @@ def _close_first(first: asyncio.Future[tuple[_Blocks, list[bytes]]]) -> None:
         first.result()[0].close()
 
 
+class Ahead:
+    """``seg`` being opened, its first block read, in a worker thread, before its body."""
+
+    __slots__ = ("opened", "seg")
+
+    def __init__(self, blobs: BlobStore, seg: Segment) -> None:
+        self.seg = seg
+        self.opened = _first(blobs, seg, 1)
+
+    def close(self) -> None:
+        """Drop it: its connection is released once the open is over (at once if it is)."""
+        self.opened.add_done_callback(_close_first)
+
+
+def open_ahead(blobs: BlobStore, segments: Sequence[Segment]) -> Ahead | None:
+    """Start opening the first stored segment of ``segments`` (None when there is none)."""
+    seg = next((seg for seg in segments if not seg.data), None)
+    return Ahead(blobs, seg) if seg is not None else None
+
+
+async def _claim(blobs: BlobStore, ahead: Ahead) -> tuple[_Blocks, list[bytes]]:
+    """The opened part of ``ahead``; opened again here if opening ahead failed (the body then
+    fails, or not, exactly as without it). Cancelled meanwhile: closed when it is open."""
+    try:
+        return await asyncio.shield(ahead.opened)
+    except asyncio.CancelledError:
+        ahead.close()
+        raise
+    except Exception:
+        return await _first(blobs, ahead.seg, 1)
+
+
 def _next_stored(segments: Sequence[Segment], i: int) -> Segment | None:
     return next((seg for seg in segments[i + 1:] if not seg.data), None)
 
 
-async def stream_segments(blobs: BlobStore, segments: Sequence[Segment]
-                          ) -> AsyncGenerator[bytes, None]:
+async def stream_segments(blobs: BlobStore, segments: Sequence[Segment],
+                          opened: Ahead | None = None) -> AsyncGenerator[bytes, None]:
     """The bytes of ``segments`` in order: literal ones as they are, stored ones read from
     ``blobs`` with read-ahead. A stored part shorter than its segment raises
     ``IntegrityError`` (headers already promised its length: the server aborts, never pads).
-    The store's errors (``BlobNotFound``) surface when their part is reached."""
+    The store's errors (``BlobNotFound``) surface when their part is reached. ``opened``: the
+    first stored segment, opened ahead; used if it is that one, else closed."""
     first: asyncio.Future[tuple[_Blocks, list[bytes]]] | None = None
     try:
         for i, seg in enumerate(segments):
@@ -89,7 +128,14 @@ async def stream_segments(blobs: BlobStore, segments: Sequence[Segment]
                 continue
             # The body's first part starts with one block: the first bytes go out as soon as
             # the store has them, and the read-ahead takes over from there.
-            it, batch = await (first if first is not None else _first(blobs, seg, 1))
+            if opened is not None and opened.seg == seg:
+                claimed, opened = opened, None
+                it, batch = await _claim(blobs, claimed)
+            else:
+                if opened is not None:
+                    opened.close()
+                    opened = None
+                it, batch = await (first if first is not None else _first(blobs, seg, 1))
             first = None
             want = seg.stop - seg.start
             read = sent = 0
@@ -116,5 +162,7 @@ async def stream_segments(blobs: BlobStore, segments: Sequence[Segment]
             if sent != want:
                 raise IntegrityError(f"blob {seg.key} is shorter than its manifest says")
     finally:
+        if opened is not None:
+            opened.close()
         if first is not None:
             first.add_done_callback(_close_first)
