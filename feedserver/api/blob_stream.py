@@ -1,8 +1,9 @@
 """Stream the stored parts of a download from a blob store, reading ahead of the sender.
 
 The stores are synchronous, so every read runs in a worker thread, one batch of blocks
-(``BATCH_BYTES``) per thread hop. While a batch is sent, the next one is read, so the store
-(a remote S3) and the client's socket work at the same time rather than in turn. That holds
+(``BATCH_BYTES``; a body starts with one block, then two, then four...) per thread hop. While
+a batch is sent, the next one is read, so the store (a remote S3) and the client's socket
+work at the same time rather than in turn. That holds
 across parts too: once a part's last batch is read, the next stored part is opened and its
 first batch read (for S3 the next GET, whose answer takes the store a while to start) while
 that last batch is sent. The window is in order and bounded: at most two batches per body.
@@ -27,7 +28,7 @@ import anyio.to_thread
 
 from feedserver.api.ranges import Segment
 from feedserver.errors import IntegrityError
-from feedserver.storage.blobs import BlobStore
+from feedserver.storage.blobs import READ_BLOCK, BlobStore
 
 # Bytes read per worker-thread hop: fewer hops per MB, bounded memory per connection.
 BATCH_BYTES = 4 * 1024 * 1024
@@ -46,8 +47,8 @@ def _take(it: Iterator[bytes], limit: int = BATCH_BYTES) -> list[bytes]:
     return out
 
 
-def _read(it: Iterator[bytes]) -> asyncio.Future[list[bytes]]:
-    return asyncio.ensure_future(anyio.to_thread.run_sync(_take, it))
+def _read(it: Iterator[bytes], limit: int = BATCH_BYTES) -> asyncio.Future[list[bytes]]:
+    return asyncio.ensure_future(anyio.to_thread.run_sync(_take, it, limit))
 
 
 def _open_and_take(blobs: BlobStore, seg: Segment, limit: int) -> tuple[_Blocks, list[bytes]]:
@@ -142,9 +143,13 @@ async def stream_segments(blobs: BlobStore, segments: Sequence[Segment],
             ahead: asyncio.Future[list[bytes]] | None = None
             try:
                 while batch:
-                    read += sum(map(len, batch))
+                    got = sum(map(len, batch))
+                    read += got
                     if read < want:
-                        ahead = _read(it)
+                        # Twice the batch just read, up to BATCH_BYTES: a body that starts
+                        # with one block does not then wait for a whole batch (the client
+                        # would get nothing meanwhile); the window widens as it flows.
+                        ahead = _read(it, min(BATCH_BYTES, max(2 * got, READ_BLOCK)))
                     elif (later := _next_stored(segments, i)) is not None:
                         first = _first(blobs, later)  # this part is read: on to the next
                     for block in batch:
