@@ -84,8 +84,9 @@ def start_ahead(request: Request[Any, Any, Any], blobs: BlobStore, parts: Sequen
     if wanted is not None and len(wanted) != 1:
         return None
     segments = ranges.segments(parts, ByteRange(0, size) if wanted is None else wanted[0])
-    if any(not seg.data and blobs.local_path(seg.key) is not None for seg in segments[:2]):
-        return None  # a local file: sent with sendfile, nothing to open ahead
+    stored = next((seg for seg in segments if not seg.data), None)
+    if stored is None or blobs.local_path(stored.key) is not None:
+        return None  # nothing stored, or a local file (sent with sendfile): nothing to open
     return open_ahead(blobs, segments)
 
 
