@@ -64,6 +64,10 @@ class Metered:
         self.blobs = blobs
         self.presign_seconds = (settings.presign_seconds if settings.s3_redirect_downloads
                                 else None)
+        # Open a download's first part ahead (``start_ahead``) only where it is a round trip
+        # that can overlap another: a remote store (no local files for ``sendfile``) and
+        # bodies served here, not redirected.
+        self.opens_ahead = self.presign_seconds is None and blobs.local_path("probe") is None
         self.checkpoint_bytes = settings.usage_checkpoint_bytes
         self.checkpoint_seconds = settings.usage_checkpoint_seconds
 

@@ -198,8 +198,11 @@ def _ahead(feed: SnapshotFeed, store: Snapshots, request: Request[Any, Any, Any]
     """The manifest the last pointer read named current (a hint, no I/O) and, started from
     it, the open of the first stored part a GET of it would stream (``Metered.start_ahead``):
     its GET then overlaps the pointer's. The hint is only a guess: ``_kept`` keeps the open
-    only when the pointer names that very manifest. Entitled requests only; None, None when
-    there is no hint or the request is in error (the normal path answers it)."""
+    only when the pointer names that very manifest. Entitled requests on a store that opens
+    ahead (``Metered.opens_ahead``) only; None, None when there is no hint or the request is
+    in error (the normal path answers it)."""
+    if not metered.opens_ahead:
+        return None, None
     try:
         wiki, ns = parse_snapshot_identifier(identifier)
         entitle(principal, feed.feed, wiki, ns)
