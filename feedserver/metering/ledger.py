@@ -181,8 +181,7 @@ class Ledger:
             batch, count = self._head(cur)
             for found in _existing(cur, lookup):
                 del bodies[found]
-            for body in bodies.values():
-                batch.add(body)
+            batch.extend(bodies.values())
             batch.write(cur, count)
         return batch.rows
 
