@@ -17,8 +17,8 @@ def test_pool_starts_without_forking_a_threaded_process() -> None:
     thread = threading.Thread(target=stop.wait, args=(30,), daemon=True)
     thread.start()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", DeprecationWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             pool = _pool(2)
             try:
                 pids = {pool.submit(os.getpid).result(timeout=60) for _ in range(2)}
@@ -28,3 +28,4 @@ def test_pool_starts_without_forking_a_threaded_process() -> None:
         stop.set()
         thread.join(timeout=5)
     assert os.getpid() not in pids
+    assert not [w for w in caught if "fork" in str(w.message)], [str(w.message) for w in caught]
