@@ -88,6 +88,7 @@ class Sample(msgspec.Struct, frozen=True):
     rate: float
     cpu: float
     others: float
+    iowait: float
 
 
 class Arm(msgspec.Struct):
@@ -104,12 +105,24 @@ class Arm(msgspec.Struct):
     def others(self) -> float:
         return statistics.fmean(s.others for s in self.samples)
 
+    def iowait(self) -> float:
+        return statistics.fmean(s.iowait for s in self.samples)
 
-def _machine_busy() -> float:
-    """CPU seconds every core of the machine spent busy so far (``/proc/stat``)."""
+
+def _machine() -> tuple[float, float]:
+    """CPU seconds all cores of the machine spent busy, and waiting for I/O with nothing to
+    run (``/proc/stat``), so far."""
     fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return (sum(fields[:8]) - idle) / _TICK
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / _TICK, iowait / _TICK
+
+
+def _dirty() -> str:
+    """Page cache waiting to be written to disk (``/proc/meminfo``): what earlier work left
+    for the kernel to write back while the samples fsync."""
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    kib = sum(int(info[k].split()[0]) for k in ("Dirty", "Writeback"))
+    return f"{kib / 1024:.0f} MB dirty"
 
 
 def _own_cpu() -> float:
@@ -134,13 +147,14 @@ async def throughput(data_dir: Path, key: str, path: str, *, metering: bool,
                 resp = await client.get(path, headers=headers)
                 assert resp.status_code == 200, resp.text
 
-        machine, cpu, start = _machine_busy(), _own_cpu(), time.perf_counter()
+        machine, cpu, start = _machine(), _own_cpu(), time.perf_counter()
         await asyncio.gather(*(loop() for _ in range(CONCURRENCY)))
         elapsed = time.perf_counter() - start
         cpu = _own_cpu() - cpu
-        others = _machine_busy() - machine - cpu
+        busy, iowait = (b - a for a, b in zip(machine, _machine(), strict=True))
     done = per_client * CONCURRENCY
-    return Sample(rate=done / elapsed, cpu=cpu / done, others=max(others, 0.0) / elapsed)
+    return Sample(rate=done / elapsed, cpu=cpu / done, others=max(busy - cpu, 0.0) / elapsed,
+                  iowait=iowait / elapsed)
 
 
 def sample(data_dir: Path, key: str, path: str, *, metering: bool, requests: int = REQUESTS
@@ -157,7 +171,7 @@ def leftovers() -> str:
     names = sorted({t.name.split("-")[0].split("_")[0] for t in threading.enumerate()})
     return (f"{threading.active_count()} threads ({', '.join(names)}), {len(kids)} child "
             f"processes, "
-            f"{len(gc.get_objects()) / 1e6:.2f} M tracked objects")
+            f"{len(gc.get_objects()) / 1e6:.2f} M tracked objects; {_dirty()}")
 
 
 def measure(data_dir: Path, key: str, path: str) -> tuple[Arm, Arm, list[float]]:
@@ -197,7 +211,8 @@ def run() -> None:
                   f"{1 - best_on / best_off:+6.1%} best-of", flush=True)
             print(f"{'':>9}  CPU per request off {off.cpu() * 1e6:5.0f} us, on "
                   f"{on.cpu() * 1e6:5.0f} us ({on.cpu() / off.cpu() - 1:+.1%});"
-                  f" others {off.others():.2f} / {on.others():.2f} cores busy; "
+                  f" others {off.others():.2f} / {on.others():.2f} cores busy, iowait "
+                  f"{off.iowait():.2f} / {on.iowait():.2f} cores; "
                   f"{REQUESTS} requests per sample, {time.perf_counter() - started:.0f} s, "
                   f"load average {os.getloadavg()[0]:.2f}", flush=True)
             # The median of the paired overheads is the figure checked: best-of swings with load.
