@@ -55,8 +55,8 @@ DUMP = (ROOT.parent / "shared/data/dumps/gensim-4.4.0"
         / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
 SNAPSHOT = "enwiki_namespace_0"
 NAMES = {"metadata": "metadata requests", "chunk": "chunk downloads"}
-REQUESTS = 1200  # per sample: ~1 s (metadata) to ~1.5 s (chunks) on this machine
-WARMUP = 300  # per arm of the discarded warm-up pair
+REQUESTS = 1000  # per sample: ~0.8-1.5 s on this machine (800 before: well under a second)
+WARMUP = 200  # per arm of the discarded warm-up pair
 CONCURRENCY = 8
 PAIRS = 6
 _TICK = os.sysconf("SC_CLK_TCK")
