@@ -1,11 +1,18 @@
 """Stream the stored parts of a download from a blob store, reading ahead of the sender.
 
 The stores are synchronous, so every read runs in a worker thread, one batch of blocks
-(``BATCH_BYTES``) per thread hop. While a batch is sent, the next one is read, so the store
-(a remote S3) and the client's socket work at the same time rather than in turn. That holds
+(``BATCH_BYTES``; a body starts with one block, then two, then four...) per thread hop. While
+a batch is sent, the next one is read, so the store (a remote S3) and the client's socket
+work at the same time rather than in turn. That holds
 across parts too: once a part's last batch is read, the next stored part is opened and its
 first batch read (for S3 the next GET, whose answer takes the store a while to start) while
 that last batch is sent. The window is in order and bounded: at most two batches per body.
+
+A body's first part may also be opened before the body is even decided (``open_ahead``):
+a download opens the first part of the version it expects while it reads the publish pointer,
+and hands the ``Ahead`` to ``stream_segments`` only if the pointer agrees. Whoever holds an
+``Ahead`` closes it or hands it on; ``stream_segments`` uses it for its first stored segment
+when that is exactly the segment opened, and closes it otherwise.
 
 Blocks go to the server as the store gave them (at most ``READ_BLOCK`` each), never joined:
 a join is one more copy of every byte, and it costs more than the extra messages.
@@ -21,7 +28,7 @@ import anyio.to_thread
 
 from feedserver.api.ranges import Segment
 from feedserver.errors import IntegrityError
-from feedserver.storage.blobs import BlobStore
+from feedserver.storage.blobs import READ_BLOCK, BlobStore
 
 # Bytes read per worker-thread hop: fewer hops per MB, bounded memory per connection.
 BATCH_BYTES = 4 * 1024 * 1024
@@ -40,8 +47,8 @@ def _take(it: Iterator[bytes], limit: int = BATCH_BYTES) -> list[bytes]:
     return out
 
 
-def _read(it: Iterator[bytes]) -> asyncio.Future[list[bytes]]:
-    return asyncio.ensure_future(anyio.to_thread.run_sync(_take, it))
+def _read(it: Iterator[bytes], limit: int = BATCH_BYTES) -> asyncio.Future[list[bytes]]:
+    return asyncio.ensure_future(anyio.to_thread.run_sync(_take, it, limit))
 
 
 def _open_and_take(blobs: BlobStore, seg: Segment, limit: int) -> tuple[_Blocks, list[bytes]]:
@@ -71,16 +78,49 @@ def _close_first(first: asyncio.Future[tuple[_Blocks, list[bytes]]]) -> None:
         first.result()[0].close()
 
 
+class Ahead:
+    """``seg`` being opened, its first block read, in a worker thread, before its body."""
+
+    __slots__ = ("opened", "seg")
+
+    def __init__(self, blobs: BlobStore, seg: Segment) -> None:
+        self.seg = seg
+        self.opened = _first(blobs, seg, 1)
+
+    def close(self) -> None:
+        """Drop it: its connection is released once the open is over (at once if it is)."""
+        self.opened.add_done_callback(_close_first)
+
+
+def open_ahead(blobs: BlobStore, segments: Sequence[Segment]) -> Ahead | None:
+    """Start opening the first stored segment of ``segments`` (None when there is none)."""
+    seg = next((seg for seg in segments if not seg.data), None)
+    return Ahead(blobs, seg) if seg is not None else None
+
+
+async def _claim(blobs: BlobStore, ahead: Ahead) -> tuple[_Blocks, list[bytes]]:
+    """The opened part of ``ahead``; opened again here if opening ahead failed (the body then
+    fails, or not, exactly as without it). Cancelled meanwhile: closed when it is open."""
+    try:
+        return await asyncio.shield(ahead.opened)
+    except asyncio.CancelledError:
+        ahead.close()
+        raise
+    except Exception:
+        return await _first(blobs, ahead.seg, 1)
+
+
 def _next_stored(segments: Sequence[Segment], i: int) -> Segment | None:
     return next((seg for seg in segments[i + 1:] if not seg.data), None)
 
 
-async def stream_segments(blobs: BlobStore, segments: Sequence[Segment]
-                          ) -> AsyncGenerator[bytes, None]:
+async def stream_segments(blobs: BlobStore, segments: Sequence[Segment],
+                          opened: Ahead | None = None) -> AsyncGenerator[bytes, None]:
     """The bytes of ``segments`` in order: literal ones as they are, stored ones read from
     ``blobs`` with read-ahead. A stored part shorter than its segment raises
     ``IntegrityError`` (headers already promised its length: the server aborts, never pads).
-    The store's errors (``BlobNotFound``) surface when their part is reached."""
+    The store's errors (``BlobNotFound``) surface when their part is reached. ``opened``: the
+    first stored segment, opened ahead; used if it is that one, else closed."""
     first: asyncio.Future[tuple[_Blocks, list[bytes]]] | None = None
     try:
         for i, seg in enumerate(segments):
@@ -89,16 +129,27 @@ async def stream_segments(blobs: BlobStore, segments: Sequence[Segment]
                 continue
             # The body's first part starts with one block: the first bytes go out as soon as
             # the store has them, and the read-ahead takes over from there.
-            it, batch = await (first if first is not None else _first(blobs, seg, 1))
+            if opened is not None and opened.seg == seg:
+                claimed, opened = opened, None
+                it, batch = await _claim(blobs, claimed)
+            else:
+                if opened is not None:
+                    opened.close()
+                    opened = None
+                it, batch = await (first if first is not None else _first(blobs, seg, 1))
             first = None
             want = seg.stop - seg.start
             read = sent = 0
             ahead: asyncio.Future[list[bytes]] | None = None
             try:
                 while batch:
-                    read += sum(map(len, batch))
+                    got = sum(map(len, batch))
+                    read += got
                     if read < want:
-                        ahead = _read(it)
+                        # Twice the batch just read, up to BATCH_BYTES: a body that starts
+                        # with one block does not then wait for a whole batch (the client
+                        # would get nothing meanwhile); the window widens as it flows.
+                        ahead = _read(it, min(BATCH_BYTES, max(2 * got, READ_BLOCK)))
                     elif (later := _next_stored(segments, i)) is not None:
                         first = _first(blobs, later)  # this part is read: on to the next
                     for block in batch:
@@ -116,5 +167,7 @@ async def stream_segments(blobs: BlobStore, segments: Sequence[Segment]
             if sent != want:
                 raise IntegrityError(f"blob {seg.key} is shorter than its manifest says")
     finally:
+        if opened is not None:
+            opened.close()
         if first is not None:
             first.add_done_callback(_close_first)

@@ -17,6 +17,7 @@ from litestar.openapi import ResponseSpec
 
 from feedserver.accounts.models import Principal
 from feedserver.api import downloads
+from feedserver.api.blob_stream import Ahead
 from feedserver.api.negotiation import VARY, Download
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import render_list, render_one
@@ -63,6 +64,10 @@ class Metered:
         self.blobs = blobs
         self.presign_seconds = (settings.presign_seconds if settings.s3_redirect_downloads
                                 else None)
+        # Open a download's first part ahead (``start_ahead``) only where it is a round trip
+        # that can overlap another: a remote store (no local files for ``sendfile``) and
+        # bodies served here, not redirected.
+        self.opens_ahead = self.presign_seconds is None and blobs.local_path("probe") is None
         self.checkpoint_bytes = settings.usage_checkpoint_bytes
         self.checkpoint_seconds = settings.usage_checkpoint_seconds
 
@@ -79,10 +84,12 @@ class Metered:
     async def download(self, request: Request[Any, Any, Any], principal: Principal, feed: Feed,
                        project: str, *, parts: Sequence[Part], size: int, sha256: str,
                        last_modified: datetime, filename: str, resource: str,
-                       media_type: str = downloads.CONTENT_TYPE, vary: str | None = None
-                       ) -> Response[Any]:
+                       media_type: str = downloads.CONTENT_TYPE, vary: str | None = None,
+                       ahead: Ahead | None = None) -> Response[Any]:
         """HEAD or GET of the ``parts`` laid back to back (Range, ETag, 304, presigned
-        redirect on S3), admitted as a download of ``resource`` and reported as delivered."""
+        redirect on S3), admitted as a download of ``resource`` and reported as delivered.
+        ``ahead`` (``start_ahead``): its first stored part, opened already; this call owns
+        it."""
         billing = self.billing
         get = request.method == "GET"
 
@@ -114,14 +121,24 @@ class Metered:
             not_modified=not_modified if get else None,  # HEAD: admitted and reported above
             presign_seconds=self.presign_seconds, on_progress=on_progress,
             checkpoint_bytes=self.checkpoint_bytes, checkpoint_seconds=self.checkpoint_seconds,
+            ahead=ahead,
         )
         if not get:
             response.headers.update(head_headers)
         return response
 
+    def start_ahead(self, request: Request[Any, Any, Any], download: Download
+                    ) -> Ahead | None:
+        """Start opening the stored part a GET of ``download`` streams first (S3: its GET
+        overlaps whatever the caller does meanwhile), or None (``downloads.start_ahead``).
+        The caller hands it to ``representation``/``download`` or closes it."""
+        return downloads.start_ahead(request, self.blobs, download.parts,
+                                     download.checksums.size, self.presign_seconds)
+
     async def representation(self, request: Request[Any, Any, Any], principal: Principal,
                              feed: Feed, project: str, download: Download, *,
-                             last_modified: datetime, resource: str) -> Response[Any]:
+                             last_modified: datetime, resource: str,
+                             ahead: Ahead | None = None) -> Response[Any]:
         """One negotiated representation (``negotiation``) of ``resource``: each has its own
         ETag and bytes, and the bytes of whichever is sent are billed. Both representations
         of one resource are the same download for the download count."""
@@ -129,7 +146,7 @@ class Metered:
             request, principal, feed, project, parts=download.parts,
             size=download.checksums.size, sha256=download.checksums.sha256,
             last_modified=last_modified, filename=download.filename, resource=resource,
-            media_type=download.media_type, vary=VARY)
+            media_type=download.media_type, vary=VARY, ahead=ahead)
 
     async def chunks(self, request: Request[Any, Any, Any], principal: Principal, feed: Feed,
                      project: str, chunks: Sequence[ChunkInfo], *, last_modified: datetime,

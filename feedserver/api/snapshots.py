@@ -30,6 +30,7 @@ from litestar import Request, Response, Router, route
 from feedserver.accounts.models import Principal
 from feedserver.api import chunks
 from feedserver.api.auth import PRINCIPAL, PrincipalDep, allowed, entitle
+from feedserver.api.blob_stream import Ahead
 from feedserver.api.fields import PathSet, check_paths
 from feedserver.api.metered import ARCHIVE_RESPONSES, Metered
 from feedserver.api.negotiation import (
@@ -46,7 +47,7 @@ from feedserver.api.params import ChunkId, SnapshotId
 from feedserver.api.problems import feed_responses
 from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam, project, read_query, select
-from feedserver.errors import SnapshotNotFound
+from feedserver.errors import FeedError, SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest, wme_archive
 from feedserver.formats.checksums import Checksums
 from feedserver.identifiers import parse_snapshot_identifier
@@ -191,6 +192,38 @@ class SnapshotFeed(msgspec.Struct, frozen=True, kw_only=True):
 USAGE: Final = "snapshots"  # the usage feed of metadata and whole downloads
 
 
+def _ahead(feed: SnapshotFeed, store: Snapshots, request: Request[Any, Any, Any],
+           principal: Principal, metered: Metered, identifier: str, version: int | None,
+           choose: Callable[[Manifest], Download]) -> tuple[Manifest | None, Ahead | None]:
+    """The manifest the last pointer read named current (a hint, no I/O) and, started from
+    it, the open of the first stored part a GET of it would stream (``Metered.start_ahead``):
+    its GET then overlaps the pointer's. The hint is only a guess: ``_kept`` keeps the open
+    only when the pointer names that very manifest. Entitled requests on a store that opens
+    ahead (``Metered.opens_ahead``) only; None, None when there is no hint or the request is
+    in error (the normal path answers it)."""
+    if not metered.opens_ahead:
+        return None, None
+    try:
+        wiki, ns = parse_snapshot_identifier(identifier)
+        entitle(principal, feed.feed, wiki, ns)
+        hint = store.hinted(identifier)
+        if hint is None or version not in (None, hint.version):
+            return None, None
+        return hint, metered.start_ahead(request, choose(hint))
+    except FeedError:
+        return None, None
+
+
+def _kept(ahead: Ahead | None, hint: Manifest | None, m: Manifest) -> Ahead | None:
+    """``ahead`` when the manifest the pointer named is the hint it was opened from (the same
+    cached object: the same lineage and version, so the same bytes under the same keys);
+    else it is closed (its connection released) and None."""
+    if ahead is not None and m is not hint:
+        ahead.close()
+        return None
+    return ahead
+
+
 async def _manifest(feed: SnapshotFeed, store: Snapshots, principal: Principal,
                     identifier: str, version: int | None) -> tuple[str, Manifest]:
     wiki, ns = parse_snapshot_identifier(identifier)
@@ -245,12 +278,24 @@ async def download_version(feed: SnapshotFeed, store: Snapshots,
                            metered: Metered, identifier: str, version: int | None,
                            fmt: Format | None) -> Response[Any]:
     """A version, in the representation negotiated."""
-    wiki, m = await _manifest(feed, store, principal, identifier, version)
-    chosen = negotiate(snapshot_downloads(m, feed.zstd_infix), request.headers.get("accept"),
-                       fmt)
-    return await metered.representation(request, principal, USAGE, wiki, chosen,
-                                        last_modified=m.date_modified,
-                                        resource=f"{feed.ledger_prefix}{m.identifier}@{m.version}")
+
+    def choose(m: Manifest) -> Download:
+        return negotiate(snapshot_downloads(m, feed.zstd_infix), request.headers.get("accept"),
+                         fmt)
+
+    hint, ahead = _ahead(feed, store, request, principal, metered, identifier, version, choose)
+    try:
+        wiki, m = await _manifest(feed, store, principal, identifier, version)
+        chosen = choose(m)
+        ahead = _kept(ahead, hint, m)
+        resource = f"{feed.ledger_prefix}{m.identifier}@{m.version}"
+        kept, ahead = ahead, None  # ``representation`` owns it now
+        return await metered.representation(request, principal, USAGE, wiki, chosen,
+                                            last_modified=m.date_modified, resource=resource,
+                                            ahead=kept)
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 async def list_version_chunks(feed: SnapshotFeed, store: Snapshots,
@@ -280,14 +325,27 @@ async def download_version_chunk(feed: SnapshotFeed, store: Snapshots,
                                  metered: Metered, identifier: str, chunk_id: str,
                                  version: int | None, fmt: Format | None) -> Response[Any]:
     """One chunk, in the representation negotiated; metered as a chunk download."""
-    wiki, m = await _manifest(feed, store, principal, identifier, version)
-    chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
-    zstd = zstd_download([chunk], Checksums(size=chunk.size, sha256=chunk.sha256),
-                         f"{chunk.identifier}{feed.zstd_infix}_v{m.version}.ndjson.zst")
-    chosen = negotiate(chunk_downloads(chunk, zstd=zstd), request.headers.get("accept"), fmt)
-    return await metered.representation(
-        request, principal, "chunks", wiki, chosen, last_modified=m.date_modified,
-        resource=f"{feed.ledger_prefix}{chunk.identifier}@{m.version}")
+
+    def choose(m: Manifest) -> Download:
+        chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
+        zstd = zstd_download([chunk], Checksums(size=chunk.size, sha256=chunk.sha256),
+                             f"{chunk.identifier}{feed.zstd_infix}_v{m.version}.ndjson.zst")
+        return negotiate(chunk_downloads(chunk, zstd=zstd), request.headers.get("accept"), fmt)
+
+    hint, ahead = _ahead(feed, store, request, principal, metered, identifier, version, choose)
+    try:
+        wiki, m = await _manifest(feed, store, principal, identifier, version)
+        chosen = choose(m)
+        ahead = _kept(ahead, hint, m)
+        chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
+        resource = f"{feed.ledger_prefix}{chunk.identifier}@{m.version}"
+        kept, ahead = ahead, None  # ``representation`` owns it now
+        return await metered.representation(request, principal, "chunks", wiki, chosen,
+                                            last_modified=m.date_modified, resource=resource,
+                                            ahead=kept)
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 ARTICLES: Final = SnapshotFeed(feed="snapshots", base="/v2/snapshots", title="snapshot",

@@ -84,6 +84,8 @@ CORRECTS_PARTIAL_MIGRATION = (
 )
 
 _NO_OFFSET = timedelta(0)
+_encode_json = msgspec.json.Encoder().encode
+_QUOTED_WIDTH = len('"2026-01-01T00:00:00.000000Z"')
 _IN_CHUNK = 400  # keeps ``IN (...)`` under SQLite's parameter limit
 NEVER_CLOSES = Periods(None)
 _TIME_ORDER = operator.attrgetter("ts", "usage_id")
@@ -92,6 +94,11 @@ _TIME_ORDER = operator.attrgetter("ts", "usage_id")
 def ts_text(ts: datetime) -> str:
     """Fixed-width UTC text: sorts like time, so month ranges are plain string ranges."""
     if ts.tzinfo is UTC:  # every record's (the ledger writer runs this per response)
+        # msgspec's RFC 3339 text of a UTC time is this text quoted, unless the microsecond
+        # is 0 (then it has no fraction): ~2.5 k instructions against ~15.5 k for isoformat.
+        quoted = _encode_json(ts)
+        if len(quoted) == _QUOTED_WIDTH:
+            return quoted[1:-1].decode()
         return ts.isoformat(timespec="microseconds")[:-6] + "Z"
     if ts.utcoffset() != _NO_OFFSET:
         ts = ts.astimezone(UTC)
@@ -174,8 +181,7 @@ class Ledger:
             batch, count = self._head(cur)
             for found in _existing(cur, lookup):
                 del bodies[found]
-            for body in bodies.values():
-                batch.add(body)
+            batch.extend(bodies.values())
             batch.write(cur, count)
         return batch.rows
 

@@ -15,13 +15,15 @@ transaction that writes the rows.
 
 A response's usage ids are TIME-ORDERED (``response_usage_id``): UUID version 8 text in the
 UUIDv7 layout, the first 48 bits the millisecond the server created the response id (which
-starts with it, ``new_response_id``), the other 74 free bits from the SHA-1 of the same
-inputs as the name-based ids before them (customer, API key, response id, meter). So they
-stay deterministic (every checkpoint and the final record of one response share them, as
-they share the response id) and unique, and new ledger rows land at the right edge of the
-``usage_id`` index instead of on a random page (which cost ~13 SQLite page writes per
-response). Ids stored earlier (UUIDv5, version nibble 5) keep theirs; the two kinds cannot
-collide (different version nibbles). Download ids and correction ids stay UUIDv5: a download
+starts with it, ``new_response_id``), then 70 bits of the SHA-1 of customer, API key and
+response id (the response's key, ``response_key``: one hash per response), then the meter's
+hex digit (``METER_DIGITS``). So they stay deterministic (every checkpoint and the final
+record of one response share them, as they share the response id) and unique, one
+response's ids differ only in their last character, and new ledger rows land at the right
+edge of the ``usage_id`` index instead of on a random page (which cost ~13 SQLite page writes
+per response). Ids stored earlier keep theirs: UUIDv5 (version nibble 5, cannot collide), and
+time-ordered ids of the first scheme (74 bits of a SHA-1 per meter: as unlikely to equal a new
+one as two new ones are to collide). Download ids and correction ids stay UUIDv5: a download
 id is written once per download, not per request, and must not change within its day.
 """
 
@@ -129,10 +131,23 @@ def _download_id(customer_id: str, resource: str, day: date) -> str:
 def response_usage_id(customer_id: str, api_key_id: str, response_id: str, meter: str) -> str:
     """The usage id of one meter of one response: scoped by customer and key, keyed by the
     server's own response id (``new_response_id``), so no client input can collide it;
-    time-ordered by the response id's creation millisecond (``response_ms``)."""
-    name = "\x1f".join(("response", customer_id, api_key_id, response_id, meter))
-    h = hashlib.sha1(_NS_BYTES + name.encode())  # noqa: S324
-    return _stamp(response_id) + _ordered_tail(h.hexdigest())
+    time-ordered by the response id's creation millisecond (``response_ms``). It is the
+    response's key (``response_key``) and the meter's digit (``METER_DIGITS``)."""
+    return response_key(customer_id, api_key_id, response_id) + METER_DIGITS[meter]
+
+
+def response_key(customer_id: str, api_key_id: str, response_id: str) -> str:
+    """The first 35 characters every usage id of one response shares: the response's
+    millisecond, version 8, and 70 bits of the SHA-1 of customer, key and response id (one
+    hash per response: the event loop derives it for every response)."""
+    h = hashlib.sha1(  # noqa: S324
+        _NS_BYTES + f"response\x1f{customer_id}\x1f{api_key_id}\x1f{response_id}\x1f".encode())
+    return _stamp(response_id) + _key_tail(h.hexdigest())
+
+
+# The last character of a response's usage id: which of its meters it is.
+METER_DIGITS: dict[str, str] = {meter: str(i) for i, meter in enumerate(
+    ("requests", "bytes", "articles", "stream_seconds", "stream_events", "downloads"))}
 
 
 # The version character (index 14) of a response's usage ids; download ids, correction ids
@@ -149,9 +164,10 @@ def _stamp(response_id: str) -> str:
     return "00000000-0000-8"
 
 
-def _ordered_tail(h: str) -> str:
-    """The rest of a time-ordered id: 12 + 62 bits of the hash ``h`` (hex), variant bits 10."""
-    return f"{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
+def _key_tail(h: str) -> str:
+    """A response key's hash part: 70 bits of the hash ``h`` (hex; 12, 2 after the variant
+    bits 10, 12 and 44); the meter's hex digit completes the id's last group."""
+    return f"{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:18]}"
 
 
 def response_ms(response_id: str) -> int:
@@ -208,31 +224,37 @@ def response_records(
     dl = download_id(customer, resource, ts) if usage.get("download") and resource else ""
     feed, project = usage["feed"], usage["project"] or ""
     user, request = principal.user or "", usage.get("request_id") or response_id
-    # ``response_usage_id`` for each meter: the common prefix hashed once (this runs per
+    # ``response_usage_id`` of each meter: the response's key hashed once, the meter's digit
+    # appended; the other meters' records copy the first one's fields (this runs per
     # response, on the event loop).
-    prefix = hashlib.sha1(  # noqa: S324
-        _NS_BYTES + f"response\x1f{customer}\x1f{key}\x1f{response_id}\x1f".encode())
-    stamp = _stamp(response_id)
-    out = []
-    quantities: tuple[tuple[Meter, int], ...] = (
-        ("requests", 1), ("bytes", usage.get("bytes_sent", 0)),
-        ("articles", usage.get("articles", 0)), ("stream_seconds", usage.get("stream_seconds", 0)),
-        ("stream_events", usage.get("stream_events", 0)),
-    )
-    for meter, quantity in quantities:
+    key_text = response_key(customer, key, response_id)
+    first = UsageRecord(
+        usage_id=key_text + "0", ts=ts, customer_id=customer, meter="requests", quantity=1,
+        feed=feed, api_key_id=key, user=user, project=project, request_id=request,
+        resource=resource, download_id=dl)
+    out = [first]
+    for meter, name, digit in _OTHER_METERS:
+        quantity = usage.get(name)
         if quantity:
-            h = prefix.copy()
-            h.update(meter.encode())
-            out.append(UsageRecord(
-                usage_id=stamp + _ordered_tail(h.hexdigest()), ts=ts, customer_id=customer,
-                meter=meter, quantity=quantity, feed=feed, api_key_id=key, user=user,
-                project=project, request_id=request, resource=resource, download_id=dl))
+            out.append(_replace(first, usage_id=key_text + digit, meter=meter,
+                                quantity=quantity))
     if dl:
         out.append(UsageRecord(
             usage_id=dl, ts=ts, customer_id=customer, meter="downloads", quantity=1, feed=feed,
             api_key_id=key, user=user, project=project, request_id=request, resource=resource,
             download_id=dl))
     return out
+
+
+_replace = msgspec.structs.replace
+# A response's meters after ``requests``: the meter, its ``Usage`` key, its id digit.
+_OTHER_METERS: tuple[tuple[Meter, Literal["bytes_sent", "articles", "stream_seconds",
+                                          "stream_events"], str], ...] = (
+    ("bytes", "bytes_sent", METER_DIGITS["bytes"]),
+    ("articles", "articles", METER_DIGITS["articles"]),
+    ("stream_seconds", "stream_seconds", METER_DIGITS["stream_seconds"]),
+    ("stream_events", "stream_events", METER_DIGITS["stream_events"]),
+)
 
 
 class UsageSink(Protocol):

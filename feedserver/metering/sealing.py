@@ -16,7 +16,7 @@ of 49. Any other row (late, void, amend, credit) goes through the full 20-column
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -78,20 +78,30 @@ class Batch:
     def add(self, body: list[Any]) -> tuple[int, str, str]:
         """Seal ``body`` (its ``seq`` is set here) as the next row; returns its seq,
         prev_hash and row_hash."""
-        seq = self.seq = self.seq + 1
-        body[0] = seq
         prev = self.prev
-        digest = _sha256(prev.encode() + b"\n" + _encoder.encode(body)).hexdigest()
-        params = self._usage if len(body) == USAGE_WIDTH else self._full
-        params += body
-        params.append(prev)
-        params.append(digest)
-        self.prev = digest
-        self.rows += 1
-        if body[8] == "bytes" and body[9]:
-            key = (body[3], body[2][:7])
-            self.bytes_by_month[key] = self.bytes_by_month.get(key, 0) + body[9]
-        return seq, prev, digest
+        self.extend((body,))
+        return self.seq, prev, self.prev
+
+    def extend(self, bodies: Iterable[list[Any]]) -> None:
+        """``add`` each of ``bodies`` in order (the ledger writer's per-response path: the same
+        steps with the batch's state in local variables: ~1 k instructions less per row)."""
+        seq, prev, rows = self.seq, self.prev, self.rows
+        usage, full, by_month = self._usage, self._full, self.bytes_by_month
+        encode, sha256 = _encoder.encode, _sha256
+        for body in bodies:
+            seq += 1
+            body[0] = seq
+            digest = sha256(prev.encode() + b"\n" + encode(body)).hexdigest()
+            params = usage if len(body) == USAGE_WIDTH else full
+            params += body
+            params.append(prev)
+            params.append(digest)
+            prev = digest
+            rows += 1
+            if body[8] == "bytes" and body[9]:
+                key = (body[3], body[2][:7])
+                by_month[key] = by_month.get(key, 0) + body[9]
+        self.seq, self.prev, self.rows = seq, prev, rows
 
     def write(self, cur: Cursor, count: int) -> None:
         """Insert the rows, add their bytes to the monthly counters and move the head

@@ -51,7 +51,9 @@ class LedgerDestination:
         return None
 
 
-_Item = tuple[list[UsageRecord], dict[int, int]]
+# A response's final records, the journal segment they went to, and the journal lines of its
+# checkpoints (``None`` for most responses, which have none).
+_Item = tuple[list[UsageRecord], int, Counter[int] | None]
 
 
 class UsageRecorder:
@@ -130,13 +132,9 @@ class UsageRecorder:
             self._open.setdefault(response_id, Counter())[segment] += len(records)
             return
         # The final records release their own lines and those of the response's checkpoints
-        # (most responses have none: no Counter for them, this runs per response).
-        lines = {segment: len(records)}
-        checkpoints = self._open.pop(response_id, None)
-        if checkpoints is not None:
-            checkpoints[segment] += len(records)
-            lines = dict(checkpoints)
-        self._pending.append((records, lines))
+        # (most responses have none: nothing but a tuple for them, this runs per response).
+        self._pending.append((records, segment, self._open.pop(response_id, None)
+                              if self._open else None))
         self._pending_records += len(records)
         self._recorded += 1
         if not self._arrived.is_set():
@@ -158,7 +156,7 @@ class UsageRecorder:
         return items
 
     async def _deliver(self, items: list[_Item]) -> None:
-        records = [rec for recs, _ in items for rec in recs]
+        records = [rec for recs, _, _ in items for rec in recs]
         backoff = 0.05
         while True:
             try:
@@ -169,9 +167,12 @@ class UsageRecorder:
                 log.warning("usage delivery failed (%s); retrying in %.2fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
-        counts: Counter[int] = Counter()
-        for _, refs in items:
-            counts.update(refs)
+        counts: dict[int, int] = {}
+        for recs, segment, checkpoints in items:
+            counts[segment] = counts.get(segment, 0) + len(recs)
+            if checkpoints is not None:
+                for number, lines in checkpoints.items():
+                    counts[number] = counts.get(number, 0) + lines
         self.journal.release(counts)
 
     async def _run(self) -> None:

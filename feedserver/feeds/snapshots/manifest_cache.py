@@ -13,6 +13,11 @@ Bounded by the encoded size of the manifests held (a manifest with thousands of 
 large), least recently used evicted first; a retired version's manifest is never asked for
 again (the pointer no longer lists it) and ages out. Thread-safe: the stores are called from
 worker threads. Manifests handed out are shared: callers never mutate them.
+
+The cache also remembers, per snapshot, the version the last pointer read named current
+(``note_current``/``current``): a HINT, never an answer. A download may start fetching the
+hinted version's first bytes while it reads the pointer, and keeps them only if the pointer
+names that very manifest (``api/snapshots.py``); every answer still follows the pointer.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from feedserver.feeds.snapshots.manifest import Manifest
 CACHE_BYTES = 16 * 1024 * 1024
 
 Key = tuple[str, str, str, int]  # (prefix, identifier, lineage, version)
+# Snapshots whose current version is remembered at most (only published ones are ever noted).
+CURRENT_ENTRIES = 65536
 
 
 class ManifestCache:
@@ -33,6 +40,7 @@ class ManifestCache:
         self.max_bytes = max_bytes
         self._items: OrderedDict[Key, tuple[Manifest, int]] = OrderedDict()
         self._bytes = 0
+        self._current: dict[tuple[str, str], Key] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Key) -> Manifest | None:
@@ -56,6 +64,23 @@ class ManifestCache:
             while self._bytes > self.max_bytes:
                 _, (_, dropped) = self._items.popitem(last=False)
                 self._bytes -= dropped
+
+    def note_current(self, key: Key) -> None:
+        """A pointer read just now named ``key``'s version current."""
+        with self._lock:
+            where = (key[0], key[1])
+            self._current.pop(where, None)
+            self._current[where] = key
+            if len(self._current) > CURRENT_ENTRIES:
+                del self._current[next(iter(self._current))]
+
+    def current(self, prefix: str, identifier: str) -> Manifest | None:
+        """The cached manifest of the version the last pointer read of ``identifier`` named
+        current, or None: a hint only (the pointer may have moved since)."""
+        with self._lock:
+            key = self._current.get((prefix, identifier))
+            item = self._items.get(key) if key is not None else None
+            return item[0] if item is not None else None
 
     def __len__(self) -> int:
         return len(self._items)

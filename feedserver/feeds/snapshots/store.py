@@ -69,6 +69,8 @@ class SnapshotStore:
         elif check_version(version) not in index.versions:
             raise SnapshotNotFound(identifier, version)
         cached = (self.prefix, identifier, index.lineage, version)
+        if version == index.current:
+            self.cache.note_current(cached)
         if (manifest := self.cache.get(cached)) is not None:
             return manifest
         key = manifest_key(identifier, version, self.prefix)
@@ -84,6 +86,13 @@ class SnapshotStore:
                                  f"{manifest.version}")
         self.cache.put(cached, manifest, len(raw))
         return manifest
+
+    def hinted(self, identifier: str) -> Manifest | None:
+        """No I/O: the cached manifest of the version current at the last pointer read, or
+        None. A hint to start work early, never an answer: ``manifest`` decides. A manifest
+        ``manifest`` returns IS the hint (``is``) exactly when the pointer still names the
+        hinted lineage and version (one cached object per key)."""
+        return self.cache.current(self.prefix, check_snapshot_identifier(identifier))
 
     def iter_lines(self, manifest: Manifest) -> Iterator[bytes]:
         """Raw NDJSON lines (without newline) of every chunk in order."""

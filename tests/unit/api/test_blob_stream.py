@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from feedserver.api.blob_stream import BATCH_BYTES, stream_segments
+from feedserver.api.blob_stream import BATCH_BYTES, Ahead, open_ahead, stream_segments
 from feedserver.api.ranges import Segment
 from feedserver.errors import BlobNotFound, IntegrityError
 from feedserver.storage.blobs import READ_BLOCK, FilesystemBlobStore
@@ -89,3 +89,60 @@ async def test_a_missing_later_part_fails_when_it_is_reached(tmp_path: Path) -> 
                                                    Segment("gone", 0, 10)]):
             got += block
     assert got == data["a"]
+
+
+async def _all_closed(store: Recording, count: int) -> None:
+    for _ in range(500):  # reads still in worker threads finish, then are closed
+        if len(store.closed) == count:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_a_part_opened_ahead_is_used_not_opened_again(tmp_path: Path) -> None:
+    # The download opened its first part while it read the pointer: the body starts from
+    # that open (one GET of the part, not two) and serves the same bytes.
+    store, data = _store(tmp_path, {"a": 2 * MiB + 3, "b": 5})
+    segments = [Segment("", 0, 3, b"hdr"), Segment("a", 7, 2 * MiB + 3), Segment("b", 0, 5)]
+    ahead = open_ahead(store, segments)
+    assert ahead is not None and ahead.seg == segments[1]
+    got = b"".join([block async for block in stream_segments(store, segments, ahead)])
+    assert got == b"hdr" + data["a"][7:] + data["b"]
+    await _all_closed(store, 2)
+    assert store.opened == ["a", "b"] and sorted(store.closed) == ["a", "b"]
+
+
+async def test_a_part_opened_ahead_for_another_body_is_closed(tmp_path: Path) -> None:
+    # The pointer disagreed after all (another version, another range): the body serves
+    # its own segments, and the open made ahead is released, not leaked.
+    store, data = _store(tmp_path, {"old": 3 * MiB, "new": 1000})
+    ahead = Ahead(store, Segment("old", 0, 3 * MiB))
+    got = b"".join([block async for block in
+                    stream_segments(store, [Segment("new", 10, 1000)], ahead)])
+    assert got == data["new"][10:]
+    await _all_closed(store, 2)
+    assert sorted(store.opened) == ["new", "old"] and sorted(store.closed) == ["new", "old"]
+
+
+async def test_a_part_opened_ahead_is_closed_when_dropped_or_the_body_never_reaches_it(
+        tmp_path: Path) -> None:
+    store, _ = _store(tmp_path, {"a": 3 * MiB, "b": 10})
+    Ahead(store, Segment("a", 0, 3 * MiB)).close()  # answered without a body (304, 416..)
+    ahead = Ahead(store, Segment("b", 0, 10))
+    body = stream_segments(store, [Segment("", 0, 2, b"hd"), Segment("b", 0, 10)], ahead)
+    assert await body.__anext__() == b"hd"
+    await body.aclose()  # cut before the stored part
+    await _all_closed(store, 2)
+    assert sorted(store.opened) == ["a", "b"] and sorted(store.closed) == ["a", "b"]
+
+
+async def test_a_failed_open_ahead_is_made_again_by_the_body(tmp_path: Path) -> None:
+    # Opened ahead before the object existed (the hint raced a publish): the body opens it
+    # again, so it fails or not exactly as it would have without the open ahead.
+    store, _ = _store(tmp_path, {})
+    ahead = Ahead(store, Segment("late", 0, 4))
+    with pytest.raises(BlobNotFound):
+        await asyncio.shield(ahead.opened)
+    store.put_bytes("late", b"data")
+    got = b"".join([block async for block in
+                    stream_segments(store, [Segment("late", 0, 4)], ahead)])
+    assert got == b"data" and store.opened == ["late"] and store.closed == ["late"]

@@ -134,3 +134,14 @@ def test_a_replayed_response_is_skipped_after_the_optimistic_insert_fails(db: Da
     assert ledger.count() == 5 and ledger.head().rows == 5
     assert ledger.verify().ok
     assert db.fetchone("SELECT used FROM quota_usage WHERE meter = 'bytes'") == (107,)
+
+
+@given(st.datetimes(timezones=st.just(UTC)) | st.datetimes(timezones=st.timezones()))
+def test_ledger_time_text_is_the_fixed_width_utc_isoformat(when: datetime) -> None:
+    # Ledger times are compared and ranged as text, so the fast UTC path (msgspec's RFC 3339
+    # text) must give exactly the text the definition gives, microsecond 0 and year < 1000
+    # included, for any time zone.
+    utc = when.astimezone(UTC) if when.utcoffset() is not None else when
+    expected = utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    assert ts_text(when) == expected
+    assert len(ts_text(when)) == len("2026-01-01T00:00:00.000000Z")

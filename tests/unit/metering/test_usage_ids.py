@@ -19,8 +19,10 @@ from feedserver.metering.corrections import Correction, correct
 from feedserver.metering.exports import cloud_event
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.records import (
+    METER_DIGITS,
     METERS,
     new_response_id,
+    response_key,
     response_ms,
     response_records,
     response_usage_id,
@@ -88,6 +90,32 @@ def test_checkpoints_and_the_final_record_of_a_response_share_their_ids(
                              bytes_sent=10 + more_bytes,
                              ts=start + timedelta(milliseconds=later_ms))
     assert [r.usage_id for r in first] == [r.usage_id for r in final]
+
+
+@given(MS, PROCESS, COUNTER, st.integers(min_value=0, max_value=10**9),
+       st.integers(min_value=0, max_value=10**6), st.integers(min_value=0, max_value=10**4),
+       st.integers(min_value=0, max_value=10**4))
+def test_a_responses_record_ids_are_its_key_and_each_meters_digit(
+        ms: int, process: int, n: int, sent: int, articles: int, seconds: int,
+        events: int) -> None:
+    # The records hash the response once and append the meter's digit; every id must still
+    # be exactly ``response_usage_id`` of its meter (what replays, the Kafka consumer and the
+    # tests derive), unique within the response, and share the response's key, so one
+    # response's meters can later be found by that key alone.
+    rid = server_response_id(ms, process, n)
+    made = response_records(FakePrincipal(), feed="chunks", project="enwiki", response_id=rid,
+                            bytes_sent=sent, articles=articles, stream_seconds=seconds,
+                            stream_events=events, ts=datetime(2026, 11, 5, 13, tzinfo=UTC))
+    p = FakePrincipal()
+    assert [r.usage_id for r in made] == [
+        response_usage_id(p.customer_id, p.api_key_id or "", rid, r.meter) for r in made]
+    assert [r.meter for r in made] == ["requests"] + [
+        m for m, q in (("bytes", sent), ("articles", articles), ("stream_seconds", seconds),
+                       ("stream_events", events)) if q]
+    key = response_key(p.customer_id, p.api_key_id or "", rid)
+    assert {r.usage_id[:35] for r in made} == {key}
+    assert len({r.usage_id for r in made}) == len(made)
+    assert all(r.usage_id[35] == METER_DIGITS[r.meter] for r in made)
 
 
 def test_new_response_ids_start_with_their_creation_millisecond_and_increase() -> None:
