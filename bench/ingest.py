@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import bz2
 import os
-import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from pathlib import Path
 import msgspec
 import mwxml
 
+from bench._cpu import tree_cpu
 from feedserver.config import Settings, load_settings
 from feedserver.demo.dump import SITEINFO, demo_pages
 from feedserver.feeds.snapshots.build import build_snapshots
@@ -77,17 +77,12 @@ def write_inputs(folder: Path) -> tuple[float, Path, list[Path], Path]:
     return xml_mb, single, parts, multi
 
 
-def _cpu() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # pool workers, once reaped
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process and its finished children)."""
-    cpu, start = _cpu(), time.perf_counter()
+    """(wall seconds, CPU seconds of this process and every process it started, the build
+    pool's workers included: ``bench/_cpu.py``)."""
+    cpu, start = tree_cpu(), time.perf_counter()
     fn()
-    return time.perf_counter() - start, _cpu() - cpu
+    return time.perf_counter() - start, tree_cpu() - cpu
 
 
 def build(paths: list[Path], settings: Settings, workers: int, *, wme: bool = False

@@ -10,25 +10,39 @@ thread, so the figure isolates the server's own work):
 * ``chunk``: ``GET .../chunks/{chunk}/download`` (admission: rate limit + download quota claim
   in the database; usage: requests, bytes and download records through the journal).
 
-Metering on and off alternate; printed: the best of ``REPEATS`` each, and the median of the
-paired on/off ratios (robust to load drift on a shared machine). Target: overhead <= 5%.
+Each sample is ``REQUESTS`` requests through a freshly built app (garbage of the previous
+sample's app collected before it starts). The arms alternate in ``PAIRS`` pairs, the order
+flipping every pair (off, on / on, off) so neither arm always follows the other; one shorter
+warm-up pair first is discarded (first-use costs: imports, caches, the ledger's first pages).
+The figure checked against the 5% target is the median of the paired overheads
+(1 - on/off of each pair), printed with its spread (lowest and highest pair); best-of is
+printed beside it. As information, per arm: CPU seconds per request of this process (event
+loop and ledger writer threads, the in-process clients too), and the CPU the rest of the
+machine used meanwhile (``others``, in cores: other work on a shared machine slows the arms
+unevenly, the one with a writer thread more). At the section's start it prints what is left
+running in this process from earlier sections (threads, child processes, tracked objects).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import msgspec
 from prometheus_client import CollectorRegistry
 
+from bench import _cpu
 from bench._targets import check
 from feedserver.accounts.admin import AccountAdmin
 from feedserver.api.app import build_app
@@ -41,9 +55,11 @@ DUMP = (ROOT.parent / "shared/data/dumps/gensim-4.4.0"
         / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
 SNAPSHOT = "enwiki_namespace_0"
 NAMES = {"metadata": "metadata requests", "chunk": "chunk downloads"}
-REQUESTS = 800
+REQUESTS = 1000  # per sample: ~0.8-1.5 s on this machine (800 before: well under a second)
+WARMUP = 200  # per arm of the discarded warm-up pair
 CONCURRENCY = 8
-REPEATS = 5
+PAIRS = 6
+_TICK = os.sysconf("SC_CLK_TCK")
 PLAN = Plan(name="bench", feeds=["snapshots"],
             quotas=Quotas(chunk_downloads=10**9, bytes=10**15),
             rate_limit=RateLimit(requests_per_second=10**6, burst=10**6),
@@ -65,7 +81,57 @@ def prepare(data_dir: Path) -> str:
         db.close()
 
 
-async def throughput(data_dir: Path, key: str, path: str, *, metering: bool) -> float:
+class Sample(msgspec.Struct, frozen=True):
+    """One arm's sample: requests per second, this process's CPU seconds per request, and
+    the cores the rest of the machine kept busy meanwhile."""
+
+    rate: float
+    cpu: float
+    others: float
+    iowait: float
+
+
+class Arm(msgspec.Struct):
+    """The samples of one arm (metering off, or on)."""
+
+    samples: list[Sample] = msgspec.field(default_factory=list)
+
+    def best(self) -> float:
+        return max(s.rate for s in self.samples)
+
+    def cpu(self) -> float:
+        return statistics.fmean(s.cpu for s in self.samples)
+
+    def others(self) -> float:
+        return statistics.fmean(s.others for s in self.samples)
+
+    def iowait(self) -> float:
+        return statistics.fmean(s.iowait for s in self.samples)
+
+
+def _machine() -> tuple[float, float]:
+    """CPU seconds all cores of the machine spent busy, and waiting for I/O with nothing to
+    run (``/proc/stat``), so far."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / _TICK, iowait / _TICK
+
+
+def _dirty() -> str:
+    """Page cache waiting to be written to disk (``/proc/meminfo``): what earlier work left
+    for the kernel to write back while the samples fsync."""
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    kib = sum(int(info[k].split()[0]) for k in ("Dirty", "Writeback"))
+    return f"{kib / 1024:.0f} MB dirty"
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def throughput(data_dir: Path, key: str, path: str, *, metering: bool,
+                     requests: int = REQUESTS) -> Sample:
     settings = load_settings({}, data_dir=str(data_dir), metering_enabled=metering,
                              log_level="WARNING")
     app = build_app(settings, registry=CollectorRegistry())
@@ -74,17 +140,55 @@ async def throughput(data_dir: Path, key: str, path: str, *, metering: bool) -> 
     async with app.lifespan(), httpx.AsyncClient(transport=transport,
                                                  base_url="http://bench") as client:
         assert (await client.get(path, headers=headers)).status_code == 200
-        per_client = REQUESTS // CONCURRENCY
+        per_client = requests // CONCURRENCY
 
         async def loop() -> None:
             for _ in range(per_client):
                 resp = await client.get(path, headers=headers)
                 assert resp.status_code == 200, resp.text
 
-        start = time.perf_counter()
+        machine, cpu, start = _machine(), _own_cpu(), time.perf_counter()
         await asyncio.gather(*(loop() for _ in range(CONCURRENCY)))
         elapsed = time.perf_counter() - start
-    return per_client * CONCURRENCY / elapsed
+        cpu = _own_cpu() - cpu
+        busy, iowait = (b - a for a, b in zip(machine, _machine(), strict=True))
+    done = per_client * CONCURRENCY
+    return Sample(rate=done / elapsed, cpu=cpu / done, others=max(busy - cpu, 0.0) / elapsed,
+                  iowait=iowait / elapsed)
+
+
+def sample(data_dir: Path, key: str, path: str, *, metering: bool, requests: int = REQUESTS
+           ) -> Sample:
+    gc.collect()  # the previous sample's app is not collected during this one
+    return asyncio.run(throughput(data_dir, key, path, metering=metering, requests=requests))
+
+
+def leftovers() -> str:
+    """What runs in this process besides the section: threads, live child processes (from
+    earlier sections of a whole run), objects the garbage collector tracks."""
+    stats = _cpu.stats()
+    kids = _cpu.descendants(stats, os.getpid())
+    names = sorted({t.name.split("-")[0].split("_")[0] for t in threading.enumerate()})
+    return (f"{threading.active_count()} threads ({', '.join(names)}), {len(kids)} child "
+            f"processes, "
+            f"{len(gc.get_objects()) / 1e6:.2f} M tracked objects; {_dirty()}")
+
+
+def measure(data_dir: Path, key: str, path: str) -> tuple[Arm, Arm, list[float]]:
+    """The warm-up pair (discarded), then ``PAIRS`` pairs in alternating order: (off, on
+    arms, the overhead 1 - on/off of each pair)."""
+    for on in (False, True):
+        sample(data_dir, key, path, metering=on, requests=WARMUP)
+    off, on = Arm(), Arm()
+    overheads = []
+    for i in range(PAIRS):
+        order = (False, True) if i % 2 == 0 else (True, False)
+        pair = {}
+        for metering in order:
+            pair[metering] = sample(data_dir, key, path, metering=metering)
+            (on if metering else off).samples.append(pair[metering])
+        overheads.append(1 - pair[True].rate / pair[False].rate)
+    return off, on, overheads
 
 
 def run() -> None:
@@ -95,21 +199,23 @@ def run() -> None:
             "metadata": f"/v2/snapshots/{SNAPSHOT}",
             "chunk": f"/v2/snapshots/{SNAPSHOT}/chunks/{SNAPSHOT}_chunk_0/download",
         }
+        print(f"at the start: {leftovers()}; load average {os.getloadavg()[0]:.2f}", flush=True)
         for name, path in mixes.items():
-            best = {True: 0.0, False: 0.0}
-            ratios = []
-            for _ in range(REPEATS):
-                pair = {}
-                for on in (False, True):
-                    pair[on] = asyncio.run(throughput(data_dir, key, path, metering=on))
-                    best[on] = max(best[on], pair[on])
-                ratios.append(pair[True] / pair[False])
-            overhead = 1 - best[True] / best[False]
-            paired = 1 - statistics.median(ratios)
-            print(f"{name:>9}: metering off {best[False]:7.0f} req/s, on {best[True]:7.0f} "
-                  f"req/s; overhead {overhead:6.1%} best-of, {paired:6.1%} median of pairs",
-                  flush=True)
-            # The median of the paired ratios is the figure checked: best-of swings with load.
+            started = time.perf_counter()
+            off, on, overheads = measure(data_dir, key, path)
+            best_off, best_on = off.best(), on.best()
+            paired = statistics.median(overheads)
+            print(f"{name:>9}: metering off {best_off:7.0f} req/s, on {best_on:7.0f} req/s "
+                  f"(best of {PAIRS}); overhead {paired:+6.1%} median of {PAIRS} pairs "
+                  f"(pairs {min(overheads):+.1%} to {max(overheads):+.1%}), "
+                  f"{1 - best_on / best_off:+6.1%} best-of", flush=True)
+            print(f"{'':>9}  CPU per request off {off.cpu() * 1e6:5.0f} us, on "
+                  f"{on.cpu() * 1e6:5.0f} us ({on.cpu() / off.cpu() - 1:+.1%});"
+                  f" others {off.others():.2f} / {on.others():.2f} cores busy, iowait "
+                  f"{off.iowait():.2f} / {on.iowait():.2f} cores; "
+                  f"{REQUESTS} requests per sample, {time.perf_counter() - started:.0f} s, "
+                  f"load average {os.getloadavg()[0]:.2f}", flush=True)
+            # The median of the paired overheads is the figure checked: best-of swings with load.
             check(f"metering overhead on {NAMES[name]}", paired * 100, 5.0,
                   higher_is_better=False, unit="%")
 

@@ -235,11 +235,23 @@ def _unit_size(unit: Unit) -> int:
     return piece.end - piece.start if piece is not None else path.stat().st_size
 
 
+# Imported once by the fork server (``_pool``), so that every worker forked from it starts with
+# the build's modules loaded (this module imports all of them).
+_PRELOAD = ["__main__", __name__]
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # fork: workers start in milliseconds and inherit the imported modules.
-    context = multiprocessing.get_context("fork" if "fork" in
-                                          multiprocessing.get_all_start_methods() else "spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    """The build's worker pool, started by a fork server (a single-threaded process started
+    once per build process, with the build modules preloaded, that forks the workers):
+    forking the build process itself is unsafe once it has threads (Python 3.12+ warns), and
+    ``spawn`` would import the modules again in every worker of every build. ``spawn`` where
+    there is no fork server (not POSIX). See ``docs/snapshots.md``."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return ProcessPoolExecutor(max_workers=workers,
+                                   mp_context=multiprocessing.get_context("spawn"))
+    server = multiprocessing.get_context("forkserver")
+    server.set_forkserver_preload(_PRELOAD)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=server)
 
 
 def _stage_parallel(

@@ -124,6 +124,11 @@ def _external(match: re.Match[str], state: PageState) -> str:
 
 def _wikilink(match: re.Match[str], state: PageState) -> str:
     inner, trail = match.group(1), match.group(2)
+    cache = state.profile.wikilinks
+    known = cache.get(inner)
+    if known is not None:
+        url, text = known
+        return link(state, url, text + trail) if url else trail
     target, pipe, label = inner.partition("|")
     title = target.strip()
     colon_first = title.startswith(":")
@@ -137,6 +142,8 @@ def _wikilink(match: re.Match[str], state: PageState) -> str:
         if key in state.profile.file_prefixes:
             return _file(rest, label if pipe else "", state) + trail
         if key in state.profile.category_prefixes or _INTERLANGUAGE.match(prefix.strip()):
+            if len(cache) < TEXT_CACHE:
+                cache[inner] = ("", "")
             return trail
     if not pipe:
         text = target.strip().lstrip(":")
@@ -144,9 +151,12 @@ def _wikilink(match: re.Match[str], state: PageState) -> str:
         text = label
     else:  # the pipe trick: [[Paris, Texas|]] shows "Paris"
         text = re.sub(r"\s*\(.*\)\s*$", "", rest if colon else title).split(",")[0]
-    if title.startswith("#"):
-        title = state.title + title
-    return link(state, state.profile.page_url(title), text + trail)
+    if title.startswith("#"):  # a link into this page: its url names the page
+        return link(state, state.profile.page_url(state.title + title), text + trail)
+    url = state.profile.page_url(title)
+    if len(cache) < TEXT_CACHE:
+        cache[inner] = (url, text)
+    return link(state, url, text + trail)
 
 
 def _file(name: str, options: str, state: PageState) -> str:

@@ -76,6 +76,10 @@ class WikiProfile:
         # parameters recur too rarely: the misses cost more than the hits save.)
         self.heading_texts: dict[str, str] = {}
         self.link_texts: dict[str, str] = {}
+        # A wikilink's inside as written ("Target|label") -> (url, text before the trail), or
+        # ("", "") for a category or interlanguage link (it leaves only its trail): the same
+        # links recur on a wiki's pages. Filled by ``inline`` up to ``TEXT_CACHE`` entries.
+        self.wikilinks: dict[str, tuple[str, str]] = {}
 
     def is_infobox(self, name: str) -> bool:
         return self._infobox is not None and self._infobox.match(name) is not None

@@ -48,6 +48,7 @@ _TEXT_NAMED = {"marker": "name", "quote box": "quote", "quote": "text", "blockqu
 _LISTINGS = frozenset({"see", "do", "buy", "eat", "drink", "sleep", "listing", "go", "around",
                        "vcard"})
 _LISTING_FIELDS = ("alt", "address", "directions", "phone", "hours", "price", "content")
+_LISTING_KEYS = frozenset({"name", *_LISTING_FIELDS})
 _FOOTNOTES = {"efn": "lower-alpha", "efn-la": "lower-alpha", "efn-ua": "upper-alpha",
               "efn-lr": "lower-roman", "efn-ur": "upper-roman", "efn-lg": "lower-greek",
               "notetag": "note", "refn": "", "#tag:ref": ""}
@@ -250,8 +251,17 @@ def _convert(params: list[str], state: PageState, depth: int) -> str:
 
 
 def _listing(params: list[str], state: PageState, depth: int) -> str:
-    _, named = named_params(params)
-    name = named.get("name", "")
+    # Speed: a listing has ~17 named parameters (lat, long, url, email, wikidata...) and
+    # shows 8; only those are kept (as ``named_params`` would: stripped, the last one wins).
+    # A key holding "{{", "[[" or "<" is never one of them.
+    named: dict[str, str] = {}
+    for param in params:
+        key, eq, value = param.partition("=")
+        if eq:
+            key = key.strip()
+            if key in _LISTING_KEYS:
+                named[key] = value
+    name = named.get("name", "").strip()
     pieces = [name] if name else []
     for key in _LISTING_FIELDS:
         value = named.get(key, "").strip()

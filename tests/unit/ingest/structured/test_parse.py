@@ -204,3 +204,34 @@ def test_sentinels_in_the_page_are_removed_whatever_the_string_kind() -> None:
         for prose in ("plain", "ελληνικά", "emoji \U0001F600"):
             page = f"{prose} à Ϡ \ue0e0 {chr(code)}[[Link]] end"
             assert clean_text(page) == f"{prose} à Ϡ \ue0e0 Link end"
+
+
+def test_a_wikilink_seen_before_resolves_the_same_and_fragments_name_their_own_page() -> None:
+    # Wikilinks are resolved once per wiki and remembered (build speed); a link into the page
+    # itself ("[[#History]]") must still name the page it is on, not the first page that
+    # used it, and category links must still vanish the second time.
+    def links(title: str, wikitext: str) -> list[tuple[str, str | None]]:
+        article = Article(name=title, identifier=1, namespace=Namespace(identifier=0),
+                          is_part_of=Project(identifier="enwiki",
+                                             url="https://en.wikipedia.org"),
+                          in_language=Language(identifier="en"),
+                          article_body=ArticleBody(wikitext=wikitext))
+        part = structured_content(article).content.sections[0].has_parts[0]
+        return [(link.url, link.text) for link in part.links or ()]
+
+    text = "See [[Main Page|home]], [[#History]] and [[apple]]s.[[Category:Fruit]]"
+    expected = {
+        title: [("https://en.wikipedia.org/wiki/Main_Page", "home"),
+                (f"https://en.wikipedia.org/wiki/{title}#History", "#History"),
+                ("https://en.wikipedia.org/wiki/Apple", "apples")]
+        for title in ("First", "Second")}
+    assert links("First", text) == expected["First"]
+    assert links("Second", text) == expected["Second"]
+
+
+def test_listings_show_their_name_and_shown_fields_the_last_one_winning() -> None:
+    # A listing keeps only the parameters it shows; as for any template, a parameter given
+    # twice takes its last value and names are read without their spaces.
+    result = build("{{see| name = Old | name=Museum |lat=1|url=https://x.org| alt = The M "
+                   "|hours=9-5|content=Nice.}}", wiki="enwikivoyage")
+    assert result.content.sections[0].has_parts[0].value == "Museum, (The M), 9-5, Nice."
