@@ -23,14 +23,17 @@ class TTLCache(Generic[V]):
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, now: float) -> V | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            if item[0] <= now:
-                del self._items[key]
-                return None
-            return item[1]
+        # A hit takes no lock (every request asks: one dict read is atomic under the GIL);
+        # an expired entry is removed under the lock, and only if no ``put`` replaced it.
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[0] <= now:
+            with self._lock:
+                if self._items.get(key) is item:
+                    del self._items[key]
+            return None
+        return item[1]
 
     def put(self, key: Hashable, value: V, now: float, until: float | None = None) -> None:
         if self.ttl <= 0:

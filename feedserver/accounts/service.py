@@ -32,6 +32,7 @@ INVALID_REFRESH = "invalid or expired refresh token"
 # last_used_at is for humans ("is this key still in use?"); minute precision spares a write
 # per request.
 TOUCH_EVERY = 60
+CHECKED_KEPT = 10_000
 
 
 class Accounts(AccountAdmin):
@@ -52,6 +53,8 @@ class Accounts(AccountAdmin):
             db, "jwt_hs256", secrets.token_urlsafe(48)
         )
         self._touched: dict[str, float] = {}
+        # API keys (as sent) -> (prefix, the key-cache entry they matched): ``cached_principal``
+        self._checked: dict[str, tuple[str, tuple[str, Principal]]] = {}
         self._touch_lock = threading.Lock()
 
     # --- passwords and tokens ------------------------------------------------------------------
@@ -132,15 +135,25 @@ class Accounts(AccountAdmin):
         ``Unauthorized`` for a malformed key or an invalid or expired token (pure checks)."""
         now = self.clock()
         if kind == "api_key" or keys.looks_like_key(secret):
-            prefix, key_secret = keys.split_key(secret)
-            cached = self.key_cache.get(prefix, now)
-            if cached is None or not hmac.compare_digest(cached[0], tokens.digest(key_secret)):
-                return None
-            with self._touch_lock:
-                key_id = cached[1].api_key_id
-                if key_id is not None and now - self._touched.get(key_id, -math.inf) \
-                        >= TOUCH_EVERY:
-                    return None  # last_used_at is due: the worker-thread path writes it
+            # A key checked against the cache entry that is still there is not checked again:
+            # no parse, no SHA-256 (the entry goes on revocation or expiry, and with it this).
+            seen = self._checked.get(secret)
+            cached: tuple[str, Principal] | None
+            if seen is not None and self.key_cache.get(seen[0], now) is seen[1]:
+                cached = seen[1]
+            else:
+                prefix, key_secret = keys.split_key(secret)
+                cached = self.key_cache.get(prefix, now)
+                if cached is None or not hmac.compare_digest(cached[0],
+                                                             tokens.digest(key_secret)):
+                    return None
+                if len(self._checked) >= CHECKED_KEPT:
+                    self._checked.clear()
+                self._checked[secret] = (prefix, cached)
+            key_id = cached[1].api_key_id  # (a read of ``_touched`` needs no lock)
+            if key_id is not None and now - self._touched.get(key_id, -math.inf) \
+                    >= TOUCH_EVERY:
+                return None  # last_used_at is due: the worker-thread path writes it
             return cached[1]
         claims = tokens.verify(self._secret, secret, now=now, kind="access")
         return self.token_cache.get(claims.rid, now)

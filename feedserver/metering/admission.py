@@ -20,7 +20,6 @@ raise ``RateLimited`` / ``QuotaExceeded`` with ``retry_after`` (seconds), which 
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable
@@ -31,12 +30,17 @@ import anyio.to_thread
 import msgspec
 
 from feedserver.errors import RateLimited
-from feedserver.metering.months import month_bounds, month_of
+from feedserver.metering.admission_terms import (
+    CLAIMS_KEPT,
+    Terms,
+    rate_limit_headers,
+    rate_policy,
+)
 from feedserver.metering.quota_leases import QuotaLeases
 from feedserver.metering.quotas import QuotaCounters, quota_exceeded
 from feedserver.metering.ratelimit import RateDecision, RateLimiter
 from feedserver.metering.records import MeteredPrincipal, download_id
-from feedserver.plans import Feed, Plan, QuotaName, RateLimit
+from feedserver.plans import Feed, Plan, QuotaName
 
 BYTE_FEEDS: frozenset[str] = frozenset({"snapshots", "chunks", "diffs", "batches", "ondemand"})
 _DOWNLOAD_QUOTA: dict[str, QuotaName] = {
@@ -44,7 +48,7 @@ _DOWNLOAD_QUOTA: dict[str, QuotaName] = {
 }
 
 
-_CLAIMS_KEPT = 100_000
+_TERMS_KEPT = 100_000  # customers whose terms are kept (then all made afresh)
 
 
 class Admission(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,12 +64,13 @@ def rate_headers(
 ) -> dict[str, str]:
     """``RateLimit-Policy`` / ``RateLimit`` items: the request rate and the consumed quota.
 
-    ``quota`` is ``(name, limit, remaining, window_seconds, reset_seconds)``.
+    ``quota`` is ``(name, limit, remaining, window_seconds, reset_seconds)``. (Admission
+    itself builds them from its precomputed ``Terms``; this is the same answer from scratch.)
     """
     policies: list[str] = []
     limits: list[str] = []
     if decision is not None:
-        policies.append(_rate_policy(policy_name, terms.rate_limit))
+        policies.append(rate_policy(policy_name, terms.rate_limit))
         limits.append(f'"{policy_name}";r={decision.remaining};t={math.ceil(decision.reset)}')
     if quota is not None:
         name, limit, remaining, window_s, reset = quota
@@ -76,18 +81,11 @@ def rate_headers(
     return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(limits)}
 
 
-@functools.lru_cache(maxsize=256)
-def _rate_policy(policy_name: str, r: RateLimit) -> str:
-    """The ``RateLimit-Policy`` item of a plan's rate limit (the same for every request of it:
-    memoised, admission runs on the event loop)."""
-    window = max(1, math.ceil(max(1, r.burst) / r.requests_per_second))
-    return f'"{policy_name}";q={max(1, r.burst)};w={window}'
-
-
 class Admitter:
     """Admission decisions. Everything that can be decided from memory is decided on the
     event loop (rate limit from ``limiter.try_hit``, leased lookup units, claims this process
-    made, a fresh bytes figure); the rest, in order, in ONE worker-thread hop."""
+    made, a fresh bytes figure), from the customer's precomputed ``Terms``; the rest, in
+    order, in ONE worker-thread hop."""
 
     def __init__(
         self,
@@ -102,8 +100,22 @@ class Admitter:
         self.leases = QuotaLeases(counters)
         self.clock = clock
         self.bytes_cache_seconds = bytes_cache_seconds
-        self._bytes_cache: dict[tuple[str, str], tuple[float, int]] = {}
-        self._claimed: dict[tuple[str, str, str], int] = {}
+        self._terms: dict[str, Terms] = {}
+
+    def terms(self, principal: MeteredPrincipal, now_s: float) -> Terms:
+        """The customer's ``Terms`` for its plan at ``now_s`` (made once per plan and day)."""
+        customer = principal.customer_id
+        terms = self._terms.get(customer)
+        if terms is None or not terms.current(principal.plan, now_s):
+            if len(self._terms) >= _TERMS_KEPT:
+                self._terms.clear()
+            terms = self._terms[customer] = Terms(customer, principal.plan, now_s)
+        return terms
+
+    def forget_bytes(self) -> None:
+        """Read the ``bytes`` counter afresh at the next request (tests)."""
+        for terms in self._terms.values():
+            terms.bytes_at = -math.inf
 
     async def admit(
         self,
@@ -115,126 +127,137 @@ class Admitter:
         download: bool = False,
     ) -> Admission:
         del project  # entitlement to a project is accounts' check; metering is per customer
-        terms = principal.plan
-        quota: QuotaName | None = None
-        if download and resource and feed in _DOWNLOAD_QUOTA:
-            quota = _DOWNLOAD_QUOTA[feed]
-        elif feed == "ondemand":
-            quota = "ondemand_lookups"
         now_s = self.clock()
-        now = datetime.fromtimestamp(now_s, UTC)
-        month = month_of(now)
         customer = principal.customer_id
-        dl = download_id(customer, resource, now) if resource else ""
-        req = _Request(customer, feed, terms, quota, dl, now_s, now, month)
+        terms = self._terms.get(customer)
+        if terms is None or principal.plan is not terms.plan \
+                or not terms.day_start <= now_s < terms.day_end:
+            terms = self.terms(principal, now_s)
+        quota: QuotaName | None = None
+        if feed == "ondemand":
+            quota = "ondemand_lookups"
+        elif download and resource and feed in _DOWNLOAD_QUOTA:
+            quota = _DOWNLOAD_QUOTA[feed]
         # A thread hop costs more than everything else admission does (milliseconds on a
         # loaded machine): decide in memory when possible, hop once otherwise.
         decision = None
-        if terms.rate_limit.requests_per_second > 0:
-            decision = self.limiter.try_hit(f"rate:{customer}", terms.rate_limit, now_s)
+        if terms.rate is not None:
+            decision = self.limiter.try_hit(terms.bucket, terms.rate, now_s)
             if decision is None:
-                return await anyio.to_thread.run_sync(self._admit, req, None)
-            _check_rate(terms, decision)
-        if feed in BYTE_FEEDS and terms.quotas.bytes is not None:
-            if not self._bytes_fresh(customer, month, now_s):
-                return await anyio.to_thread.run_sync(self._admit, req, decision)
-            self._check_bytes(customer, month, terms.quotas.bytes, now, now_s)
-        used = self._try_consume(req)
-        if quota is not None and used is None:
-            return await anyio.to_thread.run_sync(self._admit, req, decision, True)
-        return self._admit(req, decision, True, used)
+                return await anyio.to_thread.run_sync(
+                    self._admit, _Request(customer, feed, terms, quota, resource or "", now_s),
+                    None)
+            if not decision.allowed:
+                raise _rate_limited(terms, decision)
+        if terms.bytes_limit is not None and feed in BYTE_FEEDS:
+            if now_s - terms.bytes_at > self.bytes_cache_seconds:
+                return await anyio.to_thread.run_sync(
+                    self._admit, _Request(customer, feed, terms, quota, resource or "", now_s),
+                    decision)
+            if terms.bytes_used >= terms.bytes_limit:
+                raise quota_exceeded("bytes", terms.bytes_limit, _utc(now_s))
+        if quota is None:
+            # the common case, answered here: a request that consumes no quota
+            if decision is None:
+                return Admission()
+            return Admission(headers={
+                "RateLimit-Policy": terms.policies[None],
+                "RateLimit": f'"default";r={decision.remaining};t={math.ceil(decision.reset)}'})
+        dl = ""
+        if quota == "ondemand_lookups":
+            used = self.leases.try_spend(customer, terms.month, quota)
+        else:
+            claim = terms.claims.get(resource or "")
+            used, dl = (None, "") if claim is None else claim
+        if used is None:
+            return await anyio.to_thread.run_sync(
+                self._admit, _Request(customer, feed, terms, quota, resource or "", now_s),
+                decision, True)
+        return _answer(terms, quota, decision, used, now_s, dl)
 
-    def _admit(self, req: _Request, decision: RateDecision | None, bytes_checked: bool = False,
-               used: int | None = None) -> Admission:
-        """The whole decision, in order, blocking on the database where needed; ``decision``,
-        ``bytes_checked`` and ``used`` say what the event loop already did."""
-        terms, customer, month = req.terms, req.customer, req.month
-        if decision is None and terms.rate_limit.requests_per_second > 0:
-            decision = self.limiter.hit(f"rate:{customer}", terms.rate_limit, req.now_s)
-            _check_rate(terms, decision)
-        if req.feed in BYTE_FEEDS and terms.quotas.bytes is not None and not bytes_checked:
-            self._check_bytes(customer, month, terms.quotas.bytes, req.now, req.now_s)
-        header_quota = None
-        quota = req.quota
-        if quota is not None:
-            limit = terms.quotas.limit(quota)
-            if used is None:
-                used = self._consume(req, limit)
-            if limit is not None:
-                start, end = month_bounds(month)
-                header_quota = (
-                    quota, limit, limit - used, (end - start).total_seconds(),
-                    (end - req.now).total_seconds(),
-                )
-        return Admission(
-            headers=rate_headers("default", terms, decision, header_quota),
-            download_id=req.dl, quota=quota or "", quota_used=used or 0,
-        )
-
-    def _try_consume(self, req: _Request) -> int | None:
-        """The quota unit when memory decides it: a leased lookup unit, a download this
-        process already claimed; else None."""
+    def _admit(self, req: _Request, decision: RateDecision | None, bytes_checked: bool = False
+               ) -> Admission:
+        """The whole decision, in order, blocking on the database where needed; ``decision``
+        and ``bytes_checked`` say what the event loop already did."""
+        terms = req.terms
+        if decision is None and terms.rate is not None:
+            decision = self.limiter.hit(terms.bucket, terms.rate, req.now_s)
+            if not decision.allowed:
+                raise _rate_limited(terms, decision)
+        if terms.bytes_limit is not None and req.feed in BYTE_FEEDS and not bytes_checked:
+            self._check_bytes(req.customer, terms, req.now_s)
         if req.quota is None:
-            return None
-        if req.quota == "ondemand_lookups":
-            return self.leases.try_spend(req.customer, req.month, req.quota)
-        return self._claimed.get((req.customer, req.month, req.dl))
+            return _answer(terms, None, decision, None, req.now_s, "")
+        used, dl = self._consume(req)
+        return _answer(terms, req.quota, decision, used, req.now_s, dl)
 
-    def _consume(self, req: _Request, limit: int | None) -> int:
-        assert req.quota is not None
-        if req.quota == "ondemand_lookups":
-            return self.leases.spend(req.customer, req.month, req.quota, limit, req.now)
+    def _consume(self, req: _Request) -> tuple[int, str]:
+        """The quota's use after this request's unit, and the download id ("" for lookups)."""
+        quota, terms = req.quota, req.terms
+        assert quota is not None
+        limit = terms.limits[quota]
+        now = _utc(req.now_s)
+        if quota == "ondemand_lookups":
+            return self.leases.spend(req.customer, terms.month, quota, limit, now), ""
         # A download already claimed by this process (the other Range requests of it) is
         # counted; the database claim makes this exact across processes as well.
-        key = (req.customer, req.month, req.dl)
-        used = self._claimed.get(key)
-        if used is None:
-            used = self.counters.consume(req.customer, req.month, req.quota, limit, req.now,
-                                         claim=req.dl)
-            if len(self._claimed) >= _CLAIMS_KEPT:
-                self._claimed.clear()
-            self._claimed[key] = used
-        return used
+        claim = terms.claims.get(req.resource)
+        if claim is None:
+            dl = download_id(req.customer, req.resource, now)
+            claim = (self.counters.consume(req.customer, terms.month, quota, limit, now,
+                                           claim=dl), dl)
+            if len(terms.claims) >= CLAIMS_KEPT:
+                terms.claims.clear()
+            terms.claims[req.resource] = claim
+        return claim
 
     def release(self) -> int:
         """Give back the lookup units leased and not spent (blocks; the server stopping)."""
         return self.leases.give_back()
 
-    def _bytes_fresh(self, customer: str, month: str, now_s: float) -> bool:
-        cached = self._bytes_cache.get((customer, month))
-        return cached is not None and now_s - cached[0] <= self.bytes_cache_seconds
-
-    def _check_bytes(
-        self, customer: str, month: str, limit: int, now: datetime, now_s: float
-    ) -> None:
+    def _check_bytes(self, customer: str, terms: Terms, now_s: float) -> None:
         # bytes grow after delivery (via the ledger); a short per-process cache keeps this
         # read off the hot path; overshoot is bounded by what is served within that window
-        key = (customer, month)
-        cached = self._bytes_cache.get(key)
-        if cached is None or not self._bytes_fresh(customer, month, now_s):
-            cached = (now_s, self.counters.used(customer, month, "bytes"))
-            self._bytes_cache[key] = cached
-        if cached[1] >= limit:
-            raise quota_exceeded("bytes", limit, now)
+        if now_s - terms.bytes_at > self.bytes_cache_seconds:
+            terms.bytes_used = self.counters.used(customer, terms.month, "bytes")
+            terms.bytes_at = now_s
+        assert terms.bytes_limit is not None
+        if terms.bytes_used >= terms.bytes_limit:
+            raise quota_exceeded("bytes", terms.bytes_limit, _utc(now_s))
+
+
+def _answer(terms: Terms, quota: QuotaName | None, decision: RateDecision | None,
+            used: int | None, now_s: float, dl: str) -> Admission:
+    """The admission of a request whose rate ``decision`` and quota use were taken."""
+    limit = None if quota is None else terms.limits[quota]
+    headers = rate_limit_headers(
+        terms.policies[quota],
+        None if decision is None else (decision.remaining, decision.reset),
+        None if limit is None or used is None
+        else (str(quota), limit - used, terms.month_end - now_s))
+    return Admission(headers=headers, download_id=dl, quota=quota or "", quota_used=used or 0)
 
 
 class _Request(NamedTuple):
     customer: str
     feed: Feed
-    terms: Plan
+    terms: Terms
     quota: QuotaName | None
-    dl: str
+    resource: str
     now_s: float
-    now: datetime
-    month: str
 
 
-def _check_rate(terms: Plan, decision: RateDecision) -> None:
-    if not decision.allowed:
-        retry = max(1, math.ceil(decision.retry_after))
-        raise RateLimited(
-            f"more than {terms.rate_limit.requests_per_second:g} requests per second "
-            f"(burst {terms.rate_limit.burst}); retry in {retry}s",
-            retry_after=retry,
-            headers=rate_headers("default", terms, decision, None),
-        )
+def _utc(now_s: float) -> datetime:
+    return datetime.fromtimestamp(now_s, UTC)
+
+
+def _rate_limited(terms: Terms, decision: RateDecision) -> RateLimited:
+    rate = terms.plan.rate_limit
+    retry = max(1, math.ceil(decision.retry_after))
+    return RateLimited(
+        f"more than {rate.requests_per_second:g} requests per second "
+        f"(burst {rate.burst}); retry in {retry}s",
+        retry_after=retry,
+        headers=rate_limit_headers(terms.policies[None], (decision.remaining, decision.reset),
+                                   None),
+    )

@@ -20,9 +20,8 @@ limit: ``QuotaCounters.lease``), and the next ``n`` lookups spend them in memory
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import datetime
-
-import msgspec
 
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.plans import QuotaName
@@ -31,26 +30,30 @@ MAX_UNITS = 64
 _KEPT = 100_000
 
 
-class _Lease(msgspec.Struct):
-    units: int  # leased, not yet spent
-    used: int  # the shared counter right after the lease (spent or held)
+class _Lease:
+    """Units leased and not yet spent: ``next(spend)`` spends one and answers the counter's
+    value as of that unit. ``next`` on a range iterator is one atomic step under the GIL, so
+    the event loop spends without a lock while a worker thread may lease or give back."""
+
+    __slots__ = ("spend", "used")
+
+    def __init__(self, granted: int, used: int) -> None:
+        self.used = used  # the shared counter right after the lease (spent or held)
+        # the lease's first unit is spent by ``spend`` itself; these are the other ones
+        self.spend: Iterator[int] = iter(range(used - granted + 2, used + 1))
 
 
 class QuotaLeases:
     def __init__(self, counters: QuotaCounters) -> None:
         self.counters = counters
         self._leases: dict[tuple[str, str, QuotaName], _Lease] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # leasing and giving back; spending needs none
 
     def try_spend(self, customer: str, month: str, quota: QuotaName) -> int | None:
         """Spend one leased unit without I/O: the units used so far (for headers), or None
         when this process holds none (then ``spend`` in a worker thread)."""
-        with self._lock:
-            lease = self._leases.get((customer, month, quota))
-            if lease is None or lease.units <= 0:
-                return None
-            lease.units -= 1
-            return lease.used - lease.units
+        lease = self._leases.get((customer, month, quota))
+        return None if lease is None else next(lease.spend, None)
 
     def spend(self, customer: str, month: str, quota: QuotaName, limit: int | None,
               now: datetime) -> int:
@@ -60,23 +63,25 @@ class QuotaLeases:
         if used is not None:
             return used
         key = (customer, month, quota)
-        with self._lock:
-            known = self._leases.get(key)
+        known = self._leases.get(key)
         want = 1 if known is None else units_for(limit, known.used)
         granted, used = self.counters.lease(customer, month, quota, limit, now, want)
         with self._lock:
             if len(self._leases) >= _KEPT:
                 self._leases.clear()  # leases then given back are lost to the customer, no more
-            self._leases[key] = _Lease(units=granted - 1, used=used)
+            self._leases[key] = _Lease(granted, used)
         return used - (granted - 1)
 
     def give_back(self) -> int:
         """Return every unspent unit to the shared counters (blocks); returns how many."""
         with self._lock:
-            held = [(key, lease.units) for key, lease in self._leases.items() if lease.units]
+            leases = list(self._leases.items())
             self._leases.clear()
+        # Each unit is taken from its lease once, by a spender or here (atomic ``next``).
+        held = [(key, sum(1 for _ in lease.spend)) for key, lease in leases]
         for (customer, month, quota), units in held:
-            self.counters.give_back(customer, month, quota, units)
+            if units:
+                self.counters.give_back(customer, month, quota, units)
         return sum(units for _, units in held)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
 from typing import Protocol
 
 import msgspec
@@ -161,11 +162,17 @@ def lease_tokens(policy: RateLimit) -> int:
     return max(1, min(fair, MAX_LEASE, max(1, policy.burst) // 4))
 
 
-class _Lease(msgspec.Struct):
-    tokens: int
-    until: float
-    remaining: int  # the bucket's own count after the lease was taken
-    reset: float  # seconds to full, as of the lease
+class _Lease:
+    """Tokens taken from the shared bucket and not yet spent: ``next(left)`` spends one and
+    answers how many are left after it (atomic under the GIL: no lock to spend)."""
+
+    __slots__ = ("left", "remaining", "reset", "until")
+
+    def __init__(self, tokens: int, until: float, remaining: int, reset: float) -> None:
+        self.left: Iterator[int] = iter(range(tokens - 1, -1, -1))
+        self.until = until
+        self.remaining = remaining  # the bucket's own count after the lease was taken
+        self.reset = reset  # seconds to full, as of the lease
 
 
 class TokenBucket(Protocol):
@@ -193,11 +200,11 @@ class LeasedRateLimiter:
         self._lock = threading.Lock()
 
     def try_hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision | None:
-        with self._lock:
-            lease = self._leases.get(bucket)
-            if lease is not None and lease.tokens > 0 and now < lease.until:
-                lease.tokens -= 1
-                return RateDecision(True, lease.remaining + lease.tokens, lease.reset, 0.0)
+        lease = self._leases.get(bucket)
+        if lease is not None and now < lease.until:
+            left = next(lease.left, None)
+            if left is not None:
+                return RateDecision(True, lease.remaining + left, lease.reset, 0.0)
         return None if self.blocking else self._take(bucket, policy, now)
 
     def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:

@@ -218,3 +218,27 @@ def test_plans_are_seeded_once_and_custom_plans_stored(accounts: Accounts,
     again = Accounts(database, accounts.settings, clock=accounts.clock,
                      passwords=accounts.passwords)
     assert again.get_plan("free").feeds == ["snapshots"]  # operator edits survive restarts
+
+
+def test_cached_key_check_keeps_revocation_expiry_and_secrets(accounts: Accounts,
+                                                              clock: Clock) -> None:
+    # The event loop's path remembers a key it checked against the cache entry; that memory
+    # must never outlive the entry: revocation and expiry end it, and a different secret
+    # under the same prefix is still checked (and refused).
+    accounts.create_customer("Acme")
+    key, full = accounts.create_api_key("Acme")
+    assert accounts.cached_principal("api_key", full) is None  # nothing cached yet
+    principal = accounts.authenticate_api_key(full)
+    for _ in range(3):  # checked once, then remembered
+        assert accounts.cached_principal("api_key", full) == principal
+        assert accounts.cached_principal("bearer", full) == principal
+    forged = full[:-2] + ("AA" if not full.endswith("AA") else "BB")
+    assert accounts.cached_principal("api_key", forged) is None
+    clock.advance(accounts.key_cache.ttl)  # the cache entry expired: so did the memory
+    assert accounts.cached_principal("api_key", full) is None
+    accounts.authenticate_api_key(full)
+    assert accounts.cached_principal("api_key", full) == principal
+    accounts.revoke_api_key(key.prefix)  # at once in this process
+    assert accounts.cached_principal("api_key", full) is None
+    with pytest.raises(Unauthorized):
+        accounts.authenticate_api_key(full)

@@ -55,7 +55,7 @@ async def test_bytes_quota_refuses_once_reached(db: Database) -> None:
     p = FakePrincipal(plan=PLAN)
     await a.admit(p, "diffs", "enwiki")
     Ledger(db).append([rec(1, quantity=100, ts=datetime.fromtimestamp(NOW, UTC))])
-    a._bytes_cache.clear()
+    a.forget_bytes()
     with pytest.raises(QuotaExceeded) as info:
         await a.admit(p, "diffs", "enwiki")
     assert info.value.extra["quota"] == "bytes"

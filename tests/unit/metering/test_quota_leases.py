@@ -61,3 +61,31 @@ def test_a_lease_is_refused_only_when_nothing_is_left(db: Database) -> None:
     with pytest.raises(QuotaExceeded):
         counters.lease("acme", MONTH, "ondemand_lookups", 5, NOW, 1)
     assert counters.lease("acme", MONTH, "ondemand_lookups", None, NOW, 64) == (64, 69)
+
+
+def test_units_spent_from_threads_are_each_spent_once(db: Database) -> None:
+    # Spending takes no lock (``next`` on the lease is atomic): four threads spending one
+    # lease, and the give-back after them, account for every leased unit exactly once.
+    import threading
+
+    migrate(db)
+    counters = QuotaCounters(db)
+    leases = QuotaLeases(counters)
+    leases.spend("acme", MONTH, "ondemand_lookups", None, NOW)  # a first lease of one
+    first = leases.spend("acme", MONTH, "ondemand_lookups", None, NOW)  # then MAX_UNITS
+    seen: list[int] = []
+
+    def spender() -> None:
+        for _ in range(MAX_UNITS):
+            used = leases.try_spend("acme", MONTH, "ondemand_lookups")
+            if used is not None:
+                seen.append(used)
+
+    threads = [threading.Thread(target=spender) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(seen) == list(range(first + 1, first + MAX_UNITS))  # each unit once
+    assert leases.give_back() == 0
+    assert counters.used("acme", MONTH, "ondemand_lookups") == first + MAX_UNITS - 1
