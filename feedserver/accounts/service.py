@@ -55,6 +55,9 @@ class Accounts(AccountAdmin):
         self._touched: dict[str, float] = {}
         # API keys (as sent) -> (prefix, the key-cache entry they matched): ``cached_principal``
         self._checked: dict[str, tuple[str, tuple[str, Principal]]] = {}
+        # Keys as sent are plaintext: the memory is emptied every cache period, so none
+        # outlives its cache entry by more than one period (nor the process's 10,000 last).
+        self._checked_until = -math.inf
         self._touch_lock = threading.Lock()
 
     # --- passwords and tokens ------------------------------------------------------------------
@@ -137,6 +140,9 @@ class Accounts(AccountAdmin):
         if kind == "api_key" or keys.looks_like_key(secret):
             # A key checked against the cache entry that is still there is not checked again:
             # no parse, no SHA-256 (the entry goes on revocation or expiry, and with it this).
+            if now >= self._checked_until:
+                self._checked.clear()
+                self._checked_until = now + self.key_cache.ttl
             seen = self._checked.get(secret)
             cached: tuple[str, Principal] | None
             if seen is not None and self.key_cache.get(seen[0], now) is seen[1]:

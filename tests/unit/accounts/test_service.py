@@ -242,3 +242,18 @@ def test_cached_key_check_keeps_revocation_expiry_and_secrets(accounts: Accounts
     assert accounts.cached_principal("api_key", full) is None
     with pytest.raises(Unauthorized):
         accounts.authenticate_api_key(full)
+
+
+def test_remembered_keys_are_dropped_every_cache_period(accounts: Accounts,
+                                                        clock: Clock) -> None:
+    # Keys as sent are plaintext, so the memory of checked keys is emptied every cache
+    # period, whether or not the key is asked again: none lingers in the process for long.
+    accounts.create_customer("Acme")
+    _, full = accounts.create_api_key("Acme")
+    accounts.authenticate_api_key(full)
+    assert accounts.cached_principal("api_key", full) is not None
+    assert full in accounts._checked
+    clock.advance(accounts.key_cache.ttl)
+    _, other = accounts.create_api_key("Acme")
+    accounts.cached_principal("api_key", other)  # any request after the period empties it
+    assert full not in accounts._checked
