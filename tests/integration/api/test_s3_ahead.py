@@ -25,6 +25,7 @@ from feedserver.feeds.snapshots.manifest import Manifest
 from feedserver.storage.blobs.s3 import S3BlobStore
 from feedserver.storage.db import SQLiteDatabase
 from tests.fixtures.articles import random_articles
+from tests.fixtures.blob_reads import noting_close
 from tests.fixtures.downloads import SYNTHETIC_ENWIKI
 
 pytestmark = pytest.mark.integration
@@ -55,15 +56,7 @@ class RecordingS3(S3BlobStore):
             self.gate.set()
         inner = super().open_range(key, start, end)
         self.opened.append(key)
-        return self._noting(key, inner)
-
-    def _noting(self, key: str, inner: Generator[bytes, None, None]
-                ) -> Generator[bytes, None, None]:
-        try:
-            yield from inner
-        finally:
-            inner.close()
-            self.closed.append(key)
+        return noting_close(key, inner, self.closed)
 
     def settle(self) -> None:
         """Wait (bounded) until every read opened is closed: reads opened ahead and dropped

@@ -12,6 +12,7 @@ from feedserver.api.blob_stream import BATCH_BYTES, Ahead, open_ahead, stream_se
 from feedserver.api.ranges import Segment
 from feedserver.errors import BlobNotFound, IntegrityError
 from feedserver.storage.blobs import READ_BLOCK, FilesystemBlobStore
+from tests.fixtures.blob_reads import noting_close
 
 MiB = 1024 * 1024
 
@@ -28,15 +29,7 @@ class Recording(FilesystemBlobStore):
                    end: int | None = None) -> Generator[bytes, None, None]:
         inner = super().open_range(key, start, end)
         self.opened.append(key)
-        return self._noting(key, inner)
-
-    def _noting(self, key: str, inner: Generator[bytes, None, None]
-                ) -> Generator[bytes, None, None]:
-        try:
-            yield from inner
-        finally:
-            inner.close()
-            self.closed.append(key)
+        return noting_close(key, inner, self.closed)
 
 
 def _store(tmp_path: Path, sizes: dict[str, int]) -> tuple[Recording, dict[str, bytes]]:
