@@ -194,6 +194,18 @@ def named_params(params: list[str]) -> tuple[list[str], dict[str, str]]:
     return positional, named
 
 
+def named_values(params: list[str], keys: frozenset[str]) -> dict[str, str]:
+    """The named values of ``named_params`` whose key is one of ``keys`` (stripped, the last
+    one wins), without building the others: for a template that shows a few of its many
+    parameters (a key holding "{{", "[[" or "<" is never one of ``keys``)."""
+    named: dict[str, str] = {}
+    for param in params:
+        key, eq, value = param.partition("=")
+        if eq and (key := key.strip()) in keys:
+            named[key] = value.strip()
+    return named
+
+
 def normalize_name(raw: str) -> str:
     """``  infobox_settlement `` -> ``Infobox settlement``."""
     name = " ".join(raw.replace("_", " ").split())

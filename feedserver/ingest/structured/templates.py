@@ -23,6 +23,7 @@ from feedserver.ingest.structured.scan import (
     MAX_DEPTH,
     brace_spans,
     named_params,
+    named_values,
     normalize_name,
     split_params,
 )
@@ -252,16 +253,9 @@ def _convert(params: list[str], state: PageState, depth: int) -> str:
 
 def _listing(params: list[str], state: PageState, depth: int) -> str:
     # Speed: a listing has ~17 named parameters (lat, long, url, email, wikidata...) and
-    # shows 8; only those are kept (as ``named_params`` would: stripped, the last one wins).
-    # A key holding "{{", "[[" or "<" is never one of them.
-    named: dict[str, str] = {}
-    for param in params:
-        key, eq, value = param.partition("=")
-        if eq:
-            key = key.strip()
-            if key in _LISTING_KEYS:
-                named[key] = value
-    name = named.get("name", "").strip()
+    # shows 8; only those are kept.
+    named = named_values(params, _LISTING_KEYS)
+    name = named.get("name", "")
     pieces = [name] if name else []
     for key in _LISTING_FIELDS:
         value = named.get(key, "").strip()

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feedserver.ingest.structured import clean_text, structured_content
+from feedserver.ingest.structured.scan import named_params, named_values
 from feedserver.models import Article, ArticleBody, Language, Namespace, Project
 
 LEAK = re.compile(r"\{\{|\[\[|<ref|'''|[\ue000-\ue00f]", re.I)
@@ -80,3 +81,14 @@ def test_huge_and_deep_input_is_bounded() -> None:
         result = structured_content(_article(text))
         for value in _values(msgspec.to_builtins(result.content)):
             assert not LEAK.search(value)
+
+
+@given(st.lists(st.lists(st.sampled_from(
+    [*PIECES, "name", "alt", "price", " name ", "lat", "=x"]), max_size=6).map("".join),
+    max_size=12))
+def test_named_values_are_named_params_of_those_keys(params: list[str]) -> None:
+    # A listing reads only the parameters it shows (``named_values``): the same values as
+    # ``named_params`` gives for those keys, whatever the parameters hold.
+    keys = frozenset({"name", "alt", "price", "lat"})
+    _, named = named_params(params)
+    assert named_values(params, keys) == {k: v for k, v in named.items() if k in keys}
