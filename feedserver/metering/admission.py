@@ -34,13 +34,12 @@ from feedserver.metering.admission_terms import (
     CLAIMS_KEPT,
     Terms,
     rate_limit_headers,
-    rate_policy,
 )
 from feedserver.metering.quota_leases import QuotaLeases
 from feedserver.metering.quotas import QuotaCounters, quota_exceeded
 from feedserver.metering.ratelimit import RateDecision, RateLimiter
 from feedserver.metering.records import MeteredPrincipal, download_id
-from feedserver.plans import Feed, Plan, QuotaName
+from feedserver.plans import Feed, QuotaName
 
 BYTE_FEEDS: frozenset[str] = frozenset({"snapshots", "chunks", "diffs", "batches", "ondemand"})
 _DOWNLOAD_QUOTA: dict[str, QuotaName] = {
@@ -56,29 +55,6 @@ class Admission(msgspec.Struct, frozen=True, kw_only=True):
     download_id: str = ""
     quota: str = ""
     quota_used: int = 0
-
-
-def rate_headers(
-    policy_name: str, terms: Plan, decision: RateDecision | None,
-    quota: tuple[str, int, int, float, float] | None,
-) -> dict[str, str]:
-    """``RateLimit-Policy`` / ``RateLimit`` items: the request rate and the consumed quota.
-
-    ``quota`` is ``(name, limit, remaining, window_seconds, reset_seconds)``. (Admission
-    itself builds them from its precomputed ``Terms``; this is the same answer from scratch.)
-    """
-    policies: list[str] = []
-    limits: list[str] = []
-    if decision is not None:
-        policies.append(rate_policy(policy_name, terms.rate_limit))
-        limits.append(f'"{policy_name}";r={decision.remaining};t={math.ceil(decision.reset)}')
-    if quota is not None:
-        name, limit, remaining, window_s, reset = quota
-        policies.append(f'"{name}";q={limit};w={int(window_s)}')
-        limits.append(f'"{name}";r={max(0, remaining)};t={math.ceil(reset)}')
-    if not policies:
-        return {}
-    return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(limits)}
 
 
 class Admitter:

@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feedserver.metering.admission import rate_headers
-from feedserver.metering.admission_terms import Terms, rate_limit_headers
+from feedserver.metering.admission_terms import Terms, rate_limit_headers, rate_policy
 from feedserver.metering.months import month_bounds, month_of
 from feedserver.metering.ratelimit import RateDecision
 from feedserver.plans import Plan, QuotaName, Quotas, RateLimit
@@ -23,6 +22,27 @@ plans = st.builds(
     st.tuples(*[st.none() | st.integers(0, 10**9)] * 3))
 # whole milliseconds, month and day boundaries included
 times = st.integers(0, 4_102_444_800_000).map(lambda ms: ms / 1000)
+
+
+def rate_headers(
+    policy_name: str, terms: Plan, decision: RateDecision | None,
+    quota: tuple[str, int, int, float, float] | None,
+) -> dict[str, str]:
+    """The headers built from scratch, as admission built them before ``Terms`` (the
+    reference the precomputed ones must equal). ``quota`` is ``(name, limit, remaining,
+    window_seconds, reset_seconds)``."""
+    policies: list[str] = []
+    limits: list[str] = []
+    if decision is not None:
+        policies.append(rate_policy(policy_name, terms.rate_limit))
+        limits.append(f'"{policy_name}";r={decision.remaining};t={math.ceil(decision.reset)}')
+    if quota is not None:
+        name, limit, remaining, window_s, reset = quota
+        policies.append(f'"{name}";q={limit};w={int(window_s)}')
+        limits.append(f'"{name}";r={max(0, remaining)};t={math.ceil(reset)}')
+    if not policies:
+        return {}
+    return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(limits)}
 
 
 @given(plans, times, st.none() | st.sampled_from(QUOTAS), st.integers(0, 10**6),
