@@ -51,7 +51,7 @@ from feedserver.errors import FeedError, SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest, wme_archive
 from feedserver.formats.checksums import Checksums
 from feedserver.identifiers import parse_snapshot_identifier
-from feedserver.plans import ProductFeed
+from feedserver.plans import Feed, ProductFeed
 
 
 class Ref(msgspec.Struct):
@@ -279,18 +279,29 @@ async def download_version(feed: SnapshotFeed, store: Snapshots,
                            fmt: Format | None) -> Response[Any]:
     """A version, in the representation negotiated."""
 
-    def choose(m: Manifest) -> Download:
-        return negotiate(snapshot_downloads(m, feed.zstd_infix), request.headers.get("accept"),
-                         fmt)
+    def pick(m: Manifest) -> tuple[Download, str]:
+        chosen = negotiate(snapshot_downloads(m, feed.zstd_infix),
+                           request.headers.get("accept"), fmt)
+        return chosen, f"{feed.ledger_prefix}{m.identifier}@{m.version}"
 
-    hint, ahead = _ahead(feed, store, request, principal, metered, identifier, version, choose)
+    return await _download(feed, store, request, principal, metered, identifier, version,
+                           USAGE, pick)
+
+
+async def _download(feed: SnapshotFeed, store: Snapshots, request: Request[Any, Any, Any],
+                    principal: Principal, metered: Metered, identifier: str,
+                    version: int | None, usage: Feed,
+                    pick: Callable[[Manifest], tuple[Download, str]]) -> Response[Any]:
+    """The representation ``pick`` chooses from the manifest the pointer names, metered as a
+    ``usage`` download of the resource ``pick`` names; its first stored part opened while the
+    pointer is read (``_ahead``), kept only when the pointer agrees (``_kept``)."""
+    hint, ahead = _ahead(feed, store, request, principal, metered, identifier, version,
+                         lambda m: pick(m)[0])
     try:
         wiki, m = await _manifest(feed, store, principal, identifier, version)
-        chosen = choose(m)
-        ahead = _kept(ahead, hint, m)
-        resource = f"{feed.ledger_prefix}{m.identifier}@{m.version}"
-        kept, ahead = ahead, None  # ``representation`` owns it now
-        return await metered.representation(request, principal, USAGE, wiki, chosen,
+        chosen, resource = pick(m)
+        kept, ahead = _kept(ahead, hint, m), None  # ``representation`` owns it now
+        return await metered.representation(request, principal, usage, wiki, chosen,
                                             last_modified=m.date_modified, resource=resource,
                                             ahead=kept)
     finally:
@@ -326,26 +337,16 @@ async def download_version_chunk(feed: SnapshotFeed, store: Snapshots,
                                  version: int | None, fmt: Format | None) -> Response[Any]:
     """One chunk, in the representation negotiated; metered as a chunk download."""
 
-    def choose(m: Manifest) -> Download:
+    def pick(m: Manifest) -> tuple[Download, str]:
         chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
         zstd = zstd_download([chunk], Checksums(size=chunk.size, sha256=chunk.sha256),
                              f"{chunk.identifier}{feed.zstd_infix}_v{m.version}.ndjson.zst")
-        return negotiate(chunk_downloads(chunk, zstd=zstd), request.headers.get("accept"), fmt)
+        chosen = negotiate(chunk_downloads(chunk, zstd=zstd), request.headers.get("accept"),
+                           fmt)
+        return chosen, f"{feed.ledger_prefix}{chunk.identifier}@{m.version}"
 
-    hint, ahead = _ahead(feed, store, request, principal, metered, identifier, version, choose)
-    try:
-        wiki, m = await _manifest(feed, store, principal, identifier, version)
-        chosen = choose(m)
-        ahead = _kept(ahead, hint, m)
-        chunk = chunks.find_chunk(m, chunk_id, SnapshotNotFound)
-        resource = f"{feed.ledger_prefix}{chunk.identifier}@{m.version}"
-        kept, ahead = ahead, None  # ``representation`` owns it now
-        return await metered.representation(request, principal, "chunks", wiki, chosen,
-                                            last_modified=m.date_modified, resource=resource,
-                                            ahead=kept)
-    finally:
-        if ahead is not None:
-            ahead.close()
+    return await _download(feed, store, request, principal, metered, identifier, version,
+                           "chunks", pick)
 
 
 ARTICLES: Final = SnapshotFeed(feed="snapshots", base="/v2/snapshots", title="snapshot",
