@@ -20,6 +20,24 @@ from pathlib import Path
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (which may hold spaces):
+    index 1 is the parent pid, 11-14 utime, stime, cutime, cstime in clock ticks."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid`` so far (not its children)."""
+    fields = _stat_fields(pid)
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (not its children)."""
+    user, system = process_times(pid)
+    return user + system
+
+
 def stats() -> dict[int, tuple[int, float]]:
     """pid -> (parent pid, CPU seconds of the process and its waited-for children)."""
     found = {}
@@ -27,10 +45,9 @@ def stats() -> dict[int, tuple[int, float]]:
         if not entry.name.isdigit():
             continue
         try:
-            text = (entry / "stat").read_text()
+            fields = _stat_fields(entry.name)
         except OSError:  # gone since the listing
             continue
-        fields = text.rsplit(")", 1)[1].split()  # the name in () may hold spaces
         ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
         found[int(entry.name)] = (int(fields[1]), ticks / _TICK)
     return found

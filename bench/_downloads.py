@@ -34,6 +34,8 @@ from pathlib import Path
 
 import msgspec
 
+from bench._cpu import process_cpu
+
 TRANSFERS = 12  # downloads per sample: 12 x ~36 MB = ~430 MB
 REPEATS = 9  # interleaved samples per arm
 CURL = shutil.which("curl")
@@ -153,17 +155,11 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def server_cpu(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def sample(arm: Arm, size: int, side: Side) -> None:
     """One timed sample of ``arm`` (``TRANSFERS`` downloads), added to ``side``."""
-    server, client = server_cpu(arm.pid), _children_cpu()
+    server, client = process_cpu(arm.pid), _children_cpu()
     rows = _curl(arm, [os.devnull] * TRANSFERS)
-    side.server_cpu += server_cpu(arm.pid) - server
+    side.server_cpu += process_cpu(arm.pid) - server
     side.client_cpu += _children_cpu() - client
     bad = [row for row in rows if row[0] != 200 or row[1] != size]
     if len(rows) != TRANSFERS or bad:

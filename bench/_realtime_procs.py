@@ -17,6 +17,7 @@ from typing import IO
 import httpx
 import msgspec
 
+from bench._cpu import process_cpu
 from bench._realtime_clients import BUCKET_NS, Result
 from tests.fixtures.processes import stop_process
 
@@ -76,8 +77,7 @@ def cpu_seconds(pid: int, *, children: bool = True) -> float:
         return total
     for one in family(pid) if children else [pid]:
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += process_cpu(one)
     return total
 
 

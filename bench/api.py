@@ -41,6 +41,7 @@ import httpx
 import msgspec
 
 from bench import _downloads, _postgres
+from bench._cpu import process_cpu
 from bench._targets import check
 from feedserver.accounts.service import Accounts
 from feedserver.config import Settings, load_settings
@@ -146,18 +147,12 @@ def download_mbps(url: str, headers: dict[str, str], size: int) -> float:
     return size / 1e6 / elapsed
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_counted(cpu: dict[int, float], pid: int, measure: Callable[[], float]) -> float:
     """``measure()``, adding the CPU time process ``pid`` spent meanwhile to ``cpu[pid]``:
     unlike MB/s, CPU per byte hardly moves with the load of other processes."""
-    before = cpu_seconds(pid)
+    before = process_cpu(pid)
     value = measure()
-    cpu[pid] += cpu_seconds(pid) - before
+    cpu[pid] += process_cpu(pid) - before
     return value
 
 

@@ -33,12 +33,12 @@ import boto3
 import httpx
 import urllib3
 
+from bench._cpu import process_cpu
 from bench._targets import check
 from bench.api import (
     REPEATS,
     SECRET,
     articles,
-    cpu_seconds,
     download_mbps,
     free_port,
     process,
@@ -171,12 +171,12 @@ def run() -> None:
 def _cpu(cpu: dict[str, float], pids: dict[str, int], measure: Callable[[], float]) -> float:
     """``measure()``, adding to ``cpu`` the CPU seconds moto, the server and this process
     (the client) spent meanwhile: where the time of each arm goes, whatever the load."""
-    before = {who: cpu_seconds(pid) for who, pid in pids.items()}
+    before = {who: process_cpu(pid) for who, pid in pids.items()}
     mine = time.process_time()
     value = measure()
     cpu["client"] += time.process_time() - mine
     for who, pid in pids.items():
-        cpu[who] += cpu_seconds(pid) - before[who]
+        cpu[who] += process_cpu(pid) - before[who]
     return value
 
 

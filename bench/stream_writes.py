@@ -18,9 +18,9 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from bench._cpu import process_times
 from bench._realtime_procs import family
 from tests.fixtures.processes import stop_process
 
@@ -59,9 +59,9 @@ def cpu(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of ``pid`` and its children."""
     user = system = 0.0
     for one in family(pid):
-        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        user += int(fields[11]) / os.sysconf("SC_CLK_TCK")
-        system += int(fields[12]) / os.sysconf("SC_CLK_TCK")
+        one_user, one_system = process_times(one)
+        user += one_user
+        system += one_system
     return user, system
 
 
