@@ -6,10 +6,10 @@ a fresh 1 MiB ``bytes``, allocated by the reading thread and freed by the event 
 a few MiB in flight per download. glibc's thresholds adapt to such blocks (served from the
 heap once one was freed, the trim threshold then twice that: 2 MiB), so as soon as a window's
 blocks were freed the top of the heap went back to the kernel, and the next blocks faulted the
-same memory in again: 50-80 minor page faults per MB relayed, a fifth of the server's CPU
+same memory in again: 50-80 minor page faults per MB relayed, ~9% of the server's CPU
 (measured in docs/api.md, "S3 (proxied), fourth round"). With fixed thresholds (blocks up to
 32 MiB from the heap, trimmed only beyond 64 MiB free) freed blocks are reused: ~5 faults per
-MB, and 10-18% less server CPU per GB. The cost: a process keeps up to 64 MiB of freed memory
+MB, and 8-10% less server CPU per GB. The cost: a process keeps up to 64 MiB of freed memory
 per heap instead of returning it.
 
 Settings an operator gave glibc (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, or
