@@ -53,6 +53,7 @@ from feedserver.api import (
 )
 from feedserver.api.body_writes import BODY_PARTS
 from feedserver.api.cors import cors_middleware
+from feedserver.api.malloc_tuning import keep_freed_memory
 from feedserver.api.metered import Metered
 from feedserver.api.portal import TEMPLATES as PORTAL_TEMPLATES
 from feedserver.api.portal.context import Portals
@@ -414,6 +415,7 @@ def openapi_document(app: Litestar | None = None) -> dict[str, Any]:
 
 def app_from_env() -> Litestar:
     """uvicorn factory (``feedserver serve``): settings from the environment."""
+    keep_freed_memory()  # relayed blocks (S3 reads) reuse freed memory: api/malloc_tuning.py
     settings = load_settings()
     setup_logging(settings)  # each uvicorn worker is a fresh process
     return build_app(settings)
