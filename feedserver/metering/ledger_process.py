@@ -66,8 +66,11 @@ def child_database(settings: Settings, db: Database) -> str | None:
                 or Path(named).resolve() != Path(db.path).resolve():
             return None
         return "sqlite:///" + str(Path(db.path).resolve())
-    if db.dialect == "postgresql" and url.startswith(("postgresql://", "postgres://")):
-        return url
+    if db.dialect == "postgresql":  # psycopg is loaded then, and only then
+        from feedserver.storage.db.postgres import PostgresDatabase
+
+        if isinstance(db, PostgresDatabase) and db.url == url:
+            return url
     return None
 
 

@@ -93,9 +93,8 @@ def test_settings_choose_the_process_for_the_database_they_name(
     # A database object that is not the one the settings name (nor one a child could open)
     # stays in this process: the child would write elsewhere.
     other = load_settings({}, data_dir=str(tmp_path / "elsewhere"))
-    if isinstance(db, SQLiteDatabase):
-        assert child_database(other, db) is None
-        assert child_database(settings, SQLiteDatabase(":memory:")) is None
+    assert child_database(other, db) is None
+    assert child_database(settings, SQLiteDatabase(":memory:")) is None
 
 
 async def test_batches_reach_the_ledger_through_the_child(
