@@ -117,6 +117,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metering_enabled: bool = True
     ledger_batch_size: int = 500
     ledger_flush_seconds: float = 0.2
+    # Where the embedded ledger's appends run: a child process beside the event loop, or a
+    # worker thread of the API process (docs/metering.md, "The ledger appender process").
+    ledger_appender: Literal["process", "thread"] = "process"
     usage_checkpoint_bytes: int = 4 * 1024 * 1024
     usage_checkpoint_seconds: float = 5.0
     usage_grace_hours: int = 72  # a month stays open this long after it ends (late records)

@@ -132,6 +132,13 @@ class StorageError(Unavailable):
     slug = "storage-error"
 
 
+class LedgerAppenderFailed(StorageError):
+    """The ledger appender process died, answered nonsense, did not answer in time, or its
+    append failed: the usage writer retries (the records stay in the journal)."""
+
+    slug = "ledger-appender-failed"
+
+
 class UnstorableValue(FeedError):
     """The database refused a value (out of its integer range, a character it cannot hold):
     a property of the data, not an outage, so retrying cannot help. Raised by the database

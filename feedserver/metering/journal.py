@@ -52,6 +52,11 @@ class Recovered(msgspec.Struct, kw_only=True):
     torn_tail: int = 0
 
 
+def encode_lines(records: Sequence[UsageRecord]) -> bytes:
+    """The journal's lines of ``records``, newline-terminated (``parse_segment`` reads them)."""
+    return _encoder.encode_lines(records)
+
+
 def parse_segment(data: bytes) -> tuple[list[UsageRecord], int, bool]:
     """Records of one segment, the number of undecodable lines, and whether the tail was torn."""
     lines = data.rstrip(b"\0").split(b"\n")  # a mapped segment's unused tail is zeros

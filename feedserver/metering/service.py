@@ -5,11 +5,13 @@
 * ``metering.sink`` (a ``UsageSink``) after serving, with the bytes actually delivered;
 * ``await metering.start()`` / ``await metering.stop()`` in the lifespan.
 
-Choices derived from ``Settings`` (no extra settings): usage goes to the usage topic of the
-event log when ``mode = "distributed"`` and the event log is Kafka, else straight to the
-ledger; the rate limiter is shared by every process that shares the database, so every
-process (``serve --workers N``, replicas) draws from ONE bucket per customer (``open_limiter``:
-a memory-mapped file next to a SQLite database, leases of a database row on PostgreSQL).
+Choices derived from ``Settings``: usage goes to the usage topic of the event log when
+``mode = "distributed"`` and the event log is Kafka, else straight to the ledger, appended in
+a child process (``ledger_process.py``) or, with ``ledger_appender = "thread"``, in a worker
+thread of this process; the rate limiter is shared by every process that shares the database,
+so every process (``serve --workers N``, replicas) draws from ONE bucket per customer
+(``open_limiter``: a memory-mapped file next to a SQLite database, leases of a database row on
+PostgreSQL).
 ``metering_enabled = false`` turns admission and recording into no-ops.
 """
 
@@ -23,6 +25,8 @@ from feedserver.metering.customers import CustomerDirectory, customer_directory
 from feedserver.metering.hostbuckets import HostRateLimiter
 from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import NEVER_CLOSES, Ledger
+from feedserver.metering.ledger_child import ledger_periods
+from feedserver.metering.ledger_process import LedgerProcess, child_database
 from feedserver.metering.periods import Periods
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.metering.ratelimit import (
@@ -49,6 +53,7 @@ class Metering:
         enabled: bool = True,
         journal_dir: str | None = None,
         destination: Destination | None = None,
+        appender: LedgerProcess | None = None,
         limiter: RateLimiter | None = None,
         directory: CustomerDirectory | None = None,
         periods: Periods = NEVER_CLOSES,
@@ -69,11 +74,14 @@ class Metering:
                 self._host_limiter = limiter.source
         self.admitter = Admitter(self.counters, limiter)
         self.recorder: UsageRecorder | None = None
+        # The ledger appender process, started with metering (``ledger_appender``).
+        self._appender = appender if enabled and destination is None else None
         if enabled:
             if journal_dir is None:
                 raise ValueError("metering needs a journal directory")
             self.recorder = UsageRecorder(
-                Journal(journal_dir), destination or LedgerDestination(self.ledger),
+                Journal(journal_dir),
+                destination or self._appender or LedgerDestination(self.ledger),
                 batch_size=batch_size, flush_seconds=flush_seconds,
             )
         self.sink: UsageSink = self.recorder or NullSink()
@@ -86,6 +94,8 @@ class Metering:
 
     async def start(self) -> None:
         if self.recorder is not None:
+            if self._appender is not None:
+                await self._appender.start()  # its start-up before the first request
             await self.recorder.start()
 
     async def stop(self) -> None:
@@ -142,12 +152,19 @@ def open_metering(
     if destination is None and settings.mode == "distributed" \
             and settings.events_backend == "kafka":
         destination = EventLogDestination(events, settings.usage_topic)
+    appender = None
+    if destination is None and settings.ledger_appender == "process":
+        # A child can open the database only by its URL: not an in-memory one, nor a
+        # database object handed in that is not the one ``settings`` name.
+        url = child_database(settings, db)
+        appender = LedgerProcess(settings, url) if url is not None else None
     return Metering(
         db,
         enabled=settings.metering_enabled,
         journal_dir=str(settings.data_path / JOURNAL_DIR),
         destination=destination,
-        periods=Periods.hours(settings.usage_grace_hours),
+        appender=appender,
+        periods=ledger_periods(settings),
         batch_size=settings.ledger_batch_size,
         flush_seconds=settings.ledger_flush_seconds,
     )

@@ -92,6 +92,11 @@ class PostgresDatabase(BaseDatabase):
             raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
         self._url = url
 
+    @property
+    def url(self) -> str:
+        """The URL this database was opened with (a child process opens the same one)."""
+        return self._url
+
     def _lock_migrations(self, cur: Cursor) -> None:
         # Several processes starting at once would otherwise race on CREATE TABLE IF NOT EXISTS
         # (a unique violation in pg_type); the lock is released at commit.

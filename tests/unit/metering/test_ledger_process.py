@@ -1,0 +1,326 @@
+"""The ledger appender process (``ledger_process.py``, ``ledger_child.py``) on a real ledger.
+
+Every test starts real child processes on the test's own database (SQLite here; the same
+tests run on PostgreSQL from ``tests/integration/postgres``). What they pin: the journal is
+released only after the child answered, so a child killed, stopped or failing loses nothing
+and doubles nothing; the child never outlives the API process; hostile bytes on the wire get
+a typed answer, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from feedserver.config import load_settings
+from feedserver.errors import LedgerAppenderFailed
+from feedserver.metering.journal import Journal, encode_lines
+from feedserver.metering.ledger import Ledger
+from feedserver.metering.ledger_child import Reply, append, header, serve
+from feedserver.metering.ledger_process import LedgerProcess, _reply, child_database
+from feedserver.metering.service import open_metering
+from feedserver.metering.writer import LedgerDestination, UsageRecorder
+from feedserver.storage.db import Database, SQLiteDatabase
+from feedserver.storage.eventlog import EmbeddedEventLog
+from tests.conftest import ROOT
+from tests.unit.metering.conftest import FakePrincipal, rec
+
+WAIT = 30.0  # every wait below is bounded by this
+
+
+@pytest.fixture
+def url(db: Database, request: pytest.FixtureRequest) -> str:
+    """The URL the child opens: the test's own database."""
+    if isinstance(db, SQLiteDatabase):
+        return "sqlite:///" + str(Path(db.path).resolve())
+    return str(request.getfixturevalue("fresh_postgres_url"))
+
+
+def appender(tmp_path: Path, url: str, **kw: float) -> LedgerProcess:
+    return LedgerProcess(load_settings({}, data_dir=str(tmp_path)), url, **kw)
+
+
+def totals(ledger: Ledger) -> tuple[int, int, int]:
+    """(rows, distinct usage ids, bytes): rows == ids means nothing doubled."""
+    row = ledger.db.fetchone(
+        "SELECT COUNT(*), COUNT(DISTINCT usage_id), "
+        "SUM(CASE WHEN meter = 'bytes' THEN quantity ELSE 0 END) FROM usage_ledger")
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2] or 0)
+
+
+def gone(pid: int) -> bool:
+    """The process exited (a zombie not yet reaped by whoever adopted it counts)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in {"Z", "X"}
+
+
+async def wait_until_gone(pid: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while not gone(pid):
+        assert time.monotonic() < deadline, f"process {pid} still runs"
+        await asyncio.sleep(0.05)
+
+
+def test_settings_choose_the_process_for_the_database_they_name(
+        db: Database, url: str, tmp_path: Path) -> None:
+    settings = load_settings({}, data_dir=str(tmp_path), database_url=url)
+    assert child_database(settings, db) == url
+    metering = open_metering(settings, db, EmbeddedEventLog(db))
+    assert metering.recorder is not None
+    assert isinstance(metering.recorder.destination, LedgerProcess)
+    threads = open_metering(load_settings({}, data_dir=str(tmp_path), database_url=url,
+                                          ledger_appender="thread"), db, EmbeddedEventLog(db))
+    assert threads.recorder is not None
+    assert isinstance(threads.recorder.destination, LedgerDestination)
+    # A database object that is not the one the settings name (nor one a child could open)
+    # stays in this process: the child would write elsewhere.
+    other = load_settings({}, data_dir=str(tmp_path / "elsewhere"))
+    assert child_database(other, db) is None
+    assert child_database(settings, SQLiteDatabase(":memory:")) is None
+
+
+async def test_batches_reach_the_ledger_through_the_child(
+        tmp_path: Path, db: Database, url: str) -> None:
+    ledger = Ledger(db)
+    dest = appender(tmp_path, url)
+    recorder = UsageRecorder(Journal(tmp_path / "j"), dest, batch_size=7, flush_seconds=0.01)
+    await dest.start()  # as ``Metering.start`` does: before the first request
+    await recorder.start()
+    pid = dest.pid
+    assert pid is not None
+    for i in range(50):
+        recorder.record(FakePrincipal(), feed="chunks", project="enwiki", response_id=f"r{i}",
+                        bytes_sent=i + 1)
+    await asyncio.wait_for(recorder.flush(), WAIT)
+    assert totals(ledger) == (100, 100, sum(range(1, 51)))
+    await asyncio.wait_for(recorder.stop(), WAIT)
+    assert list((tmp_path / "j").iterdir()) == []  # every line released after the answers
+    assert dest.pid is None and gone(pid)  # end-of-file: the child left
+    assert ledger.verify().ok
+
+
+async def test_a_child_killed_mid_stream_loses_nothing_and_doubles_nothing(
+        tmp_path: Path, db: Database, url: str) -> None:
+    ledger = Ledger(db)
+    dest = appender(tmp_path, url)
+    recorder = UsageRecorder(Journal(tmp_path / "j"), dest, batch_size=20, flush_seconds=0.005,
+                             max_backoff=0.05)
+    await dest.start()
+    await recorder.start()
+    killed = []
+    for i in range(600):
+        recorder.record(FakePrincipal(), feed="chunks", project="enwiki", response_id=f"r{i}",
+                        bytes_sent=i + 1)
+        if i % 10 == 9:
+            await asyncio.sleep(0.002)  # batches stream to the child meanwhile
+        if i % 150 == 75:  # kill whichever child runs now, most likely mid-append
+            pid = dest.pid
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    await asyncio.wait_for(recorder.flush(), WAIT)
+    await asyncio.wait_for(recorder.stop(), WAIT)
+    assert killed and dest.pid is None
+    assert totals(ledger) == (1200, 1200, sum(range(1, 601)))
+    assert list((tmp_path / "j").iterdir()) == []
+    assert ledger.verify().ok
+
+
+async def test_a_batch_committed_before_its_answer_was_lost_is_not_doubled(
+        tmp_path: Path, db: Database, url: str) -> None:
+    # The child may die after its commit and before its answer: the writer then delivers the
+    # same records again, to a new child.
+    ledger = Ledger(db)
+    records = [rec(i, meter=m) for i in range(30) for m in ("bytes", "requests")]
+    first, second = appender(tmp_path, url), appender(tmp_path, url)
+    try:
+        await first.deliver(records)
+        await second.deliver(records)
+    finally:
+        await first.close()
+        await second.close()
+    assert totals(ledger) == (60, 60, 300)
+    assert ledger.verify().ok
+
+
+async def test_an_append_error_in_the_child_is_retried_and_the_journal_kept(
+        tmp_path: Path, db: Database, url: str) -> None:
+    ledger = Ledger(db)
+    dest = appender(tmp_path, url)
+    recorder = UsageRecorder(Journal(tmp_path / "j"), dest, flush_seconds=0.01,
+                             max_backoff=0.05)
+    await recorder.start()
+    # A real failure inside the child's transaction: the chain head is not there.
+    db.execute("ALTER TABLE usage_chain_head RENAME TO usage_chain_head_away")
+    try:
+        recorder.record(FakePrincipal(), feed="diffs", project=None, response_id="x",
+                        bytes_sent=9)
+        with pytest.raises(LedgerAppenderFailed, match="appender"):
+            await dest.deliver([rec(1)])
+        for _ in range(6):  # the writer retries meanwhile (backoff up to 0.05 s)
+            await asyncio.sleep(0.05)
+            assert recorder.journal.pending() == 2  # held until the child says ok
+    finally:
+        db.execute("ALTER TABLE usage_chain_head_away RENAME TO usage_chain_head")
+    await asyncio.wait_for(recorder.flush(), WAIT)
+    await asyncio.wait_for(recorder.stop(), WAIT)
+    assert totals(ledger) == (2, 2, 9)
+    assert ledger.verify().ok
+
+
+async def test_a_child_that_does_not_answer_is_replaced(
+        tmp_path: Path, db: Database, url: str) -> None:
+    ledger = Ledger(db)
+    dest = appender(tmp_path, url, ack_seconds=0.5)
+    await dest.start()
+    stuck = dest.pid
+    assert stuck is not None
+    os.kill(stuck, signal.SIGSTOP)  # hung: the frame is sent, no answer comes
+    try:
+        with pytest.raises(LedgerAppenderFailed, match="lost"):
+            await asyncio.wait_for(dest.deliver([rec(1)]), WAIT)
+        await wait_until_gone(stuck)  # killed, not left behind
+        await asyncio.wait_for(dest.deliver([rec(1), rec(2)]), WAIT)
+    finally:
+        if not gone(stuck):
+            os.kill(stuck, signal.SIGKILL)
+        await dest.close()
+    assert totals(ledger) == (2, 2, 20)
+
+
+PARENT = textwrap.dedent("""
+    import asyncio, os, sys, time
+    from feedserver.config import load_settings
+    from feedserver.metering.ledger_process import LedgerProcess
+
+    async def main():
+        dest = LedgerProcess(load_settings({}, data_dir=sys.argv[1]), sys.argv[2])
+        await dest.start()
+        keeper = os.fork()  # inherits this end of the socket: no end-of-file reaches the child
+        if keeper == 0:
+            time.sleep(60)
+            os._exit(0)
+        print(dest.pid, keeper, flush=True)
+        time.sleep(60)
+
+    asyncio.run(main())
+""")
+
+
+async def test_the_child_leaves_when_the_api_process_dies(tmp_path: Path, url: str) -> None:
+    # The hard case: a forked sibling still holds the API process's end of the socket, so the
+    # child sees no end-of-file; it must notice the death itself (bounded).
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path), url],
+                              stdout=subprocess.PIPE, cwd=ROOT, text=True)
+    keeper = 0
+    try:
+        assert parent.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(parent.stdout.readline), WAIT)
+        child, keeper = (int(n) for n in line.split())
+        assert not gone(child)
+        parent.kill()
+        parent.wait(WAIT)
+        await wait_until_gone(child)
+    finally:
+        parent.kill()
+        parent.wait(WAIT)
+        if keeper:
+            os.kill(keeper, signal.SIGKILL)
+
+
+# --- hostile bytes on the wire ------------------------------------------------------------------
+class Wire:
+    """``serve`` in a thread of this process on one end of a socket pair; the test is the
+    (hostile) parent on the other end."""
+
+    def __init__(self, url: str, tmp_path: Path) -> None:
+        self.ours, theirs = socket.socketpair()
+        self.ours.settimeout(WAIT)  # a hang fails the test instead of blocking it
+        self.thread = threading.Thread(target=serve, args=(theirs, os.getpid()), daemon=True)
+        self.thread.start()
+        config = msgspec.json.encode(load_settings({}, data_dir=str(tmp_path),
+                                                   database_url=url))
+        assert self.ask(header(len(config)) + config).ok
+
+    def ask(self, data: bytes) -> Reply:
+        self.ours.sendall(data)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = self.ours.recv(1)
+            assert chunk, "the child closed without an answer"
+            line += chunk
+        return msgspec.json.decode(line, type=Reply)
+
+    def ended(self) -> bool:
+        self.thread.join(WAIT)
+        return not self.thread.is_alive()
+
+
+def test_a_damaged_frame_is_refused_whole_and_the_next_one_served(
+        tmp_path: Path, db: Database, url: str) -> None:
+    ledger = Ledger(db)
+    wire = Wire(url, tmp_path)
+    good = encode_lines([rec(1), rec(2)])
+    for body in (b'{"usage_id": 1}\n', good + b"not json\n", good[:-1], b"\xff\xfe\n"):
+        reply = wire.ask(header(len(body)) + body)
+        assert (reply.ok, reply.error) == (False, "BadFrame")
+    assert ledger.count() == 0  # nothing of a damaged frame
+    assert wire.ask(header(len(good)) + good) == Reply(ok=True, new=2)
+    wire.ours.close()
+    assert wire.ended()
+
+
+@pytest.mark.parametrize("head", [b"X" * 16, b"L" + b"9" * 14 + b"\n", b"L-0000000000001\n",
+                                  b"L00000000000001x"])
+def test_a_malformed_header_is_answered_and_ends_the_child(
+        tmp_path: Path, db: Database, url: str, head: bytes) -> None:
+    Ledger(db)
+    wire = Wire(url, tmp_path)
+    reply = wire.ask(head)
+    assert (reply.ok, reply.error) == (False, "BadFrame")
+    assert wire.ended()  # no way to find the next frame: it leaves (the parent restarts one)
+
+
+def test_a_frame_cut_short_ends_the_child(tmp_path: Path, db: Database, url: str) -> None:
+    Ledger(db)
+    wire = Wire(url, tmp_path)
+    wire.ours.sendall(header(1000) + b"{}")
+    wire.ours.shutdown(socket.SHUT_WR)
+    assert wire.ended()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=300))
+def test_any_body_gets_an_answer(db: Database, body: bytes) -> None:
+    ledger = Ledger(db)
+    reply = append(ledger, body)
+    assert isinstance(reply, Reply)
+    if not reply.ok:
+        assert reply.error in {"BadFrame", "StorageError", "UnstorableValue", "Conflict"}
+
+
+@given(line=st.binary(max_size=200))
+def test_any_answer_is_a_reply_or_a_lost_child(line: bytes) -> None:
+    # The parent's side: whatever comes back is a typed Reply or an error deliver turns into
+    # LedgerAppenderFailed (and a restarted child), never something else.
+    with contextlib.suppress(EOFError, ValueError, msgspec.DecodeError):
+        assert isinstance(_reply(line), Reply)
