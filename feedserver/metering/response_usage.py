@@ -2,13 +2,13 @@
 
 What the event loop does per response after admission is kept to the least that makes the
 response's usage durable: what the response's records are derived from (the time as Unix
-microseconds, the principal's ids, the ``Usage`` keyword arguments as given, response id
+nanoseconds, the principal's ids, the ``Usage`` keyword arguments as given, response id
 included), encoded as ONE compact JSON array (``line``) and copied into the journal's mapped
 segment. Everything derived (the response key's SHA-1, the download id, the ``datetime``,
 one ``UsageRecord`` per meter) is made by ``expand``, off the event loop: by the writer
 before ``Destination.deliver`` and by journal recovery (``journal.decode_line``).
 
-``expand`` of the decoded ``line(micros(ts), principal, usage)`` is exactly
+``expand`` of the decoded ``line(nanos(ts), principal, usage)`` is exactly
 ``response_records(principal, ts=ts, **usage)`` for every input (a property test pins it):
 the same usage ids, meters, quantities, times and download ids, so ids already committed,
 replays and checkpoints all agree whichever form a response was journaled in. The line is
@@ -34,9 +34,9 @@ from feedserver.metering.records import (
 )
 from feedserver.plans import Feed
 
-# Unix microseconds a ``datetime`` can hold (years 1970 .. 9999): a line outside is refused
-# when decoded (skipped and counted by recovery), never an ``OverflowError`` in ``expand``.
-Micros = Annotated[int, msgspec.Meta(ge=0, lt=253_402_300_800_000_000)]
+# Unix nanoseconds from 1970 to 2262 (a signed 64-bit count): a line outside is refused when
+# decoded (skipped and counted by recovery), never an ``OverflowError`` in ``expand``.
+Nanos = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 TAG = "response"  # the first element of a response's line
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -60,27 +60,27 @@ class Delivered(msgspec.Struct, frozen=True):
 
 
 class ResponseUsage(msgspec.Struct, frozen=True, array_like=True, tag=TAG):
-    """One response's journal line: ``["response", ts_us, customer_id, api_key_id, user,
+    """One response's journal line: ``["response", ts_ns, customer_id, api_key_id, user,
     {usage}]`` (``line``)."""
 
-    ts_us: Micros  # when the usage was recorded: Unix microseconds (UTC)
+    ts_ns: Nanos  # when the usage was recorded: ``time.time_ns()`` (the records keep its µs)
     customer_id: str
     api_key_id: str | None
     user: str | None
     usage: Delivered
 
 
-def line(ts_us: int, principal: MeteredPrincipal, usage: Usage) -> bytes:
-    """The journal line (newline-terminated) of ``principal``'s ``usage`` at ``ts_us``: the
+def line(ts_ns: int, principal: MeteredPrincipal, usage: Usage) -> bytes:
+    """The journal line (newline-terminated) of ``principal``'s ``usage`` at ``ts_ns``: the
     principal's ids and the keyword arguments as given, nothing derived (this runs per
     response on the event loop; a list and a dict encode faster than a struct is built)."""
-    return _encode([TAG, ts_us, principal.customer_id, principal.api_key_id, principal.user,
+    return _encode([TAG, ts_ns, principal.customer_id, principal.api_key_id, principal.user,
                     usage]) + b"\n"
 
 
-def micros(ts: datetime) -> int:
-    """``ts`` as Unix microseconds (``ResponseUsage.ts_us``)."""
-    return (ts - _EPOCH) // _MICROSECOND
+def nanos(ts: datetime) -> int:
+    """``ts`` as Unix nanoseconds (``ResponseUsage.ts_ns``)."""
+    return (ts - _EPOCH) // _MICROSECOND * 1000
 
 
 def expand(entry: ResponseUsage) -> list[UsageRecord]:
@@ -88,7 +88,7 @@ def expand(entry: ResponseUsage) -> list[UsageRecord]:
     non-zero, and the ``downloads`` record (id: the download id) for a download of a
     resource; exactly ``response_records`` of the same response (see the module's text)."""
     usage = entry.usage
-    ts = _EPOCH + timedelta(microseconds=entry.ts_us)
+    ts = _EPOCH + timedelta(microseconds=entry.ts_ns // 1000)
     customer, key, resource = entry.customer_id, entry.api_key_id or "", usage.resource or ""
     response_id = usage.response_id
     dl = download_id(customer, resource, ts) if usage.download and resource else ""

@@ -54,7 +54,8 @@ class LedgerDestination:
 # A response's final journal line, the journal segment it went to, and the journal lines of
 # its checkpoints (``None`` for most responses, which have none).
 _Item = tuple[bytes, int, Counter[int] | None]
-# Records per response counted towards ``batch_size`` (requests and bytes, most often).
+# Records per response, to turn ``batch_size`` (records) into responses: requests and bytes,
+# the most frequent case (a record-exact count would cost the event loop more than it is worth).
 _RECORDS_PER_RESPONSE = 2
 
 
@@ -71,17 +72,17 @@ class UsageRecorder:
         self.journal = journal
         self.destination = destination
         self.batch_size = max(1, batch_size)
+        self._batch_lines = max(1, self.batch_size // _RECORDS_PER_RESPONSE)
         self.flush_seconds = flush_seconds
         self.max_backoff = max_backoff
-        # Records waiting for the writer task. Per response: a list append and, at most, an
+        # Lines waiting for the writer task. Per response: a list append and, at most, an
         # event set; the task wakes once per batch (a timer per batch, not per record).
         self._pending: list[_Item] = []
-        self._pending_records = 0
-        self._arrived = asyncio.Event()  # something is pending
+        self._arrived = asyncio.Event()  # something is pending (set by the first of a batch)
         self._full = asyncio.Event()  # a whole batch is pending (or stopping)
         self._done = asyncio.Condition()  # a batch was delivered (``flush``)
-        self._recorded = 0
-        self._delivered = 0
+        self._delivered = 0  # responses delivered
+        self._taken = 0  # responses taken by the writer task, not yet delivered
         self._stopping = False
         self._open: dict[str, Counter[int]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -114,7 +115,7 @@ class UsageRecorder:
 
     async def flush(self) -> None:
         """Wait until everything recorded so far is delivered (tests, reports, shutdown)."""
-        target = self._recorded
+        target = self._delivered + self._taken + len(self._pending)
         if self._pending:
             self._full.set()  # no reason to wait for the timer
         async with self._done:
@@ -127,18 +128,17 @@ class UsageRecorder:
         response_id = usage["response_id"]
         if not response_id:
             raise ValueError("usage needs the server-assigned response id")
-        entry = line(time.time_ns() // 1000, principal, usage)
+        entry = line(time.time_ns(), principal, usage)
         segment = self.journal.append(entry)
+        pending = self._pending
+        if not pending:  # the first of a batch wakes the writer task
+            self._arrived.set()
         # The final line releases itself and the lines of the response's checkpoints (most
         # responses have none: nothing but a tuple for them). Keyed by the server's response
         # id: clients choose request ids, not these.
-        self._pending.append((entry, segment,
-                              self._open.pop(response_id, None) if self._open else None))
-        self._pending_records += _RECORDS_PER_RESPONSE
-        self._recorded += 1
-        if not self._arrived.is_set():
-            self._arrived.set()
-        if self._pending_records >= self.batch_size and not self._full.is_set():
+        pending.append((entry, segment,
+                        self._open.pop(response_id, None) if self._open else None))
+        if len(pending) >= self._batch_lines and not self._full.is_set():
             self._full.set()
 
     def progress(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None:
@@ -146,7 +146,7 @@ class UsageRecorder:
         response_id = usage["response_id"]
         if not response_id:
             raise ValueError("usage needs the server-assigned response id")
-        segment = self.journal.append(line(time.time_ns() // 1000, principal, usage))
+        segment = self.journal.append(line(time.time_ns(), principal, usage))
         self._open.setdefault(response_id, Counter())[segment] += 1
 
     # --- the writer task -----------------------------------------------------------------------
@@ -156,7 +156,8 @@ class UsageRecorder:
         if not self._full.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self.flush_seconds)
-        items, self._pending, self._pending_records = self._pending, [], 0
+        items, self._pending = self._pending, []
+        self._taken = len(items)
         self._arrived.clear()
         if not self._stopping:
             self._full.clear()
@@ -206,6 +207,7 @@ class UsageRecorder:
                     finally:
                         async with self._done:
                             self._delivered += len(items)
+                            self._taken = 0
                             self._done.notify_all()
                 if self._stopping and not self._pending:
                     return

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from feedserver.metering.records import Usage, UsageRecord, derive_id, response_records
-from feedserver.metering.response_usage import line, micros
+from feedserver.metering.response_usage import line, nanos
 from feedserver.plans import UNLIMITED, Plan
 from feedserver.storage.db import Database
 
@@ -56,7 +56,7 @@ def response_line(n: int, *, bytes_sent: int = 10, ts: datetime | None = None,
     """The journal line of fake response ``n`` (``response_id`` ``resp-n``; a download of
     ``resource`` when given) of ``FakePrincipal``, as ``record()`` writes it."""
     when = ts or datetime(2026, 11, 5, 12, tzinfo=UTC)
-    return line(micros(when), FakePrincipal(), _usage(n, bytes_sent, resource))
+    return line(nanos(when), FakePrincipal(), _usage(n, bytes_sent, resource))
 
 
 def response_of(n: int, *, bytes_sent: int = 10, ts: datetime | None = None,

@@ -53,6 +53,11 @@ def test_a_response_line_is_its_records_and_an_old_line_is_one_record() -> None:
     b'["response",1,"c",null,null,{"feed":"chunks","project":null,"response_id":""}]',
     b'["response",99999999999999999999,"c",null,null,{"feed":"chunks","project":null,'
     b'"response_id":"r"}]',
+    b'["response",9223372036854775808,"c",null,null,{"feed":"chunks","project":null,'
+    b'"response_id":"r"}]',
+    b'["response",1,"c",null,null,{"feed":"chunks","project":null,"response_id":"r",'
+    b'"bytes_sent":"many"}]',
+    b'["response",1,"c",null,null]',
     b'["other",1,"c",null,null,{"feed":"chunks","project":null,"response_id":"r"}]',
     b'["response",1,"c",null,null,{"feed":"nope","project":null,"response_id":"r"}]',
 ])
