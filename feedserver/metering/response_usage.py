@@ -88,7 +88,7 @@ def expand(entry: ResponseUsage) -> list[UsageRecord]:
     non-zero, and the ``downloads`` record (id: the download id) for a download of a
     resource; exactly ``response_records`` of the same response (see the module's text)."""
     usage = entry.usage
-    ts = _EPOCH + timedelta(microseconds=entry.ts_ns // 1000)
+    ts = _EPOCH + timedelta(0, 0, entry.ts_ns // 1000)  # positional: ~1k instructions less
     customer, key, resource = entry.customer_id, entry.api_key_id or "", usage.resource or ""
     response_id = usage.response_id
     dl = download_id(customer, resource, ts) if usage.download and resource else ""
