@@ -20,7 +20,7 @@ requests + bytes records; ``chunk``: requests + bytes + one download per 50 resp
   of metering but admission.
 
 Run each for N and 3N under ``valgrind --tool=cachegrind``: the difference divided by 2N is
-the cost per response (start-up and the pre-filled ledger cancel out). CPU nanoseconds per
+the cost per response (start-up and the pre-filled ledger cancel out). CPU microseconds per
 response (this process, loaded machines make them noisy) go to stderr.
 """
 
@@ -53,7 +53,7 @@ PRINCIPAL = Principal(customer_id="c-bench", customer_name="Bench", user=None,
 def responses(n: int, mix: str, start: datetime) -> list[list[UsageRecord]]:
     chunk = mix == "chunk"
     return [response_records(
-        PRINCIPAL, ts=start + timedelta(nanoseconds=37 * i),
+        PRINCIPAL, ts=start + timedelta(microseconds=37 * i),
         feed="snapshots" if chunk else "metadata", project="enwiki",
         response_id=new_response_id(), bytes_sent=150_000 if chunk else 2_345,
         resource=f"chunk_{i // BATCH}@1" if chunk else None, download=chunk)
@@ -62,7 +62,7 @@ def responses(n: int, mix: str, start: datetime) -> list[list[UsageRecord]]:
 
 def lines(n: int, mix: str, start: datetime) -> list[bytes]:
     chunk = mix == "chunk"
-    return [line(nanos(start + timedelta(nanoseconds=37 * i)), PRINCIPAL, {
+    return [line(nanos(start + timedelta(microseconds=37 * i)), PRINCIPAL, {
         "feed": "snapshots" if chunk else "metadata", "project": "enwiki",
         "response_id": new_response_id(), "bytes_sent": 150_000 if chunk else 2_345,
         "resource": f"chunk_{i // BATCH}@1" if chunk else None, "download": chunk})
