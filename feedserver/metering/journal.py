@@ -36,7 +36,7 @@ import mmap
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -46,6 +46,7 @@ from feedserver.metering.response_usage import ResponseUsage, expand
 
 log = logging.getLogger(__name__)
 
+_encoder = msgspec.json.Encoder()
 _records = msgspec.json.Decoder(UsageRecord)
 _responses = msgspec.json.Decoder(ResponseUsage)
 SUFFIX = ".journal"
@@ -56,6 +57,11 @@ class Recovered(msgspec.Struct, kw_only=True):
     segments: list[str]
     skipped_lines: int = 0
     torn_tail: int = 0
+
+
+def encode_lines(records: Sequence[UsageRecord]) -> bytes:
+    """The journal's lines of ``records``, newline-terminated (``parse_segment`` reads them)."""
+    return _encoder.encode_lines(records)
 
 
 def decode_line(line: bytes) -> list[UsageRecord]:

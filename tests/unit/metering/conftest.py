@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import msgspec
 import pytest
 
+from feedserver.metering.journal import encode_lines
 from feedserver.metering.records import Usage, UsageRecord, derive_id, response_records
 from feedserver.metering.response_usage import line, nanos
 from feedserver.plans import UNLIMITED, Plan
@@ -42,7 +42,7 @@ def rec(n: int, *, customer: str = "acme", meter: str = "bytes", quantity: int =
 def old_line(record: UsageRecord) -> bytes:
     """A journal line as servers wrote them before one line per response: one usage record,
     a JSON object (their segments must still be recovered)."""
-    return msgspec.json.encode(record) + b"\n"
+    return encode_lines([record])
 
 
 def _usage(n: int, bytes_sent: int, resource: str | None) -> Usage:
