@@ -64,16 +64,6 @@ def encode_lines(records: Sequence[UsageRecord]) -> bytes:
     return _encoder.encode_lines(records)
 
 
-def decode_line(line: bytes) -> list[UsageRecord]:
-    """The usage records of one journal line (with or without its newline), whichever kind it
-    is: a response's line (a JSON array, ``ResponseUsage``) is expanded into its records, an
-    older line (a JSON object) is one ``UsageRecord``. Raises ``msgspec.DecodeError``
-    (validation errors included) for a line that is neither."""
-    if line[:1] == b"[":
-        return expand(_responses.decode(line))
-    return [_records.decode(line)]
-
-
 def parse_segment(data: bytes) -> tuple[list[UsageRecord], int, bool]:
     """Records of one segment, the number of undecodable lines, and whether the tail was torn."""
     lines = data.rstrip(b"\0").split(b"\n")  # a mapped segment's unused tail is zeros
@@ -88,6 +78,16 @@ def parse_segment(data: bytes) -> tuple[list[UsageRecord], int, bool]:
         except msgspec.DecodeError:
             bad += 1
     return records, bad, torn
+
+
+def decode_line(line: bytes) -> list[UsageRecord]:
+    """The usage records of one journal line (with or without its newline), whichever kind it
+    is: a response's line (a JSON array, ``ResponseUsage``) is expanded into its records, an
+    older line (a JSON object) is one ``UsageRecord``. Raises ``msgspec.DecodeError``
+    (validation errors included) for a line that is neither."""
+    if line[:1] == b"[":
+        return expand(_responses.decode(line))
+    return [_records.decode(line)]
 
 
 # The smallest mapping of a segment (``segment_bytes`` is when to rotate; tests set it tiny).
