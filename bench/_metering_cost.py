@@ -5,9 +5,16 @@ requests + bytes records; ``chunk``: requests + bytes + one download per 50 resp
 
 * ``records``: what the event loop does per response after admission
   (``UsageRecorder.record``: the records, the journal append, the queue);
-* ``build``: the records only; ``append``: the records, then ``Ledger.append`` of them in
-  batches of 50 responses, on a copy of DB, a ledger already holding 20,000 responses (made
-  by ``prefill``). The ledger writer's part is ``append`` minus ``build``;
+* ``lines``: the journal lines ``record()`` writes, only; ``expand``: those lines, then their
+  records (``journal.decode_line``: what the writer does off the event loop, or a child
+  process that reads the journal). The expansion's part is ``expand`` minus ``lines``;
+* ``build``: the records only (``response_records``); ``append``: the records, then
+  ``Ledger.append`` of them in batches of 50 responses, on a copy of DB, a ledger already
+  holding 20,000 responses (made by ``prefill``). The ledger writer's part is ``append``
+  minus ``build``;
+* ``writer``: ``pipeline`` delivering to nowhere (no ledger): ``records``, the writer task
+  and its thread hop (journal fsync, the lines' expansion); so ``writer`` minus ``records``
+  minus the expansion is the writer task's own part;
 * ``pipeline``: ``records`` and the writer task delivering them to that ledger (journal
   fsync, thread hops, ``Ledger.append``, journal release), flushed every 50 responses: all
   of metering but admission.
@@ -24,13 +31,15 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from feedserver.accounts.models import Principal
-from feedserver.metering.journal import Journal
+from feedserver.metering.journal import Journal, decode_line
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.records import UsageRecord, new_response_id, response_records
+from feedserver.metering.response_usage import line, nanos
 from feedserver.metering.writer import LedgerDestination, UsageRecorder
 from feedserver.plans import Plan
 from feedserver.storage.db import SQLiteDatabase
@@ -51,6 +60,15 @@ def responses(n: int, mix: str, start: datetime) -> list[list[UsageRecord]]:
         for i in range(n)]
 
 
+def lines(n: int, mix: str, start: datetime) -> list[bytes]:
+    chunk = mix == "chunk"
+    return [line(nanos(start + timedelta(microseconds=37 * i)), PRINCIPAL, {
+        "feed": "snapshots" if chunk else "metadata", "project": "enwiki",
+        "response_id": new_response_id(), "bytes_sent": 150_000 if chunk else 2_345,
+        "resource": f"chunk_{i // BATCH}@1" if chunk else None, "download": chunk})
+        for i in range(n)]
+
+
 def append(ledger: Ledger, batches: list[list[UsageRecord]]) -> None:
     for i in range(0, len(batches), BATCH):
         ledger.append([rec for recs in batches[i : i + BATCH] for rec in recs])
@@ -68,8 +86,19 @@ def record(recorder: UsageRecorder, i: int, mix: str) -> None:
                     resource=f"chunk_{i // BATCH}@1" if chunk else None, download=chunk)
 
 
-async def pipeline(ledger: Ledger, journal_dir: Path, n: int, mix: str) -> None:
-    recorder = UsageRecorder(Journal(journal_dir), LedgerDestination(ledger))
+class Nowhere:
+    """A destination that takes every batch at once (the ``writer`` part)."""
+
+    async def deliver(self, records: Sequence[UsageRecord]) -> None:
+        del records
+
+    async def close(self) -> None:
+        return None
+
+
+async def pipeline(ledger: Ledger | None, journal_dir: Path, n: int, mix: str) -> None:
+    recorder = UsageRecorder(Journal(journal_dir),
+                             Nowhere() if ledger is None else LedgerDestination(ledger))
     await recorder.start()
     start = time.process_time()
     for i in range(n):
@@ -90,11 +119,21 @@ def main(part: str, n: int, mix: str, template: str) -> None:
             append(Ledger(db), responses(PREFILL, mix, now - timedelta(hours=1)))
             db.close()
             shutil.copy(path, template)
+        elif part == "writer":
+            asyncio.run(pipeline(None, Path(tmp) / "journal", n, mix))
         elif part == "pipeline":
             shutil.copy(template, path)
             db = SQLiteDatabase(path)
             asyncio.run(pipeline(Ledger(db), Path(tmp) / "journal", n, mix))
             db.close()
+        elif part in ("lines", "expand"):
+            start = time.process_time()
+            made = lines(n, mix, now)
+            built = time.process_time()
+            if part == "expand":
+                for entry in made:
+                    decode_line(entry)
+            report(part, n, built - start, time.process_time() - built)
         elif part in ("append", "build"):
             shutil.copy(template, path)
             db = SQLiteDatabase(path)

@@ -1,13 +1,18 @@
 """Write-ahead usage journal: local NDJSON segments under ``<data_dir>/usage-journal/``.
 
-Every usage record is in the kernel's page cache before ``record()`` returns: a segment is a
-file mapped into the process (``MAP_SHARED``), and an append is one copy into that mapping.
+One line per response (``ResponseUsage``, a compact JSON array; ``expand`` makes its usage
+records). Segments written before that held one ``UsageRecord`` object per line; both kinds
+are read by ``decode_line`` (the ONE decoder of journal lines: recovery, ``usage replay``, and
+any reader of a segment), in any mix.
+
+Every response's usage is in the kernel's page cache before ``record()`` returns: a segment is
+a file mapped into the process (``MAP_SHARED``), and an append is one copy into that mapping.
 Pages of a shared file mapping belong to the kernel, so they survive a ``kill -9`` of the
 process exactly as the bytes of a ``write`` do, and usage delivered to a client is never lost
 between delivery and the ledger commit; ``sync()`` (fsync, batched by the writer task) extends
 that to power loss. No system call per append: a ``write`` gives up the GIL, and on a busy
 server the event loop then waits for whichever thread took it (measured: tens to hundreds of
-microseconds per response). A segment is deleted once every record in it is committed.
+microseconds per response). A segment is deleted once every line in it is committed.
 
 A segment file is created at its mapped size with its blocks allocated up front
 (``posix_fallocate``): a store into a mapped page the disk has no room for is a SIGBUS that
@@ -37,11 +42,13 @@ from pathlib import Path
 import msgspec
 
 from feedserver.metering.records import UsageRecord, merge
+from feedserver.metering.response_usage import ResponseUsage, expand
 
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(UsageRecord)
+_records = msgspec.json.Decoder(UsageRecord)
+_responses = msgspec.json.Decoder(ResponseUsage)
 SUFFIX = ".journal"
 
 
@@ -67,10 +74,20 @@ def parse_segment(data: bytes) -> tuple[list[UsageRecord], int, bool]:
         if not line.strip():
             continue
         try:
-            records.append(_decoder.decode(line))
+            records.extend(decode_line(line))
         except msgspec.DecodeError:
             bad += 1
     return records, bad, torn
+
+
+def decode_line(line: bytes) -> list[UsageRecord]:
+    """The usage records of one journal line (with or without its newline), whichever kind it
+    is: a response's line (a JSON array, ``ResponseUsage``) is expanded into its records, an
+    older line (a JSON object) is one ``UsageRecord``. Raises ``msgspec.DecodeError``
+    (validation errors included) for a line that is neither."""
+    if line[:1] == b"[":
+        return expand(_responses.decode(line))
+    return [_records.decode(line)]
 
 
 # The smallest mapping of a segment (``segment_bytes`` is when to rotate; tests set it tiny).
@@ -78,10 +95,12 @@ _MIN_MAP = 1024 * 1024
 
 
 class _Segment:
-    """One new segment file, locked and mapped; ``size`` is where the next record goes."""
+    """One new segment file, locked and mapped; the mapping's position is where the next line
+    goes (``mmap.write``), ``synced`` how far it was when last fsynced."""
 
-    def __init__(self, path: Path, capacity: int) -> None:
+    def __init__(self, path: Path, capacity: int, number: int) -> None:
         self.path = path
+        self.number = number
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -91,27 +110,32 @@ class _Segment:
             os.close(self.fd)
             raise
         self.capacity = capacity
-        self.size = 0
         self.pending = 0
-        self.dirty = False
+        self.synced = 0
 
     def close(self, *, unlink: bool) -> None:
+        size = self.map.tell()
         self.map.close()
         if unlink:
             self.path.unlink(missing_ok=True)
         else:
             with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, self.size)  # kept for recovery: its records only
+                os.ftruncate(self.fd, size)  # kept for recovery: its records only
         os.close(self.fd)
 
 
 class Journal:
+    """Appends come from ONE thread (the event loop: ``record()``, ``progress()``, and the
+    writer task's ``release``), and take no lock: an append is one ``mmap.write`` (one C call,
+    atomic under the GIL) and a count. ``sync`` runs in a worker thread; it only reads how far
+    each segment was written. Rotation and deletion hold ``_lock`` against it."""
+
     def __init__(self, directory: str | Path, *, segment_bytes: int = 32 * 1024 * 1024) -> None:
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
         self._segments: dict[int, _Segment] = {}
-        self._current = 0
+        self._head: _Segment | None = None  # where appends go
         self._next = 1
         self._recovered: list[tuple[Path, int]] = []
 
@@ -152,59 +176,66 @@ class Journal:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._rotate()
 
-    def _rotate(self, at_least: int = 0) -> None:
+    def _rotate(self, at_least: int = 0) -> _Segment:
         name = f"{time.time_ns():020d}-{os.getpid()}-{self._next}{SUFFIX}"
-        seg = _Segment(self.directory / name, max(self.segment_bytes, _MIN_MAP, at_least))
+        seg = _Segment(self.directory / name, max(self.segment_bytes, _MIN_MAP, at_least),
+                       self._next)
         with self._lock:
-            self._segments[self._next] = seg
-            old = self._current
-            self._current = self._next
+            self._segments[seg.number] = seg
+            old, self._head = self._head, seg
             self._next += 1
-        self._maybe_delete(old)
+        if old is not None:
+            self._maybe_delete(old.number)
+        return seg
 
-    def append(self, records: Sequence[UsageRecord]) -> int:
-        """Append with one copy into the mapped segment; returns the segment number to
-        ``release`` after commit."""
-        buf = _encoder.encode_lines(records)  # one NDJSON line each, newline-terminated
-        for _ in range(2):  # a fresh segment holds at least ``buf``
-            with self._lock:
-                seg = self._segments[self._current]
-                if seg.size + len(buf) <= seg.capacity:
-                    seg.map[seg.size : seg.size + len(buf)] = buf
-                    seg.size += len(buf)
-                    seg.pending += len(records)
-                    seg.dirty = True
-                    return self._current
-            self._rotate(len(buf))  # full: rare, the only system calls of an append
-        raise AssertionError("a fresh journal segment did not hold one append")
+    def append(self, line: bytes) -> int:
+        """Append one newline-terminated line (``response_usage.line``) with one copy into the
+        mapped segment; returns the segment number to ``release`` (one line) after commit."""
+        seg = self._head
+        if seg is None:
+            raise RuntimeError("the journal is not open")
+        try:
+            seg.map.write(line)
+        except ValueError:  # no room left (or closed: ``_full`` tells)
+            seg = self._full(seg, line)
+        seg.pending += 1
+        return seg.number
+
+    def _full(self, seg: _Segment, line: bytes) -> _Segment:
+        """Rotate for ``line``, which did not fit into ``seg``, and append it to the new segment
+        (rare: the only system calls of an append)."""
+        if seg.map.closed:
+            raise RuntimeError("the journal is closed")
+        seg = self._rotate(len(line))  # a fresh segment holds at least ``line``
+        seg.map.write(line)
+        return seg
 
     def sync(self) -> None:
         """fsync every segment written since the last sync (called off the event loop)."""
         with self._lock:
-            dirty = [s for s in self._segments.values() if s.dirty]
-            for seg in dirty:
-                seg.dirty = False
-        for seg in dirty:
+            written = [(s, s.map.tell()) for s in self._segments.values()
+                       if not s.map.closed and s.map.tell() > s.synced]
+        for seg, upto in written:
             # OSError: closed by a concurrent release, so its records are committed anyway
             with contextlib.suppress(OSError):
                 os.fsync(seg.fd)
+            seg.synced = max(seg.synced, upto)
 
     def release(self, counts: Mapping[int, int]) -> None:
-        """Records counted here are committed; rotate a full segment, delete finished ones."""
+        """Lines counted here are committed; rotate a full segment, delete finished ones."""
         for number, n in counts.items():
-            with self._lock:
-                seg = self._segments.get(number)
-                if seg is not None:
-                    seg.pending -= n
+            seg = self._segments.get(number)
+            if seg is not None:
+                seg.pending -= n
             self._maybe_delete(number)
-        current = self._segments.get(self._current)
-        if current is not None and current.size >= self.segment_bytes:
+        head = self._head
+        if head is not None and head.map.tell() >= self.segment_bytes:
             self._rotate()
 
     def _maybe_delete(self, number: int) -> None:
         with self._lock:
             seg = self._segments.get(number)
-            if seg is None or number == self._current or seg.pending > 0:
+            if seg is None or seg is self._head or seg.pending > 0:
                 return
             del self._segments[number]
         seg.close(unlink=True)
@@ -218,5 +249,6 @@ class Journal:
         with self._lock:
             segments = list(self._segments.values())
             self._segments.clear()
+            self._head = None
         for seg in segments:
             seg.close(unlink=delete_if_empty and seg.pending <= 0)

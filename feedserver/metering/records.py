@@ -138,11 +138,17 @@ def response_usage_id(customer_id: str, api_key_id: str, response_id: str, meter
 
 def response_key(customer_id: str, api_key_id: str, response_id: str) -> str:
     """The first 35 characters every usage id of one response shares: the response's
-    millisecond, version 8, and 70 bits of the SHA-1 of customer, key and response id (one
-    hash per response: the event loop derives it for every response)."""
+    millisecond and version 8 (``_stamp``), then 70 bits of the SHA-1 of customer, key and
+    response id (one hash per response): 12 hex digits, 2 after the variant bits 10, 12 and
+    44; the meter's hex digit completes the id's last group."""
     h = hashlib.sha1(  # noqa: S324
-        _NS_BYTES + f"response\x1f{customer_id}\x1f{api_key_id}\x1f{response_id}\x1f".encode())
-    return _stamp(response_id) + _key_tail(h.hexdigest())
+        _NS_BYTES + f"response\x1f{customer_id}\x1f{api_key_id}\x1f{response_id}\x1f".encode()
+    ).hexdigest()
+    # ``_stamp`` inlined, all in one f-string (the writer derives it per response)
+    t = response_id[:12]
+    if len(response_id) < _RESPONSE_ID_CHARS or t.strip(_HEX_DIGITS):
+        t = "000000000000"
+    return f"{t[:8]}-{t[8:]}-8{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:18]}"
 
 
 # The last character of a response's usage id: which of its meters it is.
@@ -159,15 +165,9 @@ def _stamp(response_id: str) -> str:
     """The first 15 characters of a response's usage ids: the 48-bit millisecond the response
     id starts with (``response_ms``, as text: no parse, this runs per response) and version 8."""
     t = response_id[:12]
-    if len(response_id) >= _RESPONSE_ID_CHARS and _HEX.issuperset(t):
+    if len(response_id) >= _RESPONSE_ID_CHARS and not t.strip(_HEX_DIGITS):
         return f"{t[:8]}-{t[8:]}-8"  # RESPONSE_ID_VERSION
     return "00000000-0000-8"
-
-
-def _key_tail(h: str) -> str:
-    """A response key's hash part: 70 bits of the hash ``h`` (hex; 12, 2 after the variant
-    bits 10, 12 and 44); the meter's hex digit completes the id's last group."""
-    return f"{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:18]}"
 
 
 def response_ms(response_id: str) -> int:
@@ -187,7 +187,7 @@ def new_response_id() -> str:
 
 
 _RESPONSE_ID_CHARS = 44  # 45 after 2**32 responses of one process: still parsed
-_HEX = frozenset("0123456789abcdef")
+_HEX_DIGITS = "0123456789abcdef"  # ``t.strip(_HEX_DIGITS)`` is empty when ``t`` is hex
 _PROCESS_PREFIX = secrets.token_hex(12)
 _RESPONSES = itertools.count(1)
 

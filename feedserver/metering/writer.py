@@ -1,10 +1,12 @@
 """The single usage writer: journal first, then one asyncio task draining a queue in batches.
 
-``UsageRecorder`` is the concrete ``UsageSink``. ``record()`` appends the records to the journal
-(one ``write``: survives ``kill -9``) and queues them; the writer task takes up to
-``ledger_batch_size`` records or whatever arrived within ``ledger_flush_seconds``, fsyncs the
-journal, delivers the batch to its ``Destination`` (the ledger, or Kafka in distributed mode) and
-only then releases the journal space. A failing destination is retried with backoff; the records
+``UsageRecorder`` is the concrete ``UsageSink``. ``record()`` appends ONE line per response to
+the journal (``ResponseUsage``, a copy into a mapped segment: survives ``kill -9``) and queues
+it; the writer task takes up to ``ledger_batch_size`` records' worth or whatever arrived within
+``ledger_flush_seconds``, fsyncs the journal and expands the lines into usage records
+(``expand``: the ids' SHA-1, download ids, times) in one worker-thread hop, delivers the
+records to its ``Destination`` (the ledger, or Kafka in distributed mode) and only then
+releases the journal space. A failing destination is retried with backoff; the records
 stay in the journal meanwhile, so nothing is lost and (ids being idempotent) nothing doubles.
 """
 
@@ -13,21 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol, Unpack
 
 import anyio.to_thread
+import msgspec
 
 from feedserver.errors import FeedError
-from feedserver.metering.journal import Journal
+from feedserver.metering.journal import Journal, decode_line
 from feedserver.metering.ledger import Ledger
-from feedserver.metering.records import (
-    MeteredPrincipal,
-    Usage,
-    UsageRecord,
-    response_records,
-)
+from feedserver.metering.records import MeteredPrincipal, Usage, UsageRecord
+from feedserver.metering.response_usage import line
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,12 @@ class LedgerDestination:
         return None
 
 
-# A response's final records, the journal segment they went to, and the journal lines of its
-# checkpoints (``None`` for most responses, which have none).
-_Item = tuple[list[UsageRecord], int, Counter[int] | None]
+# A response's final journal line, the journal segment it went to, and the journal lines of
+# its checkpoints (``None`` for most responses, which have none).
+_Item = tuple[bytes, int, Counter[int] | None]
+# Records per response, to turn ``batch_size`` (records) into responses: requests and bytes,
+# the most frequent case (a record-exact count would cost the event loop more than it is worth).
+_RECORDS_PER_RESPONSE = 2
 
 
 class UsageRecorder:
@@ -69,17 +72,17 @@ class UsageRecorder:
         self.journal = journal
         self.destination = destination
         self.batch_size = max(1, batch_size)
+        self._batch_lines = max(1, self.batch_size // _RECORDS_PER_RESPONSE)
         self.flush_seconds = flush_seconds
         self.max_backoff = max_backoff
-        # Records waiting for the writer task. Per response: a list append and, at most, an
+        # Lines waiting for the writer task. Per response: a list append and, at most, an
         # event set; the task wakes once per batch (a timer per batch, not per record).
         self._pending: list[_Item] = []
-        self._pending_records = 0
-        self._arrived = asyncio.Event()  # something is pending
+        self._arrived = asyncio.Event()  # something is pending (set by the first of a batch)
         self._full = asyncio.Event()  # a whole batch is pending (or stopping)
         self._done = asyncio.Condition()  # a batch was delivered (``flush``)
-        self._recorded = 0
-        self._delivered = 0
+        self._delivered = 0  # responses delivered
+        self._taken = 0  # responses taken by the writer task, not yet delivered
         self._stopping = False
         self._open: dict[str, Counter[int]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -112,7 +115,7 @@ class UsageRecorder:
 
     async def flush(self) -> None:
         """Wait until everything recorded so far is delivered (tests, reports, shutdown)."""
-        target = self._recorded
+        target = self._delivered + self._taken + len(self._pending)
         if self._pending:
             self._full.set()  # no reason to wait for the timer
         async with self._done:
@@ -120,27 +123,31 @@ class UsageRecorder:
 
     # --- UsageSink -----------------------------------------------------------------------------
     def record(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None:
-        self._append(response_records(principal, **usage), usage["response_id"], final=True)
+        # One line holding what the records derive from, nothing derived: ``expand`` makes
+        # the records off the event loop (this runs per response on it).
+        response_id = usage["response_id"]
+        if not response_id:
+            raise ValueError("usage needs the server-assigned response id")
+        entry = line(time.time_ns(), principal, usage)
+        segment = self.journal.append(entry)
+        pending = self._pending
+        if not pending:  # the first of a batch wakes the writer task
+            self._arrived.set()
+        # The final line releases itself and the lines of the response's checkpoints (most
+        # responses have none: nothing but a tuple for them). Keyed by the server's response
+        # id: clients choose request ids, not these.
+        pending.append((entry, segment,
+                        self._open.pop(response_id, None) if self._open else None))
+        if len(pending) >= self._batch_lines and not self._full.is_set():
+            self._full.set()
 
     def progress(self, principal: MeteredPrincipal, **usage: Unpack[Usage]) -> None:
-        self._append(response_records(principal, **usage), usage["response_id"], final=False)
-
-    def _append(self, records: list[UsageRecord], response_id: str, *, final: bool) -> None:
-        # Keyed by the server's response id: clients choose request ids, not these.
-        segment = self.journal.append(records)
-        if not final:  # checkpoints stay journal-only, their lines held until the final record
-            self._open.setdefault(response_id, Counter())[segment] += len(records)
-            return
-        # The final records release their own lines and those of the response's checkpoints
-        # (most responses have none: nothing but a tuple for them, this runs per response).
-        self._pending.append((records, segment, self._open.pop(response_id, None)
-                              if self._open else None))
-        self._pending_records += len(records)
-        self._recorded += 1
-        if not self._arrived.is_set():
-            self._arrived.set()
-        if self._pending_records >= self.batch_size and not self._full.is_set():
-            self._full.set()
+        # Checkpoints stay journal-only, their lines held until the final record.
+        response_id = usage["response_id"]
+        if not response_id:
+            raise ValueError("usage needs the server-assigned response id")
+        segment = self.journal.append(line(time.time_ns(), principal, usage))
+        self._open.setdefault(response_id, Counter())[segment] += 1
 
     # --- the writer task -----------------------------------------------------------------------
     async def _next_batch(self) -> list[_Item]:
@@ -149,18 +156,33 @@ class UsageRecorder:
         if not self._full.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self.flush_seconds)
-        items, self._pending, self._pending_records = self._pending, [], 0
+        items, self._pending = self._pending, []
+        self._taken = len(items)
         self._arrived.clear()
         if not self._stopping:
             self._full.clear()
         return items
 
+    def _synced(self, items: list[_Item]) -> list[UsageRecord]:
+        """fsync the journal, then the batch's records (off the event loop, one hop)."""
+        self.journal.sync()
+        records: list[UsageRecord] = []
+        for entry, _, _ in items:
+            try:
+                records.extend(decode_line(entry))
+            except msgspec.DecodeError as exc:  # a caller broke ``Usage``'s types: as replay
+                log.error("usage line not decodable, skipped (%s): %r", exc, entry[:300])
+        return records
+
     async def _deliver(self, items: list[_Item]) -> None:
-        records = [rec for recs, _, _ in items for rec in recs]
+        records: list[UsageRecord] | None = None
         backoff = 0.05
         while True:
             try:
-                await anyio.to_thread.run_sync(self.journal.sync)
+                if records is None:
+                    records = await anyio.to_thread.run_sync(self._synced, items)
+                else:
+                    await anyio.to_thread.run_sync(self.journal.sync)
                 await self.destination.deliver(records)
                 break
             except (FeedError, OSError) as exc:
@@ -168,8 +190,8 @@ class UsageRecorder:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
         counts: dict[int, int] = {}
-        for recs, segment, checkpoints in items:
-            counts[segment] = counts.get(segment, 0) + len(recs)
+        for _, segment, checkpoints in items:
+            counts[segment] = counts.get(segment, 0) + 1
             if checkpoints is not None:
                 for number, lines in checkpoints.items():
                     counts[number] = counts.get(number, 0) + lines
@@ -185,6 +207,7 @@ class UsageRecorder:
                     finally:
                         async with self._done:
                             self._delivered += len(items)
+                            self._taken = 0
                             self._done.notify_all()
                 if self._stopping and not self._pending:
                     return

@@ -9,7 +9,7 @@ from feedserver.cli import main
 from feedserver.metering.journal import Journal
 from feedserver.metering.ledger import Ledger
 from feedserver.storage.db import SQLiteDatabase
-from tests.unit.metering.conftest import rec
+from tests.unit.metering.conftest import old_line, rec, response_line
 
 
 @pytest.fixture
@@ -48,9 +48,10 @@ def test_replay_commits_a_dead_servers_journal(data_dir: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     journal = Journal(data_dir / "usage-journal")
     journal.open()
-    journal.append([rec(1), rec(2)])
+    journal.append(response_line(1))  # requests + bytes
+    journal.append(old_line(rec(2)))  # a line an older server wrote: one record
     journal.close(delete_if_empty=False)
     assert main(["usage", "replay"]) == 0
-    assert "2 records, 2 new ledger rows" in capsys.readouterr().out
+    assert "3 records, 3 new ledger rows" in capsys.readouterr().out
     assert main(["usage", "replay"]) == 0
     assert "0 records" in capsys.readouterr().out

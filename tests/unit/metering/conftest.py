@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from feedserver.metering.records import UsageRecord, derive_id
+from feedserver.metering.journal import encode_lines
+from feedserver.metering.records import Usage, UsageRecord, derive_id, response_records
+from feedserver.metering.response_usage import line, nanos
 from feedserver.plans import UNLIMITED, Plan
 from feedserver.storage.db import Database
 
@@ -35,3 +37,30 @@ def rec(n: int, *, customer: str = "acme", meter: str = "bytes", quantity: int =
         customer_id=customer, meter=meter, quantity=quantity, feed="chunks",  # type: ignore[arg-type]
         request_id=f"req-{n}",
     )
+
+
+def old_line(record: UsageRecord) -> bytes:
+    """A journal line as servers wrote them before one line per response: one usage record,
+    a JSON object (their segments must still be recovered)."""
+    return encode_lines([record])
+
+
+def _usage(n: int, bytes_sent: int, resource: str | None) -> Usage:
+    return {"feed": "chunks", "project": "enwiki", "response_id": f"resp-{n}",
+            "request_id": f"req-{n}", "bytes_sent": bytes_sent, "resource": resource,
+            "download": resource is not None}
+
+
+def response_line(n: int, *, bytes_sent: int = 10, ts: datetime | None = None,
+                  resource: str | None = None) -> bytes:
+    """The journal line of fake response ``n`` (``response_id`` ``resp-n``; a download of
+    ``resource`` when given) of ``FakePrincipal``, as ``record()`` writes it."""
+    when = ts or datetime(2026, 11, 5, 12, tzinfo=UTC)
+    return line(nanos(when), FakePrincipal(), _usage(n, bytes_sent, resource))
+
+
+def response_of(n: int, *, bytes_sent: int = 10, ts: datetime | None = None,
+                resource: str | None = None) -> list[UsageRecord]:
+    """The usage records of ``response_line`` with the same arguments (``response_records``)."""
+    return response_records(FakePrincipal(), ts=ts or datetime(2026, 11, 5, 12, tzinfo=UTC),
+                            **_usage(n, bytes_sent, resource))

@@ -1,21 +1,29 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from feedserver.metering.journal import Journal, parse_segment
-from tests.unit.metering.conftest import rec
+import pytest
+
+from feedserver.metering.journal import Journal, decode_line, parse_segment
+from feedserver.metering.records import UsageRecord, merge
+from tests.unit.metering.conftest import old_line, rec, response_line, response_of
+
+
+def ids(records: Iterable[UsageRecord]) -> list[str]:
+    return [r.usage_id for r in records]
 
 
 def test_append_release_deletes_finished_segments(tmp_path: Path) -> None:
     j = Journal(tmp_path, segment_bytes=1)  # rotate after every release
     j.open()
-    first = j.append([rec(1), rec(2)])
-    second = j.append([rec(3)])
+    first = j.append(response_line(1))
+    second = j.append(response_line(2))
     j.sync()
-    assert first == second and j.pending() == 3
-    j.release({first: 2})
-    assert j.pending() == 1  # the segment rotated but still holds rec 3
+    assert first == second and j.pending() == 2  # one line per response
+    j.release({first: 1})
+    assert j.pending() == 1  # the segment rotated but still holds response 2
     j.release({second: 1})
     assert j.pending() == 0
     j.close()
@@ -28,17 +36,81 @@ def test_torn_tail_and_garbage_are_ignored() -> None:
     records, bad, torn = parse_segment(good + b"not json\n" + good[:30])
     assert (len(records), bad, torn) == (1, 1, True)
     assert parse_segment(b"") == ([], 0, False)
+    # the same for a response's line: torn mid-write it is no record at all
+    new = response_line(1)
+    records, bad, torn = parse_segment(new + b"[1, 2]\n" + new[:-5])
+    assert (records, bad, torn) == (response_of(1), 1, True)
+
+
+def test_a_response_line_is_its_records_and_an_old_line_is_one_record() -> None:
+    assert decode_line(response_line(3, resource="chunk@1")) == response_of(3, resource="chunk@1")
+    assert decode_line(response_line(3)[:-1]) == response_of(3)  # with or without newline
+    assert decode_line(old_line(rec(4))) == [rec(4)]
+
+
+@pytest.mark.parametrize("bad", [
+    b'["response",-1,"c",null,null,{"feed":"chunks","project":null,"response_id":"r"}]',
+    b'["response",1,"c",null,null,{"feed":"chunks","project":null,"response_id":""}]',
+    b'["response",99999999999999999999,"c",null,null,{"feed":"chunks","project":null,'
+    b'"response_id":"r"}]',
+    b'["response",9223372036854775808,"c",null,null,{"feed":"chunks","project":null,'
+    b'"response_id":"r"}]',
+    b'["response",1,"c",null,null,{"feed":"chunks","project":null,"response_id":"r",'
+    b'"bytes_sent":"many"}]',
+    b'["response",1,"c",null,null]',
+    b'["other",1,"c",null,null,{"feed":"chunks","project":null,"response_id":"r"}]',
+    b'["response",1,"c",null,null,{"feed":"nope","project":null,"response_id":"r"}]',
+])
+def test_a_hostile_line_is_skipped_and_counted_never_an_exception(bad: bytes) -> None:
+    # An edited or corrupted segment must not stop recovery (nor the server's start): such a
+    # line is counted as undecodable, like garbage, and the others are recovered.
+    records, skipped, torn = parse_segment(response_line(1) + bad + b"\n")
+    assert (records, skipped, torn) == (response_of(1), 1, False)
+
+
+def _write_segment(directory: Path, name: str, data: bytes) -> None:
+    # What a dead process leaves: its lines, then the zeros of the mapped file's rest.
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_bytes(data + bytes(4096))
+
+
+def test_segments_written_before_one_line_per_response_are_recovered(tmp_path: Path) -> None:
+    # A server upgraded after a crash finds segments of one usage record per line.
+    old = [r for n in (1, 2) for r in response_of(n)]
+    _write_segment(tmp_path, "1-1-1.journal", b"".join(old_line(r) for r in old))
+    recovered = Journal(tmp_path).recover()
+    assert recovered.records == old
+    assert (recovered.skipped_lines, recovered.torn_tail) == (0, 0)
+
+
+def test_old_new_and_mixed_segments_are_recovered_together(tmp_path: Path) -> None:
+    # An old segment, a new one, and one holding both kinds of line (records of one response
+    # journaled in both forms, a checkpoint included): ids agree, so each record comes out
+    # once, the largest (cumulative) quantity winning.
+    _write_segment(tmp_path, "1-1-1.journal",
+                   b"".join(old_line(r) for r in response_of(1, bytes_sent=5)))
+    _write_segment(tmp_path, "2-2-1.journal", response_line(2) + response_line(3, bytes_sent=7))
+    _write_segment(tmp_path, "3-3-1.journal",
+                   response_line(1, bytes_sent=9) + old_line(rec(4))
+                   + b"".join(old_line(r) for r in response_of(3, bytes_sent=3)))
+    recovered = Journal(tmp_path).recover()
+    expected = merge([*response_of(1, bytes_sent=9), *response_of(2),
+                      *response_of(3, bytes_sent=7), rec(4)])
+    assert sorted(ids(recovered.records)) == sorted(ids(expected))
+    assert {r.usage_id: r.quantity for r in recovered.records} \
+        == {r.usage_id: r.quantity for r in expected}
+    assert len(recovered.segments) == 3 and recovered.skipped_lines == 0
 
 
 def test_live_segments_are_not_recovered(tmp_path: Path) -> None:
     live = Journal(tmp_path)
     live.open()
-    live.append([rec(1)])
+    live.append(response_line(1))
     other = Journal(tmp_path)
     assert other.recover().records == []
     live.close(delete_if_empty=False)
     recovered = other.recover()
-    assert [r.usage_id for r in recovered.records] == [rec(1).usage_id]
+    assert recovered.records == response_of(1)
     other.discard()
     assert list(tmp_path.iterdir()) == []
 
@@ -50,28 +122,46 @@ def test_a_dead_process_mapped_segment_is_recovered_without_its_zero_tail(
     # zeros are neither garbage nor a torn tail.
     j = Journal(tmp_path)
     j.open()
-    j.append([rec(1), rec(2)])
-    j.append([rec(3)])
+    j.append(response_line(1))
+    j.append(response_line(2))
+    j.append(response_line(3))
     (segment,) = j._segments.values()
+    written = segment.map.tell()
     segment.map.close()  # what the kernel does to a killed process: the pages stay in the
     os.close(segment.fd)  # page cache, the mapping and the flock go
-    assert segment.path.stat().st_size > segment.size
+    assert segment.path.stat().st_size > written
     recovered = Journal(tmp_path).recover()
-    assert [r.usage_id for r in recovered.records] == [rec(i).usage_id for i in (1, 2, 3)]
+    assert recovered.records == [r for n in (1, 2, 3) for r in response_of(n)]
     assert (recovered.skipped_lines, recovered.torn_tail) == (0, 0)
 
 
 def test_a_full_segment_rotates_on_append(tmp_path: Path) -> None:
     j = Journal(tmp_path, segment_bytes=1)
     j.open()
-    first = j.append([rec(1)])
+    first = j.append(response_line(1))
     (segment,) = j._segments.values()
-    segment.size = segment.capacity - 10  # as if nearly full
-    second = j.append([rec(2)])
+    segment.map.seek(segment.capacity - 10)  # as if nearly full
+    second = j.append(response_line(2))
     assert second != first and j.pending() == 2
     j.release({first: 1, second: 1})
     j.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sync_fsyncs_what_was_written_since_the_last_sync(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    j.open()
+    j.append(response_line(1))
+    (segment,) = j._segments.values()
+    assert segment.synced == 0
+    j.sync()
+    assert segment.synced == segment.map.tell() > 0
+    j.append(response_line(2))
+    j.sync()
+    assert segment.synced == segment.map.tell()
+    j.close(delete_if_empty=False)
+    with pytest.raises(RuntimeError):
+        j.append(response_line(3))  # closed: an error, never a write into a closed mapping
 
 
 def test_a_segment_owns_its_disk_blocks_before_the_first_append(tmp_path: Path) -> None:
