@@ -177,7 +177,7 @@ async def test_an_append_error_in_the_child_is_retried_and_the_journal_kept(
             await dest.deliver([rec(1)])
         for _ in range(6):  # the writer retries meanwhile (backoff up to 0.05 s)
             await asyncio.sleep(0.05)
-            assert recorder.journal.pending() == 1  # one line per response, held until the child says ok
+            assert recorder.journal.pending() == 1  # one line per response, held
     finally:
         db.execute("ALTER TABLE usage_chain_head_away RENAME TO usage_chain_head")
     await asyncio.wait_for(recorder.flush(), WAIT)
