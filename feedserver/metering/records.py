@@ -233,7 +233,7 @@ def response_records(
         feed=feed, api_key_id=key, user=user, project=project, request_id=request,
         resource=resource, download_id=dl)
     out = [first]
-    for meter, name, digit in _OTHER_METERS:
+    for meter, name, digit in OTHER_METERS:
         quantity = usage.get(name)
         if quantity:
             out.append(_replace(first, usage_id=key_text + digit, meter=meter,
@@ -248,7 +248,7 @@ def response_records(
 
 _replace = msgspec.structs.replace
 # A response's meters after ``requests``: the meter, its ``Usage`` key, its id digit.
-_OTHER_METERS: tuple[tuple[Meter, Literal["bytes_sent", "articles", "stream_seconds",
+OTHER_METERS: tuple[tuple[Meter, Literal["bytes_sent", "articles", "stream_seconds",
                                           "stream_events"], str], ...] = (
     ("bytes", "bytes_sent", METER_DIGITS["bytes"]),
     ("articles", "articles", METER_DIGITS["articles"]),

@@ -25,7 +25,7 @@ from typing import Annotated
 import msgspec
 
 from feedserver.metering.records import (
-    METER_DIGITS,
+    OTHER_METERS,
     MeteredPrincipal,
     Usage,
     UsageRecord,
@@ -98,23 +98,14 @@ def expand(entry: ResponseUsage) -> list[UsageRecord]:
         feed=usage.feed, api_key_id=key, user=entry.user or "", project=usage.project or "",
         request_id=usage.request_id or response_id, resource=resource, download_id=dl)
     out = [first]
-    if usage.bytes_sent:
-        out.append(_replace(first, usage_id=key_text + _BYTES, meter="bytes",
-                            quantity=usage.bytes_sent))
-    if usage.articles:
-        out.append(_replace(first, usage_id=key_text + _ARTICLES, meter="articles",
-                            quantity=usage.articles))
-    if usage.stream_seconds:
-        out.append(_replace(first, usage_id=key_text + _SECONDS, meter="stream_seconds",
-                            quantity=usage.stream_seconds))
-    if usage.stream_events:
-        out.append(_replace(first, usage_id=key_text + _EVENTS, meter="stream_events",
-                            quantity=usage.stream_events))
+    for meter, name, digit in OTHER_METERS:  # the same table as ``response_records``
+        quantity = getattr(usage, name)  # ``Delivered`` has a field of each ``Usage`` key
+        if quantity:
+            out.append(_replace(first, usage_id=key_text + digit, meter=meter,
+                                quantity=quantity))
     if dl:
         out.append(_replace(first, usage_id=dl, meter="downloads", quantity=1))
     return out
 
 
 _replace = msgspec.structs.replace
-_BYTES, _ARTICLES = METER_DIGITS["bytes"], METER_DIGITS["articles"]
-_SECONDS, _EVENTS = METER_DIGITS["stream_seconds"], METER_DIGITS["stream_events"]
