@@ -15,6 +15,9 @@ requests + bytes records; ``chunk``: requests + bytes + one download per 50 resp
 * ``writer``: ``pipeline`` delivering to nowhere (no ledger): ``records``, the writer task
   and its thread hop (journal fsync, the lines' expansion); so ``writer`` minus ``records``
   minus the expansion is the writer task's own part;
+* ``writer-lines``: the same delivering the journal's lines as they are to a
+  ``LineDestination`` that takes them at once (the ledger appender process's path: the hop
+  fsyncs only, the child expands); all the API process does after admission;
 * ``pipeline``: ``records`` and the writer task delivering them to that ledger (journal
   fsync, thread hops, ``Ledger.append``, journal release), flushed every 50 responses: all
   of metering but admission.
@@ -96,9 +99,18 @@ class Nowhere:
         return None
 
 
-async def pipeline(ledger: Ledger | None, journal_dir: Path, n: int, mix: str) -> None:
+class NowhereLines(Nowhere):
+    """A ``LineDestination`` that takes every batch of lines at once (``writer-lines``)."""
+
+    async def deliver_lines(self, lines: Sequence[bytes]) -> None:
+        del lines
+
+
+async def pipeline(ledger: Ledger | None, journal_dir: Path, n: int, mix: str, *,
+                   lines: bool = False) -> None:
+    nowhere = NowhereLines() if lines else Nowhere()
     recorder = UsageRecorder(Journal(journal_dir),
-                             Nowhere() if ledger is None else LedgerDestination(ledger))
+                             nowhere if ledger is None else LedgerDestination(ledger))
     await recorder.start()
     start = time.process_time()
     for i in range(n):
@@ -119,8 +131,9 @@ def main(part: str, n: int, mix: str, template: str) -> None:
             append(Ledger(db), responses(PREFILL, mix, now - timedelta(hours=1)))
             db.close()
             shutil.copy(path, template)
-        elif part == "writer":
-            asyncio.run(pipeline(None, Path(tmp) / "journal", n, mix))
+        elif part in ("writer", "writer-lines"):
+            asyncio.run(pipeline(None, Path(tmp) / "journal", n, mix,
+                                 lines=part == "writer-lines"))
         elif part == "pipeline":
             shutil.copy(template, path)
             db = SQLiteDatabase(path)

@@ -10,9 +10,11 @@ it is in. Every wait is bounded: a frame that began must arrive whole within
 Wire:
 * a frame is a 16-byte header, ``L`` + 14 decimal digits (the body's length) + ``\\n``,
   then the body. The first frame's body is the ``Settings`` as JSON (the database URL and
-  the grace period of late months); every later body is the journal's own NDJSON lines of
-  the records to append (``journal.encode_lines``), read back with the journal's own decoder
-  (``journal.parse_segment``), so a change of the journal's line format reaches here too;
+  the grace period of late months); every later body is journal lines: a batch of the
+  writer is the journal's own lines as they are (one per response, ``response_usage.line``),
+  a replay is records (``journal.encode_lines``); both are read with the journal's own
+  decoder (``journal.parse_segment``, which expands a response's line into its records), so
+  the API process derives nothing, and a change of the journal's line format reaches here;
 * an answer is one JSON line, a ``Reply``: ``ok`` with the number of new rows, or the
   error's class name and detail. The answer to the first frame says whether the ledger
   opened. A body with an undecodable or torn line is refused whole (nothing appended).

@@ -8,8 +8,12 @@ worker thread of the API process that work took the GIL from the event loop betw
 SQLite steps (~24 futex hand-offs per request); in a process it runs on the other core.
 
 The child is ``python -m feedserver.metering.ledger_child`` (its wire is described there),
-started when metering starts, outside any request. ``deliver`` sends a frame and awaits the
-child's one-line answer on the event loop (asyncio streams: no thread hop, no blocking call).
+started when metering starts, outside any request. ``deliver_lines`` (the writer's batches)
+sends the journal's own lines of a batch as they are: the child decodes and expands them
+(``journal.parse_segment``), so this process derives nothing from them; ``deliver`` (the
+journal's replay at start) sends records as journal lines. Either sends a frame and awaits
+the child's one-line answer on the event loop (asyncio streams: no thread hop, no blocking
+call).
 
 Exactly once: the writer releases the journal only after ``deliver`` returned, that is after
 the child answered ``ok`` for every frame. Whatever else happens (the child killed, a typed
@@ -38,7 +42,7 @@ import msgspec
 import feedserver
 from feedserver.config import Settings
 from feedserver.errors import LedgerAppenderFailed
-from feedserver.metering.journal import encode_lines
+from feedserver.metering.journal import encode_lines, parse_segment
 from feedserver.metering.ledger_child import Reply, header
 from feedserver.metering.records import UsageRecord
 from feedserver.storage.db import Database, SQLiteDatabase
@@ -46,6 +50,7 @@ from feedserver.storage.db import Database, SQLiteDatabase
 log = logging.getLogger(__name__)
 
 FRAME_RECORDS = 20_000  # a larger delivery (a journal replay) goes in frames of this many
+FRAME_LINES = 10_000  # the same for a batch of the journal's lines (~2 records per line)
 ACK_SECONDS = 120.0  # longest wait for one frame's answer (SQLite waits 30 s for its lock)
 START_SECONDS = 60.0  # longest wait for a new child to open the ledger
 STOP_SECONDS = 10.0  # longest wait for a child to exit after end-of-file; then it is killed
@@ -88,6 +93,23 @@ def frames(records: Sequence[UsageRecord]) -> Iterator[bytes]:
         yield header(len(body)) + body
 
 
+def line_frames(lines: Sequence[bytes]) -> Iterator[bytes]:
+    """The frames of a batch of journal lines (each newline-terminated), at most
+    ``FRAME_LINES`` lines each: the lines as they are, nothing re-encoded."""
+    for start in range(0, max(len(lines), 1), FRAME_LINES):
+        body = b"".join(lines[start : start + FRAME_LINES])
+        yield header(len(body)) + body
+
+
+def decoded(lines: Sequence[bytes]) -> list[UsageRecord]:
+    """The records of ``lines``, an undecodable line skipped and logged (as journal replay
+    does): the fallback when the child refused a batch of lines."""
+    records, bad, _ = parse_segment(b"".join(lines))
+    if bad:
+        log.error("%d usage line(s) not decodable, skipped", bad)
+    return records
+
+
 class LedgerProcess:
     """The ``Destination`` that appends in a child process (see the module's docstring)."""
 
@@ -113,12 +135,27 @@ class LedgerProcess:
                 await self._spawn()
 
     async def deliver(self, records: Sequence[UsageRecord]) -> None:
+        _raise(await self._send(frames(records)))
+
+    async def deliver_lines(self, lines: Sequence[bytes]) -> None:
+        """Append a batch of the journal's own lines (``response_usage.line``). A batch the
+        child refused as undecodable (a caller broke ``Usage``'s types; nothing of it was
+        appended) is decoded here instead, its bad lines skipped and logged, as the writer
+        did before the child read lines: one bad line never holds the journal back."""
+        refused = await self._send(line_frames(lines))
+        if refused is not None and refused.error == "BadFrame":
+            refused = await self._send(frames(await anyio.to_thread.run_sync(decoded, lines)))
+        _raise(refused)
+
+    async def _send(self, frames: Iterator[bytes]) -> Reply | None:
+        """Send ``frames`` one by one, each after the last was answered ok; the child's first
+        answer that is not ok (its append rolled back, the child goes on), or None."""
         async with self._lock:
             if self._writer is None:
                 await self._spawn()
             reader, writer = self._reader, self._writer
             assert reader is not None and writer is not None
-            for frame in frames(records):
+            for frame in frames:
                 try:
                     async with asyncio.timeout(self.ack_seconds):
                         writer.write(frame)
@@ -127,9 +164,9 @@ class LedgerProcess:
                 except _LOST as exc:
                     await self._stop(kill=True)
                     raise LedgerAppenderFailed(f"ledger appender lost: {exc!r}") from exc
-                if not reply.ok:  # the child goes on; its append rolled back
-                    raise LedgerAppenderFailed(
-                        f"ledger append failed in the appender: {reply.error}: {reply.detail}")
+                if not reply.ok:
+                    return reply
+            return None
 
     async def close(self) -> None:
         async with self._lock:
@@ -190,6 +227,12 @@ def _reap(child: subprocess.Popen[bytes]) -> None:
         log.warning("ledger appender %d did not leave; killing it", child.pid)
         child.kill()
         child.wait(STOP_SECONDS)
+
+
+def _raise(refused: Reply | None) -> None:
+    if refused is not None:
+        raise LedgerAppenderFailed(
+            f"ledger append failed in the appender: {refused.error}: {refused.detail}")
 
 
 def _reply(line: bytes) -> Reply:

@@ -3,11 +3,14 @@
 ``UsageRecorder`` is the concrete ``UsageSink``. ``record()`` appends ONE line per response to
 the journal (``ResponseUsage``, a copy into a mapped segment: survives ``kill -9``) and queues
 it; the writer task takes up to ``ledger_batch_size`` records' worth or whatever arrived within
-``ledger_flush_seconds``, fsyncs the journal and expands the lines into usage records
-(``expand``: the ids' SHA-1, download ids, times) in one worker-thread hop, delivers the
-records to its ``Destination`` (the ledger, or Kafka in distributed mode) and only then
-releases the journal space. A failing destination is retried with backoff; the records
-stay in the journal meanwhile, so nothing is lost and (ids being idempotent) nothing doubles.
+``ledger_flush_seconds``, fsyncs the journal in one worker-thread hop and delivers the batch
+to its ``Destination``, and only then releases the journal space. A ``LineDestination`` (the
+ledger appender process) takes the journal's own lines as they are and derives the records
+itself; any other destination (the ledger in a worker thread, Kafka in distributed mode) gets
+the usage records, expanded from the lines (``expand``: the ids' SHA-1, download ids, times)
+in the same worker-thread hop as the fsync. A failing destination is retried with backoff;
+the lines stay in the journal meanwhile, so nothing is lost and (ids being idempotent)
+nothing doubles.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Protocol, Unpack
+from typing import Protocol, Unpack, runtime_checkable
 
 import anyio.to_thread
 import msgspec
@@ -36,6 +39,16 @@ class Destination(Protocol):
     async def deliver(self, records: Sequence[UsageRecord]) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class LineDestination(Destination, Protocol):
+    """A destination that reads the journal's lines itself (``journal.decode_line``, in
+    another process): the writer hands it a batch's final lines (``response_usage.line``,
+    newline-terminated) as they are, and derives nothing. ``deliver`` still takes records
+    (the journal's replay at start, which merges checkpoints)."""
+
+    async def deliver_lines(self, lines: Sequence[bytes]) -> None: ...
 
 
 class LedgerDestination:
@@ -71,6 +84,9 @@ class UsageRecorder:
     ) -> None:
         self.journal = journal
         self.destination = destination
+        # Checked once: a destination that reads the lines gets them, no records are made here.
+        self._line_destination = destination if isinstance(destination, LineDestination) \
+            else None
         self.batch_size = max(1, batch_size)
         self._batch_lines = max(1, self.batch_size // _RECORDS_PER_RESPONSE)
         self.flush_seconds = flush_seconds
@@ -175,10 +191,16 @@ class UsageRecorder:
         return records
 
     async def _deliver(self, items: list[_Item]) -> None:
+        lines_to = self._line_destination
+        lines = [entry for entry, _, _ in items] if lines_to is not None else []
         records: list[UsageRecord] | None = None
         backoff = 0.05
         while True:
             try:
+                if lines_to is not None:
+                    await anyio.to_thread.run_sync(self.journal.sync)
+                    await lines_to.deliver_lines(lines)
+                    break
                 if records is None:
                     records = await anyio.to_thread.run_sync(self._synced, items)
                 else:
@@ -193,8 +215,8 @@ class UsageRecorder:
         for _, segment, checkpoints in items:
             counts[segment] = counts.get(segment, 0) + 1
             if checkpoints is not None:
-                for number, lines in checkpoints.items():
-                    counts[number] = counts.get(number, 0) + lines
+                for number, held in checkpoints.items():
+                    counts[number] = counts.get(number, 0) + held
         self.journal.release(counts)
 
     async def _run(self) -> None:

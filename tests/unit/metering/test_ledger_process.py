@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from feedserver.config import load_settings
 from feedserver.errors import LedgerAppenderFailed
-from feedserver.metering.journal import Journal, encode_lines
+from feedserver.metering.journal import Journal, decode_line, encode_lines
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.ledger_child import Reply, append, header, serve
 from feedserver.metering.ledger_process import LedgerProcess, _reply, child_database
@@ -37,7 +37,7 @@ from feedserver.metering.writer import LedgerDestination, UsageRecorder
 from feedserver.storage.db import Database, SQLiteDatabase
 from feedserver.storage.eventlog import EmbeddedEventLog
 from tests.conftest import ROOT
-from tests.unit.metering.conftest import FakePrincipal, rec
+from tests.unit.metering.conftest import FakePrincipal, rec, response_line
 
 WAIT = 30.0  # every wait below is bounded by this
 
@@ -158,6 +158,49 @@ async def test_a_batch_committed_before_its_answer_was_lost_is_not_doubled(
         await first.close()
         await second.close()
     assert totals(ledger) == (60, 60, 300)
+    assert ledger.verify().ok
+
+
+async def test_the_journal_lines_the_child_reads_make_the_rows_the_records_make(
+        tmp_path: Path, db: Database, url: str) -> None:
+    # The writer hands the child the journal's own lines (no records made in the API
+    # process); the child's rows must be exactly those of the records the lines expand to,
+    # and a batch delivered again (a lost answer) appends nothing.
+    ledger = Ledger(db)
+    lines = [response_line(i, bytes_sent=i + 1, resource=f"chunk_{i % 3}" if i % 2 else None)
+             for i in range(40)]
+    expected = sorted((r.usage_id, r.meter, r.quantity, r.download_id)
+                      for entry in lines for r in decode_line(entry))
+    dest = appender(tmp_path, url)
+    try:
+        await dest.deliver_lines(lines)
+        await dest.deliver_lines(lines)
+    finally:
+        await dest.close()
+    rows = ledger.db.fetchall(
+        "SELECT usage_id, meter, quantity, download_id FROM usage_ledger")
+    # Downloads of one resource and day share their id: one row each, as through records.
+    assert sorted((str(a), str(b), int(c), str(d)) for a, b, c, d in rows) == \
+        sorted({*expected})
+    assert ledger.verify().ok
+
+
+async def test_an_undecodable_line_is_skipped_and_holds_nothing_back(
+        tmp_path: Path, db: Database, url: str) -> None:
+    # A caller that breaks ``Usage``'s types writes a line nobody can decode: the child
+    # refuses that batch whole, the API process decodes it itself, skips the bad line and
+    # delivers the rest (as the writer did before the child read lines); the journal empties.
+    ledger = Ledger(db)
+    dest = appender(tmp_path, url)
+    recorder = UsageRecorder(Journal(tmp_path / "j"), dest, flush_seconds=0.01)
+    await recorder.start()
+    for i in range(10):
+        recorder.record(FakePrincipal(), feed="chunks", project="enwiki", response_id=f"r{i}",
+                        bytes_sent="lots" if i == 4 else i + 1)  # type: ignore[typeddict-item]
+    await asyncio.wait_for(recorder.flush(), WAIT)
+    await asyncio.wait_for(recorder.stop(), WAIT)
+    assert totals(ledger) == (18, 18, sum(range(1, 11)) - 5)
+    assert list((tmp_path / "j").iterdir()) == []
     assert ledger.verify().ok
 
 

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from feedserver.errors import StorageError
-from feedserver.metering.journal import Journal
+from feedserver.metering.journal import Journal, decode_line
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.records import UsageRecord
 from feedserver.metering.writer import LedgerDestination, UsageRecorder
@@ -86,3 +86,41 @@ async def test_a_failing_destination_is_retried(tmp_path: Path, db: Database) ->
     await rec_.stop()
     assert total(ledger) == 9
 
+
+
+class Lines:
+    """A ``LineDestination`` that keeps what it was handed."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.records: list[UsageRecord] = []
+
+    async def deliver(self, records: Sequence[UsageRecord]) -> None:
+        self.records.extend(records)
+
+    async def deliver_lines(self, lines: Sequence[bytes]) -> None:
+        self.lines.extend(lines)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_line_destination_gets_the_journals_own_lines(tmp_path: Path) -> None:
+    # The ledger appender process decodes the lines itself: the writer must hand it exactly
+    # the bytes it journaled (what a replay after kill -9 would read), derive no records,
+    # and still release the journal afterwards.
+    dest = Lines()
+    rec_ = UsageRecorder(Journal(tmp_path / "j"), dest, batch_size=6, flush_seconds=0.01)
+    await rec_.start()
+    p = FakePrincipal()
+    for i in range(20):
+        rec_.record(p, feed="chunks", project="enwiki", response_id=f"r{i}", bytes_sent=i + 1)
+    [segment] = (tmp_path / "j").iterdir()
+    journaled = segment.read_bytes().rstrip(b"\0")
+    await asyncio.wait_for(rec_.flush(), 10)
+    assert b"".join(dest.lines) == journaled and len(dest.lines) == 20
+    assert dest.records == []
+    assert [r.quantity for entry in dest.lines for r in decode_line(entry)
+            if r.meter == "bytes"] == list(range(1, 21))
+    assert rec_.journal.pending() == 0
+    await rec_.stop()
