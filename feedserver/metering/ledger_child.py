@@ -3,9 +3,10 @@
 Started by ``ledger_process.LedgerProcess`` with one end of a socket pair as file descriptor
 ``FD``. It reads frames (below), appends each to the ledger with ``Ledger.append`` and
 answers one line per frame. It exits at end-of-file of its socket, and when the API process
-``PARENT_PID`` is gone (a pidfd, or a look every ``PARENT_CHECK_SECONDS``), after the append
-it is in. Every wait is bounded: a frame that began must arrive whole within
-``BODY_SECONDS``, and a malformed one gets an answer, never a hang.
+``PARENT_PID`` is gone (a pidfd, or a look every ``PARENT_CHECK_SECONDS`` where the kernel has
+none), after the append it is in. Idle, it sleeps in one ``poll`` until a frame, end-of-file or
+the parent's exit: no timer wakes it. Every wait is bounded: a frame that began must arrive
+whole within ``BODY_SECONDS``, and a malformed one gets an answer, never a hang.
 
 Wire:
 * a frame is a 16-byte header, ``L`` + 14 decimal digits (the body's length) + ``\\n``,
@@ -41,7 +42,7 @@ from feedserver.storage.db import Database, connect
 HEADER = 16  # b"L" + 14 digits + b"\n"
 FRAME_MAX = 256 * 1024 * 1024  # a longer body is refused
 BODY_SECONDS = 30.0  # longest wait for the rest of a frame once it began
-PARENT_CHECK_SECONDS = 1.0  # the child looks for its parent at least this often
+PARENT_CHECK_SECONDS = 1.0  # without a pidfd, the child looks for its parent this often
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,10 +132,13 @@ def _next_frame(sock: socket.socket, pidfd: int, parent: int) -> bytes | None:
     stops short."""
     poller = select.poll()
     poller.register(sock, select.POLLIN)
+    # With a pidfd the parent's exit wakes the poll itself: no timeout, so an idle child never
+    # wakes (it used to wake every second, per API worker, for nothing).
+    timeout = None if pidfd >= 0 else int(PARENT_CHECK_SECONDS * 1000)
     if pidfd >= 0:
         poller.register(pidfd, select.POLLIN)
     while True:  # bounded by the parent's life: each turn ends or looks at it
-        ready = dict(poller.poll(int(PARENT_CHECK_SECONDS * 1000)))
+        ready = dict(poller.poll(timeout))
         if pidfd in ready or not _alive(parent):
             raise _Gone
         if ready:

@@ -78,6 +78,16 @@ class QuotaCounters:
         """Count up to ``want`` units at once, at least one: ``(granted, used)``, ``used``
         including the grant. Never beyond ``limit``: raises QuotaExceeded when not even one
         unit is left."""
+        # The common case, the counter exists and has room for all ``want``: the conditional
+        # update alone, one statement (on PostgreSQL one round trip instead of six; atomic by
+        # itself), granting what the transaction below would. Anything else takes it.
+        grant = max(1, want)
+        row = self.db.fetchone(
+            "UPDATE quota_usage SET used = used + ? "
+            "WHERE customer_id = ? AND month = ? AND meter = ? AND used + ? <= ? RETURNING used",
+            (grant, customer_id, month, quota, grant, limit if limit is not None else 2**62))
+        if row is not None:
+            return grant, int(row[0])
         with self.db.transaction() as cur:
             cur.execute(
                 "INSERT INTO quota_usage (customer_id, month, meter, used) VALUES (?, ?, ?, 0) "

@@ -116,6 +116,16 @@ class DatabaseRateLimiter:
         first. ``remaining`` counts what the bucket holds after the take."""
         interval = 1.0 / policy.requests_per_second
         capacity = max(1, policy.burst) * interval
+        # The common case, the bucket's row exists and holds the lease: the conditional update
+        # alone, one statement (on PostgreSQL one round trip, without BEGIN/COMMIT; it is atomic
+        # by itself). Anything else takes the transaction below.
+        taken = max(1, tokens)
+        cost = taken * interval
+        row = self.db.fetchone(self._update, (now, cost, bucket, now, cost, now, capacity + 1e-9))
+        if row is not None:
+            ahead = float(row[0]) - now
+            remaining = math.floor((capacity - ahead) / interval + 1e-9)
+            return taken, RateDecision(True, max(0, remaining), ahead, 0.0)
         for _ in range(5):
             with self.db.transaction() as cur:
                 for n in dict.fromkeys((max(1, tokens), 1)):

@@ -115,6 +115,42 @@ class PostgresDatabase(BaseDatabase):
         except psycopg.Error as exc:
             raise StorageError(f"database error: {exc}") from exc
 
+    @contextmanager
+    def _statement(self) -> Iterator[_PgCursor]:
+        """A cursor for ONE statement on a pooled connection in autocommit: the statement is
+        its own transaction (atomic, as PostgreSQL runs any lone statement), sent in one round
+        trip instead of three (BEGIN, the statement, COMMIT)."""
+        try:
+            with self._pool.connection() as conn:
+                conn.autocommit = True  # idle out of the pool: no transaction to end
+                try:
+                    with psycopg.RawCursor(conn) as cur:
+                        yield _PgCursor(cur)
+                finally:
+                    if not conn.closed:
+                        conn.autocommit = False  # back to the pool as it came
+        except psycopg.errors.IntegrityError as exc:
+            raise Conflict(f"constraint violated: {exc}") from exc
+        except psycopg.errors.DataError as exc:
+            raise UnstorableValue(f"value rejected by the database: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"database error: {exc}") from exc
+
+    # A lone statement needs no BEGIN/COMMIT around it (``executemany`` keeps its transaction:
+    # its rows commit together or not at all).
+    def execute(self, sql: str, params: Params = ()) -> int:
+        with self._statement() as cur:
+            cur.execute(sql, params)
+            return cur.rowcount
+
+    def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        with self._statement() as cur:
+            return cur.execute(sql, params).fetchone()
+
+    def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        with self._statement() as cur:
+            return cur.execute(sql, params).fetchall()
+
     @asynccontextmanager
     async def async_reads(self, *, max_size: int = 4) -> AsyncIterator[AsyncReads]:
         """``AsyncReads`` for the running event loop (their pool is closed on exit).

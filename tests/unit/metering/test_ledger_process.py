@@ -117,6 +117,35 @@ async def test_batches_reach_the_ledger_through_the_child(
     assert ledger.verify().ok
 
 
+def wakeups(pid: int) -> int:
+    """Times the main thread of ``pid`` went to sleep and was woken (voluntary context
+    switches: a timer, a readable socket or pidfd)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no context switch count for {pid}")
+
+
+async def test_an_idle_child_does_not_wake(tmp_path: Path, db: Database, url: str) -> None:
+    # One idle child per API worker, on a 2-core machine beside the event loop: it must sleep
+    # in one poll until a frame or its parent's exit (the pidfd), not wake on a timer (it did,
+    # every second). Idle for longer than two of the old periods: not one wake-up.
+    dest = appender(tmp_path, url)
+    await dest.start()
+    pid = dest.pid
+    assert pid is not None
+    try:
+        await dest.deliver([rec(1)])  # the child is past its start-up, in its poll
+        await asyncio.sleep(0.2)
+        before = wakeups(pid)
+        await asyncio.sleep(2.5)
+        assert wakeups(pid) == before
+        await dest.deliver([rec(2)])  # and a frame still wakes it
+        assert totals(Ledger(db))[1] == 2
+    finally:
+        await asyncio.wait_for(dest.close(), WAIT)
+
+
 async def test_a_child_killed_mid_stream_loses_nothing_and_doubles_nothing(
         tmp_path: Path, db: Database, url: str) -> None:
     ledger = Ledger(db)
