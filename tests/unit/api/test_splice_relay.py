@@ -6,6 +6,7 @@ splices, a full client socket, a reset) and not a model of it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import struct
 from collections.abc import Iterator
@@ -54,7 +55,7 @@ async def _write_all(sock: socket.socket, pieces: list[bytes]) -> None:
 
 def _pieces(data: bytes, cuts: list[int]) -> list[bytes]:
     edges = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
 @settings(max_examples=40, deadline=None)
