@@ -13,7 +13,8 @@ Metering is FileBody's: a due checkpoint is journaled before a piece is handed o
 piece included (``BodyMeter.ahead``), and the piece is counted once it left; a cut connection
 is billed to the byte (``SpliceInterrupted.sent``). The store's connection goes back to its
 pool only when its range was consumed whole; otherwise it is closed. The next stored part is
-opened while the last piece of the one before is spliced, so its GET's wait overlaps it.
+opened as soon as the one before starts to be spliced, so its GET's wait overlaps that part
+(at most two of the store's connections per body, as for the streamed relay).
 """
 
 from __future__ import annotations
@@ -122,8 +123,10 @@ class _ASGISpliceBody(ASGIResponse):
                 pos = len(got.head)
             while pos < want:
                 n = min(self.piece, want - pos)
-                if pos + n == want and later is not None:
-                    opened = _open(self.blobs, later)  # its GET overlaps the last piece
+                if opened is None and later is not None:
+                    # the next part's GET (and the store's wait before its first byte)
+                    # overlaps this whole part: no reader thread competes any more
+                    opened = _open(self.blobs, later)
                 meter.ahead(n)
                 try:
                     await send({"type": SPLICE, "fd": got.fileno, "count": n,
