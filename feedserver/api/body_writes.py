@@ -94,7 +94,7 @@ def write_parts(transport: asyncio.Transport, parts: Sequence[bytes]) -> None:
         transport.writelines(parts)
         return
     rest: Sequence[bytes | memoryview] = parts
-    fd = _socket_fd(transport)
+    fd = socket_fd(transport)
     if fd is not None and not transport.get_write_buffer_size() and not transport.is_closing():
         try:
             sent = os.writev(fd, parts)
@@ -105,7 +105,7 @@ def write_parts(transport: asyncio.Transport, parts: Sequence[bytes]) -> None:
         transport.write(part)
 
 
-def _socket_fd(transport: asyncio.Transport) -> int | None:
+def socket_fd(transport: asyncio.Transport) -> int | None:
     """The socket under a plain TCP transport; None under TLS (its bytes must be
     encrypted by the transport) or anything that is not a socket."""
     if transport.get_extra_info("sslcontext") is not None:

@@ -24,6 +24,7 @@ from feedserver.api import ranges
 from feedserver.api.blob_stream import BATCH_BYTES, Ahead, open_ahead, stream_segments
 from feedserver.api.body_bytes import BodyMeter, count_body_bytes, metered
 from feedserver.api.ranges import ByteRange, Part
+from feedserver.api.splice_body import SpliceBody, splicing_store
 from feedserver.api.zerocopy import FileBody, FileSegment, supports_zerocopy
 from feedserver.errors import FeedError
 from feedserver.storage.blobs import BlobStore
@@ -85,8 +86,9 @@ def start_ahead(request: Request[Any, Any, Any], blobs: BlobStore, parts: Sequen
         return None
     segments = ranges.segments(parts, ByteRange(0, size) if wanted is None else wanted[0])
     stored = next((seg for seg in segments if not seg.data), None)
-    if stored is None or blobs.local_path(stored.key) is not None:
-        return None  # nothing stored, or a local file (sent with sendfile): nothing to open
+    if stored is None or blobs.local_path(stored.key) is not None \
+            or splicing_store(request.scope, blobs) is not None:
+        return None  # nothing stored, a local file (sendfile), or spliced: nothing to open
     return open_ahead(blobs, segments)
 
 
@@ -171,6 +173,11 @@ async def serve(
                 # sendfile: the kernel moves the bytes, Python never sees them
                 return FileBody(files, meter, piece=BATCH_BYTES,
                                 status_code=status, media_type=media_type, headers=headers)
+            spliced = splicing_store(request.scope, blobs)
+            if spliced is not None:
+                # splice: the store's socket to the client's, Python never sees the bytes
+                return SpliceBody(spliced, segments, meter, piece=BATCH_BYTES,
+                                  status_code=status, media_type=media_type, headers=headers)
             body = stream_segments(blobs, segments, ahead)
             ahead = None  # the body owns it now
             return Stream(metered(body, meter), status_code=status, media_type=media_type,

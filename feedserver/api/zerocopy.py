@@ -148,10 +148,14 @@ class FileBody(Response[bytes]):
     ) -> ASGIResponse:
         del app, encoded_headers, type_encoders, media_type, status_code, request
         merged = {**headers, **self.headers} if headers is not None else self.headers
-        return _ASGIFileBody(
-            segments=self.segments, meter=self.meter, piece=self.piece,
+        return self.asgi_body(
             background=self.background or background,
             cookies=self.cookies if cookies is None else itertools.chain(self.cookies, cookies),
             headers=merged, is_head_response=is_head_response,
             media_type=str(self.media_type), status_code=self.status_code,
         )
+
+    def asgi_body(self, **kwargs: Any) -> ASGIResponse:
+        """The ASGI response that sends this body (``kwargs``: litestar's response fields)."""
+        return _ASGIFileBody(segments=self.segments, meter=self.meter, piece=self.piece,
+                             **kwargs)

@@ -9,6 +9,12 @@ object whose ``len()`` is the count (``Connection.send_with_data_passthrough``, 
 sendfile support), so ``Content-Length`` is enforced as for bytes. A failure raises
 ``SendfileInterrupted`` with the bytes that left (``loop.sendfile`` keeps the file position
 exact even when it raises) and closes the connection (``feedserver.api.zerocopy``).
+
+On a plain TCP connection it also advertises ``feedserver.splice`` (``splice_relay``): a
+message ``{"fd", "count"}`` moves the next ``count`` bytes arriving on the socket ``fd`` (a
+store's response) to the client with ``splice(2)``, framed by h11 the same way, once the
+transport's buffer is empty; a failure raises ``SpliceInterrupted`` with the bytes that
+reached the client and closes the connection.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
-from feedserver.api.body_writes import BODY_PARTS, Framing, send_body
+from feedserver.api.body_writes import BODY_PARTS, Framing, send_body, socket_fd
+from feedserver.api.splice_relay import SPLICE, SpliceInterrupted, relay
 from feedserver.api.zerocopy import ZEROCOPY, SendfileInterrupted
 
 _App = Callable[[Any, Any, Any], Awaitable[None]]
+SOURCE_TIMEOUT = 60.0  # seconds a spliced store socket may stay silent (botocore's read timeout)
 
 
 class _Span:
@@ -59,13 +67,17 @@ class ZeroCopyH11Protocol(H11Protocol):
             if scope["type"] != "http" or cycle is None or cycle.scope is not scope:
                 await inner(scope, receive, send)
                 return
-            scope["extensions"] = {**(scope.get("extensions") or {}), ZEROCOPY: {},
-                                   BODY_PARTS: {}}
+            extensions = {**(scope.get("extensions") or {}), ZEROCOPY: {}, BODY_PARTS: {}}
+            if hasattr(os, "splice") and socket_fd(cycle.transport) is not None:
+                extensions[SPLICE] = {}
+            scope["extensions"] = extensions
             framing = Framing()
 
             async def zerocopy_send(message: Any) -> None:
                 if message["type"] == ZEROCOPY:
                     await send_file(cycle, message)
+                elif message["type"] == SPLICE:
+                    await send_spliced(cycle, message)
                 elif message["type"] == "http.response.body" and message.get("more_body"):
                     await send_body(cycle, message, framing)  # streamed pieces, never joined
                 else:
@@ -101,13 +113,58 @@ async def send_file(cycle: RequestResponseCycle, message: Any) -> None:
         if part.count:
             await _sendfile(cycle, file, offset, part.count)
     if not more_body:
-        cycle.response_complete = True
-        cycle.message_event.set()
-        cycle.transport.write(cycle.conn.send(h11.EndOfMessage()) or b"")
-        if cycle.conn.our_state is h11.MUST_CLOSE or not cycle.keep_alive:
-            cycle.conn.send(h11.ConnectionClosed())
-            cycle.transport.close()
-        cycle.on_response()
+        _complete(cycle)
+
+
+def _complete(cycle: RequestResponseCycle) -> None:
+    cycle.response_complete = True
+    cycle.message_event.set()
+    cycle.transport.write(cycle.conn.send(h11.EndOfMessage()) or b"")
+    if cycle.conn.our_state is h11.MUST_CLOSE or not cycle.keep_alive:
+        cycle.conn.send(h11.ConnectionClosed())
+        cycle.transport.close()
+    cycle.on_response()
+
+
+async def send_spliced(cycle: RequestResponseCycle, message: Any) -> None:
+    """Perform one ``feedserver.splice`` message on uvicorn's ``cycle``."""
+    if not cycle.response_started or cycle.response_complete:
+        raise RuntimeError(f"unexpected ASGI message {SPLICE!r}")
+    src = int(message["fd"])
+    count = 0 if cycle.scope["method"] == "HEAD" else int(message["count"])
+    span = h11.Data(data=_Span(count))  # type: ignore[arg-type]
+    for part in cycle.conn.send_with_data_passthrough(span) or ():
+        if not isinstance(part, _Span):
+            cycle.transport.write(part)  # framing (chunked encoding), never with a length
+            continue
+        if not part.count:
+            continue
+        await _emptied(cycle)
+        dst = socket_fd(cycle.transport)
+        if cycle.disconnected or dst is None or cycle.transport.is_closing():
+            _abort(cycle)
+            raise SpliceInterrupted(0, reason="client gone")
+        try:
+            await relay(src, dst, part.count, timeout=SOURCE_TIMEOUT)
+        except SpliceInterrupted:
+            _abort(cycle)
+            raise
+    if not message.get("more_body", False):
+        _complete(cycle)
+
+
+async def _emptied(cycle: RequestResponseCycle) -> None:
+    """Wait until the transport has written everything it holds (the spliced bytes must
+    follow it): the flow control's pause with both limits at 0, then the old limits."""
+    transport = cycle.transport
+    if not transport.get_write_buffer_size() or cycle.disconnected:
+        return
+    low, high = transport.get_write_buffer_limits()
+    transport.set_write_buffer_limits(high=0, low=0)
+    try:
+        await cycle.flow.drain()
+    finally:
+        transport.set_write_buffer_limits(high=high, low=low)
 
 
 async def _sendfile(cycle: RequestResponseCycle, file: IO[bytes], offset: int,

@@ -8,11 +8,18 @@ The protocol, its record and the filesystem store are re-exported here, so calle
 from __future__ import annotations
 
 from feedserver.config import Settings
-from feedserver.storage.blobs.base import READ_BLOCK, BlobInfo, BlobStore, check_key
+from feedserver.storage.blobs.base import (
+    READ_BLOCK,
+    BlobInfo,
+    BlobStore,
+    SocketRange,
+    SocketReads,
+    check_key,
+)
 from feedserver.storage.blobs.filesystem import FilesystemBlobStore
 
-__all__ = ["READ_BLOCK", "BlobInfo", "BlobStore", "FilesystemBlobStore", "check_key",
-           "open_blob_store"]
+__all__ = ["READ_BLOCK", "BlobInfo", "BlobStore", "FilesystemBlobStore", "SocketRange",
+           "SocketReads", "check_key", "open_blob_store"]
 
 
 def open_blob_store(settings: Settings) -> BlobStore:

@@ -13,7 +13,7 @@ inside the implementation and never leave it.
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -87,3 +87,41 @@ class BlobStore(Protocol):
         """The object as a file on this machine (zero-copy serving with ``sendfile``), or
         None when the store keeps no local file (S3). The file may be missing: opening it
         then fails. Raises ``InvalidIdentifier``."""
+
+
+class SocketRange:
+    """A stored byte range as it arrives from the store over a plain TCP socket, for a server
+    that moves it to its client without reading it (``splice(2)``): ``head``, the bytes the
+    store's HTTP client already read past the response headers, comes first, then the next
+    ``length - len(head)`` bytes on the socket ``fileno`` (non-blocking). The holder reads
+    nothing else from the socket and calls ``close`` once: ``complete`` when exactly those
+    bytes were consumed (the connection goes back to the store's pool), else the connection
+    is closed."""
+
+    __slots__ = ("_finish", "fileno", "head", "length")
+
+    def __init__(self, head: bytes, fileno: int, length: int,
+                 finish: Callable[[bool], None]) -> None:
+        self.head = head
+        self.fileno = fileno
+        self.length = length
+        self._finish: Callable[[bool], None] | None = finish
+
+    def close(self, *, complete: bool) -> None:
+        finish, self._finish = self._finish, None
+        if finish is not None:
+            finish(complete)
+
+
+@runtime_checkable
+class SocketReads(Protocol):
+    """A store whose ranged reads can hand over their socket (S3 over plain HTTP)."""
+
+    def splices(self) -> bool:
+        """Whether ``open_socket`` can give a socket at all (plain HTTP, Linux)."""
+
+    def open_socket(self, key: str, start: int, stop: int
+                    ) -> SocketRange | Generator[bytes, None, None]:
+        """Bytes ``[start, stop)`` (``stop > start``) as a ``SocketRange``, or as blocks
+        (``open_range``) when this answer cannot be handed over (chunked or encoded).
+        Raises ``BlobNotFound`` (on the call), ``InvalidIdentifier``, ``StorageError``."""

@@ -23,7 +23,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from feedserver.errors import BlobNotFound, StorageError
-from feedserver.storage.blobs.base import READ_BLOCK, BlobInfo, check_key
+from feedserver.storage.blobs.base import READ_BLOCK, BlobInfo, SocketRange, check_key
+from feedserver.storage.blobs.s3_socket import SPLICE, socket_range
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -224,6 +225,31 @@ class S3BlobStore:
                 return _nothing()
             _raise(exc, key, "read")
         return self._stream(key, resp["Body"])
+
+    def splices(self) -> bool:
+        """Whether reads can hand over their socket: plain HTTP (an endpoint such as moto or
+        MinIO in a private network; AWS is https), on Linux."""
+        return SPLICE and self.client.meta.endpoint_url.startswith("http://")
+
+    def open_socket(self, key: str, start: int, stop: int
+                    ) -> SocketRange | Generator[bytes, None, None]:
+        """``[start, stop)`` as the socket of its GET (``s3_socket``), or as blocks when this
+        answer cannot be handed over."""
+        name = self._key(key)
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=name,
+                                          Range=f"bytes={start}-{stop - 1}")
+        except _VENDOR_ERRORS as exc:
+            if _code(exc) == "InvalidRange":
+                return _nothing()
+            _raise(exc, key, "read")
+        body = resp["Body"]
+        try:
+            handed = socket_range(body, stop - start)
+        except OSError as exc:  # the first bytes did not come (timeout, reset)
+            body.close()
+            raise StorageError(f"s3: cannot read {key!r}: {exc}") from None
+        return handed if handed is not None else self._stream(key, body)
 
     @staticmethod
     def _stream(key: str, body: Any) -> Generator[bytes, None, None]:

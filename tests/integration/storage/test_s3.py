@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,10 +12,12 @@ import boto3
 import httpx
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from feedserver.config import Settings
 from feedserver.errors import BlobNotFound, InvalidIdentifier, StorageError
-from feedserver.storage.blobs import open_blob_store
+from feedserver.storage.blobs import SocketRange, SocketReads, open_blob_store
 from feedserver.storage.blobs.s3 import S3BlobStore
 from tests.conftest import free_port
 
@@ -154,3 +157,59 @@ def test_presigned_url_is_signed_and_scoped(s3_settings: Settings) -> None:
     assert "X-Amz-Expires=120" in url
     assert "X-Amz-Signature=" in url
     assert f"/{s3_settings.s3_bucket}/secret/obj" in url
+
+
+# --- socket hand-over (open_socket): what the API splices ----------------------------------
+
+
+def _drain(rng: SocketRange) -> bytes:
+    """``rng``'s bytes as its holder gets them: the buffered head, then its socket."""
+    out = bytearray(rng.head)
+    with socket.socket(fileno=os.dup(rng.fileno)) as sock:
+        sock.settimeout(30)
+        for _ in range(rng.length + 1):  # bounded: each recv is at least one byte
+            if len(out) >= rng.length:
+                break
+            block = sock.recv(rng.length - len(out))
+            assert block, "the store closed before the range's end"
+            out += block
+    return bytes(out)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=st.integers(min_value=0, max_value=300_000 - 1),
+       length=st.integers(min_value=1, max_value=300_000))
+def test_open_socket_hands_over_exactly_the_range(s3_settings: Settings, start: int,
+                                                  length: int) -> None:
+    # Through urllib3/http.client internals: these must still be what they were (else the
+    # store gives blocks, and the API streams): the head is what http.client buffered, the
+    # socket holds the rest and nothing more; the store keeps answering afterwards.
+    store = open_blob_store(s3_settings)
+    assert isinstance(store, SocketReads) and store.splices()
+    data = bytes(range(256)) * 1200  # 307,200 bytes
+    store.put_bytes("splice/obj", data)
+    stop = min(len(data), start + length)
+    got = store.open_socket("splice/obj", start, stop)
+    assert isinstance(got, SocketRange)
+    assert got.length == stop - start and len(got.head) <= got.length
+    assert _drain(got) == data[start:stop]
+    got.close(complete=True)
+    cut = store.open_socket("splice/obj", 0, len(data))
+    assert isinstance(cut, SocketRange)
+    cut.close(complete=False)  # mid-body: its connection is closed, never reused
+    assert store.get_bytes("splice/obj") == data
+
+
+def test_open_socket_of_a_missing_key_raises_at_the_call(s3_settings: Settings) -> None:
+    store = open_blob_store(s3_settings)
+    assert isinstance(store, SocketReads)
+    with pytest.raises(BlobNotFound):
+        store.open_socket("splice/missing", 0, 10)
+
+
+def test_https_endpoints_are_not_spliced(s3_settings: Settings) -> None:
+    # TLS bytes must be decrypted in Python: the API streams them (no request is made here).
+    store = S3BlobStore(s3_settings.s3_bucket, endpoint_url="https://127.0.0.1:9",
+                        access_key_id="testing", secret_access_key="testing")
+    assert not store.splices()
