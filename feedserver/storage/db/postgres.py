@@ -36,6 +36,19 @@ def _pg_sql(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _: f"${next(numbers)}", sql)
 
 
+@contextmanager
+def _typed_errors() -> Iterator[None]:
+    """psycopg's errors as the storage layer's typed ones (one mapping for every cursor)."""
+    try:
+        yield
+    except psycopg.errors.IntegrityError as exc:
+        raise Conflict(f"constraint violated: {exc}") from exc
+    except psycopg.errors.DataError as exc:
+        raise UnstorableValue(f"value rejected by the database: {exc}") from exc
+    except psycopg.Error as exc:
+        raise StorageError(f"database error: {exc}") from exc
+
+
 class AsyncReads:
     """Reads on the event loop, from a pool of autocommit connections of their own: no
     worker-thread hop, and no BEGIN/COMMIT round trips around a lone SELECT."""
@@ -104,37 +117,23 @@ class PostgresDatabase(BaseDatabase):
 
     @contextmanager
     def transaction(self) -> Iterator[_PgCursor]:
-        try:
-            with self._pool.connection() as conn, conn.transaction(), \
-                    psycopg.RawCursor(conn) as cur:
-                yield _PgCursor(cur)
-        except psycopg.errors.IntegrityError as exc:
-            raise Conflict(f"constraint violated: {exc}") from exc
-        except psycopg.errors.DataError as exc:
-            raise UnstorableValue(f"value rejected by the database: {exc}") from exc
-        except psycopg.Error as exc:
-            raise StorageError(f"database error: {exc}") from exc
+        with _typed_errors(), self._pool.connection() as conn, conn.transaction(), \
+                psycopg.RawCursor(conn) as cur:
+            yield _PgCursor(cur)
 
     @contextmanager
     def _statement(self) -> Iterator[_PgCursor]:
         """A cursor for ONE statement on a pooled connection in autocommit: the statement is
         its own transaction (atomic, as PostgreSQL runs any lone statement), sent in one round
         trip instead of three (BEGIN, the statement, COMMIT)."""
-        try:
-            with self._pool.connection() as conn:
-                conn.autocommit = True  # idle out of the pool: no transaction to end
-                try:
-                    with psycopg.RawCursor(conn) as cur:
-                        yield _PgCursor(cur)
-                finally:
-                    if not conn.closed:
-                        conn.autocommit = False  # back to the pool as it came
-        except psycopg.errors.IntegrityError as exc:
-            raise Conflict(f"constraint violated: {exc}") from exc
-        except psycopg.errors.DataError as exc:
-            raise UnstorableValue(f"value rejected by the database: {exc}") from exc
-        except psycopg.Error as exc:
-            raise StorageError(f"database error: {exc}") from exc
+        with _typed_errors(), self._pool.connection() as conn:
+            conn.autocommit = True  # idle out of the pool: no transaction to end
+            try:
+                with psycopg.RawCursor(conn) as cur:
+                    yield _PgCursor(cur)
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False  # back to the pool as it came
 
     # A lone statement needs no BEGIN/COMMIT around it (``executemany`` keeps its transaction:
     # its rows commit together or not at all).

@@ -8,20 +8,11 @@ bill what the clients received, not what was read.
 
 from __future__ import annotations
 
-import msgspec
 import pytest
 
 from feedserver.config import Settings
-from feedserver.feeds.snapshots.build import build_from_records
-from feedserver.storage.blobs import open_blob_store
-from tests.fixtures.articles import random_articles
-from tests.fixtures.downloads import (
-    SYNTHETIC_ENWIKI,
-    billed_bytes,
-    fetch_concurrently,
-    snapshot_customer_key,
-)
-from tests.fixtures.serve_proc import ServerProcess, server_env
+from tests.fixtures.downloads import billed_bytes, fetch_concurrently
+from tests.fixtures.s3_served import s3_served
 
 pytestmark = pytest.mark.integration
 
@@ -31,24 +22,11 @@ CONCURRENT = 300
 
 def test_usage_equals_bytes_received_from_s3_under_300_concurrent_requests(
         s3_settings: Settings) -> None:
-    # Random text is incompressible: every chunk object is about ``chunk_size`` bytes, so
-    # a whole download crosses several objects (the next one is opened ahead).
-    settings = msgspec.structs.replace(s3_settings, chunk_size=256 * 1024)
-    blobs = open_blob_store(settings)
-    articles = random_articles(12, random_bytes=60_000)
-    (manifest,) = build_from_records(SYNTHETIC_ENWIKI, articles, blobs, settings)
-    assert len(manifest.chunks) >= 3
-    whole = b"".join(blobs.get_bytes(c.key) for c in manifest.chunks)
-    key = snapshot_customer_key(settings.data_path / "feedserver.db")
-    env = server_env(settings.data_path, blob_backend="s3",
-                     s3_endpoint_url=str(settings.s3_endpoint_url),
-                     s3_bucket=settings.s3_bucket, s3_access_key_id="testing",
-                     s3_secret_access_key="testing")
-    server = ServerProcess(env).start()
-    received = 0
-    try:
-        auth = {"Authorization": f"Bearer {key}", "Accept": "application/zstd"}
-        url = f"{server.url}/v2/snapshots/{SNAPSHOT}/download"
+    # A whole download crosses several chunk objects (the next one is opened ahead).
+    with s3_served(s3_settings) as served:
+        auth = {"Authorization": f"Bearer {served.key}", "Accept": "application/zstd"}
+        url = f"{served.server.url}/v2/snapshots/{SNAPSHOT}/download"
+        whole = served.whole
         size = len(whole)
 
         def request(i: int) -> tuple[str, dict[str, str], bytes]:
@@ -59,7 +37,6 @@ def test_usage_equals_bytes_received_from_s3_under_300_concurrent_requests(
             return url, {"Range": f"bytes={lo}-{hi}"}, whole[lo:hi + 1]
 
         received = fetch_concurrently(request, auth, CONCURRENT)
-    finally:
-        server.stop()  # graceful: the writer flushes every final record to the ledger
+    # The server stopped gracefully: its writer flushed every final record to the ledger.
     assert received > 0
-    assert billed_bytes(settings.data_path / "feedserver.db") == received
+    assert billed_bytes(served.settings.data_path / "feedserver.db") == received

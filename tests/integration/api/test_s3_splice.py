@@ -18,64 +18,36 @@ import socket
 import struct
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feedserver.config import Settings
-from feedserver.feeds.snapshots.build import build_from_records
-from feedserver.feeds.snapshots.manifest import Manifest, wme_archive
-from feedserver.storage.blobs import SocketReads, open_blob_store
-from tests.fixtures.articles import random_articles
-from tests.fixtures.downloads import SYNTHETIC_ENWIKI, billed_bytes, snapshot_customer_key
-from tests.fixtures.serve_proc import ServerProcess, server_env
+from feedserver.feeds.snapshots.manifest import wme_archive
+from feedserver.storage.blobs import SocketReads
+from tests.fixtures.downloads import billed_bytes
+from tests.fixtures.s3_served import S3Served, s3_served
 
 pytestmark = pytest.mark.integration
 
 SNAPSHOT = "enwiki_namespace_0"
 
 
-@dataclass
-class World:
-    data_dir: Path
-    key: str
-    manifest: Manifest
-    whole: bytes
-    server: ServerProcess
-
-
 @pytest.fixture
-def world(s3_settings: Settings) -> Iterator[World]:
-    settings = msgspec.structs.replace(s3_settings, chunk_size=256 * 1024)
-    blobs = open_blob_store(settings)
-    assert isinstance(blobs, SocketReads) and blobs.splices()  # plain HTTP: spliced
-    (manifest,) = build_from_records(SYNTHETIC_ENWIKI, random_articles(12, random_bytes=60_000),
-                                     blobs, settings)
-    assert len(manifest.chunks) >= 3  # ranges across chunk objects
-    whole = b"".join(blobs.get_bytes(c.key) for c in manifest.chunks)
-    key = snapshot_customer_key(settings.data_path / "feedserver.db")
-    env = server_env(settings.data_path, blob_backend="s3",
-                     s3_endpoint_url=str(settings.s3_endpoint_url),
-                     s3_bucket=settings.s3_bucket, s3_access_key_id="testing",
-                     s3_secret_access_key="testing")
-    server = ServerProcess(env).start()
-    try:
-        yield World(settings.data_path, key, manifest, whole, server)
-    finally:
-        server.stop()
+def world(s3_settings: Settings) -> Iterator[S3Served]:
+    with s3_served(s3_settings) as served:
+        assert isinstance(served.blobs, SocketReads) and served.blobs.splices()  # plain HTTP
+        yield served
 
 
-def _auth(world: World) -> dict[str, str]:
+def _auth(world: S3Served) -> dict[str, str]:
     return {"Authorization": f"Bearer {world.key}", "Accept": "application/zstd"}
 
 
-def test_ranges_and_whole_bodies_on_one_keep_alive_connection(world: World) -> None:
+def test_ranges_and_whole_bodies_on_one_keep_alive_connection(world: S3Served) -> None:
     size = len(world.whole)
     url = f"{world.server.url}/v2/snapshots/{SNAPSHOT}/download"
     received = 0
@@ -114,7 +86,7 @@ def test_ranges_and_whole_bodies_on_one_keep_alive_connection(world: World) -> N
         assert r.status_code == 206 and r.content == archive[5:5000]
         received += len(r.content)
     world.server.stop()  # graceful: every final usage record reaches the ledger
-    assert billed_bytes(world.data_dir / "feedserver.db") == received
+    assert billed_bytes(world.settings.data_path / "feedserver.db") == received
 
 
 def _read_some(sock: socket.socket, at_least: int) -> int:
@@ -131,7 +103,7 @@ def _read_some(sock: socket.socket, at_least: int) -> int:
     raise AssertionError("no body")
 
 
-def test_a_client_reset_mid_body_is_billed_what_its_socket_took(world: World) -> None:
+def test_a_client_reset_mid_body_is_billed_what_its_socket_took(world: S3Served) -> None:
     size = len(world.whole)
     host, port = world.server.url.removeprefix("http://").split(":")
     request = (f"GET /v2/snapshots/{SNAPSHOT}/download HTTP/1.1\r\nHost: {host}\r\n"
@@ -147,5 +119,5 @@ def test_a_client_reset_mid_body_is_billed_what_its_socket_took(world: World) ->
         r = http.get(f"{world.server.url}/v2/snapshots/{SNAPSHOT}/download")
         assert r.status_code == 200 and r.content == world.whole
     world.server.stop()
-    cut = billed_bytes(world.data_dir / "feedserver.db") - size
+    cut = billed_bytes(world.settings.data_path / "feedserver.db") - size
     assert read <= cut < size

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ from feedserver.errors import BlobNotFound, InvalidIdentifier, StorageError
 from feedserver.storage.blobs import SocketRange, SocketReads, open_blob_store
 from feedserver.storage.blobs.s3 import S3BlobStore
 from tests.conftest import free_port
+from tests.integration.storage.socket_ranges import drain
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -162,18 +162,6 @@ def test_presigned_url_is_signed_and_scoped(s3_settings: Settings) -> None:
 # --- socket hand-over (open_socket): what the API splices ----------------------------------
 
 
-def _drain(rng: SocketRange) -> bytes:
-    """``rng``'s bytes as its holder gets them: the buffered head, then its socket."""
-    out = bytearray(rng.head)
-    with socket.socket(fileno=os.dup(rng.fileno)) as sock:
-        sock.settimeout(30)
-        for _ in range(rng.length + 1):  # bounded: each recv is at least one byte
-            if len(out) >= rng.length:
-                break
-            block = sock.recv(rng.length - len(out))
-            assert block, "the store closed before the range's end"
-            out += block
-    return bytes(out)
 
 
 @settings(max_examples=30, deadline=None,
@@ -193,7 +181,7 @@ def test_open_socket_hands_over_exactly_the_range(s3_settings: Settings, start: 
     got = store.open_socket("splice/obj", start, stop)
     assert isinstance(got, SocketRange)
     assert got.length == stop - start and len(got.head) <= got.length
-    assert _drain(got) == data[start:stop]
+    assert drain(got) == data[start:stop]
     got.close(complete=True)
     cut = store.open_socket("splice/obj", 0, len(data))
     assert isinstance(cut, SocketRange)

@@ -9,7 +9,6 @@ object with ``Content-Length`` bodies; it counts the TCP connections it accepted
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import threading
@@ -20,6 +19,7 @@ import pytest
 
 from feedserver.storage.blobs import SocketRange
 from feedserver.storage.blobs.s3 import S3BlobStore
+from tests.integration.storage.socket_ranges import drain
 
 pytestmark = pytest.mark.integration
 
@@ -68,17 +68,6 @@ def keepalive() -> Iterator[_Server]:
         thread.join(10)
 
 
-def _drain(rng: SocketRange) -> bytes:
-    out = bytearray(rng.head)
-    with socket.socket(fileno=os.dup(rng.fileno)) as sock:
-        sock.settimeout(30)
-        for _ in range(rng.length + 1):  # bounded: each recv is at least one byte
-            if len(out) >= rng.length:
-                break
-            block = sock.recv(rng.length - len(out))
-            assert block
-            out += block
-    return bytes(out)
 
 
 def test_a_range_consumed_whole_returns_its_connection_and_a_cut_one_closes_it(
@@ -90,7 +79,7 @@ def test_a_range_consumed_whole_returns_its_connection_and_a_cut_one_closes_it(
     for start, stop in ((0, len(DATA)), (10, 5000), (4999, 400_001)):
         got = store.open_socket("obj", start, stop)
         assert isinstance(got, SocketRange)
-        assert _drain(got) == DATA[start:stop]
+        assert drain(got) == DATA[start:stop]
         got.close(complete=True)
     assert keepalive.connections == 1  # one connection, reused at each message boundary
     cut = store.open_socket("obj", 0, len(DATA))
@@ -98,6 +87,6 @@ def test_a_range_consumed_whole_returns_its_connection_and_a_cut_one_closes_it(
     cut.close(complete=False)  # mid-body: the rest of the body must never be read as a reply
     got = store.open_socket("obj", 7, 70_000)
     assert isinstance(got, SocketRange)
-    assert _drain(got) == DATA[7:70_000]
+    assert drain(got) == DATA[7:70_000]
     got.close(complete=True)
     assert keepalive.connections == 2
