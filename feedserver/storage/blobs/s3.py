@@ -212,19 +212,25 @@ class S3BlobStore:
 
     def open_range(self, key: str, start: int = 0,
                    end: int | None = None) -> Generator[bytes, None, None]:
-        name = self._key(key)
         if end is not None and end <= start:
             self.stat(key)  # still report a missing object
             return _nothing()
         # The request is made now, not on first iteration, so BlobNotFound surfaces at the call.
+        body = self._ranged_get(key, start, end)
+        return _nothing() if body is None else self._stream(key, body)
+
+    def _ranged_get(self, key: str, start: int, end: int | None) -> Any:
+        """botocore's streaming body of ``[start, end)`` (``end`` None: to the object's end),
+        or None when ``start`` is at or past the end (nothing to read)."""
         byte_range = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=name, Range=byte_range)
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key),
+                                          Range=byte_range)
         except _VENDOR_ERRORS as exc:
-            if _code(exc) == "InvalidRange":  # start at or past the end: nothing to read
-                return _nothing()
+            if _code(exc) == "InvalidRange":
+                return None
             _raise(exc, key, "read")
-        return self._stream(key, resp["Body"])
+        return resp["Body"]
 
     def splices(self) -> bool:
         """Whether reads can hand over their socket: plain HTTP (an endpoint such as moto or
@@ -235,15 +241,9 @@ class S3BlobStore:
                     ) -> SocketRange | Generator[bytes, None, None]:
         """``[start, stop)`` as the socket of its GET (``s3_socket``), or as blocks when this
         answer cannot be handed over."""
-        name = self._key(key)
-        try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=name,
-                                          Range=f"bytes={start}-{stop - 1}")
-        except _VENDOR_ERRORS as exc:
-            if _code(exc) == "InvalidRange":
-                return _nothing()
-            _raise(exc, key, "read")
-        body = resp["Body"]
+        body = self._ranged_get(key, start, stop)
+        if body is None:
+            return _nothing()
         try:
             handed = socket_range(body, stop - start)
         except OSError as exc:  # the first bytes did not come (timeout, reset)
