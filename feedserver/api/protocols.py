@@ -15,6 +15,7 @@ from litestar.params import SkipValidationMarker
 
 from feedserver.accounts.models import Principal, TokenPair
 from feedserver.feeds.snapshots.manifest import Manifest
+from feedserver.feeds.snapshots.store import Resolved
 from feedserver.models import Article
 
 T = TypeVar("T")
@@ -58,7 +59,12 @@ class Snapshots(Protocol):
     def identifiers(self) -> list[str]: ...
     def versions(self, identifier: str) -> list[int]: ...
     def manifest(self, identifier: str, version: int | None = None) -> Manifest: ...
+    def resolve(self, identifier: str, version: int | None = None) -> Resolved: ...
     def hinted(self, identifier: str) -> Manifest | None: ...
+
+    def resolved(self, identifier: str, version: int | None = None) -> Resolved | None:
+        """Without reading a blob (called on the event loop): ``resolve``'s answer when
+        memory and one ``stat`` decide, else None (then ``resolve`` in a worker thread)."""
 
 
 class ArticleState(Protocol):

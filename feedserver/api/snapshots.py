@@ -49,6 +49,7 @@ from feedserver.api.protocols import Injected, Snapshots
 from feedserver.api.query import VersionParam, project, read_query, select
 from feedserver.errors import FeedError, SnapshotNotFound
 from feedserver.feeds.snapshots.manifest import ChunkInfo, Manifest, wme_archive
+from feedserver.feeds.snapshots.store import Resolved
 from feedserver.formats.checksums import Checksums
 from feedserver.identifiers import parse_snapshot_identifier
 from feedserver.plans import Feed, ProductFeed
@@ -224,12 +225,23 @@ def _kept(ahead: Ahead | None, hint: Manifest | None, m: Manifest) -> Ahead | No
     return ahead
 
 
-async def _manifest(feed: SnapshotFeed, store: Snapshots, principal: Principal,
-                    identifier: str, version: int | None) -> tuple[str, Manifest]:
+async def _resolve(feed: SnapshotFeed, store: Snapshots, principal: Principal,
+                   identifier: str, version: int | None) -> tuple[str, Resolved]:
+    """The entitled request's version: on the event loop when the store can answer from
+    memory and one ``stat`` (``SnapshotStore.resolved``: local files, pointer unchanged),
+    else one worker-thread hop, which reads the pointer once."""
     wiki, ns = parse_snapshot_identifier(identifier)
     entitle(principal, feed.feed, wiki, ns)
-    m = await anyio.to_thread.run_sync(store.manifest, identifier, version)
-    return wiki, m
+    found = store.resolved(identifier, version)
+    if found is None:
+        found = await anyio.to_thread.run_sync(store.resolve, identifier, version)
+    return wiki, found
+
+
+async def _manifest(feed: SnapshotFeed, store: Snapshots, principal: Principal,
+                    identifier: str, version: int | None) -> tuple[str, Manifest]:
+    wiki, found = await _resolve(feed, store, principal, identifier, version)
+    return wiki, found.manifest
 
 
 async def list_versions(feed: SnapshotFeed, store: Snapshots, request: Request[Any, Any, Any],
@@ -259,9 +271,8 @@ async def one_version(feed: SnapshotFeed, store: Snapshots, request: Request[Any
                       version: int | None) -> Response[bytes]:
     """One version's metadata with the versions retained; ``fields``."""
     query = check_paths(await read_query(request), feed.paths)
-    wiki, m = await _manifest(feed, store, principal, identifier, version)
-    versions = await anyio.to_thread.run_sync(store.versions, identifier)
-    item = project(msgspec.to_builtins(feed.view(m, versions)), query.fields)
+    wiki, found = await _resolve(feed, store, principal, identifier, version)
+    item = project(msgspec.to_builtins(feed.view(found.manifest, found.versions)), query.fields)
     return await metered.metadata(request, principal, USAGE, wiki, item, many=False)
 
 

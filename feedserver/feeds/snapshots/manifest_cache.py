@@ -7,7 +7,8 @@ only when a snapshot's pointer is deleted and the identifier published again fro
 the pointer's ``lineage`` (minted when the pointer is first written, kept by every later
 publish) then changes, and it is part of the key. So ``(prefix, identifier, lineage,
 version)`` names one manifest for good, and a cached one is right whenever the pointer still
-lists its version. The pointer itself is mutable: it is read by every request, never cached.
+lists its version. The pointer itself is mutable: every request follows it as it is now (read,
+or on local files found unchanged by one ``stat``: ``pointers``), never a cached copy of it.
 
 Bounded by the encoded size of the manifests held (a manifest with thousands of chunks is
 large), least recently used evicted first; a retired version's manifest is never asked for

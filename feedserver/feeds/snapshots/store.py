@@ -22,13 +22,21 @@ from feedserver.feeds.snapshots.manifest import (
     manifest_key,
     published_identifiers,
 )
-from feedserver.feeds.snapshots.manifest_cache import ManifestCache
+from feedserver.feeds.snapshots.manifest_cache import Key, ManifestCache
 from feedserver.feeds.snapshots.parquet import verify_parquet
+from feedserver.feeds.snapshots.pointers import Pointers, stamp
 from feedserver.feeds.snapshots.wme import verify_parts
 from feedserver.formats.hashing import RootHasher
 from feedserver.identifiers import check_snapshot_identifier
 from feedserver.models import Article
 from feedserver.storage.blobs import BlobStore
+
+
+class Resolved(msgspec.Struct, frozen=True):
+    """One version's manifest and the versions retained, from one read of the pointer."""
+
+    manifest: Manifest
+    versions: list[int]
 
 
 class SnapshotStore:
@@ -38,6 +46,8 @@ class SnapshotStore:
     The publish pointer is read on every call (it moves when a version is published or
     retired); the manifests of published versions are immutable and are kept in ``cache``
     (``manifest_cache``), so a download or a listing reads one object per snapshot, not two.
+    On a store of local files, ``resolved`` answers without reading anything when one
+    ``stat`` shows the pointer file unchanged since its last read (``pointers``).
     """
 
     def __init__(self, blobs: BlobStore, prefix: Prefix = PREFIX,
@@ -45,25 +55,59 @@ class SnapshotStore:
         self.blobs = blobs
         self.prefix: Prefix = prefix
         self.cache = cache if cache is not None else ManifestCache()
+        self.pointers = Pointers()
 
     def identifiers(self) -> list[str]:
         return published_identifiers(self.blobs, self.prefix)
 
     def _index(self, identifier: str) -> SnapshotIndex:
         key = index_key(check_snapshot_identifier(identifier), self.prefix)
+        path = self.blobs.local_path(key)
+        before = stamp(path) if path is not None else None  # before the read: see pointers
         try:
-            return INDEX_DECODER.decode(self.blobs.get_bytes(key))
+            index = INDEX_DECODER.decode(self.blobs.get_bytes(key))
         except BlobNotFound:
             raise SnapshotNotFound(identifier) from None
         except msgspec.DecodeError as exc:
             raise IntegrityError(f"corrupt snapshot index {key}: {exc}") from exc
+        if path is not None:
+            self.pointers.remember(identifier, before, index)
+        return index
 
     def versions(self, identifier: str) -> list[int]:
         return list(self._index(identifier).versions)
 
     def manifest(self, identifier: str, version: int | None = None) -> Manifest:
         """The manifest of ``version`` (None: the current one); raises SnapshotNotFound."""
+        return self.resolve(identifier, version).manifest
+
+    def resolve(self, identifier: str, version: int | None = None) -> Resolved:
+        """The manifest of ``version`` (None: the current one) and the versions retained,
+        from ONE read of the pointer; raises SnapshotNotFound."""
         index = self._index(identifier)
+        cached = self._pick(identifier, index, version)
+        if (manifest := self.cache.get(cached)) is None:
+            manifest = self._read_manifest(identifier, cached)
+        return Resolved(manifest=manifest, versions=list(index.versions))
+
+    def resolved(self, identifier: str, version: int | None = None) -> Resolved | None:
+        """Without reading any blob (called on the event loop): ``resolve``'s answer when
+        the store keeps local files, one ``stat`` shows the pointer file unchanged since it
+        was last read, and the manifest is cached; else None (then ``resolve`` in a worker
+        thread). Raises SnapshotNotFound (a version the pointer does not list),
+        InvalidIdentifier."""
+        key = index_key(check_snapshot_identifier(identifier), self.prefix)
+        path = self.blobs.local_path(key)
+        if path is None or (index := self.pointers.unchanged(identifier, path)) is None:
+            return None
+        cached = self._pick(identifier, index, version)
+        if (manifest := self.cache.get(cached)) is None:
+            return None
+        return Resolved(manifest=manifest, versions=list(index.versions))
+
+    def _pick(self, identifier: str, index: SnapshotIndex, version: int | None) -> Key:
+        """The cache key of the manifest of the version asked for (None: the current one)
+        as the pointer lists it; noted as current when it is. Raises SnapshotNotFound."""
         if version is None:
             version = index.current
         elif check_version(version) not in index.versions:
@@ -71,8 +115,10 @@ class SnapshotStore:
         cached = (self.prefix, identifier, index.lineage, version)
         if version == index.current:
             self.cache.note_current(cached)
-        if (manifest := self.cache.get(cached)) is not None:
-            return manifest
+        return cached
+
+    def _read_manifest(self, identifier: str, cached: Key) -> Manifest:
+        version = cached[3]
         key = manifest_key(identifier, version, self.prefix)
         try:
             raw = self.blobs.get_bytes(key)
