@@ -15,6 +15,9 @@ hash-chained ledger in SQLite).
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import sys
+import termios
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -40,6 +43,7 @@ pytestmark = pytest.mark.integration
 SOURCE = "mediawiki.page_change.v1"
 EVENTS = 3000
 READ_FIRST = 1000
+UNREAD = 16 * 1024  # unread bytes in the client's socket: ~5 event frames the server sent
 # The first stream's final usage record is in the ledger (the writer flushes every 50 ms).
 FIRST_BILLED = ("SELECT COUNT(*) FROM usage_ledger WHERE feed = 'realtime' "
                 "AND meter = 'requests'")
@@ -72,6 +76,17 @@ class SSEReader:
     async def read_events(self, count: int) -> None:
         while self.events < count:
             await self.frame()
+
+    async def wait_unread(self, at_least: int, timeout: float = 30.0) -> None:
+        """Until the kernel holds ``at_least`` bytes the client has not read from the socket."""
+        sock = self.resp.extensions["network_stream"].get_extra_info("socket")
+        deadline = time.monotonic() + timeout
+        while True:
+            queued = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+            if int.from_bytes(queued, sys.byteorder) >= at_least:
+                return
+            assert time.monotonic() < deadline, "the server did not fill the socket"
+            await asyncio.sleep(0.02)
 
     async def read_until_idle(self) -> None:
         """Every event the server has, until a heartbeat says nothing more is waiting."""
@@ -122,8 +137,10 @@ async def test_resumed_stream_bills_what_the_client_read(tmp_path: Path,
                 first = await stack.enter_async_context(sse(srv.url, keys.everything,
                                                             body=start))
                 await first.read_events(READ_FIRST)
-                # Stop reading: the server fills the socket buffers meanwhile.
-                await asyncio.sleep(1.0)
+                # Stop reading: the server fills the socket buffers meanwhile. Waited for, not
+                # slept on: the scenario needs events the client never read (a fixed second
+                # was not always enough on a loaded machine).
+                await first.wait_unread(UNREAD)
                 ack = first.last_id
                 if not resume_while_open:
                     await stack.aclose()  # drop the connection...
