@@ -87,21 +87,28 @@ class BaseDatabase:
     def transaction(self) -> AbstractContextManager[Cursor]:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def _statement(self) -> AbstractContextManager[Cursor]:
+        """A cursor for ONE statement (``execute``, ``fetchone``, ``fetchall``): a
+        transaction here; a database that runs a lone statement atomically without one
+        (PostgreSQL in autocommit) overrides it."""
+        return self.transaction()
+
     def execute(self, sql: str, params: Params = ()) -> int:
-        with self.transaction() as cur:
+        with self._statement() as cur:
             cur.execute(sql, params)
             return int(cur.rowcount)
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        # its rows commit together or not at all: always a transaction
         with self.transaction() as cur:
             cur.executemany(sql, rows)
 
     def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        with self.transaction() as cur:
+        with self._statement() as cur:
             return cur.execute(sql, params).fetchone()
 
     def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        with self.transaction() as cur:
+        with self._statement() as cur:
             return cur.execute(sql, params).fetchall()
 
     def _lock_migrations(self, cur: Cursor) -> None:

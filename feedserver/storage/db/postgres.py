@@ -135,21 +135,6 @@ class PostgresDatabase(BaseDatabase):
                 if not conn.closed:
                     conn.autocommit = False  # back to the pool as it came
 
-    # A lone statement needs no BEGIN/COMMIT around it (``executemany`` keeps its transaction:
-    # its rows commit together or not at all).
-    def execute(self, sql: str, params: Params = ()) -> int:
-        with self._statement() as cur:
-            cur.execute(sql, params)
-            return cur.rowcount
-
-    def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        with self._statement() as cur:
-            return cur.execute(sql, params).fetchone()
-
-    def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        with self._statement() as cur:
-            return cur.execute(sql, params).fetchall()
-
     @asynccontextmanager
     async def async_reads(self, *, max_size: int = 4) -> AsyncIterator[AsyncReads]:
         """``AsyncReads`` for the running event loop (their pool is closed on exit).
