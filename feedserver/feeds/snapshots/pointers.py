@@ -12,7 +12,9 @@ The stamp is taken BEFORE the file is read: if a publish renames a new pointer i
 the remembered stamp is the old file's, so the next look sees a different file and reads
 again (never the other way round: a new stamp with the old content would be stale for good).
 Only pointers that were read are remembered, so the entries are bounded by the snapshots
-published. Thread-safe: each entry is one tuple replaced whole.
+published, and an identifier never read (a hostile one included) is simply not found: the
+look-up needs no validation of its own. Each entry keeps the file's path, so a request does
+not rebuild it. Thread-safe: each entry is one tuple replaced whole.
 """
 
 from __future__ import annotations
@@ -39,19 +41,20 @@ class Pointers:
     stamp taken before the read."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[Stamp, SnapshotIndex]] = {}
+        self._seen: dict[str, tuple[Path, Stamp, SnapshotIndex]] = {}
 
-    def remember(self, identifier: str, before: Stamp | None, index: SnapshotIndex) -> None:
-        """``index`` was just read from the file whose stamp was ``before``."""
+    def remember(self, identifier: str, path: Path, before: Stamp | None,
+                 index: SnapshotIndex) -> None:
+        """``index`` was just read from ``path``, whose stamp was ``before``."""
         if before is None:
             self._seen.pop(identifier, None)
         else:
-            self._seen[identifier] = (before, index)
+            self._seen[identifier] = (path, before, index)
 
-    def unchanged(self, identifier: str, path: Path) -> SnapshotIndex | None:
-        """The pointer last read for ``identifier`` when ``path`` is still that file; else
-        None (never read, or replaced since: read it again)."""
+    def unchanged(self, identifier: str) -> SnapshotIndex | None:
+        """The pointer last read for ``identifier`` when its file is still the one read;
+        else None (never read, or replaced since: read it again)."""
         seen = self._seen.get(identifier)
-        if seen is None or stamp(path) != seen[0]:
+        if seen is None or stamp(seen[0]) != seen[1]:
             return None
-        return seen[1]
+        return seen[2]

@@ -71,7 +71,7 @@ class SnapshotStore:
         except msgspec.DecodeError as exc:
             raise IntegrityError(f"corrupt snapshot index {key}: {exc}") from exc
         if path is not None:
-            self.pointers.remember(identifier, before, index)
+            self.pointers.remember(identifier, path, before, index)
         return index
 
     def versions(self, identifier: str) -> list[int]:
@@ -94,11 +94,9 @@ class SnapshotStore:
         """Without reading any blob (called on the event loop): ``resolve``'s answer when
         the store keeps local files, one ``stat`` shows the pointer file unchanged since it
         was last read, and the manifest is cached; else None (then ``resolve`` in a worker
-        thread). Raises SnapshotNotFound (a version the pointer does not list),
-        InvalidIdentifier."""
-        key = index_key(check_snapshot_identifier(identifier), self.prefix)
-        path = self.blobs.local_path(key)
-        if path is None or (index := self.pointers.unchanged(identifier, path)) is None:
+        thread; only pointers read from local files are remembered). Raises
+        SnapshotNotFound (a version the pointer does not list)."""
+        if (index := self.pointers.unchanged(identifier)) is None:
             return None
         cached = self._pick(identifier, index, version)
         if (manifest := self.cache.get(cached)) is None:

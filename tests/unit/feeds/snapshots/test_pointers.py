@@ -47,6 +47,8 @@ def test_unchanged_pointer_answers_without_reading(tmp_path: Path) -> None:
     # Why: this is what spares a metadata request its worker-thread hop.
     assert store.resolved(SNAP) == first and store.resolved(SNAP, 1) == first
     assert blobs.reads[before:] == []
+    # An identifier never read (a hostile one too) is simply not in memory: the read decides.
+    assert store.resolved("../" + SNAP) is None and store.resolved("enwiki_namespace_0\x00") is None
     # A version the pointer does not list is an error from memory too, as from a read.
     with pytest.raises(SnapshotNotFound):
         store.resolved(SNAP, 7)
@@ -77,13 +79,13 @@ def test_stamp_taken_before_the_read(tmp_path: Path) -> None:
     pointers = Pointers()
     index = read_index(blobs, SNAP)  # the new content, read after the stamp
     assert index is not None and index.current == 2
-    pointers.remember(SNAP, old, index)
-    assert pointers.unchanged(SNAP, path) is None
-    pointers.remember(SNAP, stamp(path), index)
-    assert pointers.unchanged(SNAP, path) is index
+    pointers.remember(SNAP, path, old, index)
+    assert pointers.unchanged(SNAP) is None
+    pointers.remember(SNAP, path, stamp(path), index)
+    assert pointers.unchanged(SNAP) is index
     # A pointer whose file was missing when read is never answered from memory.
-    pointers.remember(SNAP, None, index)
-    assert pointers.unchanged(SNAP, path) is None
+    pointers.remember(SNAP, path, None, index)
+    assert pointers.unchanged(SNAP) is None
     os.unlink(path)
     assert stamp(path) is None
 
