@@ -47,7 +47,9 @@ def _take(it: Iterator[bytes], limit: int = BATCH_BYTES) -> list[bytes]:
     return out
 
 
-def _read(it: Iterator[bytes], limit: int = BATCH_BYTES) -> asyncio.Future[list[bytes]]:
+def read_blocks(it: Iterator[bytes], limit: int = BATCH_BYTES) -> asyncio.Future[list[bytes]]:
+    """The next blocks of ``it``, at least ``limit`` bytes of them unless it ends first (an
+    empty list: it ended), read in ONE worker-thread hop."""
     return asyncio.ensure_future(anyio.to_thread.run_sync(_take, it, limit))
 
 
@@ -149,7 +151,7 @@ async def stream_segments(blobs: BlobStore, segments: Sequence[Segment],
                         # Twice the batch just read, up to BATCH_BYTES: a body that starts
                         # with one block does not then wait for a whole batch (the client
                         # would get nothing meanwhile); the window widens as it flows.
-                        ahead = _read(it, min(BATCH_BYTES, max(2 * got, READ_BLOCK)))
+                        ahead = read_blocks(it, min(BATCH_BYTES, max(2 * got, READ_BLOCK)))
                     elif (later := _next_stored(segments, i)) is not None:
                         first = _first(blobs, later)  # this part is read: on to the next
                     for block in batch:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio.to_thread
 from litestar.response.base import ASGIResponse
 
+from feedserver.api.blob_stream import read_blocks
 from feedserver.api.body_bytes import BodyMeter
 from feedserver.api.ranges import Segment
 from feedserver.api.splice_relay import SPLICE, SpliceInterrupted
@@ -153,12 +154,14 @@ class _ASGISpliceBody(ASGIResponse):
 
     async def _blocks(self, send: _Send, blocks: Generator[bytes, None, None],
                       seg: Segment) -> None:
-        """A part that cannot be spliced, read a block per worker-thread hop."""
+        """A part that cannot be spliced, read as the streamed relay reads (``read_blocks``:
+        up to ``BATCH_BYTES`` per worker-thread hop)."""
         sent = 0
         try:
-            while (block := await anyio.to_thread.run_sync(next, blocks, b"")):
-                sent += len(block)
-                await self._bytes(send, block)
+            while batch := await read_blocks(blocks):
+                for block in batch:
+                    sent += len(block)
+                    await self._bytes(send, block)
         finally:
             blocks.close()
         if sent != seg.stop - seg.start:
