@@ -104,6 +104,17 @@ async def send_file(cycle: RequestResponseCycle, message: Any) -> None:
     more_body = bool(message.get("more_body", False))
     if cycle.scope["method"] == "HEAD":
         count = 0
+
+    async def move(n: int) -> None:
+        await _sendfile(cycle, file, offset, n)
+
+    await _send_span(cycle, count, move, more_body=more_body)
+
+
+async def _send_span(cycle: RequestResponseCycle, count: int,
+                     move: Callable[[int], Awaitable[None]], *, more_body: bool) -> None:
+    """``count`` body bytes that Python does not hold, framed by h11 (``move(n)`` sends
+    them), then the end of the response when this was its last message."""
     # h11 documents non-bytes data for exactly this (len() = bytes that will be written)
     span = h11.Data(data=_Span(count))  # type: ignore[arg-type]
     for part in cycle.conn.send_with_data_passthrough(span) or ():
@@ -111,7 +122,7 @@ async def send_file(cycle: RequestResponseCycle, message: Any) -> None:
             cycle.transport.write(part)  # framing (chunked encoding), never with a length
             continue
         if part.count:
-            await _sendfile(cycle, file, offset, part.count)
+            await move(part.count)
     if not more_body:
         _complete(cycle)
 
@@ -132,25 +143,20 @@ async def send_spliced(cycle: RequestResponseCycle, message: Any) -> None:
         raise RuntimeError(f"unexpected ASGI message {SPLICE!r}")
     src = int(message["fd"])
     count = 0 if cycle.scope["method"] == "HEAD" else int(message["count"])
-    span = h11.Data(data=_Span(count))  # type: ignore[arg-type]
-    for part in cycle.conn.send_with_data_passthrough(span) or ():
-        if not isinstance(part, _Span):
-            cycle.transport.write(part)  # framing (chunked encoding), never with a length
-            continue
-        if not part.count:
-            continue
+
+    async def move(n: int) -> None:
         await _emptied(cycle)
         dst = socket_fd(cycle.transport)
         if cycle.disconnected or dst is None or cycle.transport.is_closing():
             _abort(cycle)
             raise SpliceInterrupted(0, reason="client gone")
         try:
-            await relay(src, dst, part.count, timeout=SOURCE_TIMEOUT)
+            await relay(src, dst, n, timeout=SOURCE_TIMEOUT)
         except SpliceInterrupted:
             _abort(cycle)
             raise
-    if not message.get("more_body", False):
-        _complete(cycle)
+
+    await _send_span(cycle, count, move, more_body=bool(message.get("more_body", False)))
 
 
 async def _emptied(cycle: RequestResponseCycle) -> None:
