@@ -24,7 +24,7 @@ from feedserver.feeds.snapshots.manifest import (
 )
 from feedserver.feeds.snapshots.manifest_cache import Key, ManifestCache
 from feedserver.feeds.snapshots.parquet import verify_parquet
-from feedserver.feeds.snapshots.pointers import Pointers, stamp
+from feedserver.feeds.snapshots.pointers import Pointers, pin, release
 from feedserver.feeds.snapshots.wme import verify_parts
 from feedserver.formats.hashing import RootHasher
 from feedserver.identifiers import check_snapshot_identifier
@@ -63,16 +63,23 @@ class SnapshotStore:
     def _index(self, identifier: str) -> SnapshotIndex:
         key = index_key(check_snapshot_identifier(identifier), self.prefix)
         path = self.blobs.local_path(key)
-        before = stamp(path) if path is not None else None  # before the read: see pointers
+        held = pin(path) if path is not None else None  # before the read: see pointers
         try:
-            index = INDEX_DECODER.decode(self.blobs.get_bytes(key))
+            index = self._read_index(identifier, key)
+        except BaseException:
+            release(held)
+            raise
+        if path is not None:
+            self.pointers.remember(identifier, path, held, index)
+        return index
+
+    def _read_index(self, identifier: str, key: str) -> SnapshotIndex:
+        try:
+            return INDEX_DECODER.decode(self.blobs.get_bytes(key))
         except BlobNotFound:
             raise SnapshotNotFound(identifier) from None
         except msgspec.DecodeError as exc:
             raise IntegrityError(f"corrupt snapshot index {key}: {exc}") from exc
-        if path is not None:
-            self.pointers.remember(identifier, path, before, index)
-        return index
 
     def versions(self, identifier: str) -> list[int]:
         return list(self._index(identifier).versions)
