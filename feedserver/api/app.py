@@ -274,8 +274,7 @@ def _dependencies(services: Callable[[], Services]) -> dict[str, Provide]:
         return services().billing
 
     def provide_metered() -> Metered:
-        svc = services()
-        return Metered(svc.billing, svc.blobs, svc.settings)
+        return services().metered
 
     def provide_metering() -> Metering | None:
         return services().metering
@@ -347,7 +346,8 @@ async def _open(settings: Settings, stack: AsyncExitStack, *, metrics: Metrics,
         settings=settings, blobs=blobs, db=db, events=events, accounts=accounts,
         snapshots=snapshots or SnapshotStore(blobs), diffs=DiffStore(blobs), state=state,
         structured_snapshots=SnapshotStore(blobs, STRUCTURED_PREFIX),
-        billing=billing, metering=metering, realtime=realtime,
+        billing=billing, metered=Metered(billing, blobs, settings), metering=metering,
+        realtime=realtime,
         stream_metering=stream_metering,
         portals=Portals(settings, db, accounts, metering), metrics=metrics,
         verified_blobs=VerifiedBlobs(blobs),

@@ -20,7 +20,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 
@@ -36,6 +36,9 @@ from feedserver.feeds.realtime.service import Realtime
 from feedserver.metering.records import UsageSink, new_response_id
 from feedserver.metering.service import Metering
 from feedserver.metrics import Metrics
+
+if TYPE_CHECKING:  # metered.py builds on Billing below: a type only, no import cycle
+    from feedserver.api.metered import Metered
 from feedserver.plans import Feed
 from feedserver.storage.blobs import BlobStore
 from feedserver.storage.db import Database
@@ -149,6 +152,7 @@ class Services:
     state: ArticleState
     structured_snapshots: Snapshots  # Structured Contents versions
     billing: Billing
+    metered: Metered  # billing around answers and downloads; built once, not per request
     metering: Metering | None
     realtime: Realtime
     stream_metering: StreamMetering

@@ -40,6 +40,9 @@ class BrokenBlobs:
     def exists(self, key: str) -> bool:
         raise StorageError("bucket unreachable")
 
+    def local_path(self, key: str) -> None:  # asked once at start-up: a remote store
+        return None
+
 
 def test_readyz_reports_failures(world: World) -> None:
     app = build_app(world.settings, blobs=BrokenBlobs(), db=world.db,  # type: ignore[arg-type]
