@@ -36,7 +36,7 @@ import mmap
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -78,6 +78,19 @@ def parse_segment(data: bytes) -> tuple[list[UsageRecord], int, bool]:
         except msgspec.DecodeError:
             bad += 1
     return records, bad, torn
+
+
+def decode_lines(lines: Iterable[bytes]) -> list[UsageRecord]:
+    """The records of whole journal ``lines`` (newlines optional), an undecodable line
+    skipped and logged as replay skips it: a line a caller broke (``Usage``'s types) is lost
+    alone, never its batch. The writer's batches and the appender's refused batches."""
+    records: list[UsageRecord] = []
+    for line in lines:
+        try:
+            records.extend(decode_line(line))
+        except msgspec.DecodeError as exc:
+            log.error("usage line not decodable, skipped (%s): %r", exc, line[:300])
+    return records
 
 
 def decode_line(line: bytes) -> list[UsageRecord]:

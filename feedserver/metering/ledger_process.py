@@ -42,7 +42,7 @@ import msgspec
 import feedserver
 from feedserver.config import Settings
 from feedserver.errors import LedgerAppenderFailed
-from feedserver.metering.journal import encode_lines, parse_segment
+from feedserver.metering.journal import decode_lines, encode_lines
 from feedserver.metering.ledger_child import Reply, header
 from feedserver.metering.records import UsageRecord
 from feedserver.storage.db import Database, SQLiteDatabase
@@ -101,15 +101,6 @@ def line_frames(lines: Sequence[bytes]) -> Iterator[bytes]:
         yield header(len(body)) + body
 
 
-def decoded(lines: Sequence[bytes]) -> list[UsageRecord]:
-    """The records of ``lines``, an undecodable line skipped and logged (as journal replay
-    does): the fallback when the child refused a batch of lines."""
-    records, bad, _ = parse_segment(b"".join(lines))
-    if bad:
-        log.error("%d usage line(s) not decodable, skipped", bad)
-    return records
-
-
 class LedgerProcess:
     """The ``Destination`` that appends in a child process (see the module's docstring)."""
 
@@ -144,7 +135,8 @@ class LedgerProcess:
         did before the child read lines: one bad line never holds the journal back."""
         refused = await self._send(line_frames(lines))
         if refused is not None and refused.error == "BadFrame":
-            refused = await self._send(frames(await anyio.to_thread.run_sync(decoded, lines)))
+            records = await anyio.to_thread.run_sync(decode_lines, lines)
+            refused = await self._send(frames(records))
         _raise(refused)
 
     async def _send(self, frames: Iterator[bytes]) -> Reply | None:

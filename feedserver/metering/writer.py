@@ -24,10 +24,9 @@ from collections.abc import Sequence
 from typing import Protocol, Unpack, runtime_checkable
 
 import anyio.to_thread
-import msgspec
 
 from feedserver.errors import FeedError
-from feedserver.metering.journal import Journal, decode_line
+from feedserver.metering.journal import Journal, decode_lines
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.records import MeteredPrincipal, Usage, UsageRecord
 from feedserver.metering.response_usage import line
@@ -182,13 +181,7 @@ class UsageRecorder:
     def _synced(self, items: list[_Item]) -> list[UsageRecord]:
         """fsync the journal, then the batch's records (off the event loop, one hop)."""
         self.journal.sync()
-        records: list[UsageRecord] = []
-        for entry, _, _ in items:
-            try:
-                records.extend(decode_line(entry))
-            except msgspec.DecodeError as exc:  # a caller broke ``Usage``'s types: as replay
-                log.error("usage line not decodable, skipped (%s): %r", exc, entry[:300])
-        return records
+        return decode_lines(entry for entry, _, _ in items)
 
     async def _deliver(self, items: list[_Item]) -> None:
         lines_to = self._line_destination

@@ -37,6 +37,23 @@ async def test_batches_reach_the_ledger_and_the_journal_empties(tmp_path: Path,
     assert ledger.verify().ok
 
 
+async def test_an_undecodable_line_is_skipped_and_its_batch_delivered(
+        tmp_path: Path, db: Database) -> None:
+    # A destination that takes records (the ledger here, Kafka in distributed mode) gets the
+    # batch decoded by the writer: a line a caller broke is skipped and logged, as replay
+    # skips it, and the rest of its batch still reaches the ledger; the journal empties.
+    rec_, ledger = recorder(tmp_path, db, flush_seconds=0.01)
+    await rec_.start()
+    for i in range(10):
+        rec_.record(FakePrincipal(), feed="chunks", project="enwiki", response_id=f"r{i}",
+                    bytes_sent="lots" if i == 4 else i + 1)  # type: ignore[arg-type]
+    await rec_.flush()
+    await rec_.stop()
+    assert total(ledger, "requests") == 9 and total(ledger) == sum(range(1, 11)) - 5
+    assert list((tmp_path / "j").iterdir()) == []
+    assert ledger.verify().ok
+
+
 async def test_a_crash_is_replayed_once(tmp_path: Path, db: Database) -> None:
     rec_, ledger = recorder(tmp_path, db)
     await rec_.start()
