@@ -41,6 +41,7 @@ from pathlib import Path
 
 import msgspec
 
+from feedserver.metering.prefault import Ahead
 from feedserver.metering.records import UsageRecord, merge
 from feedserver.metering.response_usage import ResponseUsage, expand
 
@@ -105,6 +106,10 @@ def decode_line(line: bytes) -> list[UsageRecord]:
 
 # The smallest mapping of a segment (``segment_bytes`` is when to rotate; tests set it tiny).
 _MIN_MAP = 1024 * 1024
+# What ``sync`` makes writable beyond the head's tail (``prefault.py``): more than a batch
+# appends between two syncs (500 responses of ~270 bytes); populated again after each sync,
+# since the ``fsync`` that cleans a page also write-protects it.
+AHEAD_BYTES = 256 * 1024
 
 
 class _Segment:
@@ -119,6 +124,7 @@ class _Segment:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.posix_fallocate(self.fd, 0, capacity)  # ENOSPC here, never a SIGBUS later
             self.map = mmap.mmap(self.fd, capacity)
+            self.ahead = Ahead(self.map)
         except BaseException:
             os.close(self.fd)
             raise
@@ -127,6 +133,7 @@ class _Segment:
         self.synced = 0
 
     def close(self, *, unlink: bool) -> None:
+        self.ahead.close()  # waits for a populate of this mapping in progress
         size = self.map.tell()
         self.map.close()
         if unlink:
@@ -143,9 +150,11 @@ class Journal:
     atomic under the GIL) and a count. ``sync`` runs in a worker thread; it only reads how far
     each segment was written. Rotation and deletion hold ``_lock`` against it."""
 
-    def __init__(self, directory: str | Path, *, segment_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, directory: str | Path, *, segment_bytes: int = 32 * 1024 * 1024,
+                 ahead_bytes: int = AHEAD_BYTES) -> None:
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
+        self.ahead_bytes = ahead_bytes  # 0: no populating (``bench/_journal_append.py``)
         self._lock = threading.Lock()
         self._segments: dict[int, _Segment] = {}
         self._head: _Segment | None = None  # where appends go
@@ -224,15 +233,27 @@ class Journal:
         return seg
 
     def sync(self) -> None:
-        """fsync every segment written since the last sync (called off the event loop)."""
+        """fsync every segment written since the last sync, then make the pages the next
+        appends go to writable (``prefault.py``; called off the event loop)."""
         with self._lock:
             written = [(s, s.map.tell()) for s in self._segments.values()
                        if not s.map.closed and s.map.tell() > s.synced]
+            head = self._head
         for seg, upto in written:
             # OSError: closed by a concurrent release, so its records are committed anyway
             with contextlib.suppress(OSError):
                 os.fsync(seg.fd)
             seg.synced = max(seg.synced, upto)
+        if head is not None:
+            self.populate(head)
+
+    def populate(self, seg: _Segment) -> int:
+        """Make ``ahead_bytes`` after ``seg``'s tail writable; the bytes populated."""
+        if self.ahead_bytes <= 0:
+            return 0
+        with contextlib.suppress(ValueError):  # closed meanwhile: nothing to populate
+            return seg.ahead.populate(seg.map.tell(), self.ahead_bytes)
+        return 0
 
     def release(self, counts: Mapping[int, int]) -> None:
         """Lines counted here are committed; rotate a full segment, delete finished ones."""

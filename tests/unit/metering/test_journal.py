@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from feedserver.metering.journal import Journal, decode_line, parse_segment
+from feedserver.metering.journal import AHEAD_BYTES, Journal, decode_line, parse_segment
+from feedserver.metering.prefault import Ahead
 from feedserver.metering.records import UsageRecord, merge
 from tests.unit.metering.conftest import old_line, rec, response_line, response_of
 
@@ -174,3 +175,31 @@ def test_a_segment_owns_its_disk_blocks_before_the_first_append(tmp_path: Path) 
     assert stat.st_size >= 1024 * 1024
     assert stat.st_blocks * 512 >= stat.st_size
     journal.close()
+
+
+def test_sync_makes_the_pages_after_the_tail_writable_without_writing_them(
+        tmp_path: Path) -> None:
+    # After a sync the next appends' pages are already mapped (``prefault.py``): they fault
+    # in the syncing thread, not on the event loop. Recovery reads the same records.
+    j = Journal(tmp_path)
+    j.open()
+    j.append(response_line(1))
+    (segment,) = j._segments.values()
+    tail = segment.map.tell()
+    j.sync()
+    if Ahead.supported:
+        assert j.populate(segment) >= AHEAD_BYTES
+    assert segment.map.tell() == tail
+    assert segment.map[tail:tail + AHEAD_BYTES] == bytes(AHEAD_BYTES)
+    j.append(response_line(2))
+    segment.map.close()  # killed: the mapping goes, the pages stay
+    os.close(segment.fd)
+    assert Journal(tmp_path).recover().records == [*response_of(1), *response_of(2)]
+
+
+def test_a_closed_segment_is_not_populated(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    j.open()
+    (segment,) = j._segments.values()
+    j.close()
+    assert j.populate(segment) == 0
