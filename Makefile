@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The server's own dependencies (`make run`); the test tools on top of them (`make test`,
+# `make bench`): a user who only runs the demo installs a third of it.
+RUN_STAMP := $(VENV)/.installed-run-stamp
 STAMP := $(VENV)/.installed-stamp
 # Tests run in one process per core (pytest-xdist); each module stays on one worker, so its
 # module-scoped servers start once. PYTEST_ARGS="-n 0" runs them in this process.
@@ -17,9 +20,13 @@ NEWEST_VENV ?= .venv-newest
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml constraints.txt
+$(RUN_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
@@ -28,7 +35,7 @@ install: $(STAMP) ## Create the venv and install feedserver with its test tools
 system-deps: ## Install PostgreSQL, Chromium and curl from Debian when missing (tests and benches need them)
 	bash scripts/system-deps.sh
 
-run: install ## Demo: generate a small dump, build its snapshot, create a demo key, serve on :8080
+run: $(RUN_STAMP) ## Demo: generate a small dump, build its snapshot, create a demo key, serve on :8080
 	$(VENV)/bin/feedserver demo
 
 test: install system-deps ## Lint, type-check, every test on python3; unit + demo tests on the newest Python
