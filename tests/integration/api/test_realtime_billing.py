@@ -162,9 +162,12 @@ async def test_resumed_stream_bills_what_the_client_read(tmp_path: Path,
     per_stream = [int(q) for (q,) in db.fetchall(
         "SELECT quantity FROM usage_ledger WHERE feed = 'realtime' AND meter = 'stream_events' "
         "ORDER BY seq")]
-    # The scenario really left events unread in the socket: the first stream delivered more
-    # than the client read from it...
-    assert len(per_stream) == 2 and max(per_stream) > READ_FIRST
+    # The scenario really left events unread in the socket: the first stream (the first row:
+    # it ended first) delivered more than the client read from it. Loopback buffers autotune
+    # to megabytes, so on a loaded machine the first stream can hand over all 3,000 frames
+    # before the client drops it: the resumed stream then only re-delivers, bills nothing
+    # and writes no row of its own (seen once in a whole run while pip installs ran).
+    assert per_stream and per_stream[0] > READ_FIRST and len(per_stream) <= 2
     # ...and still every event is billed once.
     assert sum(per_stream) == read_events
     row = db.fetchone("SELECT SUM(quantity) FROM usage_ledger WHERE feed = 'realtime' "
