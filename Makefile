@@ -5,9 +5,6 @@ PY := $(VENV)/bin/python
 # The server's own dependencies (`make run`); the test tools on top of them (`make test`,
 # `make bench`): a user who only runs the demo installs a third of it.
 RUN_STAMP := $(VENV)/.installed-run-stamp
-# No byte-compiling at install: pip would compile every module of every package (botocore,
-# pyarrow, mypy, ...), ~30 CPU s per venv; Python compiles what it imports on first use.
-PIP_FLAGS ?= --no-compile
 STAMP := $(VENV)/.installed-stamp
 # Tests run in one process per core (pytest-xdist); each module stays on one worker, so its
 # module-scoped servers start once. PYTEST_ARGS="-n 0" runs them in this process.
@@ -26,15 +23,15 @@ help: ## List the targets
 $(RUN_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(PIP_FLAGS) -c constraints.txt -e .
+	$(PY) -m pip install -q -c constraints.txt -e .
 	touch $(RUN_STAMP)
 
-# One pip run for both sets (a second run resolves and builds the editable install again,
-# ~15 s per venv); on a venv `make run` made, it adds the test tools on top.
+# One pip run for both sets (a second run resolves and builds the editable install again);
+# on a venv `make run` made, it adds the test tools on top.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(PIP_FLAGS) -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(RUN_STAMP) $(STAMP)
 
 install: $(STAMP) ## Create the venv and install feedserver with its test tools
