@@ -55,7 +55,7 @@ test: install system-deps ## Lint, type-check, every test on python3; unit + dem
 	$(VENV)/bin/ruff check feedserver tests bench
 	$(VENV)/bin/mypy
 	@$(MAKE) --no-print-directory newest-venv > $(VENV)/newest-venv.log 2>&1 & installing=$$!; \
-	echo "$(PY) -m pytest -q $(PYTEST_ARGS)  (the newest Python's venv installs meanwhile)"; \
+	echo "$(PY) -m pytest -q $(PYTEST_ARGS)"; \
 	$(PY) -m pytest -q $(PYTEST_ARGS); tests=$$?; \
 	wait $$installing || { cat $(VENV)/newest-venv.log; echo "newest-venv failed"; exit 1; }; \
 	exit $$tests
