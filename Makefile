@@ -26,17 +26,21 @@ test test-newest bench bench-busy: export PYTHONDONTWRITEBYTECODE =
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(RUN_STAMP): pyproject.toml constraints.txt
+# How both installs start: the venv (made again over an existing one: harmless), a current pip.
+define new_venv
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+endef
+
+$(RUN_STAMP): pyproject.toml constraints.txt
+	$(new_venv)
 	$(PY) -m pip install -q -c constraints.txt -e .
 	touch $(RUN_STAMP)
 
 # One pip run for both sets (a second run resolves and builds the editable install again);
 # on a venv `make run` made, it adds the test tools on top.
 $(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(new_venv)
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(RUN_STAMP) $(STAMP)
 
