@@ -3,7 +3,9 @@
 Debian's ``initdb``/``pg_ctl`` (``make system-deps`` installs them), as the ``postgres`` user
 when running as root. Durable settings (``fsync``, ``synchronous_commit``) stay ON: the bench
 measures the database as a deployment would run it. ``available()`` is False without the
-binaries; the benchmarks then say so and skip the PostgreSQL pass.
+binaries; the benchmarks then say so and skip the PostgreSQL pass. ``server_cpu`` is the CPU the
+cluster's server processes used so far (the server's share of a distributed run's work: it
+is not a descendant of the bench, so the bench's own CPU figures never include it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import psycopg
 
+from bench import _cpu
+
 USER = "feedserver"
 
 
@@ -36,6 +40,22 @@ def available() -> bool:
 
 def _as_owner(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def server_cpu(url: str) -> float:
+    """CPU seconds used so far by the cluster serving ``url`` (from ``cluster()``): its
+    postmaster, found by the port on its command line, with the backends it has waited for
+    and those still running (``/proc``, 10 ms ticks per process)."""
+    port = f"port={url.rsplit(':', 1)[1].split('/', 1)[0]} "
+    found = _cpu.stats()
+    for pid in found:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone since the listing
+            continue
+        if "/bin/postgres " in command and port in f"{command} ":
+            return found[pid][1] + sum(found[kid][1] for kid in _cpu.descendants(found, pid))
+    raise RuntimeError(f"no postmaster listening on {url}")
 
 
 def _free_port() -> int:

@@ -23,6 +23,13 @@ started (the ledger appender process, ``ledger_appender = "process"``), and the 
 machine used meanwhile (``others``, in cores: other work on a shared machine slows the arms
 unevenly, the one with a writer thread more). At the section's start it prints what is left
 running in this process from earlier sections (threads, child processes, tracked objects).
+
+Then the distributed case (issue 17: "PostgreSQL instead of SQLite for the ledger and
+limits"): both mixes again with PostgreSQL for accounts, rate limits, quotas and the ledger
+(a throw-away cluster, ``bench._postgres``, durable settings on), when PostgreSQL is
+installed. The database server's CPU per request is printed per arm (``db``): a server the
+bench did not start is not in its CPU figures, and on a 2-core machine the server runs on
+the same cores as the app, so this says how much of the overhead is the database's.
 """
 
 from __future__ import annotations
@@ -45,13 +52,14 @@ import httpx
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from bench import _cpu
+from bench import _cpu, _postgres
 from bench._targets import check
 from feedserver.accounts.admin import AccountAdmin
 from feedserver.api.app import build_app
 from feedserver.config import load_settings
 from feedserver.plans import Plan, Prices, Quotas, RateLimit
-from feedserver.storage.db import SQLiteDatabase
+from feedserver.storage.db import Database, SQLiteDatabase
+from feedserver.storage.db.postgres import PostgresDatabase
 
 ROOT = Path(__file__).resolve().parents[1]
 DUMP = (ROOT.parent / "shared/data/dumps/gensim-4.4.0"
@@ -79,7 +87,11 @@ def prepare(data_dir: Path) -> str:
     subprocess.run([sys.executable, "-m", "feedserver", "snapshot", "build", "--dump", str(DUMP),
                     "--namespace", "0", "--chunk-size", "150000", "--no-progress"],
                    env=env, cwd=ROOT, check=True, capture_output=True, timeout=600)
-    db = SQLiteDatabase(data_dir / "feedserver.db")
+    return seed(SQLiteDatabase(data_dir / "feedserver.db"))
+
+
+def seed(db: Database) -> str:
+    """The bench's plan, customer and API key in ``db`` (closed after); the key."""
     try:
         admin = AccountAdmin(db)
         admin.create_plan(PLAN)
@@ -90,11 +102,13 @@ def prepare(data_dir: Path) -> str:
 
 
 class Sample(msgspec.Struct, frozen=True):
-    """One arm's sample: requests per second, this process's CPU seconds per request, and
-    the cores the rest of the machine kept busy meanwhile."""
+    """One arm's sample: requests per second, this process's CPU seconds per request (the
+    app's own processes counted), the database server's (PostgreSQL; 0 on SQLite), and the
+    cores the rest of the machine kept busy meanwhile."""
 
     rate: float
     cpu: float
+    db: float
     others: float
     iowait: float
 
@@ -109,6 +123,9 @@ class Arm(msgspec.Struct):
 
     def cpu(self) -> float:
         return statistics.fmean(s.cpu for s in self.samples)
+
+    def db(self) -> float:
+        return statistics.fmean(s.db for s in self.samples)
 
     def others(self) -> float:
         return statistics.fmean(s.others for s in self.samples)
@@ -154,10 +171,14 @@ def _cpu_of(pids: list[int]) -> float:
     return total
 
 
+def _db_cpu(database_url: str | None) -> float:
+    return 0.0 if database_url is None else _postgres.server_cpu(database_url)
+
+
 async def throughput(data_dir: Path, key: str, path: str, *, metering: bool,
-                     requests: int = REQUESTS) -> Sample:
+                     database_url: str | None, requests: int = REQUESTS) -> Sample:
     settings = load_settings({}, data_dir=str(data_dir), metering_enabled=metering,
-                             log_level="WARNING")
+                             log_level="WARNING", database_url=database_url)
     before = set(_cpu.descendants(_cpu.stats(), os.getpid()))
     app = build_app(settings, registry=CollectorRegistry())
     # The clients call the ASGI transport directly: an ``httpx.AsyncClient`` around it (cookie
@@ -185,20 +206,23 @@ async def throughput(data_dir: Path, key: str, path: str, *, metering: bool,
 
         # The app's own processes count: metering's ledger appender works for these requests.
         children = _started_since(before)
-        machine, cpu, start = _machine(), _own_cpu() + _cpu_of(children), time.perf_counter()
+        machine, db = _machine(), _db_cpu(database_url)
+        cpu, start = _own_cpu() + _cpu_of(children), time.perf_counter()
         await asyncio.gather(*(loop() for _ in range(CONCURRENCY)))
         elapsed = time.perf_counter() - start
         cpu = _own_cpu() + _cpu_of(children) - cpu
+        db = _db_cpu(database_url) - db
         busy, iowait = (b - a for a, b in zip(machine, _machine(), strict=True))
     done = per_client * CONCURRENCY
-    return Sample(rate=done / elapsed, cpu=cpu / done, others=max(busy - cpu, 0.0) / elapsed,
-                  iowait=iowait / elapsed)
+    return Sample(rate=done / elapsed, cpu=cpu / done, db=db / done,
+                  others=max(busy - cpu - db, 0.0) / elapsed, iowait=iowait / elapsed)
 
 
-def sample(data_dir: Path, key: str, path: str, *, metering: bool, requests: int = REQUESTS
-           ) -> Sample:
+def sample(data_dir: Path, key: str, path: str, *, metering: bool, database_url: str | None,
+           requests: int = REQUESTS) -> Sample:
     gc.collect()  # the previous sample's app is not collected during this one
-    return asyncio.run(throughput(data_dir, key, path, metering=metering, requests=requests))
+    return asyncio.run(throughput(data_dir, key, path, metering=metering,
+                                  database_url=database_url, requests=requests))
 
 
 def leftovers() -> str:
@@ -212,50 +236,69 @@ def leftovers() -> str:
             f"{len(gc.get_objects()) / 1e6:.2f} M tracked objects; {_dirty()}")
 
 
-def measure(data_dir: Path, key: str, path: str) -> tuple[Arm, Arm, list[float]]:
+def measure(data_dir: Path, key: str, path: str, database_url: str | None
+            ) -> tuple[Arm, Arm, list[float]]:
     """The warm-up pair (discarded), then ``PAIRS`` pairs in alternating order: (off, on
     arms, the overhead 1 - on/off of each pair)."""
-    for on in (False, True):
-        sample(data_dir, key, path, metering=on, requests=WARMUP)
+    for warm in (False, True):
+        sample(data_dir, key, path, metering=warm, database_url=database_url, requests=WARMUP)
     off, on = Arm(), Arm()
     overheads = []
     for i in range(PAIRS):
         order = (False, True) if i % 2 == 0 else (True, False)
         pair = {}
         for metering in order:
-            pair[metering] = sample(data_dir, key, path, metering=metering)
+            pair[metering] = sample(data_dir, key, path, metering=metering,
+                                    database_url=database_url)
             (on if metering else off).samples.append(pair[metering])
         overheads.append(1 - pair[True].rate / pair[False].rate)
     return off, on, overheads
+
+
+MIXES = {
+    "metadata": f"/v2/snapshots/{SNAPSHOT}",
+    "chunk": f"/v2/snapshots/{SNAPSHOT}/chunks/{SNAPSHOT}_chunk_0/download",
+}
+
+
+def section(data_dir: Path, key: str, database_url: str | None) -> None:
+    """Both mixes, metering off against on, with SQLite (``database_url`` None) or
+    PostgreSQL; checks each against the target."""
+    database = "sqlite" if database_url is None else "postgresql"
+    tag = "" if database_url is None else "[postgresql] "
+    for name, path in MIXES.items():
+        started = time.perf_counter()
+        off, on, overheads = measure(data_dir, key, path, database_url)
+        best_off, best_on = off.best(), on.best()
+        paired = statistics.median(overheads)
+        print(f"{tag}{name:>9}: metering off {best_off:7.0f} req/s, on {best_on:7.0f} req/s "
+              f"(best of {PAIRS}); overhead {paired:+6.1%} median of {PAIRS} pairs "
+              f"(pairs {min(overheads):+.1%} to {max(overheads):+.1%}), "
+              f"{1 - best_on / best_off:+6.1%} best-of", flush=True)
+        db = ("" if database_url is None else
+              f" database server {off.db() * 1e6:4.0f} / {on.db() * 1e6:4.0f} us;")
+        print(f"{'':>9}  CPU per request off {off.cpu() * 1e6:5.0f} us, on "
+              f"{on.cpu() * 1e6:5.0f} us ({on.cpu() / off.cpu() - 1:+.1%});{db}"
+              f" others {off.others():.2f} / {on.others():.2f} cores busy, iowait "
+              f"{off.iowait():.2f} / {on.iowait():.2f} cores; "
+              f"{REQUESTS} requests per sample, {time.perf_counter() - started:.0f} s, "
+              f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        # The median of the paired overheads is the figure checked: best-of swings with load.
+        check(f"metering overhead on {NAMES[name]}", paired * 100, 5.0,
+              higher_is_better=False, unit="%", database=database)
 
 
 def run() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-metering-") as tmp:
         data_dir = Path(tmp)
         key = prepare(data_dir)
-        mixes = {
-            "metadata": f"/v2/snapshots/{SNAPSHOT}",
-            "chunk": f"/v2/snapshots/{SNAPSHOT}/chunks/{SNAPSHOT}_chunk_0/download",
-        }
         print(f"at the start: {leftovers()}; load average {os.getloadavg()[0]:.2f}", flush=True)
-        for name, path in mixes.items():
-            started = time.perf_counter()
-            off, on, overheads = measure(data_dir, key, path)
-            best_off, best_on = off.best(), on.best()
-            paired = statistics.median(overheads)
-            print(f"{name:>9}: metering off {best_off:7.0f} req/s, on {best_on:7.0f} req/s "
-                  f"(best of {PAIRS}); overhead {paired:+6.1%} median of {PAIRS} pairs "
-                  f"(pairs {min(overheads):+.1%} to {max(overheads):+.1%}), "
-                  f"{1 - best_on / best_off:+6.1%} best-of", flush=True)
-            print(f"{'':>9}  CPU per request off {off.cpu() * 1e6:5.0f} us, on "
-                  f"{on.cpu() * 1e6:5.0f} us ({on.cpu() / off.cpu() - 1:+.1%});"
-                  f" others {off.others():.2f} / {on.others():.2f} cores busy, iowait "
-                  f"{off.iowait():.2f} / {on.iowait():.2f} cores; "
-                  f"{REQUESTS} requests per sample, {time.perf_counter() - started:.0f} s, "
-                  f"load average {os.getloadavg()[0]:.2f}", flush=True)
-            # The median of the paired overheads is the figure checked: best-of swings with load.
-            check(f"metering overhead on {NAMES[name]}", paired * 100, 5.0,
-                  higher_is_better=False, unit="%")
+        section(data_dir, key, None)
+        if not _postgres.available():
+            print("postgresql: not installed (make system-deps); distributed pass skipped")
+            return
+        with _postgres.cluster() as url:
+            section(data_dir, seed(PostgresDatabase(url, max_size=2)), url)
 
 
 if __name__ == "__main__":
