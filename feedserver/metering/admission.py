@@ -20,6 +20,7 @@ raise ``RateLimited`` / ``QuotaExceeded`` with ``retry_after`` (seconds), which 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -77,6 +78,10 @@ class Admitter:
         self.clock = clock
         self.bytes_cache_seconds = bytes_cache_seconds
         self._terms: dict[str, Terms] = {}
+        # Buckets a request is stepping in a worker thread (its lease ran out): the requests
+        # that find the lease spent meanwhile wait for that step and spend what it leased,
+        # instead of each hopping to a thread and queueing on the bucket's lock there.
+        self._stepping: dict[str, asyncio.Event] = {}
 
     def terms(self, principal: MeteredPrincipal, now_s: float) -> Terms:
         """The customer's ``Terms`` for its plan at ``now_s`` (made once per plan and day)."""
@@ -120,9 +125,13 @@ class Admitter:
         if terms.rate is not None:
             decision = self.limiter.try_hit(terms.bucket, terms.rate, now_s)
             if decision is None:
-                return await anyio.to_thread.run_sync(
-                    self._admit, _Request(customer, feed, terms, quota, resource or "", now_s),
-                    None)
+                stepping = self._stepping.get(terms.bucket)
+                if stepping is not None:
+                    await stepping.wait()
+                    decision = self.limiter.try_hit(terms.bucket, terms.rate, now_s)
+            if decision is None:
+                return await self._step(
+                    _Request(customer, feed, terms, quota, resource or "", now_s))
             if not decision.allowed:
                 raise _rate_limited(terms, decision)
         if terms.bytes_limit is not None and feed in BYTE_FEEDS:
@@ -150,6 +159,20 @@ class Admitter:
                 self._admit, _Request(customer, feed, terms, quota, resource or "", now_s),
                 decision, True)
         return _answer(terms, quota, decision, used, now_s, dl)
+
+    async def _step(self, req: _Request) -> Admission:
+        """The whole decision in a worker thread (it steps the rate-limit bucket), the other
+        requests for the bucket meanwhile waiting for it (``_stepping``) unless one is under
+        way already."""
+        bucket = req.terms.bucket
+        if bucket in self._stepping:  # its step did not lease enough for this request
+            return await anyio.to_thread.run_sync(self._admit, req, None)
+        done = self._stepping[bucket] = asyncio.Event()
+        try:
+            return await anyio.to_thread.run_sync(self._admit, req, None)
+        finally:
+            del self._stepping[bucket]
+            done.set()
 
     def _admit(self, req: _Request, decision: RateDecision | None, bytes_checked: bool = False
                ) -> Admission:

@@ -13,8 +13,9 @@ customer between every process that serves it:
   microseconds on the event loop, no database.
 * PostgreSQL (any number of hosts): ``LeasedRateLimiter`` over ``DatabaseRateLimiter``: the
   bucket is a row (``rate_limit_state``), updated with one atomic conditional ``UPDATE``; each
-  process takes up to ``lease_tokens(policy)`` tokens per update and spends them within
-  ``LEASE_SECONDS``, so the database sees one update per lease, not per request.
+  process takes up to ``lease_tokens(policy)`` tokens per update (as many as it spends in
+  ``LEASE_SECONDS``) and spends them within ``LEASE_SECONDS``, so the database sees about one
+  update per process per ``LEASE_SECONDS``, not one per request.
 
 Both rely on the processes' clocks agreeing (one host, or NTP). ``LocalRateLimiter`` keeps the
 state in process memory: exact for ONE process only, so it is for tests and embedding.
@@ -158,16 +159,21 @@ class DatabaseRateLimiter:
         return 0, RateDecision(False, 0, interval, interval)  # pragma: no cover
 
 
-# A leased token is spent within this long of its lease or dropped, so in any window the
-# processes together admit at most ``requests_per_second * LEASE_SECONDS`` more than one exact
-# bucket would (none for plans slower than 20 requests/s: their lease is one token).
+# A leased token is spent within this long of its lease or dropped, so in any window a
+# process admits at most one lease (``lease_tokens``: ``requests_per_second * LEASE_SECONDS``
+# at most, a quarter of the burst and ``MAX_LEASE``) more than one exact bucket would (none
+# more for plans slower than 20 requests/s: their lease is one token).
 LEASE_SECONDS = 0.05
-MAX_LEASE = 64
+# The largest lease, and the first one a bucket takes: the next follow what the process
+# spends in a lease's time (``_Lease.next_size``), so a busy process steps the shared bucket
+# about once per LEASE_SECONDS, not once per FIRST_LEASE requests.
+MAX_LEASE = 4096
+FIRST_LEASE = 64
 
 
 def lease_tokens(policy: RateLimit) -> int:
-    """Tokens one database update leases: what the plan's rate allows in ``LEASE_SECONDS``,
-    at least 1, at most ``MAX_LEASE`` and a quarter of the burst."""
+    """The most tokens one step of the shared bucket leases: what the plan's rate allows in
+    ``LEASE_SECONDS``, at least 1, at most ``MAX_LEASE`` and a quarter of the burst."""
     fair = math.floor(policy.requests_per_second * LEASE_SECONDS)
     return max(1, min(fair, MAX_LEASE, max(1, policy.burst) // 4))
 
@@ -176,13 +182,26 @@ class _Lease:
     """Tokens taken from the shared bucket and not yet spent: ``next(left)`` spends one and
     answers how many are left after it (atomic under the GIL: no lock to spend)."""
 
-    __slots__ = ("left", "remaining", "reset", "until")
+    __slots__ = ("left", "remaining", "reset", "size", "tokens", "until")
 
-    def __init__(self, tokens: int, until: float, remaining: int, reset: float) -> None:
+    def __init__(self, tokens: int, until: float, remaining: int, reset: float,
+                 size: int) -> None:
         self.left: Iterator[int] = iter(range(tokens - 1, -1, -1))
+        self.tokens = tokens  # how many it held when taken
         self.until = until
         self.remaining = remaining  # the bucket's own count after the lease was taken
         self.reset = reset  # seconds to full, as of the lease
+        self.size = size  # tokens its step asked for (the first went to the request)
+
+    def next_size(self, now: float, most: int) -> int:
+        """The tokens the step after this lease asks for: twice as many when it ran dry
+        within its time, what it spent and a quarter more when it expired with tokens left
+        (an unspent token is one the other processes could not have had)."""
+        unspent = sum(1 for _ in self.left)  # the lease is over: the rest are dropped
+        if now < self.until and not unspent:
+            return min(most, max(self.size, 1) * 2)
+        spent = self.tokens - unspent
+        return max(1, min(most, spent + spent // 4))
 
 
 class TokenBucket(Protocol):
@@ -196,41 +215,76 @@ class TokenBucket(Protocol):
 
 
 class LeasedRateLimiter:
-    """A shared bucket spent in leases: one step of the shared bucket per ``lease_tokens``
-    requests per process. ``source`` is the database (PostgreSQL deployments, many hosts:
-    a step is a database update, so ``try_hit`` without a lease answers None and admission
-    hops to a thread) or the host's memory-mapped buckets (``blocking=False``: a step is a
-    ``flock`` of a local file, taken on the event loop; leasing keeps that system call, which
-    hands the GIL to any waiting thread, off most requests)."""
+    """A shared bucket spent in leases: one step of the shared bucket per lease per process.
+    ``source`` is the database (PostgreSQL deployments, many hosts: a step is a database
+    update, so ``try_hit`` without a lease answers None and admission hops to a thread) or
+    the host's memory-mapped buckets (``blocking=False``: a step is a ``flock`` of a local
+    file, taken on the event loop; leasing keeps that system call, which hands the GIL to any
+    waiting thread, off most requests).
+
+    A bucket is stepped by one thread at a time (its lock): the requests that found the lease
+    spent while a step was under way wait for that step and spend the lease it took, instead
+    of each stepping the database and dropping the lease before theirs."""
 
     def __init__(self, source: TokenBucket, *, blocking: bool = True) -> None:
         self.source = source
         self.blocking = blocking
         self._leases: dict[str, _Lease] = {}
-        self._lock = threading.Lock()
+        self._steps: dict[str, threading.Lock] = {}  # one per bucket: its steps in turn
+        self._lock = threading.Lock()  # guards the two dicts' growth
 
     def try_hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision | None:
+        decided = self._spend(bucket, now)
+        if decided is not None:
+            return decided
+        return None if self.blocking else self._take(bucket, policy, now)
+
+    def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
+        decided = self._spend(bucket, now)
+        if decided is not None:
+            return decided
+        return self._take(bucket, policy, now)
+
+    def _spend(self, bucket: str, now: float) -> RateDecision | None:
+        """A token of the bucket's lease, if it holds one still in its time."""
         lease = self._leases.get(bucket)
         if lease is not None and now < lease.until:
             left = next(lease.left, None)
             if left is not None:
                 return RateDecision(True, lease.remaining + left, lease.reset, 0.0)
-        return None if self.blocking else self._take(bucket, policy, now)
+        return None
 
-    def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
-        decided = self.try_hit(bucket, policy, now)
-        if decided is not None:
-            return decided
-        return self._take(bucket, policy, now)
+    def _step(self, bucket: str) -> threading.Lock:
+        step = self._steps.get(bucket)
+        if step is None:
+            with self._lock:
+                if len(self._steps) >= 100_000:
+                    self._steps.clear()
+                step = self._steps.setdefault(bucket, threading.Lock())
+        return step
 
     def _take(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
-        taken, decision = self.source.take(bucket, policy, now, lease_tokens(policy))
-        if taken > 1:
+        with self._step(bucket):
+            # Another thread's step may have leased while this one waited: spend from it.
+            decided = self._spend(bucket, now)
+            if decided is not None:
+                return decided
+            most = lease_tokens(policy)
+            last = self._leases.get(bucket)
+            size = min(most, FIRST_LEASE) if last is None else last.next_size(now, most)
+            taken, decision = self.source.take(bucket, policy, now, size)
+            if taken > 1:
+                lease = _Lease(taken - 1, now + LEASE_SECONDS, decision.remaining,
+                               decision.reset, size)
+            elif taken == 1 and last is not None:
+                # The bucket had room for this request only: the next step starts small.
+                lease = _Lease(0, now + LEASE_SECONDS, decision.remaining, decision.reset, 1)
+            else:
+                return decision
             with self._lock:
                 if len(self._leases) >= 100_000:
                     self._leases.clear()
-                self._leases[bucket] = _Lease(tokens=taken - 1, until=now + LEASE_SECONDS,
-                                              remaining=decision.remaining,
-                                              reset=decision.reset)
-            return RateDecision(True, decision.remaining + taken - 1, decision.reset, 0.0)
-        return decision
+                self._leases[bucket] = lease
+            if taken > 1:
+                return RateDecision(True, decision.remaining + taken - 1, decision.reset, 0.0)
+            return decision

@@ -1,21 +1,31 @@
 from __future__ import annotations
 
+import math
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feedserver.metering.hostbuckets import HostRateLimiter
 from feedserver.metering.ledger import migrate
 from feedserver.metering.ratelimit import (
+    FIRST_LEASE,
+    LEASE_SECONDS,
     MAX_LEASE,
     DatabaseRateLimiter,
     LeasedRateLimiter,
     LocalRateLimiter,
+    RateDecision,
     RateLimiter,
     lease_tokens,
 )
 from feedserver.plans import RateLimit
-from feedserver.storage.db import Database
+from feedserver.storage.db import Database, SQLiteDatabase
 
 POLICY = RateLimit(requests_per_second=10, burst=3)
 
@@ -126,3 +136,87 @@ def test_leased_host_buckets_admit_exactly_the_burst_across_processes(tmp_path: 
     assert a.hit("rate:acme", fast, now + 1.0).allowed
     assert a.try_hit("rate:acme", fast, now + 1.0) is not None
     assert b.hit("rate:acme", fast, now + 1.0).allowed
+
+
+class CountingBucket:
+    """The real database bucket, counting its steps and the tokens each asked for; ``pause``
+    holds each step that long (a database round trip), so concurrent callers overlap."""
+
+    def __init__(self, db: Database, pause: float = 0.0) -> None:
+        self.inner = DatabaseRateLimiter(db)
+        self.asked: list[int] = []
+        self.pause = pause
+
+    def take(self, bucket: str, policy: RateLimit, now: float,
+             tokens: int) -> tuple[int, RateDecision]:
+        self.asked.append(tokens)
+        time.sleep(self.pause)
+        return self.inner.take(bucket, policy, now, tokens)
+
+
+BUSY = RateLimit(requests_per_second=100_000, burst=100_000)  # leases up to MAX_LEASE
+
+
+def test_leases_follow_what_the_process_spends(db: Database) -> None:
+    # A lease that runs dry within its time asks for twice as many next time; one that
+    # expires with tokens left asks for what was spent and a quarter more. A busy process
+    # then steps the shared bucket about once per lease time, whatever its rate (it stepped
+    # once per 64 requests, its leases' fixed size, in the distributed bench).
+    migrate(db)
+    bucket = CountingBucket(db)
+    limiter = LeasedRateLimiter(bucket)
+    now = 1_000_000.0
+    for _ in range(FIRST_LEASE):  # the first lease, spent at one instant
+        assert limiter.hit("rate:acme", BUSY, now).allowed
+    for _ in range(40):  # dry within its time: the next step asks for twice as many
+        assert limiter.hit("rate:acme", BUSY, now + LEASE_SECONDS / 2).allowed
+    assert bucket.asked == [FIRST_LEASE, 2 * FIRST_LEASE]
+    # That lease (127 tokens after its step's own request) expires with 39 of them spent:
+    # the next step asks for those and a quarter more.
+    assert limiter.hit("rate:acme", BUSY, now + 2 * LEASE_SECONDS).allowed
+    assert bucket.asked[2] == 39 + 39 // 4
+    assert lease_tokens(BUSY) == MAX_LEASE
+    assert all(n <= MAX_LEASE for n in bucket.asked)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 3)), min_size=1, max_size=300))
+def test_any_mix_of_leases_never_admits_more_than_the_bucket(
+        steps: list[tuple[int, int]]) -> None:
+    # Two processes (two limiters on one database bucket) whose leases grow and shrink as
+    # they spend, at times advancing by 0-3 ms: every token they admit came out of the one
+    # bucket, so together they never admit more than it held and refilled (a lease only
+    # moves when a token is spent, by at most LEASE_SECONDS).
+    policy = RateLimit(requests_per_second=1000, burst=200)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = SQLiteDatabase(Path(tmp) / "db.sqlite")
+        try:
+            migrate(db)
+            limiters = [LeasedRateLimiter(DatabaseRateLimiter(db)) for _ in range(2)]
+            now, allowed = 1_000_000.0, 0
+            for which, ms in steps:
+                now += ms / 1000
+                allowed += limiters[which].hit("rate:acme", policy, now).allowed
+            elapsed = now - 1_000_000.0
+            exact = policy.burst + math.floor(elapsed * policy.requests_per_second)
+            assert allowed <= exact
+        finally:
+            db.close()
+
+
+def test_one_step_for_the_threads_that_found_the_lease_spent(db: Database) -> None:
+    # Eight worker threads find no lease at once while the bucket's step takes a round trip:
+    # one steps, the other seven wait for it and spend what it leased (each used to step
+    # the database itself, and each step dropped the lease the one before had taken).
+    migrate(db)
+    bucket = CountingBucket(db, pause=0.05)
+    limiter = LeasedRateLimiter(bucket)
+    start = threading.Barrier(8)
+
+    def hit() -> bool:
+        start.wait(timeout=10)
+        return limiter.hit("rate:acme", BUSY, 1_000_000.0).allowed
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(lambda _: hit(), range(8)))
+    assert bucket.asked == [FIRST_LEASE]
