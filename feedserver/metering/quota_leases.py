@@ -9,6 +9,10 @@ limit: ``QuotaCounters.lease``), and the next ``n`` lookups spend them in memory
 * The lease grows with the room left: 1 unit while fewer than 32 remain, at most 1/16 of what
   remains and ``MAX_UNITS`` (64), so near the limit every process counts one by one and
   no process can hold units another needs for long.
+* A key's leases are taken one at a time: lookups that find the lease spent while another
+  thread leases wait for that lease and spend from it. (Each used to lease for itself, and
+  each lease stored replaced the one before: its units stayed counted, never spent nor given
+  back.)
 * Units leased but not spent are given back when the server stops (``give_back``). A process
   that dies (``kill -9``) keeps its unspent units counted: the customer may lose up to
   ``MAX_UNITS`` lookups of that month per crashed process; never gains any. The counter (and
@@ -47,6 +51,7 @@ class QuotaLeases:
     def __init__(self, counters: QuotaCounters) -> None:
         self.counters = counters
         self._leases: dict[tuple[str, str, QuotaName], _Lease] = {}
+        self._steps: dict[tuple[str, str, QuotaName], threading.Lock] = {}  # one lease at a time
         self._lock = threading.Lock()  # leasing and giving back; spending needs none
 
     def try_spend(self, customer: str, month: str, quota: QuotaName) -> int | None:
@@ -63,14 +68,31 @@ class QuotaLeases:
         if used is not None:
             return used
         key = (customer, month, quota)
-        known = self._leases.get(key)
-        want = 1 if known is None else units_for(limit, known.used)
-        granted, used = self.counters.lease(customer, month, quota, limit, now, want)
-        with self._lock:
-            if len(self._leases) >= _KEPT:
-                self._leases.clear()  # leases then given back are lost to the customer, no more
-            self._leases[key] = _Lease(granted, used)
-        return used - (granted - 1)
+        with self._step(key):
+            # Another thread's lease may have come in while this one waited: spend from it.
+            # (Leasing again would replace it, and its units would stay counted, never spent
+            # nor given back: lost to the customer.)
+            used = self.try_spend(customer, month, quota)
+            if used is not None:
+                return used
+            known = self._leases.get(key)
+            want = 1 if known is None else units_for(limit, known.used)
+            granted, used = self.counters.lease(customer, month, quota, limit, now, want)
+            with self._lock:
+                if len(self._leases) >= _KEPT:
+                    self._leases.clear()  # leases then given back are lost, no more
+                self._leases[key] = _Lease(granted, used)
+            return used - (granted - 1)
+
+    def _step(self, key: tuple[str, str, QuotaName]) -> threading.Lock:
+        """The lock a key's leases are taken under, one at a time."""
+        step = self._steps.get(key)
+        if step is None:
+            with self._lock:
+                if len(self._steps) >= _KEPT:
+                    self._steps.clear()
+                step = self._steps.setdefault(key, threading.Lock())
+        return step
 
     def give_back(self) -> int:
         """Return every unspent unit to the shared counters (blocks); returns how many."""

@@ -3,6 +3,9 @@ exceeded, whatever the number of processes, and unspent units go back when a ser
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -11,6 +14,7 @@ from feedserver.errors import QuotaExceeded
 from feedserver.metering.ledger import migrate
 from feedserver.metering.quota_leases import MAX_UNITS, QuotaLeases, units_for
 from feedserver.metering.quotas import QuotaCounters
+from feedserver.plans import QuotaName
 from feedserver.storage.db import Database
 
 NOW = datetime(2026, 11, 5, 12, tzinfo=UTC)
@@ -89,3 +93,34 @@ def test_units_spent_from_threads_are_each_spent_once(db: Database) -> None:
     assert sorted(seen) == list(range(first + 1, first + MAX_UNITS))  # each unit once
     assert leases.give_back() == 0
     assert counters.used("acme", MONTH, "ondemand_lookups") == first + MAX_UNITS - 1
+
+
+class SlowCounters(QuotaCounters):
+    """The real counters, each lease taking a round trip's time, so threads overlap."""
+
+    def lease(self, customer_id: str, month: str, quota: QuotaName, limit: int | None,
+              now: datetime, want: int) -> tuple[int, int]:
+        time.sleep(0.05)
+        return super().lease(customer_id, month, quota, limit, now, want)
+
+
+def test_threads_meeting_on_a_spent_lease_lose_no_units(db: Database) -> None:
+    # Eight lookups of one process find its lease spent at once (eight worker threads): one
+    # leases, the others spend what it leased. Each used to lease too, and each lease stored
+    # replaced the one before it: those units stayed counted, never spent nor given back,
+    # so the customer lost them from the month's quota.
+    migrate(db)
+    counters = SlowCounters(db)
+    leases = QuotaLeases(counters)
+    leases.spend("acme", MONTH, "ondemand_lookups", None, NOW)  # a lease (of one), spent
+    start = threading.Barrier(8)
+
+    def lookup() -> int:
+        start.wait(timeout=10)
+        return leases.spend("acme", MONTH, "ondemand_lookups", None, NOW)
+
+    with ThreadPoolExecutor(8) as pool:
+        used = list(pool.map(lambda _: lookup(), range(8)))
+    assert sorted(used) == list(range(2, 10))  # each lookup its own unit
+    leases.give_back()
+    assert counters.used("acme", MONTH, "ondemand_lookups") == 9  # what was served
