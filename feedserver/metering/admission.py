@@ -78,9 +78,10 @@ class Admitter:
         self.clock = clock
         self.bytes_cache_seconds = bytes_cache_seconds
         self._terms: dict[str, Terms] = {}
-        # Buckets a request is stepping in a worker thread (its lease ran out): the requests
-        # that find the lease spent meanwhile wait for that step and spend what it leased,
-        # instead of each hopping to a thread and queueing on the bucket's lock there.
+        # Database steps a request is taking in a worker thread (a rate-limit lease, lookup
+        # units, a download's claim): the requests that need the same step meanwhile wait for
+        # it and spend what it took, instead of each hopping to a thread and queueing on the
+        # step's lock there.
         self._stepping: dict[str, asyncio.Event] = {}
 
     def terms(self, principal: MeteredPrincipal, now_s: float) -> Terms:
@@ -130,8 +131,9 @@ class Admitter:
                     await stepping.wait()
                     decision = self.limiter.try_hit(terms.bucket, terms.rate, now_s)
             if decision is None:
-                return await self._step(
-                    _Request(customer, feed, terms, quota, resource or "", now_s))
+                return await self._hop(
+                    terms.bucket, _Request(customer, feed, terms, quota, resource or "", now_s),
+                    None, False)
             if not decision.allowed:
                 raise _rate_limited(terms, decision)
         if terms.bytes_limit is not None and feed in BYTE_FEEDS:
@@ -148,30 +150,44 @@ class Admitter:
             return Admission(headers={
                 "RateLimit-Policy": terms.policies[None],
                 "RateLimit": f'"default";r={decision.remaining};t={math.ceil(decision.reset)}'})
-        dl = ""
-        if quota == "ondemand_lookups":
-            used = self.leases.try_spend(customer, terms.month, quota)
-        else:
-            claim = terms.claims.get(resource or "")
-            used, dl = (None, "") if claim is None else claim
+        used, dl = self._held(customer, terms, quota, resource or "")
         if used is None:
-            return await anyio.to_thread.run_sync(
-                self._admit, _Request(customer, feed, terms, quota, resource or "", now_s),
-                decision, True)
+            # Lookup units (or this download's claim) are counted in the database: one request
+            # does it; those arriving meanwhile wait for it and spend what it counted.
+            step = (f"{quota}:{customer}" if quota == "ondemand_lookups"  # per customer
+                    else f"{quota}:{customer}:{resource}")  # per download
+            stepping = self._stepping.get(step)
+            if stepping is not None:
+                await stepping.wait()
+                used, dl = self._held(customer, terms, quota, resource or "")
+            if used is None:
+                return await self._hop(
+                    step, _Request(customer, feed, terms, quota, resource or "", now_s),
+                    decision, True)
         return _answer(terms, quota, decision, used, now_s, dl)
 
-    async def _step(self, req: _Request) -> Admission:
-        """The whole decision in a worker thread (it steps the rate-limit bucket), the other
-        requests for the bucket meanwhile waiting for it (``_stepping``) unless one is under
-        way already."""
-        bucket = req.terms.bucket
-        if bucket in self._stepping:  # its step did not lease enough for this request
-            return await anyio.to_thread.run_sync(self._admit, req, None)
-        done = self._stepping[bucket] = asyncio.Event()
+    def _held(self, customer: str, terms: Terms, quota: QuotaName, resource: str
+              ) -> tuple[int | None, str]:
+        """The quota's use after this request's unit and the download id, from what this
+        process holds (a leased lookup unit, a download it claimed); None when it holds none."""
+        if quota == "ondemand_lookups":
+            return self.leases.try_spend(customer, terms.month, quota), ""
+        claim = terms.claims.get(resource)
+        return (None, "") if claim is None else claim
+
+    async def _hop(self, step: str, req: _Request, decision: RateDecision | None,
+                   bytes_checked: bool) -> Admission:
+        """The whole decision in a worker thread, where it takes ``step`` in the database (a
+        step of the rate-limit bucket, a lease of lookup units, a download's claim): the
+        other requests needing the same step meanwhile wait for this one (``_stepping``)
+        unless one is under way already."""
+        if step in self._stepping:  # its step did not hold enough for this request
+            return await anyio.to_thread.run_sync(self._admit, req, decision, bytes_checked)
+        done = self._stepping[step] = asyncio.Event()
         try:
-            return await anyio.to_thread.run_sync(self._admit, req, None)
+            return await anyio.to_thread.run_sync(self._admit, req, decision, bytes_checked)
         finally:
-            del self._stepping[bucket]
+            del self._stepping[step]
             done.set()
 
     def _admit(self, req: _Request, decision: RateDecision | None, bytes_checked: bool = False

@@ -117,3 +117,19 @@ async def test_requests_that_find_the_lease_spent_wait_for_one_step(db: Database
     left = [int(x.headers["RateLimit"].split("r=")[1].split(";")[0]) for x in admitted]
     assert left == list(range(left[0], left[0] - 8, -1))
     assert left[0] >= 10_000 - 2  # the bucket was full (floating point may cost one)
+
+
+async def test_lookups_that_find_the_units_spent_wait_for_one_lease(db: Database) -> None:
+    # The same for on-demand lookup units: lookups arriving while one request leases units
+    # in a worker thread wait for that lease and spend from it, one hop instead of eight.
+    Ledger(db)
+    plan = Plan(name="lookups", quotas=Quotas(ondemand_lookups=10_000),
+                rate_limit=RateLimit(requests_per_second=0, burst=0))
+    a = CountingAdmitter(QuotaCounters(db), LocalRateLimiter(), clock=lambda: NOW)
+    p = FakePrincipal(plan=plan)
+    await a.admit(p, "ondemand", "enwiki")  # the first lease is one unit: spent
+    admitted = await asyncio.gather(*(a.admit(p, "ondemand", "enwiki") for _ in range(8)))
+    assert a.hops == 2
+    assert sorted(x.quota_used for x in admitted) == list(range(2, 10))
+    a.release()  # the units leased and not spent go back: the counter holds what was served
+    assert QuotaCounters(db).used("acme", "2026-11", "ondemand_lookups") == 9
