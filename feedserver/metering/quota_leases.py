@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from feedserver.metering.quotas import QuotaCounters
+from feedserver.metering.step_locks import StepLocks
 from feedserver.plans import QuotaName
 
 MAX_UNITS = 64
@@ -51,7 +52,7 @@ class QuotaLeases:
     def __init__(self, counters: QuotaCounters) -> None:
         self.counters = counters
         self._leases: dict[tuple[str, str, QuotaName], _Lease] = {}
-        self._steps: dict[tuple[str, str, QuotaName], threading.Lock] = {}  # one lease at a time
+        self._step: StepLocks[tuple[str, str, QuotaName]] = StepLocks()  # a lease at a time
         self._lock = threading.Lock()  # leasing and giving back; spending needs none
 
     def try_spend(self, customer: str, month: str, quota: QuotaName) -> int | None:
@@ -83,16 +84,6 @@ class QuotaLeases:
                     self._leases.clear()  # leases then given back are lost, no more
                 self._leases[key] = _Lease(granted, used)
             return used - (granted - 1)
-
-    def _step(self, key: tuple[str, str, QuotaName]) -> threading.Lock:
-        """The lock a key's leases are taken under, one at a time."""
-        step = self._steps.get(key)
-        if step is None:
-            with self._lock:
-                if len(self._steps) >= _KEPT:
-                    self._steps.clear()
-                step = self._steps.setdefault(key, threading.Lock())
-        return step
 
     def give_back(self) -> int:
         """Return every unspent unit to the shared counters (blocks); returns how many."""

@@ -33,6 +33,7 @@ from typing import Protocol
 
 import msgspec
 
+from feedserver.metering.step_locks import StepLocks
 from feedserver.plans import RateLimit
 from feedserver.storage.db import Database
 
@@ -230,8 +231,8 @@ class LeasedRateLimiter:
         self.source = source
         self.blocking = blocking
         self._leases: dict[str, _Lease] = {}
-        self._steps: dict[str, threading.Lock] = {}  # one per bucket: its steps in turn
-        self._lock = threading.Lock()  # guards the two dicts' growth
+        self._step: StepLocks[str] = StepLocks()  # one per bucket: its steps in turn
+        self._lock = threading.Lock()  # guards the leases' growth
 
     def try_hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision | None:
         decided = self._spend(bucket, now)
@@ -254,15 +255,6 @@ class LeasedRateLimiter:
                 return RateDecision(True, lease.remaining + left, lease.reset, 0.0)
         return None
 
-    def _step(self, bucket: str) -> threading.Lock:
-        step = self._steps.get(bucket)
-        if step is None:
-            with self._lock:
-                if len(self._steps) >= 100_000:
-                    self._steps.clear()
-                step = self._steps.setdefault(bucket, threading.Lock())
-        return step
-
     def _take(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
         with self._step(bucket):
             # Another thread's step may have leased while this one waited: spend from it.
@@ -274,17 +266,17 @@ class LeasedRateLimiter:
             size = min(most, FIRST_LEASE) if last is None else last.next_size(now, most)
             taken, decision = self.source.take(bucket, policy, now, size)
             if taken > 1:
-                lease = _Lease(taken - 1, now + LEASE_SECONDS, decision.remaining,
-                               decision.reset, size)
-            elif taken == 1 and last is not None:
-                # The bucket had room for this request only: the next step starts small.
-                lease = _Lease(0, now + LEASE_SECONDS, decision.remaining, decision.reset, 1)
-            else:
-                return decision
-            with self._lock:
-                if len(self._leases) >= 100_000:
-                    self._leases.clear()
-                self._leases[bucket] = lease
-            if taken > 1:
+                self._keep(bucket, _Lease(taken - 1, now + LEASE_SECONDS, decision.remaining,
+                                          decision.reset, size))
                 return RateDecision(True, decision.remaining + taken - 1, decision.reset, 0.0)
+            if taken == 1 and last is not None:
+                # The bucket had room for this request only: the next step starts small.
+                self._keep(bucket, _Lease(0, now + LEASE_SECONDS, decision.remaining,
+                                          decision.reset, 1))
             return decision
+
+    def _keep(self, bucket: str, lease: _Lease) -> None:
+        with self._lock:
+            if len(self._leases) >= 100_000:
+                self._leases.clear()
+            self._leases[bucket] = lease
