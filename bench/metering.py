@@ -21,8 +21,13 @@ printed beside it. As information, per arm: CPU seconds per request of this proc
 loop and ledger writer threads, the in-process clients too) and of the processes the app
 started (the ledger appender process, ``ledger_appender = "process"``), and the CPU the rest of the
 machine used meanwhile (``others``, in cores: other work on a shared machine slows the arms
-unevenly, the one with a writer thread more). At the section's start it prints what is left
-running in this process from earlier sections (threads, child processes, tracked objects).
+unevenly, the one with a writer thread more). Then where the metered arm's extra CPU ran:
+the event loop's thread (its own CPU clock, the in-process clients' share the same in both
+arms; with the kernel's part, which the journal's fsync in another thread raises), the
+process's other threads and the app's child processes. On 2 cores with one kept busy
+(``--busy``) all three are the requests' time; quiet, the last two mostly run beside the
+event loop. At the section's start it prints what is left running in this process from
+earlier sections (threads, child processes, tracked objects).
 
 Then the distributed case (issue 17: "PostgreSQL instead of SQLite for the ledger and
 limits"): both mixes again with PostgreSQL for accounts, rate limits, quotas and the ledger
@@ -104,13 +109,20 @@ def seed(db: Database) -> str:
 class Sample(msgspec.Struct, frozen=True):
     """One arm's sample: requests per second, this process's CPU seconds per request (the
     app's own processes counted), the database server's (PostgreSQL; 0 on SQLite), and the
-    cores the rest of the machine kept busy meanwhile."""
+    cores the rest of the machine kept busy meanwhile. ``cpu`` split by where it ran: the
+    event loop's thread (``loop``, the in-process clients too; ``loop_kernel`` its system
+    time), this process's other threads (``threads``: the writer's worker-thread hops, the
+    journal's fsync) and the processes the app started (``children``: the ledger appender)."""
 
     rate: float
     cpu: float
     db: float
     others: float
     iowait: float
+    loop: float = 0.0
+    loop_kernel: float = 0.0
+    threads: float = 0.0
+    children: float = 0.0
 
 
 class Arm(msgspec.Struct):
@@ -129,6 +141,14 @@ class Arm(msgspec.Struct):
 
     def others(self) -> float:
         return statistics.fmean(s.others for s in self.samples)
+
+    def split(self) -> tuple[float, float, float, float]:
+        """Mean CPU seconds per request of the event loop's thread, of its kernel part, of
+        the other threads and of the app's child processes."""
+        return (statistics.fmean(s.loop for s in self.samples),
+                statistics.fmean(s.loop_kernel for s in self.samples),
+                statistics.fmean(s.threads for s in self.samples),
+                statistics.fmean(s.children for s in self.samples))
 
     def iowait(self) -> float:
         return statistics.fmean(s.iowait for s in self.samples)
@@ -159,6 +179,12 @@ def _started_since(before: set[int]) -> list[int]:
     """This process's descendants that were not there in ``before``: what the app started
     (the ledger appender process), not the spinner of ``--busy`` or earlier sections' pools."""
     return [pid for pid in _cpu.descendants(_cpu.stats(), os.getpid()) if pid not in before]
+
+
+def _loop_cpu() -> tuple[float, float]:
+    """CPU seconds of the calling thread (the event loop's) so far, and the kernel's part."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime
 
 
 def _cpu_of(pids: list[int]) -> float:
@@ -207,15 +233,21 @@ async def throughput(data_dir: Path, key: str, path: str, *, metering: bool,
         # The app's own processes count: metering's ledger appender works for these requests.
         children = _started_since(before)
         machine, db = _machine(), _db_cpu(database_url)
-        cpu, start = _own_cpu() + _cpu_of(children), time.perf_counter()
+        own, kids, (loop_cpu, loop_kernel) = _own_cpu(), _cpu_of(children), _loop_cpu()
+        start = time.perf_counter()
         await asyncio.gather(*(loop() for _ in range(CONCURRENCY)))
         elapsed = time.perf_counter() - start
-        cpu = _own_cpu() + _cpu_of(children) - cpu
+        loop_cpu, loop_kernel = (b - a for a, b in zip((loop_cpu, loop_kernel), _loop_cpu(),
+                                                        strict=True))
+        own, kids = _own_cpu() - own, _cpu_of(children) - kids
         db = _db_cpu(database_url) - db
         busy, iowait = (b - a for a, b in zip(machine, _machine(), strict=True))
     done = per_client * CONCURRENCY
+    cpu = own + kids
     return Sample(rate=done / elapsed, cpu=cpu / done, db=db / done,
-                  others=max(busy - cpu - db, 0.0) / elapsed, iowait=iowait / elapsed)
+                  others=max(busy - cpu - db, 0.0) / elapsed, iowait=iowait / elapsed,
+                  loop=loop_cpu / done, loop_kernel=loop_kernel / done,
+                  threads=max(own - loop_cpu, 0.0) / done, children=kids / done)
 
 
 def sample(data_dir: Path, key: str, path: str, *, metering: bool, database_url: str | None,
@@ -283,6 +315,13 @@ def section(data_dir: Path, key: str, database_url: str | None) -> None:
               f"{off.iowait():.2f} / {on.iowait():.2f} cores; "
               f"{REQUESTS} requests per sample, {time.perf_counter() - started:.0f} s, "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        (loop_off, kernel_off, _, _), (loop_on, kernel_on, threads, children) = (
+            off.split(), on.split())
+        print(f"{'':>9}  where metering's CPU ran, per request: event loop "
+              f"{(loop_on - loop_off) * 1e6:+4.0f} us ({loop_off * 1e6:.0f} -> "
+              f"{loop_on * 1e6:.0f}; of it kernel {kernel_off * 1e6:.0f} -> "
+              f"{kernel_on * 1e6:.0f}), other threads {threads * 1e6:+4.0f} us, appender "
+              f"process {children * 1e6:+4.0f} us", flush=True)
         # The median of the paired overheads is the figure checked: best-of swings with load.
         check(f"metering overhead on {NAMES[name]}", paired * 100, 5.0,
               higher_is_better=False, unit="%", database=database)
