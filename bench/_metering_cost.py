@@ -16,8 +16,8 @@ requests + bytes records; ``chunk``: requests + bytes + one download per 50 resp
   and its thread hop (journal fsync, the lines' expansion); so ``writer`` minus ``records``
   minus the expansion is the writer task's own part;
 * ``writer-lines``: the same delivering the journal's lines as they are to a
-  ``LineDestination`` that takes them at once (the ledger appender process's path: the hop
-  fsyncs only, the child expands); all the API process does after admission;
+  ``LineDestination`` that takes them at once (the ledger appender process's path: no
+  hop, the child fsyncs the journal and expands); all the API process does after admission;
 * ``pipeline``: ``records`` and the writer task delivering them to that ledger (journal
   fsync, thread hops, ``Ledger.append``, journal release), flushed every 50 responses: all
   of metering but admission.
@@ -102,8 +102,9 @@ class Nowhere:
 class NowhereLines(Nowhere):
     """A ``LineDestination`` that takes every batch of lines at once (``writer-lines``)."""
 
-    async def deliver_lines(self, lines: Sequence[bytes]) -> None:
-        del lines
+    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[str] = ()
+                            ) -> None:
+        del lines, sync
 
 
 async def pipeline(ledger: Ledger | None, journal_dir: Path, n: int, mix: str, *,

@@ -112,6 +112,14 @@ _MIN_MAP = 1024 * 1024
 AHEAD_BYTES = 256 * 1024
 
 
+class Written(msgspec.Struct, frozen=True):
+    """A segment written since its last sync: its file, its number, how far it was written."""
+
+    path: str
+    number: int
+    upto: int
+
+
 class _Segment:
     """One new segment file, locked and mapped; the mapping's position is where the next line
     goes (``mmap.write``), ``synced`` how far it was when last fsynced."""
@@ -246,6 +254,21 @@ class Journal:
             seg.synced = max(seg.synced, upto)
         if head is not None:
             self.populate(head)
+
+    def unsynced(self) -> list[Written]:
+        """The segments written since their last sync, for another process to fsync (the
+        ledger appender: ``synced`` once it did). On the event loop, like the appends."""
+        with self._lock:
+            return [Written(str(s.path), s.number, s.map.tell())
+                    for s in self._segments.values()
+                    if not s.map.closed and s.map.tell() > s.synced]
+
+    def synced(self, written: Sequence[Written]) -> None:
+        """``written`` (from ``unsynced``) was fsynced by another process."""
+        for w in written:
+            seg = self._segments.get(w.number)
+            if seg is not None:
+                seg.synced = max(seg.synced, w.upto)
 
     def populate(self, seg: _Segment) -> int:
         """Make ``ahead_bytes`` after ``seg``'s tail writable; the bytes populated."""

@@ -16,6 +16,11 @@ Wire:
   a replay is records (``journal.encode_lines``); both are read with the journal's own
   decoder (``journal.parse_segment``, which expands a response's line into its records), so
   the API process derives nothing, and a change of the journal's line format reaches here;
+* a frame whose header starts with ``F`` instead (``sync_frame``) names journal segment
+  files, one absolute path per line (each ending in the journal's suffix): the child fsyncs
+  each (a file gone was committed and deleted: nothing to do) and answers once they are
+  durable, before the writer sends the batch's lines, so the API process needs no worker
+  thread for its journal's fsync;
 * an answer is one JSON line, a ``Reply``: ``ok`` with the number of new rows, or the
   error's class name and detail. The answer to the first frame says whether the ledger
   opened. A body with an undecodable or torn line is refused whole (nothing appended).
@@ -29,12 +34,13 @@ import select
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 
 import msgspec
 
 from feedserver.config import Settings
 from feedserver.errors import FeedError
-from feedserver.metering.journal import parse_segment
+from feedserver.metering.journal import SUFFIX, parse_segment
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.periods import Periods
 from feedserver.storage.db import Database, connect
@@ -57,8 +63,14 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
 _encode_reply = msgspec.json.Encoder().encode
 
 
-def header(size: int) -> bytes:
-    return b"L%014d\n" % size
+def header(size: int, kind: bytes = b"L") -> bytes:
+    return kind + b"%014d\n" % size
+
+
+def sync_frame(paths: Sequence[str]) -> bytes:
+    """The frame asking the child to fsync the journal segment files ``paths``."""
+    body = "\n".join(paths).encode()
+    return header(len(body), b"F") + body
 
 
 def ledger_periods(settings: Settings) -> Periods:
@@ -81,7 +93,7 @@ def serve(sock: socket.socket, parent: int) -> None:
         if first is None:
             return
         try:
-            config = msgspec.json.decode(first, type=Settings)
+            config = msgspec.json.decode(first[1], type=Settings)
             db = connect(config.database)
             ledger = Ledger(db, periods=ledger_periods(config))
         except (msgspec.DecodeError, ValueError) as exc:
@@ -91,8 +103,9 @@ def serve(sock: socket.socket, parent: int) -> None:
             _answer(sock, Reply(ok=False, error=type(exc).__name__, detail=exc.detail))
             return
         _answer(sock, Reply(ok=True))
-        while (body := _next_frame(sock, pidfd, parent)) is not None:
-            _answer(sock, append(ledger, body))
+        while (frame := _next_frame(sock, pidfd, parent)) is not None:
+            kind, body = frame
+            _answer(sock, sync(body) if kind == b"F" else append(ledger, body))
     except _Gone:
         return
     finally:
@@ -115,6 +128,33 @@ def append(ledger: Ledger, body: bytes) -> Reply:
         return Reply(ok=False, error=type(exc).__name__, detail=exc.detail)
 
 
+def sync(body: bytes) -> Reply:
+    """fsync the journal segment files a ``sync_frame`` names (a file already deleted is
+    committed: skipped). A name that is not an absolute path of a journal segment refuses
+    the frame; a failed fsync is an error the writer retries (its lines stay journaled)."""
+    try:
+        paths = body.decode().split("\n") if body else []
+    except UnicodeDecodeError as exc:
+        return Reply(ok=False, error="BadFrame", detail=str(exc))
+    for path in paths:
+        if not os.path.isabs(path) or not path.endswith(SUFFIX) or "\0" in path:
+            return Reply(ok=False, error="BadFrame", detail=f"not a journal segment: {path!r}")
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return Reply(ok=False, error="JournalSyncFailed", detail=f"{path}: {exc}")
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            return Reply(ok=False, error="JournalSyncFailed", detail=f"{path}: {exc}")
+        finally:
+            os.close(fd)
+    return Reply(ok=True)
+
+
 def _watch(parent: int) -> int | None:
     """A pidfd of the parent (readable once it exited; -1 where the kernel has none: the
     child then looks every ``PARENT_CHECK_SECONDS``), or None when it is gone already."""
@@ -126,10 +166,10 @@ def _watch(parent: int) -> int | None:
         return -1
 
 
-def _next_frame(sock: socket.socket, pidfd: int, parent: int) -> bytes | None:
-    """The next frame's body; None after answering a malformed header (the next frame
-    cannot be found). Raises ``_Gone`` at end-of-file, when the parent died, or when a frame
-    stops short."""
+def _next_frame(sock: socket.socket, pidfd: int, parent: int) -> tuple[bytes, bytes] | None:
+    """The next frame's kind (``L`` or ``F``) and body; None after answering a malformed
+    header (the next frame cannot be found). Raises ``_Gone`` at end-of-file, when the
+    parent died, or when a frame stops short."""
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     # With a pidfd the parent's exit wakes the poll itself: no timeout, so an idle child never
@@ -147,11 +187,12 @@ def _next_frame(sock: socket.socket, pidfd: int, parent: int) -> bytes | None:
     try:
         head = _read(sock, HEADER)
         digits = head[1:-1]
-        if head[:1] != b"L" or head[-1:] != b"\n" or not digits.isdigit() \
+        kind = head[:1]
+        if kind not in (b"L", b"F") or head[-1:] != b"\n" or not digits.isdigit() \
                 or int(digits) > FRAME_MAX:
             _answer(sock, Reply(ok=False, error="BadFrame", detail=f"bad header {head!r}"))
             return None
-        return _read(sock, int(digits))
+        return kind, _read(sock, int(digits))
     except OSError as exc:  # a timeout too: a frame cut short, nobody waits for its answer
         raise _Gone from exc
     finally:

@@ -9,8 +9,9 @@ SQLite steps (~24 futex hand-offs per request); in a process it runs on the othe
 
 The child is ``python -m feedserver.metering.ledger_child`` (its wire is described there),
 started when metering starts, outside any request. ``deliver_lines`` (the writer's batches)
-sends the journal's own lines of a batch as they are: the child decodes and expands them
-(``journal.parse_segment``), so this process derives nothing from them; ``deliver`` (the
+has the child fsync the journal's segments, then sends the journal's own lines of a batch as
+they are: the child decodes and expands them (``journal.parse_segment``), so this process
+derives nothing from them and has no worker thread for the batch at all; ``deliver`` (the
 journal's replay at start) sends records as journal lines. Either sends a frame and awaits
 the child's one-line answer on the event loop (asyncio streams: no thread hop, no blocking
 call).
@@ -43,7 +44,7 @@ import feedserver
 from feedserver.config import Settings
 from feedserver.errors import LedgerAppenderFailed
 from feedserver.metering.journal import decode_lines, encode_lines
-from feedserver.metering.ledger_child import Reply, header
+from feedserver.metering.ledger_child import Reply, header, sync_frame
 from feedserver.metering.records import UsageRecord
 from feedserver.storage.db import Database, SQLiteDatabase
 
@@ -128,11 +129,16 @@ class LedgerProcess:
     async def deliver(self, records: Sequence[UsageRecord]) -> None:
         _raise(await self._send(frames(records)))
 
-    async def deliver_lines(self, lines: Sequence[bytes]) -> None:
-        """Append a batch of the journal's own lines (``response_usage.line``). A batch the
-        child refused as undecodable (a caller broke ``Usage``'s types; nothing of it was
-        appended) is decoded here instead, its bad lines skipped and logged, as the writer
-        did before the child read lines: one bad line never holds the journal back."""
+    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[str] = ()
+                            ) -> None:
+        """Append a batch of the journal's own lines (``response_usage.line``), after the
+        child fsynced the journal segment files ``sync`` (a ``sync_frame``, answered once
+        they are durable). A batch the child refused as undecodable (a caller broke
+        ``Usage``'s types; nothing of it was appended) is decoded here instead, its bad lines
+        skipped and logged, as the writer did before the child read lines: one bad line never
+        holds the journal back."""
+        if sync:
+            _raise(await self._send(iter([sync_frame(sync)])))
         refused = await self._send(line_frames(lines))
         if refused is not None and refused.error == "BadFrame":
             records = await anyio.to_thread.run_sync(decode_lines, lines)

@@ -6,7 +6,8 @@ it; the writer task takes up to ``ledger_batch_size`` records' worth or whatever
 ``ledger_flush_seconds``, fsyncs the journal in one worker-thread hop and delivers the batch
 to its ``Destination``, and only then releases the journal space. A ``LineDestination`` (the
 ledger appender process) takes the journal's own lines as they are and derives the records
-itself; any other destination (the ledger in a worker thread, Kafka in distributed mode) gets
+itself, and fsyncs the journal's segments before it appends (no worker-thread hop in this
+process); any other destination (the ledger in a worker thread, Kafka in distributed mode) gets
 the usage records, expanded from the lines (``expand``: the ids' SHA-1, download ids, times)
 in the same worker-thread hop as the fsync. A failing destination is retried with backoff;
 the lines stay in the journal meanwhile, so nothing is lost and (ids being idempotent)
@@ -47,7 +48,10 @@ class LineDestination(Destination, Protocol):
     newline-terminated) as they are, and derives nothing. ``deliver`` still takes records
     (the journal's replay at start, which merges checkpoints)."""
 
-    async def deliver_lines(self, lines: Sequence[bytes]) -> None: ...
+    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[str] = ()
+                            ) -> None:
+        """Append ``lines``, after fsyncing the journal segment files ``sync`` (paths): the
+        journal is durable before its lines are in the ledger, as when the writer fsyncs."""
 
 
 class LedgerDestination:
@@ -191,8 +195,12 @@ class UsageRecorder:
         while True:
             try:
                 if lines_to is not None:
-                    await anyio.to_thread.run_sync(self.journal.sync)
-                    await lines_to.deliver_lines(lines)
+                    # The destination (another process) fsyncs the journal first: no worker
+                    # thread here, whose GIL hand-offs cost the event loop more than the
+                    # fsync (docs/metering.md, "The journal's fsync in the appender").
+                    written = self.journal.unsynced()
+                    await lines_to.deliver_lines(lines, sync=[w.path for w in written])
+                    self.journal.synced(written)
                     break
                 if records is None:
                     records = await anyio.to_thread.run_sync(self._synced, items)

@@ -30,7 +30,7 @@ from feedserver.config import load_settings
 from feedserver.errors import LedgerAppenderFailed
 from feedserver.metering.journal import Journal, decode_line, encode_lines
 from feedserver.metering.ledger import Ledger
-from feedserver.metering.ledger_child import Reply, append, header, serve
+from feedserver.metering.ledger_child import Reply, append, header, serve, sync, sync_frame
 from feedserver.metering.ledger_process import LedgerProcess, _reply, child_database
 from feedserver.metering.service import open_metering
 from feedserver.metering.writer import LedgerDestination, UsageRecorder
@@ -379,6 +379,66 @@ def test_a_frame_cut_short_ends_the_child(tmp_path: Path, db: Database, url: str
     assert wire.ended()
 
 
+def test_a_sync_frame_fsyncs_the_segments_it_names_and_refuses_anything_else(
+        tmp_path: Path, db: Database, url: str) -> None:
+    # The writer's batches no longer fsync the journal in a worker thread of the API
+    # process: the child does, before the lines. It fsyncs journal segments only; a segment
+    # deleted meanwhile was committed (nothing to do); any other name refuses the frame and
+    # the child goes on serving.
+    Ledger(db)
+    wire = Wire(url, tmp_path)
+    journal = Journal(tmp_path / "j")
+    journal.open()
+    journal.append(response_line(0))
+    [written] = journal.unsynced()
+    assert wire.ask(sync_frame([written.path, str(tmp_path / "j" / "gone.journal")])).ok
+    journal.synced([written])
+    assert journal.unsynced() == []
+    for paths in (["relative.journal"], [str(tmp_path / "feedserver.db")], ["/x/a.journal\0"]):
+        reply = wire.ask(sync_frame(paths))
+        assert (reply.ok, reply.error) == (False, "BadFrame")
+    body = b"\xff\xfe"
+    assert (wire.ask(header(len(body), b"F") + body).error) == "BadFrame"
+    assert wire.ask(sync_frame([])).ok  # nothing to sync
+    good = encode_lines([rec(1)])
+    assert wire.ask(header(len(good)) + good) == Reply(ok=True, new=1)
+    journal.close()
+    wire.ours.close()
+    assert wire.ended()
+
+
+def test_a_failed_fsync_is_an_error_not_ok(tmp_path: Path) -> None:
+    # A directory with the journal's suffix cannot be opened for fsync the way a segment is
+    # (O_NOFOLLOW on a symlink fails too): the answer is an error, so the writer retries
+    # and keeps the lines journaled, instead of appending lines that may not be durable.
+    bad = tmp_path / "link.journal"
+    bad.symlink_to(tmp_path)
+    reply = sync(str(bad).encode())
+    assert (reply.ok, reply.error) == (False, "JournalSyncFailed")
+
+
+async def test_a_batch_reaches_the_ledger_only_after_its_journal_was_synced(
+        tmp_path: Path, db: Database, url: str) -> None:
+    # Through the real child: deliver_lines with sync names the segment; a name the child
+    # refuses fails the delivery (LedgerAppenderFailed: the writer retries), and nothing of
+    # the batch is appended.
+    ledger = Ledger(db)
+    dest = appender(tmp_path, url)
+    await dest.start()
+    lines = [response_line(i) for i in range(3)]
+    with pytest.raises(LedgerAppenderFailed):
+        await dest.deliver_lines(lines, sync=["not-a-segment"])
+    assert ledger.count() == 0
+    journal = Journal(tmp_path / "j")
+    journal.open()
+    for line in lines:
+        journal.append(line)
+    await dest.deliver_lines(lines, sync=[w.path for w in journal.unsynced()])
+    assert totals(ledger)[0] == 6  # requests + bytes of each response
+    journal.close()
+    await dest.close()
+
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.binary(max_size=300))
@@ -388,6 +448,13 @@ def test_any_body_gets_an_answer(db: Database, body: bytes) -> None:
     assert isinstance(reply, Reply)
     if not reply.ok:
         assert reply.error in {"BadFrame", "StorageError", "UnstorableValue", "Conflict"}
+
+
+@given(body=st.binary(max_size=300))
+def test_any_sync_body_gets_an_answer(body: bytes) -> None:
+    # Whatever a sync frame holds, the child answers with a Reply (and never fsyncs a file
+    # that is not an absolute path of a journal segment).
+    assert isinstance(sync(body), Reply)
 
 
 @given(line=st.binary(max_size=200))

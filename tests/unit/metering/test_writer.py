@@ -111,11 +111,14 @@ class Lines:
     def __init__(self) -> None:
         self.lines: list[bytes] = []
         self.records: list[UsageRecord] = []
+        self.syncs: list[list[str]] = []  # per batch: the segment files to fsync first
 
     async def deliver(self, records: Sequence[UsageRecord]) -> None:
         self.records.extend(records)
 
-    async def deliver_lines(self, lines: Sequence[bytes]) -> None:
+    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[str] = ()
+                            ) -> None:
+        self.syncs.append(list(sync))
         self.lines.extend(lines)
 
     async def close(self) -> None:
@@ -140,4 +143,8 @@ async def test_a_line_destination_gets_the_journals_own_lines(tmp_path: Path) ->
     assert [r.quantity for entry in dest.lines for r in decode_line(entry)
             if r.meter == "bytes"] == list(range(1, 21))
     assert rec_.journal.pending() == 0
+    # Each batch asked the destination to fsync the segment its lines are in (the writer
+    # has no worker thread for it any more); a later batch names only what was written since.
+    assert dest.syncs and all(names == [str(segment)] for names in dest.syncs)
+    assert rec_.journal.unsynced() == []
     await rec_.stop()
