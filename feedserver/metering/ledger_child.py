@@ -17,7 +17,7 @@ Wire:
   decoder (``journal.parse_segment``, which expands a response's line into its records), so
   the API process derives nothing, and a change of the journal's line format reaches here;
 * a frame whose header starts with ``F`` instead (``sync_frame``) names journal segment
-  files, one absolute path per line (each ending in the journal's suffix): the child fsyncs
+  files, a JSON array of absolute paths (each ending in the journal's suffix): the child fsyncs
   each (a file gone was committed and deleted: nothing to do) and answers once they are
   durable, before the writer sends the batch's lines, so the API process needs no worker
   thread for its journal's fsync;
@@ -61,6 +61,7 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _encode_reply = msgspec.json.Encoder().encode
+_decode_paths = msgspec.json.Decoder(list[str]).decode
 
 
 def header(size: int, kind: bytes = b"L") -> bytes:
@@ -68,8 +69,9 @@ def header(size: int, kind: bytes = b"L") -> bytes:
 
 
 def sync_frame(paths: Sequence[str]) -> bytes:
-    """The frame asking the child to fsync the journal segment files ``paths``."""
-    body = "\n".join(paths).encode()
+    """The frame asking the child to fsync the journal segment files ``paths`` (a JSON array:
+    a data directory may hold any character)."""
+    body = msgspec.json.encode(list(paths))
     return header(len(body), b"F") + body
 
 
@@ -133,8 +135,8 @@ def sync(body: bytes) -> Reply:
     committed: skipped). A name that is not an absolute path of a journal segment refuses
     the frame; a failed fsync is an error the writer retries (its lines stay journaled)."""
     try:
-        paths = body.decode().split("\n") if body else []
-    except UnicodeDecodeError as exc:
+        paths = _decode_paths(body)
+    except msgspec.DecodeError as exc:
         return Reply(ok=False, error="BadFrame", detail=str(exc))
     for path in paths:
         if not os.path.isabs(path) or not path.endswith(SUFFIX) or "\0" in path:

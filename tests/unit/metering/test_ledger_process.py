@@ -394,12 +394,19 @@ def test_a_sync_frame_fsyncs_the_segments_it_names_and_refuses_anything_else(
     assert wire.ask(sync_frame([written.path, str(tmp_path / "j" / "gone.journal")])).ok
     journal.synced([written])
     assert journal.unsynced() == []
-    for paths in (["relative.journal"], [str(tmp_path / "feedserver.db")], ["/x/a.journal\0"]):
+    for paths in (["relative.journal"], [str(tmp_path / "feedserver.db")], ["/x/a.journal\0"],
+                  [str(tmp_path / "j" / "gone.journal"), "../escape.journal"]):
         reply = wire.ask(sync_frame(paths))
         assert (reply.ok, reply.error) == (False, "BadFrame")
     body = b"\xff\xfe"
     assert (wire.ask(header(len(body), b"F") + body).error) == "BadFrame"
+    body = b'["/a.journal", 1]'  # not a list of paths
+    assert (wire.ask(header(len(body), b"F") + body).error) == "BadFrame"
     assert wire.ask(sync_frame([])).ok  # nothing to sync
+    # A path may hold any character (a newline in a data directory): the body is JSON.
+    odd = tmp_path / "a\nb.journal"
+    odd.write_bytes(b"")
+    assert wire.ask(sync_frame([str(odd)])).ok
     good = encode_lines([rec(1)])
     assert wire.ask(header(len(good)) + good) == Reply(ok=True, new=1)
     journal.close()
@@ -413,7 +420,7 @@ def test_a_failed_fsync_is_an_error_not_ok(tmp_path: Path) -> None:
     # and keeps the lines journaled, instead of appending lines that may not be durable.
     bad = tmp_path / "link.journal"
     bad.symlink_to(tmp_path)
-    reply = sync(str(bad).encode())
+    reply = sync(msgspec.json.encode([str(bad)]))
     assert (reply.ok, reply.error) == (False, "JournalSyncFailed")
 
 
