@@ -160,7 +160,9 @@ class Journal:
 
     def __init__(self, directory: str | Path, *, segment_bytes: int = 32 * 1024 * 1024,
                  ahead_bytes: int = AHEAD_BYTES) -> None:
-        self.directory = Path(directory)
+        # Absolute: its segments' paths go to the ledger appender process (``unsynced``),
+        # which fsyncs nothing but absolute paths, and a later chdir must not move them.
+        self.directory = Path(directory).absolute()
         self.segment_bytes = segment_bytes
         self.ahead_bytes = ahead_bytes  # 0: no populating (``bench/_journal_append.py``)
         self._lock = threading.Lock()

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -92,6 +93,18 @@ def check_printed_examples(output: str, base: str, workdir: Path) -> str:
         answer = httpx.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=30,
                            follow_redirects=True)
         assert answer.status_code == 200, (url, answer.text[:300])
+    # And what the user pays for reached the ledger: the requests above are in the customer's
+    # usage report (the writer commits within a fraction of a second; a bounded wait). A
+    # journal that never reaches the ledger serves every request and bills none of them.
+    deadline = time.monotonic() + 60
+    while True:  # bounded by the deadline
+        report = httpx.get(f"{base}/v1/usage", headers={"Authorization": f"Bearer {key}"},
+                           timeout=30).json()
+        totals = report["customers"][0]["totals"] if report["customers"] else {}
+        if totals.get("requests", 0) >= len(shown) and totals.get("bytes", 0) > 0:
+            break
+        assert time.monotonic() < deadline, report
+        time.sleep(0.2)
     return key
 
 

@@ -424,6 +424,28 @@ def test_a_failed_fsync_is_an_error_not_ok(tmp_path: Path) -> None:
     assert (reply.ok, reply.error) == (False, "JournalSyncFailed")
 
 
+async def test_a_journal_in_a_relative_directory_reaches_the_ledger(
+        tmp_path: Path, db: Database, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ``make run`` serves from a relative data directory (``var``): the segments the writer
+    # asks the child to fsync must still be absolute paths (the child refuses any other), or
+    # no batch would ever reach the ledger. Found by hand on a fresh clone: the suite's data
+    # directories were all absolute.
+    monkeypatch.chdir(tmp_path)
+    ledger = Ledger(db)
+    dest = appender(tmp_path, url)
+    recorder = UsageRecorder(Journal("relative-journal"), dest, batch_size=4,
+                             flush_seconds=0.01)
+    await dest.start()
+    await recorder.start()
+    for i in range(10):
+        recorder.record(FakePrincipal(), feed="chunks", project="enwiki", response_id=f"r{i}",
+                        bytes_sent=i + 1)
+    await asyncio.wait_for(recorder.flush(), WAIT)
+    assert totals(ledger) == (20, 20, sum(range(1, 11)))
+    await asyncio.wait_for(recorder.stop(), WAIT)
+    assert list((tmp_path / "relative-journal").iterdir()) == []
+
+
 async def test_a_batch_reaches_the_ledger_only_after_its_journal_was_synced(
         tmp_path: Path, db: Database, url: str) -> None:
     # Through the real child: deliver_lines with sync names the segment; a name the child
