@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -84,6 +85,7 @@ class UsageRecorder:
         batch_size: int = 500,
         flush_seconds: float = 0.2,
         max_backoff: float = 5.0,
+        stop_seconds: float = 15.0,
     ) -> None:
         self.journal = journal
         self.destination = destination
@@ -94,6 +96,10 @@ class UsageRecorder:
         self._batch_lines = max(1, self.batch_size // _RECORDS_PER_RESPONSE)
         self.flush_seconds = flush_seconds
         self.max_backoff = max_backoff
+        # How long ``stop`` keeps retrying a failing destination; then the undelivered lines
+        # stay in the journal (kept on close, replayed at the next start) and the server stops.
+        self.stop_seconds = stop_seconds
+        self._give_up_at = math.inf
         # Lines waiting for the writer task. Per response: a list append and, at most, an
         # event set; the task wakes once per batch (a timer per batch, not per record).
         self._pending: list[_Item] = []
@@ -122,9 +128,12 @@ class UsageRecorder:
 
     async def stop(self) -> None:
         """Flush everything recorded, then close the journal (deleting it when all is
-        committed)."""
+        committed). A destination still failing ``stop_seconds`` after the call leaves the
+        rest in the journal, kept on close and replayed at the next start: a server whose
+        ledger is down still stops."""
         if self._task is not None:
             self._stopping = True
+            self._give_up_at = time.monotonic() + self.stop_seconds
             self._arrived.set()
             self._full.set()
             await self._task
@@ -209,8 +218,14 @@ class UsageRecorder:
                 await self.destination.deliver(records)
                 break
             except (FeedError, OSError) as exc:
+                if time.monotonic() >= self._give_up_at:
+                    log.error("usage delivery still failing at shutdown (%s): %d response(s) "
+                              "stay in the journal, replayed at the next start", exc,
+                              len(items))
+                    return  # not released: the journal keeps them
                 log.warning("usage delivery failed (%s); retrying in %.2fs", exc, backoff)
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(min(backoff, max(self._give_up_at - time.monotonic(),
+                                                     0.0)))
                 backoff = min(backoff * 2, self.max_backoff)
         counts: dict[int, int] = {}
         for _, segment, checkpoints in items:

@@ -148,3 +148,29 @@ async def test_a_line_destination_gets_the_journals_own_lines(tmp_path: Path) ->
     assert dest.syncs and all(names == [str(segment)] for names in dest.syncs)
     assert rec_.journal.unsynced() == []
     await rec_.stop()
+
+
+class Down:
+    """A destination that always fails (the ledger's database down)."""
+
+    async def deliver(self, records: Sequence[UsageRecord]) -> None:
+        raise OSError("the ledger is down")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_stop_gives_up_on_a_failing_destination_and_keeps_the_journal(
+        tmp_path: Path) -> None:
+    # Ctrl-C on a server whose ledger is down used to retry forever: stop is bounded, and
+    # what was not delivered stays in the journal for the next start (nothing lost).
+    rec_ = UsageRecorder(Journal(tmp_path / "j"), Down(), batch_size=4, flush_seconds=0.01,
+                         max_backoff=0.05, stop_seconds=0.3)
+    await rec_.start()
+    p = FakePrincipal()
+    for i in range(6):
+        rec_.record(p, feed="chunks", project="enwiki", response_id=f"r{i}", bytes_sent=i + 1)
+    await asyncio.wait_for(rec_.stop(), 10)
+    recovered = Journal(tmp_path / "j").recover()
+    assert sorted(r.quantity for r in recovered.records if r.meter == "bytes") == \
+        list(range(1, 7))
