@@ -97,6 +97,14 @@ def test_settings_choose_the_process_for_the_database_they_name(
     assert child_database(settings, SQLiteDatabase(":memory:")) is None
 
 
+async def record_chunks(recorder: UsageRecorder, n: int) -> None:
+    """``n`` chunk responses of ``FakePrincipal`` (bytes 1..n) recorded, then flushed."""
+    for i in range(n):
+        recorder.record(FakePrincipal(), feed="chunks", project="enwiki", response_id=f"r{i}",
+                        bytes_sent=i + 1)
+    await asyncio.wait_for(recorder.flush(), WAIT)
+
+
 async def test_batches_reach_the_ledger_through_the_child(
         tmp_path: Path, db: Database, url: str) -> None:
     ledger = Ledger(db)
@@ -106,10 +114,7 @@ async def test_batches_reach_the_ledger_through_the_child(
     await recorder.start()
     pid = dest.pid
     assert pid is not None
-    for i in range(50):
-        recorder.record(FakePrincipal(), feed="chunks", project="enwiki", response_id=f"r{i}",
-                        bytes_sent=i + 1)
-    await asyncio.wait_for(recorder.flush(), WAIT)
+    await record_chunks(recorder, 50)
     assert totals(ledger) == (100, 100, sum(range(1, 51)))
     await asyncio.wait_for(recorder.stop(), WAIT)
     assert list((tmp_path / "j").iterdir()) == []  # every line released after the answers
@@ -437,10 +442,7 @@ async def test_a_journal_in_a_relative_directory_reaches_the_ledger(
                              flush_seconds=0.01)
     await dest.start()
     await recorder.start()
-    for i in range(10):
-        recorder.record(FakePrincipal(), feed="chunks", project="enwiki", response_id=f"r{i}",
-                        bytes_sent=i + 1)
-    await asyncio.wait_for(recorder.flush(), WAIT)
+    await record_chunks(recorder, 10)
     assert totals(ledger) == (20, 20, sum(range(1, 11)))
     await asyncio.wait_for(recorder.stop(), WAIT)
     assert list((tmp_path / "relative-journal").iterdir()) == []
