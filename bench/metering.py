@@ -315,13 +315,15 @@ def section(data_dir: Path, key: str, database_url: str | None) -> None:
               f"{off.iowait():.2f} / {on.iowait():.2f} cores; "
               f"{REQUESTS} requests per sample, {time.perf_counter() - started:.0f} s, "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
-        (loop_off, kernel_off, _, _), (loop_on, kernel_on, threads, children) = (
-            off.split(), on.split())
+        # Each part on minus off: a chunk download's worker threads read its file in both arms.
+        (loop_off, kernel_off, threads_off, children_off), \
+            (loop_on, kernel_on, threads_on, children_on) = off.split(), on.split()
         print(f"{'':>9}  where metering's CPU ran, per request: event loop "
               f"{(loop_on - loop_off) * 1e6:+4.0f} us ({loop_off * 1e6:.0f} -> "
               f"{loop_on * 1e6:.0f}; of it kernel {kernel_off * 1e6:.0f} -> "
-              f"{kernel_on * 1e6:.0f}), other threads {threads * 1e6:+4.0f} us, appender "
-              f"process {children * 1e6:+4.0f} us", flush=True)
+              f"{kernel_on * 1e6:.0f}), other threads {(threads_on - threads_off) * 1e6:+4.0f} "
+              f"us ({threads_off * 1e6:.0f} -> {threads_on * 1e6:.0f}), appender process "
+              f"{(children_on - children_off) * 1e6:+4.0f} us", flush=True)
         # The median of the paired overheads is the figure checked: best-of swings with load.
         check(f"metering overhead on {NAMES[name]}", paired * 100, 5.0,
               higher_is_better=False, unit="%", database=database)
