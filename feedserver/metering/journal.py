@@ -246,8 +246,7 @@ class Journal:
         """fsync every segment written since the last sync, then make the pages the next
         appends go to writable (``prefault.py``; called off the event loop)."""
         with self._lock:
-            written = [(s, s.map.tell()) for s in self._segments.values()
-                       if not s.map.closed and s.map.tell() > s.synced]
+            written = self._written()
             head = self._head
         for seg, upto in written:
             # OSError: closed by a concurrent release, so its records are committed anyway
@@ -261,9 +260,12 @@ class Journal:
         """The segments written since their last sync, for another process to fsync (the
         ledger appender: ``synced`` once it did). On the event loop, like the appends."""
         with self._lock:
-            return [Written(str(s.path), s.number, s.map.tell())
-                    for s in self._segments.values()
-                    if not s.map.closed and s.map.tell() > s.synced]
+            return [Written(str(seg.path), seg.number, upto) for seg, upto in self._written()]
+
+    def _written(self) -> list[tuple[_Segment, int]]:
+        """The open segments written past their last sync, with how far (``_lock`` held)."""
+        return [(s, s.map.tell()) for s in self._segments.values()
+                if not s.map.closed and s.map.tell() > s.synced]
 
     def synced(self, written: Sequence[Written]) -> None:
         """``written`` (from ``unsynced``) was fsynced by another process."""
