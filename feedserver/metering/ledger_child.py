@@ -143,18 +143,22 @@ def sync(body: bytes) -> Reply:
             return Reply(ok=False, error="BadFrame", detail=f"not a journal segment: {path!r}")
     for path in paths:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
+            _fsync(path)
         except OSError as exc:
             return Reply(ok=False, error="JournalSyncFailed", detail=f"{path}: {exc}")
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            return Reply(ok=False, error="JournalSyncFailed", detail=f"{path}: {exc}")
-        finally:
-            os.close(fd)
     return Reply(ok=True)
+
+
+def _fsync(path: str) -> None:
+    """fsync the segment file ``path``; nothing when it is gone (committed and deleted)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _watch(parent: int) -> int | None:
