@@ -23,11 +23,11 @@ started (the ledger appender process, ``ledger_appender = "process"``), and the 
 machine used meanwhile (``others``, in cores: other work on a shared machine slows the arms
 unevenly, the one with a writer thread more). Then where the metered arm's extra CPU ran:
 the event loop's thread (its own CPU clock, the in-process clients' share the same in both
-arms; with the kernel's part, which the journal's fsync in another thread raises), the
-process's other threads and the app's child processes. On 2 cores with one kept busy
-(``--busy``) all three are the requests' time; quiet, the last two mostly run beside the
-event loop. At the section's start it prints what is left running in this process from
-earlier sections (threads, child processes, tracked objects).
+arms; with the kernel's part, which a worker thread waiting for the GIL raises), the
+process's other threads and the app's child processes, each metered minus unmetered. On 2
+cores with one kept busy (``--busy``) all three are the requests' time; quiet, the last two
+mostly run beside the event loop. At the section's start it prints what is left running in
+this process from earlier sections (threads, child processes, tracked objects).
 
 Then the distributed case (issue 17: "PostgreSQL instead of SQLite for the ledger and
 limits"): both mixes again with PostgreSQL for accounts, rate limits, quotas and the ledger
@@ -111,18 +111,18 @@ class Sample(msgspec.Struct, frozen=True):
     app's own processes counted), the database server's (PostgreSQL; 0 on SQLite), and the
     cores the rest of the machine kept busy meanwhile. ``cpu`` split by where it ran: the
     event loop's thread (``loop``, the in-process clients too; ``loop_kernel`` its system
-    time), this process's other threads (``threads``: the writer's worker-thread hops, the
-    journal's fsync) and the processes the app started (``children``: the ledger appender)."""
+    time), this process's other threads (``threads``: worker-thread hops, a download's file
+    reads) and the processes the app started (``children``: the ledger appender)."""
 
     rate: float
     cpu: float
     db: float
     others: float
     iowait: float
-    loop: float = 0.0
-    loop_kernel: float = 0.0
-    threads: float = 0.0
-    children: float = 0.0
+    loop: float
+    loop_kernel: float
+    threads: float
+    children: float
 
 
 class Arm(msgspec.Struct):
