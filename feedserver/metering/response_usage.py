@@ -83,6 +83,12 @@ def nanos(ts: datetime) -> int:
     return (ts - _EPOCH) // _MICROSECOND * 1000
 
 
+def from_nanos(ts_ns: int) -> datetime:
+    """The UTC time of Unix nanoseconds ``ts_ns``, to the microsecond (``nanos``' inverse for
+    a time with whole microseconds)."""
+    return _EPOCH + timedelta(0, 0, ts_ns // 1000)
+
+
 def expand(entry: ResponseUsage) -> list[UsageRecord]:
     """The usage records of one journaled response: always ``requests``, the other meters when
     non-zero, and the ``downloads`` record (id: the download id) for a download of a
