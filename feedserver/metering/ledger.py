@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 
 from feedserver.errors import Conflict
+from feedserver.metering.batch_rows import BatchRows, Evidence, response_keys
 from feedserver.metering.entries import (
     COLUMNS,
     SELECT,
@@ -40,6 +41,7 @@ from feedserver.metering.entries import (
 )
 from feedserver.metering.periods import Periods
 from feedserver.metering.records import RESPONSE_ID_VERSION, UsageRecord, merge
+from feedserver.metering.response_usage import nanos
 from feedserver.metering.sealing import Batch, row_hash
 from feedserver.storage.db import Cursor, Database
 
@@ -105,10 +107,19 @@ def ts_text(ts: datetime) -> str:
     return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"  # fast path
 
 
+# A batch's evidence (``batch_rows``): its lines, compressed, named by their SHA-256.
+EVIDENCE_MIGRATION = (
+    "CREATE TABLE usage_evidence (digest TEXT PRIMARY KEY, first_ns BIGINT NOT NULL, "
+    "last_ns BIGINT NOT NULL, lines {blob} NOT NULL)",
+    "CREATE INDEX usage_evidence_last ON usage_evidence (last_ns)",
+)
+
+
 def migrate(db: Database) -> None:
     db.migrate("metering-0001-ledger", MIGRATION)
     db.migrate("metering-0002-corrections", CORRECTIONS_MIGRATION)
     db.migrate("metering-0003-corrects-partial", CORRECTS_PARTIAL_MIGRATION)
+    db.migrate("metering-0004-evidence", EVIDENCE_MIGRATION)
 
 
 class VerifyResult(msgspec.Struct, kw_only=True):
@@ -140,7 +151,17 @@ class Ledger:
         )
 
     def append(self, records: Sequence[UsageRecord]) -> int:
-        """Append the records not yet in the ledger; returns how many were new."""
+        """Append the records not yet in the ledger; returns how many were new. A response's
+        records that a batch booked already (its evidence holds the response: a journal
+        replay after the batch committed) are not new either."""
+        return self._append(records, None)
+
+    def append_batch(self, batch: BatchRows) -> int:
+        """Book a batch's group rows (``batch_rows``) and keep its evidence, in one
+        transaction; returns how many rows were new (none when it was booked already)."""
+        return self._append(batch.records, batch.evidence)
+
+    def _append(self, records: Sequence[UsageRecord], evidence: Evidence | None) -> int:
         unique = merge(records)
         if not unique:
             return 0
@@ -166,21 +187,39 @@ class Ledger:
         # A response's usage ids are new unless its records are replayed or redelivered;
         # a download id recurs with every Range request of the download that day. So only
         # ids that are not a response's (not time-ordered) are looked up first.
+        # Records of responses (journal replays) may have been booked by a batch: from the
+        # earliest of them on, the evidence says which (``batch_rows``).
+        replayed = None
+        if evidence is None:
+            earliest = next((rec.ts for rec in unique  # sorted by time
+                             if rec.usage_id[14:15] == RESPONSE_ID_VERSION), None)
+            replayed = None if earliest is None else nanos(earliest)
         try:
-            return self._seal(bodies, [i for i in bodies if i[14:15] != RESPONSE_ID_VERSION])
+            return self._seal(bodies, [i for i in bodies if i[14:15] != RESPONSE_ID_VERSION],
+                              evidence, replayed)
         except Conflict:
             # A response's id is stored already (a journal replay, a redelivered message):
             # the transaction rolled back; seal the batch again without every id present.
-            return self._seal(bodies, list(bodies))
+            return self._seal(bodies, list(bodies), evidence, replayed)
 
-    def _seal(self, bodies: dict[str, list[Any]], lookup: list[str]) -> int:
+    def _seal(self, bodies: dict[str, list[Any]], lookup: list[str],
+              evidence: Evidence | None = None, replayed: int | None = None) -> int:
         """One transaction: the bodies sealed after the head and inserted, skipping those of
-        the ids in ``lookup`` that are present. An id present but not looked up makes the
-        unique ``usage_id`` index refuse the batch (Conflict; nothing of it is kept)."""
+        the ids in ``lookup`` that are present and, from ``replayed`` (Unix ns) on, those of
+        the responses a batch's evidence holds; ``evidence`` kept with them. An id present
+        but not looked up makes the unique ``usage_id`` index refuse the batch (Conflict;
+        nothing of it is kept)."""
         with self.db.transaction() as cur:
             batch, count = self._head(cur)
             for found in _existing(cur, lookup):
                 del bodies[found]
+            if replayed is not None:
+                _drop_booked(cur, bodies, replayed)
+            if evidence is not None:
+                cur.execute("INSERT INTO usage_evidence (digest, first_ns, last_ns, lines) "
+                            "VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+                            (evidence.digest, evidence.first_ns, evidence.last_ns,
+                             evidence.lines))
             batch.extend(bodies.values())
             batch.write(cur, count)
         return batch.rows
@@ -265,6 +304,20 @@ class Ledger:
             return bad(n + 1, f"chain ends at seq {n} but the head records seq {head.seq}, "
                               f"{head.rows} rows: rows removed at the end")
         return VerifyResult(ok=True, rows=n, head_seq=head.seq, head_hash=head.row_hash)
+
+
+def _drop_booked(cur: Cursor, bodies: dict[str, list[Any]], since_ns: int) -> None:
+    """Drop the bodies of responses that a batch booked already: those whose response key
+    (a response's usage id but its meter digit) is in the evidence of a batch that ended at
+    or after ``since_ns``, the earliest replayed response's time."""
+    blobs = [bytes(r[0]) for r in cur.execute(
+        "SELECT lines FROM usage_evidence WHERE last_ns >= ?", (since_ns,)).fetchall()]
+    if not blobs:
+        return
+    booked = response_keys(blobs)
+    for usage_id in [i for i in bodies if i[14:15] == RESPONSE_ID_VERSION]:
+        if usage_id[:-1] in booked:
+            del bodies[usage_id]
 
 
 def _existing(cur: Cursor, ids: list[str]) -> list[str]:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from feedserver.metering.batch_rows import batch_rows, evidence_lines
 from feedserver.metering.ledger import Ledger
 from feedserver.storage.db import Database
-from tests.unit.metering.conftest import rec
+from tests.unit.metering.conftest import rec, response_line, response_of
 
 
 def filled(db: Database, n: int = 5) -> Ledger:
@@ -91,3 +93,50 @@ def test_a_failed_append_claims_nothing_so_the_retry_meters_once(db: Database) -
     used = db.fetchone("SELECT used FROM quota_usage WHERE customer_id='acme' AND meter='bytes'")
     assert used == (10 + 666 + 10,)
     assert ledger.verify().ok
+
+
+# --- rows per batch (``append_batch``) ---------------------------------------------------------
+
+def test_a_batch_is_booked_once_with_its_evidence(db: Database) -> None:
+    # A batch delivered again (the appender's answer lost) adds nothing: its rows' ids and
+    # its evidence's digest are the batch's own.
+    ledger = Ledger(db)
+    data = b"".join(response_line(i, bytes_sent=i + 1) for i in range(20))
+    batch = batch_rows(data)
+    assert ledger.append_batch(batch) == 2  # requests and bytes of one group
+    assert ledger.append_batch(batch_rows(data)) == 0
+    assert db.fetchall("SELECT meter, quantity FROM usage_ledger ORDER BY meter") == [
+        ("bytes", sum(range(1, 21))), ("requests", 20)]
+    stored = db.fetchall("SELECT digest, lines FROM usage_evidence")
+    assert [(d, evidence_lines(bytes(b))) for d, b in stored] == [
+        (hashlib.sha256(data).hexdigest(), data.rstrip(b"\n").split(b"\n"))]
+    used = db.fetchone("SELECT used FROM quota_usage WHERE meter = 'bytes'")
+    assert used == (sum(range(1, 21)),)
+    assert ledger.verify().ok
+
+
+def test_a_replay_books_only_the_responses_no_batch_booked(db: Database) -> None:
+    # The API process killed after a batch committed and before the journal released its
+    # lines: at the next start the journal replays those responses as records. Exactly-once
+    # means the replay books the responses no batch holds, and nothing of the others.
+    ledger = Ledger(db)
+    ledger.append_batch(batch_rows(b"".join(response_line(i) for i in range(10))))
+    replay = [r for i in range(5, 15) for r in response_of(i)]
+    assert ledger.append(replay) == 2 * 5  # responses 10..14: requests and bytes each
+    assert ledger.append(replay) == 0
+    assert db.fetchone("SELECT SUM(quantity) FROM usage_ledger WHERE meter = 'requests'") \
+        == (15,)
+    assert ledger.verify().ok
+
+
+def test_a_replay_of_a_checkpoint_is_not_booked_beside_its_batch(db: Database) -> None:
+    # A download's checkpoint (cumulative bytes, an earlier time) and its final line share
+    # the response's usage ids; the final line went in a batch, the journal replays both.
+    ledger = Ledger(db)
+    start = datetime(2026, 11, 5, 12, tzinfo=UTC)
+    ledger.append_batch(batch_rows(response_line(1, bytes_sent=500,
+                                                 ts=start + timedelta(seconds=30))))
+    checkpoint = response_of(1, bytes_sent=200, ts=start)
+    assert ledger.append(checkpoint) == 0
+    assert ledger.append(response_of(1, bytes_sent=500, ts=start + timedelta(seconds=30))) == 0
+    assert ledger.count() == 2
