@@ -40,6 +40,7 @@ import msgspec
 
 from feedserver.config import Settings
 from feedserver.errors import FeedError
+from feedserver.metering.batch_rows import batch_rows
 from feedserver.metering.journal import SUFFIX, parse_segment
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.periods import Periods
@@ -107,7 +108,8 @@ def serve(sock: socket.socket, parent: int) -> None:
         _answer(sock, Reply(ok=True))
         while (frame := _next_frame(sock, pidfd, parent)) is not None:
             kind, body = frame
-            _answer(sock, sync(body) if kind == b"F" else append(ledger, body))
+            _answer(sock, sync(body) if kind == b"F"
+                    else append(ledger, body, batches=config.ledger_granularity == "batch"))
     except _Gone:
         return
     finally:
@@ -118,8 +120,19 @@ def serve(sock: socket.socket, parent: int) -> None:
             db.close()
 
 
-def append(ledger: Ledger, body: bytes) -> Reply:
-    """Append one frame's records; a damaged frame is refused whole."""
+def append(ledger: Ledger, body: bytes, *, batches: bool = False) -> Reply:
+    """Append one frame's records; a damaged frame is refused whole. ``batches``
+    (``ledger_granularity = "batch"``): a frame of response lines is booked as one row per
+    group, its lines kept as evidence (``batch_rows``)."""
+    if batches and body[:1] == b"[":
+        try:
+            batch = batch_rows(body)
+        except msgspec.DecodeError as exc:
+            return Reply(ok=False, error="BadFrame", detail=str(exc)[:300])
+        try:
+            return Reply(ok=True, new=ledger.append_batch(batch))
+        except FeedError as exc:  # rolled back: nothing of the frame is kept
+            return Reply(ok=False, error=type(exc).__name__, detail=exc.detail)
     records, bad, torn = parse_segment(body)
     if bad or torn:
         return Reply(ok=False, error="BadFrame",

@@ -494,3 +494,69 @@ def test_any_answer_is_a_reply_or_a_lost_child(line: bytes) -> None:
     # LedgerAppenderFailed (and a restarted child), never something else.
     with contextlib.suppress(EOFError, ValueError, msgspec.DecodeError):
         assert isinstance(_reply(line), Reply)
+
+
+# --- rows per batch through the child (``ledger_granularity = "batch"``) ----------------------
+
+def batch_appender(tmp_path: Path, url: str) -> LedgerProcess:
+    return LedgerProcess(load_settings({}, data_dir=str(tmp_path), ledger_granularity="batch"),
+                         url)
+
+
+def meter_sums(ledger: Ledger) -> dict[str, int]:
+    return {str(m): int(q) for m, q in ledger.db.fetchall(
+        "SELECT meter, SUM(quantity) FROM usage_ledger GROUP BY meter")}
+
+
+async def test_a_child_booking_batches_loses_nothing_and_doubles_nothing_when_killed(
+        tmp_path: Path, db: Database, url: str) -> None:
+    # The same kills as with rows per response: every batch is booked exactly once, whether
+    # the child died before its commit (the batch is delivered again and booked) or after it
+    # (delivered again, its rows are there already).
+    ledger = Ledger(db)
+    dest = batch_appender(tmp_path, url)
+    recorder = UsageRecorder(Journal(tmp_path / "j"), dest, batch_size=20, flush_seconds=0.005,
+                             max_backoff=0.05)
+    await dest.start()
+    await recorder.start()
+    killed = []
+    for i in range(600):
+        recorder.record(FakePrincipal(), feed="chunks", project="enwiki", response_id=f"r{i}",
+                        bytes_sent=i + 1)
+        if i % 10 == 9:
+            await asyncio.sleep(0.002)
+        if i % 150 == 75:
+            pid = dest.pid
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    await asyncio.wait_for(recorder.flush(), WAIT)
+    await asyncio.wait_for(recorder.stop(), WAIT)
+    assert killed
+    assert meter_sums(ledger) == {"requests": 600, "bytes": sum(range(1, 601))}
+    rows = ledger.count()
+    assert rows < 600  # a few rows per batch, not two per response
+    assert list((tmp_path / "j").iterdir()) == []
+    assert ledger.verify().ok
+
+
+async def test_a_journal_replay_after_a_booked_batch_books_nothing_twice(
+        tmp_path: Path, db: Database, url: str) -> None:
+    # The API process killed between the child's commit and the journal's release: at the
+    # next start its journal replays those responses as records, through the same child.
+    ledger = Ledger(db)
+    lines = [response_line(i, bytes_sent=i + 1, resource=f"chunk_{i % 3}" if i % 2 else None)
+             for i in range(40)]
+    dest = batch_appender(tmp_path, url)
+    try:
+        await dest.deliver_lines(lines)
+        booked = meter_sums(ledger)
+        await dest.deliver_lines(lines)  # the answer lost: the same batch again
+        await dest.deliver([r for entry in lines for r in decode_line(entry)])  # the replay
+    finally:
+        await dest.close()
+    per_response = {}
+    for r in {r.usage_id: r for entry in lines for r in decode_line(entry)}.values():
+        per_response[r.meter] = per_response.get(r.meter, 0) + r.quantity
+    assert meter_sums(ledger) == booked == per_response
+    assert ledger.verify().ok
