@@ -12,9 +12,12 @@ server's own work and as little of the clients' as possible):
   in the database; usage: requests, bytes and download records through the journal).
 
 Each sample is ``REQUESTS`` requests through a freshly built app (garbage of the previous
-sample's app collected before it starts). The arms alternate in ``PAIRS`` pairs, the order
-flipping every pair (off, on / on, off) so neither arm always follows the other; one shorter
-warm-up pair first is discarded (first-use costs: imports, caches, the ledger's first pages).
+sample's app collected before it starts). Three arms: metering off; on, as configured by
+default; and on with the ledger's rows per batch (``ledger_granularity = "batch"``), printed
+beside it (docs/metering.md, "Rows per batch"). They take turns in ``PAIRS`` rounds, each
+round's order rotated and every other one reversed so no arm always follows another; one
+shorter warm-up round first is discarded (first-use costs: imports, caches, the ledger's
+first pages). A metered arm's overhead in a round is against that round's unmetered sample.
 The figure checked against the 5% target is the median of the paired overheads
 (1 - on/off of each pair), printed with its spread (lowest and highest pair); best-of is
 printed beside it. As information, per arm: CPU seconds per request of this process (event
@@ -202,9 +205,11 @@ def _db_cpu(database_url: str | None) -> float:
 
 
 async def throughput(data_dir: Path, key: str, path: str, *, metering: bool,
-                     database_url: str | None, requests: int = REQUESTS) -> Sample:
+                     database_url: str | None, requests: int = REQUESTS,
+                     granularity: str = "response") -> Sample:
     settings = load_settings({}, data_dir=str(data_dir), metering_enabled=metering,
-                             log_level="WARNING", database_url=database_url)
+                             log_level="WARNING", database_url=database_url,
+                             ledger_granularity=granularity)
     before = set(_cpu.descendants(_cpu.stats(), os.getpid()))
     app = build_app(settings, registry=CollectorRegistry())
     # The clients call the ASGI transport directly: an ``httpx.AsyncClient`` around it (cookie
@@ -250,11 +255,12 @@ async def throughput(data_dir: Path, key: str, path: str, *, metering: bool,
                   threads=max(own - loop_cpu, 0.0) / done, children=kids / done)
 
 
-def sample(data_dir: Path, key: str, path: str, *, metering: bool, database_url: str | None,
+def sample(data_dir: Path, key: str, path: str, *, arm: str, database_url: str | None,
            requests: int = REQUESTS) -> Sample:
     gc.collect()  # the previous sample's app is not collected during this one
-    return asyncio.run(throughput(data_dir, key, path, metering=metering,
-                                  database_url=database_url, requests=requests))
+    return asyncio.run(throughput(data_dir, key, path, metering=arm != "off",
+                                  database_url=database_url, requests=requests,
+                                  granularity="batch" if arm == "batch" else "response"))
 
 
 def leftovers() -> str:
@@ -268,23 +274,31 @@ def leftovers() -> str:
             f"{len(gc.get_objects()) / 1e6:.2f} M tracked objects; {_dirty()}")
 
 
-def measure(data_dir: Path, key: str, path: str, database_url: str | None
-            ) -> tuple[Arm, Arm, list[float]]:
-    """The warm-up pair (discarded), then ``PAIRS`` pairs in alternating order: (off, on
-    arms, the overhead 1 - on/off of each pair)."""
-    for warm in (False, True):
-        sample(data_dir, key, path, metering=warm, database_url=database_url, requests=WARMUP)
-    off, on = Arm(), Arm()
-    overheads = []
+# The arms: metering off; on, as configured by default; on with the ledger's rows per batch
+# (``ledger_granularity = "batch"``, docs/metering.md "Rows per batch"), in the same rounds.
+ARMS: tuple[str, ...] = ("off", "on", "batch")
+
+
+def measure(data_dir: Path, key: str, path: str, database_url: str | None, *,
+            arms: tuple[str, ...] = ARMS) -> tuple[dict[str, Arm], dict[str, list[float]]]:
+    """The warm-up round (discarded), then ``PAIRS`` rounds of ``arms``, each round's order
+    rotated so no arm always follows another: the arms' samples, and per metered arm the
+    overhead 1 - rate/off-rate of each round."""
+    for arm in arms:
+        sample(data_dir, key, path, arm=arm, database_url=database_url, requests=WARMUP)
+    samples = {arm: Arm() for arm in arms}
+    overheads: dict[str, list[float]] = {arm: [] for arm in arms if arm != "off"}
     for i in range(PAIRS):
-        order = (False, True) if i % 2 == 0 else (True, False)
-        pair = {}
-        for metering in order:
-            pair[metering] = sample(data_dir, key, path, metering=metering,
-                                    database_url=database_url)
-            (on if metering else off).samples.append(pair[metering])
-        overheads.append(1 - pair[True].rate / pair[False].rate)
-    return off, on, overheads
+        order = arms[i % len(arms):] + arms[:i % len(arms)]
+        if i % 2:
+            order = order[::-1]
+        taken = {arm: sample(data_dir, key, path, arm=arm, database_url=database_url)
+                 for arm in order}
+        for arm, value in taken.items():
+            samples[arm].samples.append(value)
+            if arm != "off":
+                overheads[arm].append(1 - value.rate / taken["off"].rate)
+    return samples, overheads
 
 
 MIXES = {
@@ -294,18 +308,19 @@ MIXES = {
 
 
 def section(data_dir: Path, key: str, database_url: str | None) -> None:
-    """Both mixes, metering off against on, with SQLite (``database_url`` None) or
-    PostgreSQL; checks each against the target."""
+    """Both mixes, metering off against on (and on with rows per batch), with SQLite
+    (``database_url`` None) or PostgreSQL; checks the default arm against the target."""
     database = "sqlite" if database_url is None else "postgresql"
     tag = "" if database_url is None else "[postgresql] "
     for name, path in MIXES.items():
         started = time.perf_counter()
-        off, on, overheads = measure(data_dir, key, path, database_url)
+        arms, overheads = measure(data_dir, key, path, database_url)
+        off, on = arms["off"], arms["on"]
         best_off, best_on = off.best(), on.best()
-        paired = statistics.median(overheads)
+        paired = statistics.median(overheads["on"])
         print(f"{tag}{name:>9}: metering off {best_off:7.0f} req/s, on {best_on:7.0f} req/s "
               f"(best of {PAIRS}); overhead {paired:+6.1%} median of {PAIRS} pairs "
-              f"(pairs {min(overheads):+.1%} to {max(overheads):+.1%}), "
+              f"(pairs {min(overheads['on']):+.1%} to {max(overheads['on']):+.1%}), "
               f"{1 - best_on / best_off:+6.1%} best-of", flush=True)
         db = ("" if database_url is None else
               f" database server {off.db() * 1e6:4.0f} / {on.db() * 1e6:4.0f} us;")
@@ -315,18 +330,32 @@ def section(data_dir: Path, key: str, database_url: str | None) -> None:
               f"{off.iowait():.2f} / {on.iowait():.2f} cores; "
               f"{REQUESTS} requests per sample, {time.perf_counter() - started:.0f} s, "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
-        # Each part on minus off: a chunk download's worker threads read its file in both arms.
-        (loop_off, kernel_off, threads_off, children_off), \
-            (loop_on, kernel_on, threads_on, children_on) = off.split(), on.split()
-        print(f"{'':>9}  where metering's CPU ran, per request: event loop "
-              f"{(loop_on - loop_off) * 1e6:+4.0f} us ({loop_off * 1e6:.0f} -> "
-              f"{loop_on * 1e6:.0f}; of it kernel {kernel_off * 1e6:.0f} -> "
-              f"{kernel_on * 1e6:.0f}), other threads {(threads_on - threads_off) * 1e6:+4.0f} "
-              f"us ({threads_off * 1e6:.0f} -> {threads_on * 1e6:.0f}), appender process "
-              f"{(children_on - children_off) * 1e6:+4.0f} us", flush=True)
+        print(_where(off, on), flush=True)
+        batch = arms["batch"]
+        per_batch = statistics.median(overheads["batch"])
+        print(f"{'':>9}  rows per batch (ledger_granularity = batch): overhead "
+              f"{per_batch:+6.1%} median of {PAIRS} rounds (rounds "
+              f"{min(overheads['batch']):+.1%} to {max(overheads['batch']):+.1%}); CPU per "
+              f"request {batch.cpu() * 1e6:5.0f} us ({batch.cpu() / off.cpu() - 1:+.1%})"
+              + ("" if database_url is None else
+                 f"; database server {batch.db() * 1e6:4.0f} us"), flush=True)
+        print(_where(off, batch), flush=True)
         # The median of the paired overheads is the figure checked: best-of swings with load.
         check(f"metering overhead on {NAMES[name]}", paired * 100, 5.0,
               higher_is_better=False, unit="%", database=database)
+
+
+def _where(off: Arm, on: Arm) -> str:
+    """Where a metered arm's extra CPU ran, each part on minus off (a chunk download's worker
+    threads read its file in both arms)."""
+    (loop_off, kernel_off, threads_off, children_off), \
+        (loop_on, kernel_on, threads_on, children_on) = off.split(), on.split()
+    return (f"{'':>9}  where metering's CPU ran, per request: event loop "
+            f"{(loop_on - loop_off) * 1e6:+4.0f} us ({loop_off * 1e6:.0f} -> "
+            f"{loop_on * 1e6:.0f}; of it kernel {kernel_off * 1e6:.0f} -> "
+            f"{kernel_on * 1e6:.0f}), other threads {(threads_on - threads_off) * 1e6:+4.0f} "
+            f"us ({threads_off * 1e6:.0f} -> {threads_on * 1e6:.0f}), appender process "
+            f"{(children_on - children_off) * 1e6:+4.0f} us")
 
 
 def run() -> None:
