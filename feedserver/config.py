@@ -120,10 +120,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Where the embedded ledger's appends run: a child process beside the event loop, or a
     # worker thread of the API process (docs/metering.md, "The ledger appender process").
     ledger_appender: Literal["process", "thread"] = "process"
-    # "response": each response's meters are rows of the ledger; "batch": the appender
-    # process books a delivered batch as one row per group of responses and meter, the lines
-    # kept as the batch's evidence (docs/metering.md, "Rows per batch").
-    ledger_granularity: Literal["response", "batch"] = "response"
+    # "batch": the appender process books a delivered batch as one row per group of responses
+    # and meter, the lines kept as the batch's evidence; "response": each response's meters
+    # are rows (docs/metering.md, "Rows per batch").
+    ledger_granularity: Literal["response", "batch"] = "batch"
     usage_checkpoint_bytes: int = 4 * 1024 * 1024
     usage_checkpoint_seconds: float = 5.0
     usage_grace_hours: int = 72  # a month stays open this long after it ends (late records)

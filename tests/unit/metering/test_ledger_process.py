@@ -51,7 +51,10 @@ def url(db: Database, request: pytest.FixtureRequest) -> str:
 
 
 def appender(tmp_path: Path, url: str, **kw: float) -> LedgerProcess:
-    return LedgerProcess(load_settings({}, data_dir=str(tmp_path)), url, **kw)
+    """A child booking each response's meters as rows (``ledger_granularity = "response"``):
+    these tests count the rows of single responses; "Rows per batch" below is the default's."""
+    return LedgerProcess(load_settings({}, data_dir=str(tmp_path),
+                                       ledger_granularity="response"), url, **kw)
 
 
 def totals(ledger: Ledger) -> tuple[int, int, int]:
@@ -496,11 +499,10 @@ def test_any_answer_is_a_reply_or_a_lost_child(line: bytes) -> None:
         assert isinstance(_reply(line), Reply)
 
 
-# --- rows per batch through the child (``ledger_granularity = "batch"``) ----------------------
+# --- rows per batch through the child (``ledger_granularity = "batch"``, the default) --------
 
 def batch_appender(tmp_path: Path, url: str) -> LedgerProcess:
-    return LedgerProcess(load_settings({}, data_dir=str(tmp_path), ledger_granularity="batch"),
-                         url)
+    return LedgerProcess(load_settings({}, data_dir=str(tmp_path)), url)  # the default
 
 
 def meter_sums(ledger: Ledger) -> dict[str, int]:
