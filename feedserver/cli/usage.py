@@ -4,19 +4,22 @@ replay; corrections and exports are in ``usage_billing``."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+import zstandard
 from prometheus_client import start_http_server
 
 from feedserver.cli import usage_billing
 from feedserver.cli.command import bind
 from feedserver.config import Settings
-from feedserver.errors import IntegrityError
+from feedserver.errors import IntegrityError, NotFound
+from feedserver.metering.batch_rows import EVIDENCE_PREFIX, evidence_data
 from feedserver.metering.customers import customer_directory
-from feedserver.metering.journal import Journal
+from feedserver.metering.journal import Journal, decode_line, encode_lines
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.periods import Periods, utcnow
 from feedserver.metering.reports import build_report, to_csv, to_json
@@ -51,6 +54,12 @@ def register(sub: Any) -> None:
 
     replay = cmds.add_parser("replay", help="commit usage journals left by stopped servers")
     bind(replay, cmd_replay)
+
+    evidence = cmds.add_parser(
+        "evidence", help="the per-response records a batch's rows sum, from its evidence")
+    evidence.add_argument("batch", help="a batch row's usage id, its request_id "
+                                        "(batch:<sha256>) or the sha256")
+    bind(evidence, cmd_evidence)
     usage_billing.register(cmds)
 
 
@@ -123,6 +132,37 @@ def cmd_consume(settings: Settings, *, idle_exit: float | None = None,
         return 0
 
     return asyncio.run(run())
+
+
+def cmd_evidence(settings: Settings, *, batch: str) -> int:
+    """Print, one JSON object per line, the usage records of every response in a batch's
+    evidence: what its ledger rows sum (``ledger_granularity = "batch"``), checked against
+    the digest the rows name."""
+    db = connect(settings.database)
+    try:
+        ledger = Ledger(db)
+        row = ledger.get(batch)
+        named = row.request_id if row is not None else batch
+        digest = named.removeprefix(EVIDENCE_PREFIX)
+        blob = ledger.evidence(digest) if named.startswith(EVIDENCE_PREFIX) or row is None \
+            else None
+    finally:
+        db.close()
+    if blob is None:
+        raise NotFound(f"no batch evidence for {batch[:100]!r}"
+                       + (" (a row of a single response)" if row is not None else ""))
+    try:
+        data = evidence_data(blob)
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"batch evidence {digest[:100]}: not readable ({exc})") from exc
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise IntegrityError(f"batch evidence {digest[:100]}: its lines do not match their "
+                             "SHA-256: edited")
+    out = sys.stdout.buffer
+    for line in data.splitlines():
+        out.write(encode_lines(decode_line(line)))
+    out.flush()
+    return 0
 
 
 def cmd_replay(settings: Settings) -> int:

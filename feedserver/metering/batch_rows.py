@@ -118,9 +118,15 @@ def _record(usage_id: str, group: _Group, quantity: int, ts_ns: int, request: st
                        resource=resource, download_id=dl)
 
 
+def evidence_data(compressed: bytes) -> bytes:
+    """A batch's lines as delivered (what its digest is the SHA-256 of). Raises
+    ``zstandard.ZstdError`` for a blob that is not zstd or decompresses past 256 MiB."""
+    return zstandard.ZstdDecompressor().decompress(compressed, max_output_size=_DECOMPRESSED_MAX)
+
+
 def evidence_lines(compressed: bytes) -> list[bytes]:
     """The lines of a batch's evidence (without their newlines)."""
-    data = zstandard.ZstdDecompressor().decompress(compressed, max_output_size=_DECOMPRESSED_MAX)
+    data = evidence_data(compressed)
     return data.rstrip(b"\n").split(b"\n") if data else []
 
 

@@ -262,6 +262,12 @@ class Ledger:
                                (usage_id,))
         return None if row is None else from_db(row)
 
+    def evidence(self, digest: str) -> bytes | None:
+        """The compressed lines of the batch whose SHA-256 is ``digest`` (``batch_rows``),
+        or None."""
+        row = self.db.fetchone("SELECT lines FROM usage_evidence WHERE digest = ?", (digest,))
+        return None if row is None else bytes(row[0])
+
     def rows(self, *, page: int = 1000) -> Iterator[LedgerRow]:
         """Every row in chain order, keyset-paged so memory stays bounded."""
         after = 0
