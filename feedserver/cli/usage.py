@@ -4,22 +4,20 @@ replay; corrections and exports are in ``usage_billing``."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-import zstandard
 from prometheus_client import start_http_server
 
 from feedserver.cli import usage_billing
 from feedserver.cli.command import bind
 from feedserver.config import Settings
-from feedserver.errors import IntegrityError, NotFound
-from feedserver.metering.batch_rows import EVIDENCE_PREFIX, evidence_data
+from feedserver.errors import IntegrityError
 from feedserver.metering.customers import customer_directory
-from feedserver.metering.journal import Journal, decode_line, encode_lines
+from feedserver.metering.evidence import batch_records
+from feedserver.metering.journal import Journal, encode_lines
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.periods import Periods, utcnow
 from feedserver.metering.reports import build_report, to_csv, to_json
@@ -140,28 +138,11 @@ def cmd_evidence(settings: Settings, *, batch: str) -> int:
     the digest the rows name."""
     db = connect(settings.database)
     try:
-        ledger = Ledger(db)
-        row = ledger.get(batch)
-        named = row.request_id if row is not None else batch
-        digest = named.removeprefix(EVIDENCE_PREFIX)
-        blob = ledger.evidence(digest) if named.startswith(EVIDENCE_PREFIX) or row is None \
-            else None
+        _, records = batch_records(Ledger(db), batch)
     finally:
         db.close()
-    if blob is None:
-        raise NotFound(f"no batch evidence for {batch[:100]!r}"
-                       + (" (a row of a single response)" if row is not None else ""))
-    try:
-        data = evidence_data(blob)
-    except zstandard.ZstdError as exc:
-        raise IntegrityError(f"batch evidence {digest[:100]}: not readable ({exc})") from exc
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise IntegrityError(f"batch evidence {digest[:100]}: its lines do not match their "
-                             "SHA-256: edited")
-    out = sys.stdout.buffer
-    for line in data.splitlines():
-        out.write(encode_lines(decode_line(line)))
-    out.flush()
+    sys.stdout.buffer.write(encode_lines(records))
+    sys.stdout.flush()
     return 0
 
 

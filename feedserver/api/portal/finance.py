@@ -36,8 +36,12 @@ from feedserver.api.portal.params import (
 from feedserver.api.portal.render import page
 from feedserver.api.portal.session import check_csrf
 from feedserver.errors import InvalidParameter
+from feedserver.metering.batch_rows import EVIDENCE_PREFIX
 from feedserver.metering.corrections import Correction, correct
 from feedserver.metering.entries import ORIGINAL_KINDS, LedgerRow
+from feedserver.metering.evidence import batch_records
+from feedserver.metering.ledger import ts_text
+from feedserver.metering.records import UsageRecord
 from feedserver.metering.verification import verify_and_record
 
 FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
@@ -57,6 +61,7 @@ class DayRow(msgspec.Struct, frozen=True, kw_only=True):
     quantity: str
     net_text: str
     correctable: bool
+    batch_url: str = ""  # a batch row: the page of the responses it sums
 
 
 def _month_context(portal: Portal, data: MonthData) -> dict[str, Any]:
@@ -157,7 +162,9 @@ def _day_rows(rows: list[LedgerRow], fixes: dict[str, list[LedgerRow]]) -> list[
             row=r, meter_label=fmt.meter_label(r.meter), quantity=fmt.quantity(r.meter,
                                                                                 r.quantity),
             net_text=fmt.quantity(r.meter, net) if corrected else "",
-            correctable=r.kind in ORIGINAL_KINDS and net != 0))
+            correctable=r.kind in ORIGINAL_KINDS and net != 0,
+            batch_url=(urls.batch(r.request_id.removeprefix(EVIDENCE_PREFIX))
+                       if r.request_id.startswith(EVIDENCE_PREFIX) else "")))
     return out
 
 
@@ -180,6 +187,28 @@ async def day_page(portal: PortalDep, admin: ViewerDep, customer_id: Segment, fe
         finance_url=urls.finance(month), customer_url=urls.customer(customer_id, month),
         feed_url=urls.feed(customer_id, feed, month),
         return_to=urls.day(customer_id, feed, day), form_key=secrets.token_hex(8))
+
+
+class BatchRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One record of one response in a batch's evidence, as the batch page shows it."""
+
+    record: UsageRecord
+    time: str
+    meter_label: str
+    quantity: str
+
+
+@get("/finance/batches/{digest:str}", dependencies=ADMIN)
+async def batch_page(portal: PortalDep, admin: ViewerDep, digest: Segment) -> Template:
+    """The responses a batch's ledger rows sum (``ledger_granularity = "batch"``), from its
+    evidence, checked against its digest: finance's per-request view of a batch row."""
+    digest, records = await anyio.to_thread.run_sync(batch_records, portal.ledger, digest)
+    rows = [BatchRow(record=r, time=ts_text(r.ts), meter_label=fmt.meter_label(r.meter),
+                     quantity=fmt.quantity(r.meter, r.quantity)) for r in records[:DAY_ROWS]]
+    responses = len({r.request_id for r in records if r.meter == "requests"})
+    return page("batch.html", title=f"Batch {digest[:12]}", viewer=admin, section="finance",
+                digest=digest, rows=rows, records=len(records), responses=responses,
+                truncated=len(records) > DAY_ROWS, finance_url=urls.finance(""))
 
 
 @post("/finance/corrections", dependencies=ADMIN, status_code=303)
@@ -216,4 +245,4 @@ async def verify(request: AnyRequest, portal: PortalDep, admin: ViewerDep,
     return Redirect(f"{urls.finance(month)}&notice={outcome}#ledger", status_code=303)
 
 
-ROUTES = (overview, customer_page, feed_page, day_page, corrections, verify)
+ROUTES = (overview, customer_page, feed_page, day_page, batch_page, corrections, verify)

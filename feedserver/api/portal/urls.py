@@ -41,6 +41,11 @@ def day(customer_id: str, feed_name: str, day_name: str) -> str:
     return f"{FINANCE}/customers/{seg(customer_id)}/feeds/{seg(feed_name)}/days/{seg(day_name)}"
 
 
+def batch(digest: str) -> str:
+    """The responses behind a batch's ledger rows (its evidence)."""
+    return f"{FINANCE}/batches/{seg(digest)}"
+
+
 def account(month: str) -> str:
     return _q(ACCOUNT, month=month)
 

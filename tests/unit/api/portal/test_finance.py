@@ -15,8 +15,13 @@ import pytest
 from litestar.testing import TestClient
 
 from feedserver.cli.usage import cmd_report
+from feedserver.metering.batch_rows import batch_rows
+from feedserver.metering.journal import decode_line
+from feedserver.metering.ledger import Ledger
 from feedserver.metering.reports import GB
+from feedserver.metering.response_usage import line, nanos
 from tests.unit.api.portal.conftest import DAY1, MONTH, World, sign_in
+from tests.unit.metering.conftest import FakePrincipal
 
 
 @pytest.fixture
@@ -178,3 +183,31 @@ def test_every_table_downloads_as_csv_and_json(finance: tuple[TestClient[Any], s
     assert client.get("/usage/finance/download/secrets.csv").status_code == 404
     assert client.get("/usage/finance/download/feeds.xml").status_code == 404
     assert client.get(f"/usage/finance/download/feeds.csv?month={MONTH}").status_code == 422
+
+
+def test_a_batch_row_links_to_the_responses_it_sums(finance: tuple[TestClient[Any], str],
+                                                     world: World) -> None:
+    # With rows per batch (the appender's default) a day shows a batch's group rows; finance
+    # still sees every request: the row links to the batch's evidence, read back and checked.
+    client, _ = finance
+    acme = world.ids["Acme"]
+    lines = [line(nanos(DAY1), FakePrincipal(customer_id=acme, api_key_id="key_test"),
+                  {"feed": "snapshots", "project": "enwiki", "response_id": f"b-{i}",
+                   "request_id": f"client-{i}", "bytes_sent": 1000 + i})
+             for i in range(3)]
+    batch = batch_rows(b"".join(lines))
+    Ledger(world.db).append_batch(batch)
+    day = client.get(f"/usage/finance/customers/{acme}/feeds/snapshots/days/"
+                     f"{DAY1:%Y-%m-%d}").text
+    href = f"/usage/finance/batches/{batch.evidence.digest}"
+    assert f'href="{href}"' in day
+    page = client.get(href)
+    assert page.status_code == 200
+    per_response = [r for entry in lines for r in decode_line(entry)]
+    assert all(r.usage_id in page.text for r in per_response)
+    assert "client-0" in page.text and "3 responses" in page.text
+    for bad in ("0" * 64, "%E2%80%AE" * 40, "x" * 5000):  # unknown, hostile
+        assert client.get(f"/usage/finance/batches/{bad}").status_code == 404
+    world.db.execute("UPDATE usage_evidence SET lines = ?", (b"edited",))
+    assert client.get(href).status_code == 500  # the page says the evidence is damaged
+

@@ -37,6 +37,7 @@ def b_urls(world: World) -> dict[tuple[str, str], list[str]]:
             f"/usage/finance/customers/{b}/feeds/snapshots?month={MONTH}"],
         ("GET", "/usage/finance/customers/{customer_id:str}/feeds/{feed:str}/days/{day:str}"): [
             f"/usage/finance/customers/{b}/feeds/snapshots/days/{day}"],
+        ("GET", "/usage/finance/batches/{digest:str}"): ["/usage/finance/batches/" + "0" * 64],
         ("POST", "/usage/finance/corrections"): ["/usage/finance/corrections"],
         ("POST", "/usage/finance/verify"): ["/usage/finance/verify"],
         ("GET", "/usage/finance/download/{filename:str}"): [
