@@ -13,8 +13,9 @@ server's own work and as little of the clients' as possible):
 
 Each sample is ``REQUESTS`` requests through a freshly built app (garbage of the previous
 sample's app collected before it starts). Three arms: metering off; on, as configured by
-default; and on with the ledger's rows per batch (``ledger_granularity = "batch"``), printed
-beside it (docs/metering.md, "Rows per batch"). They take turns in ``PAIRS`` rounds, each
+default (the ledger's rows per batch); and on with a row per response's meter
+(``ledger_granularity = "response"``), printed beside it (docs/metering.md, "Rows per
+batch"). They take turns in ``PAIRS`` rounds, each
 round's order rotated and every other one reversed so no arm always follows another; one
 shorter warm-up round first is discarded (first-use costs: imports, caches, the ledger's
 first pages). A metered arm's overhead in a round is against that round's unmetered sample.
@@ -206,10 +207,11 @@ def _db_cpu(database_url: str | None) -> float:
 
 async def throughput(data_dir: Path, key: str, path: str, *, metering: bool,
                      database_url: str | None, requests: int = REQUESTS,
-                     granularity: str = "response") -> Sample:
+                     granularity: str | None = None) -> Sample:
+    """``granularity``: the ledger's (``ledger_granularity``), None for the default."""
+    overrides = {} if granularity is None else {"ledger_granularity": granularity}
     settings = load_settings({}, data_dir=str(data_dir), metering_enabled=metering,
-                             log_level="WARNING", database_url=database_url,
-                             ledger_granularity=granularity)
+                             log_level="WARNING", database_url=database_url, **overrides)
     before = set(_cpu.descendants(_cpu.stats(), os.getpid()))
     app = build_app(settings, registry=CollectorRegistry())
     # The clients call the ASGI transport directly: an ``httpx.AsyncClient`` around it (cookie
@@ -260,7 +262,7 @@ def sample(data_dir: Path, key: str, path: str, *, arm: str, database_url: str |
     gc.collect()  # the previous sample's app is not collected during this one
     return asyncio.run(throughput(data_dir, key, path, metering=arm != "off",
                                   database_url=database_url, requests=requests,
-                                  granularity="batch" if arm == "batch" else "response"))
+                                  granularity="response" if arm == "response" else None))
 
 
 def leftovers() -> str:
@@ -274,9 +276,9 @@ def leftovers() -> str:
             f"{len(gc.get_objects()) / 1e6:.2f} M tracked objects; {_dirty()}")
 
 
-# The arms: metering off; on, as configured by default; on with the ledger's rows per batch
-# (``ledger_granularity = "batch"``, docs/metering.md "Rows per batch"), in the same rounds.
-ARMS: tuple[str, ...] = ("off", "on", "batch")
+# The arms: metering off; on, as configured by default (rows per batch); on with a row per
+# response's meter (``ledger_granularity = "response"``, docs/metering.md "Rows per batch").
+ARMS: tuple[str, ...] = ("off", "on", "response")
 
 
 def measure(data_dir: Path, key: str, path: str, database_url: str | None, *,
@@ -308,8 +310,9 @@ MIXES = {
 
 
 def section(data_dir: Path, key: str, database_url: str | None) -> None:
-    """Both mixes, metering off against on (and on with rows per batch), with SQLite
-    (``database_url`` None) or PostgreSQL; checks the default arm against the target."""
+    """Both mixes, metering off against on (and on with a row per response's meter), with
+    SQLite (``database_url`` None) or PostgreSQL; checks the default arm against the
+    target."""
     database = "sqlite" if database_url is None else "postgresql"
     tag = "" if database_url is None else "[postgresql] "
     for name, path in MIXES.items():
@@ -331,15 +334,15 @@ def section(data_dir: Path, key: str, database_url: str | None) -> None:
               f"{REQUESTS} requests per sample, {time.perf_counter() - started:.0f} s, "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
         print(_where(off, on), flush=True)
-        batch = arms["batch"]
-        per_batch = statistics.median(overheads["batch"])
-        print(f"{'':>9}  rows per batch (ledger_granularity = batch): overhead "
-              f"{per_batch:+6.1%} median of {PAIRS} rounds (rounds "
-              f"{min(overheads['batch']):+.1%} to {max(overheads['batch']):+.1%}); CPU per "
-              f"request {batch.cpu() * 1e6:5.0f} us ({batch.cpu() / off.cpu() - 1:+.1%})"
+        rows = arms["response"]
+        per_response = statistics.median(overheads["response"])
+        print(f"{'':>9}  a row per response's meter (ledger_granularity = response): overhead "
+              f"{per_response:+6.1%} median of {PAIRS} rounds (rounds "
+              f"{min(overheads['response']):+.1%} to {max(overheads['response']):+.1%}); CPU "
+              f"per request {rows.cpu() * 1e6:5.0f} us ({rows.cpu() / off.cpu() - 1:+.1%})"
               + ("" if database_url is None else
-                 f"; database server {batch.db() * 1e6:4.0f} us"), flush=True)
-        print(_where(off, batch), flush=True)
+                 f"; database server {rows.db() * 1e6:4.0f} us"), flush=True)
+        print(_where(off, rows), flush=True)
         # The median of the paired overheads is the figure checked: best-of swings with load.
         check(f"metering overhead on {NAMES[name]}", paired * 100, 5.0,
               higher_is_better=False, unit="%", database=database)
