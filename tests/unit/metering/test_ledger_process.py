@@ -154,10 +154,9 @@ async def test_an_idle_child_does_not_wake(tmp_path: Path, db: Database, url: st
         await asyncio.wait_for(dest.close(), WAIT)
 
 
-async def test_a_child_killed_mid_stream_loses_nothing_and_doubles_nothing(
-        tmp_path: Path, db: Database, url: str) -> None:
-    ledger = Ledger(db)
-    dest = appender(tmp_path, url)
+async def record_killing_children(tmp_path: Path, dest: LedgerProcess) -> list[int]:
+    """600 chunk responses (bytes 1..600) recorded through ``dest`` while its child is
+    killed four times, most likely mid-append; flushed and stopped. The pids killed."""
     recorder = UsageRecorder(Journal(tmp_path / "j"), dest, batch_size=20, flush_seconds=0.005,
                              max_backoff=0.05)
     await dest.start()
@@ -175,9 +174,17 @@ async def test_a_child_killed_mid_stream_loses_nothing_and_doubles_nothing(
                 killed.append(pid)
     await asyncio.wait_for(recorder.flush(), WAIT)
     await asyncio.wait_for(recorder.stop(), WAIT)
+    assert list((tmp_path / "j").iterdir()) == []  # every line released after the answers
+    return killed
+
+
+async def test_a_child_killed_mid_stream_loses_nothing_and_doubles_nothing(
+        tmp_path: Path, db: Database, url: str) -> None:
+    ledger = Ledger(db)
+    dest = appender(tmp_path, url)
+    killed = await record_killing_children(tmp_path, dest)
     assert killed and dest.pid is None
     assert totals(ledger) == (1200, 1200, sum(range(1, 601)))
-    assert list((tmp_path / "j").iterdir()) == []
     assert ledger.verify().ok
 
 
@@ -516,29 +523,9 @@ async def test_a_child_booking_batches_loses_nothing_and_doubles_nothing_when_ki
     # the child died before its commit (the batch is delivered again and booked) or after it
     # (delivered again, its rows are there already).
     ledger = Ledger(db)
-    dest = batch_appender(tmp_path, url)
-    recorder = UsageRecorder(Journal(tmp_path / "j"), dest, batch_size=20, flush_seconds=0.005,
-                             max_backoff=0.05)
-    await dest.start()
-    await recorder.start()
-    killed = []
-    for i in range(600):
-        recorder.record(FakePrincipal(), feed="chunks", project="enwiki", response_id=f"r{i}",
-                        bytes_sent=i + 1)
-        if i % 10 == 9:
-            await asyncio.sleep(0.002)
-        if i % 150 == 75:
-            pid = dest.pid
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-    await asyncio.wait_for(recorder.flush(), WAIT)
-    await asyncio.wait_for(recorder.stop(), WAIT)
-    assert killed
+    assert await record_killing_children(tmp_path, batch_appender(tmp_path, url))
     assert meter_sums(ledger) == {"requests": 600, "bytes": sum(range(1, 601))}
-    rows = ledger.count()
-    assert rows < 600  # a few rows per batch, not two per response
-    assert list((tmp_path / "j").iterdir()) == []
+    assert ledger.count() < 600  # a few rows per batch, not two per response
     assert ledger.verify().ok
 
 
