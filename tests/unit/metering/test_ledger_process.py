@@ -205,14 +205,19 @@ async def test_a_batch_committed_before_its_answer_was_lost_is_not_doubled(
     assert ledger.verify().ok
 
 
+def mixed_lines() -> list[bytes]:
+    """40 responses' lines, bytes 1..40, every other one a download of one of 3 chunks."""
+    return [response_line(i, bytes_sent=i + 1, resource=f"chunk_{i % 3}" if i % 2 else None)
+            for i in range(40)]
+
+
 async def test_the_journal_lines_the_child_reads_make_the_rows_the_records_make(
         tmp_path: Path, db: Database, url: str) -> None:
     # The writer hands the child the journal's own lines (no records made in the API
     # process); the child's rows must be exactly those of the records the lines expand to,
     # and a batch delivered again (a lost answer) appends nothing.
     ledger = Ledger(db)
-    lines = [response_line(i, bytes_sent=i + 1, resource=f"chunk_{i % 3}" if i % 2 else None)
-             for i in range(40)]
+    lines = mixed_lines()
     expected = sorted((r.usage_id, r.meter, r.quantity, r.download_id)
                       for entry in lines for r in decode_line(entry))
     dest = appender(tmp_path, url)
@@ -534,8 +539,7 @@ async def test_a_journal_replay_after_a_booked_batch_books_nothing_twice(
     # The API process killed between the child's commit and the journal's release: at the
     # next start its journal replays those responses as records, through the same child.
     ledger = Ledger(db)
-    lines = [response_line(i, bytes_sent=i + 1, resource=f"chunk_{i % 3}" if i % 2 else None)
-             for i in range(40)]
+    lines = mixed_lines()
     dest = batch_appender(tmp_path, url)
     try:
         await dest.deliver_lines(lines)
