@@ -315,7 +315,9 @@ class Ledger:
 def _drop_booked(cur: Cursor, bodies: dict[str, list[Any]], since_ns: int) -> None:
     """Drop the bodies of responses that a batch booked already: those whose response key
     (a response's usage id but its meter digit) is in the evidence of a batch that ended at
-    or after ``since_ns``, the earliest replayed response's time."""
+    or after ``since_ns``, the earliest replayed response's time. No later bound: a
+    checkpoint can be replayed from a segment the journal kept while the later segment with
+    its final line, booked in some batch since, was released and deleted."""
     blobs = [bytes(r[0]) for r in cur.execute(
         "SELECT lines FROM usage_evidence WHERE last_ns >= ?", (since_ns,)).fetchall()]
     if not blobs:
