@@ -36,6 +36,7 @@ from feedserver.metering.records import (
     response_key,
 )
 from feedserver.metering.response_usage import ResponseUsage, from_nanos
+from feedserver.plans import Feed
 
 EVIDENCE_PREFIX = "batch:"  # a batch row's ``request_id``: this, then the lines' SHA-256
 _DAY_NS = 86_400 * 1_000_000_000
@@ -46,7 +47,7 @@ _compress = zstandard.ZstdCompressor(level=1).compress
 _DECOMPRESSED_MAX = 256 * 1024 * 1024  # a batch's lines are ~70 kB; this bounds a bad blob
 
 # (day, customer, API key, user, feed, project, resource, download id, meter)
-_Group = tuple[int, str, str, str, str, str, str, str, Meter]
+_Group = tuple[int, str, str, str, Feed, str, str, str, Meter]
 
 
 class Evidence(msgspec.Struct, frozen=True):
@@ -113,7 +114,7 @@ def _record(usage_id: str, group: _Group, quantity: int, ts_ns: int, request: st
             ) -> UsageRecord:
     _, customer, key, user, feed, project, resource, dl, meter = group
     return UsageRecord(usage_id=usage_id, ts=from_nanos(ts_ns), customer_id=customer,
-                       meter=meter, quantity=quantity, feed=feed,  # type: ignore[arg-type]
+                       meter=meter, quantity=quantity, feed=feed,
                        api_key_id=key, user=user, project=project, request_id=request,
                        resource=resource, download_id=dl)
 
