@@ -205,7 +205,7 @@ async def batch_page(portal: PortalDep, admin: ViewerDep, digest: Segment) -> Te
     digest, records = await anyio.to_thread.run_sync(batch_records, portal.ledger, digest)
     rows = [BatchRow(record=r, time=ts_text(r.ts), meter_label=fmt.meter_label(r.meter),
                      quantity=fmt.quantity(r.meter, r.quantity)) for r in records[:DAY_ROWS]]
-    responses = len({r.request_id for r in records if r.meter == "requests"})
+    responses = sum(r.meter == "requests" for r in records)  # one per response
     return page("batch.html", title=f"Batch {digest[:12]}", viewer=admin, section="finance",
                 digest=digest, rows=rows, records=len(records), responses=responses,
                 truncated=len(records) > DAY_ROWS, finance_url=urls.finance(""))
