@@ -124,20 +124,17 @@ def append(ledger: Ledger, body: bytes, *, batches: bool = False) -> Reply:
     """Append one frame's records; a damaged frame is refused whole. ``batches``
     (``ledger_granularity = "batch"``): a frame of response lines is booked as one row per
     group, its lines kept as evidence (``batch_rows``)."""
-    if batches and body[:1] == b"[":
-        try:
-            batch = batch_rows(body)
-        except msgspec.DecodeError as exc:
-            return Reply(ok=False, error="BadFrame", detail=str(exc)[:300])
-        try:
-            return Reply(ok=True, new=ledger.append_batch(batch))
-        except FeedError as exc:  # rolled back: nothing of the frame is kept
-            return Reply(ok=False, error=type(exc).__name__, detail=exc.detail)
-    records, bad, torn = parse_segment(body)
-    if bad or torn:
-        return Reply(ok=False, error="BadFrame",
-                     detail=f"{bad} undecodable line(s), torn tail: {torn}")
     try:
+        if batches and body[:1] == b"[":
+            try:
+                batch = batch_rows(body)
+            except msgspec.DecodeError as exc:
+                return Reply(ok=False, error="BadFrame", detail=str(exc)[:300])
+            return Reply(ok=True, new=ledger.append_batch(batch))
+        records, bad, torn = parse_segment(body)
+        if bad or torn:
+            return Reply(ok=False, error="BadFrame",
+                         detail=f"{bad} undecodable line(s), torn tail: {torn}")
         return Reply(ok=True, new=ledger.append(records))
     except FeedError as exc:  # rolled back: nothing of the frame is kept
         return Reply(ok=False, error=type(exc).__name__, detail=exc.detail)
