@@ -73,11 +73,7 @@ def batch_rows(lines: bytes) -> BatchRows:
     line is not a response's, a line is empty or the last one has no newline (the caller
     refuses the whole batch). Exact: each group's quantity is the sum of what ``expand``
     gives its responses, and the downloads are the same ids."""
-    if not lines.endswith(b"\n"):
-        raise msgspec.DecodeError("a batch whose last line has no newline (torn)")
-    entries = _decode(b"[" + lines[:-1].replace(b"\n", b",") + b"]")
-    if not entries:
-        raise msgspec.DecodeError("a batch with no lines")
+    entries = _entries(lines)
     digest = hashlib.sha256(lines).hexdigest()
     sums: dict[_Group, int] = {}
     first: dict[_Group, int] = {}  # a group's time: its first response's
@@ -119,29 +115,27 @@ def _record(usage_id: str, group: _Group, quantity: int, ts_ns: int, request: st
                        resource=resource, download_id=dl)
 
 
+def _entries(lines: bytes) -> list[ResponseUsage]:
+    """The responses of newline-terminated response lines, in one decode (the lines joined
+    into one JSON array). Raises ``msgspec.DecodeError`` as ``batch_rows`` says."""
+    if not lines.endswith(b"\n"):
+        raise msgspec.DecodeError("a batch whose last line has no newline (torn)")
+    entries = _decode(b"[" + lines[:-1].replace(b"\n", b",") + b"]")
+    if not entries:
+        raise msgspec.DecodeError("a batch with no lines")
+    return entries
+
+
 def evidence_data(compressed: bytes) -> bytes:
     """A batch's lines as delivered (what its digest is the SHA-256 of). Raises
     ``zstandard.ZstdError`` for a blob that is not zstd or decompresses past 256 MiB."""
     return zstandard.ZstdDecompressor().decompress(compressed, max_output_size=_DECOMPRESSED_MAX)
 
 
-def evidence_lines(compressed: bytes) -> list[bytes]:
-    """The lines of a batch's evidence (without their newlines)."""
-    data = evidence_data(compressed)
-    return data.rstrip(b"\n").split(b"\n") if data else []
-
-
 def response_keys(compressed: Iterable[bytes]) -> set[str]:
     """The response keys (``response_key``: a response's usage ids but their last
     character) of every response in these evidences: what a journal replay must not book
     again."""
-    keys: set[str] = set()
-    for blob in compressed:
-        lines = evidence_lines(blob)
-        if not lines:
-            continue
-        for entry in _decode(b"[" + b",".join(lines) + b"]"):
-            keys.add(response_key(entry.customer_id, entry.api_key_id or "",
-                                  entry.usage.response_id))
-    return keys
-
+    datas = (evidence_data(blob) for blob in compressed)
+    return {response_key(entry.customer_id, entry.api_key_id or "", entry.usage.response_id)
+            for data in datas if data for entry in _entries(data)}

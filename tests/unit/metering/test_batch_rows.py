@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from feedserver.metering.batch_rows import (
     EVIDENCE_PREFIX,
     batch_rows,
-    evidence_lines,
+    evidence_data,
     response_keys,
 )
 from feedserver.metering.journal import decode_line
@@ -80,7 +80,7 @@ def test_a_batch_makes_the_same_ids_again_and_keeps_its_lines(
     assert batch_rows(data) == batch
     evidence = batch.evidence
     assert evidence.digest == hashlib.sha256(data).hexdigest()
-    assert evidence_lines(evidence.lines) == [entry.rstrip(b"\n") for entry in lines]
+    assert evidence_data(evidence.lines) == data
     times = [msgspec.json.decode(entry)[1] for entry in lines]
     assert (evidence.first_ns, evidence.last_ns) == (min(times), max(times))
     # What a replay must not book again: every response's usage ids but their meter digit.

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from feedserver.metering.batch_rows import batch_rows, evidence_lines
+from feedserver.metering.batch_rows import batch_rows, evidence_data
 from feedserver.metering.ledger import Ledger
 from feedserver.storage.db import Database
 from tests.unit.metering.conftest import rec, response_line, response_of
@@ -108,8 +108,8 @@ def test_a_batch_is_booked_once_with_its_evidence(db: Database) -> None:
     assert db.fetchall("SELECT meter, quantity FROM usage_ledger ORDER BY meter") == [
         ("bytes", sum(range(1, 21))), ("requests", 20)]
     stored = db.fetchall("SELECT digest, lines FROM usage_evidence")
-    assert [(d, evidence_lines(bytes(b))) for d, b in stored] == [
-        (hashlib.sha256(data).hexdigest(), data.rstrip(b"\n").split(b"\n"))]
+    assert [(d, evidence_data(bytes(b))) for d, b in stored] == [
+        (hashlib.sha256(data).hexdigest(), data)]
     used = db.fetchone("SELECT used FROM quota_usage WHERE meter = 'bytes'")
     assert used == (sum(range(1, 21)),)
     assert ledger.verify().ok
