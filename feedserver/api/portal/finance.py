@@ -61,7 +61,8 @@ class DayRow(msgspec.Struct, frozen=True, kw_only=True):
     quantity: str
     net_text: str
     correctable: bool
-    batch_url: str = ""  # a batch row: the page of the responses it sums
+    batch: str = ""  # a batch row: its batch's digest
+    batch_url: str = ""  # and the page of the responses it sums
 
 
 def _month_context(portal: Portal, data: MonthData) -> dict[str, Any]:
@@ -158,13 +159,14 @@ def _day_rows(rows: list[LedgerRow], fixes: dict[str, list[LedgerRow]]) -> list[
     for r in rows:
         net = r.quantity + sum(f.quantity for f in fixes.get(r.usage_id, []))
         corrected = r.kind in ORIGINAL_KINDS and r.usage_id in fixes
+        batch = (r.request_id.removeprefix(EVIDENCE_PREFIX)
+                 if r.request_id.startswith(EVIDENCE_PREFIX) else "")
         out.append(DayRow(
             row=r, meter_label=fmt.meter_label(r.meter), quantity=fmt.quantity(r.meter,
                                                                                 r.quantity),
             net_text=fmt.quantity(r.meter, net) if corrected else "",
             correctable=r.kind in ORIGINAL_KINDS and net != 0,
-            batch_url=(urls.batch(r.request_id.removeprefix(EVIDENCE_PREFIX))
-                       if r.request_id.startswith(EVIDENCE_PREFIX) else "")))
+            batch=batch, batch_url=urls.batch(batch) if batch else ""))
     return out
 
 
