@@ -120,6 +120,23 @@ class Written(msgspec.Struct, frozen=True):
     upto: int
 
 
+def claim(path: Path) -> int | None:
+    """Open and lock a segment left by a dead process, or None: a live process holds it, or it
+    went between listing and opening (workers share the directory: a sibling deleted its
+    committed segment, or recovered and discarded this one first; either way its records are
+    in the ledger)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)  # a live process still writes it
+        return None
+    return fd
+
+
 class _Segment:
     """One new segment file, locked and mapped; the mapping's position is where the next line
     goes (``mmap.write``), ``synced`` how far it was when last fsynced."""
@@ -178,11 +195,8 @@ class Journal:
         found: list[UsageRecord] = []
         out = Recovered(records=[], segments=[])
         for path in sorted(self.directory.glob("*" + SUFFIX)):
-            fd = os.open(path, os.O_RDWR)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)  # a live process still writes it
+            fd = claim(path)
+            if fd is None:
                 continue
             with open(path, "rb") as fh:
                 records, bad, torn = parse_segment(fh.read())

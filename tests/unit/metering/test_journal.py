@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from feedserver.metering.journal import AHEAD_BYTES, Journal, decode_line, parse_segment
+from feedserver.metering.journal import (
+    AHEAD_BYTES,
+    Journal,
+    claim,
+    decode_line,
+    parse_segment,
+)
 from feedserver.metering.prefault import Ahead
 from feedserver.metering.records import UsageRecord, merge
 from tests.unit.metering.conftest import old_line, rec, response_line, response_of
@@ -114,6 +120,21 @@ def test_live_segments_are_not_recovered(tmp_path: Path) -> None:
     assert recovered.records == response_of(1)
     other.discard()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_segment_gone_or_held_is_not_claimed(tmp_path: Path) -> None:
+    # Workers share the journal directory and start together: a segment listed by one can be
+    # deleted by a sibling (committed, or recovered and discarded) before it is opened. CI saw
+    # that kill a worker's start-up with FileNotFoundError; it is simply not ours to recover.
+    assert claim(tmp_path / "gone.journal") is None
+    live = Journal(tmp_path)
+    live.open()
+    (segment,) = live._segments.values()
+    assert claim(segment.path) is None  # a live process holds it
+    live.close(delete_if_empty=False)
+    fd = claim(segment.path)
+    assert fd is not None
+    os.close(fd)
 
 
 def test_a_dead_process_mapped_segment_is_recovered_without_its_zero_tail(
