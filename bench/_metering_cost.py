@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from feedserver.accounts.models import Principal
-from feedserver.metering.journal import Journal, decode_line
+from feedserver.metering.journal import Journal, Written, decode_line
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.records import UsageRecord, new_response_id, response_records
 from feedserver.metering.response_usage import line, nanos
@@ -102,7 +102,7 @@ class Nowhere:
 class NowhereLines(Nowhere):
     """A ``LineDestination`` that takes every batch of lines at once (``writer-lines``)."""
 
-    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[str] = ()
+    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[Written] = ()
                             ) -> None:
         del lines, sync
 

@@ -37,6 +37,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
@@ -72,6 +73,7 @@ def parse_segment(data: bytes) -> tuple[list[UsageRecord], int, bool]:
     records: list[UsageRecord] = []
     bad = 0
     for line in lines[:-1]:
+        line = line.lstrip(b"\0")  # a batch's page padding (``Journal.unsynced``)
         if not line.strip():
             continue
         try:
@@ -106,18 +108,35 @@ def decode_line(line: bytes) -> list[UsageRecord]:
 
 # The smallest mapping of a segment (``segment_bytes`` is when to rotate; tests set it tiny).
 _MIN_MAP = 1024 * 1024
-# What ``sync`` makes writable beyond the head's tail (``prefault.py``): more than a batch
-# appends between two syncs (500 responses of ~270 bytes); populated again after each sync,
-# since the ``fsync`` that cleans a page also write-protects it.
-AHEAD_BYTES = 256 * 1024
+# How far beyond the head's tail its pages are kept writable (``prefault.py``): populated
+# again, from the tail on, once the appends have used half of it (~480 metadata responses).
+# Syncs clean only the pages written (a range, ``Written``), so those ahead stay writable.
+AHEAD_BYTES = 1024 * 1024
 
 
-class Written(msgspec.Struct, frozen=True):
-    """A segment written since its last sync: its file, its number, how far it was written."""
+class Written(msgspec.Struct, frozen=True, array_like=True):
+    """A segment's bytes written since its last sync: its file, its number, and the range
+    ``[start, upto)`` to make durable (``start`` is where the last sync ended)."""
 
     path: str
     number: int
+    start: int
     upto: int
+
+
+def sync_range(fd: int, start: int, upto: int) -> None:
+    """Make the bytes ``[start, upto)`` of the file ``fd`` durable, and no others: the range's
+    pages are written back and the file's metadata that reading them needs is committed
+    (``msync(MS_SYNC)`` of a shared mapping of the range, which Linux runs as ``fdatasync``
+    limited to it). An ``fsync`` would also write back the populated pages after the tail,
+    and cleaning them makes them fault again at the next appends (``prefault.py``). The
+    range is clamped to the file's size (a segment closed since is truncated to its lines)."""
+    upto = min(upto, os.fstat(fd).st_size)
+    first = start - start % mmap.PAGESIZE
+    if upto <= first or start >= upto:
+        return
+    with mmap.mmap(fd, upto - first, offset=first) as pages:
+        pages.flush()
 
 
 def claim(path: Path) -> int | None:
@@ -156,6 +175,9 @@ class _Segment:
         self.capacity = capacity
         self.pending = 0
         self.synced = 0
+        self.refill_at = 0  # the tail past which the pages ahead are populated again
+        self.populated = 0  # where the pages asked to be populated end
+        self.padding = (0, 0)  # zeros skipped to a page's start (``Journal.unsynced``)
 
     def close(self, *, unlink: bool) -> None:
         self.ahead.close()  # waits for a populate of this mapping in progress
@@ -187,6 +209,9 @@ class Journal:
         self._head: _Segment | None = None  # where appends go
         self._next = 1
         self._recovered: list[tuple[Path, int]] = []
+        # The thread that populates pages ahead (``_refill``), started at ``open``: a
+        # populate waits in the kernel (page faults, filesystem journal), never on the loop.
+        self._populator: ThreadPoolExecutor | None = None
 
     # --- recovery ------------------------------------------------------------------------------
     def recover(self) -> Recovered:
@@ -220,12 +245,15 @@ class Journal:
     # --- appending -----------------------------------------------------------------------------
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.ahead_bytes > 0 and Ahead.supported:
+            self._populator = ThreadPoolExecutor(1, thread_name_prefix="journal-ahead")
         self._rotate()
 
     def _rotate(self, at_least: int = 0) -> _Segment:
         name = f"{time.time_ns():020d}-{os.getpid()}-{self._next}{SUFFIX}"
         seg = _Segment(self.directory / name, max(self.segment_bytes, _MIN_MAP, at_least),
                        self._next)
+        self._refill(seg)  # its first pages, before its first append
         with self._lock:
             self._segments[seg.number] = seg
             old, self._head = self._head, seg
@@ -245,7 +273,26 @@ class Journal:
         except ValueError:  # no room left (or closed: ``_full`` tells)
             seg = self._full(seg, line)
         seg.pending += 1
+        if seg.map.tell() >= seg.refill_at:
+            self._refill(seg)
         return seg.number
+
+    def _refill(self, seg: _Segment) -> None:
+        """Have the populating thread make ``ahead_bytes`` after ``seg``'s tail writable, and
+        do it again when the appends have used half of that: once per ~128 KiB of lines, one
+        hand-over to a thread, against a page fault on the event loop per ~15 responses
+        (docs/metering.md, "Appends without page faults")."""
+        tail = seg.map.tell()
+        if self._populator is None or not Ahead.supported:
+            seg.refill_at = seg.capacity + 1  # never again
+            return
+        # From where the last populate ended: the appends meanwhile use pages populated
+        # already, never one the thread is faulting in.
+        start = max(tail, seg.populated)
+        seg.populated = tail + self.ahead_bytes
+        seg.refill_at = seg.populated - self.ahead_bytes // 2
+        with contextlib.suppress(RuntimeError):  # shut down: closing
+            self._populator.submit(seg.ahead.populate, start, seg.populated - start)
 
     def _full(self, seg: _Segment, line: bytes) -> _Segment:
         """Rotate for ``line``, which did not fit into ``seg``, and append it to the new segment
@@ -257,24 +304,34 @@ class Journal:
         return seg
 
     def sync(self) -> None:
-        """fsync every segment written since the last sync, then make the pages the next
-        appends go to writable (``prefault.py``; called off the event loop)."""
+        """Make every segment's bytes written since the last sync durable (``sync_range``;
+        called off the event loop)."""
         with self._lock:
             written = self._written()
-            head = self._head
         for seg, upto in written:
-            # OSError: closed by a concurrent release, so its records are committed anyway
-            with contextlib.suppress(OSError):
-                os.fsync(seg.fd)
+            # OSError, ValueError: closed by a concurrent release, so its records are
+            # committed anyway
+            with contextlib.suppress(OSError, ValueError):
+                sync_range(seg.fd, seg.synced, upto)
             seg.synced = max(seg.synced, upto)
-        if head is not None:
-            self.populate(head)
 
     def unsynced(self) -> list[Written]:
-        """The segments written since their last sync, for another process to fsync (the
-        ledger appender: ``synced`` once it did). On the event loop, like the appends."""
+        """The segments' ranges written since their last sync, for another process to make
+        durable (the ledger appender: ``synced`` once it did). On the event loop, like the
+        appends; the head's next append then starts on a fresh page, so the page its range
+        ends in, which that sync cleans and write-protects, is never written again (the
+        bytes skipped stay zeros, which readers drop)."""
         with self._lock:
-            return [Written(str(seg.path), seg.number, upto) for seg, upto in self._written()]
+            written = [Written(str(seg.path), seg.number, seg.synced, upto)
+                       for seg, upto in self._written()]
+        head = self._head
+        if written and head is not None and not head.map.closed:
+            tail = head.map.tell()
+            page = tail + -tail % mmap.PAGESIZE
+            if page < head.capacity:
+                head.map.seek(page)
+                head.padding = (tail, page)
+        return written
 
     def _written(self) -> list[tuple[_Segment, int]]:
         """The open segments written past their last sync, with how far (``_lock`` held)."""
@@ -287,6 +344,8 @@ class Journal:
             seg = self._segments.get(w.number)
             if seg is not None:
                 seg.synced = max(seg.synced, w.upto)
+                if seg.synced == seg.padding[0]:  # zeros follow: nothing to sync
+                    seg.synced = seg.padding[1]
 
     def populate(self, seg: _Segment) -> int:
         """Make ``ahead_bytes`` after ``seg``'s tail writable; the bytes populated."""
@@ -321,6 +380,9 @@ class Journal:
 
     def close(self, *, delete_if_empty: bool = True) -> None:
         """Close all segments; those with nothing pending are deleted (clean shutdown)."""
+        if self._populator is not None:
+            self._populator.shutdown(wait=False, cancel_futures=True)
+            self._populator = None
         with self._lock:
             segments = list(self._segments.values())
             self._segments.clear()

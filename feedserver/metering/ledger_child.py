@@ -16,11 +16,12 @@ Wire:
   a replay is records (``journal.encode_lines``); both are read with the journal's own
   decoder (``journal.parse_segment``, which expands a response's line into its records), so
   the API process derives nothing, and a change of the journal's line format reaches here;
-* a frame whose header starts with ``F`` instead (``sync_frame``) names journal segment
-  files, a JSON array of absolute paths (each ending in the journal's suffix): the child fsyncs
-  each (a file gone was committed and deleted: nothing to do) and answers once they are
-  durable, before the writer sends the batch's lines, so the API process needs no worker
-  thread for its journal's fsync;
+* a frame whose header starts with ``F`` instead (``sync_frame``) names ranges of journal
+  segment files, a JSON array of ``[absolute path (ending in the journal's suffix), segment
+  number, start, end]``: the child makes each range durable (``journal.sync_range``; a file
+  gone was committed and deleted: nothing to do) and answers once they are, before the
+  writer sends the batch's lines, so the API process needs no worker thread for its
+  journal's sync;
 * an answer is one JSON line, a ``Reply``: ``ok`` with the number of new rows, or the
   error's class name and detail. The answer to the first frame says whether the ledger
   opened. A body with an undecodable or torn line is refused whole (nothing appended).
@@ -41,7 +42,7 @@ import msgspec
 from feedserver.config import Settings
 from feedserver.errors import FeedError
 from feedserver.metering.batch_rows import batch_rows
-from feedserver.metering.journal import SUFFIX, parse_segment
+from feedserver.metering.journal import SUFFIX, Written, parse_segment, sync_range
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.periods import Periods
 from feedserver.storage.db import Database, connect
@@ -62,17 +63,17 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _encode_reply = msgspec.json.Encoder().encode
-_decode_paths = msgspec.json.Decoder(list[str]).decode
+_decode_ranges = msgspec.json.Decoder(list[Written]).decode
 
 
 def header(size: int, kind: bytes = b"L") -> bytes:
     return kind + b"%014d\n" % size
 
 
-def sync_frame(paths: Sequence[str]) -> bytes:
-    """The frame asking the child to fsync the journal segment files ``paths`` (a JSON array:
-    a data directory may hold any character)."""
-    body = msgspec.json.encode(list(paths))
+def sync_frame(written: Sequence[Written]) -> bytes:
+    """The frame asking the child to make the journal segments' ranges ``written`` durable
+    (``Journal.unsynced``; JSON: a data directory may hold any character)."""
+    body = msgspec.json.encode(list(written))
     return header(len(body), b"F") + body
 
 
@@ -141,32 +142,38 @@ def append(ledger: Ledger, body: bytes, *, batches: bool = False) -> Reply:
 
 
 def sync(body: bytes) -> Reply:
-    """fsync the journal segment files a ``sync_frame`` names (a file already deleted is
-    committed: skipped). A name that is not an absolute path of a journal segment refuses
-    the frame; a failed fsync is an error the writer retries (its lines stay journaled)."""
+    """Make the ranges of journal segment files a ``sync_frame`` names durable (a file
+    already deleted is committed: skipped). A name that is not an absolute path of a journal
+    segment, or a range that is not one, refuses the frame; a failed sync is an error the
+    writer retries (its lines stay journaled)."""
     try:
-        paths = _decode_paths(body)
+        ranges = _decode_ranges(body)
     except msgspec.DecodeError as exc:
         return Reply(ok=False, error="BadFrame", detail=str(exc))
-    for path in paths:
-        if not os.path.isabs(path) or not path.endswith(SUFFIX) or "\0" in path:
-            return Reply(ok=False, error="BadFrame", detail=f"not a journal segment: {path!r}")
-    for path in paths:
+    for w in ranges:
+        if not os.path.isabs(w.path) or not w.path.endswith(SUFFIX) or "\0" in w.path:
+            return Reply(ok=False, error="BadFrame",
+                         detail=f"not a journal segment: {w.path!r}")
+        if not 0 <= w.start <= w.upto:
+            return Reply(ok=False, error="BadFrame",
+                         detail=f"not a range: {w.start}..{w.upto} of {w.path!r}")
+    for w in ranges:
         try:
-            _fsync(path)
-        except OSError as exc:
-            return Reply(ok=False, error="JournalSyncFailed", detail=f"{path}: {exc}")
+            _sync(w)
+        except (OSError, ValueError, OverflowError) as exc:
+            return Reply(ok=False, error="JournalSyncFailed", detail=f"{w.path}: {exc}")
     return Reply(ok=True)
 
 
-def _fsync(path: str) -> None:
-    """fsync the segment file ``path``; nothing when it is gone (committed and deleted)."""
+def _sync(written: Written) -> None:
+    """Make ``written``'s range of its segment file durable (``journal.sync_range``);
+    nothing when the file is gone (committed and deleted)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(written.path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return
     try:
-        os.fsync(fd)
+        sync_range(fd, written.start, written.upto)
     finally:
         os.close(fd)
 

@@ -43,7 +43,7 @@ import msgspec
 import feedserver
 from feedserver.config import Settings
 from feedserver.errors import LedgerAppenderFailed
-from feedserver.metering.journal import decode_lines, encode_lines
+from feedserver.metering.journal import Written, decode_lines, encode_lines
 from feedserver.metering.ledger_child import Reply, header, sync_frame
 from feedserver.metering.records import UsageRecord
 from feedserver.storage.db import Database, SQLiteDatabase
@@ -129,11 +129,11 @@ class LedgerProcess:
     async def deliver(self, records: Sequence[UsageRecord]) -> None:
         _raise(await self._send(frames(records)))
 
-    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[str] = ()
+    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[Written] = ()
                             ) -> None:
         """Append a batch of the journal's own lines (``response_usage.line``), after the
-        child fsynced the journal segment files ``sync`` (a ``sync_frame``, answered once
-        they are durable). A batch the child refused as undecodable (a caller broke
+        child made the journal's ranges ``sync`` durable (a ``sync_frame``, answered once
+        they are). A batch the child refused as undecodable (a caller broke
         ``Usage``'s types; nothing of it was appended) is decoded here instead, its bad lines
         skipped and logged, as the writer did before the child read lines: one bad line never
         holds the journal back."""

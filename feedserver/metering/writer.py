@@ -28,7 +28,7 @@ from typing import Protocol, Unpack, runtime_checkable
 import anyio.to_thread
 
 from feedserver.errors import FeedError
-from feedserver.metering.journal import Journal, decode_lines
+from feedserver.metering.journal import Journal, Written, decode_lines
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.records import MeteredPrincipal, Usage, UsageRecord
 from feedserver.metering.response_usage import line
@@ -49,10 +49,11 @@ class LineDestination(Destination, Protocol):
     newline-terminated) as they are, and derives nothing. ``deliver`` still takes records
     (the journal's replay at start, which merges checkpoints)."""
 
-    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[str] = ()
+    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[Written] = ()
                             ) -> None:
-        """Append ``lines``, after fsyncing the journal segment files ``sync`` (paths): the
-        journal is durable before its lines are in the ledger, as when the writer fsyncs."""
+        """Append ``lines``, after making the journal's ranges ``sync`` durable
+        (``Journal.unsynced``): the journal is durable before its lines are in the ledger,
+        as when the writer syncs it."""
 
 
 class LedgerDestination:
@@ -208,7 +209,7 @@ class UsageRecorder:
                     # thread here, whose GIL hand-offs cost the event loop more than the
                     # fsync (docs/metering.md, "The journal's fsync in the appender").
                     written = self.journal.unsynced()
-                    await lines_to.deliver_lines(lines, sync=[w.path for w in written])
+                    await lines_to.deliver_lines(lines, sync=written)
                     self.journal.synced(written)
                     break
                 if records is None:

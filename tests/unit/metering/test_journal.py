@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,10 +13,12 @@ from feedserver.metering.journal import (
     claim,
     decode_line,
     parse_segment,
+    sync_range,
 )
 from feedserver.metering.prefault import Ahead
 from feedserver.metering.records import UsageRecord, merge
 from tests.unit.metering.conftest import old_line, rec, response_line, response_of
+from tests.unit.metering.test_prefault import dirty, resident
 
 
 def ids(records: Iterable[UsageRecord]) -> list[str]:
@@ -149,8 +152,7 @@ def test_a_dead_process_mapped_segment_is_recovered_without_its_zero_tail(
     j.append(response_line(3))
     (segment,) = j._segments.values()
     written = segment.map.tell()
-    segment.map.close()  # what the kernel does to a killed process: the pages stay in the
-    os.close(segment.fd)  # page cache, the mapping and the flock go
+    killed(j)
     assert segment.path.stat().st_size > written
     recovered = Journal(tmp_path).recover()
     assert recovered.records == [r for n in (1, 2, 3) for r in response_of(n)]
@@ -198,24 +200,91 @@ def test_a_segment_owns_its_disk_blocks_before_the_first_append(tmp_path: Path) 
     journal.close()
 
 
-def test_sync_makes_the_pages_after_the_tail_writable_without_writing_them(
+def settled(j: Journal) -> None:
+    """Wait for the populating thread's work so far (one thread: its queue runs in order)."""
+    if j._populator is not None:
+        j._populator.submit(lambda: None).result(timeout=30)
+
+
+def killed(j: Journal) -> None:
+    """What a kill -9 does to the journal's process: its threads stop, its mappings and
+    flocks go, the pages stay in the page cache. (A populate still running holds the file
+    until it returns: a real death ends it with the process.)"""
+    settled(j)
+    for segment in j._segments.values():
+        segment.map.close()
+        os.close(segment.fd)
+
+
+@pytest.mark.skipif(not Ahead.supported, reason="no MADV_POPULATE_WRITE here")
+def test_appends_find_their_pages_populated_and_a_sync_leaves_those_ahead_writable(
         tmp_path: Path) -> None:
-    # After a sync the next appends' pages are already mapped (``prefault.py``): they fault
-    # in the syncing thread, not on the event loop. Recovery reads the same records.
+    # The event loop's appends must not fault (docs/metering.md, "Appends without page
+    # faults"): the journal's own thread populates the pages after the tail, and a sync
+    # writes back the range written only. An fsync of the file would clean (write-protect)
+    # the populated pages too, and every one of them would fault again: shown at the end.
     j = Journal(tmp_path)
     j.open()
     j.append(response_line(1))
     (segment,) = j._segments.values()
+    settled(j)
     tail = segment.map.tell()
-    j.sync()
-    if Ahead.supported:
-        assert j.populate(segment) >= AHEAD_BYTES
-    assert segment.map.tell() == tail
-    assert segment.map[tail:tail + AHEAD_BYTES] == bytes(AHEAD_BYTES)
+    # populated when the segment was made, before its first append
+    assert resident(segment.path) >= AHEAD_BYTES and dirty(segment.path) >= AHEAD_BYTES
+    assert segment.refill_at == AHEAD_BYTES // 2 < segment.populated == AHEAD_BYTES
+    [written] = j.unsynced()
+    sync_range(segment.fd, written.start, written.upto)
+    j.synced([written])
+    assert dirty(segment.path) >= AHEAD_BYTES - 2 * mmap.PAGESIZE  # still writable
+    assert segment.map[tail:tail + AHEAD_BYTES] == bytes(AHEAD_BYTES)  # no byte changed
+    half = segment.refill_at
+    while segment.map.tell() < half:  # half of it used: the next half is populated
+        j.append(response_line(2))
+    now = segment.map.tell()
+    assert segment.populated == now + AHEAD_BYTES
+    assert segment.refill_at == now + AHEAD_BYTES // 2
+    settled(j)
+    assert dirty(segment.path) >= now - tail + AHEAD_BYTES - mmap.PAGESIZE
+    os.fsync(segment.fd)
+    assert dirty(segment.path) == 0
+    j.close()
+
+
+def test_a_batch_boundary_moves_the_appends_to_a_fresh_page(tmp_path: Path) -> None:
+    # The page a sync's range ends in is cleaned by that sync; appends after it start on the
+    # next page, so no append writes (and faults on) a cleaned page. The zeros skipped are
+    # nothing to sync and nothing to recover.
+    j = Journal(tmp_path)
+    j.open()
+    j.append(response_line(1))
+    (segment,) = j._segments.values()
+    [written] = j.unsynced()
+    assert written.upto < mmap.PAGESIZE == segment.map.tell()
     j.append(response_line(2))
-    segment.map.close()  # killed: the mapping goes, the pages stay
-    os.close(segment.fd)
-    assert Journal(tmp_path).recover().records == [*response_of(1), *response_of(2)]
+    j.synced([written])
+    [second] = j.unsynced()
+    assert (second.start, second.upto) == (mmap.PAGESIZE,
+                                           mmap.PAGESIZE + len(response_line(2)))
+    assert segment.map.tell() == 2 * mmap.PAGESIZE
+    j.synced([second])
+    assert j.unsynced() == []
+    killed(j)
+    recovered = Journal(tmp_path).recover()
+    assert recovered.records == [*response_of(1), *response_of(2)]
+    assert (recovered.skipped_lines, recovered.torn_tail) == (0, 0)
+
+
+def test_sync_range_is_clamped_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.journal"
+    path.write_bytes(b"x" * 100)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        sync_range(fd, 0, 10**40)  # past the end: up to it
+        sync_range(fd, 50, 50)  # empty: nothing
+        sync_range(fd, 10**40, 10**40 + 1)  # past the end: nothing
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"x" * 100
 
 
 def test_a_closed_segment_is_not_populated(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from feedserver.config import load_settings
 from feedserver.errors import LedgerAppenderFailed
-from feedserver.metering.journal import Journal, decode_line, encode_lines
+from feedserver.metering.journal import Journal, Written, decode_line, encode_lines
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.ledger_child import Reply, append, header, serve, sync, sync_frame
 from feedserver.metering.ledger_process import LedgerProcess, _reply, child_database
@@ -399,34 +399,44 @@ def test_a_frame_cut_short_ends_the_child(tmp_path: Path, db: Database, url: str
     assert wire.ended()
 
 
-def test_a_sync_frame_fsyncs_the_segments_it_names_and_refuses_anything_else(
+def ranges(*paths: str, start: int = 0, upto: int = 10) -> list[Written]:
+    return [Written(path, 1, start, upto) for path in paths]
+
+
+def test_a_sync_frame_syncs_the_ranges_it_names_and_refuses_anything_else(
         tmp_path: Path, db: Database, url: str) -> None:
     # The writer's batches no longer fsync the journal in a worker thread of the API
-    # process: the child does, before the lines. It fsyncs journal segments only; a segment
-    # deleted meanwhile was committed (nothing to do); any other name refuses the frame and
-    # the child goes on serving.
+    # process: the child syncs the ranges written, before the lines. It syncs journal
+    # segments only; a segment deleted meanwhile was committed (nothing to do); any other
+    # name, or a range that is none, refuses the frame and the child goes on serving.
     Ledger(db)
     wire = Wire(url, tmp_path)
     journal = Journal(tmp_path / "j")
     journal.open()
     journal.append(response_line(0))
     [written] = journal.unsynced()
-    assert wire.ask(sync_frame([written.path, str(tmp_path / "j" / "gone.journal")])).ok
+    assert 0 == written.start < written.upto
+    assert wire.ask(sync_frame([written, *ranges(str(tmp_path / "j" / "gone.journal"))])).ok
     journal.synced([written])
     assert journal.unsynced() == []
-    for paths in (["relative.journal"], [str(tmp_path / "feedserver.db")], ["/x/a.journal\0"],
-                  [str(tmp_path / "j" / "gone.journal"), "../escape.journal"]):
-        reply = wire.ask(sync_frame(paths))
+    for bad in (ranges("relative.journal"), ranges(str(tmp_path / "feedserver.db")),
+                ranges("/x/a.journal\0"),
+                ranges(str(tmp_path / "j" / "gone.journal"), "../escape.journal"),
+                ranges(written.path, start=-1), ranges(written.path, start=11, upto=10)):
+        reply = wire.ask(sync_frame(bad))
         assert (reply.ok, reply.error) == (False, "BadFrame")
     body = b"\xff\xfe"
     assert (wire.ask(header(len(body), b"F") + body).error) == "BadFrame"
-    body = b'["/a.journal", 1]'  # not a list of paths
-    assert (wire.ask(header(len(body), b"F") + body).error) == "BadFrame"
+    for body in (b'["/a.journal"]', b'[["/a.journal", 1, 0]]'):  # not lists of ranges
+        assert (wire.ask(header(len(body), b"F") + body).error) == "BadFrame"
+    # A range past the file's end is clamped to it (a closed segment is truncated), however
+    # large its integers.
+    assert wire.ask(sync_frame(ranges(written.path, upto=10**40))).ok
     assert wire.ask(sync_frame([])).ok  # nothing to sync
     # A path may hold any character (a newline in a data directory): the body is JSON.
     odd = tmp_path / "a\nb.journal"
     odd.write_bytes(b"")
-    assert wire.ask(sync_frame([str(odd)])).ok
+    assert wire.ask(sync_frame(ranges(str(odd)))).ok
     good = encode_lines([rec(1)])
     assert wire.ask(header(len(good)) + good) == Reply(ok=True, new=1)
     journal.close()
@@ -440,7 +450,7 @@ def test_a_failed_fsync_is_an_error_not_ok(tmp_path: Path) -> None:
     # and keeps the lines journaled, instead of appending lines that may not be durable.
     bad = tmp_path / "link.journal"
     bad.symlink_to(tmp_path)
-    reply = sync(msgspec.json.encode([str(bad)]))
+    reply = sync(msgspec.json.encode(ranges(str(bad))))
     assert (reply.ok, reply.error) == (False, "JournalSyncFailed")
 
 
@@ -473,13 +483,13 @@ async def test_a_batch_reaches_the_ledger_only_after_its_journal_was_synced(
     await dest.start()
     lines = [response_line(i) for i in range(3)]
     with pytest.raises(LedgerAppenderFailed):
-        await dest.deliver_lines(lines, sync=["not-a-segment"])
+        await dest.deliver_lines(lines, sync=ranges("not-a-segment"))
     assert ledger.count() == 0
     journal = Journal(tmp_path / "j")
     journal.open()
     for line in lines:
         journal.append(line)
-    await dest.deliver_lines(lines, sync=[w.path for w in journal.unsynced()])
+    await dest.deliver_lines(lines, sync=journal.unsynced())
     assert totals(ledger)[0] == 6  # requests + bytes of each response
     journal.close()
     await dest.close()

@@ -23,11 +23,21 @@ PAGE = mmap.PAGESIZE
 
 def resident(path: Path) -> int:
     """Bytes of the mapping of ``path`` present in this process (``Rss`` in smaps)."""
+    return _smaps(path, "Rss:")
+
+
+def dirty(path: Path) -> int:
+    """Bytes of the mapping of ``path`` dirty (written, or populated writable) and not yet
+    written back: pages a store does not fault on (``Shared_Dirty`` + ``Private_Dirty``)."""
+    return _smaps(path, "Shared_Dirty:") + _smaps(path, "Private_Dirty:")
+
+
+def _smaps(path: Path, field: str) -> int:
     lines = Path("/proc/self/smaps").read_text().splitlines()
     for i, line in enumerate(lines):
         if line.endswith(str(path)):
-            rss = next(x for x in lines[i + 1:] if x.startswith("Rss:"))
-            return int(rss.split()[1]) * 1024
+            value = next(x for x in lines[i + 1:] if x.startswith(field))
+            return int(value.split()[1]) * 1024
     raise AssertionError(f"{path} is not mapped")
 
 

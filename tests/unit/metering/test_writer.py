@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 from feedserver.errors import StorageError
-from feedserver.metering.journal import Journal, decode_line
+from feedserver.metering.journal import Journal, Written, decode_line
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.records import UsageRecord
 from feedserver.metering.writer import LedgerDestination, UsageRecorder
@@ -111,12 +112,12 @@ class Lines:
     def __init__(self) -> None:
         self.lines: list[bytes] = []
         self.records: list[UsageRecord] = []
-        self.syncs: list[list[str]] = []  # per batch: the segment files to fsync first
+        self.syncs: list[list[Written]] = []  # per batch: the journal's ranges to sync first
 
     async def deliver(self, records: Sequence[UsageRecord]) -> None:
         self.records.extend(records)
 
-    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[str] = ()
+    async def deliver_lines(self, lines: Sequence[bytes], *, sync: Sequence[Written] = ()
                             ) -> None:
         self.syncs.append(list(sync))
         self.lines.extend(lines)
@@ -143,9 +144,14 @@ async def test_a_line_destination_gets_the_journals_own_lines(tmp_path: Path) ->
     assert [r.quantity for entry in dest.lines for r in decode_line(entry)
             if r.meter == "bytes"] == list(range(1, 21))
     assert rec_.journal.pending() == 0
-    # Each batch asked the destination to fsync the segment its lines are in (the writer
-    # has no worker thread for it any more); a later batch names only what was written since.
-    assert dest.syncs and all(names == [str(segment)] for names in dest.syncs)
+    # Each batch asked the destination to sync the segment its lines are in (the writer
+    # has no worker thread for it any more); a later batch names only what was written
+    # since, and together they cover every line.
+    assert dest.syncs and all([w.path for w in ranges] == [str(segment)]
+                              for ranges in dest.syncs)
+    spans = [(w.start, w.upto) for ranges in dest.syncs for w in ranges]
+    assert spans[0][0] == 0 and spans[-1][1] >= len(journaled)
+    assert all(end <= start for (_, end), (start, _) in pairwise(spans))
     assert rec_.journal.unsynced() == []
     await rec_.stop()
 
