@@ -5,8 +5,9 @@ metadata response's) into a real ``Journal`` under DIR (default: a temporary dir
 the filesystem the server's data would be), one every ~300 µs as the bench's metadata GETs
 come, while another thread syncs the journal every 0.2 s as the writer task does (the range
 written, ``journal.sync_range``), and the journal's own thread populates ``ahead_bytes`` ahead
-of the tail. Arms alternate: ``ahead_bytes`` 0 (no populating) and the default. Each arm prints the time of ``append`` alone: mean, median, p99,
-p99.9 and maximum, in microseconds (docs/metering.md, "Appends without page faults").
+of the tail. Arms alternate: ``ahead_bytes`` 0 (no populating) and the default. Each arm
+prints the time of ``append`` alone: mean, median, p99, p99.9 and maximum, in microseconds
+(docs/metering.md, "Appends without page faults").
 """
 
 from __future__ import annotations

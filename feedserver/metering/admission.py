@@ -138,9 +138,16 @@ class Admitter:
                 raise _rate_limited(terms, decision)
         if terms.bytes_limit is not None and feed in BYTE_FEEDS:
             if now_s - terms.bytes_at > self.bytes_cache_seconds:
-                return await anyio.to_thread.run_sync(
-                    self._admit, _Request(customer, feed, terms, quota, resource or "", now_s),
-                    decision)
+                # The bytes figure is read afresh by one request; those arriving meanwhile
+                # wait for it and decide here, instead of each hopping to read it again.
+                step = f"bytes:{customer}"
+                stepping = self._stepping.get(step)
+                if stepping is not None:
+                    await stepping.wait()
+                if now_s - terms.bytes_at > self.bytes_cache_seconds:
+                    return await self._hop(
+                        step, _Request(customer, feed, terms, quota, resource or "", now_s),
+                        decision, False)
             if terms.bytes_used >= terms.bytes_limit:
                 raise quota_exceeded("bytes", terms.bytes_limit, _utc(now_s))
         if quota is None:

@@ -133,3 +133,22 @@ async def test_lookups_that_find_the_units_spent_wait_for_one_lease(db: Database
     assert sorted(x.quota_used for x in admitted) == list(range(2, 10))
     a.release()  # the units leased and not spent go back: the counter holds what was served
     assert QuotaCounters(db).used("acme", "2026-11", "ondemand_lookups") == 9
+
+
+async def test_requests_that_find_the_bytes_figure_stale_wait_for_one_read(
+        db: Database) -> None:
+    # A byte-serving feed checks the monthly bytes quota from a figure read at most once a
+    # second; the requests arriving while one reads it in a worker thread wait for that read
+    # and decide on the event loop, one hop instead of one each (the bench's eight clients
+    # each hopped at every refresh). They still see the fresh figure, never the stale one.
+    a = CountingAdmitter(QuotaCounters(db), LocalRateLimiter(), clock=lambda: NOW)
+    Ledger(db)
+    p = FakePrincipal(plan=PLAN)
+    await asyncio.gather(*(a.admit(p, "diffs", "enwiki") for _ in range(8)))
+    assert a.hops == 1
+    Ledger(db).append([rec(1, quantity=100, ts=datetime.fromtimestamp(NOW, UTC))])
+    a.forget_bytes()
+    refused = await asyncio.gather(*(a.admit(p, "diffs", "enwiki") for _ in range(8)),
+                                   return_exceptions=True)
+    assert a.hops == 2
+    assert all(isinstance(x, QuotaExceeded) for x in refused)
