@@ -60,7 +60,7 @@ from feedserver.api.portal.context import Portals
 from feedserver.api.problems import handle_exception
 from feedserver.api.protocols import Accounts, ArticleState, Snapshots
 from feedserver.api.realtime_metering import StreamMetering
-from feedserver.api.services import Billing, Lookups, Services, new_request_id
+from feedserver.api.services import LATER_HEADERS, Billing, Lookups, Services, new_request_id
 from feedserver.api.verified import VerifiedBlobs
 from feedserver.api.zerocopy import ZEROCOPY
 from feedserver.config import Settings, load_settings
@@ -136,7 +136,8 @@ class FeedApp(Litestar):
 
         given = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), b"")
         rid = new_request_id(given.decode("latin-1"))
-        scope.setdefault("state", {})["request_id"] = rid
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
         token = REQUEST_ID.set(rid)  # every log line of this request carries it
 
         def route() -> str:
@@ -150,7 +151,8 @@ class FeedApp(Litestar):
                     time.perf_counter() - start)
                 # The correlation id stored with usage records: a client can quote it.
                 message = {**message, "headers": [*message.get("headers", ()),
-                                                  (b"x-request-id", rid.encode())]}
+                                                  (b"x-request-id", rid.encode()),
+                                                  *state.get(LATER_HEADERS, ())]}
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
                 pieces = message.get(BODY_PARTS)  # the body as pieces (api/parts_stream.py)

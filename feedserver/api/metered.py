@@ -22,7 +22,7 @@ from feedserver.api.negotiation import VARY, Download
 from feedserver.api.problems import problem_specs
 from feedserver.api.query import render_list, render_one
 from feedserver.api.ranges import Part
-from feedserver.api.services import Billing
+from feedserver.api.services import Billing, send_later
 from feedserver.config import Settings
 from feedserver.feeds.snapshots.manifest import ChunkInfo
 from feedserver.plans import Feed
@@ -75,8 +75,8 @@ class Metered:
                        project: str | None, data: Any, *, many: bool) -> Response[bytes]:
         """A metadata answer (a list, JSON or NDJSON, or one object): admitted, rendered and
         reported with the bytes it carries."""
-        headers = await self.billing.admit(principal, feed, project)
-        response = render_list(request, data, headers) if many else render_one(data, headers)
+        send_later(request, await self.billing.admit(principal, feed, project))
+        response = render_list(request, data) if many else render_one(data)
         self.billing.report(request, principal, feed=feed, project=project,
                             bytes_sent=len(response.content))
         return response

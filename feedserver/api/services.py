@@ -19,6 +19,7 @@ import itertools
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,19 @@ def request_id(request: Request[Any, Any, Any]) -> str:
     if rid is None:
         rid = state["request_id"] = new_request_id(request.headers.get("x-request-id", ""))
     return rid
+
+
+# Where a handler leaves headers for the app to send with its response's start, encoded
+# (``FeedApp.__call__`` appends them): litestar's response headers cost more per header
+# (each added, lower-cased and searched again for its content type and length).
+LATER_HEADERS = "feedserver.later_headers"
+
+
+def send_later(request: Request[Any, Any, Any], headers: Mapping[str, str]) -> None:
+    """Send ``headers`` (the ``RateLimit`` headers of a metered answer) with the response."""
+    if headers:
+        request.scope.setdefault("state", {})[LATER_HEADERS] = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
 def response_id(request: Request[Any, Any, Any]) -> str:

@@ -64,6 +64,10 @@ def test_quota_and_rate_limit_problems(world: World, tmp_path: Path) -> None:
     world.accounts.create_customer("epsilon", "slow")
     key_d = world.accounts.create_api_key("delta")[1]
     key_e = world.accounts.create_api_key("epsilon")[1]
+    world.accounts.create_plan(Plan(name="fast", feeds=["snapshots"],
+                                    rate_limit=RateLimit(requests_per_second=100, burst=100)))
+    world.accounts.create_customer("theta", "fast")
+    key_z = world.accounts.create_api_key("theta")[1]
     settings = msgspec.structs.replace(world.settings, metering_enabled=True,
                                        data_dir=str(tmp_path))
     app = build_app(settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
@@ -73,6 +77,14 @@ def test_quota_and_rate_limit_problems(world: World, tmp_path: Path) -> None:
         ok = c.get(f"{base}/0/download", headers=world.headers(key_d))
         assert ok.status_code == 200
         assert "ratelimit" in ok.headers and "ratelimit-policy" in ok.headers
+        # A metadata answer's RateLimit headers are sent by the app with its start
+        # (``send_later``): once each, beside the response's own.
+        listed = c.get(base, headers=world.headers(key_z))
+        assert listed.status_code == 200 and listed.json()
+        names = [k.lower() for k in listed.headers.keys()]  # noqa: SIM118 (every occurrence)
+        for name in ("ratelimit", "ratelimit-policy", "x-request-id", "content-type"):
+            assert names.count(name) == 1, name
+        assert listed.headers["ratelimit-policy"] == '"default";q=100;w=1'
         r = c.get(f"{base}/1/download", headers=world.headers(key_d))
         assert r.status_code == 429
         assert r.headers["content-type"] == "application/problem+json"
