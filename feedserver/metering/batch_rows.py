@@ -46,7 +46,8 @@ _encode_key = msgspec.json.Encoder().encode
 _compress = zstandard.ZstdCompressor(level=1).compress
 _DECOMPRESSED_MAX = 256 * 1024 * 1024  # a batch's lines are ~70 kB; this bounds a bad blob
 
-# (day, customer, API key, user, feed, project, resource, download id, meter)
+# (day, customer, API key, user, feed, project, resource, download id), and with the meter
+_Base = tuple[int, str, str, str, Feed, str, str, str]
 _Group = tuple[int, str, str, str, Feed, str, str, str, Meter]
 
 
@@ -75,29 +76,36 @@ def batch_rows(lines: bytes) -> BatchRows:
     gives its responses, and the downloads are the same ids."""
     entries = _entries(lines)
     digest = hashlib.sha256(lines).hexdigest()
-    sums: dict[_Group, int] = {}
-    first: dict[_Group, int] = {}  # a group's time: its first response's
+    # The responses of each group (a handful per batch), in the lines' order; the sums are
+    # taken per group and meter afterwards, so each response costs one key and one append.
+    members: dict[_Base, list[ResponseUsage]] = {}
     downloads: dict[str, tuple[_Group, int]] = {}
-    low = high = entries[0].ts_ns
     for entry in entries:
         usage, ts_ns = entry.usage, entry.ts_ns
-        low, high = min(low, ts_ns), max(high, ts_ns)
         resource = usage.resource or ""
         dl = (download_id(entry.customer_id, resource, from_nanos(ts_ns))
               if usage.download and resource else "")
-        base = (ts_ns // _DAY_NS, entry.customer_id, entry.api_key_id or "", entry.user or "",
-                usage.feed, usage.project or "", resource, dl)
-        group: _Group = (*base, "requests")
-        sums[group] = sums.get(group, 0) + 1
-        first.setdefault(group, ts_ns)
-        for meter, name, _ in OTHER_METERS:
-            quantity = getattr(usage, name)
-            if quantity:
-                group = (*base, meter)
-                sums[group] = sums.get(group, 0) + quantity
-                first.setdefault(group, ts_ns)
+        base: _Base = (ts_ns // _DAY_NS, entry.customer_id, entry.api_key_id or "",
+                       entry.user or "", usage.feed, usage.project or "", resource, dl)
+        group = members.get(base)
+        if group is None:
+            group = members[base] = []
+        group.append(entry)
         if dl and dl not in downloads:
             downloads[dl] = ((*base, "downloads"), ts_ns)
+    sums: dict[_Group, int] = {}
+    first: dict[_Group, int] = {}  # a group's time: its first response's (with the meter)
+    for base, group in members.items():
+        sums[(*base, "requests")] = len(group)
+        first[(*base, "requests")] = group[0].ts_ns
+        for meter, name, _ in OTHER_METERS:
+            quantities = [getattr(entry.usage, name) for entry in group]
+            if any(quantities):  # a row where any response had some (as ``expand``)
+                key: _Group = (*base, meter)
+                sums[key] = sum(quantities)
+                first[key] = group[next(i for i, q in enumerate(quantities) if q)].ts_ns
+    stamps = [entry.ts_ns for entry in entries]
+    low, high = min(stamps), max(stamps)
     request = EVIDENCE_PREFIX + digest
     records = [_record(derive_id("batch", digest, _encode_key(group).decode()), group,
                        quantity, first[group], request)

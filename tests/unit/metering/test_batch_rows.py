@@ -45,16 +45,21 @@ def lines_of(responses: list[tuple[FakePrincipal, Usage, datetime]]) -> list[byt
             for i, (principal, usage, ts) in enumerate(responses)]
 
 
+def group_of(r: UsageRecord) -> tuple[object, ...]:
+    """A record's group: its UTC day, who, what, meter."""
+    return (r.ts.date(), r.customer_id, r.api_key_id, r.user, r.feed, r.project, r.resource,
+            r.download_id, r.meter)
+
+
 def sums(records: list[UsageRecord]) -> tuple[Counter[tuple[object, ...]], set[str]]:
-    """Each group's quantity (its UTC day, who, what, meter) and the download ids."""
+    """Each group's quantity and the download ids."""
     groups: Counter[tuple[object, ...]] = Counter()
     downloads = set()
     for r in records:
         if r.meter == "downloads":
             downloads.add(r.usage_id)
             continue
-        groups[(r.ts.date(), r.customer_id, r.api_key_id, r.user, r.feed, r.project,
-                r.resource, r.download_id, r.meter)] += r.quantity
+        groups[group_of(r)] += r.quantity
     return groups, downloads
 
 
@@ -65,6 +70,13 @@ def test_each_group_is_the_sum_of_the_records_its_responses_make(
     batch = batch_rows(b"".join(lines))
     per_response = merge(r for entry in lines for r in decode_line(entry))
     assert sums(batch.records) == sums(per_response)
+    # A group row's time is its first response's (in the lines' order) with that meter.
+    first: dict[tuple[object, ...], datetime] = {}
+    for entry in lines:
+        for r in decode_line(entry):
+            first.setdefault(group_of(r), r.ts)
+    assert {group_of(r): r.ts for r in batch.records if r.meter != "downloads"} \
+        == {g: ts for g, ts in first.items() if g[-1] != "downloads"}
     # One row per group: the groups' keys are distinct, and so are the rows' ids.
     assert len({r.usage_id for r in batch.records}) == len(batch.records)
     assert all(r.request_id == EVIDENCE_PREFIX + batch.evidence.digest for r in batch.records)
