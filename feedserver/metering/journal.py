@@ -9,10 +9,11 @@ Every response's usage is in the kernel's page cache before ``record()`` returns
 a file mapped into the process (``MAP_SHARED``), and an append is one copy into that mapping.
 Pages of a shared file mapping belong to the kernel, so they survive a ``kill -9`` of the
 process exactly as the bytes of a ``write`` do, and usage delivered to a client is never lost
-between delivery and the ledger commit; ``sync()`` (fsync, batched by the writer task) extends
-that to power loss. No system call per append: a ``write`` gives up the GIL, and on a busy
-server the event loop then waits for whichever thread took it (measured: tens to hundreds of
-microseconds per response). A segment is deleted once every line in it is committed.
+between delivery and the ledger commit; a sync of the range written (``sync_range``, batched by
+the writer task) extends that to power loss. No system call per append: a ``write`` gives up
+the GIL, and on a busy server the event loop then waits for whichever thread took it
+(measured: tens to hundreds of microseconds per response). A segment is deleted once every
+line in it is committed.
 
 A segment file is created at its mapped size with its blocks allocated up front
 (``posix_fallocate``): a store into a mapped page the disk has no room for is a SIGBUS that
@@ -108,8 +109,8 @@ def decode_line(line: bytes) -> list[UsageRecord]:
 
 # The smallest mapping of a segment (``segment_bytes`` is when to rotate; tests set it tiny).
 _MIN_MAP = 1024 * 1024
-# How far beyond the head's tail its pages are kept writable (``prefault.py``): populated
-# again, from the tail on, once the appends have used half of it (~480 metadata responses).
+# How far beyond the head's tail its pages are kept writable (``prefault.py``): the next
+# part is populated once the appends have used half of it (~1,900 metadata responses).
 # Syncs clean only the pages written (a range, ``Written``), so those ahead stay writable.
 AHEAD_BYTES = 1024 * 1024
 
@@ -158,7 +159,7 @@ def claim(path: Path) -> int | None:
 
 class _Segment:
     """One new segment file, locked and mapped; the mapping's position is where the next line
-    goes (``mmap.write``), ``synced`` how far it was when last fsynced."""
+    goes (``mmap.write``), ``synced`` how far it was when last synced."""
 
     def __init__(self, path: Path, capacity: int, number: int) -> None:
         self.path = path
@@ -279,7 +280,7 @@ class Journal:
 
     def _refill(self, seg: _Segment) -> None:
         """Have the populating thread make ``ahead_bytes`` after ``seg``'s tail writable, and
-        do it again when the appends have used half of that: once per ~128 KiB of lines, one
+        do it again when the appends have used half of that: once per ~512 KiB of lines, one
         hand-over to a thread, against a page fault on the event loop per ~15 responses
         (docs/metering.md, "Appends without page faults")."""
         tail = seg.map.tell()
@@ -339,7 +340,7 @@ class Journal:
                 if not s.map.closed and s.map.tell() > s.synced]
 
     def synced(self, written: Sequence[Written]) -> None:
-        """``written`` (from ``unsynced``) was fsynced by another process."""
+        """``written`` (from ``unsynced``) was made durable by another process."""
         for w in written:
             seg = self._segments.get(w.number)
             if seg is not None:

@@ -1,7 +1,7 @@
 """The ledger appender process: ``Ledger.append`` in a child process, beside the event loop.
 
 ``LedgerProcess`` is the embedded ``Destination`` of the usage writer (``writer.py``) when
-``ledger_appender = "process"``. The API process keeps the journal, its fsync and its release
+``ledger_appender = "process"``. The API process keeps the journal and its release
 exactly as before; what moves is the append (the SQLite or PostgreSQL insert and the hash
 chain, ~110 k instructions per metadata response, half of it Python holding the GIL). In a
 worker thread of the API process that work took the GIL from the event loop between its
@@ -9,7 +9,7 @@ SQLite steps (~24 futex hand-offs per request); in a process it runs on the othe
 
 The child is ``python -m feedserver.metering.ledger_child`` (its wire is described there),
 started when metering starts, outside any request. ``deliver_lines`` (the writer's batches)
-has the child fsync the journal's segments, then sends the journal's own lines of a batch as
+has the child sync the journal's ranges written, then sends the journal's own lines of a batch as
 they are: the child decodes and expands them (``journal.parse_segment``), so this process
 derives nothing from them and has no worker thread for the batch at all; ``deliver`` (the
 journal's replay at start) sends records as journal lines. Either sends a frame and awaits

@@ -1,19 +1,18 @@
 """Pages of a mapped journal segment made writable ahead of the appends, off the event loop.
 
 An append is one copy into the segment's shared mapping (``journal.py``). The first store into
-a page of it faults, and so does the first store after an ``fsync`` cleaned the page: the
+a page of it faults, and so does the first store after a sync cleaned the page: the
 kernel maps the page in, and on ext4 a page of a ``posix_fallocate``d (unwritten) extent
-starts a filesystem journal handle, which waits while a commit is running, which the writer's
-own ``fsync`` starts. Those faults ran on the event loop: one per ~15 metadata responses,
-a mean of ~4.5 µs per append against ~0.9 µs for the copy alone, up to milliseconds each
-(docs/metering.md, "Appends without page faults").
+starts a filesystem journal handle, which waits while a commit is running, which syncs
+start. Those faults ran on the event loop: one per ~15 metadata responses, ~50 µs each,
+up to milliseconds (docs/metering.md, "Appends without page faults").
 
 ``Ahead.populate`` has the kernel fault a range in writable (``MADV_POPULATE_WRITE``, Linux
-5.14) without changing a byte of it, from the thread that ran the ``fsync``; the event loop's
-next stores then find their pages mapped. The call goes through ``ctypes``, which releases
-the GIL for it (``mmap.madvise`` holds it: a wait in the kernel would stall the event loop).
-Where the advice is unknown (another OS, an older kernel) populating is skipped: appends are
-as before, only slower.
+5.14) without changing a byte of it, from the journal's own populating thread
+(``Journal._refill``); the event loop's next stores then find their pages mapped. The call
+goes through ``ctypes``, which releases the GIL for it (``mmap.madvise`` holds it: a wait in
+the kernel would stall the event loop). Where the advice is unknown (another OS, an older
+kernel) populating is skipped: appends are as before, only slower.
 """
 
 from __future__ import annotations

@@ -3,13 +3,13 @@
 ``UsageRecorder`` is the concrete ``UsageSink``. ``record()`` appends ONE line per response to
 the journal (``ResponseUsage``, a copy into a mapped segment: survives ``kill -9``) and queues
 it; the writer task takes up to ``ledger_batch_size`` records' worth or whatever arrived within
-``ledger_flush_seconds``, fsyncs the journal in one worker-thread hop and delivers the batch
+``ledger_flush_seconds``, syncs the journal in one worker-thread hop and delivers the batch
 to its ``Destination``, and only then releases the journal space. A ``LineDestination`` (the
 ledger appender process) takes the journal's own lines as they are and derives the records
-itself, and fsyncs the journal's segments before it appends (no worker-thread hop in this
+itself, and syncs the journal's ranges before it appends (no worker-thread hop in this
 process); any other destination (the ledger in a worker thread, Kafka in distributed mode) gets
 the usage records, expanded from the lines (``expand``: the ids' SHA-1, download ids, times)
-in the same worker-thread hop as the fsync. A failing destination is retried with backoff;
+in the same worker-thread hop as the sync. A failing destination is retried with backoff;
 the lines stay in the journal meanwhile, so nothing is lost and (ids being idempotent)
 nothing doubles.
 """
@@ -193,7 +193,7 @@ class UsageRecorder:
         return items
 
     def _synced(self, items: list[_Item]) -> list[UsageRecord]:
-        """fsync the journal, then the batch's records (off the event loop, one hop)."""
+        """Sync the journal, then the batch's records (off the event loop, one hop)."""
         self.journal.sync()
         return decode_lines(entry for entry, _, _ in items)
 
@@ -205,7 +205,7 @@ class UsageRecorder:
         while True:
             try:
                 if lines_to is not None:
-                    # The destination (another process) fsyncs the journal first: no worker
+                    # The destination (another process) syncs the journal first: no worker
                     # thread here, whose GIL hand-offs cost the event loop more than the
                     # fsync (docs/metering.md, "The journal's fsync in the appender").
                     written = self.journal.unsynced()
