@@ -133,9 +133,9 @@ def sync_range(fd: int, start: int, upto: int) -> None:
     and cleaning them makes them fault again at the next appends (``prefault.py``). The
     range is clamped to the file's size (a segment closed since is truncated to its lines)."""
     upto = min(upto, os.fstat(fd).st_size)
-    first = start - start % mmap.PAGESIZE
-    if upto <= first or start >= upto:
+    if start >= upto:
         return
+    first = start - start % mmap.PAGESIZE
     with mmap.mmap(fd, upto - first, offset=first) as pages:
         pages.flush()
 
@@ -347,14 +347,6 @@ class Journal:
                 seg.synced = max(seg.synced, w.upto)
                 if seg.synced == seg.padding[0]:  # zeros follow: nothing to sync
                     seg.synced = seg.padding[1]
-
-    def populate(self, seg: _Segment) -> int:
-        """Make ``ahead_bytes`` after ``seg``'s tail writable; the bytes populated."""
-        if self.ahead_bytes <= 0:
-            return 0
-        with contextlib.suppress(ValueError):  # closed meanwhile: nothing to populate
-            return seg.ahead.populate(seg.map.tell(), self.ahead_bytes)
-        return 0
 
     def release(self, counts: Mapping[int, int]) -> None:
         """Lines counted here are committed; rotate a full segment, delete finished ones."""
