@@ -134,6 +134,13 @@ def _entries(lines: bytes) -> list[ResponseUsage]:
     return entries
 
 
+def evidence_digest(request_id: str) -> str:
+    """The SHA-256 of the batch a row's ``request_id`` names (``batch:<sha256>``), or "" for
+    a row of a single response."""
+    return request_id.removeprefix(EVIDENCE_PREFIX) \
+        if request_id.startswith(EVIDENCE_PREFIX) else ""
+
+
 def evidence_data(compressed: bytes) -> bytes:
     """A batch's lines as delivered (what its digest is the SHA-256 of). Raises
     ``zstandard.ZstdError`` for a blob that is not zstd or decompresses past 256 MiB."""

@@ -14,7 +14,7 @@ import hashlib
 import zstandard
 
 from feedserver.errors import IntegrityError, NotFound
-from feedserver.metering.batch_rows import EVIDENCE_PREFIX, evidence_data
+from feedserver.metering.batch_rows import EVIDENCE_PREFIX, evidence_data, evidence_digest
 from feedserver.metering.journal import decode_line
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.records import UsageRecord
@@ -26,11 +26,9 @@ def batch_records(ledger: Ledger, name: str) -> tuple[str, list[UsageRecord]]:
     were delivered. Raises ``NotFound`` (no such batch, or a row of a single response) and
     ``IntegrityError`` (evidence that no longer matches its digest, or is not readable)."""
     row = ledger.get(name)
-    named = row.request_id if row is not None else name
-    digest = named.removeprefix(EVIDENCE_PREFIX)
-    blob = None
-    if row is None or named.startswith(EVIDENCE_PREFIX):
-        blob = ledger.evidence(digest)
+    digest = name.removeprefix(EVIDENCE_PREFIX) if row is None \
+        else evidence_digest(row.request_id)
+    blob = ledger.evidence(digest) if digest else None
     if blob is None:
         raise NotFound(f"no batch evidence for {name[:100]!r}"
                        + (" (a row of a single response)" if row is not None else ""))

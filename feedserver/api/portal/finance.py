@@ -36,7 +36,7 @@ from feedserver.api.portal.params import (
 from feedserver.api.portal.render import page
 from feedserver.api.portal.session import check_csrf
 from feedserver.errors import InvalidParameter
-from feedserver.metering.batch_rows import EVIDENCE_PREFIX
+from feedserver.metering.batch_rows import evidence_digest
 from feedserver.metering.corrections import Correction, correct
 from feedserver.metering.entries import ORIGINAL_KINDS, LedgerRow
 from feedserver.metering.evidence import batch_records
@@ -159,8 +159,7 @@ def _day_rows(rows: list[LedgerRow], fixes: dict[str, list[LedgerRow]]) -> list[
     for r in rows:
         net = r.quantity + sum(f.quantity for f in fixes.get(r.usage_id, []))
         corrected = r.kind in ORIGINAL_KINDS and r.usage_id in fixes
-        batch = (r.request_id.removeprefix(EVIDENCE_PREFIX)
-                 if r.request_id.startswith(EVIDENCE_PREFIX) else "")
+        batch = evidence_digest(r.request_id)
         out.append(DayRow(
             row=r, meter_label=fmt.meter_label(r.meter), quantity=fmt.quantity(r.meter,
                                                                                 r.quantity),
