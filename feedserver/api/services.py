@@ -19,7 +19,7 @@ import itertools
 import re
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from feedserver.config import Settings
 from feedserver.feeds.diffs.store import DiffStore
 from feedserver.feeds.events.state_cache import RemoteState
 from feedserver.feeds.realtime.service import Realtime
+from feedserver.metering.admission_terms import Field, header_dict
 from feedserver.metering.records import UsageSink, new_response_id
 from feedserver.metering.service import Metering
 from feedserver.metrics import Metrics
@@ -77,17 +78,17 @@ def request_id(request: Request[Any, Any, Any]) -> str:
     return rid
 
 
-# Where a handler leaves headers for the app to send with its response's start, encoded
+# Where a handler leaves header fields for the app to send with its response's start
 # (``FeedApp.__call__`` appends them): litestar's response headers cost more per header
 # (each added, lower-cased and searched again for its content type and length).
 LATER_HEADERS = "feedserver.later_headers"
 
 
-def send_later(request: Request[Any, Any, Any], headers: Mapping[str, str]) -> None:
-    """Send ``headers`` (the ``RateLimit`` headers of a metered answer) with the response."""
-    if headers:
-        request.scope.setdefault("state", {})[LATER_HEADERS] = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+def send_later(request: Request[Any, Any, Any], fields: Sequence[Field]) -> None:
+    """Send ``fields`` (the ``RateLimit`` header fields of a metered answer, made as bytes by
+    admission) with the response, as they are."""
+    if fields:
+        request.scope.setdefault("state", {})[LATER_HEADERS] = fields
 
 
 def response_id(request: Request[Any, Any, Any]) -> str:
@@ -114,11 +115,19 @@ class Billing:
                     resource: str | None = None, download: bool = False) -> dict[str, str]:
         """Rate limit and quota check before serving; returns the RateLimit headers.
         Raises ``RateLimited``, ``QuotaExceeded``."""
+        fields = await self.admit_fields(principal, feed, project, resource=resource,
+                                         download=download)
+        return header_dict(fields) if fields else {}
+
+    async def admit_fields(self, principal: Principal, feed: Feed, project: str | None = None,
+                           *, resource: str | None = None, download: bool = False
+                           ) -> list[Field]:
+        """``admit``, its headers as the fields the app sends (``send_later``)."""
         if self._admitter is None:
-            return {}
+            return []
         admission = await self._admitter.admit(principal, feed, project, resource=resource,
                                                download=download)
-        return admission.headers
+        return admission.fields
 
     def report(self, request: Request[Any, Any, Any], principal: Principal, *, feed: Feed,
                project: str | None, bytes_sent: int = 0, articles: int = 0,

@@ -33,8 +33,11 @@ import msgspec
 from feedserver.errors import RateLimited
 from feedserver.metering.admission_terms import (
     CLAIMS_KEPT,
+    LIMIT,
+    Field,
     Terms,
-    rate_limit_headers,
+    header_dict,
+    rate_limit_fields,
 )
 from feedserver.metering.quota_leases import QuotaLeases
 from feedserver.metering.quotas import QuotaCounters, quota_exceeded
@@ -52,10 +55,18 @@ _TERMS_KEPT = 100_000  # customers whose terms are kept (then all made afresh)
 
 
 class Admission(msgspec.Struct, frozen=True, kw_only=True):
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """An admitted request: its ``RateLimit`` header fields (encoded, as sent), the download
+    id its quota claim is booked under, and the quota's use after it."""
+
+    fields: list[Field] = msgspec.field(default_factory=list)
     download_id: str = ""
     quota: str = ""
     quota_used: int = 0
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The fields by header name (``RateLimit-Policy``, ``RateLimit``)."""
+        return header_dict(self.fields)
 
 
 class Admitter:
@@ -154,9 +165,8 @@ class Admitter:
             # the common case, answered here: a request that consumes no quota
             if decision is None:
                 return Admission()
-            return Admission(headers={
-                "RateLimit-Policy": terms.policies[None],
-                "RateLimit": f'"default";r={decision.remaining};t={math.ceil(decision.reset)}'})
+            return Admission(fields=[terms.policies[None], (LIMIT, b'"default";r=%d;t=%d' % (
+                decision.remaining, math.ceil(decision.reset)))])
         used, dl = self._held(customer, terms, quota, resource or "")
         if used is None:
             # Lookup units (or this download's claim) are counted in the database: one request
@@ -252,12 +262,12 @@ def _answer(terms: Terms, quota: QuotaName | None, decision: RateDecision | None
             used: int | None, now_s: float, dl: str) -> Admission:
     """The admission of a request whose rate ``decision`` and quota use were taken."""
     limit = None if quota is None else terms.limits[quota]
-    headers = rate_limit_headers(
+    fields = rate_limit_fields(
         terms.policies[quota],
         None if decision is None else (decision.remaining, decision.reset),
         None if limit is None or used is None
         else (str(quota), limit - used, terms.month_end - now_s))
-    return Admission(headers=headers, download_id=dl, quota=quota or "", quota_used=used or 0)
+    return Admission(fields=fields, download_id=dl, quota=quota or "", quota_used=used or 0)
 
 
 class _Request(NamedTuple):
@@ -280,6 +290,6 @@ def _rate_limited(terms: Terms, decision: RateDecision) -> RateLimited:
         f"more than {rate.requests_per_second:g} requests per second "
         f"(burst {rate.burst}); retry in {retry}s",
         retry_after=retry,
-        headers=rate_limit_headers(terms.policies[None], (decision.remaining, decision.reset),
-                                   None),
+        headers=header_dict(rate_limit_fields(terms.policies[None],
+                                              (decision.remaining, decision.reset), None)),
     )

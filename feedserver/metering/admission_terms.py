@@ -5,19 +5,27 @@ Every request of a customer used to re-derive the same things from its plan and 
 ``RateLimit-Policy`` items, the quota limits, and tuple-keyed look-ups of the bytes cache and
 of the downloads this process claimed. ``Terms`` holds them for one customer while its plan
 and the UTC day stay the same (``current``); the per-request work is then the rate decision,
-one leased unit and the two header values (``rate_limit_headers``).
+one leased unit and the two header values (``rate_limit_fields``), made as the bytes the
+ASGI server sends: a metered answer hands them to the server as they are, where header
+strings were encoded again per request (docs/metering.md, "Headers made as bytes").
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from feedserver.metering.months import month_bounds, month_of
 from feedserver.plans import Plan, QuotaName, RateLimit
 
 DAY = 86_400
+# One response header as the ASGI server sends it: its lower-case name and its value.
+Field = tuple[bytes, bytes]
+POLICY = b"ratelimit-policy"
+LIMIT = b"ratelimit"
+_NAMES = {POLICY: "RateLimit-Policy", LIMIT: "RateLimit"}  # as the draft spells them
 CLAIMS_KEPT = 100_000  # downloads remembered per customer and day (then forgotten: re-read)
 
 
@@ -43,8 +51,10 @@ class Terms:
         quotas: tuple[QuotaName, ...] = ("snapshot_downloads", "chunk_downloads",
                                          "ondemand_lookups")
         self.limits = {quota: plan.quotas.limit(quota) for quota in quotas}
-        self.policies = {quota: policy_header(plan, quota, window)
-                         for quota in (None, *quotas)}
+        # the ``RateLimit-Policy`` field of the requests consuming each quota (or none)
+        self.policies: dict[QuotaName | None, Field] = {
+            quota: (POLICY, policy_header(plan, quota, window).encode("ascii"))
+            for quota in (None, *quotas)}
         self.bytes_at = -math.inf  # when ``bytes_used`` was read
         self.bytes_used = 0
         # resource -> (the quota's use after its claim, the download id), this day
@@ -81,17 +91,25 @@ def rate_policy(policy_name: str, r: RateLimit) -> str:
     return f'"{policy_name}";q={max(1, r.burst)};w={window}'
 
 
-def rate_limit_headers(policy: str, rate: tuple[int, float] | None,
-                       quota: tuple[str, int, float] | None) -> dict[str, str]:
+def rate_limit_fields(policy: Field, rate: tuple[int, float] | None,
+                      quota: tuple[str, int, float] | None) -> list[Field]:
     """``RateLimit-Policy`` (``policy``, precomputed) and ``RateLimit``: the rate item from
     ``rate`` = ``(remaining, seconds to full)``, the quota item from ``quota`` = ``(name,
-    remaining, seconds to the month's end)``; {} when there is neither."""
+    remaining, seconds to the month's end)``; none when there is neither."""
     if rate is not None:
-        value = f'"default";r={rate[0]};t={math.ceil(rate[1])}'
+        value = b'"default";r=%d;t=%d' % (rate[0], math.ceil(rate[1]))
         if quota is not None:
-            value += f', "{quota[0]}";r={max(0, quota[1])};t={math.ceil(quota[2])}'
+            value += b', "%s";r=%d;t=%d' % (quota[0].encode("ascii"), max(0, quota[1]),
+                                            math.ceil(quota[2]))
     elif quota is not None:
-        value = f'"{quota[0]}";r={max(0, quota[1])};t={math.ceil(quota[2])}'
+        value = b'"%s";r=%d;t=%d' % (quota[0].encode("ascii"), max(0, quota[1]),
+                                     math.ceil(quota[2]))
     else:
-        return {}
-    return {"RateLimit-Policy": policy, "RateLimit": value}
+        return []
+    return [policy, (LIMIT, value)]
+
+
+def header_dict(fields: Iterable[Field]) -> dict[str, str]:
+    """``fields`` as response headers by name (``RateLimit-Policy``, ``RateLimit``)."""
+    return {_NAMES.get(name) or name.decode("latin-1"): value.decode("latin-1")
+            for name, value in fields}
