@@ -3,9 +3,9 @@
 The real app (``build_app``) on SQLite and a filesystem blob store holding a snapshot built
 from the enwiki sample dump; an API key on a plan with quotas and a rate limit high enough
 never to refuse. Two request mixes, each run ``REQUESTS`` times on 8 concurrent in-process
-clients calling ``httpx.ASGITransport`` directly in one event loop (no sockets, no
-test-client thread, no ``httpx.AsyncClient`` around the transport, so the figure is the
-server's own work and as little of the clients' as possible):
+clients calling the app as ASGI in one event loop (``AsgiClient``: no sockets, no test-client
+thread, no HTTP client library's request and response objects, so the figure is the server's
+own work and as little of the clients' as possible):
 
 * ``metadata``: ``GET /v2/snapshots/{id}`` (admission: rate limit only; usage: one record);
 * ``chunk``: ``GET .../chunks/{chunk}/download`` (admission: rate limit + download quota claim
@@ -54,11 +54,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import MutableMapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-import httpx
 import msgspec
+from litestar.types import ASGIApp
 from prometheus_client import CollectorRegistry
 
 from bench import _cpu, _postgres
@@ -214,20 +216,17 @@ async def throughput(data_dir: Path, key: str, path: str, *, metering: bool,
                              log_level="WARNING", database_url=database_url, **overrides)
     before = set(_cpu.descendants(_cpu.stats(), os.getpid()))
     app = build_app(settings, registry=CollectorRegistry())
-    # The clients call the ASGI transport directly: an ``httpx.AsyncClient`` around it (cookie
-    # jar, redirects, auth flow, header parsing) cost ~260 us per request in this same event
-    # loop, 45% of the timed work, and ~30 us more per request for the metered responses'
-    # RateLimit headers alone: client work counted as the server's (docs/metering.md,
-    # "The bench's own client").
-    transport = httpx.ASGITransport(app=app)
-    url = httpx.URL(f"http://bench{path}")
-    headers = [(b"host", b"bench"), (b"authorization", f"Bearer {key}".encode())]
+    # The clients call the app as ASGI (``AsgiClient``): an ``httpx.AsyncClient`` around
+    # httpx's ASGI transport cost ~260 us per request in this same event loop, and the
+    # transport's own request and response objects ~150 k instructions more, ~10 k of them
+    # parsing a metered response's two RateLimit headers: client work counted as the server's
+    # (docs/metering.md, "The bench's own client").
+    client = AsgiClient(app, path, [(b"host", b"bench"),
+                                    (b"authorization", f"Bearer {key}".encode())])
 
     async def get() -> None:
-        resp = await transport.handle_async_request(httpx.Request("GET", url,
-                                                                  headers=headers))
-        body = await resp.aread()
-        assert resp.status_code == 200, body[:500]
+        status, body = await client.get()
+        assert status == 200, body[:500]
 
     async with app.lifespan():
         await get()
@@ -255,6 +254,46 @@ async def throughput(data_dir: Path, key: str, path: str, *, metering: bool,
                   others=max(busy - cpu - db, 0.0) / elapsed, iowait=iowait / elapsed,
                   loop=loop_cpu / done, loop_kernel=loop_kernel / done,
                   threads=max(own - loop_cpu, 0.0) / done, children=kids / done)
+
+
+class AsgiClient:
+    """GET requests straight into an ASGI app: the request's scope and messages as an ASGI
+    server hands them over, the status and the body's bytes back (nothing parsed)."""
+
+    def __init__(self, app: ASGIApp, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+        self.app = app
+        self.scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+                      "http_version": "1.1", "method": "GET", "scheme": "http", "path": path,
+                      "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                      "headers": headers, "client": ("127.0.0.1", 50000),
+                      "server": ("bench", 80)}
+
+    async def get(self) -> tuple[int, bytes]:
+        status = 0
+        body: list[bytes] = []
+        done = asyncio.Event()
+        requested = False
+
+        async def receive() -> dict[str, object]:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await done.wait()  # the client stays until the whole response arrived
+            return {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    done.set()
+
+        await self.app(dict(self.scope), receive, send)  # a scope per request: the app adds to it
+        done.set()
+        return status, b"".join(body)
 
 
 def sample(data_dir: Path, key: str, path: str, *, arm: str, database_url: str | None,
