@@ -132,11 +132,19 @@ class Billing:
     def report(self, request: Request[Any, Any, Any], principal: Principal, *, feed: Feed,
                project: str | None, bytes_sent: int = 0, articles: int = 0,
                resource: str | None = None, download: bool = False) -> None:
-        """THE usage seam: every metered response ends here exactly once."""
-        self.usage.record(principal, feed=feed, project=project,
-                          response_id=response_id(request), request_id=request_id(request),
-                          bytes_sent=bytes_sent, articles=articles, resource=resource,
-                          download=download)
+        """THE usage seam: every metered response ends here exactly once. Only the usage the
+        response has is handed on: what is left out is its default (``Usage``), so a metadata
+        answer's journal line carries no articles, resource or download keys."""
+        # Two calls, not a dict filled and unpacked: keywords are cheaper (~0.2 us per call).
+        if articles or resource is not None or download:
+            self.usage.record(principal, feed=feed, project=project,
+                              response_id=response_id(request), request_id=request_id(request),
+                              bytes_sent=bytes_sent, articles=articles, resource=resource,
+                              download=download)
+        else:
+            self.usage.record(principal, feed=feed, project=project,
+                              response_id=response_id(request), request_id=request_id(request),
+                              bytes_sent=bytes_sent)
 
     def progress(self, request: Request[Any, Any, Any], principal: Principal, *, feed: Feed,
                  project: str | None, bytes_sent: int = 0, resource: str | None = None,

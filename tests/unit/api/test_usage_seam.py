@@ -118,3 +118,33 @@ def test_ondemand_answers_carry_admission_headers(world: World, tmp_path: Path) 
             assert '"default"' in ok.headers["ratelimit"]
         r = c.get("/v2/articles/Page_3", headers=world.headers(key))
         assert r.status_code == 429 and r.json()["type"].endswith("/quota-exceeded")
+
+
+class _RawSink:
+    """The keyword arguments each response's report hands the sink, as they are."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, object]] = []
+
+    def record(self, principal: object, **kw: object) -> None:
+        self.calls.append(kw)
+
+    def progress(self, principal: object, **kw: object) -> None:
+        del principal, kw
+
+
+def test_a_report_hands_on_only_the_usage_the_response_has(world: World) -> None:
+    # What is left out is its default (``Usage``); the journal line of a metadata answer is
+    # then shorter by three keys, which the event loop encodes and the appender decodes per
+    # response (docs/metering.md, seventeenth round). Downloads keep theirs.
+    sink = _RawSink()
+    app = build_app(world.settings, blobs=world.blobs, db=world.db, accounts=world.accounts,
+                     state=world.state, usage=sink, registry=CollectorRegistry())
+    with TestClient(app) as c:
+        assert c.get("/v2/snapshots/enwiki_namespace_0",
+                     headers=world.headers(world.key_a)).status_code == 200
+        assert c.get("/v2/snapshots/enwiki_namespace_0/download",
+                     headers=world.headers(world.key_a, Range="bytes=0-9")).status_code == 206
+    metadata, download = sink.calls
+    assert set(metadata) == {"feed", "project", "response_id", "request_id", "bytes_sent"}
+    assert download["download"] is True and download["resource"] and download["bytes_sent"] == 10
