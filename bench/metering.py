@@ -12,18 +12,20 @@ own work and as little of the clients' as possible):
   in the database; usage: requests, bytes and download records through the journal).
 
 Each sample is ``REQUESTS`` requests through a freshly built app (garbage of the previous
-sample's app collected before it starts). Three arms: metering off; on, as configured by
-default (the ledger's rows per batch); and on with a row per response's meter
-(``ledger_granularity = "response"``), printed beside it (docs/metering.md, "Rows per
-batch"). They take turns in ``PAIRS`` rounds, each
+sample's app collected before it starts). Two arms: metering off, and on as configured by
+default (the ledger's rows per batch); ``python -m bench.metering --granularity`` adds a
+third, on with a row per response's meter (``ledger_granularity = "response"``,
+docs/metering.md "Rows per batch"). They take turns in ``PAIRS`` rounds, each
 round's order rotated and every other one reversed so no arm always follows another; one
 shorter warm-up round first is discarded (first-use costs: imports, caches, the ledger's
 first pages). A metered arm's overhead in a round is against that round's unmetered sample.
 The figure checked against the 5% target is the median of the paired overheads
-(1 - on/off of each pair), printed with its spread (lowest and highest pair); best-of is
-printed beside it. As information, per arm: CPU seconds per request of this process (event
-loop and ledger writer threads, the in-process clients too) and of the processes the app
-started (the ledger appender process, ``ledger_appender = "process"``), and the CPU the rest of the
+(1 - on/off of each pair), printed with the sign test's 95% interval of that median
+(``bench._stats``: how far the figure can be trusted on a noisy machine) and the spread
+(lowest and highest pair); best-of is printed beside it. As information, per arm: CPU
+seconds per request of this process (event loop and ledger writer threads, the in-process
+clients too) and of the processes the app started (the ledger appender process,
+``ledger_appender = "process"``), and the CPU the rest of the
 machine used meanwhile (``others``, in cores: other work on a shared machine slows the arms
 unevenly, the one with a writer thread more). Then where the metered arm's extra CPU ran:
 the event loop's thread (its own CPU clock, the in-process clients' share the same in both
@@ -64,6 +66,7 @@ from litestar.types import ASGIApp
 from prometheus_client import CollectorRegistry
 
 from bench import _cpu, _postgres
+from bench._stats import median_interval
 from bench._targets import check
 from feedserver.accounts.admin import AccountAdmin
 from feedserver.api.app import build_app
@@ -82,10 +85,11 @@ NAMES = {"metadata": "metadata requests", "chunk": "chunk downloads"}
 REQUESTS = 2000
 WARMUP = 200  # per arm of the discarded warm-up pair
 CONCURRENCY = 8
-# 12 pairs (6 until the meter-lean round): single pairs on this shared machine spread over
-# 50-100 points, and a median's error falls with the square root of the pairs; both arms are
-# sampled exactly as before, only more often (~+20 s per mix quiet).
-PAIRS = 12
+# 18 pairs (12 until the eighteenth round, with a third arm; 6 until the meter-lean round):
+# single pairs on this shared machine spread over 50-100 points, and a median's error falls
+# with the square root of the pairs. 18 pairs of two arms are as many samples, and as much
+# time, as 12 rounds of three were (docs/metering.md, "How far the median can be trusted").
+PAIRS = 18
 _TICK = os.sysconf("SC_CLK_TCK")
 PLAN = Plan(name="bench", feeds=["snapshots"],
             quotas=Quotas(chunk_downloads=10**9, bytes=10**15),
@@ -315,9 +319,11 @@ def leftovers() -> str:
             f"{len(gc.get_objects()) / 1e6:.2f} M tracked objects; {_dirty()}")
 
 
-# The arms: metering off; on, as configured by default (rows per batch); on with a row per
-# response's meter (``ledger_granularity = "response"``, docs/metering.md "Rows per batch").
-ARMS: tuple[str, ...] = ("off", "on", "response")
+# The arms: metering off; on, as configured by default (rows per batch); with
+# ``--granularity`` also on with a row per response's meter (``ledger_granularity =
+# "response"``, docs/metering.md "Rows per batch").
+ARMS: tuple[str, ...] = ("off", "on")
+GRANULARITY_ARMS: tuple[str, ...] = (*ARMS, "response")
 
 
 def measure(data_dir: Path, key: str, path: str, database_url: str | None, *,
@@ -348,22 +354,26 @@ MIXES = {
 }
 
 
-def section(data_dir: Path, key: str, database_url: str | None) -> None:
-    """Both mixes, metering off against on (and on with a row per response's meter), with
-    SQLite (``database_url`` None) or PostgreSQL; checks the default arm against the
-    target."""
+def section(data_dir: Path, key: str, database_url: str | None, *,
+            granularity: bool = False) -> None:
+    """Both mixes, metering off against on (and, ``granularity``, on with a row per
+    response's meter), with SQLite (``database_url`` None) or PostgreSQL; checks the default
+    arm against the target."""
     database = "sqlite" if database_url is None else "postgresql"
     tag = "" if database_url is None else "[postgresql] "
     for name, path in MIXES.items():
         started = time.perf_counter()
-        arms, overheads = measure(data_dir, key, path, database_url)
+        arms, overheads = measure(data_dir, key, path, database_url,
+                                  arms=GRANULARITY_ARMS if granularity else ARMS)
         off, on = arms["off"], arms["on"]
         best_off, best_on = off.best(), on.best()
         paired = statistics.median(overheads["on"])
+        low, high = median_interval(overheads["on"])
         print(f"{tag}{name:>9}: metering off {best_off:7.0f} req/s, on {best_on:7.0f} req/s "
               f"(best of {PAIRS}); overhead {paired:+6.1%} median of {PAIRS} pairs "
-              f"(pairs {min(overheads['on']):+.1%} to {max(overheads['on']):+.1%}), "
-              f"{1 - best_on / best_off:+6.1%} best-of", flush=True)
+              f"(95% interval {low:+.1%} to {high:+.1%}; pairs {min(overheads['on']):+.1%} "
+              f"to {max(overheads['on']):+.1%}), {1 - best_on / best_off:+6.1%} best-of",
+              flush=True)
         db = ("" if database_url is None else
               f" database server {off.db() * 1e6:4.0f} / {on.db() * 1e6:4.0f} us;")
         print(f"{'':>9}  CPU per request off {off.cpu() * 1e6:5.0f} us, on "
@@ -373,18 +383,25 @@ def section(data_dir: Path, key: str, database_url: str | None) -> None:
               f"{REQUESTS} requests per sample, {time.perf_counter() - started:.0f} s, "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
         print(_where(off, on), flush=True)
-        rows = arms["response"]
-        per_response = statistics.median(overheads["response"])
-        print(f"{'':>9}  a row per response's meter (ledger_granularity = response): overhead "
-              f"{per_response:+6.1%} median of {PAIRS} rounds (rounds "
-              f"{min(overheads['response']):+.1%} to {max(overheads['response']):+.1%}); CPU "
-              f"per request {rows.cpu() * 1e6:5.0f} us ({rows.cpu() / off.cpu() - 1:+.1%})"
-              + ("" if database_url is None else
-                 f"; database server {rows.db() * 1e6:4.0f} us"), flush=True)
-        print(_where(off, rows), flush=True)
+        if granularity:
+            _per_response(arms, overheads, database_url)
         # The median of the paired overheads is the figure checked: best-of swings with load.
         check(f"metering overhead on {NAMES[name]}", paired * 100, 5.0,
               higher_is_better=False, unit="%", database=database)
+
+
+def _per_response(arms: dict[str, Arm], overheads: dict[str, list[float]],
+                  database_url: str | None) -> None:
+    """The arm with a row per response's meter, against the same rounds' unmetered one."""
+    off, rows = arms["off"], arms["response"]
+    per_response = statistics.median(overheads["response"])
+    print(f"{'':>9}  a row per response's meter (ledger_granularity = response): overhead "
+          f"{per_response:+6.1%} median of {PAIRS} rounds (rounds "
+          f"{min(overheads['response']):+.1%} to {max(overheads['response']):+.1%}); CPU "
+          f"per request {rows.cpu() * 1e6:5.0f} us ({rows.cpu() / off.cpu() - 1:+.1%})"
+          + ("" if database_url is None else
+             f"; database server {rows.db() * 1e6:4.0f} us"), flush=True)
+    print(_where(off, rows), flush=True)
 
 
 def _where(off: Arm, on: Arm) -> str:
@@ -400,18 +417,21 @@ def _where(off: Arm, on: Arm) -> str:
             f"{(children_on - children_off) * 1e6:+4.0f} us")
 
 
-def run() -> None:
+def run(*, granularity: bool = False) -> None:
+    """The section on SQLite, then on PostgreSQL when installed; ``granularity``: with the
+    arm that books a row per response's meter too."""
     with tempfile.TemporaryDirectory(prefix="bench-metering-") as tmp:
         data_dir = Path(tmp)
         key = prepare(data_dir)
         print(f"at the start: {leftovers()}; load average {os.getloadavg()[0]:.2f}", flush=True)
-        section(data_dir, key, None)
+        section(data_dir, key, None, granularity=granularity)
         if not _postgres.available():
             print("postgresql: not installed (make system-deps); distributed pass skipped")
             return
         with _postgres.cluster() as url:
-            section(data_dir, seed(PostgresDatabase(url, max_size=2)), url)
+            section(data_dir, seed(PostgresDatabase(url, max_size=2)), url,
+                    granularity=granularity)
 
 
 if __name__ == "__main__":
-    run()
+    run(granularity="--granularity" in sys.argv[1:])
