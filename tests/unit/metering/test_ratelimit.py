@@ -220,3 +220,17 @@ def test_one_step_for_the_threads_that_found_the_lease_spent(db: Database) -> No
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(lambda _: hit(), range(8)))
     assert bucket.asked == [FIRST_LEASE]
+
+
+def test_a_database_bucket_whose_row_is_gone_starts_full(db: Database) -> None:
+    # On PostgreSQL the buckets' table is UNLOGGED (a step's commit waits for no WAL flush): a
+    # crash of the database empties it. A bucket without its row starts full again: the
+    # customer may burst once more, and nothing refuses or fails.
+    migrate(db)
+    limiter = DatabaseRateLimiter(db)
+    now = 1000.0
+    assert all(limiter.hit("rate:acme", POLICY, now).allowed for _ in range(POLICY.burst))
+    assert not limiter.hit("rate:acme", POLICY, now).allowed
+    db.execute("DELETE FROM rate_limit_state")
+    decision = limiter.hit("rate:acme", POLICY, now)
+    assert decision.allowed and decision.remaining == POLICY.burst - 1
