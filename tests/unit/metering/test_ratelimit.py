@@ -179,27 +179,55 @@ def test_leases_follow_what_the_process_spends(db: Database) -> None:
     assert all(n <= MAX_LEASE for n in bucket.asked)
 
 
+def test_leases_held_through_a_quiet_spell_add_nothing_to_the_next_burst(db: Database) -> None:
+    # Two processes lease, then serve nothing for 0.3 s while the bucket fills up again. Their
+    # leased tokens expired 50 ms after their steps, so the burst that follows is the bucket's
+    # own; had a lease outlived LEASE_SECONDS, each process would add what it held to it.
+    migrate(db)
+    policy = RateLimit(requests_per_second=1000, burst=200)
+    a, b = (LeasedRateLimiter(DatabaseRateLimiter(db)) for _ in range(2))
+    now = 1_000_000.0
+    assert a.hit("rate:acme", policy, now).allowed and b.hit("rate:acme", policy, now).allowed
+    later = now + 0.3
+    allowed = sum((a if i % 2 else b).hit("rate:acme", policy, later).allowed
+                  for i in range(400))
+    assert allowed == policy.burst
+    # What two leases held through the spell would have added exceeds the bound of any window
+    # (LEASE_SECONDS' worth): this case tells a lease outliving its time from one that does not.
+    assert 2 * (lease_tokens(policy) - 1) > policy.requests_per_second * LEASE_SECONDS
+
+
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 3)), min_size=1, max_size=300))
+@given(st.lists(st.tuples(st.integers(0, 1),
+                          st.one_of(st.integers(0, 3), st.sampled_from([30, 100]))),
+                min_size=1, max_size=300))
 def test_any_mix_of_leases_never_admits_more_than_the_bucket(
         steps: list[tuple[int, int]]) -> None:
     # Two processes (two limiters on one database bucket) whose leases grow and shrink as
-    # they spend, at times advancing by 0-3 ms: every token they admit came out of the one
-    # bucket, so together they never admit more than it held and refilled (a lease only
-    # moves when a token is spent, by at most LEASE_SECONDS).
+    # they spend, at times advancing by 0-3 ms, with quiet spells of 30 and 100 ms between
+    # (leases expire, the bucket fills up again): every token they admit came out of the one
+    # bucket, so together they never admit more than it held and refilled. And as each token
+    # is spent within LEASE_SECONDS of the step that took it, no window of their admissions
+    # holds more than an exact bucket admits in it and LEASE_SECONDS' worth more: the bound
+    # docs/metering.md states for leases ("Quotas and rate limits").
     policy = RateLimit(requests_per_second=1000, burst=200)
+    rate = policy.requests_per_second
     with tempfile.TemporaryDirectory() as tmp:
         db = SQLiteDatabase(Path(tmp) / "db.sqlite")
         try:
             migrate(db)
             limiters = [LeasedRateLimiter(DatabaseRateLimiter(db)) for _ in range(2)]
-            now, allowed = 1_000_000.0, 0
+            now, admitted = 1_000_000.0, []
             for which, ms in steps:
                 now += ms / 1000
-                allowed += limiters[which].hit("rate:acme", policy, now).allowed
+                if limiters[which].hit("rate:acme", policy, now).allowed:
+                    admitted.append(now)
             elapsed = now - 1_000_000.0
-            exact = policy.burst + math.floor(elapsed * policy.requests_per_second)
-            assert allowed <= exact
+            assert len(admitted) <= policy.burst + math.floor(elapsed * rate)
+            for i, first in enumerate(admitted):  # every window [first, last]
+                for j in range(i, len(admitted)):
+                    window = admitted[j] - first
+                    assert j - i + 1 <= policy.burst + rate * (window + LEASE_SECONDS) + 1
         finally:
             db.close()
 
