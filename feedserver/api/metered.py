@@ -75,7 +75,10 @@ class Metered:
                        project: str | None, data: Any, *, many: bool) -> Response[bytes]:
         """A metadata answer (a list, JSON or NDJSON, or one object): admitted, rendered and
         reported with the bytes it carries."""
-        send_later(request, await self.billing.admit_fields(principal, feed, project))
+        fields = self.billing.at_once(principal, feed)
+        if fields is None:  # more than memory can decide: the whole admission
+            fields = await self.billing.admit_fields(principal, feed, project)
+        send_later(request, fields)
         response = render_list(request, data) if many else render_one(data)
         self.billing.report(request, principal, feed=feed, project=project,
                             bytes_sent=len(response.content))

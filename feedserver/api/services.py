@@ -119,6 +119,14 @@ class Billing:
                                          download=download)
         return header_dict(fields) if fields else {}
 
+    def at_once(self, principal: Principal, feed: Feed) -> list[Field] | None:
+        """The fields ``admit_fields`` gives a request that consumes no quota, when the
+        admitter decides it from memory (no coroutine: this runs per metadata answer); None:
+        await ``admit_fields``."""
+        if self._admitter is None:
+            return []
+        return self._admitter.at_once(principal, feed)
+
     async def admit_fields(self, principal: Principal, feed: Feed, project: str | None = None,
                            *, resource: str | None = None, download: bool = False
                            ) -> list[Field]:

@@ -73,6 +73,11 @@ def take_tokens(tat: float, now: float, policy: RateLimit,
 
 
 class RateLimiter(Protocol):
+    def spend(self, bucket: str, now: float) -> tuple[int, float] | None:
+        """A request allowed from memory, as the bucket's (remaining, reset) after it; None
+        when that takes more (a step of the shared bucket, a refusal): ``try_hit``. The
+        cheapest answer, for admission's common case (``Admitter.at_once``)."""
+
     def try_hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision | None:
         """The decision when it needs no blocking I/O (event loop), else None."""
 
@@ -94,6 +99,9 @@ class LocalRateLimiter:
     def try_hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
         return self.hit(bucket, policy, now)
 
+    def spend(self, bucket: str, now: float) -> None:
+        del bucket, now  # the policy is needed: ``try_hit``
+
 
 class DatabaseRateLimiter:
     def __init__(self, db: Database) -> None:
@@ -107,6 +115,9 @@ class DatabaseRateLimiter:
 
     def try_hit(self, bucket: str, policy: RateLimit, now: float) -> None:
         del bucket, policy, now  # always a database round trip
+
+    def spend(self, bucket: str, now: float) -> None:
+        del bucket, now  # always a database round trip
 
     def hit(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
         return self.take(bucket, policy, now, 1)[1]
@@ -246,14 +257,19 @@ class LeasedRateLimiter:
             return decided
         return self._take(bucket, policy, now)
 
-    def _spend(self, bucket: str, now: float) -> RateDecision | None:
-        """A token of the bucket's lease, if it holds one still in its time."""
+    def spend(self, bucket: str, now: float) -> tuple[int, float] | None:
+        """A token of the bucket's lease, if it holds one still in its time: the bucket's
+        (remaining, reset) as of the lease, less the lease's tokens spent."""
         lease = self._leases.get(bucket)
         if lease is not None and now < lease.until:
             left = next(lease.left, None)
             if left is not None:
-                return RateDecision(True, lease.remaining + left, lease.reset, 0.0)
+                return lease.remaining + left, lease.reset
         return None
+
+    def _spend(self, bucket: str, now: float) -> RateDecision | None:
+        spent = self.spend(bucket, now)
+        return None if spent is None else RateDecision(True, spent[0], spent[1], 0.0)
 
     def _take(self, bucket: str, policy: RateLimit, now: float) -> RateDecision:
         with self._step(bucket):

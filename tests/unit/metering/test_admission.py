@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feedserver.errors import QuotaExceeded, RateLimited
 from feedserver.metering.admission import Admission, Admitter
+from feedserver.metering.hostbuckets import HostRateLimiter
 from feedserver.metering.ledger import Ledger
 from feedserver.metering.quotas import QuotaCounters
 from feedserver.metering.ratelimit import (
@@ -18,7 +22,7 @@ from feedserver.metering.ratelimit import (
     RateDecision,
 )
 from feedserver.plans import Plan, Quotas, RateLimit
-from feedserver.storage.db import Database
+from feedserver.storage.db import Database, SQLiteDatabase
 from tests.unit.metering.conftest import FakePrincipal, rec
 
 NOW = datetime(2026, 11, 30, 23, 0, tzinfo=UTC).timestamp()
@@ -152,3 +156,72 @@ async def test_requests_that_find_the_bytes_figure_stale_wait_for_one_read(
                                    return_exceptions=True)
     assert a.hops == 2
     assert all(isinstance(x, QuotaExceeded) for x in refused)
+
+
+FAST = Plan(name="fast", quotas=Quotas(bytes=100),
+            rate_limit=RateLimit(requests_per_second=10_000, burst=10_000))
+
+
+@settings(max_examples=40, deadline=None)
+@given(plan=st.sampled_from([PLAN, FAST, Plan(name="free")]),
+       steps=st.lists(st.tuples(st.sampled_from([0.0, 0.001, 0.03, 0.2, 1.5, 3600.0]),
+                                st.sampled_from(["snapshots", "chunks", "metadata",
+                                                 "ondemand"])),
+                      min_size=1, max_size=80))
+def test_at_once_answers_every_request_as_admit_does(plan: Plan,
+                                                     steps: list[tuple[float, str]]) -> None:
+    # Metadata answers ask ``at_once`` first and await ``admit`` only when it answers None:
+    # twin admitters on twin host buckets, one asked that way and one through ``admit``
+    # alone, must give every request the same RateLimit fields (so the same tokens spent,
+    # leases stepped, bytes figure read, refusals), through lease expiries, bytes-cache
+    # refreshes, a day and a month ending (3600 s from 23:00 on 30 November), quota-consuming
+    # lookups (never ``at_once``'s) and a plan without limits.
+    clock = [NOW]
+    with tempfile.TemporaryDirectory() as tmp:
+        dbs = [SQLiteDatabase(f"{tmp}/{name}.sqlite") for name in ("fast", "slow")]
+        buckets = [HostRateLimiter(f"{db.path}-ratelimit") for db in dbs]
+        for db in dbs:
+            Ledger(db)
+        fast, slow = (Admitter(QuotaCounters(db), LeasedRateLimiter(b, blocking=False),
+                               clock=lambda: clock[0]) for db, b in zip(dbs, buckets, strict=True))
+        p = FakePrincipal(plan=plan)
+
+        async def answer(a: Admitter, feed: Any, first: bool) -> list[Any] | str:
+            fields = a.at_once(p, feed) if first and feed != "ondemand" else None
+            if fields is not None:
+                return fields
+            try:
+                return (await a.admit(p, feed, "enwiki")).fields
+            except (RateLimited, QuotaExceeded) as refused:
+                return type(refused).__name__
+
+        async def run() -> None:
+            for dt, feed in steps:
+                clock[0] += dt
+                assert await answer(fast, feed, True) == await answer(slow, feed, False)
+        try:
+            asyncio.run(run())
+        finally:
+            for b, db in zip(buckets, dbs, strict=True):
+                b.close()
+                db.close()
+
+
+async def test_at_once_leaves_what_memory_cannot_decide_to_admit(db: Database) -> None:
+    # None, never a guess, whenever admit would do more than spend a leased token: the
+    # customer's terms not made yet, a quota-consuming lookup, no lease (the database's
+    # bucket), a stale bytes figure.
+    Ledger(db)
+    a = Admitter(QuotaCounters(db), LeasedRateLimiter(DatabaseRateLimiter(db)),
+                 clock=lambda: NOW)
+    p = FakePrincipal(plan=PLAN)
+    assert a.at_once(p, "snapshots") is None  # no terms yet
+    await a.admit(p, "snapshots")  # makes them, reads bytes, leases tokens
+    assert a.at_once(p, "ondemand") is None
+    fields = a.at_once(p, "snapshots")
+    assert fields is not None and fields[0] == a.terms(p, NOW).policies[None]
+    a.forget_bytes()
+    assert a.at_once(p, "snapshots") is None
+    unleased = Admitter(QuotaCounters(db), DatabaseRateLimiter(db), clock=lambda: NOW)
+    await unleased.admit(p, "snapshots")
+    assert unleased.at_once(p, "snapshots") is None  # every request a round trip
