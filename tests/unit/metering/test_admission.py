@@ -175,7 +175,7 @@ def test_at_once_answers_every_request_as_admit_does(plan: Plan,
     # alone, must give every request the same RateLimit fields (so the same tokens spent,
     # leases stepped, bytes figure read, refusals), through lease expiries, bytes-cache
     # refreshes, a day and a month ending (3600 s from 23:00 on 30 November), quota-consuming
-    # lookups (never ``at_once``'s) and a plan without limits.
+    # lookups (``at_once`` must leave them to ``admit``) and a plan without limits.
     clock = [NOW]
     with tempfile.TemporaryDirectory() as tmp:
         dbs = [SQLiteDatabase(f"{tmp}/{name}.sqlite") for name in ("fast", "slow")]
@@ -187,7 +187,7 @@ def test_at_once_answers_every_request_as_admit_does(plan: Plan,
         p = FakePrincipal(plan=plan)
 
         async def answer(a: Admitter, feed: Any, first: bool) -> list[Any] | str:
-            fields = a.at_once(p, feed) if first and feed != "ondemand" else None
+            fields = a.at_once(p, feed) if first else None
             if fields is not None:
                 return fields
             try:
