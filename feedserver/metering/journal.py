@@ -53,6 +53,8 @@ _encoder = msgspec.json.Encoder()
 _records = msgspec.json.Decoder(UsageRecord)
 _responses = msgspec.json.Decoder(ResponseUsage)
 SUFFIX = ".journal"
+CREATING = ".new"  # a segment being made: ``<name>.journal.new`` until it is locked
+ABANDONED_SECONDS = 60.0  # a segment still being made after this long was abandoned
 
 
 class Recovered(msgspec.Struct, kw_only=True):
@@ -142,9 +144,10 @@ def sync_range(fd: int, start: int, upto: int) -> None:
 
 def claim(path: Path) -> int | None:
     """Open and lock a segment left by a dead process, or None: a live process holds it, or it
-    went between listing and opening (workers share the directory: a sibling deleted its
-    committed segment, or recovered and discarded this one first; either way its records are
-    in the ledger)."""
+    went after it was listed (workers share the directory: a sibling deleted its committed
+    segment, or recovered and discarded this one first; either way its records are in the
+    ledger). Whoever deletes a segment holds its lock until the file is unlinked, so a lock
+    taken on a file already unlinked (opened just before the deletion) claims nothing."""
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
@@ -154,7 +157,24 @@ def claim(path: Path) -> int | None:
     except BlockingIOError:
         os.close(fd)  # a live process still writes it
         return None
+    if os.fstat(fd).st_nlink == 0:  # deleted between our open and our lock
+        os.close(fd)
+        return None
     return fd
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Delete a segment a process died making (before its rename: it holds no record). One
+    younger than ``ABANDONED_SECONDS`` is left alone: its maker may not have locked it yet."""
+    try:
+        if time.time() - path.stat().st_mtime < ABANDONED_SECONDS:
+            return
+    except FileNotFoundError:
+        return
+    fd = claim(path)
+    if fd is not None:
+        path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 class _Segment:
@@ -164,10 +184,18 @@ class _Segment:
     def __init__(self, path: Path, capacity: int, number: int) -> None:
         self.path = path
         self.number = number
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        # Made under another name and renamed once locked: a sibling's recovery lists only
+        # ``*.journal``, so it can never lock a live segment before its creator does.
+        creating = path.with_name(path.name + CREATING)
+        self.fd = os.open(creating, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.posix_fallocate(self.fd, 0, capacity)  # ENOSPC here, never a SIGBUS later
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.posix_fallocate(self.fd, 0, capacity)  # ENOSPC here, never a SIGBUS later
+                os.rename(creating, path)
+            except BaseException:
+                creating.unlink(missing_ok=True)
+                raise
             self.map = mmap.mmap(self.fd, capacity)
             self.ahead = Ahead(self.map)
         except BaseException:
@@ -218,13 +246,15 @@ class Journal:
     def recover(self) -> Recovered:
         """Read (and lock) every segment left by a dead process; call ``discard()`` after commit."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        for path in self.directory.glob("*" + SUFFIX + CREATING):
+            _remove_abandoned(path)
         found: list[UsageRecord] = []
         out = Recovered(records=[], segments=[])
         for path in sorted(self.directory.glob("*" + SUFFIX)):
             fd = claim(path)
             if fd is None:
                 continue
-            with open(path, "rb") as fh:
+            with open(fd, "rb", closefd=False) as fh:  # the file locked, not the name again
                 records, bad, torn = parse_segment(fh.read())
             if bad or torn:
                 log.warning("journal %s: %d undecodable line(s), torn tail: %s", path, bad, torn)

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -138,6 +141,91 @@ def test_a_segment_gone_or_held_is_not_claimed(tmp_path: Path) -> None:
     fd = claim(segment.path)
     assert fd is not None
     os.close(fd)
+
+
+def test_a_segment_deleted_between_open_and_lock_is_not_claimed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The other interleaving of the same race (a stress run of the suite hit it): a sibling
+    # recovered the segment, committed it and discarded it (unlink, then unlock) just after
+    # our open and before our lock. The lock is then ours, on a file that no longer exists:
+    # its records are in the ledger, so claiming it would read them again.
+    _write_segment(tmp_path, "1-1-1.journal", response_line(1))
+    path = tmp_path / "1-1-1.journal"
+    real_flock = fcntl.flock
+
+    def sibling_discards_first(fd: int, operation: int) -> None:
+        path.unlink(missing_ok=True)
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", sibling_discards_first)
+    assert claim(path) is None
+    monkeypatch.undo()
+    assert Journal(tmp_path).recover().records == []
+
+
+def _recover_alongside(directory: Path, recoverers: int, rotations: int,
+                       live: Journal) -> tuple[list[str], list[BaseException]]:
+    """``recoverers`` threads recover ``directory`` at once (flock is per open file, so
+    threads contend as processes do) while ``live`` rotates; their records and errors."""
+    start = threading.Barrier(recoverers + 1)
+    got: list[str] = []
+    errors: list[BaseException] = []
+
+    def recover() -> None:
+        start.wait(timeout=30)
+        try:
+            j = Journal(directory)
+            got.extend(ids(j.recover().records))
+            j.discard()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=recover) for _ in range(recoverers)]
+    for t in threads:
+        t.start()
+    start.wait(timeout=30)
+    for _ in range(rotations):
+        live._rotate()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    return got, errors
+
+
+def test_concurrent_recoveries_and_a_live_journal_take_each_segment_once(
+        tmp_path: Path) -> None:
+    # Workers start together and each recovers the shared directory while the others already
+    # append and rotate. Four recoverers and one live journal rotating: every dead segment's
+    # records are recovered exactly once, none of the live journal's, and nobody fails (the
+    # old code failed here with FileNotFoundError, as a stress run of the suite did).
+    dead = 12
+    for r in range(10):
+        directory = tmp_path / str(r)
+        for n in range(dead):
+            _write_segment(directory, f"{n}-1-1.journal", response_line(n))
+        live = Journal(directory)
+        live.open()
+        live.append(response_line(10_000))
+        got, errors = _recover_alongside(directory, 4, 20, live)
+        assert errors == []
+        assert sorted(got) == sorted(ids(r for n in range(dead) for r in response_of(n)))
+        assert live.pending() == 1
+        live.close(delete_if_empty=True)
+
+
+def test_a_segment_abandoned_while_being_made_is_removed_once_old(tmp_path: Path) -> None:
+    # A segment is made as ``<name>.journal.new`` and renamed once locked, so recovery never
+    # sees one that is being made. One whose maker died before the rename holds no record:
+    # recovery deletes it once it is old, and leaves a young one (its maker may be between
+    # creating and locking it).
+    old, young = tmp_path / "1-1-1.journal.new", tmp_path / "2-2-1.journal.new"
+    old.write_bytes(bytes(4096))
+    young.write_bytes(bytes(4096))
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    recovered = Journal(tmp_path).recover()
+    assert recovered.records == [] and recovered.segments == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [young.name]
 
 
 def test_a_dead_process_mapped_segment_is_recovered_without_its_zero_tail(
