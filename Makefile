@@ -8,7 +8,10 @@ RUN_STAMP := $(VENV)/.installed-run-stamp
 STAMP := $(VENV)/.installed-stamp
 # Tests run in one process per core (pytest-xdist); each module stays on one worker, so its
 # module-scoped servers start once. PYTEST_ARGS="-n 0" runs them in this process.
-PYTEST_ARGS ?= -n auto --dist loadscope
+# A worker that dies (a signal, the OOM killer) ends the run at once, reported with the test
+# it was running: replacing it makes --dist loadscope run that module again on each new
+# worker, and a stress run of the suite hung for good after one such replacement.
+PYTEST_ARGS ?= -n auto --dist loadscope --max-worker-restart=0
 # The newest CPython >= 3.11 on this machine (PATH or pyenv); `make test` runs the unit and
 # demo tests on it too. Empty, or the same version as $(PYTHON): that step is skipped.
 NEWEST_PYTHON ?= $(shell bash scripts/newest-python.sh)
