@@ -285,15 +285,19 @@ async def test_a_child_that_does_not_answer_is_replaced(
     await dest.start()
     stuck = dest.pid
     assert stuck is not None
-    os.kill(stuck, signal.SIGSTOP)  # hung: the frame is sent, no answer comes
+    # A pidfd, not the number: once the appender reaps it, the number may be another process's
+    # (pid_max is 32,768 here and the suite starts thousands), which a kill must never reach.
+    stuck_fd = os.pidfd_open(stuck)
+    signal.pidfd_send_signal(stuck_fd, signal.SIGSTOP)  # hung: the frame goes, no answer comes
     try:
         with pytest.raises(LedgerAppenderFailed, match="lost"):
             await asyncio.wait_for(dest.deliver([rec(1)]), WAIT)
         await wait_until_gone(stuck)  # killed, not left behind
         await asyncio.wait_for(dest.deliver([rec(1), rec(2)]), WAIT)
     finally:
-        if not gone(stuck):
-            os.kill(stuck, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(stuck_fd, signal.SIGKILL)
+        os.close(stuck_fd)
         await dest.close()
     assert totals(ledger) == (2, 2, 20)
 
@@ -322,11 +326,12 @@ async def test_the_child_leaves_when_the_api_process_dies(tmp_path: Path, url: s
     # child sees no end-of-file; it must notice the death itself (bounded).
     parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path), url],
                               stdout=subprocess.PIPE, cwd=ROOT, text=True)
-    keeper = 0
+    keeper_fd = -1
     try:
         assert parent.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(parent.stdout.readline), WAIT)
         child, keeper = (int(n) for n in line.split())
+        keeper_fd = os.pidfd_open(keeper)  # it is not ours to reap: its number may be reused
         assert not gone(child)
         parent.kill()
         parent.wait(WAIT)
@@ -334,8 +339,10 @@ async def test_the_child_leaves_when_the_api_process_dies(tmp_path: Path, url: s
     finally:
         parent.kill()
         parent.wait(WAIT)
-        if keeper:
-            os.kill(keeper, signal.SIGKILL)
+        if keeper_fd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(keeper_fd, signal.SIGKILL)
+            os.close(keeper_fd)
 
 
 # --- hostile bytes on the wire ------------------------------------------------------------------
