@@ -189,16 +189,13 @@ class _Segment:
         creating = path.with_name(path.name + CREATING)
         self.fd = os.open(creating, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.posix_fallocate(self.fd, 0, capacity)  # ENOSPC here, never a SIGBUS later
-                os.rename(creating, path)
-            except BaseException:
-                creating.unlink(missing_ok=True)
-                raise
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.posix_fallocate(self.fd, 0, capacity)  # ENOSPC here, never a SIGBUS later
+            os.rename(creating, path)
             self.map = mmap.mmap(self.fd, capacity)
             self.ahead = Ahead(self.map)
         except BaseException:
+            creating.unlink(missing_ok=True)  # gone already once renamed (the name is unique)
             os.close(self.fd)
             raise
         self.capacity = capacity
