@@ -75,6 +75,14 @@ def gone(pid: int) -> bool:
     return state in {"Z", "X"}
 
 
+def kill_and_close(pidfd: int) -> None:
+    """SIGKILL the process of ``pidfd`` if it still exists (never another that took its
+    number), and close the pidfd."""
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    os.close(pidfd)
+
+
 async def wait_until_gone(pid: int) -> None:
     deadline = time.monotonic() + WAIT
     while not gone(pid):
@@ -295,9 +303,7 @@ async def test_a_child_that_does_not_answer_is_replaced(
         await wait_until_gone(stuck)  # killed, not left behind
         await asyncio.wait_for(dest.deliver([rec(1), rec(2)]), WAIT)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(stuck_fd, signal.SIGKILL)
-        os.close(stuck_fd)
+        kill_and_close(stuck_fd)
         await dest.close()
     assert totals(ledger) == (2, 2, 20)
 
@@ -340,9 +346,7 @@ async def test_the_child_leaves_when_the_api_process_dies(tmp_path: Path, url: s
         parent.kill()
         parent.wait(WAIT)
         if keeper_fd >= 0:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(keeper_fd, signal.SIGKILL)
-            os.close(keeper_fd)
+            kill_and_close(keeper_fd)
 
 
 # --- hostile bytes on the wire ------------------------------------------------------------------
