@@ -5,6 +5,10 @@ Decisions (see ``docs/api.md``):
 * A ``Range`` header that is syntactically malformed, or uses a unit other than ``bytes``, is
   ignored and the whole representation is served (RFC 9110 §14.2 allows this; it is what
   nginx and most caches do).
+* Positions are numbers of any length (RFC 9110 §14.1.1 sets no bound), compared exactly: a
+  first position past the end is unsatisfiable however many digits it has, a last position
+  past the end means the end, a suffix longer than the representation means all of it.
+  ``MAX_HEADER`` bounds the digits far below what ``int()`` refuses to convert (4,300).
 * A well-formed header asking for more than ``MAX_RANGES`` ranges, or longer than
   ``MAX_HEADER``, is treated as hostile (range amplification) and refused with 400.
 * Overlapping or adjacent ranges are coalesced, in ascending order (RFC 9110 allows it), so
@@ -27,7 +31,7 @@ from feedserver.errors import BadRequest, RangeNotSatisfiable
 
 MAX_RANGES = 16
 MAX_HEADER = 1024
-_SPEC = re.compile(r"^[ \t]*([0-9]{0,19})[ \t]*-[ \t]*([0-9]{0,19})[ \t]*\Z")  # ASCII only
+_SPEC = re.compile(r"^[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*\Z")  # ASCII digits only
 
 
 class ByteRange(NamedTuple):

@@ -152,6 +152,9 @@ def test_unsatisfiable_and_malformed(client: TestClient[Any], world: World) -> N
     assert r.status_code == 416
     assert r.headers["content-range"] == f"bytes */{size}"
     assert r.headers["content-type"] == "application/problem+json"
+    # a start of any length past the end: 416 too, not the whole body served and billed
+    r = full(client, world, Range="bytes=" + "9" * 30 + "-")
+    assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{size}"
     r = full(client, world, Range="bytes=oops")
     assert r.status_code == 200 and len(r.content) == size
     r = full(client, world, Range="bytes=" + ",".join(["0-0"] * 50))
