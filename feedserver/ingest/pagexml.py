@@ -24,6 +24,8 @@ from xml.etree.ElementTree import Element
 import msgspec
 from mwxml.errors import MalformedXML
 
+from feedserver.identifiers import MAX_NAMESPACE, MAX_SAFE, TITLE_RE
+
 # (event, element) pairs of ``xml.etree.ElementTree.iterparse(events=("start", "end"))``.
 Events = Iterator[tuple[str, Any]]
 
@@ -90,8 +92,18 @@ def unix_time(text: str) -> int:
     return calendar.timegm(parsed)
 
 
-def _int(text: str | None) -> int | None:
-    return None if text is None else int(text)
+def _number(text: str | None, what: str, low: int, high: int = MAX_SAFE) -> int:
+    """The integer an element holds, or ``MalformedXML``: ASCII digits only (``int()`` also
+    takes "٣", "1_0" and " 1") within ``low .. high``, so every id a record carries fits a
+    database column and a JSON reader (the event schemas' bound, ``identifiers``)."""
+    if text:
+        digits = text[1:] if low < 0 and text[0] == "-" else text
+        if digits.isascii() and digits.isdigit():
+            value = int(text)
+            if low <= value <= high:
+                return value
+    shown = "empty" if not text else repr(text[:40])
+    raise MalformedXML(f"{what} is {shown}, not an integer in {low}..{high}")
 
 
 def _malformed(what: str, tag: str) -> MalformedXML:
@@ -174,15 +186,18 @@ class PageReader:
             if tag == "title":
                 title = child.text
             elif tag == "ns":
-                namespace = int(child.text or "")
+                namespace = _number(child.text, "<ns>", 0, MAX_NAMESPACE)
             elif tag == "id":
-                identifier = _int(child.text)
+                identifier = _number(child.text, "page <id>", 1)
             elif tag == "redirect":
                 redirect = child.get("title")
             elif tag not in _PAGE_HEAD_TAGS and tag not in _SKIPPED_PAGE_TAGS:
                 raise _malformed("page", tag)
         if title is None or identifier is None:
             raise MalformedXML("<page> without <title> or <id>")
+        if not TITLE_RE.match(title):  # MediaWiki never writes one: a damaged or forged dump
+            raise MalformedXML(f"page {identifier}: title {title[:80]!r} has characters "
+                               "MediaWiki does not allow in titles")
         if namespace is None:
             namespace, title = split_title(title, self._namespace_ids)
         else:
@@ -203,7 +218,7 @@ class PageReader:
                 text = child.text or None
                 text_sha1 = child.get("sha1")
             elif tag == "id":
-                identifier = _int(child.text)
+                identifier = _number(child.text, "revision <id>", 1)
             elif tag == "timestamp":
                 timestamp = unix_time(child.text or "")
             elif tag == "contributor":
@@ -215,7 +230,8 @@ class PageReader:
                 if not comment_deleted:
                     comment = child.text
             elif tag == "parentid":
-                parent_id = _int(child.text)
+                # a negative one means none (MediaWiki's dump tests write -1), as 0 does
+                parent_id = _number(child.text, "<parentid>", -(2**31))
             elif tag == "model":
                 model = child.text
             elif tag == "sha1":
@@ -250,7 +266,9 @@ class PageReader:
         for child in element:
             tag = names[child.tag]
             if tag == "id":
-                identifier = int(child.text)  # type: ignore[arg-type]  # as mwxml: <id/> fails
+                # <id/> fails, as in mwxml; 0 or less is an anonymous editor (MediaWiki's
+                # dump tests write -1)
+                identifier = _number(child.text, "contributor <id>", -(2**31))
             elif tag == "username":
                 username = str(child.text)  # an empty <username/> is "None", as in mwxml
             elif tag == "ip":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +84,18 @@ def test_bad_real_dump_one_line_error(tmp_path: Path, shared_data: Path) -> None
     assert bad.returncode != 0
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "siteinfo" in bad.stderr and "Traceback" not in bad.stderr
+    # The same real dump with one page id past 64 bits: it used to reach SQLite mid-build
+    # and end in an OverflowError traceback.
+    xml = bz2.decompress(TESTCORPUS.read_bytes())
+    forged = tmp_path / "forged.xml"
+    forged.write_bytes(re.sub(rb"(</ns>\s*<id>)[0-9]+", rb"\g<1>" + str(2**64).encode(), xml,
+                              count=1))
+    for workers in ("1", "2"):
+        bad = run(var, "snapshot", "build", "--dump", str(forged), "--no-progress",
+                  "--workers", workers)
+        assert bad.returncode != 0
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert f"page <id> is '{2**64}'" in bad.stderr and "Traceback" not in bad.stderr
     listed = run(var, "snapshot", "list")
     assert listed.stdout.count("version 1") == 1  # the earlier version is still current
 

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import mwxml
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from feedserver.errors import DumpError
+from feedserver.identifiers import MAX_NAMESPACE, MAX_SAFE
 from feedserver.ingest.dump import read_dump
 from feedserver.ingest.dumpfile import open_dump
 from feedserver.ingest.pagexml import PageReader, split_title, unix_time
@@ -97,6 +100,76 @@ def test_unexpected_page_and_top_level_tags(tmp_path: Path) -> None:
         list(read_dump(path)[1])
 
 
+# Where each number of a page sits in the XML, and the values a record may carry there. An
+# id outside them would reach SQLite's 64-bit columns (an OverflowError mid-build) or a JSON
+# reader's 2**53 as it is; "٣", "1_0" and " 1" are what int() accepts and MediaWiki never writes.
+_NUMBERS = {
+    "page": (lambda v: f"<page><title>A</title><ns>0</ns><id>{v}</id>"
+             + revision(2, "2020-01-01T00:00:00Z") + "</page>", 1, MAX_SAFE),
+    "ns": (lambda v: f"<page><title>A</title><ns>{v}</ns><id>1</id>"
+           + revision(2, "2020-01-01T00:00:00Z") + "</page>", 0, MAX_NAMESPACE),
+    "revision": (lambda v: "<page><title>A</title><ns>0</ns><id>1</id>"
+                 + revision(2, "2020-01-01T00:00:00Z").replace("<id>2</id>", f"<id>{v}</id>")
+                 + "</page>", 1, MAX_SAFE),
+    # negative parents and editors are MediaWiki's own "none" (its dump tests write -1)
+    "parent": (lambda v: "<page><title>A</title><ns>0</ns><id>1</id>"
+               + revision(2, "2020-01-01T00:00:00Z").replace(
+                   "<timestamp>", f"<parentid>{v}</parentid><timestamp>") + "</page>",
+               -(2**31), MAX_SAFE),
+    "editor": (lambda v: "<page><title>A</title><ns>0</ns><id>1</id>"
+               + revision(2, "2020-01-01T00:00:00Z").replace("<id>7</id>", f"<id>{v}</id>")
+               + "</page>", -(2**31), MAX_SAFE),
+}
+_texts = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.sampled_from(["", "-", "٣", "\uff11", "1_0", " 1", "1 ", "+1", "0x1", "1e3", "²", "--1"]),
+    st.text(st.characters(categories=["Nd"]), min_size=1, max_size=4),
+)
+
+
+@given(field=st.sampled_from(sorted(_NUMBERS)), text=_texts)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_numbers_are_ascii_and_in_range_or_a_dump_error(tmp_path: Path, field: str,
+                                                        text: str) -> None:
+    page, low, high = _NUMBERS[field]
+    path = tmp_path / "dump.xml"
+    path.write_text(HEAD + page(text) + "</mediawiki>", encoding="utf-8")
+    valid = text.lstrip("-").isascii() and text.lstrip("-").isdigit() \
+        and text.count("-") <= 1 and low <= int(text) <= high
+    if not valid:
+        with pytest.raises(DumpError, match="not an integer in") as err:
+            list(read_dump(path)[1])
+        assert "\n" not in str(err.value)  # the CLI prints it as its one line
+        return
+    (record,) = list(read_dump(path)[1])
+    assert isinstance(record, Article) and record.version is not None
+    value = int(text)
+    if field == "page":
+        assert record.identifier == value
+    elif field == "ns":
+        assert record.namespace.identifier == value
+    elif field == "revision":
+        assert record.version.identifier == value
+    elif field == "parent":
+        assert (record.previous_version.identifier if record.previous_version else 0) \
+            == max(value, 0)
+    else:
+        editor = record.version.editor
+        assert editor is not None and editor.identifier == (value if value > 0 else None)
+
+
+@pytest.mark.parametrize("title", ["A<b>", "x|y", "a{{b}}", "tab\there", " lead", "trail ",
+                                   "del\x7f"])
+def test_titles_mediawiki_never_writes_are_dump_errors(tmp_path: Path, title: str) -> None:
+    # They would be served as names (a snapshot's records, the on-demand path refuses them).
+    path = tmp_path / "dump.xml"
+    path.write_text(HEAD + f"<page><title>{title.replace('<', '&lt;')}</title><ns>0</ns>"
+                    "<id>1</id>" + revision(2, "2020-01-01T00:00:00Z") + "</page></mediawiki>",
+                    encoding="utf-8")
+    with pytest.raises(DumpError, match="does not allow in titles"):
+        list(read_dump(path)[1])
+
+
 @pytest.mark.parametrize("text", ["2002-02-25T15:43:11Z", "20020225154311",
                                   "2016-12-31T23:59:60Z", "1999-01-01T00:00:00Z"])
 def test_unix_time_matches_strptime(text: str) -> None:
@@ -118,7 +191,7 @@ def test_memory_stays_flat_over_pages_and_history(tmp_path: Path) -> None:
                                  text=body) for i in range(1, 1501))
     pages = "".join(f"<page><title>P{n}</title><ns>0</ns><id>{n}</id>"
                     f"{revision(10_000 + n, '2020-01-01T00:00:00Z', text=body)}</page>"
-                    for n in range(1500))
+                    for n in range(2, 1502))  # page ids start at 1; 1 is the history page
     path = tmp_path / "dump.xml"
     path.write_text(HEAD + "<page><title>H</title><ns>0</ns><id>1</id>" + revisions + "</page>"
                     + pages + "</mediawiki>", encoding="utf-8")
