@@ -1,6 +1,8 @@
 """`make run` exactly as README.md says, on a fresh clone of this repository with ../shared
-beside it, on the machine's own python3: the install from nothing, the demo, every printed
-request; then `make run` again in the same clone, as a user does the next day.
+beside it: the install from nothing, the demo, every printed request; then `make run` again in
+the same clone, as a user does the next day. Once on the machine's own python3, and once where
+`python3` is the newest Python the machine has (a user whose system Python is newer types the
+same command).
 
 The clone is of the working tree as it is, new files included (a commit object written through
 a temporary index, leaving the real index and branch alone), so the test checks what is about
@@ -12,6 +14,8 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT, SHARED, free_port
 from tests.e2e.readme import started, user_env, wait_ready
@@ -31,7 +35,31 @@ def _working_tree_commit(scratch: Path) -> str:
     return _git("commit-tree", tree, "-p", "HEAD", "-m", "working tree under test", env=env)
 
 
-def test_make_run_on_a_fresh_clone_twice(tmp_path: Path) -> None:
+def _newer_python() -> str | None:
+    """The newest Python (``scripts/newest-python.sh``, as `make test-newest` finds it) when it
+    is another version than python3, else None."""
+    def version(python: str) -> str:
+        return subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+    newest = subprocess.run(["bash", str(ROOT / "scripts" / "newest-python.sh")],
+                            capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    return newest if newest and version(newest) != version("python3") else None
+
+
+@pytest.mark.parametrize("python3", ["system", "newest"])
+def test_make_run_on_a_fresh_clone_twice(tmp_path: Path, python3: str) -> None:
+    path = os.environ["PATH"]
+    if python3 == "newest":
+        newest = _newer_python()
+        if newest is None:
+            pytest.skip("no Python newer than python3 on this machine (make test-newest skips too)")
+        shims = tmp_path / "bin"
+        shims.mkdir()
+        (shims / "python3").symlink_to(newest)
+        path = f"{shims}:{path}"
+    want = subprocess.run(["python3", "-c", "import sys; print(sys.version_info[:2])"],
+                          capture_output=True, text=True, check=True, timeout=60,
+                          env={**os.environ, "PATH": path}).stdout
     commit = _working_tree_commit(tmp_path)
     clone = tmp_path / "main"
     _git("clone", "-q", "--no-checkout", str(ROOT), str(clone), cwd=tmp_path)
@@ -42,8 +70,12 @@ def test_make_run_on_a_fresh_clone_twice(tmp_path: Path) -> None:
     keys = []
     for _day in (1, 2):
         with started(["make", "run"], cwd=clone,
-                     env=user_env(FEEDSERVER_PORT=str(port))) as running:
+                     env=user_env(FEEDSERVER_PORT=str(port), PATH=path)) as running:
             wait_ready(base, running)
             keys.append(check_printed_examples(running.output, base, clone))
     assert keys[0] == keys[1]
     assert (clone / ".venv" / "bin" / "feedserver").exists()
+    made = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c",
+                           "import sys; print(sys.version_info[:2])"],
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+    assert made == want  # the venv is of the python3 the user has
