@@ -7,7 +7,9 @@ expat, C ElementTree) is read directly: a revision is handled once its end tag h
 parsed, by looping over its complete children, and only the fields a record needs are kept.
 Field semantics are mwxml's (which slot is "main", what ``deleted`` means, ``str(None)`` for an
 empty ``<username/>``, titles without ``<ns>`` split on the siteinfo names), so records do not
-change; unexpected tags raise mwxml's ``MalformedXML`` as mwxml does.
+change; unexpected tags raise mwxml's ``MalformedXML`` as mwxml does. Stricter than mwxml:
+numbers must be ASCII digits within the bounds every record's reader can hold, and titles
+MediaWiki's legal ones (``_number``, ``identifiers.TITLE_RE``), else ``MalformedXML``.
 
 Memory stays flat: each revision is dropped from its page when read, each page from the root.
 """
@@ -93,10 +95,10 @@ def unix_time(text: str) -> int:
 
 
 def _number(text: str | None, what: str, low: int, high: int = MAX_SAFE) -> int:
-    """The integer an element holds, or ``MalformedXML``: ASCII digits only (``int()`` also
-    takes "٣", "1_0" and " 1") within ``low .. high``, so every id a record carries fits a
-    database column and a JSON reader (the event schemas' bound, ``identifiers``)."""
-    if text:
+    """The integer an element holds, or ``MalformedXML``: at most 20 ASCII digits (``int()``
+    also takes "٣", "1_0" and " 1") within ``low .. high``, so every id a record carries fits
+    a database column and a JSON reader (the event schemas' bound, ``identifiers``)."""
+    if text and len(text) <= 20:  # no int() of a megabyte of digits
         digits = text[1:] if low < 0 and text[0] == "-" else text
         if digits.isascii() and digits.isdigit():
             value = int(text)
