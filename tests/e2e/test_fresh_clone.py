@@ -35,15 +35,19 @@ def _working_tree_commit(scratch: Path) -> str:
     return _git("commit-tree", tree, "-p", "HEAD", "-m", "working tree under test", env=env)
 
 
+def _version(python: str, path: str | None = None) -> str:
+    """``python``'s (major, minor), found on ``path`` (else ours)."""
+    return subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
+                          capture_output=True, text=True, check=True, timeout=60,
+                          env={**os.environ, "PATH": path or os.environ["PATH"]}).stdout
+
+
 def _newer_python() -> str | None:
     """The newest Python (``scripts/newest-python.sh``, as `make test-newest` finds it) when it
     is another version than python3, else None."""
-    def version(python: str) -> str:
-        return subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
-                              capture_output=True, text=True, check=True, timeout=60).stdout
     newest = subprocess.run(["bash", str(ROOT / "scripts" / "newest-python.sh")],
                             capture_output=True, text=True, check=True, timeout=60).stdout.strip()
-    return newest if newest and version(newest) != version("python3") else None
+    return newest if newest and _version(newest) != _version("python3") else None
 
 
 @pytest.mark.parametrize("python3", ["system", "newest"])
@@ -57,9 +61,7 @@ def test_make_run_on_a_fresh_clone_twice(tmp_path: Path, python3: str) -> None:
         shims.mkdir()
         (shims / "python3").symlink_to(newest)
         path = f"{shims}:{path}"
-    want = subprocess.run(["python3", "-c", "import sys; print(sys.version_info[:2])"],
-                          capture_output=True, text=True, check=True, timeout=60,
-                          env={**os.environ, "PATH": path}).stdout
+    want = _version("python3", path)
     commit = _working_tree_commit(tmp_path)
     clone = tmp_path / "main"
     _git("clone", "-q", "--no-checkout", str(ROOT), str(clone), cwd=tmp_path)
@@ -75,7 +77,4 @@ def test_make_run_on_a_fresh_clone_twice(tmp_path: Path, python3: str) -> None:
             keys.append(check_printed_examples(running.output, base, clone))
     assert keys[0] == keys[1]
     assert (clone / ".venv" / "bin" / "feedserver").exists()
-    made = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c",
-                           "import sys; print(sys.version_info[:2])"],
-                          capture_output=True, text=True, check=True, timeout=60).stdout
-    assert made == want  # the venv is of the python3 the user has
+    assert _version(str(clone / ".venv" / "bin" / "python")) == want  # the user's python3
