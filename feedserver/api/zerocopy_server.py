@@ -15,6 +15,9 @@ message ``{"fd", "count"}`` moves the next ``count`` bytes arriving on the socke
 store's response) to the client with ``splice(2)``, framed by h11 the same way, once the
 transport's buffer is empty; a failure raises ``SpliceInterrupted`` with the bytes that
 reached the client and closes the connection.
+
+A request h11 cannot parse is answered with a problem document, as every error of the API is
+(``send_400_response``).
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from collections.abc import Awaitable, Callable
 from typing import IO, Any
 
 import h11
+import msgspec
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from feedserver.api.body_writes import BODY_PARTS, Framing, send_body, socket_fd
+from feedserver.api.problems import PROBLEM_TYPE, problem_body
 from feedserver.api.splice_relay import SPLICE, SpliceInterrupted, relay
 from feedserver.api.zerocopy import ZEROCOPY, SendfileInterrupted
 
@@ -86,6 +91,20 @@ class ZeroCopyH11Protocol(H11Protocol):
             await inner(scope, receive, zerocopy_send)
 
         return app
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (a request line with raw non-ASCII bytes, a broken
+        header) is answered before the app sees it: as every other error, an RFC 9457
+        problem (uvicorn's own answer is plain text), then the connection is closed."""
+        problem = problem_body(400, "bad-request", "Bad request", msg, "")
+        del problem["instance"]  # no request to name: it could not be parsed
+        body = msgspec.json.encode(problem)
+        self.transport.write(self.conn.send(h11.Response(status_code=400, headers=[
+            (b"content-type", PROBLEM_TYPE.encode()), (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close")], reason=b"Bad Request")) or b"")
+        self.transport.write(self.conn.send(h11.Data(data=body)) or b"")
+        self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
+        self.transport.close()
 
 
 async def send_file(cycle: RequestResponseCycle, message: Any) -> None:

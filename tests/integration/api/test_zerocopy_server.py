@@ -24,6 +24,7 @@ from typing import Any
 
 import h11
 import httpx
+import msgspec
 import pytest
 import uvicorn
 import zstandard
@@ -320,5 +321,33 @@ async def test_a_reader_that_stops_reading_stalls_the_stream_with_bounded_buffer
         assert all(body[i * SLOW_PIECE] == i % 256 and body[(i + 1) * SLOW_PIECE - 1] == i % 256
                    for i in range(SLOW_PIECES))
         writer.close()
+    finally:
+        await _stop(server, task)
+
+
+@pytest.mark.parametrize("request_bytes", [
+    "GET /v2/snapshots?limit=٣ HTTP/1.1\r\nHost: x\r\n\r\n".encode(),  # raw UTF-8, not %-encoded
+    b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",  # a header line without a colon
+    b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # a TLS hello on the plain port
+])
+async def test_a_request_h11_cannot_parse_gets_a_problem_document(request_bytes: bytes) -> None:
+    # Answered by the protocol before any app runs: still RFC 9457 problem+json, as every
+    # error the API sends (uvicorn's own answer is text/plain), and the connection closes.
+    server, task, port = await _serve(_Streams())
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request_bytes)
+        raw = await asyncio.wait_for(reader.read(), 30)  # until the server closes
+        writer.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        assert lines[0] == "HTTP/1.1 400 Bad Request"
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        assert headers["content-type"] == "application/problem+json"
+        assert headers["connection"] == "close" and int(headers["content-length"]) == len(body)
+        problem = msgspec.json.decode(body)
+        assert problem["status"] == 400 and problem["type"].endswith("/bad-request")
+        assert problem["detail"] and problem["title"] == "Bad request"
     finally:
         await _stop(server, task)
