@@ -100,25 +100,24 @@ def test_unexpected_page_and_top_level_tags(tmp_path: Path) -> None:
         list(read_dump(path)[1])
 
 
+def _page(*, ns: str = "0", page_id: str = "1", old: str = "", new: str = "") -> str:
+    """A page "A" with one revision (``revision``'s), ``old`` replaced by ``new`` in it."""
+    rev = revision(2, "2020-01-01T00:00:00Z")
+    return (f"<page><title>A</title><ns>{ns}</ns><id>{page_id}</id>"
+            f"{rev.replace(old, new) if old else rev}</page>")
+
+
 # Where each number of a page sits in the XML, and the values a record may carry there. An
 # id outside them would reach SQLite's 64-bit columns (an OverflowError mid-build) or a JSON
 # reader's 2**53 as it is; "٣", "1_0" and " 1" are what int() accepts and MediaWiki never writes.
 _NUMBERS = {
-    "page": (lambda v: f"<page><title>A</title><ns>0</ns><id>{v}</id>"
-             + revision(2, "2020-01-01T00:00:00Z") + "</page>", 1, MAX_SAFE),
-    "ns": (lambda v: f"<page><title>A</title><ns>{v}</ns><id>1</id>"
-           + revision(2, "2020-01-01T00:00:00Z") + "</page>", 0, MAX_NAMESPACE),
-    "revision": (lambda v: "<page><title>A</title><ns>0</ns><id>1</id>"
-                 + revision(2, "2020-01-01T00:00:00Z").replace("<id>2</id>", f"<id>{v}</id>")
-                 + "</page>", 1, MAX_SAFE),
+    "page": (lambda v: _page(page_id=v), 1, MAX_SAFE),
+    "ns": (lambda v: _page(ns=v), 0, MAX_NAMESPACE),
+    "revision": (lambda v: _page(old="<id>2</id>", new=f"<id>{v}</id>"), 1, MAX_SAFE),
     # negative parents and editors are MediaWiki's own "none" (its dump tests write -1)
-    "parent": (lambda v: "<page><title>A</title><ns>0</ns><id>1</id>"
-               + revision(2, "2020-01-01T00:00:00Z").replace(
-                   "<timestamp>", f"<parentid>{v}</parentid><timestamp>") + "</page>",
+    "parent": (lambda v: _page(old="<timestamp>", new=f"<parentid>{v}</parentid><timestamp>"),
                -(2**31), MAX_SAFE),
-    "editor": (lambda v: "<page><title>A</title><ns>0</ns><id>1</id>"
-               + revision(2, "2020-01-01T00:00:00Z").replace("<id>7</id>", f"<id>{v}</id>")
-               + "</page>", -(2**31), MAX_SAFE),
+    "editor": (lambda v: _page(old="<id>7</id>", new=f"<id>{v}</id>"), -(2**31), MAX_SAFE),
 }
 _texts = st.one_of(
     st.integers(-(2**70), 2**70).map(str),
@@ -164,9 +163,8 @@ def test_numbers_are_ascii_and_in_range_or_a_dump_error(tmp_path: Path, field: s
 def test_titles_mediawiki_never_writes_are_dump_errors(tmp_path: Path, title: str) -> None:
     # They would be served as names (a snapshot's records, the on-demand path refuses them).
     path = tmp_path / "dump.xml"
-    path.write_text(HEAD + f"<page><title>{title.replace('<', '&lt;')}</title><ns>0</ns>"
-                    "<id>1</id>" + revision(2, "2020-01-01T00:00:00Z") + "</page></mediawiki>",
-                    encoding="utf-8")
+    page = _page().replace("<title>A</title>", f"<title>{title.replace('<', '&lt;')}</title>")
+    path.write_text(HEAD + page + "</mediawiki>", encoding="utf-8")
     with pytest.raises(DumpError, match="does not allow in titles"):
         list(read_dump(path)[1])
 
